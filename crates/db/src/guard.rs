@@ -1,0 +1,130 @@
+//! The catalog check behind "the database is the security boundary". A guard test runs it on a
+//! migrated database and fails the build on any violation; `tenantry db check` runs it on demand.
+
+use sqlx::PgConnection;
+
+use crate::RUNTIME_ROLE;
+
+/// Schemas that are not ours.
+const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast')";
+
+/// Each rule is a query returning one text row per violation.
+const RULES: &[(&str, &str)] = &[
+    (
+        "tables without ENABLE and FORCE ROW LEVEL SECURITY",
+        "SELECT format('%s: row-level security is not enabled and forced', c.oid::regclass)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
+            AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
+            AND NOT (c.relrowsecurity AND c.relforcerowsecurity)",
+    ),
+    (
+        "tables without a policy",
+        "SELECT format('%s: has no row-level security policy', c.oid::regclass)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
+            AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
+            AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)",
+    ),
+    (
+        "write policies without WITH CHECK",
+        "SELECT format('%s: policy %s allows writes without WITH CHECK', p.polrelid::regclass, p.polname)
+           FROM pg_policy p
+          WHERE p.polcmd IN ('a', 'w') AND p.polwithcheck IS NULL",
+    ),
+    (
+        "tenant tables without the audit trigger",
+        "SELECT format('%s: holds organization_id but has no audit trigger', c.oid::regclass)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
+            AND c.oid <> 'audit.events'::regclass
+            AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
+                 OR c.oid = 'public.organizations'::regclass)
+            AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t
+                  WHERE t.tgrelid = c.oid AND t.tgfoid = 'audit.record_change'::regproc) < 3",
+    ),
+    (
+        "tenant tables without a tenant-scoped key",
+        "SELECT format('%s: has no UNIQUE (organization_id, id)', c.oid::regclass)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
+            AND c.oid <> 'audit.events'::regclass
+            AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
+            AND NOT EXISTS (
+                SELECT FROM pg_constraint k
+                 WHERE k.conrelid = c.oid AND k.contype IN ('u', 'p')
+                   AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                         WHERE a.attrelid = c.oid AND a.attnum = ANY (k.conkey)) = ARRAY['id', 'organization_id'])",
+    ),
+    (
+        "references between tenant tables that leave out organization_id",
+        "SELECT format('%s: foreign key %s to %s does not include organization_id', k.conrelid::regclass, k.conname, k.confrelid::regclass)
+           FROM pg_constraint k
+          WHERE k.contype = 'f'
+            AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = k.conrelid AND a.attname = 'organization_id' AND NOT a.attisdropped)
+            AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = k.confrelid AND a.attname = 'organization_id' AND NOT a.attisdropped)
+            AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = k.conrelid AND a.attname = 'organization_id' AND a.attnum = ANY (k.conkey))",
+    ),
+    (
+        "a runtime role that is privileged",
+        "SELECT format('role %s is superuser, can bypass RLS, create roles or databases', rolname)
+           FROM pg_roles WHERE rolname = 'RUNTIME' AND (rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb OR rolreplication)",
+    ),
+    (
+        "objects owned by the runtime role",
+        "SELECT format('%s %s is owned by the runtime role', kind, name) FROM (
+             SELECT 'relation' AS kind, c.oid::regclass::text AS name FROM pg_class c WHERE c.relowner = 'RUNTIME'::regrole
+             UNION ALL SELECT 'schema', nspname FROM pg_namespace WHERE nspowner = 'RUNTIME'::regrole
+             UNION ALL SELECT 'function', p.oid::regprocedure::text FROM pg_proc p WHERE p.proowner = 'RUNTIME'::regrole
+             UNION ALL SELECT 'type', t.oid::regtype::text FROM pg_type t WHERE t.typowner = 'RUNTIME'::regrole
+             UNION ALL SELECT 'database', datname FROM pg_database WHERE datname = current_database() AND datdba = 'RUNTIME'::regrole
+         ) owned",
+    ),
+    (
+        "places where the runtime role can create objects",
+        "SELECT format('the runtime role can create objects in schema %s', nspname)
+           FROM pg_namespace WHERE has_schema_privilege('RUNTIME', oid, 'CREATE')
+          UNION ALL
+         SELECT format('the runtime role can %s in database %s', p, current_database())
+           FROM unnest(ARRAY['CREATE', 'TEMPORARY']) p
+          WHERE has_database_privilege('RUNTIME', current_database(), p)",
+    ),
+    (
+        "unsafe functions",
+        "SELECT format('function %s: %s', p.oid::regprocedure, problem) FROM pg_proc p
+           JOIN pg_namespace n ON n.oid = p.pronamespace
+          CROSS JOIN LATERAL (VALUES
+              (p.proleakproof, 'is LEAKPROOF'),
+              (p.prosecdef AND NOT coalesce(EXISTS (SELECT FROM unnest(p.proconfig) s WHERE s LIKE 'search_path=%'), false),
+               'is SECURITY DEFINER without a pinned search_path'),
+              (p.prosecdef AND has_function_privilege('public', p.oid, 'EXECUTE'),
+               'is SECURITY DEFINER and executable by PUBLIC')) AS checks(failed, problem)
+          WHERE n.nspname NOT IN SYSTEM_SCHEMAS AND failed",
+    ),
+    (
+        "views that run with their owner's rights",
+        "SELECT format('view %s is not security_invoker', c.oid::regclass)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'v' AND n.nspname NOT IN SYSTEM_SCHEMAS
+            AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)",
+    ),
+    (
+        "materialized views the runtime role can read",
+        "SELECT format('materialized view %s is readable by the runtime role (it has no RLS)', c.oid::regclass)
+           FROM pg_class c
+          WHERE c.relkind = 'm' AND has_table_privilege('RUNTIME', c.oid, 'SELECT')",
+    ),
+];
+
+/// Every violation of the isolation rules in the connected database, as readable sentences.
+pub async fn violations(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
+    let mut found = Vec::new();
+    for (_, sql) in RULES {
+        let sql = sql
+            .replace("SYSTEM_SCHEMAS", SYSTEM_SCHEMAS)
+            .replace("RUNTIME", RUNTIME_ROLE);
+        let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}

@@ -1,0 +1,37 @@
+//! PostgreSQL for Tenantry.
+//!
+//! - [`cluster`]: the managed local PostgreSQL cluster (the embedded default).
+//! - [`migrate`]: the embedded, numbered, reversible SQL migrations.
+//! - [`pool`]: connection pools for the two roles (owner and runtime).
+//! - [`tenant`]: the tenant transaction, the only way the service reaches tenant data.
+//! - [`guard`]: the catalog check that every tenant table is protected by row-level security.
+
+pub mod cluster;
+pub mod guard;
+pub mod migrate;
+pub mod pool;
+pub mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use pool::{ConnectionUrls, OwnerPool, RuntimePool};
+pub use tenant::{Actor, RequestContext, TenantTx};
+
+/// Name of the role the service connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
+/// Migrations grant to it by this name.
+pub const RUNTIME_ROLE: &str = "tenantry_runtime";
+/// Name of the role that runs migrations and owns every object (managed cluster default).
+pub const OWNER_ROLE: &str = "tenantry_owner";
+/// Name of the application database in the managed cluster.
+pub const DATABASE_NAME: &str = "tenantry";
+
+/// Errors from the database layer that callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the session token is not valid or has expired")]
+    Unauthenticated,
+}

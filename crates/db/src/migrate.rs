@@ -1,0 +1,132 @@
+//! Numbered plain-SQL migrations (`migrations/NNNN_name.up.sql` + `.down.sql`), embedded in the
+//! binary and recorded in `_sqlx_migrations`. Each runs in its own transaction under an advisory
+//! lock, so two processes never migrate at once.
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migrate, MigrateError, Migration, Migrator};
+use sqlx::PgConnection;
+
+use crate::{DbError, OwnerPool};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+fn ups() -> impl DoubleEndedIterator<Item = &'static Migration> {
+    MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+}
+
+fn downs() -> impl DoubleEndedIterator<Item = &'static Migration> {
+    MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_down_migration())
+}
+
+/// The highest version shipped in this binary.
+pub fn latest_version() -> i64 {
+    ups().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// A fingerprint of every embedded migration (used to name test templates).
+pub fn fingerprint() -> String {
+    let mut acc: u64 = 0xcbf29ce484222325;
+    for m in MIGRATOR.iter() {
+        for b in m.checksum.iter() {
+            acc = (acc ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{acc:016x}")
+}
+
+/// Runs `work` on one owner connection holding the migration lock.
+async fn locked<T>(
+    pool: &OwnerPool,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, MigrateError>,
+) -> Result<T, DbError> {
+    let mut conn = pool.0.acquire().await?;
+    conn.lock().await?;
+    let result = async {
+        conn.ensure_migrations_table().await?;
+        if let Some(version) = conn.dirty_version().await? {
+            return Err(MigrateError::Dirty(version));
+        }
+        work(&mut conn).await
+    }
+    .await;
+    conn.unlock().await?;
+    Ok(result?)
+}
+
+/// Applies pending migrations up to `to` (all when `None`); returns the versions applied.
+pub async fn up(pool: &OwnerPool, to: Option<i64>) -> Result<Vec<i64>, DbError> {
+    locked(pool, async |conn| {
+        let applied = conn.list_applied_migrations().await?;
+        let mut done = Vec::new();
+        for migration in ups().filter(|m| to.is_none_or(|to| m.version <= to)) {
+            match applied.iter().find(|a| a.version == migration.version) {
+                Some(a) if a.checksum != migration.checksum => {
+                    return Err(MigrateError::VersionMismatch(migration.version))
+                }
+                Some(_) => {}
+                None => {
+                    conn.apply(migration).await?;
+                    done.push(migration.version);
+                }
+            }
+        }
+        Ok(done)
+    })
+    .await
+}
+
+/// Reverts applied migrations one by one, newest first: down to `to` (exclusive), or only the
+/// newest one when `to` is `None`. Returns the versions reverted.
+pub async fn down(pool: &OwnerPool, to: Option<i64>) -> Result<Vec<i64>, DbError> {
+    locked(pool, async |conn| {
+        let applied = conn.list_applied_migrations().await?;
+        let newest = applied.iter().map(|a| a.version).max();
+        let target = match (to, newest) {
+            (Some(to), _) => to,
+            (None, Some(newest)) => newest - 1,
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut done = Vec::new();
+        for migration in downs().rev().filter(|m| m.version > target) {
+            if applied.iter().any(|a| a.version == migration.version) {
+                conn.revert(migration).await?;
+                done.push(migration.version);
+            }
+        }
+        Ok(done)
+    })
+    .await
+}
+
+/// Every embedded migration with the time it was applied, if it was.
+pub async fn status(pool: &OwnerPool) -> Result<Vec<MigrationState>, DbError> {
+    let applied: Vec<(i64, DateTime<Utc>)> = locked(pool, async |conn| {
+        sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+            .fetch_all(conn)
+            .await
+            .map_err(MigrateError::from)
+    })
+    .await?;
+    Ok(ups()
+        .map(|m| MigrationState {
+            version: m.version,
+            description: m.description.to_string(),
+            applied_at: applied
+                .iter()
+                .find(|(v, _)| *v == m.version)
+                .map(|(_, at)| *at),
+        })
+        .collect())
+}

@@ -1,0 +1,57 @@
+//! Pools for the two database roles. The runtime pool hands out nothing but tenant transactions.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::DbError;
+
+/// Where the service connects: the runtime role for requests, the owner role for migrations.
+#[derive(Clone, Debug)]
+pub struct ConnectionUrls {
+    pub runtime: String,
+    pub owner: String,
+}
+
+/// Pool of the owner role: migrations, maintenance and benchmarks. Never used to serve requests.
+#[derive(Clone, Debug)]
+pub struct OwnerPool(pub PgPool);
+
+impl OwnerPool {
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(url.parse::<PgConnectOptions>()?)
+            .await?;
+        Ok(Self(pool))
+    }
+}
+
+/// Pool of the runtime role. Its connections are reachable only through
+/// [`crate::TenantTx::begin`], which sets the request's identity first.
+#[derive(Clone, Debug)]
+pub struct RuntimePool {
+    pub(crate) pool: PgPool,
+}
+
+impl RuntimePool {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(url.parse::<PgConnectOptions>()?)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// True when the database answers (for readiness probes). Touches no table.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

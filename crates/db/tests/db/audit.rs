@@ -1,0 +1,205 @@
+use std::net::IpAddr;
+
+use tenantry_db::testing::TestDb;
+use tenantry_db::{RequestContext, TenantTx};
+use uuid::Uuid;
+
+use crate::support::{add_member, count_as, exec_as, org, user};
+
+#[derive(sqlx::FromRow, Debug)]
+struct Event {
+    organization_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    action: String,
+    entity_type: String,
+    entity_id: Option<Uuid>,
+    old_data: Option<serde_json::Value>,
+    new_data: Option<serde_json::Value>,
+    ip_address: Option<sqlx::types::ipnetwork::IpNetwork>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+}
+
+#[tokio::test]
+async fn every_change_leaves_an_event_with_its_actor() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+
+    let ip: IpAddr = "203.0.113.7".parse().expect("ip");
+    let ctx = RequestContext {
+        ip: Some(ip),
+        user_agent: Some("test-agent/1.0".into()),
+        request_id: Some("req-123".into()),
+        ..RequestContext::user(alice).in_org(a)
+    };
+    let mut tx = TenantTx::begin(&db.runtime, &ctx).await.expect("begin");
+    sqlx::query("UPDATE organizations SET name = 'Acme Inc' WHERE id = $1")
+        .bind(a)
+        .execute(tx.conn())
+        .await
+        .expect("update");
+    let events: Vec<Event> = sqlx::query_as(
+        "SELECT organization_id, user_id, action, entity_type, entity_id, old_data, new_data, ip_address, \
+                user_agent, request_id FROM audit.events ORDER BY occurred_at, id",
+    )
+    .fetch_all(tx.conn())
+    .await
+    .expect("read trail");
+    tx.commit().await.expect("commit");
+
+    // Creation: the organization and its creator's owner membership; then the update.
+    let mut kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.entity_type.as_str(), e.action.as_str()))
+        .collect();
+    kinds[..2].sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("organization_members", "insert"),
+            ("organizations", "insert"),
+            ("organizations", "update")
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.user_id == Some(alice) && e.organization_id == Some(a)));
+    let update = &events[2];
+    assert_eq!(update.entity_id, Some(a));
+    assert_eq!(
+        update
+            .old_data
+            .as_ref()
+            .and_then(|d| d.get("name"))
+            .and_then(|n| n.as_str()),
+        Some("acme")
+    );
+    assert_eq!(
+        update
+            .new_data
+            .as_ref()
+            .and_then(|d| d.get("name"))
+            .and_then(|n| n.as_str()),
+        Some("Acme Inc")
+    );
+    assert_eq!(update.ip_address.map(|n| n.ip()), Some(ip));
+    assert_eq!(update.user_agent.as_deref(), Some("test-agent/1.0"));
+    assert_eq!(update.request_id.as_deref(), Some("req-123"));
+
+    // Deleting a member is recorded with the removed row.
+    let bob = user(&db.runtime, "bob@example.com").await;
+    add_member(&db.runtime, alice, a, bob, "member").await;
+    let removed = exec_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        "DELETE FROM organization_members WHERE user_id = $1",
+        &[bob],
+    )
+    .await;
+    assert_eq!(removed, Ok(1));
+    let deletes = count_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        "SELECT count(*) FROM audit.events WHERE action = 'delete' AND old_data->>'user_id' = $1::text",
+        &[bob],
+    )
+    .await;
+    assert_eq!(deletes, 1);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_trail() {
+    let db = TestDb::new().await;
+    let id = Uuid::now_v7();
+    let mut tx = TenantTx::begin(&db.runtime, &RequestContext::user(id))
+        .await
+        .expect("begin");
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, 'p@example.com', '$argon2id$secret')")
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    let owner = db.owner().await;
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE new_data::text LIKE '%argon2id%'",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("count");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE entity_type = 'users' AND entity_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&owner.0)
+    .await
+    .expect("count");
+    assert_eq!((leaked, recorded), (0, 1));
+}
+
+#[tokio::test]
+async fn nobody_can_alter_the_trail() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    let before = count_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        "SELECT count(*) FROM audit.events",
+        &[],
+    )
+    .await;
+    assert!(before >= 2);
+
+    // The organization's own owner, as the runtime role: no statement can change the trail.
+    for sql in [
+        "UPDATE audit.events SET action = 'delete'",
+        "DELETE FROM audit.events",
+        "TRUNCATE audit.events",
+        "INSERT INTO audit.events (action, entity_type, organization_id) VALUES ('insert', 'forged', $1)",
+    ] {
+        let bind: &[Uuid] = if sql.contains("$1") { &[a] } else { &[] };
+        let result = exec_as(&db.runtime, alice, Some(a), sql, bind).await;
+        assert_eq!(result, Err("42501".to_string()), "{sql}");
+    }
+    // Not even the owner role: the trail is append-only.
+    let owner = db.owner().await;
+    for sql in [
+        "UPDATE audit.events SET action = 'delete'",
+        "DELETE FROM audit.events",
+        "TRUNCATE audit.events",
+    ] {
+        let err = sqlx::query(sql).execute(&owner.0).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let after = count_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        "SELECT count(*) FROM audit.events",
+        &[],
+    )
+    .await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn only_admins_of_the_organization_read_its_trail() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let viewer = user(&db.runtime, "viewer@example.com").await;
+    let mallory = user(&db.runtime, "mallory@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    let _m = org(&db.runtime, mallory, "evil").await;
+    add_member(&db.runtime, alice, a, viewer, "viewer").await;
+
+    let q = "SELECT count(*) FROM audit.events WHERE organization_id = $1";
+    assert!(count_as(&db.runtime, alice, None, q, &[a]).await >= 3);
+    assert_eq!(count_as(&db.runtime, viewer, None, q, &[a]).await, 0);
+    assert_eq!(count_as(&db.runtime, mallory, None, q, &[a]).await, 0);
+    assert_eq!(count_as(&db.runtime, mallory, Some(a), q, &[a]).await, 0);
+}

@@ -1,0 +1,99 @@
+use tenantry_db::guard::violations;
+use tenantry_db::testing::TestDb;
+use tenantry_db::{RequestContext, TenantTx};
+
+#[tokio::test]
+async fn the_migrated_schema_passes_the_guard() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let mut conn = owner.0.acquire().await.expect("acquire");
+    let found = violations(&mut conn).await.expect("guard");
+    assert!(found.is_empty(), "guard violations:\n{}", found.join("\n"));
+}
+
+#[tokio::test]
+async fn a_tenant_table_without_protection_fails_the_guard() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let mut conn = owner.0.acquire().await.expect("acquire");
+    sqlx::raw_sql(
+        "CREATE TABLE public.unprotected_notes (id uuid PRIMARY KEY, organization_id uuid NOT NULL, body text);
+         CREATE TABLE public.leaky_links (id uuid PRIMARY KEY, organization_id uuid NOT NULL,
+             note_id uuid REFERENCES public.unprotected_notes (id));
+         CREATE FUNCTION app.unsafe_lookup() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+         CREATE VIEW public.owner_rights_view AS SELECT id FROM public.organizations;",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("create bad objects");
+    let found = violations(&mut conn).await.expect("guard").join("\n");
+    for expected in [
+        "unprotected_notes: row-level security is not enabled and forced",
+        "unprotected_notes: has no row-level security policy",
+        "unprotected_notes: holds organization_id but has no audit trigger",
+        "unprotected_notes: has no UNIQUE (organization_id, id)",
+        "leaky_links: foreign key leaky_links_note_id_fkey to unprotected_notes does not include organization_id",
+        "function app.unsafe_lookup(): is SECURITY DEFINER without a pinned search_path",
+        "view owner_rights_view is not security_invoker",
+    ] {
+        assert!(found.contains(expected), "missing {expected:?} in:\n{found}");
+    }
+
+    sqlx::raw_sql(
+        "DROP TABLE public.leaky_links, public.unprotected_notes; DROP FUNCTION app.unsafe_lookup();
+         DROP VIEW public.owner_rights_view;",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("drop bad objects");
+    let found = violations(&mut conn).await.expect("guard");
+    assert!(
+        found.is_empty(),
+        "guard violations after cleanup:\n{}",
+        found.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_runtime_role_can_neither_create_objects_nor_switch_rls_off() {
+    let db = TestDb::new().await;
+    for sql in [
+        "CREATE TABLE public.mine (id int)",
+        "CREATE TEMP TABLE mine (id int)",
+        "CREATE SCHEMA mine",
+        "CREATE FUNCTION app.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "ALTER TABLE organizations DISABLE ROW LEVEL SECURITY",
+        "TRUNCATE organizations",
+    ] {
+        let mut tx = TenantTx::begin(&db.runtime, &RequestContext::default())
+            .await
+            .expect("begin");
+        let err = sqlx::query(sql).execute(tx.conn()).await.expect_err(sql);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default();
+        assert!(
+            code == "42501" || code == "42P01",
+            "{sql}: expected a privilege error, got {err}"
+        );
+    }
+    // Turning row security off makes a query on a protected table fail instead of bypassing it.
+    let mut tx = TenantTx::begin(&db.runtime, &RequestContext::default())
+        .await
+        .expect("begin");
+    sqlx::query("SET LOCAL row_security = off")
+        .execute(tx.conn())
+        .await
+        .expect("set");
+    let err = sqlx::query("SELECT count(*) FROM organizations")
+        .execute(tx.conn())
+        .await
+        .expect_err("row_security=off must not bypass");
+    assert_eq!(
+        err.as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default(),
+        "42501"
+    );
+}

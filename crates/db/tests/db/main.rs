@@ -1,0 +1,9 @@
+//! Database-level tests: migrations, the guard, row-level security, the audit trail, the cluster.
+//! Tenant data is always touched as the runtime role.
+
+mod audit;
+mod cluster;
+mod guard;
+mod isolation;
+mod migrations;
+mod support;

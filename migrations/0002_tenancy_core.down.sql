@@ -1,0 +1,5 @@
+-- Reverts 0002_tenancy_core. Audit events of these tables stay in audit.events until 0001 is reverted.
+DROP POLICY events_select ON audit.events;
+DROP TABLE sessions, team_members, teams, organization_members, organizations, profiles, users;
+DROP FUNCTION app.add_creator_as_owner(), app.keep_an_owner(), app.check_timezone(),
+    app.session_user_id(bytea), app.orgs_with_role(text), app.role_rank(text);

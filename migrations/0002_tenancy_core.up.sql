@@ -1,0 +1,323 @@
+-- Tenancy core: users, profiles, organizations, members, teams, sessions; membership helpers;
+-- row-level security on all of them. Seed column mapping: docs/SEED_MAP.md.
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+
+CREATE TABLE users (
+    id                uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    email             text NOT NULL CHECK (length(email) <= 254 AND email ~ '^[^@\s]+@[^@\s]+$'),
+    name              text CHECK (length(name) <= 200),
+    -- The identity provider's picture (Sesari image, Strive avatar_url); profiles.avatar_url overrides it.
+    avatar_url        text CHECK (length(avatar_url) <= 2048),
+    provider          text NOT NULL DEFAULT 'password' CHECK (provider IN ('password', 'google', 'oidc', 'clerk')),
+    provider_id       text,
+    clerk_user_id     text UNIQUE,
+    password_hash     text,
+    -- Platform role (Strive users.role), distinct from organization roles.
+    role              text NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'moderator', 'employee', 'client', 'user')),
+    subscription_tier text NOT NULL DEFAULT 'free' CHECK (subscription_tier IN ('free', 'basic', 'pro', 'enterprise')),
+    is_active         boolean NOT NULL DEFAULT true,
+    last_login_at     timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+CREATE UNIQUE INDEX users_provider_key ON users (provider, provider_id) WHERE provider_id IS NOT NULL;
+
+CREATE TABLE profiles (
+    user_id     uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    avatar_url  text CHECK (length(avatar_url) <= 2048),
+    timezone    text NOT NULL DEFAULT 'UTC' CHECK (length(timezone) <= 64),
+    language    text NOT NULL DEFAULT 'en' CHECK (language ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$'),
+    preferences jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(preferences) = 'object'),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE organizations (
+    id                  uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    name                text NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+    slug                text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+    description         text CHECK (length(description) <= 5000),
+    industry            text CHECK (length(industry) <= 100),
+    size                text CHECK (length(size) <= 50),
+    settings            jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(settings) = 'object'),
+    subscription_status text NOT NULL DEFAULT 'trial' CHECK (subscription_status IN ('active', 'inactive', 'trial')),
+    billing_email       text CHECK (length(billing_email) <= 254 AND billing_email ~ '^[^@\s]+@[^@\s]+$'),
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE organization_members (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    user_id         uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role            text NOT NULL DEFAULT 'member' CHECK (role IN ('owner', 'admin', 'member', 'viewer')),
+    permissions     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(permissions) = 'object'),
+    joined_at       timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, id),
+    UNIQUE (organization_id, user_id)
+);
+-- The membership lookup behind every policy: by user, covering org and role.
+CREATE INDEX organization_members_user ON organization_members (user_id) INCLUDE (organization_id, role);
+
+CREATE TABLE teams (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name            text NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+    description     text CHECK (length(description) <= 5000),
+    lead_user_id    uuid,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, id),
+    UNIQUE (organization_id, name),
+    -- The lead must be a member of the same organization; leaving clears the lead.
+    FOREIGN KEY (organization_id, lead_user_id)
+        REFERENCES organization_members (organization_id, user_id) ON DELETE SET NULL (lead_user_id)
+);
+
+CREATE TABLE team_members (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL,
+    team_id         uuid NOT NULL,
+    user_id         uuid NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, id),
+    UNIQUE (team_id, user_id),
+    FOREIGN KEY (organization_id, team_id) REFERENCES teams (organization_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (organization_id, user_id)
+        REFERENCES organization_members (organization_id, user_id) ON DELETE CASCADE
+);
+CREATE INDEX team_members_member ON team_members (organization_id, user_id);
+
+-- Bearer sessions: only the SHA-256 of each token is stored.
+CREATE TABLE sessions (
+    id           uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash   bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    ip_address   inet,
+    user_agent   text
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON profiles FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON organization_members FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON teams FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+
+-- A time zone PostgreSQL does not know is refused with a clear error (22023).
+CREATE FUNCTION app.check_timezone() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE NEW.timezone;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER check_timezone BEFORE INSERT OR UPDATE OF timezone ON profiles
+    FOR EACH ROW EXECUTE FUNCTION app.check_timezone();
+
+-- ---------------------------------------------------------------------------------------------
+-- Membership helpers for policies. SECURITY DEFINER (the owner bypasses RLS) so a policy on
+-- organization_members can ask about memberships without recursing; called as (SELECT ...) so
+-- PostgreSQL evaluates them once per statement.
+
+CREATE FUNCTION app.role_rank(role text) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE role WHEN 'viewer' THEN 1 WHEN 'member' THEN 2 WHEN 'admin' THEN 3 WHEN 'owner' THEN 4 END
+$$;
+
+-- Organizations where the acting user holds at least min_role; only app.org_id when the request names one.
+CREATE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(m.organization_id), '{}')
+      FROM public.organization_members m
+     WHERE m.user_id = app.user_id()
+       AND app.role_rank(m.role) >= app.role_rank(min_role)
+       AND (app.org_id() IS NULL OR m.organization_id = app.org_id())
+$$;
+GRANT EXECUTE ON FUNCTION app.orgs_with_role(text) TO tenantry_runtime;
+
+-- The user behind a live session token hash; refreshes last_seen_at at most once a minute.
+CREATE FUNCTION app.session_user_id(token_hash bytea) RETURNS uuid
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH live AS (
+        SELECT s.id, s.user_id, s.last_seen_at
+          FROM public.sessions s JOIN public.users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND u.is_active
+    ), touched AS (
+        UPDATE public.sessions s SET last_seen_at = now()
+          FROM live WHERE s.id = live.id AND live.last_seen_at < now() - interval '1 minute'
+    )
+    SELECT user_id FROM live
+$$;
+GRANT EXECUTE ON FUNCTION app.session_user_id(bytea) TO tenantry_runtime;
+
+-- Whoever creates an organization becomes its first owner, in the same statement.
+CREATE FUNCTION app.add_creator_as_owner() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO public.organization_members (organization_id, user_id, role)
+    VALUES (NEW.id, app.user_id(), 'owner');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER creator_is_owner AFTER INSERT ON organizations
+    FOR EACH ROW EXECUTE FUNCTION app.add_creator_as_owner();
+
+-- The last owner can never be removed or demoted. Owner changes are serialized per organization
+-- (row lock), so two owners demoting each other at once cannot both succeed. Deleting the
+-- organization itself removes every member and is allowed.
+CREATE FUNCTION app.keep_an_owner() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF OLD.role = 'owner' AND (TG_OP = 'DELETE' OR NEW.role <> 'owner') THEN
+        PERFORM FROM public.organizations WHERE id = OLD.organization_id FOR UPDATE;
+        IF FOUND AND NOT EXISTS (
+            SELECT FROM public.organization_members
+             WHERE organization_id = OLD.organization_id AND role = 'owner' AND id <> OLD.id
+        ) THEN
+            RAISE EXCEPTION 'an organization must keep at least one owner'
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'organization_members_last_owner';
+        END IF;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER keep_an_owner BEFORE UPDATE OF role OR DELETE ON organization_members
+    FOR EACH ROW EXECUTE FUNCTION app.keep_an_owner();
+
+-- ---------------------------------------------------------------------------------------------
+-- Row-level security: enabled and forced everywhere.
+
+ALTER TABLE users ENABLE ROW LEVEL SECURITY;
+ALTER TABLE users FORCE ROW LEVEL SECURITY;
+ALTER TABLE profiles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE profiles FORCE ROW LEVEL SECURITY;
+ALTER TABLE organizations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE organizations FORCE ROW LEVEL SECURITY;
+ALTER TABLE organization_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE organization_members FORCE ROW LEVEL SECURITY;
+ALTER TABLE teams ENABLE ROW LEVEL SECURITY;
+ALTER TABLE teams FORCE ROW LEVEL SECURITY;
+ALTER TABLE team_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE team_members FORCE ROW LEVEL SECURITY;
+ALTER TABLE sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sessions FORCE ROW LEVEL SECURITY;
+
+-- Organizations: members read; admins update; owners delete; any signed-in user creates one.
+CREATE POLICY organizations_select ON organizations FOR SELECT
+    USING (id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
+CREATE POLICY organizations_insert ON organizations FOR INSERT
+    WITH CHECK ((SELECT app.user_id()) IS NOT NULL AND (SELECT app.api_key_id()) IS NULL);
+CREATE POLICY organizations_update ON organizations FOR UPDATE
+    USING (id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]))
+    WITH CHECK (id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY organizations_delete ON organizations FOR DELETE
+    USING (id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[]));
+
+-- Members: members read; admins manage non-owners; only owners grant, change or remove ownership;
+-- anyone may remove themselves (leave).
+CREATE POLICY organization_members_select ON organization_members FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
+CREATE POLICY organization_members_insert ON organization_members FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+                AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])));
+CREATE POLICY organization_members_update ON organization_members FOR UPDATE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+           AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])))
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+                AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])));
+CREATE POLICY organization_members_delete ON organization_members FOR DELETE
+    USING ((organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+            AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])))
+           OR (user_id = (SELECT app.user_id()) AND organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[])));
+
+-- Teams and their members: members read, admins write.
+CREATE POLICY teams_select ON teams FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
+CREATE POLICY teams_insert ON teams FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY teams_update ON teams FOR UPDATE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]))
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY teams_delete ON teams FOR DELETE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+
+CREATE POLICY team_members_select ON team_members FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
+CREATE POLICY team_members_insert ON team_members FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY team_members_delete ON team_members FOR DELETE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+
+-- Users and profiles: visible to themselves and to people who share an organization with them
+-- (the subquery runs under organization_members' own policy); writable by themselves only.
+CREATE POLICY users_select ON users FOR SELECT
+    USING (id = (SELECT app.user_id())
+           OR EXISTS (SELECT FROM organization_members m WHERE m.user_id = users.id));
+CREATE POLICY users_insert ON users FOR INSERT
+    WITH CHECK (id = (SELECT app.user_id()));
+CREATE POLICY users_update ON users FOR UPDATE
+    USING (id = (SELECT app.user_id())) WITH CHECK (id = (SELECT app.user_id()));
+CREATE POLICY users_delete ON users FOR DELETE
+    USING (id = (SELECT app.user_id()));
+
+CREATE POLICY profiles_select ON profiles FOR SELECT
+    USING (user_id = (SELECT app.user_id())
+           OR EXISTS (SELECT FROM organization_members m WHERE m.user_id = profiles.user_id));
+CREATE POLICY profiles_insert ON profiles FOR INSERT
+    WITH CHECK (user_id = (SELECT app.user_id()));
+CREATE POLICY profiles_update ON profiles FOR UPDATE
+    USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
+
+-- Sessions: a user sees and ends only their own.
+CREATE POLICY sessions_own ON sessions FOR ALL
+    USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
+
+-- Audit events: an organization's admins read its trail.
+CREATE POLICY events_select ON audit.events FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+
+-- ---------------------------------------------------------------------------------------------
+-- Grants to the runtime role: only what the service needs. Column lists keep secrets unreadable
+-- (password_hash, token_hash) and keys immutable (no one re-parents a row to another organization).
+
+GRANT SELECT (id, email, name, avatar_url, provider, provider_id, clerk_user_id, role,
+              subscription_tier, is_active, last_login_at, created_at, updated_at),
+      INSERT (id, email, name, avatar_url, provider, provider_id, clerk_user_id, password_hash),
+      UPDATE (name, avatar_url),
+      DELETE
+   ON users TO tenantry_runtime;
+GRANT SELECT, INSERT (user_id, avatar_url, timezone, language, preferences),
+      UPDATE (avatar_url, timezone, language, preferences)
+   ON profiles TO tenantry_runtime;
+GRANT SELECT, INSERT (id, name, slug, description, industry, size, settings, billing_email),
+      UPDATE (name, slug, description, industry, size, settings, billing_email), DELETE
+   ON organizations TO tenantry_runtime;
+GRANT SELECT, INSERT (id, organization_id, user_id, role, permissions),
+      UPDATE (role, permissions), DELETE
+   ON organization_members TO tenantry_runtime;
+GRANT SELECT, INSERT (id, organization_id, name, description, lead_user_id),
+      UPDATE (name, description, lead_user_id), DELETE
+   ON teams TO tenantry_runtime;
+GRANT SELECT, INSERT (id, organization_id, team_id, user_id), DELETE
+   ON team_members TO tenantry_runtime;
+GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, ip_address, user_agent),
+      INSERT (id, user_id, token_hash, expires_at, ip_address, user_agent), DELETE
+   ON sessions TO tenantry_runtime;
+
+-- ---------------------------------------------------------------------------------------------
+-- Audit: every tenant table, plus users and profiles (secrets redacted).
+CALL audit.attach('organizations', 'id');
+CALL audit.attach('organization_members');
+CALL audit.attach('teams');
+CALL audit.attach('team_members');
+CALL audit.attach('users', '', ARRAY['password_hash']);
+CALL audit.attach('profiles', '');
