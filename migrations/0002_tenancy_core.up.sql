@@ -133,29 +133,38 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Organizations where the acting user holds at least min_role; only app.org_id when the request names one.
+-- PL/pgSQL, not SQL: its query plan is cached per connection instead of planned on every call.
 CREATE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(array_agg(m.organization_id), '{}')
-      FROM public.organization_members m
-     WHERE m.user_id = app.user_id()
-       AND app.role_rank(m.role) >= app.role_rank(min_role)
-       AND (app.org_id() IS NULL OR m.organization_id = app.org_id())
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(m.organization_id), '{}')
+              FROM public.organization_members m
+             WHERE m.user_id = app.user_id()
+               AND app.role_rank(m.role) >= app.role_rank(min_role)
+               AND (app.org_id() IS NULL OR m.organization_id = app.org_id()));
+END $$;
 GRANT EXECUTE ON FUNCTION app.orgs_with_role(text) TO tenantry_runtime;
 
--- The user behind a live session token hash; refreshes last_seen_at at most once a minute.
+-- The user behind a live session token hash, or SQLSTATE 28000 (the request is not authenticated).
+-- Refreshes last_seen_at at most once a minute, so reads do not turn into writes.
 CREATE FUNCTION app.session_user_id(token_hash bytea) RETURNS uuid
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    WITH live AS (
-        SELECT s.id, s.user_id, s.last_seen_at
-          FROM public.sessions s JOIN public.users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.expires_at > now() AND u.is_active
-    ), touched AS (
-        UPDATE public.sessions s SET last_seen_at = now()
-          FROM live WHERE s.id = live.id AND live.last_seen_at < now() - interval '1 minute'
-    )
-    SELECT user_id FROM live
-$$;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    found_session uuid;
+    found_user uuid;
+    seen timestamptz;
+BEGIN
+    SELECT s.id, s.user_id, s.last_seen_at INTO found_session, found_user, seen
+      FROM public.sessions s JOIN public.users u ON u.id = s.user_id
+     WHERE s.token_hash = session_user_id.token_hash AND s.expires_at > now() AND u.is_active;
+    IF found_user IS NULL THEN
+        RAISE EXCEPTION 'the session token is not valid' USING ERRCODE = 'invalid_authorization_specification';
+    END IF;
+    IF seen < now() - interval '1 minute' THEN
+        UPDATE public.sessions SET last_seen_at = now() WHERE id = found_session;
+    END IF;
+    RETURN found_user;
+END $$;
 GRANT EXECUTE ON FUNCTION app.session_user_id(bytea) TO tenantry_runtime;
 
 -- Whoever creates an organization becomes its first owner, in the same statement.

@@ -1,1 +1,321 @@
-fn main() {}
+//! The `tenantry` command.
+
+mod bench;
+mod database;
+mod seed;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tenantry_db::cluster::{ClusterStatus, ManagedCluster, Role};
+use tenantry_db::{guard, migrate, RuntimePool};
+use tenantry_server::http::{self, AppState, HttpConfig};
+
+use crate::database::Database;
+
+#[derive(Parser)]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Multi-tenant business backend on PostgreSQL with row-level security"
+)]
+struct Cli {
+    /// Data directory of the managed PostgreSQL cluster (used when DATABASE_URL is not set).
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTRY_DATA_DIR",
+        default_value = ".tenantry"
+    )]
+    data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTRY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    listen: SocketAddr,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (starts, migrates and at exit stops the managed cluster when it owns it).
+    Serve {
+        /// Connections the service keeps to PostgreSQL.
+        #[arg(long, env = "TENANTRY_DB_POOL", default_value_t = 16)]
+        pool_size: u32,
+    },
+    /// Apply, revert or list migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Manage the local PostgreSQL cluster.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+    /// Create a demo organization with members and teams, and print how to sign in.
+    Seed,
+    /// Run a named benchmark and print ratios measured side by side.
+    Bench {
+        #[arg(value_enum)]
+        name: bench::Benchmark,
+        /// Seconds per measured round (rounds alternate between the compared variants).
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Rounds per variant.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Concurrent connections, the same for every variant.
+        #[arg(long, default_value_t = 8)]
+        connections: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply pending migrations (all, or up to --to).
+    Up {
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// Revert the newest migration, or every migration above --to.
+    Down {
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// List migrations and when each was applied.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Create (first time) and start the managed cluster; it keeps running.
+    Start,
+    /// Stop the managed cluster.
+    Stop,
+    /// Say whether the managed cluster exists and runs.
+    Status,
+    /// Print a connection URL that psql accepts.
+    Url {
+        #[arg(long, value_enum, default_value_t = UrlRole::Runtime)]
+        role: UrlRole,
+    },
+    /// Check the isolation rules (RLS everywhere, audit triggers, runtime role rights).
+    Check,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UrlRole {
+    Owner,
+    Runtime,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<(), AnyError> {
+    let cluster = ManagedCluster::new(&cli.data_dir);
+    match cli.command {
+        Command::Db { action } => db(&cluster, action).await,
+        Command::Serve { pool_size } => {
+            let database = Database::open(&cluster).await?;
+            let result = serve(&database, cli.listen, pool_size).await;
+            database.close().await?;
+            result
+        }
+        Command::Migrate { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = migrate_cmd(&database, action).await;
+            database.close().await?;
+            result
+        }
+        Command::Seed => {
+            let database = Database::open(&cluster).await?;
+            let result = seed::run(&database, cli.listen).await;
+            database.close().await?;
+            result
+        }
+        Command::Bench {
+            name,
+            seconds,
+            rounds,
+            connections,
+        } => {
+            let database = Database::open(&cluster).await?;
+            let result = bench::run(&database, name, seconds, rounds, connections).await;
+            database.close().await?;
+            result
+        }
+    }
+}
+
+async fn serve(database: &Database, listen: SocketAddr, pool_size: u32) -> Result<(), AnyError> {
+    let owner = database.owner_pool().await?;
+    let applied = migrate::up(&owner, None).await?;
+    owner.0.close().await;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let pool = RuntimePool::connect(&database.urls.runtime, pool_size).await?;
+    let state = AppState {
+        db: pool.clone(),
+        config: Arc::new(HttpConfig::default()),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    println!("Tenantry API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops it");
+    http::serve(listener, http::router(state), shutdown_signal()).await?;
+    pool.close().await;
+    tracing::info!("stopped serving");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn migrate_cmd(database: &Database, action: MigrateAction) -> Result<(), AnyError> {
+    let owner = database.owner_pool().await?;
+    match action {
+        MigrateAction::Up { to } => {
+            let applied = migrate::up(&owner, to).await?;
+            if applied.is_empty() {
+                println!("nothing to apply");
+            }
+            for v in applied {
+                println!("applied {v}");
+            }
+        }
+        MigrateAction::Down { to } => {
+            let reverted = migrate::down(&owner, to).await?;
+            if reverted.is_empty() {
+                println!("nothing to revert");
+            }
+            for v in reverted {
+                println!("reverted {v}");
+            }
+        }
+        MigrateAction::Status => {
+            for m in migrate::status(&owner).await? {
+                let state = m
+                    .applied_at
+                    .map(|at| format!("applied {}", at.to_rfc3339()))
+                    .unwrap_or_else(|| "pending".into());
+                println!("{:04} {:<30} {state}", m.version, m.description);
+            }
+        }
+    }
+    owner.0.close().await;
+    Ok(())
+}
+
+async fn db(cluster: &ManagedCluster, action: DbAction) -> Result<(), AnyError> {
+    match action {
+        DbAction::Start => {
+            let running = cluster.ensure_running().await?;
+            let owner = tenantry_db::OwnerPool::connect(
+                &running.info.url(Role::Owner, tenantry_db::DATABASE_NAME),
+            )
+            .await?;
+            migrate::up(&owner, None).await?;
+            owner.0.close().await;
+            let verb = if running.started_here {
+                "started"
+            } else {
+                "already running"
+            };
+            println!(
+                "{verb}: {} (port {})",
+                cluster.root().display(),
+                running.info.port
+            );
+        }
+        DbAction::Stop => {
+            if cluster.stop().await? {
+                println!("stopped");
+            } else {
+                println!("not running");
+            }
+        }
+        DbAction::Status => match cluster.status() {
+            ClusterStatus::NotInitialized => println!("no cluster in {}", cluster.root().display()),
+            ClusterStatus::Stopped => println!("stopped ({})", cluster.root().display()),
+            ClusterStatus::Running { pid } => {
+                let port = cluster
+                    .info()
+                    .map(|i| i.port.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                println!(
+                    "running (pid {pid}, port {port}, {})",
+                    cluster.root().display()
+                );
+            }
+        },
+        DbAction::Url { role } => {
+            let running = cluster.ensure_running().await?;
+            let role = match role {
+                UrlRole::Owner => Role::Owner,
+                UrlRole::Runtime => Role::Runtime,
+            };
+            println!("{}", running.info.url(role, tenantry_db::DATABASE_NAME));
+        }
+        DbAction::Check => {
+            let database = Database::open(cluster).await?;
+            let owner = database.owner_pool().await?;
+            let mut conn = owner.0.acquire().await?;
+            let found = guard::violations(&mut conn).await?;
+            drop(conn);
+            owner.0.close().await;
+            database.close().await?;
+            if !found.is_empty() {
+                return Err(format!("isolation rules violated:\n  {}", found.join("\n  ")).into());
+            }
+            println!("ok: every table is under forced row-level security; the runtime role is unprivileged");
+        }
+    }
+    Ok(())
+}

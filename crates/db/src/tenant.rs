@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{DbError, RuntimePool};
@@ -53,51 +53,57 @@ impl RequestContext {
 /// `&mut TenantTx`; dropping it without [`TenantTx::commit`] rolls everything back.
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
-    user_id: Option<Uuid>,
+    /// The acting user once known (`Some(None)`: anonymous).
+    user_id: Option<Option<Uuid>>,
 }
 
 impl TenantTx {
-    /// Begins a transaction and binds the context in one round trip. A session token that does not
-    /// resolve to an active session is [`DbError::Unauthenticated`].
+    /// Begins a transaction and binds the context in the same round trip as `BEGIN`. A session
+    /// token that does not resolve to an active session is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
-        let mut tx = pool.pool.begin().await?;
-        let (user_id, token_hash) = match &ctx.actor {
-            Actor::Anonymous => (None, None),
-            Actor::User(id) => (Some(*id), None),
-            Actor::SessionTokenHash(hash) => (None, Some(hash.as_slice())),
+        let (user_sql, user_id) = match &ctx.actor {
+            Actor::Anonymous => ("''".to_string(), Some(None)),
+            Actor::User(id) => (format!("'{id}'"), Some(Some(*id))),
+            Actor::SessionTokenHash(hash) => (
+                format!("app.session_user_id(decode('{}', 'hex'))::text", hex(hash)),
+                None,
+            ),
         };
-        // One statement sets every setting; only the first column (the bound user) is read back.
-        let row = sqlx::query(
-            "SELECT set_config('app.user_id', coalesce(coalesce($1::uuid, \
-                        CASE WHEN $2::bytea IS NULL THEN NULL ELSE app.session_user_id($2) END)::text, ''), true), \
-                    set_config('app.org_id', coalesce($3::text, ''), true), \
-                    set_config('app.ip', coalesce($4::text, ''), true), \
-                    set_config('app.user_agent', coalesce($5::text, ''), true), \
-                    set_config('app.request_id', coalesce($6::text, ''), true)",
-        )
-        .bind(user_id)
-        .bind(token_hash)
-        .bind(ctx.org_id.map(|id| id.to_string()))
-        .bind(ctx.ip.map(|ip| ip.to_string()))
-        .bind(ctx.user_agent.as_deref())
-        .bind(ctx.request_id.as_deref())
-        .fetch_one(&mut *tx)
-        .await?;
-        let bound_user: String = row.try_get(0)?;
-        let user_id = if bound_user.is_empty() {
-            None
-        } else {
-            Some(Uuid::parse_str(&bound_user).map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
-        };
-        if token_hash.is_some() && user_id.is_none() {
-            return Err(DbError::Unauthenticated);
-        }
+        // Sent as one simple query, which takes no parameters: every value is spelled with
+        // characters that cannot end a literal (UUIDs and IPs as Rust formats them, free text as
+        // hex). The settings come first and BEGIN last: if the token is refused, the statement
+        // fails before BEGIN and the connection goes back to the pool idle, not mid-transaction.
+        // BEGIN adopts the implicit transaction, so the settings stay transaction-local.
+        let statement = format!(
+            "SELECT set_config('app.user_id', {user_sql}, true), \
+                    set_config('app.org_id', '{}', true), \
+                    set_config('app.ip', '{}', true), \
+                    set_config('app.user_agent', {}, true), \
+                    set_config('app.request_id', {}, true); BEGIN",
+            ctx.org_id.map(|id| id.to_string()).unwrap_or_default(),
+            ctx.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            text_literal(ctx.user_agent.as_deref()),
+            text_literal(ctx.request_id.as_deref()),
+        );
+        let tx = pool.pool.begin_with(statement).await.map_err(|e| {
+            match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                Some("28000") => DbError::Unauthenticated,
+                _ => DbError::Sqlx(e),
+            }
+        })?;
         Ok(Self { tx, user_id })
     }
 
-    /// The acting user, once known.
-    pub fn user_id(&self) -> Option<Uuid> {
-        self.user_id
+    /// The acting user (`None` for an anonymous transaction).
+    pub async fn user_id(&mut self) -> Result<Option<Uuid>, DbError> {
+        if let Some(known) = self.user_id {
+            return Ok(known);
+        }
+        let id: Option<Uuid> = sqlx::query_scalar("SELECT app.user_id()")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        self.user_id = Some(id);
+        Ok(id)
     }
 
     /// The connection to run queries on, inside this transaction.
@@ -108,5 +114,35 @@ impl TenantTx {
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A SQL expression for `text` (or '' when absent) that needs no quoting.
+fn text_literal(text: Option<&str>) -> String {
+    match text {
+        Some(t) if !t.is_empty() => format!(
+            "convert_from(decode('{}', 'hex'), 'UTF8')",
+            hex(t.as_bytes())
+        ),
+        _ => "''".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_is_hex_so_it_cannot_break_out_of_the_literal() {
+        let evil = "x', true); DROP TABLE users; --";
+        let sql = text_literal(Some(evil));
+        assert!(!sql.contains(';'));
+        assert_eq!(sql.matches('\'').count(), 6);
+        assert_eq!(text_literal(None), "''");
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
     }
 }

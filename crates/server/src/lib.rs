@@ -1,1 +1,11 @@
+//! Tenantry's domains and the HTTP API that serves them.
+//!
+//! Each domain is a vertical slice: its model and SQL in `mod.rs`/`store.rs`, its HTTP routes in
+//! `routes.rs`. Every store function takes a [`tenantry_db::TenantTx`], never a pool.
 
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod orgs;
+
+pub use error::{Error, Result};

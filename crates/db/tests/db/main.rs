@@ -7,3 +7,4 @@ mod guard;
 mod isolation;
 mod migrations;
 mod support;
+mod tenant;

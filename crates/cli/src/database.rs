@@ -1,0 +1,53 @@
+//! Which PostgreSQL a command uses: an external server named by `DATABASE_URL` (runtime role)
+//! and `DATABASE_OWNER_URL` (owner role), or else the managed local cluster.
+
+use tenantry_db::cluster::{ClusterInfo, ManagedCluster, Role};
+use tenantry_db::{ConnectionUrls, OwnerPool, DATABASE_NAME};
+
+use crate::AnyError;
+
+pub struct Database {
+    pub urls: ConnectionUrls,
+    /// The managed cluster, its credentials, and whether this command started it (and so stops it).
+    managed: Option<(ManagedCluster, ClusterInfo, bool)>,
+}
+
+impl Database {
+    pub async fn open(cluster: &ManagedCluster) -> Result<Self, AnyError> {
+        if let Ok(runtime) = std::env::var("DATABASE_URL") {
+            let owner = std::env::var("DATABASE_OWNER_URL").map_err(|_| {
+                "DATABASE_URL is set but DATABASE_OWNER_URL is not: the owner role's URL is needed to run migrations"
+            })?;
+            return Ok(Self {
+                urls: ConnectionUrls { runtime, owner },
+                managed: None,
+            });
+        }
+        let running = cluster.ensure_running().await?;
+        Ok(Self {
+            urls: ConnectionUrls {
+                runtime: running.info.url(Role::Runtime, DATABASE_NAME),
+                owner: running.info.url(Role::Owner, DATABASE_NAME),
+            },
+            managed: Some((cluster.clone(), running.info, running.started_here)),
+        })
+    }
+
+    pub async fn owner_pool(&self) -> Result<OwnerPool, AnyError> {
+        Ok(OwnerPool::connect(&self.urls.owner).await?)
+    }
+
+    /// The managed cluster's credentials (None with an external server).
+    pub fn managed_info(&self) -> Option<&ClusterInfo> {
+        self.managed.as_ref().map(|(_, info, _)| info)
+    }
+
+    /// Stops the managed cluster if this command started it.
+    pub async fn close(self) -> Result<(), AnyError> {
+        if let Some((cluster, _, true)) = self.managed {
+            cluster.stop().await?;
+            tracing::info!("stopped the managed PostgreSQL cluster");
+        }
+        Ok(())
+    }
+}

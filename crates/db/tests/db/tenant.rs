@@ -1,0 +1,102 @@
+//! The tenant transaction itself: context binding, session tokens, connection hygiene.
+
+use tenantry_db::cluster::Role;
+use tenantry_db::testing::TestDb;
+use tenantry_db::{Actor, DbError, RequestContext, RuntimePool, TenantTx};
+use uuid::Uuid;
+
+use crate::support::{org, user};
+
+async fn session(pool: &RuntimePool, user: Uuid, token_hash: [u8; 32], valid_for: &str) {
+    let mut tx = TenantTx::begin(pool, &RequestContext::user(user))
+        .await
+        .expect("begin");
+    sqlx::query(&format!(
+        "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES ($1, $2, now() + interval '{valid_for}')"
+    ))
+    .bind(user)
+    .bind(token_hash.as_slice())
+    .execute(tx.conn())
+    .await
+    .expect("insert session");
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_refused_token_leaves_the_connection_clean() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    session(&db.runtime, alice, [7; 32], "1 hour").await;
+    session(&db.runtime, alice, [8; 32], "-1 second").await;
+
+    // One connection only: a refused token must not leave it inside a broken transaction.
+    let pool = RuntimePool::connect(&db.url(Role::Runtime), 1)
+        .await
+        .expect("pool");
+    for refused in [[9u8; 32], [8u8; 32]] {
+        let ctx = RequestContext {
+            actor: Actor::SessionTokenHash(refused),
+            ..RequestContext::default()
+        };
+        assert!(matches!(
+            TenantTx::begin(&pool, &ctx).await,
+            Err(DbError::Unauthenticated)
+        ));
+    }
+    let ctx = RequestContext {
+        actor: Actor::SessionTokenHash([7; 32]),
+        ..RequestContext::default()
+    }
+    .in_org(a);
+    let mut tx = TenantTx::begin(&pool, &ctx).await.expect("valid token");
+    assert_eq!(tx.user_id().await.expect("user"), Some(alice));
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(tx.conn())
+        .await
+        .expect("count");
+    assert_eq!(seen, 1);
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn context_is_transaction_local_and_rolled_back_work_disappears() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    let pool = RuntimePool::connect(&db.url(Role::Runtime), 1)
+        .await
+        .expect("pool");
+
+    let mut tx = TenantTx::begin(&pool, &RequestContext::user(alice).in_org(a))
+        .await
+        .expect("begin");
+    sqlx::query("UPDATE organizations SET name = 'never committed' WHERE id = $1")
+        .bind(a)
+        .execute(tx.conn())
+        .await
+        .expect("update");
+    drop(tx);
+
+    // The same (only) connection, anonymous now: alice's settings did not survive.
+    let mut tx = TenantTx::begin(&pool, &RequestContext::default())
+        .await
+        .expect("begin");
+    let user: Option<String> =
+        sqlx::query_scalar("SELECT nullif(current_setting('app.user_id', true), '')")
+            .fetch_one(tx.conn())
+            .await
+            .expect("setting");
+    assert_eq!(user, None);
+    tx.commit().await.expect("commit");
+
+    let mut tx = TenantTx::begin(&pool, &RequestContext::user(alice))
+        .await
+        .expect("begin");
+    let name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
+        .bind(a)
+        .fetch_one(tx.conn())
+        .await
+        .expect("name");
+    assert_eq!(name, "acme");
+}

@@ -1,0 +1,251 @@
+//! The one error type of every domain, mapped once to RFC 9457 problem responses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tenantry_db::DbError;
+use utoipa::ToSchema;
+
+/// A field that failed validation.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The input field (JSON pointer style, e.g. `name` or `permissions.kpis`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("the input is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("the database is not reachable")]
+    Unavailable,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unauthenticated => Error::Unauthenticated,
+            DbError::Sqlx(e) => Error::from(e),
+            DbError::Migrate(e) => Error::Database(sqlx::Error::Migrate(Box::new(e))),
+        }
+    }
+}
+
+/// The body of every error response (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:tenantry:problem:{code}`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code (see docs/API.md).
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Error {
+    /// Status, stable code and detail shown to the client. Database errors become client errors
+    /// only where the database says the input was wrong; anything else is a 500 without details.
+    fn parts(&self) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+        match self {
+            Error::BadRequest(detail) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                detail.clone(),
+                vec![],
+            ),
+            Error::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than this endpoint accepts".into(),
+                vec![],
+            ),
+            Error::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "the input is not valid; see errors".into(),
+                errors.clone(),
+            ),
+            Error::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid bearer token is required".into(),
+                vec![],
+            ),
+            Error::Forbidden(detail) => {
+                (StatusCode::FORBIDDEN, "forbidden", (*detail).into(), vec![])
+            }
+            Error::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource".into(),
+                vec![],
+            ),
+            Error::Conflict { code, detail } => {
+                (StatusCode::CONFLICT, code, detail.clone(), vec![])
+            }
+            Error::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is not reachable; try again".into(),
+                vec![],
+            ),
+            Error::Database(e) => database_parts(e),
+        }
+    }
+}
+
+fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+    let internal = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred".to_string(),
+        vec![],
+    );
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is busy or not reachable; try again".into(),
+            vec![],
+        ),
+        sqlx::Error::Database(db) => {
+            let constraint = db.constraint().unwrap_or_default();
+            match db.code().as_deref().unwrap_or_default() {
+                // A row-level security check refused the write: to the caller it does not exist.
+                "42501" if db.message().contains("row-level security") => (
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such resource".into(),
+                    vec![],
+                ),
+                "23505" => {
+                    let (code, detail) = match constraint {
+                        "organizations_slug_key" => ("slug_taken", "this slug is already taken"),
+                        "users_email_key" => ("email_taken", "an account with this email exists"),
+                        "organization_members_organization_id_user_id_key" => {
+                            ("already_member", "this user is already a member")
+                        }
+                        "teams_organization_id_name_key" => {
+                            ("team_name_taken", "a team with this name exists")
+                        }
+                        "team_members_team_id_user_id_key" => {
+                            ("already_in_team", "this user is already in the team")
+                        }
+                        _ => ("conflict", "this conflicts with an existing resource"),
+                    };
+                    (StatusCode::CONFLICT, code, detail.into(), vec![])
+                }
+                "23514" if constraint == "organization_members_last_owner" => (
+                    StatusCode::CONFLICT,
+                    "last_owner",
+                    "an organization must keep at least one owner".into(),
+                    vec![],
+                ),
+                "23514" | "23502" | "22001" | "22023" | "22P02" | "22007" | "22008" => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the input is not valid; see errors".into(),
+                    vec![FieldError::new(
+                        field_of_constraint(constraint, db.message()),
+                        db.message().to_string(),
+                    )],
+                ),
+                "23503" => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_reference",
+                    "a referenced resource does not exist in this organization".into(),
+                    vec![],
+                ),
+                "40001" | "40P01" | "55P03" => (
+                    StatusCode::CONFLICT,
+                    "retry",
+                    "a concurrent change interfered; retry the request".into(),
+                    vec![],
+                ),
+                _ => internal,
+            }
+        }
+        _ => internal,
+    }
+}
+
+/// `profiles_timezone_check` -> `timezone`; falls back to the constraint name.
+fn field_of_constraint<'a>(constraint: &'a str, message: &'a str) -> &'a str {
+    if constraint.is_empty() {
+        if message.contains("time zone") {
+            return "timezone";
+        }
+        return "input";
+    }
+    let trimmed = constraint.strip_suffix("_check").unwrap_or(constraint);
+    for table in [
+        "organization_members_",
+        "organizations_",
+        "profiles_",
+        "users_",
+        "teams_",
+    ] {
+        if let Some(field) = trimmed.strip_prefix(table) {
+            return field;
+        }
+    }
+    trimmed
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code, detail, errors) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %self, ?self, "request failed");
+        }
+        let problem = Problem {
+            type_uri: format!("urn:tenantry:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail,
+            code: code.into(),
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI 3.1 document, assembled from every handler's `#[utoipa::path]`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{FieldError, Problem};
+use crate::{identity, orgs};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tenantry API", description = "Multi-tenant business backend. Every organization's data is isolated by PostgreSQL row-level security."),
+    paths(
+        super::healthz, super::readyz,
+        identity::routes::me,
+        orgs::routes::create_org, orgs::routes::list_orgs, orgs::routes::get_org,
+        orgs::routes::update_org, orgs::routes::delete_org,
+        orgs::routes::list_members, orgs::routes::update_member, orgs::routes::remove_member,
+        orgs::routes::list_teams, orgs::routes::create_team, orgs::routes::get_team,
+        orgs::routes::update_team, orgs::routes::delete_team,
+        orgs::routes::add_team_member, orgs::routes::remove_team_member,
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "identity", description = "The signed-in user"),
+        (name = "organizations", description = "Organizations, members and teams"),
+    )
+)]
+pub struct ApiDoc;
+
+impl ApiDoc {
+    pub fn build() -> utoipa::openapi::OpenApi {
+        Self::openapi()
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

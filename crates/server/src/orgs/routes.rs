@@ -1,0 +1,332 @@
+//! HTTP routes of organizations, members and teams under `/v1/orgs`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{
+    store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
+    Team, TeamChanges,
+};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs", get(list_orgs).post(create_org))
+        .route(
+            "/v1/orgs/{org}",
+            get(get_org).patch(update_org).delete(delete_org),
+        )
+        .route("/v1/orgs/{org}/members", get(list_members))
+        .route(
+            "/v1/orgs/{org}/members/{user}",
+            axum::routing::patch(update_member).delete(remove_member),
+        )
+        .route("/v1/orgs/{org}/teams", get(list_teams).post(create_team))
+        .route(
+            "/v1/orgs/{org}/teams/{team}",
+            get(get_team).patch(update_team).delete(delete_team),
+        )
+        .route(
+            "/v1/orgs/{org}/teams/{team}/members/{user}",
+            put(add_team_member).delete(remove_team_member),
+        )
+}
+
+/// Create an organization; the caller becomes its owner.
+#[utoipa::path(post, path = "/v1/orgs", tag = "organizations", security(("bearer" = [])),
+    request_body = NewOrganization,
+    responses(
+        (status = 201, body = Organization),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "slug_taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewOrganization>,
+) -> Result<(StatusCode, Json<Organization>)> {
+    let mut tx = caller.begin(&state, None).await?;
+    let org = store::create(&mut tx, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+/// The organizations the caller belongs to.
+#[utoipa::path(get, path = "/v1/orgs", tag = "organizations", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = Page<Organization>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_orgs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Organization>>> {
+    let mut tx = caller.begin(&state, None).await?;
+    let orgs = store::list_mine(&mut tx, &page).await?;
+    tx.commit().await?;
+    Ok(Json(orgs))
+}
+
+/// One organization the caller belongs to.
+#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+) -> Result<Json<Organization>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let found = store::get(&mut tx, org)
+        .await?
+        .ok_or(crate::Error::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Change an organization (admins).
+#[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = OrganizationChanges,
+    responses(
+        (status = 200, body = Organization),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(changes): Json<OrganizationChanges>,
+) -> Result<Json<Organization>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let updated = store::update(&mut tx, org, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteConfirmation {
+    /// The organization's slug, repeated to confirm.
+    pub confirm: String,
+}
+
+/// Delete an organization and all its data (owners; `confirm` must repeat the slug).
+#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), DeleteConfirmation),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(confirmation): Query<DeleteConfirmation>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    store::delete(&mut tx, org, &confirmation.confirm).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Members of an organization.
+#[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Member>>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let members = store::list_members(&mut tx, org, &page).await?;
+    tx.commit().await?;
+    Ok(Json(members))
+}
+
+/// Change a member's role or permissions (admins; ownership only by owners; the last owner stays).
+#[utoipa::path(patch, path = "/v1/orgs/{org}/members/{user}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("user" = Uuid, Path, description = "User id")),
+    request_body = MemberChanges,
+    responses(
+        (status = 200, body = Member),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, user)): Path<(Uuid, Uuid)>,
+    Json(changes): Json<MemberChanges>,
+) -> Result<Json<Member>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let member = store::update_member(&mut tx, org, user, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(member))
+}
+
+/// Remove a member, or leave when `user` is the caller (the last owner stays).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("user" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, user)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    store::remove_member(&mut tx, org, user).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Teams of an organization.
+#[utoipa::path(get, path = "/v1/orgs/{org}/teams", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses((status = 200, body = Page<Team>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_teams(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Team>>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let teams = store::list_teams(&mut tx, org, &page).await?;
+    tx.commit().await?;
+    Ok(Json(teams))
+}
+
+/// Create a team (admins).
+#[utoipa::path(post, path = "/v1/orgs/{org}/teams", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewTeam,
+    responses(
+        (status = 201, body = Team),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "team_name_taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "validation_failed or invalid_reference", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewTeam>,
+) -> Result<(StatusCode, Json<Team>)> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let team = store::create_team(&mut tx, org, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// One team with its members.
+#[utoipa::path(get, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
+    responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, team)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Team>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    store::require_role(&mut tx, org, super::Role::Viewer).await?;
+    let found = store::get_team(&mut tx, org, team).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Change a team (admins).
+#[utoipa::path(patch, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
+    request_body = TeamChanges,
+    responses(
+        (status = 200, body = Team),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, team)): Path<(Uuid, Uuid)>,
+    Json(changes): Json<TeamChanges>,
+) -> Result<Json<Team>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let updated = store::update_team(&mut tx, org, team, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Delete a team (admins).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, team)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    store::delete_team(&mut tx, org, team).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Put a member of the organization into a team (admins; idempotent).
+#[utoipa::path(put, path = "/v1/orgs/{org}/teams/{team}/members/{user}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id"), ("user" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, body = Team),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_reference: not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_team_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
+) -> Result<Json<Team>> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    let updated = store::add_team_member(&mut tx, org, team, user).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Take a member out of a team (admins).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/teams/{team}/members/{user}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id"), ("user" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_team_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, Some(org)).await?;
+    store::remove_team_member(&mut tx, org, team, user).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

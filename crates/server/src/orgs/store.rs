@@ -1,0 +1,383 @@
+//! SQL of the organizations domain. Row-level security decides what each statement can see and
+//! change; the role checks here only choose the right answer (404 vs 403) for the caller.
+
+use rand::distributions::{Alphanumeric, DistString};
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{
+    Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges, Role, Team,
+    TeamChanges,
+};
+use crate::error::{Error, Result};
+use crate::http::{Page, PageParams};
+
+const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
+    o.subscription_status, o.billing_email, m.role AS my_role, o.created_at, o.updated_at \
+    FROM organizations o JOIN organization_members m ON m.organization_id = o.id AND m.user_id = app.user_id()";
+
+/// The caller's role in `org`, if they are a member (and the request may see it).
+pub async fn my_role(tx: &mut TenantTx, org: Uuid) -> Result<Option<Role>> {
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM organization_members WHERE organization_id = $1 AND user_id = app.user_id()",
+    )
+    .bind(org)
+    .fetch_optional(tx.conn())
+    .await?;
+    role.map(Role::try_from)
+        .transpose()
+        .map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// The caller's role if it is at least `min`: not a member is 404 (the organization's existence
+/// is not revealed), a weaker role is 403.
+pub async fn require_role(tx: &mut TenantTx, org: Uuid, min: Role) -> Result<Role> {
+    match my_role(tx, org).await? {
+        None => Err(Error::NotFound),
+        Some(role) if role < min => Err(Error::Forbidden(match min {
+            Role::Owner => "only an owner may do this",
+            Role::Admin => "only an admin or owner may do this",
+            _ => "viewers cannot change anything",
+        })),
+        Some(role) => Ok(role),
+    }
+}
+
+/// Creates an organization; the database makes the caller its owner. Without a slug, one is
+/// derived from the name, with a random suffix if it is taken.
+pub async fn create(tx: &mut TenantTx, new: &NewOrganization) -> Result<Organization> {
+    new.validate()?;
+    let id = Uuid::now_v7();
+    let base = new
+        .slug
+        .clone()
+        .unwrap_or_else(|| super::slugify(&new.name));
+    let mut slug = base.clone();
+    for attempt in 0.. {
+        sqlx::query("SAVEPOINT create_org")
+            .execute(tx.conn())
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (id, name, slug, description, industry, size, billing_email, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'::jsonb))",
+        )
+        .bind(id)
+        .bind(new.name.trim())
+        .bind(&slug)
+        .bind(new.description.as_deref())
+        .bind(new.industry.as_deref())
+        .bind(new.size.as_deref())
+        .bind(new.billing_email.as_deref())
+        .bind(new.settings.as_ref())
+        .execute(tx.conn())
+        .await;
+        match inserted {
+            Ok(_) => break,
+            Err(sqlx::Error::Database(e))
+                if new.slug.is_none()
+                    && attempt < 5
+                    && e.constraint() == Some("organizations_slug_key") =>
+            {
+                sqlx::query("ROLLBACK TO SAVEPOINT create_org")
+                    .execute(tx.conn())
+                    .await?;
+                let suffix = Alphanumeric
+                    .sample_string(&mut rand::thread_rng(), 6)
+                    .to_lowercase();
+                slug = format!("{}-{suffix}", base.chars().take(56).collect::<String>());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    get(tx, id).await?.ok_or(Error::NotFound)
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Organization>> {
+    Ok(sqlx::query_as(&format!("{ORG_SELECT} WHERE o.id = $1"))
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?)
+}
+
+/// The caller's organizations.
+pub async fn list_mine(tx: &mut TenantTx, page: &PageParams) -> Result<Page<Organization>> {
+    let rows: Vec<Organization> = sqlx::query_as(&format!(
+        "{ORG_SELECT} WHERE o.id > $1 ORDER BY o.id LIMIT $2"
+    ))
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |o| o.id))
+}
+
+pub async fn update(
+    tx: &mut TenantTx,
+    id: Uuid,
+    changes: &OrganizationChanges,
+) -> Result<Organization> {
+    changes.validate()?;
+    require_role(tx, id, Role::Admin).await?;
+    let updated = sqlx::query(
+        "UPDATE organizations SET \
+            name = coalesce($2, name), slug = coalesce($3, slug), \
+            description = CASE WHEN $4 THEN $5 ELSE description END, \
+            industry = CASE WHEN $6 THEN $7 ELSE industry END, \
+            size = CASE WHEN $8 THEN $9 ELSE size END, \
+            billing_email = CASE WHEN $10 THEN $11 ELSE billing_email END, \
+            settings = coalesce($12, settings) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(changes.name.as_deref().map(str::trim))
+    .bind(changes.slug.as_deref())
+    .bind(changes.description.is_some())
+    .bind(changes.description.clone().flatten())
+    .bind(changes.industry.is_some())
+    .bind(changes.industry.clone().flatten())
+    .bind(changes.size.is_some())
+    .bind(changes.size.clone().flatten())
+    .bind(changes.billing_email.is_some())
+    .bind(changes.billing_email.clone().flatten())
+    .bind(changes.settings.as_ref())
+    .execute(tx.conn())
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    get(tx, id).await?.ok_or(Error::NotFound)
+}
+
+/// Deletes an organization and everything it owns. `confirm` must repeat its slug.
+pub async fn delete(tx: &mut TenantTx, id: Uuid, confirm: &str) -> Result<()> {
+    require_role(tx, id, Role::Owner).await?;
+    let org = get(tx, id).await?.ok_or(Error::NotFound)?;
+    if confirm != org.slug {
+        return Err(Error::Validation(vec![crate::error::FieldError::new(
+            "confirm",
+            "must repeat the organization's slug",
+        )]));
+    }
+    let deleted = sqlx::query("DELETE FROM organizations WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+const MEMBER_SELECT: &str =
+    "SELECT m.user_id, u.email, u.name, u.avatar_url, m.role, m.permissions, m.joined_at, m.id \
+    FROM organization_members m JOIN users u ON u.id = m.user_id";
+
+pub async fn list_members(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Member>> {
+    require_role(tx, org, Role::Viewer).await?;
+    let rows: Vec<Member> = sqlx::query_as(&format!(
+        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |m| m.id))
+}
+
+pub async fn get_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<Option<Member>> {
+    Ok(sqlx::query_as(&format!(
+        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
+    ))
+    .bind(org)
+    .bind(user)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// Adds a member (an admin's act; owners only add owners). Invitations build on this.
+pub async fn add_member(tx: &mut TenantTx, org: Uuid, user: Uuid, role: Role) -> Result<Member> {
+    let mine = require_role(tx, org, Role::Admin).await?;
+    if role == Role::Owner && mine != Role::Owner {
+        return Err(Error::Forbidden("only an owner may make owners"));
+    }
+    sqlx::query(
+        "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)",
+    )
+    .bind(org)
+    .bind(user)
+    .bind(role.as_str())
+    .execute(tx.conn())
+    .await?;
+    get_member(tx, org, user).await?.ok_or(Error::NotFound)
+}
+
+pub async fn update_member(
+    tx: &mut TenantTx,
+    org: Uuid,
+    user: Uuid,
+    changes: &MemberChanges,
+) -> Result<Member> {
+    changes.validate()?;
+    let mine = require_role(tx, org, Role::Admin).await?;
+    let target = get_member(tx, org, user).await?.ok_or(Error::NotFound)?;
+    if (target.role == Role::Owner || changes.role == Some(Role::Owner)) && mine != Role::Owner {
+        return Err(Error::Forbidden(
+            "only an owner may grant, change or remove ownership",
+        ));
+    }
+    sqlx::query(
+        "UPDATE organization_members SET role = coalesce($3, role), permissions = coalesce($4, permissions) \
+         WHERE organization_id = $1 AND user_id = $2",
+    )
+    .bind(org)
+    .bind(user)
+    .bind(changes.role.map(Role::as_str))
+    .bind(changes.permissions.as_ref())
+    .execute(tx.conn())
+    .await?;
+    get_member(tx, org, user).await?.ok_or(Error::NotFound)
+}
+
+/// Removes a member; anyone may remove themselves (leave). The last owner stays (409).
+pub async fn remove_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<()> {
+    let leaving = tx.user_id().await? == Some(user);
+    let mine = require_role(tx, org, if leaving { Role::Viewer } else { Role::Admin }).await?;
+    let target = get_member(tx, org, user).await?.ok_or(Error::NotFound)?;
+    if target.role == Role::Owner && mine != Role::Owner {
+        return Err(Error::Forbidden("only an owner may remove an owner"));
+    }
+    let removed =
+        sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+            .bind(org)
+            .bind(user)
+            .execute(tx.conn())
+            .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+const TEAM_SELECT: &str = "SELECT t.id, t.name, t.description, t.lead_user_id, \
+    coalesce((SELECT array_agg(tm.user_id ORDER BY tm.user_id) FROM team_members tm \
+              WHERE tm.organization_id = t.organization_id AND tm.team_id = t.id), '{}') AS member_ids, \
+    t.created_at, t.updated_at FROM teams t";
+
+pub async fn list_teams(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Team>> {
+    require_role(tx, org, Role::Viewer).await?;
+    let rows: Vec<Team> = sqlx::query_as(&format!(
+        "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |t| t.id))
+}
+
+pub async fn get_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<Team> {
+    sqlx::query_as(&format!(
+        "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id = $2"
+    ))
+    .bind(org)
+    .bind(team)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+pub async fn create_team(tx: &mut TenantTx, org: Uuid, new: &NewTeam) -> Result<Team> {
+    new.validate()?;
+    require_role(tx, org, Role::Admin).await?;
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO teams (id, organization_id, name, description, lead_user_id) VALUES ($1, $2, $3, $4, $5)")
+        .bind(id)
+        .bind(org)
+        .bind(new.name.trim())
+        .bind(new.description.as_deref())
+        .bind(new.lead_user_id)
+        .execute(tx.conn())
+        .await?;
+    get_team(tx, org, id).await
+}
+
+pub async fn update_team(
+    tx: &mut TenantTx,
+    org: Uuid,
+    team: Uuid,
+    changes: &TeamChanges,
+) -> Result<Team> {
+    changes.validate()?;
+    require_role(tx, org, Role::Admin).await?;
+    let updated = sqlx::query(
+        "UPDATE teams SET name = coalesce($3, name), \
+            description = CASE WHEN $4 THEN $5 ELSE description END, \
+            lead_user_id = CASE WHEN $6 THEN $7 ELSE lead_user_id END \
+         WHERE organization_id = $1 AND id = $2",
+    )
+    .bind(org)
+    .bind(team)
+    .bind(changes.name.as_deref().map(str::trim))
+    .bind(changes.description.is_some())
+    .bind(changes.description.clone().flatten())
+    .bind(changes.lead_user_id.is_some())
+    .bind(changes.lead_user_id.flatten())
+    .execute(tx.conn())
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    get_team(tx, org, team).await
+}
+
+pub async fn delete_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    let deleted = sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
+        .bind(org)
+        .bind(team)
+        .execute(tx.conn())
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Puts a member of the organization into a team (idempotent).
+pub async fn add_team_member(tx: &mut TenantTx, org: Uuid, team: Uuid, user: Uuid) -> Result<Team> {
+    require_role(tx, org, Role::Admin).await?;
+    get_team(tx, org, team).await?;
+    sqlx::query(
+        "INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (team_id, user_id) DO NOTHING",
+    )
+    .bind(org)
+    .bind(team)
+    .bind(user)
+    .execute(tx.conn())
+    .await?;
+    get_team(tx, org, team).await
+}
+
+pub async fn remove_team_member(
+    tx: &mut TenantTx,
+    org: Uuid,
+    team: Uuid,
+    user: Uuid,
+) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    let removed = sqlx::query(
+        "DELETE FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
+    )
+    .bind(org)
+    .bind(team)
+    .bind(user)
+    .execute(tx.conn())
+    .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use tenantry_db::testing::TestDb;
+use tenantry_server::http::{self, AppState, HttpConfig};
+use tenantry_server::identity::{self, NewAccount};
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+}
+
+/// A signed-up user with a session token and their first organization.
+#[derive(Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub org: Uuid,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(HttpConfig::default()).await
+    }
+
+    pub async fn spawn_with(config: HttpConfig) -> Self {
+        let db = TestDb::new().await;
+        let state = AppState {
+            db: db.runtime.clone(),
+            config: std::sync::Arc::new(config),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(http::serve(
+            listener,
+            http::router(state),
+            std::future::pending(),
+        ));
+        Self {
+            base,
+            db,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn user(&self, email: &str) -> TestUser {
+        let signed_up = identity::sign_up(
+            &self.db.runtime,
+            NewAccount {
+                email: email.into(),
+                name: Some(email.split('@').next().unwrap_or("x").into()),
+                password_hash: None,
+                provider: "password".into(),
+                provider_id: None,
+                organization_name: None,
+            },
+        )
+        .await
+        .expect("sign up");
+        let token = identity::create_session(
+            &self.db.runtime,
+            signed_up.user.id,
+            Duration::from_secs(3600),
+            None,
+            None,
+        )
+        .await
+        .expect("session");
+        TestUser {
+            id: signed_up.user.id,
+            org: signed_up.organization.id,
+            token,
+        }
+    }
+
+    pub fn request(&self, method: Method, token: Option<&str>, path: &str) -> RequestBuilder {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        user: &TestUser,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.request(method, Some(&user.token), path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.expect("send")).await
+    }
+
+    /// Adds `user` to `org` as `role`, acting as `admin`, over the API's domain layer.
+    pub async fn add_member(
+        &self,
+        admin: &TestUser,
+        org: Uuid,
+        user: &TestUser,
+        role: tenantry_server::orgs::Role,
+    ) {
+        let mut tx = tenantry_db::TenantTx::begin(
+            &self.db.runtime,
+            &tenantry_db::RequestContext::user(admin.id).in_org(org),
+        )
+        .await
+        .expect("begin");
+        tenantry_server::orgs::store::add_member(&mut tx, org, user.id, role)
+            .await
+            .expect("add member");
+        tx.commit().await.expect("commit");
+    }
+}
+
+pub async fn read(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// Asserts a problem response with `status` and stable `code`.
+pub fn assert_problem(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    assert_eq!(got.1["code"], code, "body: {}", got.1);
+    assert_eq!(got.1["status"], status.as_u16());
+    assert_eq!(got.1["type"], format!("urn:tenantry:problem:{code}"));
+}
