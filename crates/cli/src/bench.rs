@@ -9,9 +9,7 @@ use clap::ValueEnum;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use tenantry_db::cluster::Role;
-use tenantry_db::{
-    migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx, OWNER_ROLE,
-};
+use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::identity::{self, NewAccount};
 use uuid::Uuid;
 
@@ -58,18 +56,7 @@ async fn bench_database(database: &Database) -> Result<ConnectionUrls, AnyError>
     let urls = match database.managed_info() {
         Some(info) => {
             let mut admin = PgConnection::connect(&info.url(Role::Superuser, "postgres")).await?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
-                    .bind(BENCH_DATABASE)
-                    .fetch_one(&mut admin)
-                    .await?;
-            if !exists {
-                sqlx::raw_sql(&format!(
-                    "CREATE DATABASE {BENCH_DATABASE} OWNER {OWNER_ROLE}"
-                ))
-                .execute(&mut admin)
-                .await?;
-            }
+            tenantry_db::cluster::create_database_if_missing(&mut admin, BENCH_DATABASE).await?;
             admin.close().await?;
             ConnectionUrls {
                 runtime: info.url(Role::Runtime, BENCH_DATABASE),

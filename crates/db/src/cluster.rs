@@ -506,18 +506,7 @@ impl ManagedCluster {
                 .execute(&mut conn)
                 .await?;
         }
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
-                .bind(DATABASE_NAME)
-                .fetch_one(&mut conn)
-                .await?;
-        if !exists {
-            sqlx::raw_sql(&format!(
-                "CREATE DATABASE {DATABASE_NAME} OWNER {OWNER_ROLE}"
-            ))
-            .execute(&mut conn)
-            .await?;
-        }
+        create_database_if_missing(&mut conn, DATABASE_NAME).await?;
         conn.close().await?;
         Ok(())
     }
@@ -537,6 +526,25 @@ impl ManagedCluster {
         run(cmd, "pg_ctl stop").await?;
         Ok(true)
     }
+}
+
+/// Creates database `name` owned by the owner role unless it exists; true when created.
+/// `admin` is a superuser connection (to `postgres`). `name` must be a plain identifier.
+pub async fn create_database_if_missing(
+    admin: &mut PgConnection,
+    name: &str,
+) -> Result<bool, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut *admin)
+            .await?;
+    if !exists {
+        sqlx::raw_sql(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    Ok(!exists)
 }
 
 fn secret() -> String {

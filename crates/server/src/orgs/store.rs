@@ -12,6 +12,14 @@ use super::{
 use crate::error::{Error, Result};
 use crate::http::{Page, PageParams};
 
+/// A write that touched no row means the row is not there (or not visible): 404.
+fn affected_some(done: sqlx::postgres::PgQueryResult) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
     o.subscription_status, o.billing_email, m.role AS my_role, o.created_at, o.updated_at \
     FROM organizations o JOIN organization_members m ON m.organization_id = o.id AND m.user_id = app.user_id()";
@@ -142,9 +150,7 @@ pub async fn update(
     .bind(changes.settings.as_ref())
     .execute(tx.conn())
     .await?;
-    if updated.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(updated)?;
     get(tx, id).await?.ok_or(Error::NotFound)
 }
 
@@ -158,13 +164,12 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid, confirm: &str) -> Result<()> {
             "must repeat the organization's slug",
         )]));
     }
-    let deleted = sqlx::query("DELETE FROM organizations WHERE id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(
+        sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?,
+    )?;
     Ok(())
 }
 
@@ -253,9 +258,7 @@ pub async fn remove_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<(
             .bind(user)
             .execute(tx.conn())
             .await?;
-    if removed.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(removed)?;
     Ok(())
 }
 
@@ -326,22 +329,19 @@ pub async fn update_team(
     .bind(changes.lead_user_id.flatten())
     .execute(tx.conn())
     .await?;
-    if updated.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(updated)?;
     get_team(tx, org, team).await
 }
 
 pub async fn delete_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<()> {
     require_role(tx, org, Role::Admin).await?;
-    let deleted = sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
-        .bind(org)
-        .bind(team)
-        .execute(tx.conn())
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(
+        sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
+            .bind(org)
+            .bind(team)
+            .execute(tx.conn())
+            .await?,
+    )?;
     Ok(())
 }
 
@@ -376,8 +376,6 @@ pub async fn remove_team_member(
     .bind(user)
     .execute(tx.conn())
     .await?;
-    if removed.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    affected_some(removed)?;
     Ok(())
 }

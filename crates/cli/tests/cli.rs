@@ -1,0 +1,136 @@
+//! The `tenantry` binary end to end: the README's run command brings the API up on its own
+//! managed PostgreSQL, a second instance shares the cluster, and SIGTERM shuts down cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tenantry-cli-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn tenantry(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run tenantry")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn serve(dir: &Path, port: u16) -> Child {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve")
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the API on port {port} did not become ready");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn serve_brings_up_its_own_postgres_and_stops_it() {
+    let dir = data_dir("serve");
+    let port = free_port();
+    let mut first = serve(&dir, port);
+    wait_ready(port).await;
+    assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("running"));
+
+    // The printed URL works with the runtime role, which is unprivileged.
+    let url = stdout(&tenantry(&dir, &["db", "url", "--role", "runtime"]))
+        .trim()
+        .to_string();
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .expect("connect with printed URL");
+    let (user, is_super): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("query");
+    assert_eq!((user.as_str(), is_super), ("tenantry_runtime", false));
+    pool.close().await;
+    let status = stdout(&tenantry(&dir, &["migrate", "status"]));
+    assert!(
+        status.contains("0001") && status.contains("applied") && !status.contains("pending"),
+        "{status}"
+    );
+    let check = tenantry(&dir, &["db", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A second instance on the same data directory reuses the running cluster ...
+    let port2 = free_port();
+    let mut second = serve(&dir, port2);
+    wait_ready(port2).await;
+    assert!(terminate(&mut second).success());
+    // ... and, not having started it, leaves it running for the first.
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .expect("first still serves");
+    assert!(r.status().is_success());
+
+    assert!(terminate(&mut first).success());
+    assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("stopped"));
+
+    // Seeding starts the cluster on demand, prints a working token, and stops it again.
+    let seeded = tenantry(&dir, &["seed"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    assert!(stdout(&seeded).contains("tnt_"));
+    assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("stopped"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
