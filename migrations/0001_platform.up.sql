@@ -112,12 +112,14 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON audit.events
 -- One trigger function for every audited table. Statement-level with transition tables, so a
 -- bulk write costs one INSERT ... SELECT, not one insert per row.
 -- TG_ARGV[0]: the column holding the organization id ('' for global tables);
--- TG_ARGV[1..]: columns never copied into the trail (secrets).
+-- TG_ARGV[1]: the row's key column (entity_id; pairs old and new rows of an UPDATE);
+-- TG_ARGV[2..]: columns never copied into the trail (secrets).
 CREATE FUNCTION audit.record_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     org_column text := nullif(TG_ARGV[0], '');
-    redacted text[] := coalesce(TG_ARGV[1:], '{}');
+    key_column text := TG_ARGV[1];
+    redacted text[] := coalesce(TG_ARGV[2:], '{}');
     entity text := CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME
                         ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END;
 BEGIN
@@ -125,32 +127,33 @@ BEGIN
         INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
                                   new_data, ip_address, user_agent, request_id)
         SELECT (n.j ->> org_column)::uuid, app.user_id(), app.api_key_id(), 'insert', entity,
-               (n.j ->> 'id')::uuid, n.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
+               (n.j ->> key_column)::uuid, n.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
           FROM (SELECT to_jsonb(r) AS j FROM new_rows r) n;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
                                   old_data, new_data, ip_address, user_agent, request_id)
         SELECT (n.j ->> org_column)::uuid, app.user_id(), app.api_key_id(), 'update', entity,
-               (n.j ->> 'id')::uuid, o.j - redacted, n.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
+               (n.j ->> key_column)::uuid, o.j - redacted, n.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
           FROM (SELECT to_jsonb(r) AS j FROM new_rows r) n
-          JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) o ON o.j -> 'id' = n.j -> 'id'
+          JOIN (SELECT to_jsonb(r) AS j FROM old_rows r) o ON o.j -> key_column = n.j -> key_column
          WHERE o.j IS DISTINCT FROM n.j;
     ELSE
         INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
                                   old_data, ip_address, user_agent, request_id)
         SELECT (o.j ->> org_column)::uuid, app.user_id(), app.api_key_id(), 'delete', entity,
-               (o.j ->> 'id')::uuid, o.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
+               (o.j ->> key_column)::uuid, o.j - redacted, app.client_ip(), app.user_agent(), app.request_id()
           FROM (SELECT to_jsonb(r) AS j FROM old_rows r) o;
     END IF;
     RETURN NULL;
 END $$;
 
 -- Attaches the audit trigger (one per operation: transition tables allow one event each).
-CREATE PROCEDURE audit.attach(tbl regclass, org_column text DEFAULT 'organization_id', redact text[] DEFAULT '{}')
+CREATE PROCEDURE audit.attach(tbl regclass, org_column text DEFAULT 'organization_id',
+                              key_column text DEFAULT 'id', redact text[] DEFAULT '{}')
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     args text := array_to_string(
-        ARRAY(SELECT quote_literal(a) FROM unnest(ARRAY[org_column] || redact) a), ', ');
+        ARRAY(SELECT quote_literal(a) FROM unnest(ARRAY[org_column, key_column] || redact) a), ', ');
 BEGIN
     EXECUTE format('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
                     FOR EACH STATEMENT EXECUTE FUNCTION audit.record_change(%s)', tbl, args);

@@ -328,5 +328,5 @@ CALL audit.attach('organizations', 'id');
 CALL audit.attach('organization_members');
 CALL audit.attach('teams');
 CALL audit.attach('team_members');
-CALL audit.attach('users', '', ARRAY['password_hash']);
-CALL audit.attach('profiles', '');
+CALL audit.attach('users', '', 'id', ARRAY['password_hash']);
+CALL audit.attach('profiles', '', 'user_id');

@@ -149,14 +149,15 @@ impl PgBinaries {
         versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versioned.into_iter().map(|(_, p)| p));
 
-        let found = candidates.iter().filter_map(|dir| Self::probe(dir));
-        let mut found: Vec<Self> = found.filter(|b| b.major >= 15).collect();
-        if let Some(major) = major {
-            found.retain(|b| b.major == major);
-        }
-        found
-            .into_iter()
-            .next()
+        Self::locate_in(&candidates, major)
+    }
+
+    /// The first of `candidates` holding server binaries of version 15+ (of `major` if given).
+    fn locate_in(candidates: &[PathBuf], major: Option<u32>) -> Result<Self, ClusterError> {
+        candidates
+            .iter()
+            .filter_map(|dir| Self::probe(dir))
+            .find(|b| b.major >= 15 && major.is_none_or(|m| b.major == m))
             .ok_or_else(|| ClusterError::BinariesNotFound {
                 install: if running_as_root() {
                     "apt-get update && apt-get install -y postgresql".into()
@@ -571,4 +572,29 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClusterError> {
         .map_err(io_err(path))?;
     file.write_all(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_binaries_means_an_exact_install_command() {
+        let err = PgBinaries::locate_in(&[PathBuf::from("/nonexistent/bin")], None)
+            .expect_err("nothing there");
+        let text = err.to_string();
+        assert!(text.contains("apt-get install -y postgresql"), "{text}");
+        assert!(text.contains("DATABASE_URL"), "{text}");
+    }
+
+    #[test]
+    fn binaries_of_another_major_version_do_not_count() {
+        let Ok(found) = PgBinaries::locate(None) else {
+            return; // no PostgreSQL on this machine: the test above covers that case
+        };
+        assert!(found.major >= 15);
+        let other =
+            PgBinaries::locate_in(std::slice::from_ref(&found.bindir), Some(found.major + 1));
+        assert!(matches!(other, Err(ClusterError::BinariesNotFound { .. })));
+    }
 }

@@ -38,10 +38,15 @@ pub struct RuntimePool {
 
 impl RuntimePool {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        // Server-side limits, so work abandoned by a cancelled request cannot run or hold locks forever.
+        let options = url.parse::<PgConnectOptions>()?.options([
+            ("statement_timeout", "30s"),
+            ("idle_in_transaction_session_timeout", "60s"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(url.parse::<PgConnectOptions>()?)
+            .connect_with(options)
             .await?;
         Ok(Self { pool })
     }

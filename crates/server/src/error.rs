@@ -41,6 +41,8 @@ pub enum Error {
     Conflict { code: &'static str, detail: String },
     #[error("the database is not reachable")]
     Unavailable,
+    #[error("the request took too long")]
+    Timeout,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -117,6 +119,12 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the database is not reachable; try again".into(),
+                vec![],
+            ),
+            Error::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took longer than the server allows; nothing was changed".into(),
                 vec![],
             ),
             Error::Database(e) => database_parts(e),

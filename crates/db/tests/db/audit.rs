@@ -203,3 +203,56 @@ async fn only_admins_of_the_organization_read_its_trail() {
     assert_eq!(count_as(&db.runtime, mallory, None, q, &[a]).await, 0);
     assert_eq!(count_as(&db.runtime, mallory, Some(a), q, &[a]).await, 0);
 }
+
+#[tokio::test]
+async fn every_audited_table_records_inserts_updates_and_deletes() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let bob = user(&db.runtime, "bob@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    add_member(&db.runtime, alice, a, bob, "member").await;
+    let team = Uuid::now_v7();
+    for (sql, bind) in [
+        ("INSERT INTO profiles (user_id) VALUES ($1)", vec![alice]),
+        ("UPDATE profiles SET timezone = 'Europe/Paris' WHERE user_id = $1", vec![alice]),
+        ("UPDATE users SET name = 'Alice' WHERE id = $1", vec![alice]),
+        ("UPDATE organization_members SET role = 'admin' WHERE user_id = $1", vec![bob]),
+        ("INSERT INTO teams (id, organization_id, name) VALUES ($1, $2, 'core')", vec![team, a]),
+        ("UPDATE teams SET name = 'Core' WHERE id = $1", vec![team]),
+        ("INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3)", vec![a, team, bob]),
+        ("DELETE FROM team_members WHERE team_id = $1", vec![team]),
+        ("DELETE FROM teams WHERE id = $1", vec![team]),
+        ("DELETE FROM organization_members WHERE user_id = $1", vec![bob]),
+        ("DELETE FROM organizations WHERE id = $1", vec![a]),
+    ] {
+        assert_eq!(exec_as(&db.runtime, alice, Some(a), sql, &bind).await, Ok(1), "{sql}");
+    }
+    // Counted as the owner: events of global tables (users, profiles) belong to no organization.
+    let owner = db.owner().await;
+    let recorded: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT entity_type, action, count(*) FROM audit.events WHERE user_id = $1 \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(alice)
+    .fetch_all(&owner.0)
+    .await
+    .expect("events");
+    let got: Vec<(&str, &str)> = recorded.iter().map(|(e, a, _)| (e.as_str(), a.as_str())).collect();
+    let expected = [
+        ("organization_members", "delete"),
+        ("organization_members", "insert"),
+        ("organization_members", "update"),
+        ("organizations", "delete"),
+        ("organizations", "insert"),
+        ("profiles", "insert"),
+        ("profiles", "update"),
+        ("team_members", "delete"),
+        ("team_members", "insert"),
+        ("teams", "delete"),
+        ("teams", "insert"),
+        ("teams", "update"),
+        ("users", "insert"),
+        ("users", "update"),
+    ];
+    assert_eq!(got, expected);
+}

@@ -9,24 +9,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::BoxError;
 use axum::Router;
 use serde::Serialize;
 use tenantry_db::RuntimePool;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::ToSchema;
 use utoipa_scalar::{Scalar, Servable};
 
 pub use extract::{Caller, Json, Path, Query};
 pub use openapi::ApiDoc;
 pub use pagination::{Page, PageParams};
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`) in PATCH bodies.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
 
 use crate::error::Error;
 
@@ -35,7 +44,7 @@ use crate::error::Error;
 pub struct HttpConfig {
     /// Largest accepted request body.
     pub body_limit: usize,
-    /// Longest a request may take before it is answered 408 and its transaction rolled back.
+    /// Longest a request may take before it is answered 503 and its transaction rolled back.
     pub request_timeout: Duration,
     /// Lifetime of a new session.
     pub session_ttl: Duration,
@@ -82,14 +91,15 @@ pub fn router(state: AppState) -> Router {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                }))
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(RequestBodyLimitLayer::new(config.body_limit))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    config.request_timeout,
-                )),
+                // A request over its time is dropped (its transaction rolls back) and answered 503.
+                .layer(HandleErrorLayer::new(|_: BoxError| async { Error::Timeout }))
+                .timeout(config.request_timeout),
         )
+        // Bodies are read by the Json extractor, which answers 413 past this limit.
+        .layer(DefaultBodyLimit::max(config.body_limit))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -2,24 +2,22 @@
 //! until then sessions are created through [`create_session`].)
 
 pub mod routes;
-
-use std::net::IpAddr;
-use std::time::Duration;
+pub mod store;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
-use tenantry_db::{RequestContext, RuntimePool, TenantTx};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use routes::routes;
+pub use store::{create_session, sign_up};
 
 use crate::error::{Error, FieldError, Result};
-use crate::orgs::{self, NewOrganization, Organization};
+use crate::orgs::Organization;
 
 /// A user as other members of their organizations see them.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -70,7 +68,7 @@ pub struct SignedUp {
     pub organization: Organization,
 }
 
-fn validate_account(account: &NewAccount) -> Result<()> {
+pub(crate) fn validate_account(account: &NewAccount) -> Result<()> {
     let mut errors = Vec::new();
     let email = account.email.trim();
     let valid_email = email.len() <= 254
@@ -95,48 +93,6 @@ fn validate_account(account: &NewAccount) -> Result<()> {
     }
 }
 
-/// Creates a user, their profile, their first organization and their owner membership, in one
-/// transaction (Sesari 1.1, 2.1-2.2): either all exist afterwards or none does.
-pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp> {
-    validate_account(&account)?;
-    let user_id = Uuid::now_v7();
-    let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
-    let user: User = sqlx::query_as(&format!(
-        "INSERT INTO users (id, email, name, password_hash, provider, provider_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
-    ))
-    .bind(user_id)
-    .bind(account.email.trim())
-    .bind(account.name.as_deref().map(str::trim))
-    .bind(account.password_hash.as_deref())
-    .bind(&account.provider)
-    .bind(account.provider_id.as_deref())
-    .fetch_one(tx.conn())
-    .await?;
-    sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
-        .bind(user_id)
-        .execute(tx.conn())
-        .await?;
-    let org_name = account.organization_name.clone().unwrap_or_else(|| {
-        let who = user
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| user.email.split('@').next().unwrap_or("My").to_string());
-        format!("{who}'s organization")
-    });
-    let organization = orgs::store::create(
-        &mut tx,
-        &NewOrganization {
-            name: org_name,
-            ..NewOrganization::default()
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(SignedUp { user, organization })
-}
-
 /// A new opaque session token: 256 random bits, URL-safe, with a recognizable prefix.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -152,29 +108,63 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Opens a session for `user_id` and returns its bearer token (shown once, stored as a hash).
-pub async fn create_session(
-    pool: &RuntimePool,
-    user_id: Uuid,
-    ttl: Duration,
-    ip: Option<IpAddr>,
-    user_agent: Option<&str>,
-) -> Result<String> {
-    let token = new_token();
-    let ttl = chrono::Duration::from_std(ttl)
-        .map_err(|_| Error::BadRequest("session lifetime out of range".into()))?;
-    let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
-    sqlx::query(
-        "INSERT INTO sessions (user_id, token_hash, expires_at, ip_address, user_agent) \
-         VALUES ($1, $2, $3, $4::inet, $5)",
-    )
-    .bind(user_id)
-    .bind(hash_token(&token).as_slice())
-    .bind(Utc::now() + ttl)
-    .bind(ip.map(|ip| ip.to_string()))
-    .bind(user_agent)
-    .execute(tx.conn())
-    .await?;
-    tx.commit().await?;
-    Ok(token)
+/// The signed-in user and their profile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Me {
+    pub user: User,
+    pub profile: Profile,
+}
+
+/// Changes to the signed-in user: absent fields stay; `null` clears an optional one.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeChanges {
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub name: Option<Option<String>>,
+    /// The user's own picture (overrides the identity provider's).
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub avatar_url: Option<Option<String>>,
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    pub timezone: Option<String>,
+    /// A language tag, e.g. `en` or `pt-BR`.
+    pub language: Option<String>,
+    /// Replaces the preferences object.
+    pub preferences: Option<serde_json::Value>,
+}
+
+impl MeChanges {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        if self
+            .name
+            .clone()
+            .flatten()
+            .is_some_and(|n| n.chars().count() > 200)
+        {
+            errors.push(FieldError::new("name", "must be at most 200 characters"));
+        }
+        if let Some(Some(url)) = &self.avatar_url {
+            if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
+                errors.push(FieldError::new(
+                    "avatar_url",
+                    "must be an http(s) URL of at most 2048 characters",
+                ));
+            }
+        }
+        if self
+            .timezone
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > 64)
+        {
+            errors.push(FieldError::new("timezone", "must be a time zone name"));
+        }
+        if self.preferences.as_ref().is_some_and(|p| !p.is_object()) {
+            errors.push(FieldError::new("preferences", "must be a JSON object"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(errors))
+        }
+    }
 }

@@ -1,23 +1,14 @@
 //! HTTP routes of the identity domain.
 
+use super::{store, Me, MeChanges};
+use crate::error::Result;
+use crate::http::{AppState, Caller, Json};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-use super::{Profile, User, USER_COLUMNS};
-use crate::error::{Error, Result};
-use crate::http::{AppState, Caller, Json};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/me", get(me))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Me {
-    pub user: User,
-    pub profile: Profile,
+    Router::new().route("/v1/me", get(me).patch(update_me))
 }
 
 /// The signed-in user and their profile.
@@ -27,17 +18,25 @@ pub struct Me {
 ))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
     let mut tx = caller.begin(&state, None).await?;
-    let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
-    let user: User = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-        .bind(user_id)
-        .fetch_one(tx.conn())
-        .await?;
-    let profile: Profile = sqlx::query_as(
-        "SELECT avatar_url, timezone, language, preferences FROM profiles WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_one(tx.conn())
-    .await?;
+    let me = store::me(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(Me { user, profile }))
+    Ok(Json(me))
+}
+
+/// Change the signed-in user's name and profile (time zone, language, picture, preferences).
+#[utoipa::path(patch, path = "/v1/me", tag = "identity", security(("bearer" = [])), request_body = MeChanges,
+    responses(
+        (status = 200, body = Me),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(changes): Json<MeChanges>,
+) -> Result<Json<Me>> {
+    let mut tx = caller.begin(&state, None).await?;
+    let me = store::update_me(&mut tx, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(me))
 }

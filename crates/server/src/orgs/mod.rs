@@ -4,7 +4,7 @@ pub mod routes;
 pub mod store;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -92,22 +92,15 @@ pub struct NewOrganization {
 pub struct OrganizationChanges {
     pub name: Option<String>,
     pub slug: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub industry: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub size: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub billing_email: Option<Option<String>>,
     pub settings: Option<serde_json::Value>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -157,9 +150,9 @@ pub struct NewTeam {
 #[serde(deny_unknown_fields)]
 pub struct TeamChanges {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::present")]
     pub lead_user_id: Option<Option<Uuid>>,
 }
 

@@ -185,7 +185,7 @@ async fn malformed_requests_get_clear_problems() {
             .expect("send"),
     )
     .await;
-    assert_eq!(got.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_problem(&got, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let got = read(
         app.request(Method::GET, Some(&alice.token), "/v1/orgs/not-a-uuid")
             .send()
@@ -217,4 +217,129 @@ async fn me_shows_the_signed_in_user() {
     assert_eq!(me["user"]["email"], "alice@example.com");
     assert_eq!(me["profile"]["timezone"], "UTC");
     assert!(me["user"].get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn profile_changes_apply_together_or_not_at_all() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let carol = app.user("carol@example.com").await;
+    app.add_member(
+        &alice,
+        alice.org,
+        &carol,
+        tenantry_server::orgs::Role::Viewer,
+    )
+    .await;
+
+    let (status, me) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            "/v1/me",
+            Some(json!({"name": "Alice A.", "timezone": "Europe/Berlin", "language": "pt-BR",
+                        "avatar_url": "https://img.example/a.png", "preferences": {"theme": "dark"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"]["name"], "Alice A.");
+    assert_eq!(me["profile"]["timezone"], "Europe/Berlin");
+    assert_eq!(me["profile"]["language"], "pt-BR");
+    assert_eq!(me["profile"]["preferences"], json!({"theme": "dark"}));
+
+    // A bad time zone refuses the whole change: the name stays as it was.
+    let got = app
+        .call(
+            Method::PATCH,
+            &alice,
+            "/v1/me",
+            Some(json!({"name": "Mallory", "timezone": "Mars/Olympus"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], "timezone");
+    let got = app
+        .call(
+            Method::PATCH,
+            &alice,
+            "/v1/me",
+            Some(json!({"name": "Mallory", "language": "not a tag"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], "language");
+    for bad in [
+        json!({"avatar_url": "javascript:alert(1)"}),
+        json!({"preferences": [1]}),
+        json!({"role": "admin"}),
+    ] {
+        let got = app.call(Method::PATCH, &alice, "/v1/me", Some(bad)).await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    }
+    let (_, me) = app.call(Method::GET, &alice, "/v1/me", None).await;
+    assert_eq!(me["user"]["name"], "Alice A.");
+    assert_eq!(
+        me["user"]["role"], "user",
+        "the platform role cannot be changed by its user"
+    );
+    assert_eq!(me["profile"]["timezone"], "Europe/Berlin");
+
+    // Colleagues see the new name; clearing it with null works.
+    let (_, members) = app
+        .call(
+            Method::GET,
+            &carol,
+            &format!("/v1/orgs/{}/members", alice.org),
+            None,
+        )
+        .await;
+    let names: Vec<&str> = members["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Alice A."), "{names:?}");
+    let (status, me) = app
+        .call(Method::PATCH, &alice, "/v1/me", Some(json!({"name": null})))
+        .await;
+    assert_eq!(
+        (status, &me["user"]["name"]),
+        (StatusCode::OK, &json!(null))
+    );
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn_with(HttpConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..HttpConfig::default()
+    })
+    .await;
+    let alice = app.user("alice@example.com").await;
+    // Something else holds the table: the update has to wait past the request's time.
+    let owner = app.db.owner().await;
+    let mut blocker = owner.0.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let path = format!("/v1/orgs/{}", alice.org);
+    let got = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"name": "too late"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    blocker.rollback().await.expect("release");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, org) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(
+        org["name"], "too late",
+        "the timed-out request changed data"
+    );
 }
