@@ -214,18 +214,37 @@ async fn every_audited_table_records_inserts_updates_and_deletes() {
     let team = Uuid::now_v7();
     for (sql, bind) in [
         ("INSERT INTO profiles (user_id) VALUES ($1)", vec![alice]),
-        ("UPDATE profiles SET timezone = 'Europe/Paris' WHERE user_id = $1", vec![alice]),
+        (
+            "UPDATE profiles SET timezone = 'Europe/Paris' WHERE user_id = $1",
+            vec![alice],
+        ),
         ("UPDATE users SET name = 'Alice' WHERE id = $1", vec![alice]),
-        ("UPDATE organization_members SET role = 'admin' WHERE user_id = $1", vec![bob]),
-        ("INSERT INTO teams (id, organization_id, name) VALUES ($1, $2, 'core')", vec![team, a]),
+        (
+            "UPDATE organization_members SET role = 'admin' WHERE user_id = $1",
+            vec![bob],
+        ),
+        (
+            "INSERT INTO teams (id, organization_id, name) VALUES ($1, $2, 'core')",
+            vec![team, a],
+        ),
         ("UPDATE teams SET name = 'Core' WHERE id = $1", vec![team]),
-        ("INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3)", vec![a, team, bob]),
+        (
+            "INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3)",
+            vec![a, team, bob],
+        ),
         ("DELETE FROM team_members WHERE team_id = $1", vec![team]),
         ("DELETE FROM teams WHERE id = $1", vec![team]),
-        ("DELETE FROM organization_members WHERE user_id = $1", vec![bob]),
+        (
+            "DELETE FROM organization_members WHERE user_id = $1",
+            vec![bob],
+        ),
         ("DELETE FROM organizations WHERE id = $1", vec![a]),
     ] {
-        assert_eq!(exec_as(&db.runtime, alice, Some(a), sql, &bind).await, Ok(1), "{sql}");
+        assert_eq!(
+            exec_as(&db.runtime, alice, Some(a), sql, &bind).await,
+            Ok(1),
+            "{sql}"
+        );
     }
     // Counted as the owner: events of global tables (users, profiles) belong to no organization.
     let owner = db.owner().await;
@@ -237,7 +256,10 @@ async fn every_audited_table_records_inserts_updates_and_deletes() {
     .fetch_all(&owner.0)
     .await
     .expect("events");
-    let got: Vec<(&str, &str)> = recorded.iter().map(|(e, a, _)| (e.as_str(), a.as_str())).collect();
+    let got: Vec<(&str, &str)> = recorded
+        .iter()
+        .map(|(e, a, _)| (e.as_str(), a.as_str()))
+        .collect();
     let expected = [
         ("organization_members", "delete"),
         ("organization_members", "insert"),
