@@ -44,6 +44,8 @@ GRANT EXECUTE ON FUNCTION app.uuid_v7() TO tenantry_runtime;
 -- A setting once set on a connection reads '' afterwards, never NULL: hence NULLIF.
 CREATE FUNCTION app.user_id() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.user_id', true), '')::uuid $$;
+CREATE FUNCTION app.session_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.session_id', true), '')::uuid $$;
 CREATE FUNCTION app.org_id() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.org_id', true), '')::uuid $$;
 CREATE FUNCTION app.api_key_id() RETURNS uuid
@@ -54,7 +56,7 @@ CREATE FUNCTION app.user_agent() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.user_agent', true), '') $$;
 CREATE FUNCTION app.request_id() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.request_id', true), '') $$;
-GRANT EXECUTE ON FUNCTION app.user_id(), app.org_id(), app.api_key_id(), app.client_ip(),
+GRANT EXECUTE ON FUNCTION app.user_id(), app.session_id(), app.org_id(), app.api_key_id(), app.client_ip(),
     app.user_agent(), app.request_id() TO tenantry_runtime;
 
 -- updated_at is the database's job.

@@ -2,4 +2,4 @@
 DROP POLICY events_select ON audit.events;
 DROP TABLE sessions, team_members, teams, organization_members, organizations, profiles, users;
 DROP FUNCTION app.add_creator_as_owner(), app.keep_an_owner(), app.check_timezone(),
-    app.session_user_id(bytea), app.orgs_with_role(text), app.role_rank(text);
+    app.resolve_session(bytea), app.orgs_with_role(text), app.role_rank(text);

@@ -100,7 +100,9 @@ CREATE TABLE sessions (
     token_hash   bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
     created_at   timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),
+    -- Absolute expiry, and idle expiry: unused for idle_timeout, the session ends.
     expires_at   timestamptz NOT NULL,
+    idle_timeout interval NOT NULL DEFAULT interval '7 days' CHECK (idle_timeout > interval '0'),
     ip_address   inet,
     user_agent   text
 );
@@ -145,27 +147,25 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION app.orgs_with_role(text) TO tenantry_runtime;
 
--- The user behind a live session token hash, or SQLSTATE 28000 (the request is not authenticated).
+-- The session and user behind a live token hash, or SQLSTATE 28000 (not authenticated).
 -- Refreshes last_seen_at at most once a minute, so reads do not turn into writes.
-CREATE FUNCTION app.session_user_id(token_hash bytea) RETURNS uuid
+CREATE FUNCTION app.resolve_session(token_hash bytea, OUT user_id uuid, OUT session_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    found_session uuid;
-    found_user uuid;
     seen timestamptz;
 BEGIN
-    SELECT s.id, s.user_id, s.last_seen_at INTO found_session, found_user, seen
+    SELECT s.user_id, s.id, s.last_seen_at INTO user_id, session_id, seen
       FROM public.sessions s JOIN public.users u ON u.id = s.user_id
-     WHERE s.token_hash = session_user_id.token_hash AND s.expires_at > now() AND u.is_active;
-    IF found_user IS NULL THEN
+     WHERE s.token_hash = resolve_session.token_hash
+       AND s.expires_at > now() AND s.last_seen_at + s.idle_timeout > now() AND u.is_active;
+    IF user_id IS NULL THEN
         RAISE EXCEPTION 'the session token is not valid' USING ERRCODE = 'invalid_authorization_specification';
     END IF;
     IF seen < now() - interval '1 minute' THEN
-        UPDATE public.sessions SET last_seen_at = now() WHERE id = found_session;
+        UPDATE public.sessions SET last_seen_at = now() WHERE id = session_id;
     END IF;
-    RETURN found_user;
 END $$;
-GRANT EXECUTE ON FUNCTION app.session_user_id(bytea) TO tenantry_runtime;
+GRANT EXECUTE ON FUNCTION app.resolve_session(bytea) TO tenantry_runtime;
 
 -- Whoever creates an organization becomes its first owner, in the same statement.
 CREATE FUNCTION app.add_creator_as_owner() RETURNS trigger
@@ -318,8 +318,8 @@ GRANT SELECT, INSERT (id, organization_id, name, description, lead_user_id),
    ON teams TO tenantry_runtime;
 GRANT SELECT, INSERT (id, organization_id, team_id, user_id), DELETE
    ON team_members TO tenantry_runtime;
-GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, ip_address, user_agent),
-      INSERT (id, user_id, token_hash, expires_at, ip_address, user_agent), DELETE
+GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, ip_address, user_agent),
+      INSERT (id, user_id, token_hash, expires_at, idle_timeout, ip_address, user_agent), DELETE
    ON sessions TO tenantry_runtime;
 
 -- ---------------------------------------------------------------------------------------------

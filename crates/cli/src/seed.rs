@@ -39,7 +39,8 @@ pub async fn run(database: &Database, listen: SocketAddr) -> Result<(), AnyError
         None,
         Some("tenantry seed"),
     )
-    .await?;
+    .await?
+    .token;
     pool.close().await;
     println!("signed in as {DEMO_EMAIL}; session token (valid 30 days):\n  {token}");
     println!("try:\n  curl -H 'Authorization: Bearer {token}' http://{listen}/v1/orgs");

@@ -61,11 +61,19 @@ impl TenantTx {
     /// Begins a transaction and binds the context in the same round trip as `BEGIN`. A session
     /// token that does not resolve to an active session is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
-        let (user_sql, user_id) = match &ctx.actor {
-            Actor::Anonymous => ("''".to_string(), Some(None)),
-            Actor::User(id) => (format!("'{id}'"), Some(Some(*id))),
+        // Where the acting user (and session) come from: a literal, or the session lookup,
+        // which raises SQLSTATE 28000 for an unknown or expired token.
+        let (actor, user_id) = match &ctx.actor {
+            Actor::Anonymous => (
+                "(VALUES (NULL::uuid, NULL::uuid)) AS s(user_id, session_id)".to_string(),
+                Some(None),
+            ),
+            Actor::User(id) => (
+                format!("(VALUES ('{id}'::uuid, NULL::uuid)) AS s(user_id, session_id)"),
+                Some(Some(*id)),
+            ),
             Actor::SessionTokenHash(hash) => (
-                format!("app.session_user_id(decode('{}', 'hex'))::text", hex(hash)),
+                format!("app.resolve_session(decode('{}', 'hex')) AS s", hex(hash)),
                 None,
             ),
         };
@@ -75,11 +83,13 @@ impl TenantTx {
         // fails before BEGIN and the connection goes back to the pool idle, not mid-transaction.
         // BEGIN adopts the implicit transaction, so the settings stay transaction-local.
         let statement = format!(
-            "SELECT set_config('app.user_id', {user_sql}, true), \
+            "SELECT set_config('app.user_id', coalesce(s.user_id::text, ''), true), \
+                    set_config('app.session_id', coalesce(s.session_id::text, ''), true), \
                     set_config('app.org_id', '{}', true), \
                     set_config('app.ip', '{}', true), \
                     set_config('app.user_agent', {}, true), \
-                    set_config('app.request_id', {}, true); BEGIN",
+                    set_config('app.request_id', {}, true) \
+             FROM {actor}; BEGIN",
             ctx.org_id.map(|id| id.to_string()).unwrap_or_default(),
             ctx.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             text_literal(ctx.user_agent.as_deref()),
@@ -104,6 +114,13 @@ impl TenantTx {
             .await?;
         self.user_id = Some(id);
         Ok(id)
+    }
+
+    /// The session the request authenticated with, if it used one.
+    pub async fn session_id(&mut self) -> Result<Option<Uuid>, DbError> {
+        Ok(sqlx::query_scalar("SELECT app.session_id()")
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     /// The connection to run queries on, inside this transaction.

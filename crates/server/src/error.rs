@@ -33,6 +33,12 @@ pub enum Error {
     Validation(Vec<FieldError>),
     #[error("authentication is required")]
     Unauthenticated,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("cookie-authenticated writes need the X-CSRF-Token header")]
+    CsrfFailed,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("not found")]
@@ -43,6 +49,8 @@ pub enum Error {
     Unavailable,
     #[error("the request took too long")]
     Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -103,6 +111,25 @@ impl Error {
                 "a valid bearer token is required".into(),
                 vec![],
             ),
+            Error::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the email or password is wrong".into(),
+                vec![],
+            ),
+            Error::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed attempts; retry in {retry_after} seconds"),
+                vec![],
+            ),
+            Error::CsrfFailed => (
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "requests authenticated by cookie must send the X-CSRF-Token header from sign-in"
+                    .into(),
+                vec![],
+            ),
             Error::Forbidden(detail) => {
                 (StatusCode::FORBIDDEN, "forbidden", (*detail).into(), vec![])
             }
@@ -125,6 +152,12 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 "the request took longer than the server allows; nothing was changed".into(),
+                vec![],
+            ),
+            Error::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred".into(),
                 vec![],
             ),
             Error::Database(e) => database_parts(e),
@@ -253,6 +286,9 @@ impl IntoResponse for Error {
         );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Error::RateLimited { retry_after } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }

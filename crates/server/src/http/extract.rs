@@ -1,10 +1,10 @@
 //! Extractors: the authenticated caller, and JSON/path/query whose rejections become problems.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{AppState, REQUEST_ID};
 use crate::error::{Error, FieldError};
-use crate::identity::hash_token;
+use crate::identity::{csrf_token_for, hash_token};
 
 /// JSON body in, JSON body out; malformed input is a problem response, never a plain-text 4xx.
 #[derive(FromRequest)]
@@ -71,8 +71,71 @@ impl From<QueryRejection> for Error {
     }
 }
 
-/// An authenticated request: its bearer token (resolved to a user inside the transaction) and
-/// what the audit trail records about it.
+/// Name of the HttpOnly session cookie.
+pub const SESSION_COOKIE: &str = "tenantry_session";
+
+/// What the audit trail records about any request, signed in or not.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl ClientInfo {
+    fn from_parts(parts: &Parts) -> Self {
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(512).collect::<String>())
+        };
+        Self {
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+            user_agent: header(USER_AGENT),
+            request_id: header(REQUEST_ID),
+        }
+    }
+
+    /// A context acting as `actor`.
+    pub fn context(&self, actor: Actor) -> RequestContext {
+        RequestContext {
+            actor,
+            org_id: None,
+            ip: self.ip,
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(Self::from_parts(parts))
+    }
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// An authenticated request: its bearer token (header, or the session cookie) resolved to a user
+/// inside the transaction, and what the audit trail records about it.
 pub struct Caller {
     ctx: RequestContext,
 }
@@ -90,31 +153,34 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Error> {
-        let token = parts
+        let bearer = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(Error::Unauthenticated)?;
-        let header = |name| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(512).collect::<String>())
+            .map(str::trim);
+        let token = match bearer {
+            Some(token) => token,
+            None => {
+                let token = cookie(parts, SESSION_COOKIE).ok_or(Error::Unauthenticated)?;
+                // A browser sends cookies on cross-site requests too: writes must prove they
+                // come from our own pages, which alone can read the CSRF token.
+                if !parts.method.is_safe() {
+                    let sent = parts
+                        .headers
+                        .get("x-csrf-token")
+                        .and_then(|v| v.to_str().ok());
+                    if sent != Some(csrf_token_for(token).as_str()) {
+                        return Err(Error::CsrfFailed);
+                    }
+                }
+                token
+            }
         };
-        let ctx = RequestContext {
-            actor: Actor::SessionTokenHash(hash_token(token)),
-            org_id: None,
-            ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-            user_agent: header(USER_AGENT),
-            request_id: header(REQUEST_ID),
-        };
+        if token.is_empty() {
+            return Err(Error::Unauthenticated);
+        }
+        let ctx = ClientInfo::from_parts(parts).context(Actor::SessionTokenHash(hash_token(token)));
         Ok(Self { ctx })
     }
 }

@@ -24,7 +24,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::ToSchema;
 use utoipa_scalar::{Scalar, Servable};
 
-pub use extract::{Caller, Json, Path, Query};
+pub use extract::{Caller, ClientInfo, Json, Path, Query, SESSION_COOKIE};
 pub use openapi::ApiDoc;
 pub use pagination::{Page, PageParams};
 

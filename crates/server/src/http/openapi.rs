@@ -11,7 +11,9 @@ use crate::{identity, orgs};
     info(title = "Tenantry API", description = "Multi-tenant business backend. Every organization's data is isolated by PostgreSQL row-level security."),
     paths(
         super::healthz, super::readyz,
-        identity::routes::me, identity::routes::update_me,
+        identity::routes::sign_up, identity::routes::sign_in, identity::routes::sign_out,
+        identity::routes::me, identity::routes::update_me, identity::routes::change_password,
+        identity::routes::list_sessions, identity::routes::end_session, identity::routes::end_all_sessions,
         orgs::routes::create_org, orgs::routes::list_orgs, orgs::routes::get_org,
         orgs::routes::update_org, orgs::routes::delete_org,
         orgs::routes::list_members, orgs::routes::update_member, orgs::routes::remove_member,

@@ -1,6 +1,7 @@
 //! Identity: users, profiles, sign-up and sessions. (Sign-in flows come with the identity issue;
 //! until then sessions are created through [`create_session`].)
 
+pub mod password;
 pub mod routes;
 pub mod store;
 
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use routes::routes;
-pub use store::{create_session, sign_up};
+pub use store::{create_session, sign_up, IssuedSession};
 
 use crate::error::{Error, FieldError, Result};
 use crate::orgs::Organization;
@@ -103,6 +104,13 @@ pub fn new_token() -> String {
     )
 }
 
+/// The CSRF token of a session: derived from the session token, so it needs no storage, and
+/// unguessable without it. Cookie-authenticated writes must send it as `X-CSRF-Token`.
+pub fn csrf_token_for(token: &str) -> String {
+    let digest = Sha256::digest(format!("csrf:{token}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
 /// What the database stores of a token.
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -167,4 +175,45 @@ impl MeChanges {
             Err(Error::Validation(errors))
         }
     }
+}
+
+/// One of the signed-in user's sessions.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session this request uses.
+    pub current: bool,
+}
+
+/// Sign-up with email and password.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSignUp {
+    pub email: String,
+    /// 8 to 256 characters.
+    pub password: String,
+    pub name: Option<String>,
+    /// Name of the first organization (default: "<name>'s organization").
+    pub organization_name: Option<String>,
+}
+
+/// Sign-in with email and password.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSignIn {
+    pub email: String,
+    pub password: String,
+}
+
+/// A password change: the current one proves it is the user.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
 }

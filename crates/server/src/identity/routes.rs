@@ -1,14 +1,199 @@
 //! HTTP routes of the identity domain.
 
-use super::{store, Me, MeChanges};
-use crate::error::Result;
-use crate::http::{AppState, Caller, Json};
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
+use serde::Serialize;
+use tenantry_db::{Actor, TenantTx};
+use utoipa::ToSchema;
+
+use super::{
+    store, IssuedSession, Me, MeChanges, PasswordChange, PasswordSignIn, PasswordSignUp,
+    SessionInfo, User,
+};
+use crate::error::{Error, Result};
+use crate::http::{AppState, Caller, ClientInfo, Json, Path, SESSION_COOKIE};
+use crate::orgs::Organization;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/me", get(me).patch(update_me))
+    Router::new()
+        .route("/v1/auth/signup", post(sign_up))
+        .route("/v1/auth/signin", post(sign_in))
+        .route("/v1/auth/signout", post(sign_out))
+        .route("/v1/me", get(me).patch(update_me))
+        .route("/v1/me/password", put(change_password))
+        .route(
+            "/v1/me/sessions",
+            get(list_sessions).delete(end_all_sessions),
+        )
+        .route("/v1/me/sessions/{session}", delete(end_session))
+}
+
+/// A signed-in user and the session just opened for them.
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn {
+    pub user: User,
+    pub session: IssuedSession,
+    /// The organization sign-up created (absent on sign-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+}
+
+/// `Set-Cookie` for a session: HttpOnly (scripts cannot read it), Secure, SameSite=Lax.
+fn session_cookie(session: &IssuedSession, ttl: std::time::Duration) -> Result<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        session.token,
+        ttl.as_secs()
+    ))
+    .map_err(|e| Error::Internal(format!("cookie: {e}")))
+}
+
+fn cleared_cookie() -> HeaderValue {
+    HeaderValue::from_static("tenantry_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax")
+}
+
+async fn open_session(
+    state: &AppState,
+    client: &ClientInfo,
+    user_id: uuid::Uuid,
+) -> Result<(User, IssuedSession, HeaderValue)> {
+    let ttl = state.config.session_ttl;
+    let session = store::create_session(
+        &state.db,
+        user_id,
+        ttl,
+        client.ip,
+        client.user_agent.as_deref(),
+    )
+    .await?;
+    let cookie = session_cookie(&session, ttl)?;
+    let mut tx = TenantTx::begin(&state.db, &client.context(Actor::User(user_id))).await?;
+    let me = store::me(&mut tx).await?;
+    tx.commit().await?;
+    Ok((me.user, session, cookie))
+}
+
+/// Create an account with email and password, its first organization, and a session.
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "identity", request_body = PasswordSignUp,
+    responses(
+        (status = 201, body = SignedIn, description = "Also sets the tenantry_session cookie"),
+        (status = 409, description = "email_taken", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sign_up(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(input): Json<PasswordSignUp>,
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
+    let signed_up = store::sign_up_with_password(&state.db, &input).await?;
+    let (user, session, cookie) = open_session(&state, &client, signed_up.user.id).await?;
+    let body = SignedIn {
+        user,
+        session,
+        organization: Some(signed_up.organization),
+    };
+    Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(body)))
+}
+
+/// Sign in with email and password. A wrong email and a wrong password get the same answer;
+/// repeated failures per email or IP get 429 with Retry-After.
+#[utoipa::path(post, path = "/v1/auth/signin", tag = "identity", request_body = PasswordSignIn,
+    responses(
+        (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
+        (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(input): Json<PasswordSignIn>,
+) -> Result<([(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
+    let user_id = store::sign_in(&state.db, &input, client.ip).await?;
+    let (user, session, cookie) = open_session(&state, &client, user_id).await?;
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(SignedIn {
+            user,
+            session,
+            organization: None,
+        }),
+    ))
+}
+
+/// End the session this request uses (and clear its cookie).
+#[utoipa::path(post, path = "/v1/auth/signout", tag = "identity", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn sign_out(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
+    let mut tx = caller.begin(&state, None).await?;
+    let current = tx.session_id().await?.ok_or(Error::Unauthenticated)?;
+    store::end_session(&mut tx, current).await?;
+    tx.commit().await?;
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
+}
+
+/// The signed-in user's live sessions.
+#[utoipa::path(get, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SessionInfo>>> {
+    let mut tx = caller.begin(&state, None).await?;
+    let sessions = store::list_sessions(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(sessions))
+}
+
+/// End one of the signed-in user's sessions.
+#[utoipa::path(delete, path = "/v1/me/sessions/{session}", tag = "identity", security(("bearer" = [])),
+    params(("session" = uuid::Uuid, Path, description = "Session id")),
+    responses((status = 204, description = "Ended"), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, None).await?;
+    store::end_session(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sign out everywhere: end every session of the signed-in user, this one included.
+#[utoipa::path(delete, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
+    responses((status = 204, description = "All ended"), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn end_all_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
+    let mut tx = caller.begin(&state, None).await?;
+    store::end_sessions(&mut tx, false).await?;
+    tx.commit().await?;
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
+}
+
+/// Change the password (the current one is required); other sessions end.
+#[utoipa::path(put, path = "/v1/me/password", tag = "identity", security(("bearer" = [])), request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(change): Json<PasswordChange>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin(&state, None).await?;
+    store::change_password(&mut tx, &change).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in user and their profile.

@@ -8,7 +8,8 @@ use tenantry_db::{RequestContext, RuntimePool, TenantTx};
 use uuid::Uuid;
 
 use super::{
-    hash_token, new_token, validate_account, Me, MeChanges, NewAccount, Profile, SignedUp, User,
+    csrf_token_for, hash_token, new_token, password, validate_account, Me, MeChanges, NewAccount,
+    PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
     USER_COLUMNS,
 };
 use crate::error::{Error, Result};
@@ -56,31 +57,196 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     Ok(SignedUp { user, organization })
 }
 
-/// Opens a session for `user_id` and returns its bearer token (shown once, stored as a hash).
+/// A new session: its bearer token (shown once, stored as a hash) and its CSRF token.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct IssuedSession {
+    pub id: Uuid,
+    /// Send as `Authorization: Bearer <token>`; also set as the `tenantry_session` cookie.
+    pub token: String,
+    /// Send as `X-CSRF-Token` on writes authenticated by the cookie.
+    pub csrf_token: String,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Opens a session for `user_id`.
 pub async fn create_session(
     pool: &RuntimePool,
     user_id: Uuid,
     ttl: Duration,
     ip: Option<IpAddr>,
     user_agent: Option<&str>,
-) -> Result<String> {
+) -> Result<IssuedSession> {
     let token = new_token();
     let ttl = chrono::Duration::from_std(ttl)
         .map_err(|_| Error::BadRequest("session lifetime out of range".into()))?;
+    let id = Uuid::now_v7();
+    let expires_at = Utc::now() + ttl;
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     sqlx::query(
-        "INSERT INTO sessions (user_id, token_hash, expires_at, ip_address, user_agent) \
-         VALUES ($1, $2, $3, $4::inet, $5)",
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at, ip_address, user_agent) \
+         VALUES ($1, $2, $3, $4, $5::inet, $6)",
     )
+    .bind(id)
     .bind(user_id)
     .bind(hash_token(&token).as_slice())
-    .bind(Utc::now() + ttl)
+    .bind(expires_at)
     .bind(ip.map(|ip| ip.to_string()))
     .bind(user_agent)
     .execute(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(token)
+    let csrf_token = csrf_token_for(&token);
+    Ok(IssuedSession {
+        id,
+        token,
+        csrf_token,
+        expires_at,
+    })
+}
+
+/// Creates a password account (with its first organization, as every sign-up).
+pub async fn sign_up_with_password(pool: &RuntimePool, input: &PasswordSignUp) -> Result<SignedUp> {
+    let account = NewAccount {
+        email: input.email.clone(),
+        name: input.name.clone(),
+        password_hash: None,
+        provider: "password".into(),
+        provider_id: None,
+        organization_name: input.organization_name.clone(),
+    };
+    validate_account(&account)?;
+    password::check_new("password", &input.password)?;
+    let hash = password::hash(input.password.clone()).await?;
+    sign_up(
+        pool,
+        NewAccount {
+            password_hash: Some(hash),
+            ..account
+        },
+    )
+    .await
+}
+
+/// Checks an email and password; the user id on success. Unknown email and wrong password are the
+/// same answer, in the same time. Too many failures for the email or the IP: 429.
+pub async fn sign_in(
+    pool: &RuntimePool,
+    input: &PasswordSignIn,
+    ip: Option<IpAddr>,
+) -> Result<Uuid> {
+    let email = input.email.trim();
+    let ip_text = ip.map(|ip| ip.to_string());
+    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let wait: i32 = sqlx::query_scalar("SELECT app.sign_in_wait($1, $2::inet)")
+        .bind(email)
+        .bind(ip_text.as_deref())
+        .fetch_one(tx.conn())
+        .await?;
+    if wait > 0 {
+        return Err(Error::RateLimited {
+            retry_after: wait as u64,
+        });
+    }
+    let credentials: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT user_id, password_hash FROM app.password_credentials($1) WHERE user_id IS NOT NULL",
+    )
+    .bind(email)
+    .fetch_optional(tx.conn())
+    .await?;
+    tx.commit().await?;
+
+    let (user_id, stored) = match credentials {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    let verified = password::verify(input.password.clone(), stored).await;
+    let mut ctx = RequestContext {
+        ip,
+        ..RequestContext::default()
+    };
+    match (verified, user_id) {
+        (true, Some(user_id)) => {
+            ctx.actor = tenantry_db::Actor::User(user_id);
+            let mut tx = TenantTx::begin(pool, &ctx).await?;
+            sqlx::query("SELECT app.clear_sign_in_failures($1)")
+                .bind(email)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
+                .bind(user_id)
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            Ok(user_id)
+        }
+        _ => {
+            let mut tx = TenantTx::begin(pool, &ctx).await?;
+            sqlx::query("SELECT app.record_sign_in_failure($1, $2::inet)")
+                .bind(email)
+                .bind(ip_text.as_deref())
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            Err(Error::InvalidCredentials)
+        }
+    }
+}
+
+/// The acting user's sessions, newest first.
+pub async fn list_sessions(tx: &mut TenantTx) -> Result<Vec<SessionInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT id, created_at, last_seen_at, expires_at, host(ip_address) AS ip_address, user_agent, \
+                (id = app.session_id()) IS TRUE AS current \
+           FROM sessions WHERE expires_at > now() AND last_seen_at + idle_timeout > now() \
+          ORDER BY created_at DESC",
+    )
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Ends one of the acting user's sessions (404 for anyone else's).
+pub async fn end_session(tx: &mut TenantTx, id: Uuid) -> Result<()> {
+    let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Ends the acting user's sessions: all of them, or all but the current one.
+pub async fn end_sessions(tx: &mut TenantTx, keep_current: bool) -> Result<u64> {
+    let done =
+        sqlx::query("DELETE FROM sessions WHERE NOT ($1 AND (id = app.session_id()) IS TRUE)")
+            .bind(keep_current)
+            .execute(tx.conn())
+            .await?;
+    Ok(done.rows_affected())
+}
+
+/// Changes the acting user's password after checking the current one; ends their other sessions.
+pub async fn change_password(tx: &mut TenantTx, change: &PasswordChange) -> Result<()> {
+    password::check_new("new_password", &change.new_password)?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT app.my_password_hash()")
+        .fetch_one(tx.conn())
+        .await?;
+    if !password::verify(change.current_password.clone(), stored).await {
+        return Err(Error::Validation(vec![crate::error::FieldError::new(
+            "current_password",
+            "is not the current password",
+        )]));
+    }
+    let hash = password::hash(change.new_password.clone()).await?;
+    let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(hash)
+        .execute(tx.conn())
+        .await?;
+    end_sessions(tx, true).await?;
+    Ok(())
 }
 
 /// The acting user and their profile.

@@ -70,7 +70,8 @@ impl TestApp {
             None,
         )
         .await
-        .expect("session");
+        .expect("session")
+        .token;
         TestUser {
             id: signed_up.user.id,
             org: signed_up.organization.id,

@@ -136,7 +136,8 @@ async fn no_valid_token_no_access() {
         None,
     )
     .await
-    .expect("session");
+    .expect("session")
+    .token;
     let got = read(
         app.request(Method::GET, Some(&expired), &path)
             .send()

@@ -1,0 +1,4 @@
+DROP FUNCTION app.sign_in_wait(text, inet), app.record_sign_in_failure(text, inet),
+    app.clear_sign_in_failures(text), app.password_credentials(text), app.my_password_hash();
+DROP TABLE app.sign_in_failures;
+REVOKE UPDATE (password_hash, last_login_at) ON users FROM tenantry_runtime;
