@@ -108,11 +108,38 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
+-- API keys of service accounts: they act inside one organization only, with the rights of a
+-- viewer (read) or a member (write), optionally for some modules only. Only the SHA-256 of the
+-- secret is stored; the prefix identifies a key in lists and logs.
+CREATE TABLE api_keys (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name            text NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+    prefix          text NOT NULL UNIQUE,
+    secret_hash     bytea NOT NULL UNIQUE CHECK (length(secret_hash) = 32),
+    access          text NOT NULL CHECK (access IN ('read', 'write')),
+    -- NULL: every module.
+    modules         text[] CHECK (modules IS NULL OR cardinality(modules) > 0),
+    expires_at      timestamptz,
+    revoked_at      timestamptz,
+    created_by      uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, id)
+);
+
+-- When each key was last used: kept apart from api_keys so that use is not an audited change.
+CREATE TABLE api_key_usage (
+    api_key_id   uuid PRIMARY KEY REFERENCES api_keys (id) ON DELETE CASCADE,
+    last_used_at timestamptz NOT NULL
+);
+
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON profiles FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON organization_members FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON teams FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
 
 -- A time zone PostgreSQL does not know is refused with a clear error (22023).
 CREATE FUNCTION app.check_timezone() RETURNS trigger
@@ -134,17 +161,59 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE role WHEN 'viewer' THEN 1 WHEN 'member' THEN 2 WHEN 'admin' THEN 3 WHEN 'owner' THEN 4 END
 $$;
 
--- Organizations where the acting user holds at least min_role; only app.org_id when the request names one.
--- PL/pgSQL, not SQL: its query plan is cached per connection instead of planned on every call.
+-- The role an API key acts with: read keys as viewers, write keys as members.
+CREATE FUNCTION app.key_role(access text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE access WHEN 'write' THEN 'member' ELSE 'viewer' END
+$$;
+
+-- Organizations where the actor (a user, or an API key) holds at least min_role; only app.org_id
+-- when the request names one. PL/pgSQL, not SQL: its plans are cached per connection instead of
+-- made on every call.
 CREATE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF app.api_key_id() IS NOT NULL THEN
+        RETURN (SELECT coalesce(array_agg(k.organization_id), '{}')
+                  FROM public.api_keys k
+                 WHERE k.id = app.api_key_id()
+                   AND app.role_rank(app.key_role(k.access)) >= app.role_rank(min_role)
+                   AND (app.org_id() IS NULL OR k.organization_id = app.org_id()));
+    END IF;
     RETURN (SELECT coalesce(array_agg(m.organization_id), '{}')
               FROM public.organization_members m
              WHERE m.user_id = app.user_id()
                AND app.role_rank(m.role) >= app.role_rank(min_role)
                AND (app.org_id() IS NULL OR m.organization_id = app.org_id()));
 END $$;
+
+-- The actor's role in one organization (NULL: none, or not the organization the request names).
+CREATE FUNCTION app.my_role(org uuid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF app.org_id() IS NOT NULL AND org <> app.org_id() THEN
+        RETURN NULL;
+    END IF;
+    IF app.api_key_id() IS NOT NULL THEN
+        RETURN (SELECT app.key_role(k.access) FROM public.api_keys k
+                 WHERE k.id = app.api_key_id() AND k.organization_id = org);
+    END IF;
+    RETURN (SELECT m.role FROM public.organization_members m
+             WHERE m.organization_id = org AND m.user_id = app.user_id());
+END $$;
+GRANT EXECUTE ON FUNCTION app.my_role(uuid) TO tenantry_runtime;
+
+-- Whether the actor may use `module` (users: always; API keys: when their scope names it).
+CREATE FUNCTION app.actor_may_use(module text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF app.api_key_id() IS NULL THEN
+        RETURN true;
+    END IF;
+    RETURN coalesce((SELECT k.modules IS NULL OR module = ANY (k.modules)
+                       FROM public.api_keys k WHERE k.id = app.api_key_id()), false);
+END $$;
+GRANT EXECUTE ON FUNCTION app.actor_may_use(text) TO tenantry_runtime;
 GRANT EXECUTE ON FUNCTION app.orgs_with_role(text) TO tenantry_runtime;
 
 -- The session and user behind a live token hash, or SQLSTATE 28000 (not authenticated).
@@ -166,6 +235,28 @@ BEGIN
     END IF;
 END $$;
 GRANT EXECUTE ON FUNCTION app.resolve_session(bytea) TO tenantry_runtime;
+
+-- The live API key behind a secret hash, with its organization, or SQLSTATE 28000. Refreshes
+-- last_used_at at most once a minute.
+CREATE FUNCTION app.resolve_api_key(secret_hash bytea, OUT api_key_id uuid, OUT organization_id uuid)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    used timestamptz;
+BEGIN
+    SELECT k.id, k.organization_id, u.last_used_at INTO api_key_id, organization_id, used
+      FROM public.api_keys k LEFT JOIN public.api_key_usage u ON u.api_key_id = k.id
+     WHERE k.secret_hash = resolve_api_key.secret_hash AND k.revoked_at IS NULL
+       AND (k.expires_at IS NULL OR k.expires_at > now());
+    IF api_key_id IS NULL THEN
+        RAISE EXCEPTION 'the API key is not valid' USING ERRCODE = 'invalid_authorization_specification';
+    END IF;
+    IF used IS NULL OR used < now() - interval '1 minute' THEN
+        INSERT INTO public.api_key_usage AS u (api_key_id, last_used_at)
+        VALUES (resolve_api_key.api_key_id, now())
+        ON CONFLICT ON CONSTRAINT api_key_usage_pkey DO UPDATE SET last_used_at = excluded.last_used_at;
+    END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION app.resolve_api_key(bytea) TO tenantry_runtime;
 
 -- Whoever creates an organization becomes its first owner, in the same statement.
 CREATE FUNCTION app.add_creator_as_owner() RETURNS trigger
@@ -219,6 +310,10 @@ ALTER TABLE team_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE team_members FORCE ROW LEVEL SECURITY;
 ALTER TABLE sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE sessions FORCE ROW LEVEL SECURITY;
+ALTER TABLE api_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE api_keys FORCE ROW LEVEL SECURITY;
+ALTER TABLE api_key_usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE api_key_usage FORCE ROW LEVEL SECURITY;
 
 -- Organizations: members read; admins update; owners delete; any signed-in user creates one.
 CREATE POLICY organizations_select ON organizations FOR SELECT
@@ -290,6 +385,20 @@ CREATE POLICY profiles_update ON profiles FOR UPDATE
 CREATE POLICY sessions_own ON sessions FOR ALL
     USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
 
+-- API keys: an organization's admins manage them; keys never see keys.
+CREATE POLICY api_keys_select ON api_keys FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY api_keys_insert ON api_keys FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY api_keys_update ON api_keys FOR UPDATE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]))
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY api_keys_delete ON api_keys FOR DELETE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+-- Usage is visible with its key (the subquery runs under api_keys' policy).
+CREATE POLICY api_key_usage_select ON api_key_usage FOR SELECT
+    USING (EXISTS (SELECT FROM api_keys k WHERE k.id = api_key_usage.api_key_id));
+
 -- Audit events: an organization's admins read its trail.
 CREATE POLICY events_select ON audit.events FOR SELECT
     USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
@@ -322,11 +431,19 @@ GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, i
       INSERT (id, user_id, token_hash, expires_at, idle_timeout, ip_address, user_agent), DELETE
    ON sessions TO tenantry_runtime;
 
+GRANT SELECT (id, organization_id, name, prefix, access, modules, expires_at, revoked_at,
+              created_by, created_at, updated_at),
+      INSERT (id, organization_id, name, prefix, secret_hash, access, modules, expires_at, created_by),
+      UPDATE (name, revoked_at), DELETE
+   ON api_keys TO tenantry_runtime;
+GRANT SELECT ON api_key_usage TO tenantry_runtime;
+
 -- ---------------------------------------------------------------------------------------------
 -- Audit: every tenant table, plus users and profiles (secrets redacted).
 CALL audit.attach('organizations', 'id');
 CALL audit.attach('organization_members');
 CALL audit.attach('teams');
 CALL audit.attach('team_members');
+CALL audit.attach('api_keys', 'organization_id', 'id', ARRAY['secret_hash']);
 CALL audit.attach('users', '', 'id', ARRAY['password_hash']);
 CALL audit.attach('profiles', '', 'user_id');

@@ -22,6 +22,8 @@ pub enum Actor {
     User(Uuid),
     /// The SHA-256 of a bearer session token; resolved to its user inside the transaction.
     SessionTokenHash([u8; 32]),
+    /// The SHA-256 of an API key; resolved to the key (and its organization) inside the transaction.
+    ApiKeyHash([u8; 32]),
 }
 
 /// Everything PostgreSQL learns about a request: identity for the policies, the rest for the audit trail.
@@ -65,16 +67,28 @@ impl TenantTx {
         // which raises SQLSTATE 28000 for an unknown or expired token.
         let (actor, user_id) = match &ctx.actor {
             Actor::Anonymous => (
-                "(VALUES (NULL::uuid, NULL::uuid)) AS s(user_id, session_id)".to_string(),
+                "(VALUES (NULL::uuid, NULL::uuid, NULL::uuid)) AS s(user_id, session_id, api_key_id)".to_string(),
                 Some(None),
             ),
             Actor::User(id) => (
-                format!("(VALUES ('{id}'::uuid, NULL::uuid)) AS s(user_id, session_id)"),
+                format!("(VALUES ('{id}'::uuid, NULL::uuid, NULL::uuid)) AS s(user_id, session_id, api_key_id)"),
                 Some(Some(*id)),
             ),
             Actor::SessionTokenHash(hash) => (
-                format!("app.resolve_session(decode('{}', 'hex')) AS s", hex(hash)),
+                format!(
+                    "(SELECT r.user_id, r.session_id, NULL::uuid AS api_key_id \
+                        FROM app.resolve_session(decode('{}', 'hex')) r) AS s",
+                    hex(hash)
+                ),
                 None,
+            ),
+            Actor::ApiKeyHash(hash) => (
+                format!(
+                    "(SELECT NULL::uuid AS user_id, NULL::uuid AS session_id, r.api_key_id \
+                        FROM app.resolve_api_key(decode('{}', 'hex')) r) AS s",
+                    hex(hash)
+                ),
+                Some(None),
             ),
         };
         // Sent as one simple query, which takes no parameters: every value is spelled with
@@ -85,6 +99,7 @@ impl TenantTx {
         let statement = format!(
             "SELECT set_config('app.user_id', coalesce(s.user_id::text, ''), true), \
                     set_config('app.session_id', coalesce(s.session_id::text, ''), true), \
+                    set_config('app.api_key_id', coalesce(s.api_key_id::text, ''), true), \
                     set_config('app.org_id', '{}', true), \
                     set_config('app.ip', '{}', true), \
                     set_config('app.user_agent', {}, true), \

@@ -278,3 +278,91 @@ async fn every_audited_table_records_inserts_updates_and_deletes() {
     ];
     assert_eq!(got, expected);
 }
+
+#[tokio::test]
+async fn writes_by_an_api_key_are_audited_as_the_key() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    // A data table of the kind later modules add: members (and write keys) may insert.
+    let owner = db.owner().await;
+    sqlx::raw_sql(
+        "CREATE TABLE public.notes (id uuid PRIMARY KEY DEFAULT app.uuid_v7(), organization_id uuid NOT NULL,
+             body text, UNIQUE (organization_id, id));
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; ALTER TABLE public.notes FORCE ROW LEVEL SECURITY;
+         CREATE POLICY notes_select ON public.notes FOR SELECT USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
+         CREATE POLICY notes_insert ON public.notes FOR INSERT WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
+         GRANT SELECT, INSERT ON public.notes TO tenantry_runtime;
+         CALL audit.attach('public.notes');",
+    )
+    .execute(&owner.0)
+    .await
+    .expect("notes table");
+
+    let key_id = Uuid::now_v7();
+    for (secret, access) in [([1u8; 32], "write"), ([2u8; 32], "read")] {
+        let id = if access == "write" {
+            key_id
+        } else {
+            Uuid::now_v7()
+        };
+        let mut tx = TenantTx::begin(&db.runtime, &RequestContext::user(alice).in_org(a))
+            .await
+            .expect("begin");
+        sqlx::query(
+            "INSERT INTO api_keys (id, organization_id, name, prefix, secret_hash, access) VALUES ($1, $2, $3, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(a)
+        .bind(format!("tnt_k_{access}"))
+        .bind(secret.as_slice())
+        .bind(access)
+        .execute(tx.conn())
+        .await
+        .expect("key");
+        tx.commit().await.expect("commit");
+    }
+    let as_key = |secret: [u8; 32]| {
+        RequestContext {
+            actor: tenantry_db::Actor::ApiKeyHash(secret),
+            ..RequestContext::default()
+        }
+        .in_org(a)
+    };
+
+    let mut tx = TenantTx::begin(&db.runtime, &as_key([1; 32]))
+        .await
+        .expect("write key");
+    sqlx::query("INSERT INTO notes (organization_id, body) VALUES ($1, 'from a bot')")
+        .bind(a)
+        .execute(tx.conn())
+        .await
+        .expect("a write key writes");
+    tx.commit().await.expect("commit");
+    let mut tx = TenantTx::begin(&db.runtime, &as_key([2; 32]))
+        .await
+        .expect("read key");
+    let refused = sqlx::query("INSERT INTO notes (organization_id, body) VALUES ($1, 'nope')")
+        .bind(a)
+        .execute(tx.conn())
+        .await;
+    assert_eq!(
+        refused
+            .err()
+            .and_then(|e| e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string()))
+            .as_deref(),
+        Some("42501")
+    );
+    drop(tx);
+
+    let (user_id, api_key_id): (Option<Uuid>, Option<Uuid>) = sqlx::query_as(
+        "SELECT user_id, api_key_id FROM audit.events WHERE entity_type = 'notes' AND action = 'insert'",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("event");
+    assert_eq!((user_id, api_key_id), (None, Some(key_id)));
+}

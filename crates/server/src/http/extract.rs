@@ -147,6 +147,29 @@ impl Caller {
         ctx.org_id = org;
         Ok(TenantTx::begin(&state.db, &ctx).await?)
     }
+
+    /// Begins the transaction of an organization route of `module`. An API key limited to other
+    /// modules is refused (403).
+    pub async fn begin_in(
+        &self,
+        state: &AppState,
+        org: Uuid,
+        module: &str,
+    ) -> Result<TenantTx, Error> {
+        let mut tx = self.begin(state, Some(org)).await?;
+        if matches!(self.ctx.actor, Actor::ApiKeyHash(_)) {
+            let allowed: bool = sqlx::query_scalar("SELECT app.actor_may_use($1)")
+                .bind(module)
+                .fetch_one(tx.conn())
+                .await?;
+            if !allowed {
+                return Err(Error::Forbidden(
+                    "this API key is not allowed to use this module",
+                ));
+            }
+        }
+        Ok(tx)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -180,7 +203,12 @@ impl FromRequestParts<AppState> for Caller {
         if token.is_empty() {
             return Err(Error::Unauthenticated);
         }
-        let ctx = ClientInfo::from_parts(parts).context(Actor::SessionTokenHash(hash_token(token)));
+        let actor = if token.starts_with(crate::api_keys::KEY_PREFIX) {
+            Actor::ApiKeyHash(hash_token(token))
+        } else {
+            Actor::SessionTokenHash(hash_token(token))
+        };
+        let ctx = ClientInfo::from_parts(parts).context(actor);
         Ok(Self { ctx })
     }
 }

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .merge(crate::orgs::routes())
         .merge(crate::identity::routes())
+        .merge(crate::api_keys::routes())
         .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(Scalar::with_url("/docs", ApiDoc::build()))

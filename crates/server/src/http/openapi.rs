@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
-use crate::{identity, orgs};
+use crate::{api_keys, identity, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use crate::{identity, orgs};
         orgs::routes::list_teams, orgs::routes::create_team, orgs::routes::get_team,
         orgs::routes::update_team, orgs::routes::delete_team,
         orgs::routes::add_team_member, orgs::routes::remove_team_member,
+        api_keys::routes::create_key, api_keys::routes::list_keys, api_keys::routes::revoke_key,
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&BearerAuth),
@@ -27,6 +28,7 @@ use crate::{identity, orgs};
         (name = "health", description = "Liveness and readiness"),
         (name = "identity", description = "The signed-in user"),
         (name = "organizations", description = "Organizations, members and teams"),
+        (name = "api keys", description = "API keys of service accounts"),
     )
 )]
 pub struct ApiDoc;

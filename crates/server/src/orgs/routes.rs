@@ -15,6 +15,8 @@ use super::{
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
 
+const MODULE: &str = "orgs";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/orgs", get(list_orgs).post(create_org))
@@ -53,6 +55,11 @@ pub async fn create_org(
     Json(new): Json<NewOrganization>,
 ) -> Result<(StatusCode, Json<Organization>)> {
     let mut tx = caller.begin(&state, None).await?;
+    if tx.user_id().await?.is_none() {
+        return Err(crate::Error::Forbidden(
+            "API keys cannot create organizations",
+        ));
+    }
     let org = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(org)))
@@ -81,7 +88,7 @@ pub async fn get_org(
     caller: Caller,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Organization>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let found = store::get(&mut tx, org)
         .await?
         .ok_or(crate::Error::NotFound)?;
@@ -105,7 +112,7 @@ pub async fn update_org(
     Path(org): Path<Uuid>,
     Json(changes): Json<OrganizationChanges>,
 ) -> Result<Json<Organization>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update(&mut tx, org, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -133,7 +140,7 @@ pub async fn delete_org(
     Path(org): Path<Uuid>,
     Query(confirmation): Query<DeleteConfirmation>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::delete(&mut tx, org, &confirmation.confirm).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -149,7 +156,7 @@ pub async fn list_members(
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Member>>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let members = store::list_members(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(members))
@@ -171,7 +178,7 @@ pub async fn update_member(
     Path((org, user)): Path<(Uuid, Uuid)>,
     Json(changes): Json<MemberChanges>,
 ) -> Result<Json<Member>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let member = store::update_member(&mut tx, org, user, &changes).await?;
     tx.commit().await?;
     Ok(Json(member))
@@ -191,7 +198,7 @@ pub async fn remove_member(
     caller: Caller,
     Path((org, user)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::remove_member(&mut tx, org, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -207,7 +214,7 @@ pub async fn list_teams(
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Team>>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let teams = store::list_teams(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(teams))
@@ -229,7 +236,7 @@ pub async fn create_team(
     Path(org): Path<Uuid>,
     Json(new): Json<NewTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let team = store::create_team(&mut tx, org, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(team)))
@@ -244,7 +251,7 @@ pub async fn get_team(
     caller: Caller,
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::require_role(&mut tx, org, super::Role::Viewer).await?;
     let found = store::get_team(&mut tx, org, team).await?;
     tx.commit().await?;
@@ -267,7 +274,7 @@ pub async fn update_team(
     Path((org, team)): Path<(Uuid, Uuid)>,
     Json(changes): Json<TeamChanges>,
 ) -> Result<Json<Team>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update_team(&mut tx, org, team, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -286,7 +293,7 @@ pub async fn delete_team(
     caller: Caller,
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::delete_team(&mut tx, org, team).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -306,7 +313,7 @@ pub async fn add_team_member(
     caller: Caller,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::add_team_member(&mut tx, org, team, user).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -325,7 +332,7 @@ pub async fn remove_team_member(
     caller: Caller,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, Some(org)).await?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::remove_team_member(&mut tx, org, team, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

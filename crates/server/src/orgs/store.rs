@@ -21,17 +21,15 @@ fn affected_some(done: sqlx::postgres::PgQueryResult) -> Result<()> {
 }
 
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
-    o.subscription_status, o.billing_email, m.role AS my_role, o.created_at, o.updated_at \
-    FROM organizations o JOIN organization_members m ON m.organization_id = o.id AND m.user_id = app.user_id()";
+    o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at \
+    FROM organizations o";
 
 /// The caller's role in `org`, if they are a member (and the request may see it).
 pub async fn my_role(tx: &mut TenantTx, org: Uuid) -> Result<Option<Role>> {
-    let role: Option<String> = sqlx::query_scalar(
-        "SELECT role FROM organization_members WHERE organization_id = $1 AND user_id = app.user_id()",
-    )
-    .bind(org)
-    .fetch_optional(tx.conn())
-    .await?;
+    let role: Option<String> = sqlx::query_scalar("SELECT app.my_role($1)")
+        .bind(org)
+        .fetch_one(tx.conn())
+        .await?;
     role.map(Role::try_from)
         .transpose()
         .map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))

@@ -27,6 +27,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: HttpConfig) -> Self {
+        // Server-side errors (500s) show in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let db = TestDb::new().await;
         let state = AppState {
             db: db.runtime.clone(),

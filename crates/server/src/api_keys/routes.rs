@@ -1,0 +1,79 @@
+//! HTTP routes of API keys under `/v1/orgs/{org}/api-keys` (admins only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::Router;
+use uuid::Uuid;
+
+use super::{store, ApiKey, CreatedApiKey, NewApiKey};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+const MODULE: &str = "orgs";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/api-keys", get(list_keys).post(create_key))
+        .route("/v1/orgs/{org}/api-keys/{key}", delete(revoke_key))
+}
+
+/// Create an API key for a service account; the secret is shown in this response only.
+#[utoipa::path(post, path = "/v1/orgs/{org}/api-keys", tag = "api keys", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewApiKey,
+    responses(
+        (status = 201, body = CreatedApiKey),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>)> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let created = store::create(&mut tx, org, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The organization's API keys (without secrets), revoked ones included.
+#[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api keys", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses(
+        (status = 200, body = Page<ApiKey>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<ApiKey>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let keys = store::list(&mut tx, org, &page).await?;
+    tx.commit().await?;
+    Ok(Json(keys))
+}
+
+/// Revoke an API key; it stops working at once.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/api-keys/{key}", tag = "api keys", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("key" = Uuid, Path, description = "API key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::revoke(&mut tx, org, key).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

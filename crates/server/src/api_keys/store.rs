@@ -1,0 +1,75 @@
+//! SQL of API keys.
+
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{new_secret, ApiKey, CreatedApiKey, NewApiKey};
+use crate::error::{Error, Result};
+use crate::http::{Page, PageParams};
+use crate::identity::hash_token;
+use crate::orgs::store::require_role;
+use crate::orgs::Role;
+
+const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.expires_at, \
+    u.last_used_at, k.revoked_at, k.created_by, k.created_at \
+    FROM api_keys k LEFT JOIN api_key_usage u ON u.api_key_id = k.id";
+
+pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewApiKey) -> Result<CreatedApiKey> {
+    new.validate()?;
+    require_role(tx, org, Role::Admin).await?;
+    let (prefix, secret) = new_secret();
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO api_keys (id, organization_id, name, prefix, secret_hash, access, modules, expires_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, app.user_id())",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(new.name.trim())
+    .bind(&prefix)
+    .bind(hash_token(&secret).as_slice())
+    .bind(new.access.as_str())
+    .bind(new.modules.as_ref())
+    .bind(new.expires_at)
+    .execute(tx.conn())
+    .await?;
+    let key = get(tx, org, id).await?;
+    Ok(CreatedApiKey { key, secret })
+}
+
+pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<ApiKey> {
+    sqlx::query_as(&format!(
+        "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id = $2"
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<ApiKey>> {
+    require_role(tx, org, Role::Admin).await?;
+    let rows: Vec<ApiKey> = sqlx::query_as(&format!(
+        "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |k| k.id))
+}
+
+/// Revokes a key at once (idempotent); it stays listed with `revoked_at`.
+pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    sqlx::query(
+        "UPDATE api_keys SET revoked_at = now() WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL",
+    )
+    .bind(org)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    get(tx, org, id).await.map(|_| ())
+}
