@@ -1,3 +1,5 @@
+DROP FUNCTION app.solely_owned_organizations(), app.accept_invitation(bytea);
+DROP TABLE outbox, invitations;
 DROP FUNCTION app.sign_in_wait(text, inet), app.record_sign_in_failure(text, inet),
     app.clear_sign_in_failures(text), app.password_credentials(text), app.my_password_hash();
 DROP TABLE app.sign_in_failures;

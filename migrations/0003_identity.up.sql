@@ -67,3 +67,117 @@ $$;
 GRANT EXECUTE ON FUNCTION app.sign_in_wait(text, inet), app.record_sign_in_failure(text, inet),
     app.clear_sign_in_failures(text), app.password_credentials(text), app.my_password_hash()
     TO tenantry_runtime;
+
+-- ---------------------------------------------------------------------------------------------
+-- Invitations: an admin invites an email with a role; a single-use, expiring token accepts it.
+
+CREATE TABLE invitations (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    email           text NOT NULL CHECK (length(email) <= 254 AND email ~ '^[^@\s]+@[^@\s]+$'),
+    role            text NOT NULL CHECK (role IN ('owner', 'admin', 'member', 'viewer')),
+    token_hash      bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    invited_by      uuid REFERENCES users (id) ON DELETE SET NULL,
+    expires_at      timestamptz NOT NULL,
+    accepted_at     timestamptz,
+    accepted_by     uuid REFERENCES users (id) ON DELETE SET NULL,
+    revoked_at      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, id)
+);
+-- One open invitation per address and organization (resend renews it).
+CREATE UNIQUE INDEX invitations_open_email ON invitations (organization_id, lower(email))
+    WHERE accepted_at IS NULL AND revoked_at IS NULL;
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON invitations FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();
+ALTER TABLE invitations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invitations FORCE ROW LEVEL SECURITY;
+CREATE POLICY invitations_select ON invitations FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY invitations_insert ON invitations FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+                AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])));
+CREATE POLICY invitations_update ON invitations FOR UPDATE
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+           AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])))
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[])
+                AND (role <> 'owner' OR organization_id = ANY ((SELECT app.orgs_with_role('owner'))::uuid[])));
+GRANT SELECT (id, organization_id, email, role, invited_by, expires_at, accepted_at, accepted_by, revoked_at,
+              created_at, updated_at),
+      INSERT (id, organization_id, email, role, token_hash, invited_by, expires_at),
+      UPDATE (token_hash, expires_at, revoked_at)
+   ON invitations TO tenantry_runtime;
+CALL audit.attach('invitations', 'organization_id', 'id', ARRAY['token_hash']);
+
+-- Accepts an invitation for the acting user: 'accepted', 'already_member', 'email_mismatch' or
+-- 'invalid' (unknown, expired, used or revoked: indistinguishable on purpose). Single use even
+-- under concurrency: the invitation row is locked while it is checked and consumed.
+CREATE FUNCTION app.accept_invitation(token_hash bytea, OUT outcome text, OUT organization_id uuid)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    invitation public.invitations;
+    my_email text;
+BEGIN
+    SELECT * INTO invitation FROM public.invitations i
+     WHERE i.token_hash = accept_invitation.token_hash FOR UPDATE;
+    IF invitation.id IS NULL OR invitation.accepted_at IS NOT NULL OR invitation.revoked_at IS NOT NULL
+       OR invitation.expires_at <= now() OR app.user_id() IS NULL THEN
+        outcome := 'invalid';
+        RETURN;
+    END IF;
+    organization_id := invitation.organization_id;
+    SELECT u.email INTO my_email FROM public.users u WHERE u.id = app.user_id();
+    IF lower(my_email) <> lower(invitation.email) THEN
+        outcome := 'email_mismatch';
+        RETURN;
+    END IF;
+    INSERT INTO public.organization_members (organization_id, user_id, role)
+    VALUES (invitation.organization_id, app.user_id(), invitation.role)
+    ON CONFLICT ON CONSTRAINT organization_members_organization_id_user_id_key DO NOTHING;
+    outcome := CASE WHEN FOUND THEN 'accepted' ELSE 'already_member' END;
+    UPDATE public.invitations SET accepted_at = now(), accepted_by = app.user_id() WHERE id = invitation.id;
+END $$;
+GRANT EXECUTE ON FUNCTION app.accept_invitation(bytea) TO tenantry_runtime;
+
+-- ---------------------------------------------------------------------------------------------
+-- Outbox: messages that would be emailed. A sender can deliver them later (sent_at, attempts).
+
+CREATE TABLE outbox (
+    id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    kind            text NOT NULL,
+    recipient       text NOT NULL,
+    subject         text NOT NULL,
+    body            text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    sent_at         timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    last_error      text,
+    UNIQUE (organization_id, id)
+);
+CREATE INDEX outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL;
+ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE outbox FORCE ROW LEVEL SECURITY;
+CREATE POLICY outbox_select ON outbox FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CREATE POLICY outbox_insert ON outbox FOR INSERT
+    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+GRANT SELECT, INSERT (id, organization_id, kind, recipient, subject, body) ON outbox TO tenantry_runtime;
+CALL audit.attach('outbox');
+
+-- ---------------------------------------------------------------------------------------------
+-- Account deletion: the organizations where the acting user is the only owner, with how many
+-- other members each has (the service refuses while any has members; it deletes the rest).
+CREATE FUNCTION app.solely_owned_organizations(OUT organization_id uuid, OUT other_members bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.organization_id,
+           (SELECT count(*) FROM public.organization_members o
+             WHERE o.organization_id = m.organization_id AND o.user_id <> m.user_id)
+      FROM public.organization_members m
+     WHERE m.user_id = app.user_id() AND m.role = 'owner'
+       AND NOT EXISTS (SELECT FROM public.organization_members o
+                        WHERE o.organization_id = m.organization_id AND o.role = 'owner'
+                          AND o.user_id <> m.user_id)
+$$;
+GRANT EXECUTE ON FUNCTION app.solely_owned_organizations() TO tenantry_runtime;

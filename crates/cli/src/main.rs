@@ -59,6 +59,9 @@ enum Command {
         /// Connections the service keeps to PostgreSQL.
         #[arg(long, env = "TENANTRY_DB_POOL", default_value_t = 16)]
         pool_size: u32,
+        /// Where users reach the service, for links in emails (default: http://LISTEN).
+        #[arg(long, env = "TENANTRY_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Apply, revert or list migrations.
     Migrate {
@@ -155,9 +158,16 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
     let cluster = ManagedCluster::new(&cli.data_dir);
     match cli.command {
         Command::Db { action } => db(&cluster, action).await,
-        Command::Serve { pool_size } => {
+        Command::Serve {
+            pool_size,
+            public_url,
+        } => {
             let database = Database::open(&cluster).await?;
-            let result = serve(&database, cli.listen, pool_size).await;
+            let config = HttpConfig {
+                public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
+                ..HttpConfig::default()
+            };
+            let result = serve(&database, cli.listen, pool_size, config).await;
             database.close().await?;
             result
         }
@@ -187,7 +197,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
     }
 }
 
-async fn serve(database: &Database, listen: SocketAddr, pool_size: u32) -> Result<(), AnyError> {
+async fn serve(
+    database: &Database,
+    listen: SocketAddr,
+    pool_size: u32,
+    config: HttpConfig,
+) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
     let applied = migrate::up(&owner, None).await?;
     owner.0.close().await;
@@ -197,7 +212,7 @@ async fn serve(database: &Database, listen: SocketAddr, pool_size: u32) -> Resul
     let pool = RuntimePool::connect(&database.urls.runtime, pool_size).await?;
     let state = AppState {
         db: pool.clone(),
-        config: Arc::new(HttpConfig::default()),
+        config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

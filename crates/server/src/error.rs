@@ -202,6 +202,10 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                         "team_members_team_id_user_id_key" => {
                             ("already_in_team", "this user is already in the team")
                         }
+                        "invitations_open_email" => (
+                            "already_invited",
+                            "this address already has an open invitation",
+                        ),
                         _ => ("conflict", "this conflicts with an existing resource"),
                     };
                     (StatusCode::CONFLICT, code, detail.into(), vec![])

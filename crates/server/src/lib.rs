@@ -4,9 +4,11 @@
 //! `routes.rs`. Every store function takes a [`tenantry_db::TenantTx`], never a pool.
 
 pub mod api_keys;
+pub mod audit;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod invitations;
 pub mod orgs;
 
 pub use error::{Error, Result};

@@ -48,6 +48,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Lifetime of a new session.
     pub session_ttl: Duration,
+    /// Where users reach the service (links in emails are built on it).
+    pub public_url: String,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -79,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::orgs::routes())
         .merge(crate::identity::routes())
         .merge(crate::api_keys::routes())
+        .merge(crate::invitations::routes())
+        .merge(crate::audit::routes())
         .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(Scalar::with_url("/docs", ApiDoc::build()))

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
-use crate::{api_keys, identity, orgs};
+use crate::{api_keys, audit, identity, invitations, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,11 @@ use crate::{api_keys, identity, orgs};
         orgs::routes::list_teams, orgs::routes::create_team, orgs::routes::get_team,
         orgs::routes::update_team, orgs::routes::delete_team,
         orgs::routes::add_team_member, orgs::routes::remove_team_member,
+        invitations::routes::invite, invitations::routes::list_invitations,
+        invitations::routes::resend_invitation, invitations::routes::revoke_invitation,
+        invitations::routes::accept_invitation,
+        audit::routes::activity,
+        orgs::routes::transfer_ownership, identity::routes::delete_me,
         api_keys::routes::create_key, api_keys::routes::list_keys, api_keys::routes::revoke_key,
     ),
     components(schemas(Problem, FieldError)),

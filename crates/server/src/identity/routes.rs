@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/auth/signup", post(sign_up))
         .route("/v1/auth/signin", post(sign_in))
         .route("/v1/auth/signout", post(sign_out))
-        .route("/v1/me", get(me).patch(update_me))
+        .route("/v1/me", get(me).patch(update_me).delete(delete_me))
         .route("/v1/me/password", put(change_password))
         .route(
             "/v1/me/sessions",
@@ -224,4 +224,22 @@ pub async fn update_me(
     let me = store::update_me(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok(Json(me))
+}
+
+/// Delete the signed-in user's account (refused while they are the only owner of an
+/// organization with other members; their organizations without other members are deleted).
+#[utoipa::path(delete, path = "/v1/me", tag = "identity", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "last_owner", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
+    let mut tx = caller.begin(&state, None).await?;
+    store::delete_me(&mut tx).await?;
+    tx.commit().await?;
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
 }

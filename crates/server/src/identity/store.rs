@@ -292,3 +292,39 @@ pub async fn update_me(tx: &mut TenantTx, changes: &MeChanges) -> Result<Me> {
     .await?;
     me(tx).await
 }
+
+/// Deletes the acting user's account: refused while they are the only owner of an organization
+/// that has other members; organizations where they are alone go with them.
+pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
+    let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
+    let sole: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT organization_id, other_members FROM app.solely_owned_organizations()",
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let blocking: Vec<String> = sole
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(org, _)| org.to_string())
+        .collect();
+    if !blocking.is_empty() {
+        return Err(Error::Conflict {
+            code: "last_owner",
+            detail: format!(
+                "you are the only owner of organizations with other members ({}); transfer ownership or delete them first",
+                blocking.join(", ")
+            ),
+        });
+    }
+    for (org, _) in &sole {
+        sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(org)
+            .execute(tx.conn())
+            .await?;
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}

@@ -125,6 +125,14 @@ pub struct MemberChanges {
     pub permissions: Option<serde_json::Value>,
 }
 
+/// Whom to hand ownership to.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipTransfer {
+    /// A member of the organization; they become an owner and the caller an admin.
+    pub user_id: Uuid,
+}
+
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Team {
     pub id: Uuid,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
-    Team, TeamChanges,
+    OwnershipTransfer, Team, TeamChanges,
 };
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
@@ -25,6 +25,10 @@ pub fn routes() -> Router<AppState> {
             get(get_org).patch(update_org).delete(delete_org),
         )
         .route("/v1/orgs/{org}/members", get(list_members))
+        .route(
+            "/v1/orgs/{org}/transfer-ownership",
+            axum::routing::post(transfer_ownership),
+        )
         .route(
             "/v1/orgs/{org}/members/{user}",
             axum::routing::patch(update_member).delete(remove_member),
@@ -336,4 +340,25 @@ pub async fn remove_team_member(
     store::remove_team_member(&mut tx, org, team, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Hand ownership to another member: they become an owner, the caller an admin (owners).
+#[utoipa::path(post, path = "/v1/orgs/{org}/transfer-ownership", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = OwnershipTransfer,
+    responses(
+        (status = 200, body = Member, description = "The new owner"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn transfer_ownership(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(transfer): Json<OwnershipTransfer>,
+) -> Result<Json<Member>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let owner = store::transfer_ownership(&mut tx, org, transfer.user_id).await?;
+    tx.commit().await?;
+    Ok(Json(owner))
 }

@@ -377,3 +377,33 @@ pub async fn remove_team_member(
     affected_some(removed)?;
     Ok(())
 }
+
+/// Makes `to` (a member) an owner and the caller an admin, in one transaction.
+pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Result<Member> {
+    require_role(tx, org, Role::Owner).await?;
+    let me = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
+    if me == to {
+        return Err(Error::Validation(vec![crate::error::FieldError::new(
+            "user_id",
+            "is already the owner",
+        )]));
+    }
+    if get_member(tx, org, to).await?.is_none() {
+        return Err(Error::Validation(vec![crate::error::FieldError::new(
+            "user_id",
+            "must be a member of the organization",
+        )]));
+    }
+    // Promote first: the organization is never without an owner.
+    for (user, role) in [(to, Role::Owner), (me, Role::Admin)] {
+        sqlx::query(
+            "UPDATE organization_members SET role = $3 WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(tx.conn())
+        .await?;
+    }
+    get_member(tx, org, to).await?.ok_or(Error::NotFound)
+}

@@ -4,6 +4,8 @@
 mod api_keys;
 mod auth;
 mod helpers;
+mod invitations;
+mod lifecycle;
 mod orgs;
 mod platform;
 mod teams;

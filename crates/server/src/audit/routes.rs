@@ -1,0 +1,36 @@
+//! HTTP route of the activity feed.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use uuid::Uuid;
+
+use super::{store, Event, EventFilter};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, Path, Query};
+
+const MODULE: &str = "orgs";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/orgs/{org}/activity", get(activity))
+}
+
+/// The organization's audit trail, newest first, with filters (admins).
+#[utoipa::path(get, path = "/v1/orgs/{org}/activity", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), EventFilter),
+    responses(
+        (status = 200, body = Page<Event>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(filter): Query<EventFilter>,
+) -> Result<Json<Page<Event>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let events = store::list(&mut tx, org, &filter).await?;
+    tx.commit().await?;
+    Ok(Json(events))
+}

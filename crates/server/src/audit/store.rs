@@ -1,0 +1,47 @@
+//! SQL of the activity feed.
+
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{Event, EventFilter};
+use crate::error::Result;
+use crate::http::{Page, PageParams};
+use crate::orgs::store::require_role;
+use crate::orgs::Role;
+
+/// An organization's events, newest first (admins; policies show admins their organization's only).
+pub async fn list(tx: &mut TenantTx, org: Uuid, filter: &EventFilter) -> Result<Page<Event>> {
+    require_role(tx, org, Role::Admin).await?;
+    let page = PageParams {
+        limit: filter.limit,
+        after: filter.after,
+    };
+    let rows: Vec<Event> = sqlx::query_as(
+        "SELECT id, occurred_at, user_id, api_key_id, action, entity_type, entity_id, old_data, new_data, \
+                host(ip_address) AS ip_address, user_agent, request_id \
+           FROM audit.events \
+          WHERE organization_id = $1 \
+            AND ($2::uuid IS NULL OR id < $2) \
+            AND ($3::uuid IS NULL OR user_id = $3) \
+            AND ($4::uuid IS NULL OR api_key_id = $4) \
+            AND ($5::text IS NULL OR entity_type = $5) \
+            AND ($6::uuid IS NULL OR entity_id = $6) \
+            AND ($7::text IS NULL OR action = $7) \
+            AND ($8::timestamptz IS NULL OR occurred_at >= $8) \
+            AND ($9::timestamptz IS NULL OR occurred_at < $9) \
+          ORDER BY id DESC LIMIT $10",
+    )
+    .bind(org)
+    .bind(filter.after)
+    .bind(filter.user_id)
+    .bind(filter.api_key_id)
+    .bind(filter.entity_type.as_deref())
+    .bind(filter.entity_id)
+    .bind(filter.action.as_deref())
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, &page, |e| e.id))
+}

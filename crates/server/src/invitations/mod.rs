@@ -1,0 +1,81 @@
+//! Invitations: an admin invites an email address with a role; the invitee accepts with a
+//! single-use, expiring token. The email that would carry the link goes to the outbox, and the
+//! link is returned to the inviter.
+
+pub mod routes;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use routes::routes;
+
+use crate::error::{Error, FieldError, Result};
+use crate::orgs::{Organization, Role};
+
+/// Every invitation token starts with this.
+pub const TOKEN_PREFIX: &str = "tnt_i_";
+/// How long an invitation stays valid.
+pub const VALID_FOR: chrono::Duration = chrono::Duration::days(7);
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub invited_by: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub accepted_by: Option<Uuid>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    pub email: String,
+    pub role: Role,
+}
+
+/// An invitation with its link (the token is shown to the inviter, and sent to the invitee).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssuedInvitation {
+    pub invitation: Invitation,
+    pub token: String,
+    pub accept_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acceptance {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    pub organization: Organization,
+}
+
+impl NewInvitation {
+    fn validate(&self) -> Result<()> {
+        let e = self.email.trim();
+        let ok = e.len() <= 254
+            && e.matches('@').count() == 1
+            && !e.starts_with('@')
+            && !e.ends_with('@')
+            && !e.chars().any(char::is_whitespace);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Validation(vec![FieldError::new(
+                "email",
+                "must be an email address",
+            )]))
+        }
+    }
+}

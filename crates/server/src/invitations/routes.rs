@@ -1,0 +1,126 @@
+//! HTTP routes of invitations.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use uuid::Uuid;
+
+use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+const MODULE: &str = "orgs";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/orgs/{org}/invitations",
+            get(list_invitations).post(invite),
+        )
+        .route(
+            "/v1/orgs/{org}/invitations/{invitation}",
+            delete(revoke_invitation),
+        )
+        .route(
+            "/v1/orgs/{org}/invitations/{invitation}/resend",
+            post(resend_invitation),
+        )
+        .route("/v1/invitations/accept", post(accept_invitation))
+}
+
+/// Invite an email address with a role (admins; owners only by owners). The link is returned
+/// here and queued in the outbox for email.
+#[utoipa::path(post, path = "/v1/orgs/{org}/invitations", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewInvitation,
+    responses(
+        (status = 201, body = IssuedInvitation),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_invited", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewInvitation>,
+) -> Result<(StatusCode, Json<IssuedInvitation>)> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let issued = store::invite(&mut tx, org, &new, &state.config.public_url).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// The organization's invitations (admins).
+#[utoipa::path(get, path = "/v1/orgs/{org}/invitations", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses(
+        (status = 200, body = Page<Invitation>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Invitation>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let list = store::list(&mut tx, org, &page).await?;
+    tx.commit().await?;
+    Ok(Json(list))
+}
+
+/// Send an open invitation again, with a new link (the old one stops working).
+#[utoipa::path(post, path = "/v1/orgs/{org}/invitations/{invitation}/resend", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
+    responses(
+        (status = 200, body = IssuedInvitation),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "invitation_closed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resend_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<IssuedInvitation>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let issued = store::resend(&mut tx, org, id, &state.config.public_url).await?;
+    tx.commit().await?;
+    Ok(Json(issued))
+}
+
+/// Revoke an open invitation.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/invitations/{invitation}", tag = "organizations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
+    responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::revoke(&mut tx, org, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accept an invitation as the signed-in user (whose email must be the invited one).
+#[utoipa::path(post, path = "/v1/invitations/accept", tag = "organizations", security(("bearer" = [])),
+    request_body = Acceptance,
+    responses(
+        (status = 200, body = Accepted),
+        (status = 403, description = "sent to another email address", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown, used, revoked or expired", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(acceptance): Json<Acceptance>,
+) -> Result<Json<Accepted>> {
+    let mut tx = caller.begin(&state, None).await?;
+    let accepted = store::accept(&mut tx, &acceptance.token).await?;
+    tx.commit().await?;
+    Ok(Json(accepted))
+}

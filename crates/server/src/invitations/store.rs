@@ -1,0 +1,186 @@
+//! SQL of invitations and their outbox messages.
+
+use chrono::Utc;
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{Accepted, Invitation, IssuedInvitation, NewInvitation, TOKEN_PREFIX, VALID_FOR};
+use crate::error::{Error, Result};
+use crate::http::{Page, PageParams};
+use crate::identity::{hash_token, new_token};
+use crate::orgs::store::require_role;
+use crate::orgs::{self, Role};
+
+const INVITATION_SELECT: &str =
+    "SELECT id, email, role, invited_by, expires_at, accepted_at, accepted_by, \
+    revoked_at, created_at FROM invitations";
+
+fn accept_url(public_url: &str, token: &str) -> String {
+    format!(
+        "{}/invitations/accept?token={token}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<Invitation> {
+    sqlx::query_as(&format!(
+        "{INVITATION_SELECT} WHERE organization_id = $1 AND id = $2"
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Queues the email that carries the link.
+async fn enqueue_email(
+    tx: &mut TenantTx,
+    org: Uuid,
+    invitation: &Invitation,
+    url: &str,
+) -> Result<()> {
+    let org_name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
+        .bind(org)
+        .fetch_one(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO outbox (organization_id, kind, recipient, subject, body) VALUES ($1, 'invitation', $2, $3, $4)")
+        .bind(org)
+        .bind(&invitation.email)
+        .bind(format!("You are invited to {org_name}"))
+        .bind(format!(
+            "You have been invited to join {org_name} as {}.\n\nAccept: {url}\n\nThis link works once and expires on {}.",
+            invitation.role.as_str(),
+            invitation.expires_at.to_rfc3339()
+        ))
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+fn issue_token() -> (String, [u8; 32]) {
+    let token = format!("{TOKEN_PREFIX}{}", new_token().trim_start_matches("tnt_"));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub async fn invite(
+    tx: &mut TenantTx,
+    org: Uuid,
+    new: &NewInvitation,
+    public_url: &str,
+) -> Result<IssuedInvitation> {
+    new.validate()?;
+    let mine = require_role(tx, org, Role::Admin).await?;
+    if new.role == Role::Owner && mine != Role::Owner {
+        return Err(Error::Forbidden("only an owner may invite owners"));
+    }
+    let (token, hash) = issue_token();
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO invitations (id, organization_id, email, role, token_hash, invited_by, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, app.user_id(), $6)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(new.email.trim())
+    .bind(new.role.as_str())
+    .bind(hash.as_slice())
+    .bind(Utc::now() + VALID_FOR)
+    .execute(tx.conn())
+    .await?;
+    let invitation = get(tx, org, id).await?;
+    let url = accept_url(public_url, &token);
+    enqueue_email(tx, org, &invitation, &url).await?;
+    Ok(IssuedInvitation {
+        invitation,
+        token,
+        accept_url: url,
+    })
+}
+
+pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Invitation>> {
+    require_role(tx, org, Role::Admin).await?;
+    let rows: Vec<Invitation> = sqlx::query_as(&format!(
+        "{INVITATION_SELECT} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |i| i.id))
+}
+
+/// A new token and expiry for an open invitation (the old link stops working), sent again.
+pub async fn resend(
+    tx: &mut TenantTx,
+    org: Uuid,
+    id: Uuid,
+    public_url: &str,
+) -> Result<IssuedInvitation> {
+    require_role(tx, org, Role::Admin).await?;
+    let (token, hash) = issue_token();
+    let updated = sqlx::query(
+        "UPDATE invitations SET token_hash = $3, expires_at = $4 \
+         WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(hash.as_slice())
+    .bind(Utc::now() + VALID_FOR)
+    .execute(tx.conn())
+    .await?;
+    if updated.rows_affected() == 0 {
+        get(tx, org, id).await?;
+        return Err(Error::Conflict {
+            code: "invitation_closed",
+            detail: "this invitation was accepted or revoked".into(),
+        });
+    }
+    let invitation = get(tx, org, id).await?;
+    let url = accept_url(public_url, &token);
+    enqueue_email(tx, org, &invitation, &url).await?;
+    Ok(IssuedInvitation {
+        invitation,
+        token,
+        accept_url: url,
+    })
+}
+
+pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    sqlx::query(
+        "UPDATE invitations SET revoked_at = now() \
+         WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(org)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    get(tx, org, id).await.map(|_| ())
+}
+
+/// Accepts an invitation as the acting user; adds the membership.
+pub async fn accept(tx: &mut TenantTx, token: &str) -> Result<Accepted> {
+    if tx.user_id().await?.is_none() {
+        return Err(Error::Forbidden(
+            "only a signed-in user can accept an invitation",
+        ));
+    }
+    let (outcome, org): (String, Option<Uuid>) =
+        sqlx::query_as("SELECT outcome, organization_id FROM app.accept_invitation($1)")
+            .bind(hash_token(token.trim()).as_slice())
+            .fetch_one(tx.conn())
+            .await?;
+    match (outcome.as_str(), org) {
+        ("accepted" | "already_member", Some(org)) => {
+            let organization = orgs::store::get(tx, org).await?.ok_or(Error::NotFound)?;
+            Ok(Accepted { organization })
+        }
+        ("email_mismatch", _) => Err(Error::Forbidden(
+            "this invitation was sent to another email address",
+        )),
+        _ => Err(Error::NotFound),
+    }
+}
