@@ -181,3 +181,69 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                           AND o.user_id <> m.user_id)
 $$;
 GRANT EXECUTE ON FUNCTION app.solely_owned_organizations() TO tenantry_runtime;
+
+-- ---------------------------------------------------------------------------------------------
+-- External identities (OpenID Connect, external JWT issuers): keyed on issuer + subject, never
+-- on email. Users see and add their own.
+
+CREATE TABLE identities (
+    id           uuid PRIMARY KEY DEFAULT app.uuid_v7(),
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    issuer       text NOT NULL,
+    subject      text NOT NULL,
+    email        text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (issuer, subject)
+);
+CREATE INDEX identities_user ON identities (user_id);
+ALTER TABLE identities ENABLE ROW LEVEL SECURITY;
+ALTER TABLE identities FORCE ROW LEVEL SECURITY;
+CREATE POLICY identities_own ON identities FOR ALL
+    USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
+GRANT SELECT, INSERT (id, user_id, issuer, subject, email), DELETE ON identities TO tenantry_runtime;
+CALL audit.attach('identities', '');
+
+-- The account behind an external identity, an email, or an external issuer's subject, with
+-- whether it is active. Sign-in needs these before anyone is signed in.
+CREATE FUNCTION app.user_by_identity(issuer text, subject text, OUT user_id uuid, OUT is_active boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT u.id, u.is_active FROM public.identities i JOIN public.users u ON u.id = i.user_id
+     WHERE i.issuer = $1 AND i.subject = $2
+$$;
+CREATE FUNCTION app.user_by_email(email text, OUT user_id uuid, OUT is_active boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT u.id, u.is_active FROM public.users u WHERE lower(u.email) = lower($1)
+$$;
+CREATE FUNCTION app.user_by_clerk_id(clerk_user_id text, OUT user_id uuid, OUT is_active boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT u.id, u.is_active FROM public.users u WHERE u.clerk_user_id = $1
+$$;
+
+-- OpenID Connect authorization-code flows in progress: state (stored hashed), nonce and PKCE
+-- verifier. Single use, valid 10 minutes; reached only through the two functions below.
+CREATE TABLE app.oidc_flows (
+    state_hash    bytea PRIMARY KEY CHECK (length(state_hash) = 32),
+    nonce         text NOT NULL,
+    code_verifier text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE app.oidc_flows ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.oidc_flows FORCE ROW LEVEL SECURITY;
+CREATE POLICY oidc_flows_none ON app.oidc_flows FOR SELECT USING (false);
+
+CREATE FUNCTION app.begin_oidc_flow(state_hash bytea, nonce text, code_verifier text) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM app.oidc_flows WHERE created_at < now() - interval '10 minutes';
+    INSERT INTO app.oidc_flows (state_hash, nonce, code_verifier) VALUES ($1, $2, $3);
+$$;
+CREATE FUNCTION app.finish_oidc_flow(state_hash bytea, OUT nonce text, OUT code_verifier text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM app.oidc_flows f
+     WHERE f.state_hash = $1 AND f.created_at > now() - interval '10 minutes'
+    RETURNING f.nonce, f.code_verifier
+$$;
+
+-- A provisioned account records its external subject (Clerk's user id) at sign-up.
+GRANT EXECUTE ON FUNCTION app.user_by_identity(text, text), app.user_by_email(text),
+    app.user_by_clerk_id(text), app.begin_oidc_flow(bytea, text, text), app.finish_oidc_flow(bytea)
+    TO tenantry_runtime;

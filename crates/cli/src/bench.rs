@@ -94,6 +94,7 @@ async fn bench_tenants(
                     password_hash: None,
                     provider: "password".into(),
                     provider_id: None,
+                    clerk_user_id: None,
                     organization_name: Some(format!("Bench Org {i}")),
                 },
             )

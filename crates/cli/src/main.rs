@@ -7,7 +7,6 @@ mod seed;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tenantry_db::cluster::{ClusterStatus, ManagedCluster, Role};
@@ -62,6 +61,8 @@ enum Command {
         /// Where users reach the service, for links in emails (default: http://LISTEN).
         #[arg(long, env = "TENANTRY_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        sign_in: SignInOptions,
     },
     /// Apply, revert or list migrations.
     Migrate {
@@ -89,6 +90,73 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         connections: u32,
     },
+}
+
+/// External sign-in methods (all optional).
+#[derive(clap::Args)]
+struct SignInOptions {
+    /// OAuth client id at Google (or at the issuer named by --oidc-issuer): enables OpenID Connect sign-in.
+    #[arg(long, env = "TENANTRY_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    #[arg(long, env = "TENANTRY_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+    /// Another OpenID Connect issuer instead of Google.
+    #[arg(long, env = "TENANTRY_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// The callback URL registered with the provider (default: PUBLIC_URL/v1/auth/oidc/callback).
+    #[arg(long, env = "TENANTRY_OIDC_REDIRECT_URL")]
+    oidc_redirect_url: Option<String>,
+    /// Issuer of external bearer JWTs (e.g. your Clerk frontend API URL): enables them.
+    #[arg(long, env = "TENANTRY_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Its JWKS URL (default: ISSUER/.well-known/jwks.json).
+    #[arg(long, env = "TENANTRY_JWT_JWKS_URL")]
+    jwt_jwks_url: Option<String>,
+    /// Required `aud`, if the tokens carry one.
+    #[arg(long, env = "TENANTRY_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Accepted `azp` values, comma-separated (e.g. your app's origins).
+    #[arg(long, env = "TENANTRY_JWT_AUTHORIZED_PARTIES", value_delimiter = ',')]
+    jwt_authorized_parties: Vec<String>,
+}
+
+impl SignInOptions {
+    fn apply(self, config: &mut HttpConfig) -> Result<(), AnyError> {
+        use tenantry_server::identity::external::{JwtConfig, OidcConfig};
+        if let Some(client_id) = self.oidc_client_id {
+            let secret = self
+                .oidc_client_secret
+                .ok_or("TENANTRY_OIDC_CLIENT_SECRET is required with TENANTRY_OIDC_CLIENT_ID")?;
+            let redirect = self.oidc_redirect_url.unwrap_or_else(|| {
+                format!(
+                    "{}/v1/auth/oidc/callback",
+                    config.public_url.trim_end_matches('/')
+                )
+            });
+            let mut oidc = OidcConfig::google(client_id, secret, redirect);
+            if let Some(issuer) = self.oidc_issuer.filter(|i| i != OidcConfig::GOOGLE_ISSUER) {
+                oidc.issuer = issuer;
+                oidc.provider = "oidc".into();
+            }
+            config.oidc = Some(oidc);
+        }
+        if let Some(issuer) = self.jwt_issuer {
+            let jwks_url = self.jwt_jwks_url.unwrap_or_else(|| {
+                format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
+            });
+            config.jwt = Some(JwtConfig {
+                issuer,
+                jwks_url,
+                audience: self.jwt_audience,
+                authorized_parties: self.jwt_authorized_parties,
+                algorithms: vec![
+                    jsonwebtoken::Algorithm::RS256,
+                    jsonwebtoken::Algorithm::ES256,
+                ],
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -161,12 +229,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Serve {
             pool_size,
             public_url,
+            sign_in,
         } => {
-            let database = Database::open(&cluster).await?;
-            let config = HttpConfig {
+            let mut config = HttpConfig {
                 public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
                 ..HttpConfig::default()
             };
+            sign_in.apply(&mut config)?;
+            let database = Database::open(&cluster).await?;
             let result = serve(&database, cli.listen, pool_size, config).await;
             database.close().await?;
             result
@@ -210,10 +280,7 @@ async fn serve(
         tracing::info!(?applied, "applied migrations");
     }
     let pool = RuntimePool::connect(&database.urls.runtime, pool_size).await?;
-    let state = AppState {
-        db: pool.clone(),
-        config: Arc::new(config),
-    };
+    let state = AppState::new(pool.clone(), config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -54,6 +54,7 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
         password_hash: None,
         provider: "password".into(),
         provider_id: None,
+        clerk_user_id: None,
         organization_name: None,
     };
     let demo = identity::sign_up(

@@ -39,6 +39,10 @@ pub enum Error {
     RateLimited { retry_after: u64 },
     #[error("cookie-authenticated writes need the X-CSRF-Token header")]
     CsrfFailed,
+    #[error("the token is not valid: {0}")]
+    InvalidToken(&'static str),
+    #[error("an identity provider failed: {0}")]
+    Upstream(String),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("not found")]
@@ -121,6 +125,18 @@ impl Error {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many failed attempts; retry in {retry_after} seconds"),
+                vec![],
+            ),
+            Error::InvalidToken(reason) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                format!("the token is not valid: {reason}"),
+                vec![],
+            ),
+            Error::Upstream(_) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                "the identity provider could not be reached or answered wrongly".into(),
                 vec![],
             ),
             Error::CsrfFailed => (

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{AppState, REQUEST_ID};
 use crate::error::{Error, FieldError};
+use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
 
 /// JSON body in, JSON body out; malformed input is a problem response, never a plain-text 4xx.
@@ -175,7 +176,7 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let bearer = parts
             .headers
             .get(AUTHORIZATION)
@@ -205,6 +206,9 @@ impl FromRequestParts<AppState> for Caller {
         }
         let actor = if token.starts_with(crate::api_keys::KEY_PREFIX) {
             Actor::ApiKeyHash(hash_token(token))
+        } else if let (true, Some(jwt)) = (looks_like_jwt(token), &state.auth.jwt) {
+            let identity = jwt.verify(token).await?;
+            Actor::User(crate::identity::store::user_for_external_jwt(&state.db, &identity).await?)
         } else {
             Actor::SessionTokenHash(hash_token(token))
         };

@@ -38,6 +38,7 @@ where
 }
 
 use crate::error::Error;
+use crate::identity::external::{ExternalAuth, JwtConfig, OidcConfig};
 
 /// Settings of the HTTP service.
 #[derive(Clone, Debug)]
@@ -50,6 +51,12 @@ pub struct HttpConfig {
     pub session_ttl: Duration,
     /// Where users reach the service (links in emails are built on it).
     pub public_url: String,
+    /// Sign-in with Google or another OpenID Connect issuer, when configured.
+    pub oidc: Option<OidcConfig>,
+    /// Bearer JWTs of an external identity provider (Clerk), when configured.
+    pub jwt: Option<JwtConfig>,
+    /// Shortest time between two JWKS fetches caused by unknown key ids.
+    pub jwks_min_refetch: Duration,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +66,9 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             public_url: "http://127.0.0.1:8080".into(),
+            oidc: None,
+            jwt: None,
+            jwks_min_refetch: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +78,22 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub db: RuntimePool,
     pub config: Arc<HttpConfig>,
+    pub auth: Arc<ExternalAuth>,
+}
+
+impl AppState {
+    pub fn new(db: RuntimePool, config: HttpConfig) -> Result<Self, Error> {
+        let auth = ExternalAuth::new(
+            config.oidc.clone(),
+            config.jwt.clone(),
+            config.jwks_min_refetch,
+        )?;
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+            auth: Arc::new(auth),
+        })
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

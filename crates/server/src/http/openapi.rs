@@ -12,6 +12,7 @@ use crate::{api_keys, audit, identity, invitations, orgs};
     paths(
         super::healthz, super::readyz,
         identity::routes::sign_up, identity::routes::sign_in, identity::routes::sign_out,
+        identity::routes::oidc_start, identity::routes::oidc_callback,
         identity::routes::me, identity::routes::update_me, identity::routes::change_password,
         identity::routes::list_sessions, identity::routes::end_session, identity::routes::end_all_sessions,
         orgs::routes::create_org, orgs::routes::list_orgs, orgs::routes::get_org,

@@ -1,6 +1,7 @@
 //! Identity: users, profiles, sign-up and sessions. (Sign-in flows come with the identity issue;
 //! until then sessions are created through [`create_session`].)
 
+pub mod external;
 pub mod password;
 pub mod routes;
 pub mod store;
@@ -58,6 +59,8 @@ pub struct NewAccount {
     pub password_hash: Option<String>,
     pub provider: String,
     pub provider_id: Option<String>,
+    /// The external provider's user id (Clerk), for accounts it provisions.
+    pub clerk_user_id: Option<String>,
     /// Name of the first organization; derived from the user's name or email when absent.
     pub organization_name: Option<String>,
 }

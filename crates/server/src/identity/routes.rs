@@ -1,20 +1,20 @@
 //! HTTP routes of the identity domain.
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tenantry_db::{Actor, TenantTx};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     store, IssuedSession, Me, MeChanges, PasswordChange, PasswordSignIn, PasswordSignUp,
     SessionInfo, User,
 };
 use crate::error::{Error, Result};
-use crate::http::{AppState, Caller, ClientInfo, Json, Path, SESSION_COOKIE};
+use crate::http::{AppState, Caller, ClientInfo, Json, Path, Query, SESSION_COOKIE};
 use crate::orgs::Organization;
 
 pub fn routes() -> Router<AppState> {
@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/auth/signup", post(sign_up))
         .route("/v1/auth/signin", post(sign_in))
         .route("/v1/auth/signout", post(sign_out))
+        .route("/v1/auth/oidc/start", get(oidc_start))
+        .route("/v1/auth/oidc/callback", get(oidc_callback))
         .route("/v1/me", get(me).patch(update_me).delete(delete_me))
         .route("/v1/me/password", put(change_password))
         .route(
@@ -242,4 +244,78 @@ pub async fn delete_me(
     store::delete_me(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
+}
+
+/// Where to send the browser to sign in with the OpenID Connect provider.
+#[derive(Serialize, ToSchema)]
+pub struct OidcStart {
+    pub authorization_url: String,
+}
+
+/// Start signing in with Google (or the configured OpenID Connect issuer): redirects to the
+/// provider with PKCE, `state` and `nonce`.
+#[utoipa::path(get, path = "/v1/auth/oidc/start", tag = "identity",
+    responses(
+        (status = 302, body = OidcStart, description = "Redirect to the provider (Location header)"),
+        (status = 404, description = "no provider configured", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn oidc_start(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<OidcStart>)> {
+    let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
+    let flow = oidc.start().await?;
+    store::begin_oidc_flow(&state.db, &flow.state, &flow.nonce, &flow.code_verifier).await?;
+    let location = HeaderValue::from_str(&flow.authorization_url)
+        .map_err(|e| Error::Internal(format!("location: {e}")))?;
+    Ok((
+        StatusCode::FOUND,
+        [(LOCATION, location)],
+        Json(OidcStart {
+            authorization_url: flow.authorization_url,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OidcCallback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// Set by the provider when the user or the provider refused.
+    pub error: Option<String>,
+}
+
+/// The provider's redirect back: checks `state`, exchanges the code, verifies the ID token, and
+/// signs the user in (creating the account and its organization on first sign-in).
+#[utoipa::path(get, path = "/v1/auth/oidc/callback", tag = "identity", params(OidcCallback),
+    responses(
+        (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
+        (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn oidc_callback(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Query(callback): Query<OidcCallback>,
+) -> Result<([(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
+    let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
+    if callback.error.is_some() {
+        return Err(Error::InvalidToken("the provider refused the sign-in"));
+    }
+    let (Some(code), Some(flow_state)) = (callback.code, callback.state) else {
+        return Err(Error::InvalidToken("code and state are required"));
+    };
+    let (nonce, verifier) = store::finish_oidc_flow(&state.db, &flow_state)
+        .await?
+        .ok_or(Error::InvalidToken("unknown, used or expired state"))?;
+    let identity = oidc.finish(&code, &nonce, &verifier).await?;
+    let user_id = store::sign_in_with_identity(&state.db, &identity, &oidc.config.provider).await?;
+    let (user, session, cookie) = open_session(&state, &client, user_id).await?;
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(SignedIn {
+            user,
+            session,
+            organization: None,
+        }),
+    ))
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use tenantry_db::{RequestContext, RuntimePool, TenantTx};
 use uuid::Uuid;
 
+use super::external::ExternalIdentity;
 use super::{
     csrf_token_for, hash_token, new_token, password, validate_account, Me, MeChanges, NewAccount,
     PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
@@ -22,8 +23,8 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     let user_id = Uuid::now_v7();
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     let user: User = sqlx::query_as(&format!(
-        "INSERT INTO users (id, email, name, password_hash, provider, provider_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
+        "INSERT INTO users (id, email, name, password_hash, provider, provider_id, clerk_user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
     ))
     .bind(user_id)
     .bind(account.email.trim())
@@ -31,6 +32,7 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     .bind(account.password_hash.as_deref())
     .bind(&account.provider)
     .bind(account.provider_id.as_deref())
+    .bind(account.clerk_user_id.as_deref())
     .fetch_one(tx.conn())
     .await?;
     sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
@@ -112,6 +114,7 @@ pub async fn sign_up_with_password(pool: &RuntimePool, input: &PasswordSignUp) -
         password_hash: None,
         provider: "password".into(),
         provider_id: None,
+        clerk_user_id: None,
         organization_name: input.organization_name.clone(),
     };
     validate_account(&account)?;
@@ -327,4 +330,166 @@ pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
         .execute(tx.conn())
         .await?;
     Ok(())
+}
+
+/// An account found by one of the lookup functions: its id and whether it may sign in.
+async fn lookup(pool: &RuntimePool, sql: &str, args: &[&str]) -> Result<Option<(Uuid, bool)>> {
+    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let mut query = sqlx::query_as::<_, (Option<Uuid>, Option<bool>)>(sql);
+    for arg in args {
+        query = query.bind(*arg);
+    }
+    let found = query.fetch_optional(tx.conn()).await?;
+    tx.commit().await?;
+    Ok(match found {
+        Some((Some(id), Some(active))) => Some((id, active)),
+        _ => None,
+    })
+}
+
+/// Remembers the state, nonce and PKCE verifier of a sign-in started at the provider.
+pub async fn begin_oidc_flow(
+    pool: &RuntimePool,
+    state: &str,
+    nonce: &str,
+    code_verifier: &str,
+) -> Result<()> {
+    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    sqlx::query("SELECT app.begin_oidc_flow($1, $2, $3)")
+        .bind(hash_token(state).as_slice())
+        .bind(nonce)
+        .bind(code_verifier)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The nonce and PKCE verifier of the flow with this `state`, consumed (single use).
+pub async fn finish_oidc_flow(pool: &RuntimePool, state: &str) -> Result<Option<(String, String)>> {
+    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let flow: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT nonce, code_verifier FROM app.finish_oidc_flow($1)")
+            .bind(hash_token(state).as_slice())
+            .fetch_optional(tx.conn())
+            .await?;
+    tx.commit().await?;
+    Ok(match flow {
+        Some((Some(nonce), Some(verifier))) => Some((nonce, verifier)),
+        _ => None,
+    })
+}
+
+/// The account for an OpenID Connect identity: found by issuer + subject; else linked to the
+/// account with the same email, only when the provider verified that email; else created (with
+/// its first organization). Name and picture follow the provider.
+pub async fn sign_in_with_identity(
+    pool: &RuntimePool,
+    identity: &ExternalIdentity,
+    provider: &str,
+) -> Result<Uuid> {
+    let known = lookup(
+        pool,
+        "SELECT user_id, is_active FROM app.user_by_identity($1, $2)",
+        &[&identity.issuer, &identity.subject],
+    )
+    .await?;
+    let user_id = match known {
+        Some((_, false)) => return Err(Error::InvalidCredentials),
+        Some((id, true)) => id,
+        None => {
+            let email = identity
+                .email
+                .as_deref()
+                .filter(|_| identity.email_verified)
+                .ok_or(Error::InvalidToken(
+                    "the provider has not verified this email address",
+                ))?;
+            let existing = lookup(
+                pool,
+                "SELECT user_id, is_active FROM app.user_by_email($1)",
+                &[email],
+            )
+            .await?;
+            let id = match existing {
+                Some((_, false)) => return Err(Error::InvalidCredentials),
+                Some((id, true)) => id,
+                None => {
+                    let account = NewAccount {
+                        email: email.to_string(),
+                        name: identity.name.clone(),
+                        password_hash: None,
+                        provider: provider.to_string(),
+                        provider_id: Some(identity.subject.clone()),
+                        clerk_user_id: None,
+                        organization_name: None,
+                    };
+                    sign_up(pool, account).await?.user.id
+                }
+            };
+            let mut tx = TenantTx::begin(pool, &RequestContext::user(id)).await?;
+            sqlx::query(
+                "INSERT INTO identities (user_id, issuer, subject, email) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(&identity.issuer)
+            .bind(&identity.subject)
+            .bind(email)
+            .execute(tx.conn())
+            .await?;
+            tx.commit().await?;
+            id
+        }
+    };
+    let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
+    sqlx::query(
+        "UPDATE users SET name = coalesce($2, name), avatar_url = coalesce($3, avatar_url), last_login_at = now() \
+         WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(identity.name.as_deref())
+    .bind(identity.picture.as_deref())
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
+
+/// The account for an external bearer JWT's subject (`clerk_user_id`), provisioned on first use.
+pub async fn user_for_external_jwt(
+    pool: &RuntimePool,
+    identity: &ExternalIdentity,
+) -> Result<Uuid> {
+    let sql = "SELECT user_id, is_active FROM app.user_by_clerk_id($1)";
+    match lookup(pool, sql, &[&identity.subject]).await? {
+        Some((_, false)) => Err(Error::InvalidCredentials),
+        Some((id, true)) => Ok(id),
+        None => {
+            let account = NewAccount {
+                // Session tokens carry an email only when the provider is set up to add it.
+                email: identity.email.clone().unwrap_or_else(|| {
+                    format!("{}@users.noreply.invalid", identity.subject.to_lowercase())
+                }),
+                name: identity.name.clone(),
+                password_hash: None,
+                provider: "clerk".into(),
+                provider_id: Some(identity.subject.clone()),
+                clerk_user_id: Some(identity.subject.clone()),
+                organization_name: None,
+            };
+            match sign_up(pool, account).await {
+                Ok(signed_up) => Ok(signed_up.user.id),
+                // Two first requests at once: the other one provisioned the account.
+                Err(Error::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("23505") =>
+                {
+                    lookup(pool, sql, &[&identity.subject])
+                        .await?
+                        .map(|(id, _)| id)
+                        .ok_or(Error::InvalidCredentials)
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
 }

@@ -33,10 +33,7 @@ impl TestApp {
             .with_env_filter("warn")
             .try_init();
         let db = TestDb::new().await;
-        let state = AppState {
-            db: db.runtime.clone(),
-            config: std::sync::Arc::new(config),
-        };
+        let state = AppState::new(db.runtime.clone(), config).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -62,6 +59,7 @@ impl TestApp {
                 password_hash: None,
                 provider: "password".into(),
                 provider_id: None,
+                clerk_user_id: None,
                 organization_name: None,
             },
         )

@@ -6,6 +6,8 @@ mod auth;
 mod helpers;
 mod invitations;
 mod lifecycle;
+mod oidc;
 mod orgs;
 mod platform;
+mod provider;
 mod teams;
