@@ -258,6 +258,34 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION app.resolve_api_key(bytea) TO tenantry_runtime;
 
+-- Binds a request's context to the current transaction: the acting user (given, or resolved from
+-- a session token), the API key, the organization, and what the audit trail records. The service
+-- calls it first in every request, before BEGIN, in the same round trip. Deliberately not
+-- SECURITY DEFINER: a function with a SET clause would undo these transaction-local settings on
+-- exit. It can only resolve credentials through the definer functions above.
+CREATE FUNCTION app.begin_request(actor uuid, session_token_hash bytea, api_key_hash bytea, org uuid,
+                                  ip inet, user_agent text, request_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    acting_user uuid := actor;
+    acting_session uuid;
+    acting_key uuid;
+BEGIN
+    IF session_token_hash IS NOT NULL THEN
+        SELECT r.user_id, r.session_id INTO acting_user, acting_session FROM app.resolve_session(session_token_hash) r;
+    ELSIF api_key_hash IS NOT NULL THEN
+        SELECT r.api_key_id INTO acting_key FROM app.resolve_api_key(api_key_hash) r;
+    END IF;
+    PERFORM set_config('app.user_id', coalesce(acting_user::text, ''), true),
+            set_config('app.session_id', coalesce(acting_session::text, ''), true),
+            set_config('app.api_key_id', coalesce(acting_key::text, ''), true),
+            set_config('app.org_id', coalesce(org::text, ''), true),
+            set_config('app.ip', coalesce(ip::text, ''), true),
+            set_config('app.user_agent', coalesce(user_agent, ''), true),
+            set_config('app.request_id', coalesce(request_id, ''), true);
+END $$;
+GRANT EXECUTE ON FUNCTION app.begin_request(uuid, bytea, bytea, uuid, inet, text, text) TO tenantry_runtime;
+
 -- Whoever creates an organization becomes its first owner, in the same statement.
 CREATE FUNCTION app.add_creator_as_owner() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

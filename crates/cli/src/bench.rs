@@ -2,6 +2,7 @@
 //! the variants alternate, so a noisy neighbour slows both rather than one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use tenantry_db::cluster::Role;
 use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx};
+use tenantry_server::api_keys::{self, Access, NewApiKey};
+use tenantry_server::http::{self, AppState, HttpConfig};
 use tenantry_server::identity::{self, NewAccount};
 use uuid::Uuid;
 
@@ -21,6 +24,9 @@ pub enum Benchmark {
     /// A tenant transaction (begin, bind context, one indexed select under RLS, commit) vs the
     /// same statements sent directly by the owner (RLS bypassed), same connection count.
     TenantTx,
+    /// `GET /v1/orgs/{org}` over HTTP, authenticated by session token and by API key, vs the
+    /// same SQL sent directly by the owner, same connection count.
+    HttpAuth,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -41,6 +47,7 @@ pub async fn run(
     };
     match name {
         Benchmark::TenantTx => tenant_tx(&urls, &settings).await,
+        Benchmark::HttpAuth => http_auth(&urls, &settings).await,
     }
 }
 
@@ -118,7 +125,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
     const SELECT: &str = "SELECT id, name, slug FROM organizations WHERE id = $1";
 
-    let ours = {
+    let ours = op({
         let runtime = runtime.clone();
         move |(user, org): (Uuid, Uuid)| {
             let runtime = runtime.clone();
@@ -133,8 +140,8 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
                 Ok::<_, AnyError>(row.0)
             }
         }
-    };
-    let same_sql_direct = {
+    });
+    let same_sql_direct = op({
         let direct = direct.clone();
         move |(_, org): (Uuid, Uuid)| {
             let direct = direct.clone();
@@ -146,7 +153,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
                 Ok::<_, AnyError>(row.0)
             }
         }
-    };
+    });
 
     println!(
         "tenant-tx: {} organizations, {} connections, {} rounds of {:?} per variant",
@@ -155,26 +162,200 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
         s.rounds,
         s.round
     );
-    // Warm both pools and caches.
-    measure(&tenants, s.connections, Duration::from_secs(1), &ours).await?;
-    measure(
-        &tenants,
-        s.connections,
-        Duration::from_secs(1),
-        &same_sql_direct,
-    )
-    .await?;
-    let mut a = Stats::default();
-    let mut b = Stats::default();
-    for _ in 0..s.rounds {
-        a.add(measure(&tenants, s.connections, s.round, &ours).await?);
-        b.add(measure(&tenants, s.connections, s.round, &same_sql_direct).await?);
+    let mut stats = compare(s, &tenants, &[ours, same_sql_direct])
+        .await?
+        .into_iter();
+    report(&mut [
+        (
+            "tenant transaction (runtime role, RLS, context bound)",
+            stats.next().unwrap_or_default(),
+        ),
+        (
+            "same SQL direct (owner, RLS bypassed)",
+            stats.next().unwrap_or_default(),
+        ),
+    ]);
+    runtime.close().await;
+    direct.close().await;
+    Ok(())
+}
+
+/// One benchmarked operation on one tenant.
+type Op<T> =
+    Arc<dyn Fn(T) -> Pin<Box<dyn Future<Output = Result<Uuid, AnyError>> + Send>> + Send + Sync>;
+
+fn op<T, F, Fut>(f: F) -> Op<T>
+where
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Uuid, AnyError>> + Send + 'static,
+{
+    Arc::new(move |t| Box::pin(f(t)))
+}
+
+/// Warms every variant, then alternates rounds of them; their totals, in order.
+async fn compare<T: Clone + Send + Sync + 'static>(
+    s: &Settings,
+    tenants: &Arc<Vec<T>>,
+    variants: &[Op<T>],
+) -> Result<Vec<Stats>, AnyError> {
+    for variant in variants {
+        measure(tenants, s.connections, Duration::from_secs(1), variant).await?;
     }
-    println!("| variant | tx/s | p50 ms | p99 ms |");
+    let mut totals: Vec<Stats> = variants.iter().map(|_| Stats::default()).collect();
+    for _ in 0..s.rounds {
+        for (variant, total) in variants.iter().zip(totals.iter_mut()) {
+            total.add(measure(tenants, s.connections, s.round, variant).await?);
+        }
+    }
+    Ok(totals)
+}
+
+/// Prints the variants as a table and each one's throughput relative to the last (the baseline).
+fn report(variants: &mut [(&str, Stats)]) {
+    println!("| variant | per second | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
-    a.print("tenant transaction (runtime role, RLS, context bound)");
-    b.print("same SQL direct (owner, RLS bypassed)");
-    println!("ratio ours/direct (throughput): {:.2}", a.rate() / b.rate());
+    for (name, stats) in variants.iter_mut() {
+        stats.print(name);
+    }
+    if let Some((baseline, rest)) = variants.split_last() {
+        for (name, stats) in rest {
+            println!(
+                "ratio {name} / {}: {:.2}",
+                baseline.0,
+                stats.rate() / baseline.1.rate()
+            );
+        }
+    }
+}
+
+/// Fresh credentials for every benchmark tenant: a session token and a read API key each.
+async fn bench_credentials(
+    urls: &ConnectionUrls,
+    runtime: &RuntimePool,
+    tenants: &[(Uuid, Uuid)],
+) -> Result<Vec<(Uuid, String, String)>, AnyError> {
+    let owner = OwnerPool::connect(&urls.owner).await?;
+    sqlx::query("DELETE FROM sessions WHERE user_agent = 'tenantry bench'")
+        .execute(&owner.0)
+        .await?;
+    sqlx::query("DELETE FROM api_keys WHERE name = 'tenantry bench'")
+        .execute(&owner.0)
+        .await?;
+    owner.0.close().await;
+    let mut credentials = Vec::with_capacity(tenants.len());
+    for (user, org) in tenants {
+        let session = identity::create_session(
+            runtime,
+            *user,
+            Duration::from_secs(3600),
+            None,
+            Some("tenantry bench"),
+        )
+        .await?
+        .token;
+        let mut tx = TenantTx::begin(runtime, &RequestContext::user(*user).in_org(*org)).await?;
+        let key = api_keys::store::create(
+            &mut tx,
+            *org,
+            &NewApiKey {
+                name: "tenantry bench".into(),
+                access: Access::Read,
+                modules: None,
+                expires_at: None,
+            },
+        )
+        .await?
+        .secret;
+        tx.commit().await?;
+        credentials.push((*org, session, key));
+    }
+    Ok(credentials)
+}
+
+async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
+    let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
+    let direct = PgPoolOptions::new()
+        .max_connections(s.connections)
+        .connect(&urls.owner)
+        .await?;
+    let tenants = bench_tenants(urls, &runtime).await?;
+    let credentials = Arc::new(bench_credentials(urls, &runtime, &tenants).await?);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let state = AppState::new(runtime.clone(), HttpConfig::default())?;
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(s.connections as usize)
+        .build()?;
+
+    let get_org = |use_key: bool| {
+        let (client, base) = (client.clone(), base.clone());
+        op(move |(org, session, key): (Uuid, String, String)| {
+            let request = client
+                .get(format!("{base}/v1/orgs/{org}"))
+                .bearer_auth(if use_key { key } else { session });
+            async move {
+                let response = request.send().await?;
+                if !response.status().is_success() {
+                    return Err(format!("GET organization: {}", response.status()).into());
+                }
+                response.bytes().await?;
+                Ok(org)
+            }
+        })
+    };
+    let same_sql_direct = op({
+        let direct = direct.clone();
+        move |(org, _, _): (Uuid, String, String)| {
+            let direct = direct.clone();
+            async move {
+                let mut tx = direct.begin().await?;
+                let _row: (Uuid, String, String, serde_json::Value) = sqlx::query_as(
+                    "SELECT o.id, o.name, o.slug, o.settings FROM organizations o WHERE o.id = $1",
+                )
+                .bind(org)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok::<_, AnyError>(org)
+            }
+        }
+    });
+
+    println!(
+        "http-auth: {} organizations, {} connections (HTTP clients and database), {} rounds of {:?} per variant",
+        credentials.len(),
+        s.connections,
+        s.rounds,
+        s.round
+    );
+    let mut stats = compare(
+        s,
+        &credentials,
+        &[get_org(false), get_org(true), same_sql_direct],
+    )
+    .await?
+    .into_iter();
+    report(&mut [
+        (
+            "GET /v1/orgs/{org} by session token (HTTP, auth, RLS)",
+            stats.next().unwrap_or_default(),
+        ),
+        (
+            "GET /v1/orgs/{org} by API key (HTTP, auth, RLS)",
+            stats.next().unwrap_or_default(),
+        ),
+        (
+            "same SQL direct (owner, RLS bypassed)",
+            stats.next().unwrap_or_default(),
+        ),
+    ]);
+    server.abort();
     runtime.close().await;
     direct.close().await;
     Ok(())
@@ -214,16 +395,12 @@ impl Stats {
 }
 
 /// Runs `op` on `connections` concurrent workers for `duration`, cycling through `tenants`.
-async fn measure<F, Fut>(
-    tenants: &Arc<Vec<(Uuid, Uuid)>>,
+async fn measure<T: Clone + Send + Sync + 'static>(
+    tenants: &Arc<Vec<T>>,
     connections: u32,
     duration: Duration,
-    op: &F,
-) -> Result<Stats, AnyError>
-where
-    F: Fn((Uuid, Uuid)) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<Uuid, AnyError>> + Send,
-{
+    op: &Op<T>,
+) -> Result<Stats, AnyError> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut workers = Vec::new();
@@ -235,7 +412,7 @@ where
             let mut i = w;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                op(tenants[i % tenants.len()]).await?;
+                op(tenants[i % tenants.len()].clone()).await?;
                 latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 i += connections as usize;
             }

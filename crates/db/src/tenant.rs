@@ -63,50 +63,29 @@ impl TenantTx {
     /// Begins a transaction and binds the context in the same round trip as `BEGIN`. A session
     /// token that does not resolve to an active session is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
-        // Where the acting user (and session) come from: a literal, or the session lookup,
-        // which raises SQLSTATE 28000 for an unknown or expired token.
-        let (actor, user_id) = match &ctx.actor {
-            Actor::Anonymous => (
-                "(VALUES (NULL::uuid, NULL::uuid, NULL::uuid)) AS s(user_id, session_id, api_key_id)".to_string(),
-                Some(None),
-            ),
-            Actor::User(id) => (
-                format!("(VALUES ('{id}'::uuid, NULL::uuid, NULL::uuid)) AS s(user_id, session_id, api_key_id)"),
-                Some(Some(*id)),
-            ),
-            Actor::SessionTokenHash(hash) => (
-                format!(
-                    "(SELECT r.user_id, r.session_id, NULL::uuid AS api_key_id \
-                        FROM app.resolve_session(decode('{}', 'hex')) r) AS s",
-                    hex(hash)
-                ),
-                None,
-            ),
-            Actor::ApiKeyHash(hash) => (
-                format!(
-                    "(SELECT NULL::uuid AS user_id, NULL::uuid AS session_id, r.api_key_id \
-                        FROM app.resolve_api_key(decode('{}', 'hex')) r) AS s",
-                    hex(hash)
-                ),
-                Some(None),
-            ),
+        let literal =
+            |value: Option<String>| value.map_or_else(|| "NULL".to_string(), |v| format!("'{v}'"));
+        let (user, session, key, user_id) = match &ctx.actor {
+            Actor::Anonymous => (None, None, None, Some(None)),
+            Actor::User(id) => (Some(id.to_string()), None, None, Some(Some(*id))),
+            Actor::SessionTokenHash(hash) => (None, Some(hex(hash)), None, None),
+            Actor::ApiKeyHash(hash) => (None, None, Some(hex(hash)), Some(None)),
+        };
+        let bytes = |hex: Option<String>| {
+            hex.map_or_else(|| "NULL".to_string(), |h| format!("decode('{h}', 'hex')"))
         };
         // Sent as one simple query, which takes no parameters: every value is spelled with
-        // characters that cannot end a literal (UUIDs and IPs as Rust formats them, free text as
-        // hex). The settings come first and BEGIN last: if the token is refused, the statement
-        // fails before BEGIN and the connection goes back to the pool idle, not mid-transaction.
+        // characters that cannot end a literal (UUIDs and IPs as Rust formats them, free text and
+        // hashes as hex). app.begin_request runs first and BEGIN last: if a credential is refused
+        // (SQLSTATE 28000), BEGIN never runs and the connection goes back to the pool idle.
         // BEGIN adopts the implicit transaction, so the settings stay transaction-local.
         let statement = format!(
-            "SELECT set_config('app.user_id', coalesce(s.user_id::text, ''), true), \
-                    set_config('app.session_id', coalesce(s.session_id::text, ''), true), \
-                    set_config('app.api_key_id', coalesce(s.api_key_id::text, ''), true), \
-                    set_config('app.org_id', '{}', true), \
-                    set_config('app.ip', '{}', true), \
-                    set_config('app.user_agent', {}, true), \
-                    set_config('app.request_id', {}, true) \
-             FROM {actor}; BEGIN",
-            ctx.org_id.map(|id| id.to_string()).unwrap_or_default(),
-            ctx.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "SELECT app.begin_request({}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
+            literal(user),
+            bytes(session),
+            bytes(key),
+            literal(ctx.org_id.map(|id| id.to_string())),
+            literal(ctx.ip.map(|ip| ip.to_string())),
             text_literal(ctx.user_agent.as_deref()),
             text_literal(ctx.request_id.as_deref()),
         );
@@ -160,7 +139,7 @@ fn text_literal(text: Option<&str>) -> String {
             "convert_from(decode('{}', 'hex'), 'UTF8')",
             hex(t.as_bytes())
         ),
-        _ => "''".to_string(),
+        _ => "NULL".to_string(),
     }
 }
 
@@ -174,7 +153,7 @@ mod tests {
         let sql = text_literal(Some(evil));
         assert!(!sql.contains(';'));
         assert_eq!(sql.matches('\'').count(), 6);
-        assert_eq!(text_literal(None), "''");
+        assert_eq!(text_literal(None), "NULL");
         assert_eq!(hex(&[0, 15, 255]), "000fff");
     }
 }

@@ -43,17 +43,46 @@ async fn health_readiness_and_documentation() {
     assert!(doc["openapi"]
         .as_str()
         .is_some_and(|v| v.starts_with("3.1")));
-    for path in [
-        "/v1/orgs",
-        "/v1/orgs/{org}",
-        "/v1/orgs/{org}/members/{user}",
-        "/v1/orgs/{org}/teams/{team}/members/{user}",
-        "/v1/me",
+    // Every route of the router, with the methods it answers.
+    for (path, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/readyz", &["get"]),
+        ("/v1/auth/signup", &["post"]),
+        ("/v1/auth/signin", &["post"]),
+        ("/v1/auth/signout", &["post"]),
+        ("/v1/auth/oidc/start", &["get"]),
+        ("/v1/auth/oidc/callback", &["get"]),
+        ("/v1/me", &["get", "patch", "delete"]),
+        ("/v1/me/password", &["put"]),
+        ("/v1/me/sessions", &["get", "delete"]),
+        ("/v1/me/sessions/{session}", &["delete"]),
+        ("/v1/orgs", &["get", "post"]),
+        ("/v1/orgs/{org}", &["get", "patch", "delete"]),
+        ("/v1/orgs/{org}/members", &["get"]),
+        ("/v1/orgs/{org}/members/{user}", &["patch", "delete"]),
+        ("/v1/orgs/{org}/transfer-ownership", &["post"]),
+        ("/v1/orgs/{org}/teams", &["get", "post"]),
+        ("/v1/orgs/{org}/teams/{team}", &["get", "patch", "delete"]),
+        (
+            "/v1/orgs/{org}/teams/{team}/members/{user}",
+            &["put", "delete"],
+        ),
+        ("/v1/orgs/{org}/invitations", &["get", "post"]),
+        ("/v1/orgs/{org}/invitations/{invitation}", &["delete"]),
+        ("/v1/orgs/{org}/invitations/{invitation}/resend", &["post"]),
+        ("/v1/invitations/accept", &["post"]),
+        ("/v1/orgs/{org}/api-keys", &["get", "post"]),
+        ("/v1/orgs/{org}/api-keys/{key}", &["delete"]),
+        ("/v1/orgs/{org}/activity", &["get"]),
     ] {
-        assert!(
-            doc["paths"][path].is_object(),
-            "{path} missing from OpenAPI"
-        );
+        for method in methods {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} missing from OpenAPI");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has no responses"
+            );
+        }
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 
