@@ -90,7 +90,7 @@ pub async fn sign_up(
     client: ClientInfo,
     Json(input): Json<PasswordSignUp>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
-    let signed_up = store::sign_up_with_password(&state.db, &input).await?;
+    let signed_up = store::sign_up_with_password(&state.db, &input, client.ip).await?;
     let (user, session, cookie) = open_session(&state, &client, signed_up.user.id).await?;
     let body = SignedIn {
         user,

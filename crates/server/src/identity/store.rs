@@ -107,7 +107,13 @@ pub async fn create_session(
 }
 
 /// Creates a password account (with its first organization, as every sign-up).
-pub async fn sign_up_with_password(pool: &RuntimePool, input: &PasswordSignUp) -> Result<SignedUp> {
+/// Creates a password account. Sign-up must say when an address is taken, so probing addresses
+/// through it counts against the same per-IP limit as failed sign-ins.
+pub async fn sign_up_with_password(
+    pool: &RuntimePool,
+    input: &PasswordSignUp,
+    ip: Option<IpAddr>,
+) -> Result<SignedUp> {
     let account = NewAccount {
         email: input.email.clone(),
         name: input.name.clone(),
@@ -119,15 +125,38 @@ pub async fn sign_up_with_password(pool: &RuntimePool, input: &PasswordSignUp) -
     };
     validate_account(&account)?;
     password::check_new("password", &input.password)?;
+    let ip_text = ip.map(|ip| ip.to_string());
+    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    // Only the IP counts here: a stranger's probing must not lock an address's owner out.
+    let wait: i32 = sqlx::query_scalar("SELECT app.sign_in_wait(NULL, $1::inet)")
+        .bind(ip_text.as_deref())
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    if wait > 0 {
+        return Err(Error::RateLimited {
+            retry_after: wait as u64,
+        });
+    }
     let hash = password::hash(input.password.clone()).await?;
-    sign_up(
+    let result = sign_up(
         pool,
         NewAccount {
             password_hash: Some(hash),
             ..account
         },
     )
-    .await
+    .await;
+    if matches!(&result, Err(Error::Database(sqlx::Error::Database(e))) if e.constraint() == Some("users_email_key"))
+    {
+        let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+        sqlx::query("SELECT app.record_sign_in_failure('', $1::inet)")
+            .bind(ip_text.as_deref())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
+    result
 }
 
 /// Checks an email and password; the user id on success. Unknown email and wrong password are the

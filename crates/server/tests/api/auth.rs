@@ -423,3 +423,44 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
         (StatusCode::OK, &json!("Alice"))
     );
 }
+
+#[tokio::test]
+async fn probing_addresses_through_sign_up_is_slowed_without_locking_their_owners_out() {
+    let app = TestApp::spawn().await;
+    sign_up(&app, "alice@example.com", "correct horse").await;
+    for _ in 0..20 {
+        let got = post(
+            &app,
+            "/v1/auth/signup",
+            json!({"email": "alice@example.com", "password": "whatever123"}),
+        )
+        .await;
+        assert_problem(&got, StatusCode::CONFLICT, "email_taken");
+    }
+    let got = post(
+        &app,
+        "/v1/auth/signup",
+        json!({"email": "alice@example.com", "password": "whatever123"}),
+    )
+    .await;
+    assert_problem(&got, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let got = post(
+        &app,
+        "/v1/auth/signup",
+        json!({"email": "new@example.com", "password": "whatever123"}),
+    )
+    .await;
+    assert_problem(&got, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Alice herself, from her own address, can still sign in: her email was not locked.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let response = elsewhere
+        .post(format!("{}/v1/auth/signin", app.base))
+        .json(&json!({"email": "alice@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+}
