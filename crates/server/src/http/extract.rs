@@ -122,6 +122,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
+/// Name of the cookie that binds an OpenID Connect sign-in to the browser that started it.
+pub const OIDC_FLOW_COOKIE: &str = "tenantry_oidc_state";
+
+/// The OpenID Connect flow cookie, if the browser sent one.
+pub struct OidcFlowCookie(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OidcFlowCookie {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(Self(cookie(parts, OIDC_FLOW_COOKIE).map(str::to_string)))
+    }
+}
+
 /// The value of cookie `name` in the request, if sent.
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts

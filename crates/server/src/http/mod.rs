@@ -24,7 +24,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::ToSchema;
 use utoipa_scalar::{Scalar, Servable};
 
-pub use extract::{Caller, ClientInfo, Json, Path, Query, SESSION_COOKIE};
+pub use extract::{
+    Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
+};
 pub use openapi::ApiDoc;
 pub use pagination::{Page, PageParams};
 

@@ -14,7 +14,10 @@ use super::{
     SessionInfo, User,
 };
 use crate::error::{Error, Result};
-use crate::http::{AppState, Caller, ClientInfo, Json, Path, Query, SESSION_COOKIE};
+use crate::http::{
+    AppState, Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE,
+    SESSION_COOKIE,
+};
 use crate::orgs::Organization;
 
 pub fn routes() -> Router<AppState> {
@@ -261,15 +264,22 @@ pub struct OidcStart {
     ))]
 pub async fn oidc_start(
     State(state): State<AppState>,
-) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<OidcStart>)> {
+) -> Result<(StatusCode, [(HeaderName, HeaderValue); 2], Json<OidcStart>)> {
     let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
     let flow = oidc.start().await?;
     store::begin_oidc_flow(&state.db, &flow.state, &flow.nonce, &flow.code_verifier).await?;
     let location = HeaderValue::from_str(&flow.authorization_url)
         .map_err(|e| Error::Internal(format!("location: {e}")))?;
+    // Binds the flow to this browser: a callback carrying someone else's code and state (login
+    // CSRF, which would sign the victim into the attacker's account) lacks the cookie.
+    let flow_cookie = HeaderValue::from_str(&format!(
+        "{OIDC_FLOW_COOKIE}={}; Path=/v1/auth/oidc; Max-Age=600; HttpOnly; Secure; SameSite=Lax",
+        flow.state
+    ))
+    .map_err(|e| Error::Internal(format!("cookie: {e}")))?;
     Ok((
         StatusCode::FOUND,
-        [(LOCATION, location)],
+        [(LOCATION, location), (SET_COOKIE, flow_cookie)],
         Json(OidcStart {
             authorization_url: flow.authorization_url,
         }),
@@ -295,6 +305,7 @@ pub struct OidcCallback {
 pub async fn oidc_callback(
     State(state): State<AppState>,
     client: ClientInfo,
+    OidcFlowCookie(flow_cookie): OidcFlowCookie,
     Query(callback): Query<OidcCallback>,
 ) -> Result<([(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
     let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
@@ -304,6 +315,11 @@ pub async fn oidc_callback(
     let (Some(code), Some(flow_state)) = (callback.code, callback.state) else {
         return Err(Error::InvalidToken("code and state are required"));
     };
+    if flow_cookie.as_deref() != Some(flow_state.as_str()) {
+        return Err(Error::InvalidToken(
+            "this sign-in was started in another browser",
+        ));
+    }
     let (nonce, verifier) = store::finish_oidc_flow(&state.db, &flow_state)
         .await?
         .ok_or(Error::InvalidToken("unknown, used or expired state"))?;

@@ -58,6 +58,24 @@ async fn enqueue_email(
     Ok(())
 }
 
+/// Queues the email for invitation `id` with its new `token`; what the inviter gets back.
+async fn send(
+    tx: &mut TenantTx,
+    org: Uuid,
+    id: Uuid,
+    token: String,
+    public_url: &str,
+) -> Result<IssuedInvitation> {
+    let invitation = get(tx, org, id).await?;
+    let url = accept_url(public_url, &token);
+    enqueue_email(tx, org, &invitation, &url).await?;
+    Ok(IssuedInvitation {
+        invitation,
+        token,
+        accept_url: url,
+    })
+}
+
 fn issue_token() -> (String, [u8; 32]) {
     let token = format!("{TOKEN_PREFIX}{}", new_token().trim_start_matches("tnt_"));
     let hash = hash_token(&token);
@@ -89,14 +107,7 @@ pub async fn invite(
     .bind(Utc::now() + VALID_FOR)
     .execute(tx.conn())
     .await?;
-    let invitation = get(tx, org, id).await?;
-    let url = accept_url(public_url, &token);
-    enqueue_email(tx, org, &invitation, &url).await?;
-    Ok(IssuedInvitation {
-        invitation,
-        token,
-        accept_url: url,
-    })
+    send(tx, org, id, token, public_url).await
 }
 
 pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Invitation>> {
@@ -138,14 +149,7 @@ pub async fn resend(
             detail: "this invitation was accepted or revoked".into(),
         });
     }
-    let invitation = get(tx, org, id).await?;
-    let url = accept_url(public_url, &token);
-    enqueue_email(tx, org, &invitation, &url).await?;
-    Ok(IssuedInvitation {
-        invitation,
-        token,
-        accept_url: url,
-    })
+    send(tx, org, id, token, public_url).await
 }
 
 pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {

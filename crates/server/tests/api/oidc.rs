@@ -58,6 +58,15 @@ async fn start(app: &TestApp) -> AuthRequest {
         .await
         .expect("send");
     assert_eq!(response.status(), StatusCode::FOUND);
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cookie.starts_with("tenantry_oidc_state=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     let location = response
         .headers()
         .get(LOCATION)
@@ -67,12 +76,29 @@ async fn start(app: &TestApp) -> AuthRequest {
     AuthRequest::parse(&location)
 }
 
+/// The browser returning from the provider, carrying the flow cookie our service set for `state`.
 async fn callback(app: &TestApp, code: &str, state: &str) -> (StatusCode, Value) {
+    callback_with_cookie(app, code, state, Some(state)).await
+}
+
+async fn callback_with_cookie(
+    app: &TestApp,
+    code: &str,
+    state: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, Value) {
     let url = format!(
         "{}/v1/auth/oidc/callback?code={code}&state={state}",
         app.base
     );
-    read(no_redirects().get(url).send().await.expect("send")).await
+    let mut request = no_redirects().get(url);
+    if let Some(cookie) = cookie {
+        request = request.header(
+            reqwest::header::COOKIE,
+            format!("tenantry_oidc_state={cookie}"),
+        );
+    }
+    read(request.send().await.expect("send")).await
 }
 
 /// One complete sign-in where the provider's ID token is `make(request)`.
@@ -224,6 +250,11 @@ async fn state_and_codes_are_single_use() {
     );
     let got = callback(&app, &code, "forged-state").await;
     assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    // Login CSRF: the right code and state, but delivered to a browser that did not start the flow.
+    for cookie in [None, Some("another-flow")] {
+        let got = callback_with_cookie(&app, &code, &request.state, cookie).await;
+        assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    }
     // The real one works once.
     let (status, _) = callback(&app, &code, &request.state).await;
     assert_eq!(status, StatusCode::OK);
