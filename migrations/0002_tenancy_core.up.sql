@@ -18,6 +18,8 @@ CREATE TABLE users (
     role              text NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'moderator', 'employee', 'client', 'user')),
     subscription_tier text NOT NULL DEFAULT 'free' CHECK (subscription_tier IN ('free', 'basic', 'pro', 'enterprise')),
     is_active         boolean NOT NULL DEFAULT true,
+    -- When an identity provider proved the address belongs to this account (NULL: never).
+    email_verified_at timestamptz,
     last_login_at     timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now()
@@ -436,8 +438,9 @@ CREATE POLICY events_select ON audit.events FOR SELECT
 -- (password_hash, token_hash) and keys immutable (no one re-parents a row to another organization).
 
 GRANT SELECT (id, email, name, avatar_url, provider, provider_id, clerk_user_id, role,
-              subscription_tier, is_active, last_login_at, created_at, updated_at),
-      INSERT (id, email, name, avatar_url, provider, provider_id, clerk_user_id, password_hash),
+              subscription_tier, is_active, email_verified_at, last_login_at, created_at, updated_at),
+      INSERT (id, email, name, avatar_url, provider, provider_id, clerk_user_id, password_hash,
+              email_verified_at),
       UPDATE (name, avatar_url),
       DELETE
    ON users TO tenantry_runtime;

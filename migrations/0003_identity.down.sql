@@ -1,4 +1,4 @@
-DROP FUNCTION app.user_by_identity(text, text), app.user_by_email(text), app.user_by_clerk_id(text),
+DROP FUNCTION app.claim_verified_email(uuid), app.user_by_identity(text, text), app.user_by_email(text), app.user_by_clerk_id(text),
     app.begin_oidc_flow(bytea, text, text), app.finish_oidc_flow(bytea);
 DROP TABLE app.oidc_flows, identities;
 DROP FUNCTION app.solely_owned_organizations(), app.accept_invitation(bytea);

@@ -243,7 +243,21 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
     RETURNING f.nonce, f.code_verifier
 $$;
 
--- A provisioned account records its external subject (Clerk's user id) at sign-up.
+-- An identity provider proved that `account`'s email address belongs to the person signing in.
+-- Against pre-registration takeovers: a password set on the account by someone who never proved
+-- the address stops working, and that someone's sessions end.
+CREATE FUNCTION app.claim_verified_email(account uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE public.users SET password_hash = NULL
+     WHERE id = account AND email_verified_at IS NULL AND password_hash IS NOT NULL;
+    IF FOUND THEN
+        DELETE FROM public.sessions WHERE user_id = account;
+    END IF;
+    UPDATE public.users SET email_verified_at = now() WHERE id = account AND email_verified_at IS NULL;
+END $$;
+GRANT EXECUTE ON FUNCTION app.claim_verified_email(uuid) TO tenantry_runtime;
+
 GRANT EXECUTE ON FUNCTION app.user_by_identity(text, text), app.user_by_email(text),
     app.user_by_clerk_id(text), app.begin_oidc_flow(bytea, text, text), app.finish_oidc_flow(bytea)
     TO tenantry_runtime;

@@ -102,6 +102,7 @@ async fn bench_tenants(
                     provider: "password".into(),
                     provider_id: None,
                     clerk_user_id: None,
+                    email_verified: false,
                     organization_name: Some(format!("Bench Org {i}")),
                 },
             )

@@ -55,6 +55,7 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
         provider: "password".into(),
         provider_id: None,
         clerk_user_id: None,
+        email_verified: false,
         organization_name: None,
     };
     let demo = identity::sign_up(

@@ -61,6 +61,8 @@ pub struct NewAccount {
     pub provider_id: Option<String>,
     /// The external provider's user id (Clerk), for accounts it provisions.
     pub clerk_user_id: Option<String>,
+    /// Whether an identity provider proved the email address belongs to this person.
+    pub email_verified: bool,
     /// Name of the first organization; derived from the user's name or email when absent.
     pub organization_name: Option<String>,
 }
@@ -97,12 +99,16 @@ pub(crate) fn validate_account(account: &NewAccount) -> Result<()> {
     }
 }
 
-/// A new opaque session token: 256 random bits, URL-safe, with a recognizable prefix.
-pub fn new_token() -> String {
+/// Every session token starts with this; API keys (`tnt_k_`) and invitations (`tnt_i_`) have
+/// prefixes of their own, so no random token can be mistaken for another kind.
+pub const SESSION_PREFIX: &str = "tnt_s_";
+
+/// A new opaque secret: `prefix` and 256 random bits, URL-safe.
+pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     format!(
-        "tnt_{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
 }

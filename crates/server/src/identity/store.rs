@@ -23,8 +23,8 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     let user_id = Uuid::now_v7();
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     let user: User = sqlx::query_as(&format!(
-        "INSERT INTO users (id, email, name, password_hash, provider, provider_id, clerk_user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
+        "INSERT INTO users (id, email, name, password_hash, provider, provider_id, clerk_user_id, email_verified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END) RETURNING {USER_COLUMNS}"
     ))
     .bind(user_id)
     .bind(account.email.trim())
@@ -33,6 +33,7 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     .bind(&account.provider)
     .bind(account.provider_id.as_deref())
     .bind(account.clerk_user_id.as_deref())
+    .bind(account.email_verified)
     .fetch_one(tx.conn())
     .await?;
     sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
@@ -78,7 +79,7 @@ pub async fn create_session(
     ip: Option<IpAddr>,
     user_agent: Option<&str>,
 ) -> Result<IssuedSession> {
-    let token = new_token();
+    let token = new_token(super::SESSION_PREFIX);
     let ttl = chrono::Duration::from_std(ttl)
         .map_err(|_| Error::BadRequest("session lifetime out of range".into()))?;
     let id = Uuid::now_v7();
@@ -121,6 +122,7 @@ pub async fn sign_up_with_password(
         provider: "password".into(),
         provider_id: None,
         clerk_user_id: None,
+        email_verified: false,
         organization_name: input.organization_name.clone(),
     };
     validate_account(&account)?;
@@ -442,7 +444,15 @@ pub async fn sign_in_with_identity(
             .await?;
             let id = match existing {
                 Some((_, false)) => return Err(Error::InvalidCredentials),
-                Some((id, true)) => id,
+                Some((id, true)) => {
+                    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+                    sqlx::query("SELECT app.claim_verified_email($1)")
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                    id
+                }
                 None => {
                     let account = NewAccount {
                         email: email.to_string(),
@@ -451,6 +461,8 @@ pub async fn sign_in_with_identity(
                         provider: provider.to_string(),
                         provider_id: Some(identity.subject.clone()),
                         clerk_user_id: None,
+                        // Reaching here required the provider's verification.
+                        email_verified: true,
                         organization_name: None,
                     };
                     sign_up(pool, account).await?.user.id
@@ -504,6 +516,7 @@ pub async fn user_for_external_jwt(
                 provider: "clerk".into(),
                 provider_id: Some(identity.subject.clone()),
                 clerk_user_id: Some(identity.subject.clone()),
+                email_verified: false,
                 organization_name: None,
             };
             match sign_up(pool, account).await {

@@ -77,7 +77,7 @@ async fn send(
 }
 
 fn issue_token() -> (String, [u8; 32]) {
-    let token = format!("{TOKEN_PREFIX}{}", new_token().trim_start_matches("tnt_"));
+    let token = new_token(TOKEN_PREFIX);
     let hash = hash_token(&token);
     (token, hash)
 }

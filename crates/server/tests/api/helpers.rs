@@ -60,6 +60,7 @@ impl TestApp {
                 provider: "password".into(),
                 provider_id: None,
                 clerk_user_id: None,
+                email_verified: false,
                 organization_name: None,
             },
         )

@@ -393,3 +393,42 @@ async fn external_jwts_provision_once_and_forgeries_fail() {
         .await;
     assert_eq!(orgs["items"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn a_password_account_pre_registered_by_someone_else_is_claimed_by_the_verified_owner() {
+    let (app, provider) = setup(Duration::from_secs(60)).await;
+    // The attacker registers the victim's address with a password they know.
+    let (status, squatter) = read(
+        app.request(Method::POST, None, "/v1/auth/signup")
+            .json(&json!({"email": "victim@example.com", "password": "attacker knows"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let squatter = TestUser {
+        id: uuid::Uuid::nil(),
+        org: uuid::Uuid::nil(),
+        token: squatter["session"]["token"].as_str().expect("token").into(),
+    };
+    // The real owner signs in with Google, which verified the address.
+    let k1 = rsa("k1", "rsa1.pem");
+    let (status, owner) = sign_in_with(&app, &provider, |r| {
+        k1.sign(&provider.id_claims(r, "g-victim", "victim@example.com"))
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{owner}");
+    // The attacker's session and password no longer open the account.
+    let got = app.call(Method::GET, &squatter, "/v1/me", None).await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let got = read(
+        app.request(Method::POST, None, "/v1/auth/signin")
+            .json(&json!({"email": "victim@example.com", "password": "attacker knows"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_credentials");
+}
