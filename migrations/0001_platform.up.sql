@@ -115,17 +115,40 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON audit.events
 -- bulk write costs one INSERT ... SELECT, not one insert per row.
 -- TG_ARGV[0]: the column holding the organization id ('' for global tables);
 -- TG_ARGV[1]: the row's key column (entity_id; pairs old and new rows of an UPDATE);
--- TG_ARGV[2..]: columns never copied into the trail (secrets).
+-- TG_ARGV[2]: 'rows' (one event per row, with old and new data) or 'summary' (for high-volume
+--             tables such as time series: one event per organization and key per statement,
+--             new_data = {"rows": n});
+-- TG_ARGV[3..]: columns never copied into the trail (secrets).
 CREATE FUNCTION audit.record_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     org_column text := nullif(TG_ARGV[0], '');
     key_column text := TG_ARGV[1];
-    redacted text[] := coalesce(TG_ARGV[2:], '{}');
+    summarize boolean := TG_ARGV[2] = 'summary';
+    redacted text[] := coalesce(TG_ARGV[3:], '{}');
     entity text := CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME
                         ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END;
+    action text := lower(TG_OP);
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF summarize THEN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
+                                      new_data, ip_address, user_agent, request_id)
+            SELECT (j ->> org_column)::uuid, app.user_id(), app.api_key_id(), action, entity,
+                   (j ->> key_column)::uuid, jsonb_build_object('rows', count(*)), app.client_ip(),
+                   app.user_agent(), app.request_id()
+              FROM (SELECT to_jsonb(r) AS j FROM old_rows r) o
+             GROUP BY j ->> org_column, j ->> key_column;
+        ELSE
+            INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
+                                      new_data, ip_address, user_agent, request_id)
+            SELECT (j ->> org_column)::uuid, app.user_id(), app.api_key_id(), action, entity,
+                   (j ->> key_column)::uuid, jsonb_build_object('rows', count(*)), app.client_ip(),
+                   app.user_agent(), app.request_id()
+              FROM (SELECT to_jsonb(r) AS j FROM new_rows r) n
+             GROUP BY j ->> org_column, j ->> key_column;
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO audit.events (organization_id, user_id, api_key_id, action, entity_type, entity_id,
                                   new_data, ip_address, user_agent, request_id)
         SELECT (n.j ->> org_column)::uuid, app.user_id(), app.api_key_id(), 'insert', entity,
@@ -151,11 +174,12 @@ END $$;
 
 -- Attaches the audit trigger (one per operation: transition tables allow one event each).
 CREATE PROCEDURE audit.attach(tbl regclass, org_column text DEFAULT 'organization_id',
-                              key_column text DEFAULT 'id', redact text[] DEFAULT '{}')
+                              key_column text DEFAULT 'id', redact text[] DEFAULT '{}',
+                              mode text DEFAULT 'rows')
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     args text := array_to_string(
-        ARRAY(SELECT quote_literal(a) FROM unnest(ARRAY[org_column, key_column] || redact) a), ', ');
+        ARRAY(SELECT quote_literal(a) FROM unnest(ARRAY[org_column, key_column, mode] || redact) a), ', ');
 BEGIN
     EXECUTE format('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
                     FOR EACH STATEMENT EXECUTE FUNCTION audit.record_change(%s)', tbl, args);

@@ -5,6 +5,7 @@ mod audit;
 mod cluster;
 mod guard;
 mod isolation;
+mod kpis;
 mod migrations;
 mod support;
 mod tenant;
