@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod invitations;
+pub mod kpis;
 pub mod orgs;
 
 pub use error::{Error, Result};

@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_keys::routes())
         .merge(crate::invitations::routes())
         .merge(crate::audit::routes())
+        .merge(crate::kpis::routes())
         .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(Scalar::with_url("/docs", ApiDoc::build()))

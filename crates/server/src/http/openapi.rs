@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
-use crate::{api_keys, audit, identity, invitations, orgs};
+use crate::{api_keys, audit, identity, invitations, kpis, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,9 @@ use crate::{api_keys, audit, identity, invitations, orgs};
         invitations::routes::resend_invitation, invitations::routes::revoke_invitation,
         invitations::routes::accept_invitation,
         audit::routes::activity,
+        kpis::routes::list_kpis, kpis::routes::create_kpi, kpis::routes::get_kpi, kpis::routes::update_kpi,
+        kpis::routes::delete_kpi, kpis::routes::restore_kpi, kpis::routes::purge_kpi,
+        kpis::routes::list_points, kpis::routes::record_points,
         orgs::routes::transfer_ownership, identity::routes::delete_me,
         api_keys::routes::create_key, api_keys::routes::list_keys, api_keys::routes::revoke_key,
     ),
@@ -35,6 +38,7 @@ use crate::{api_keys, audit, identity, invitations, orgs};
         (name = "identity", description = "The signed-in user"),
         (name = "organizations", description = "Organizations, members and teams"),
         (name = "api keys", description = "API keys of service accounts"),
+        (name = "kpis", description = "KPIs, their history, progress and change"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 mod helpers;
 mod invitations;
+mod kpis;
 mod lifecycle;
 mod oidc;
 mod orgs;

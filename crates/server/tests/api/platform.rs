@@ -74,6 +74,11 @@ async fn health_readiness_and_documentation() {
         ("/v1/orgs/{org}/api-keys", &["get", "post"]),
         ("/v1/orgs/{org}/api-keys/{key}", &["delete"]),
         ("/v1/orgs/{org}/activity", &["get"]),
+        ("/v1/orgs/{org}/kpis", &["get", "post"]),
+        ("/v1/orgs/{org}/kpis/{kpi}", &["get", "patch", "delete"]),
+        ("/v1/orgs/{org}/kpis/{kpi}/restore", &["post"]),
+        ("/v1/orgs/{org}/kpis/{kpi}/purge", &["post"]),
+        ("/v1/orgs/{org}/kpis/{kpi}/points", &["get", "post"]),
     ] {
         for method in methods {
             let op = &doc["paths"][path][method];

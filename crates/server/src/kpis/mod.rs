@@ -1,0 +1,257 @@
+//! Sesari KPIs: values tracked over time with a target, a direction and a baseline; every value
+//! is a data point (the history), and reads carry progress and change over 7, 30 and 90 days.
+
+pub mod progress;
+pub mod routes;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use progress::{Change, Direction};
+pub use routes::routes;
+
+use crate::error::{Error, FieldError, Result};
+
+/// Windows of the change figures on every KPI read, in days.
+pub const CHANGE_WINDOWS: [u32; 3] = [7, 30, 90];
+
+/// A KPI as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Kpi {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub target_value: Option<f64>,
+    /// The latest data point's value; absent while there is no data.
+    pub current_value: Option<f64>,
+    pub unit: Option<String>,
+    pub category: Option<String>,
+    pub direction: Direction,
+    /// Where progress starts from (absent: 0).
+    pub baseline: Option<f64>,
+    /// Tracked, or paused.
+    pub is_active: bool,
+    /// Set while the KPI is deleted (restorable).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Percent of the way from baseline to target, 0–100; absent without target or data.
+    pub progress: Option<f64>,
+    /// Change against 7, 30 and 90 days ago.
+    pub changes: Vec<Change>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct KpiRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub target_value: Option<f64>,
+    pub current_value: Option<f64>,
+    pub unit: Option<String>,
+    pub category: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub direction: Direction,
+    pub baseline: Option<f64>,
+    pub is_active: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Values 7, 30 and 90 days ago.
+    pub before_7: Option<f64>,
+    pub before_30: Option<f64>,
+    pub before_90: Option<f64>,
+}
+
+impl From<KpiRow> for Kpi {
+    fn from(r: KpiRow) -> Self {
+        let before = [r.before_7, r.before_30, r.before_90];
+        Kpi {
+            progress: progress::progress(r.current_value, r.target_value, r.baseline, r.direction),
+            changes: CHANGE_WINDOWS
+                .iter()
+                .zip(before)
+                .map(|(days, previous)| {
+                    progress::change(*days, r.current_value, previous, r.direction)
+                })
+                .collect(),
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            target_value: r.target_value,
+            current_value: r.current_value,
+            unit: r.unit,
+            category: r.category,
+            direction: r.direction,
+            baseline: r.baseline,
+            is_active: r.is_active,
+            deleted_at: r.deleted_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKpi {
+    pub name: String,
+    pub description: Option<String>,
+    pub target_value: Option<f64>,
+    pub unit: Option<String>,
+    pub category: Option<String>,
+    /// Default `higher_is_better`.
+    pub direction: Option<Direction>,
+    pub baseline: Option<f64>,
+    /// A first data point (source `manual`, now).
+    pub initial_value: Option<f64>,
+}
+
+/// Changes to a KPI: absent fields stay; `null` clears an optional one. `value` records a new
+/// data point (source `manual`, now): the value itself is history, never overwritten.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KpiChanges {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub target_value: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub unit: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub category: Option<Option<String>>,
+    pub direction: Option<Direction>,
+    #[serde(default, deserialize_with = "crate::http::present")]
+    pub baseline: Option<Option<f64>>,
+    pub is_active: Option<bool>,
+    pub value: Option<f64>,
+}
+
+/// One data point.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct DataPoint {
+    pub id: Uuid,
+    pub value: f64,
+    pub observed_at: DateTime<Utc>,
+    pub source: String,
+}
+
+/// A data point to record; the same (time, source) again replaces the value.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDataPoint {
+    pub value: f64,
+    /// Default: now.
+    pub observed_at: Option<DateTime<Utc>>,
+    /// Default `manual`; e.g. `stripe`, `google_analytics`.
+    pub source: Option<String>,
+}
+
+fn check_text(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&str>,
+    min: usize,
+    max: usize,
+) {
+    if let Some(v) = value {
+        let len = v.trim().chars().count();
+        if len < min || v.chars().count() > max {
+            errors.push(FieldError::new(
+                field,
+                format!("must be {min} to {max} characters"),
+            ));
+        }
+    }
+}
+
+fn check_number(errors: &mut Vec<FieldError>, field: &str, value: Option<f64>) {
+    if value.is_some_and(|v| !v.is_finite()) {
+        errors.push(FieldError::new(field, "must be a finite number"));
+    }
+}
+
+fn finish(errors: Vec<FieldError>) -> Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+impl NewKpi {
+    fn validate(&self) -> Result<()> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", Some(&self.name), 1, 200);
+        check_text(&mut e, "description", self.description.as_deref(), 0, 5000);
+        check_text(&mut e, "unit", self.unit.as_deref(), 0, 50);
+        check_text(&mut e, "category", self.category.as_deref(), 0, 100);
+        check_number(&mut e, "target_value", self.target_value);
+        check_number(&mut e, "baseline", self.baseline);
+        check_number(&mut e, "initial_value", self.initial_value);
+        finish(e)
+    }
+}
+
+impl KpiChanges {
+    fn validate(&self) -> Result<()> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", self.name.as_deref(), 1, 200);
+        check_text(
+            &mut e,
+            "description",
+            self.description.clone().flatten().as_deref(),
+            0,
+            5000,
+        );
+        check_text(
+            &mut e,
+            "unit",
+            self.unit.clone().flatten().as_deref(),
+            0,
+            50,
+        );
+        check_text(
+            &mut e,
+            "category",
+            self.category.clone().flatten().as_deref(),
+            0,
+            100,
+        );
+        check_number(&mut e, "target_value", self.target_value.flatten());
+        check_number(&mut e, "baseline", self.baseline.flatten());
+        check_number(&mut e, "value", self.value);
+        finish(e)
+    }
+}
+
+/// Checks points, naming the index of every bad one.
+pub(crate) fn validate_points(points: &[NewDataPoint]) -> Result<()> {
+    let mut e = Vec::new();
+    if points.is_empty() {
+        e.push(FieldError::new("points", "must hold at least one point"));
+    }
+    for (i, p) in points.iter().enumerate() {
+        if !p.value.is_finite() {
+            e.push(FieldError::new(
+                &format!("points[{i}].value"),
+                "must be a finite number",
+            ));
+        }
+        if p.source
+            .as_deref()
+            .is_some_and(|s| s.is_empty() || s.chars().count() > 100)
+        {
+            e.push(FieldError::new(
+                &format!("points[{i}].source"),
+                "must be 1 to 100 characters",
+            ));
+        }
+    }
+    finish(e)
+}

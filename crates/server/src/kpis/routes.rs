@@ -1,0 +1,228 @@
+//! HTTP routes of KPIs under `/v1/orgs/{org}/kpis`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{store, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+const MODULE: &str = "kpis";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/kpis", get(list_kpis).post(create_kpi))
+        .route(
+            "/v1/orgs/{org}/kpis/{kpi}",
+            get(get_kpi).patch(update_kpi).delete(delete_kpi),
+        )
+        .route("/v1/orgs/{org}/kpis/{kpi}/restore", post(restore_kpi))
+        .route("/v1/orgs/{org}/kpis/{kpi}/purge", post(purge_kpi))
+        .route(
+            "/v1/orgs/{org}/kpis/{kpi}/points",
+            get(list_points).post(record_points),
+        )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KpiListParams {
+    /// List deleted KPIs (to restore or purge) instead of live ones.
+    #[serde(default)]
+    pub deleted: bool,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// The organization's KPIs, each with progress and 7/30/90-day change.
+#[utoipa::path(get, path = "/v1/orgs/{org}/kpis", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), KpiListParams),
+    responses((status = 200, body = Page<Kpi>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_kpis(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(params): Query<KpiListParams>,
+) -> Result<Json<Page<Kpi>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let page = PageParams {
+        limit: params.limit,
+        after: params.after,
+    };
+    let kpis = store::list(&mut tx, org, &page, params.deleted).await?;
+    tx.commit().await?;
+    Ok(Json(kpis))
+}
+
+/// Create a KPI (members), optionally with a first value.
+#[utoipa::path(post, path = "/v1/orgs/{org}/kpis", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewKpi,
+    responses(
+        (status = 201, body = Kpi),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewKpi>,
+) -> Result<(StatusCode, Json<Kpi>)> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let kpi = store::create(&mut tx, org, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(kpi)))
+}
+
+/// One KPI with progress and change.
+#[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Kpi>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let found = store::get(&mut tx, org, kpi, false).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Change a KPI (members); `value` records a new data point.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    request_body = KpiChanges,
+    responses(
+        (status = 200, body = Kpi),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Json(changes): Json<KpiChanges>,
+) -> Result<Json<Kpi>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let updated = store::update(&mut tx, org, kpi, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Delete a KPI (members): hidden from lists and reads, history and goal links kept, restorable.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses((status = 200, body = Kpi, description = "The deleted KPI"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Kpi>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let deleted = store::set_deleted(&mut tx, org, kpi, true).await?;
+    tx.commit().await?;
+    Ok(Json(deleted))
+}
+
+/// Undo a KPI's deletion (members).
+#[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/restore", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn restore_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Kpi>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let restored = store::set_deleted(&mut tx, org, kpi, false).await?;
+    tx.commit().await?;
+    Ok(Json(restored))
+}
+
+/// Delete a KPI for good, with its history and goal links (admins).
+#[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/purge", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses(
+        (status = 204, description = "Purged"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn purge_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::purge(&mut tx, org, kpi).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PointParams {
+    /// From this time on (inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time (exclusive).
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// A KPI's data points, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}/points", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), PointParams),
+    responses((status = 200, body = Page<DataPoint>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Query(params): Query<PointParams>,
+) -> Result<Json<Page<DataPoint>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let page = PageParams {
+        limit: params.limit,
+        after: params.after,
+    };
+    let points = store::points(&mut tx, org, kpi, params.since, params.until, &page).await?;
+    tx.commit().await?;
+    Ok(Json(points))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recorded {
+    /// Points written (new or replaced).
+    pub written: u64,
+}
+
+/// Record data points of a KPI (members); the same time and source again replaces the value.
+/// All or nothing: any bad point refuses the whole request, naming its index.
+#[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/points", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    request_body = Vec<NewDataPoint>,
+    responses(
+        (status = 200, body = Recorded),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn record_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Json(points): Json<Vec<NewDataPoint>>,
+) -> Result<Json<Recorded>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let written = store::record(&mut tx, org, kpi, &points).await?;
+    tx.commit().await?;
+    Ok(Json(Recorded { written }))
+}

@@ -1,0 +1,237 @@
+//! SQL of KPIs and their data points.
+
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
+use crate::error::{Error, Result};
+use crate::http::{Page, PageParams};
+use crate::orgs::store::require_role;
+use crate::orgs::Role;
+
+/// A KPI with the values it had 7, 30 and 90 days ago (each the latest point at or before then,
+/// read backwards along the (kpi_id, observed_at, source) index).
+const KPI_SELECT: &str = "SELECT k.id, k.name, k.description, k.target_value, k.current_value, k.unit, \
+    k.category, k.direction, k.baseline, k.is_active, k.deleted_at, k.created_at, k.updated_at, \
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '7 days' \
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_7, \
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days' \
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_30, \
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '90 days' \
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_90 \
+    FROM kpis k";
+
+/// A KPI of `org`; deleted ones only when `with_deleted`.
+pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> Result<Kpi> {
+    let row: Option<KpiRow> = sqlx::query_as(&format!(
+        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
+    ))
+    .bind(org)
+    .bind(id)
+    .bind(with_deleted)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(Kpi::from).ok_or(Error::NotFound)
+}
+
+pub async fn list(
+    tx: &mut TenantTx,
+    org: Uuid,
+    page: &PageParams,
+    deleted: bool,
+) -> Result<Page<Kpi>> {
+    require_role(tx, org, Role::Viewer).await?;
+    let rows: Vec<KpiRow> = sqlx::query_as(&format!(
+        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3 \
+         ORDER BY k.id LIMIT $4"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(deleted)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(
+        rows.into_iter().map(Kpi::from).collect(),
+        page,
+        |k| k.id,
+    ))
+}
+
+pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewKpi) -> Result<Kpi> {
+    new.validate()?;
+    require_role(tx, org, Role::Member).await?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO kpis (id, organization_id, name, description, target_value, unit, category, direction, baseline) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(new.name.trim())
+    .bind(new.description.as_deref())
+    .bind(new.target_value)
+    .bind(new.unit.as_deref())
+    .bind(new.category.as_deref())
+    .bind(new.direction.unwrap_or(super::Direction::HigherIsBetter).as_str())
+    .bind(new.baseline)
+    .execute(tx.conn())
+    .await?;
+    if let Some(value) = new.initial_value {
+        record(
+            tx,
+            org,
+            id,
+            &[NewDataPoint {
+                value,
+                observed_at: None,
+                source: None,
+            }],
+        )
+        .await?;
+    }
+    get(tx, org, id, false).await
+}
+
+pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges) -> Result<Kpi> {
+    changes.validate()?;
+    require_role(tx, org, Role::Member).await?;
+    let updated = sqlx::query(
+        "UPDATE kpis SET name = coalesce($3, name), \
+            description = CASE WHEN $4 THEN $5 ELSE description END, \
+            target_value = CASE WHEN $6 THEN $7 ELSE target_value END, \
+            unit = CASE WHEN $8 THEN $9 ELSE unit END, \
+            category = CASE WHEN $10 THEN $11 ELSE category END, \
+            direction = coalesce($12, direction), \
+            baseline = CASE WHEN $13 THEN $14 ELSE baseline END, \
+            is_active = coalesce($15, is_active) \
+         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(changes.name.as_deref().map(str::trim))
+    .bind(changes.description.is_some())
+    .bind(changes.description.clone().flatten())
+    .bind(changes.target_value.is_some())
+    .bind(changes.target_value.flatten())
+    .bind(changes.unit.is_some())
+    .bind(changes.unit.clone().flatten())
+    .bind(changes.category.is_some())
+    .bind(changes.category.clone().flatten())
+    .bind(changes.direction.map(|d| d.as_str()))
+    .bind(changes.baseline.is_some())
+    .bind(changes.baseline.flatten())
+    .bind(changes.is_active)
+    .execute(tx.conn())
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    if let Some(value) = changes.value {
+        record(
+            tx,
+            org,
+            id,
+            &[NewDataPoint {
+                value,
+                observed_at: None,
+                source: None,
+            }],
+        )
+        .await?;
+    }
+    get(tx, org, id, false).await
+}
+
+/// Soft-deletes (`deleted = true`) or restores a KPI; its points and goal links stay.
+pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Kpi> {
+    require_role(tx, org, Role::Member).await?;
+    let done = sqlx::query(
+        "UPDATE kpis SET deleted_at = CASE WHEN $3 THEN now() END \
+         WHERE organization_id = $1 AND id = $2 AND (deleted_at IS NOT NULL) <> $3",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(deleted)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        // Already in that state (idempotent), or not there (404 from get).
+        get(tx, org, id, true).await?;
+    }
+    get(tx, org, id, true).await
+}
+
+/// Deletes a KPI for good, with its history and goal links (admins).
+pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    let done = sqlx::query("DELETE FROM kpis WHERE organization_id = $1 AND id = $2")
+        .bind(org)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Records points of one live KPI (upsert on time and source); how many were written.
+pub async fn record(
+    tx: &mut TenantTx,
+    org: Uuid,
+    kpi: Uuid,
+    points: &[NewDataPoint],
+) -> Result<u64> {
+    validate_points(points)?;
+    require_role(tx, org, Role::Member).await?;
+    get(tx, org, kpi, false).await?;
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let times: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        points.iter().map(|p| p.observed_at).collect();
+    let sources: Vec<&str> = points
+        .iter()
+        .map(|p| p.source.as_deref().unwrap_or("manual"))
+        .collect();
+    let done = sqlx::query(
+        "INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
+         SELECT $1, $2, v, coalesce(t, now()), s FROM unnest($3::float8[], $4::timestamptz[], $5::text[]) AS u(v, t, s) \
+         ON CONFLICT (kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
+    )
+    .bind(org)
+    .bind(kpi)
+    .bind(&values)
+    .bind(&times)
+    .bind(&sources)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A KPI's points, newest first, optionally within [since, until).
+pub async fn points(
+    tx: &mut TenantTx,
+    org: Uuid,
+    kpi: Uuid,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    page: &PageParams,
+) -> Result<Page<DataPoint>> {
+    get(tx, org, kpi, false).await?;
+    let rows: Vec<DataPoint> = sqlx::query_as(
+        "SELECT id, value, observed_at, source FROM kpi_data_points \
+         WHERE organization_id = $1 AND kpi_id = $2 \
+           AND ($3::timestamptz IS NULL OR observed_at >= $3) AND ($4::timestamptz IS NULL OR observed_at < $4) \
+           AND ($5::uuid IS NULL OR (observed_at, id) < (SELECT observed_at, id FROM kpi_data_points WHERE organization_id = $1 AND id = $5)) \
+         ORDER BY observed_at DESC, id DESC LIMIT $6",
+    )
+    .bind(org)
+    .bind(kpi)
+    .bind(since)
+    .bind(until)
+    .bind(page.after)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |p| p.id))
+}

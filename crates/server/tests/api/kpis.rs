@@ -1,0 +1,283 @@
+//! KPIs over HTTP: history, progress and change, soft delete, and the attacker's side.
+
+use chrono::{Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_server::orgs::Role;
+
+use crate::helpers::{assert_problem, TestApp, TestUser};
+
+async fn create(app: &TestApp, user: &TestUser, body: Value) -> Value {
+    let (status, kpi) = app
+        .call(
+            Method::POST,
+            user,
+            &format!("/v1/orgs/{}/kpis", user.org),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{kpi}");
+    kpi
+}
+
+fn days_ago(days: i64) -> String {
+    (Utc::now() - Duration::days(days)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn reads_carry_progress_and_change_computed_from_history() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let kpi = create(&app, &alice, json!({"name": "MRR", "unit": "$", "target_value": 200, "baseline": 100, "initial_value": 150})).await;
+    assert_eq!(kpi["current_value"], 150.0);
+    assert_eq!(kpi["progress"], 50.0);
+    let path = format!(
+        "/v1/orgs/{}/kpis/{}",
+        alice.org,
+        kpi["id"].as_str().expect("id")
+    );
+
+    // History: 120 eight days ago, 100 a month ago, 80 a quarter ago.
+    let (status, recorded) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("{path}/points"),
+            Some(json!([
+                {"value": 120, "observed_at": days_ago(8), "source": "stripe"},
+                {"value": 100, "observed_at": days_ago(31), "source": "stripe"},
+                {"value": 80, "observed_at": days_ago(91), "source": "stripe"},
+            ])),
+        )
+        .await;
+    assert_eq!((status, &recorded["written"]), (StatusCode::OK, &json!(3)));
+    let (_, read) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(
+        read["current_value"], 150.0,
+        "older points do not replace the latest"
+    );
+    let changes = read["changes"].as_array().expect("changes");
+    let expected = [
+        (7, 120.0, 30.0, 25.0),
+        (30, 100.0, 50.0, 50.0),
+        (90, 80.0, 70.0, 87.5),
+    ];
+    for (change, (days, previous, absolute, percent)) in changes.iter().zip(expected) {
+        assert_eq!(change["days"], days);
+        assert_eq!(change["previous"], previous);
+        assert_eq!(change["absolute"], absolute);
+        assert_eq!(change["percent"], percent);
+        assert_eq!(change["improving"], true);
+    }
+
+    // A new value is a new point; the value before stays in the history.
+    let (status, changed) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"value": 210, "direction": "higher_is_better"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &changed["current_value"], &changed["progress"]),
+        (StatusCode::OK, &json!(210.0), &json!(100.0))
+    );
+    let (_, points) = app
+        .call(Method::GET, &alice, &format!("{path}/points"), None)
+        .await;
+    let values: Vec<f64> = points["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["value"].as_f64())
+        .collect();
+    assert_eq!(
+        values,
+        vec![210.0, 150.0, 120.0, 100.0, 80.0],
+        "newest first"
+    );
+
+    // Re-sending a point with the same time and source replaces it.
+    let again = json!([{"value": 125, "observed_at": points["items"][2]["observed_at"], "source": "stripe"}]);
+    app.call(Method::POST, &alice, &format!("{path}/points"), Some(again))
+        .await;
+    let (_, points) = app
+        .call(Method::GET, &alice, &format!("{path}/points"), None)
+        .await;
+    assert_eq!(points["items"].as_array().map(Vec::len), Some(5));
+    assert_eq!(points["items"][2]["value"], 125.0);
+}
+
+#[tokio::test]
+async fn a_kpi_without_target_or_data_has_no_progress() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bare = create(&app, &alice, json!({"name": "Signups"})).await;
+    assert!(bare["progress"].is_null() && bare["current_value"].is_null());
+    assert!(bare["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .all(|c| c["absolute"].is_null()));
+    let churn = create(&app, &alice, json!({"name": "Churn", "direction": "lower_is_better", "target_value": 4, "baseline": 10, "initial_value": 7})).await;
+    assert_eq!(churn["progress"], 50.0);
+}
+
+#[tokio::test]
+async fn deleting_hides_keeps_history_and_can_be_undone_and_purge_is_for_admins() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let max = app.user("max@example.com").await;
+    app.add_member(&alice, alice.org, &max, Role::Member).await;
+    let kpi = create(&app, &alice, json!({"name": "MRR", "initial_value": 1})).await;
+    let id = kpi["id"].as_str().expect("id");
+    let path = format!("/v1/orgs/{}/kpis/{id}", alice.org);
+    let list = format!("/v1/orgs/{}/kpis", alice.org);
+
+    let (status, deleted) = app.call(Method::DELETE, &max, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(deleted["deleted_at"].is_string());
+    let got = app.call(Method::GET, &alice, &path, None).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let (_, live) = app.call(Method::GET, &alice, &list, None).await;
+    assert_eq!(live["items"].as_array().map(Vec::len), Some(0));
+    let (_, trash) = app
+        .call(Method::GET, &alice, &format!("{list}?deleted=true"), None)
+        .await;
+    assert_eq!(trash["items"][0]["current_value"], 1.0, "history kept");
+
+    let (status, restored) = app
+        .call(Method::POST, &max, &format!("{path}/restore"), None)
+        .await;
+    assert_eq!(
+        (status, &restored["deleted_at"]),
+        (StatusCode::OK, &json!(null))
+    );
+    let (status, _) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let got = app
+        .call(Method::POST, &max, &format!("{path}/purge"), None)
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = app
+        .call(Method::POST, &alice, &format!("{path}/purge"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, trash) = app
+        .call(Method::GET, &alice, &format!("{list}?deleted=true"), None)
+        .await;
+    assert_eq!(trash["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn others_cannot_read_or_write_and_bad_points_write_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let vera = app.user("vera@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &vera, Role::Viewer).await;
+    let kpi = create(&app, &alice, json!({"name": "MRR", "initial_value": 1})).await;
+    let path = format!(
+        "/v1/orgs/{}/kpis/{}",
+        alice.org,
+        kpi["id"].as_str().expect("id")
+    );
+
+    for (method, suffix, body) in [
+        (Method::GET, "", None),
+        (Method::PATCH, "", Some(json!({"value": 666}))),
+        (Method::DELETE, "", None),
+        (Method::GET, "/points", None),
+        (Method::POST, "/points", Some(json!([{"value": 666}]))),
+        (Method::POST, "/purge", None),
+    ] {
+        let got = app
+            .call(method, &bob, &format!("{path}{suffix}"), body)
+            .await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+    let got = app
+        .call(
+            Method::POST,
+            &vera,
+            &format!("{path}/points"),
+            Some(json!([{"value": 666}])),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = app
+        .call(
+            Method::POST,
+            &vera,
+            &format!("/v1/orgs/{}/kpis", alice.org),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+
+    // One bad point refuses the whole batch, naming it.
+    let batch = json!([{"value": 2}, {"value": 3, "source": ""}, {"value": 4}]);
+    let got = app
+        .call(Method::POST, &alice, &format!("{path}/points"), Some(batch))
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], "points[1].source");
+    let got = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("{path}/points"),
+            Some(json!([{"value": "lots"}])),
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (_, read) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(read["current_value"], 1.0, "nothing was written");
+}
+
+#[tokio::test]
+async fn api_keys_need_the_kpis_module_and_write_access() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let kpi = create(&app, &alice, json!({"name": "MRR"})).await;
+    let points = format!(
+        "/v1/orgs/{}/kpis/{}/points",
+        alice.org,
+        kpi["id"].as_str().expect("id")
+    );
+    let mut keys = Vec::new();
+    for (access, modules) in [
+        ("write", json!(["orgs"])),
+        ("read", json!(["kpis"])),
+        ("write", json!(["kpis"])),
+    ] {
+        let (_, created) = app
+            .call(
+                Method::POST,
+                &alice,
+                &format!("/v1/orgs/{}/api-keys", alice.org),
+                Some(json!({"name": "sync", "access": access, "modules": modules})),
+            )
+            .await;
+        keys.push(TestUser {
+            id: uuid::Uuid::nil(),
+            org: alice.org,
+            token: created["secret"].as_str().expect("secret").into(),
+        });
+    }
+    let body = Some(json!([{"value": 42, "source": "stripe"}]));
+    let got = app
+        .call(Method::POST, &keys[0], &points, body.clone())
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = app
+        .call(Method::POST, &keys[1], &points, body.clone())
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = app.call(Method::POST, &keys[2], &points, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = app.call(Method::GET, &keys[1], &points, None).await;
+    assert_eq!(list["items"][0]["value"], 42.0);
+}
