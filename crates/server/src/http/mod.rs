@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::invitations::routes())
         .merge(crate::audit::routes())
         .merge(crate::kpis::routes())
+        .merge(crate::goals::routes())
         .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(Scalar::with_url("/docs", ApiDoc::build()))

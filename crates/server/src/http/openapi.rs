@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
-use crate::{api_keys, audit, identity, invitations, kpis, orgs};
+use crate::{api_keys, audit, goals, identity, invitations, kpis, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,7 +27,10 @@ use crate::{api_keys, audit, identity, invitations, kpis, orgs};
         audit::routes::activity,
         kpis::routes::list_kpis, kpis::routes::create_kpi, kpis::routes::get_kpi, kpis::routes::update_kpi,
         kpis::routes::delete_kpi, kpis::routes::restore_kpi, kpis::routes::purge_kpi,
-        kpis::routes::list_points, kpis::routes::record_points,
+        kpis::routes::list_points, kpis::routes::record_points, kpis::routes::series,
+        goals::routes::list_goals, goals::routes::create_goal, goals::routes::get_goal, goals::routes::update_goal,
+        goals::routes::delete_goal, goals::routes::restore_goal, goals::routes::purge_goal,
+        goals::routes::link_kpi, goals::routes::unlink_kpi,
         orgs::routes::transfer_ownership, identity::routes::delete_me,
         api_keys::routes::create_key, api_keys::routes::list_keys, api_keys::routes::revoke_key,
     ),

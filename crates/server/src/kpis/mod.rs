@@ -255,3 +255,57 @@ pub(crate) fn validate_points(points: &[NewDataPoint]) -> Result<()> {
     }
     finish(e)
 }
+
+/// Bucket size of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Day,
+    Week,
+    Month,
+}
+
+/// How a bucket's points become one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The latest point in the bucket.
+    Last,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl Bucket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Day => "day",
+            Bucket::Week => "week",
+            Bucket::Month => "month",
+        }
+    }
+}
+
+impl Aggregate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Last => "last",
+            Aggregate::Sum => "sum",
+            Aggregate::Avg => "avg",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+        }
+    }
+}
+
+/// One bucket of a series.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct SeriesPoint {
+    /// Where the bucket starts: local midnight (of the day, the ISO week's Monday, or the
+    /// month's first day) in the requested time zone, as an instant.
+    pub start: DateTime<Utc>,
+    pub value: f64,
+    /// Points in the bucket.
+    pub points: i64,
+}

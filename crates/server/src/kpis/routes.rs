@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{store, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi};
+use super::{
+    store, Aggregate, Bucket, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi, SeriesPoint,
+};
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
 
@@ -28,6 +30,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/orgs/{org}/kpis/{kpi}/points",
             get(list_points).post(record_points),
         )
+        .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -225,4 +228,49 @@ pub async fn record_points(
     let written = store::record(&mut tx, org, kpi, &points).await?;
     tx.commit().await?;
     Ok(Json(Recorded { written }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesParams {
+    /// `day`, `week` (ISO, from Monday) or `month`.
+    pub bucket: Bucket,
+    /// `last` (default), `sum`, `avg`, `min` or `max`.
+    pub aggregate: Option<Aggregate>,
+    /// The time zone buckets follow (IANA name; default UTC).
+    pub timezone: Option<String>,
+    /// From this time on (inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time (exclusive).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A KPI's history in buckets of days, weeks or months of a time zone (at most 5,000 buckets).
+#[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}/series", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), SeriesParams),
+    responses(
+        (status = 200, body = Vec<SeriesPoint>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "unknown time zone", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn series(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Query(params): Query<SeriesParams>,
+) -> Result<Json<Vec<SeriesPoint>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let points = store::series(
+        &mut tx,
+        org,
+        kpi,
+        params.bucket,
+        params.aggregate.unwrap_or(Aggregate::Last),
+        params.timezone.as_deref().unwrap_or("UTC"),
+        params.since,
+        params.until,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(points))
 }

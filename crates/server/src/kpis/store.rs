@@ -235,3 +235,34 @@ pub async fn points(
     .await?;
     Ok(Page::from_rows(rows, page, |p| p.id))
 }
+
+/// Most buckets one series answer holds.
+pub const MAX_BUCKETS: i64 = 5000;
+
+/// A KPI's points in buckets of local days, weeks or months of `timezone`, one value each.
+#[allow(clippy::too_many_arguments)]
+pub async fn series(
+    tx: &mut TenantTx,
+    org: Uuid,
+    kpi: Uuid,
+    bucket: super::Bucket,
+    aggregate: super::Aggregate,
+    timezone: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<super::SeriesPoint>> {
+    get(tx, org, kpi, false).await?;
+    Ok(sqlx::query_as(
+        "SELECT date_trunc($3, p.observed_at AT TIME ZONE $5) AT TIME ZONE $5 AS start,                 CASE $4 WHEN 'sum' THEN sum(p.value) WHEN 'avg' THEN avg(p.value)                         WHEN 'min' THEN min(p.value) WHEN 'max' THEN max(p.value)                         ELSE (array_agg(p.value ORDER BY p.observed_at DESC, p.created_at DESC))[1] END AS value,                 count(*) AS points            FROM kpi_data_points p           WHERE p.organization_id = $1 AND p.kpi_id = $2             AND ($6::timestamptz IS NULL OR p.observed_at >= $6) AND ($7::timestamptz IS NULL OR p.observed_at < $7)           GROUP BY 1 ORDER BY 1 LIMIT $8",
+    )
+    .bind(org)
+    .bind(kpi)
+    .bind(bucket.as_str())
+    .bind(aggregate.as_str())
+    .bind(timezone)
+    .bind(since)
+    .bind(until)
+    .bind(MAX_BUCKETS)
+    .fetch_all(tx.conn())
+    .await?)
+}

@@ -281,3 +281,108 @@ async fn api_keys_need_the_kpis_module_and_write_access() {
     let (_, list) = app.call(Method::GET, &keys[1], &points, None).await;
     assert_eq!(list["items"][0]["value"], 42.0);
 }
+
+#[tokio::test]
+async fn series_bucket_by_local_day_week_and_month() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let kpi = create(&app, &alice, json!({"name": "Signups"})).await;
+    let path = format!(
+        "/v1/orgs/{}/kpis/{}",
+        alice.org,
+        kpi["id"].as_str().expect("id")
+    );
+    // 23:30 UTC on Jan 1 is already Jan 2 in Berlin (UTC+1).
+    let points = json!([
+        {"value": 1, "observed_at": "2026-01-01T10:00:00Z"},
+        {"value": 2, "observed_at": "2026-01-01T23:30:00Z"},
+        {"value": 4, "observed_at": "2026-01-02T12:00:00Z"},
+        {"value": 8, "observed_at": "2026-02-10T12:00:00Z"},
+    ]);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("{path}/points"),
+            Some(points),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let series = |query: &'static str| {
+        let (app, alice, path) = (&app, &alice, path.clone());
+        async move {
+            let (status, body) = app
+                .call(Method::GET, alice, &format!("{path}/series?{query}"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body.as_array()
+                .expect("series")
+                .iter()
+                .map(|b| {
+                    (
+                        b["start"].as_str().unwrap_or_default().to_string(),
+                        b["value"].as_f64().unwrap_or(f64::NAN),
+                        b["points"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let utc_days = series("bucket=day&aggregate=sum").await;
+    assert_eq!(
+        utc_days,
+        vec![
+            ("2026-01-01T00:00:00Z".to_string(), 3.0, 2),
+            ("2026-01-02T00:00:00Z".to_string(), 4.0, 1),
+            ("2026-02-10T00:00:00Z".to_string(), 8.0, 1),
+        ]
+    );
+    let berlin_days = series("bucket=day&aggregate=sum&timezone=Europe/Berlin").await;
+    assert_eq!(
+        berlin_days,
+        vec![
+            ("2025-12-31T23:00:00Z".to_string(), 1.0, 1),
+            ("2026-01-01T23:00:00Z".to_string(), 6.0, 2),
+            ("2026-02-09T23:00:00Z".to_string(), 8.0, 1),
+        ]
+    );
+    let months = series("bucket=month&aggregate=last").await;
+    assert_eq!(
+        months.iter().map(|m| (m.1, m.2)).collect::<Vec<_>>(),
+        vec![(4.0, 3), (8.0, 1)]
+    );
+    let weeks = series("bucket=week&aggregate=max").await;
+    assert_eq!(
+        weeks[0].0, "2025-12-29T00:00:00Z",
+        "ISO weeks start on Monday"
+    );
+    assert_eq!((weeks[0].1, weeks[0].2), (4.0, 3));
+    for (aggregate, expected) in [("avg", 7.0 / 3.0), ("min", 1.0)] {
+        let query: &'static str = if aggregate == "avg" {
+            "bucket=month&aggregate=avg"
+        } else {
+            "bucket=month&aggregate=min"
+        };
+        assert_eq!(series(query).await[0].1, expected);
+    }
+
+    let got = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("{path}/series?bucket=day&timezone=Mars/Olympus"),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let got = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("{path}/series?bucket=year"),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
+}

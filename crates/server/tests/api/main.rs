@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod auth;
+mod goals;
 mod helpers;
 mod invitations;
 mod kpis;

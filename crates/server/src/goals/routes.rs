@@ -1,0 +1,202 @@
+//! HTTP routes of goals under `/v1/orgs/{org}/goals`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{store, Goal, GoalChanges, Link, NewGoal};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+const MODULE: &str = "kpis";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/goals", get(list_goals).post(create_goal))
+        .route(
+            "/v1/orgs/{org}/goals/{goal}",
+            get(get_goal).patch(update_goal).delete(delete_goal),
+        )
+        .route("/v1/orgs/{org}/goals/{goal}/restore", post(restore_goal))
+        .route("/v1/orgs/{org}/goals/{goal}/purge", post(purge_goal))
+        .route(
+            "/v1/orgs/{org}/goals/{goal}/kpis/{kpi}",
+            put(link_kpi).delete(unlink_kpi),
+        )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GoalListParams {
+    /// List deleted goals instead of live ones.
+    #[serde(default)]
+    pub deleted: bool,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// The organization's goals with their KPIs and progress.
+#[utoipa::path(get, path = "/v1/orgs/{org}/goals", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), GoalListParams),
+    responses((status = 200, body = Page<Goal>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_goals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(params): Query<GoalListParams>,
+) -> Result<Json<Page<Goal>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let page = PageParams {
+        limit: params.limit,
+        after: params.after,
+    };
+    let goals = store::list(&mut tx, org, &page, params.deleted).await?;
+    tx.commit().await?;
+    Ok(Json(goals))
+}
+
+/// Create a goal (members).
+#[utoipa::path(post, path = "/v1/orgs/{org}/goals", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewGoal,
+    responses(
+        (status = 201, body = Goal),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewGoal>,
+) -> Result<(StatusCode, Json<Goal>)> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let goal = store::create(&mut tx, org, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(goal)))
+}
+
+/// One goal with its KPIs and progress.
+#[utoipa::path(get, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
+    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let found = store::get(&mut tx, org, goal, false).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Change a goal (members): completing sets `completed_at`, reopening clears it.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
+    request_body = GoalChanges,
+    responses(
+        (status = 200, body = Goal),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal)): Path<(Uuid, Uuid)>,
+    Json(changes): Json<GoalChanges>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let updated = store::update(&mut tx, org, goal, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Delete a goal (members): hidden, links kept, restorable.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
+    responses((status = 200, body = Goal, description = "The deleted goal"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let deleted = store::set_deleted(&mut tx, org, goal, true).await?;
+    tx.commit().await?;
+    Ok(Json(deleted))
+}
+
+/// Undo a goal's deletion (members).
+#[utoipa::path(post, path = "/v1/orgs/{org}/goals/{goal}/restore", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
+    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn restore_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let restored = store::set_deleted(&mut tx, org, goal, false).await?;
+    tx.commit().await?;
+    Ok(Json(restored))
+}
+
+/// Delete a goal for good (admins).
+#[utoipa::path(post, path = "/v1/orgs/{org}/goals/{goal}/purge", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
+    responses(
+        (status = 204, description = "Purged"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn purge_goal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::purge(&mut tx, org, goal).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Link a KPI of the same organization to the goal, or change its weight (members).
+#[utoipa::path(put, path = "/v1/orgs/{org}/goals/{goal}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    request_body = Link,
+    responses(
+        (status = 200, body = Goal),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_reference: no such KPI here; validation_failed: weight", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn link_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
+    Json(link): Json<Link>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let linked = store::link(&mut tx, org, goal, kpi, &link).await?;
+    tx.commit().await?;
+    Ok(Json(linked))
+}
+
+/// Unlink a KPI from the goal (members).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/goals/{goal}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn unlink_kpi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
+) -> Result<Json<Goal>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let unlinked = store::unlink(&mut tx, org, goal, kpi).await?;
+    tx.commit().await?;
+    Ok(Json(unlinked))
+}

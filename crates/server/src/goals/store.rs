@@ -1,0 +1,188 @@
+//! SQL of goals and their KPI links.
+
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
+use crate::error::{Error, Result};
+use crate::http::{Page, PageParams};
+use crate::orgs::store::require_role;
+use crate::orgs::Role;
+
+const GOAL_SELECT: &str =
+    "SELECT id, title, description, target_date, status, completed_at, deleted_at, \
+    created_at, updated_at FROM goals";
+
+/// The KPI links of `goals`, with what progress needs.
+async fn links(tx: &mut TenantTx, org: Uuid, goals: &[Uuid]) -> Result<Vec<LinkRow>> {
+    Ok(sqlx::query_as(
+        "SELECT l.goal_id, l.kpi_id, k.name, l.weight, k.current_value, k.target_value, k.baseline, \
+                k.direction, k.deleted_at IS NOT NULL AS deleted \
+           FROM goal_kpis l JOIN kpis k ON k.organization_id = l.organization_id AND k.id = l.kpi_id \
+          WHERE l.organization_id = $1 AND l.goal_id = ANY ($2) ORDER BY l.created_at, l.id",
+    )
+    .bind(org)
+    .bind(goals)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+fn assemble(goals: Vec<GoalRow>, mut links: Vec<LinkRow>) -> Vec<Goal> {
+    goals
+        .into_iter()
+        .map(|g| {
+            let (mine, rest): (Vec<LinkRow>, Vec<LinkRow>) =
+                links.drain(..).partition(|l| l.goal_id == g.id);
+            links = rest;
+            Goal::from_rows(g, mine)
+        })
+        .collect()
+}
+
+pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> Result<Goal> {
+    let goal: GoalRow = sqlx::query_as(&format!(
+        "{GOAL_SELECT} WHERE organization_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
+    ))
+    .bind(org)
+    .bind(id)
+    .bind(with_deleted)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(Error::NotFound)?;
+    let links = links(tx, org, &[id]).await?;
+    Ok(Goal::from_rows(goal, links))
+}
+
+pub async fn list(
+    tx: &mut TenantTx,
+    org: Uuid,
+    page: &PageParams,
+    deleted: bool,
+) -> Result<Page<Goal>> {
+    require_role(tx, org, Role::Viewer).await?;
+    let rows: Vec<GoalRow> = sqlx::query_as(&format!(
+        "{GOAL_SELECT} WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3 ORDER BY id LIMIT $4"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(deleted)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
+    let links = links(tx, org, &ids).await?;
+    Ok(Page::from_rows(assemble(rows, links), page, |g| g.id))
+}
+
+pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewGoal) -> Result<Goal> {
+    new.validate()?;
+    require_role(tx, org, Role::Member).await?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO goals (id, organization_id, title, description, target_date, status) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(new.title.trim())
+    .bind(new.description.as_deref())
+    .bind(new.target_date)
+    .bind(new.status.unwrap_or(super::GoalStatus::Active).as_str())
+    .execute(tx.conn())
+    .await?;
+    get(tx, org, id, false).await
+}
+
+pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &GoalChanges) -> Result<Goal> {
+    changes.validate()?;
+    require_role(tx, org, Role::Member).await?;
+    let done = sqlx::query(
+        "UPDATE goals SET title = coalesce($3, title), \
+            description = CASE WHEN $4 THEN $5 ELSE description END, \
+            target_date = CASE WHEN $6 THEN $7 ELSE target_date END, \
+            status = coalesce($8, status) \
+         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(changes.title.as_deref().map(str::trim))
+    .bind(changes.description.is_some())
+    .bind(changes.description.clone().flatten())
+    .bind(changes.target_date.is_some())
+    .bind(changes.target_date.flatten())
+    .bind(changes.status.map(|s| s.as_str()))
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    get(tx, org, id, false).await
+}
+
+/// Soft-deletes or restores a goal (its links stay).
+pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Goal> {
+    require_role(tx, org, Role::Member).await?;
+    sqlx::query(
+        "UPDATE goals SET deleted_at = CASE WHEN $3 THEN now() END \
+         WHERE organization_id = $1 AND id = $2 AND (deleted_at IS NOT NULL) <> $3",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(deleted)
+    .execute(tx.conn())
+    .await?;
+    get(tx, org, id, true).await
+}
+
+/// Deletes a goal for good (admins).
+pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    let done = sqlx::query("DELETE FROM goals WHERE organization_id = $1 AND id = $2")
+        .bind(org)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Links a KPI of the same organization (or changes its weight).
+pub async fn link(
+    tx: &mut TenantTx,
+    org: Uuid,
+    goal: Uuid,
+    kpi: Uuid,
+    link: &Link,
+) -> Result<Goal> {
+    let weight = link.weight()?;
+    require_role(tx, org, Role::Member).await?;
+    get(tx, org, goal, false).await?;
+    sqlx::query(
+        "INSERT INTO goal_kpis (organization_id, goal_id, kpi_id, weight) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (goal_id, kpi_id) DO UPDATE SET weight = excluded.weight",
+    )
+    .bind(org)
+    .bind(goal)
+    .bind(kpi)
+    .bind(weight)
+    .execute(tx.conn())
+    .await?;
+    get(tx, org, goal, false).await
+}
+
+pub async fn unlink(tx: &mut TenantTx, org: Uuid, goal: Uuid, kpi: Uuid) -> Result<Goal> {
+    require_role(tx, org, Role::Member).await?;
+    let done = sqlx::query(
+        "DELETE FROM goal_kpis WHERE organization_id = $1 AND goal_id = $2 AND kpi_id = $3",
+    )
+    .bind(org)
+    .bind(goal)
+    .bind(kpi)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    get(tx, org, goal, false).await
+}
