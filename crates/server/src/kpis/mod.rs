@@ -309,3 +309,58 @@ pub struct SeriesPoint {
     /// Points in the bucket.
     pub points: i64,
 }
+
+/// One KPI on the dashboard.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DashboardKpi {
+    pub id: Uuid,
+    pub name: String,
+    pub unit: Option<String>,
+    pub category: Option<String>,
+    pub direction: Direction,
+    pub target_value: Option<f64>,
+    pub current_value: Option<f64>,
+    pub progress: Option<f64>,
+    /// Change against 30 days ago.
+    pub change_30d: Change,
+    /// The latest 30 values, oldest first.
+    pub sparkline: Vec<f64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct DashboardRow {
+    pub id: Uuid,
+    pub name: String,
+    pub unit: Option<String>,
+    pub category: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub direction: Direction,
+    pub target_value: Option<f64>,
+    pub current_value: Option<f64>,
+    pub baseline: Option<f64>,
+    pub before_30: Option<f64>,
+    pub sparkline: Vec<f64>,
+}
+
+impl From<DashboardRow> for DashboardKpi {
+    fn from(r: DashboardRow) -> Self {
+        DashboardKpi {
+            progress: progress::progress(r.current_value, r.target_value, r.baseline, r.direction),
+            change_30d: progress::change(30, r.current_value, r.before_30, r.direction),
+            id: r.id,
+            name: r.name,
+            unit: r.unit,
+            category: r.category,
+            direction: r.direction,
+            target_value: r.target_value,
+            current_value: r.current_value,
+            sparkline: r.sparkline,
+        }
+    }
+}
+
+/// Every live KPI of an organization, ready to draw.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Dashboard {
+    pub kpis: Vec<DashboardKpi>,
+}

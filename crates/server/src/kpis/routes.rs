@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    store, Aggregate, Bucket, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi, SeriesPoint,
+    store, Aggregate, Bucket, Dashboard, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi,
+    SeriesPoint,
 };
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
             get(list_points).post(record_points),
         )
         .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
+        .route("/v1/orgs/{org}/dashboard", get(dashboard))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -273,4 +275,19 @@ pub async fn series(
     .await?;
     tx.commit().await?;
     Ok(Json(points))
+}
+
+/// Every live KPI with current value, progress, 30-day change and a 30-point sparkline, in one request.
+#[utoipa::path(get, path = "/v1/orgs/{org}/dashboard", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Dashboard), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dashboard(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+) -> Result<Json<Dashboard>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let board = store::dashboard(&mut tx, org).await?;
+    tx.commit().await?;
+    Ok(Json(board))
 }

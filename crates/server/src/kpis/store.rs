@@ -266,3 +266,18 @@ pub async fn series(
     .fetch_all(tx.conn())
     .await?)
 }
+
+/// The dashboard in one query: every live KPI with its current value, progress, 30-day change
+/// and its latest 30 values (each KPI read backwards along its time index).
+pub async fn dashboard(tx: &mut TenantTx, org: Uuid) -> Result<super::Dashboard> {
+    require_role(tx, org, Role::Viewer).await?;
+    let rows: Vec<super::DashboardRow> = sqlx::query_as(
+        "SELECT k.id, k.name, k.unit, k.category, k.direction, k.target_value, k.current_value, k.baseline,                 (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days'                   ORDER BY p.observed_at DESC LIMIT 1) AS before_30,                 coalesce((SELECT array_agg(s.value ORDER BY s.observed_at) FROM                     (SELECT p.value, p.observed_at FROM kpi_data_points p WHERE p.kpi_id = k.id                       ORDER BY p.observed_at DESC LIMIT 30) s), '{}') AS sparkline            FROM kpis k WHERE k.organization_id = $1 AND k.deleted_at IS NULL ORDER BY k.name, k.id",
+    )
+    .bind(org)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(super::Dashboard {
+        kpis: rows.into_iter().map(super::DashboardKpi::from).collect(),
+    })
+}

@@ -386,3 +386,86 @@ async fn series_bucket_by_local_day_week_and_month() {
         .await;
     assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_every_live_kpi_with_its_sparkline_in_one_request() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let mrr = create(&app, &alice, json!({"name": "MRR", "target_value": 100})).await;
+    create(
+        &app,
+        &alice,
+        json!({"name": "Churn", "direction": "lower_is_better"}),
+    )
+    .await;
+    let gone = create(&app, &alice, json!({"name": "Old"})).await;
+    create(&app, &bob, json!({"name": "Bob KPI", "initial_value": 1})).await;
+    let kpis = format!("/v1/orgs/{}/kpis", alice.org);
+    app.call(
+        Method::DELETE,
+        &alice,
+        &format!("{kpis}/{}", gone["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    // 40 daily values 1..=40, the newest today.
+    let points: Vec<Value> = (1..=40)
+        .map(|v| json!({"value": v, "observed_at": days_ago(40 - v)}))
+        .collect();
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("{kpis}/{}/points", mrr["id"].as_str().expect("id")),
+            Some(json!(points)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, board) = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("/v1/orgs/{}/dashboard", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = board["kpis"]
+        .as_array()
+        .expect("kpis")
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["Churn", "MRR"],
+        "live KPIs of this organization only, by name"
+    );
+    let m = &board["kpis"][1];
+    assert_eq!(
+        (m["current_value"].as_f64(), m["progress"].as_f64()),
+        (Some(40.0), Some(40.0))
+    );
+    let sparkline: Vec<f64> = m["sparkline"]
+        .as_array()
+        .expect("sparkline")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(sparkline, (11..=40).map(f64::from).collect::<Vec<_>>());
+    assert_eq!(m["change_30d"]["previous"], 10.0);
+    assert_eq!(m["change_30d"]["absolute"], 30.0);
+    assert_eq!(board["kpis"][0]["sparkline"], json!([]));
+
+    let got = app
+        .call(
+            Method::GET,
+            &bob,
+            &format!("/v1/orgs/{}/dashboard", alice.org),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}
