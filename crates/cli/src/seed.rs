@@ -3,8 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tenantry_db::{migrate, RequestContext, RuntimePool, TenantTx};
+use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
+use tenantry_server::kpis::{self, Direction, NewDataPoint, NewKpi};
 use tenantry_server::orgs::{self, NewTeam, Role};
 use uuid::Uuid;
 
@@ -93,7 +98,226 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     for (user, _) in &colleagues[..2] {
         orgs::store::add_team_member(&mut tx, org, team.id, *user).await?;
     }
+    seed_kpis(&mut tx, org).await?;
     tx.commit().await?;
-    println!("created organization \"Demo Company\" ({org}) with 4 members and a team");
+    println!(
+        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, and goals",
+        DEMO_KPIS.len()
+    );
     Ok(demo.user.id)
+}
+
+/// (name, unit, category, direction, start value, daily growth, noise, target, baseline)
+type KpiSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Direction,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+);
+
+const DEMO_KPIS: [KpiSpec; 12] = [
+    (
+        "Monthly recurring revenue",
+        "$",
+        "revenue",
+        Direction::HigherIsBetter,
+        20_000.0,
+        0.0025,
+        0.01,
+        80_000.0,
+        20_000.0,
+    ),
+    (
+        "Active users",
+        "users",
+        "growth",
+        Direction::HigherIsBetter,
+        1_200.0,
+        0.002,
+        0.02,
+        5_000.0,
+        1_000.0,
+    ),
+    (
+        "Signups per day",
+        "users",
+        "growth",
+        Direction::HigherIsBetter,
+        40.0,
+        0.001,
+        0.2,
+        120.0,
+        30.0,
+    ),
+    (
+        "Trial conversion",
+        "%",
+        "growth",
+        Direction::HigherIsBetter,
+        8.0,
+        0.0004,
+        0.05,
+        15.0,
+        8.0,
+    ),
+    (
+        "Monthly churn",
+        "%",
+        "revenue",
+        Direction::LowerIsBetter,
+        6.0,
+        -0.0008,
+        0.05,
+        2.5,
+        6.0,
+    ),
+    (
+        "Net promoter score",
+        "points",
+        "engagement",
+        Direction::HigherIsBetter,
+        25.0,
+        0.0006,
+        0.04,
+        50.0,
+        20.0,
+    ),
+    (
+        "Customer acquisition cost",
+        "$",
+        "efficiency",
+        Direction::LowerIsBetter,
+        420.0,
+        -0.0004,
+        0.05,
+        250.0,
+        450.0,
+    ),
+    (
+        "Lifetime value",
+        "$",
+        "revenue",
+        Direction::HigherIsBetter,
+        1_800.0,
+        0.0009,
+        0.02,
+        4_000.0,
+        1_500.0,
+    ),
+    (
+        "Support tickets per day",
+        "tickets",
+        "engagement",
+        Direction::LowerIsBetter,
+        60.0,
+        -0.0005,
+        0.15,
+        25.0,
+        60.0,
+    ),
+    (
+        "Uptime",
+        "%",
+        "reliability",
+        Direction::HigherIsBetter,
+        99.5,
+        0.000005,
+        0.001,
+        99.95,
+        99.0,
+    ),
+    (
+        "Monthly burn",
+        "$",
+        "efficiency",
+        Direction::LowerIsBetter,
+        90_000.0,
+        0.0002,
+        0.01,
+        70_000.0,
+        100_000.0,
+    ),
+    (
+        "Runway",
+        "months",
+        "efficiency",
+        Direction::HigherIsBetter,
+        18.0,
+        -0.0006,
+        0.01,
+        24.0,
+        12.0,
+    ),
+];
+
+/// A dozen KPIs with two years of daily points (a trend with noise, reproducible), and goals.
+async fn seed_kpis(tx: &mut TenantTx, org: Uuid) -> Result<(), AnyError> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let today = Utc::now().date_naive();
+    let mut ids = Vec::new();
+    for (name, unit, category, direction, start, growth, noise, target, baseline) in DEMO_KPIS {
+        let kpi = kpis::store::create(
+            tx,
+            org,
+            &NewKpi {
+                name: name.into(),
+                description: None,
+                target_value: Some(target),
+                unit: Some(unit.into()),
+                category: Some(category.into()),
+                direction: Some(direction),
+                baseline: Some(baseline),
+                initial_value: None,
+            },
+        )
+        .await?;
+        let points: Vec<NewDataPoint> = (0..730)
+            .map(|day| {
+                let trend = start * (1.0 + growth).powi(day);
+                let jitter = 1.0 + noise * (rng.gen::<f64>() * 2.0 - 1.0);
+                let date = today - chrono::Duration::days(i64::from(729 - day));
+                NewDataPoint {
+                    value: (trend * jitter * 100.0).round() / 100.0,
+                    observed_at: date.and_hms_opt(12, 0, 0).map(|t| t.and_utc()),
+                    source: Some("seed".into()),
+                }
+            })
+            .collect();
+        kpis::store::record(tx, org, kpi.id, &points).await?;
+        ids.push(kpi.id);
+    }
+    for (title, linked) in [
+        ("Reach $80k MRR", &[(0, 3.0), (4, 1.0), (7, 1.0)][..]),
+        ("Grow the user base", &[(1, 2.0), (2, 1.0), (3, 1.0)][..]),
+    ] {
+        let goal = goals::store::create(
+            tx,
+            org,
+            &NewGoal {
+                title: title.into(),
+                description: None,
+                target_date: Some(today + chrono::Duration::days(180)),
+                status: None,
+            },
+        )
+        .await?;
+        for (index, weight) in linked {
+            goals::store::link(
+                tx,
+                org,
+                goal.id,
+                ids[*index],
+                &Link {
+                    weight: Some(*weight),
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
