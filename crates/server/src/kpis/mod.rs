@@ -1,6 +1,7 @@
 //! Sesari KPIs: values tracked over time with a target, a direction and a baseline; every value
 //! is a data point (the history), and reads carry progress and change over 7, 30 and 90 days.
 
+pub mod ingest;
 pub mod progress;
 pub mod routes;
 pub mod store;

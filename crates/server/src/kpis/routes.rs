@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
         .route("/v1/orgs/{org}/dashboard", get(dashboard))
+        .route("/v1/orgs/{org}/kpi-points", post(ingest))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -290,4 +291,41 @@ pub async fn dashboard(
     let board = store::dashboard(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(board))
+}
+
+/// Record data points of many KPIs at once: a JSON array or NDJSON of
+/// `{"kpi_id", "value", "observed_at"?, "source"?}`, or CSV with a header naming `kpi_id`,
+/// `value` and optionally `observed_at`, `source`. Read as a stream; all or nothing: any bad row
+/// (unknown KPI, not a finite number, bad time) fails the request, naming each row's index.
+#[utoipa::path(post, path = "/v1/orgs/{org}/kpi-points", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    request_body(description = "The rows", content(("application/json"), ("application/x-ndjson"), ("text/csv"))),
+    responses(
+        (status = 200, body = super::ingest::Ingested),
+        (status = 400, description = "malformed body or unsupported content type", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad rows, each named rows[i]", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<super::ingest::Ingested>> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let format = super::ingest::Format::from_content_type(content_type).ok_or_else(|| {
+        crate::Error::BadRequest(
+            "Content-Type must be application/json, application/x-ndjson or text/csv".into(),
+        )
+    })?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let ingested = super::ingest::ingest(&mut tx, org, format, body).await?;
+    tx.commit().await?;
+    Ok(Json(ingested))
 }

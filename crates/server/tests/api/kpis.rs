@@ -469,3 +469,221 @@ async fn the_dashboard_shows_every_live_kpi_with_its_sparkline_in_one_request() 
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 }
+
+async fn ingest(
+    app: &TestApp,
+    user: &TestUser,
+    content_type: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    crate::helpers::read(
+        app.request(
+            Method::POST,
+            Some(&user.token),
+            &format!("/v1/orgs/{}/kpi-points", user.org),
+        )
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("send"),
+    )
+    .await
+}
+
+async fn point_count(app: &TestApp, user: &TestUser, kpi: &str) -> usize {
+    let (_, page) = app
+        .call(
+            Method::GET,
+            user,
+            &format!("/v1/orgs/{}/kpis/{kpi}/points?limit=200", user.org),
+            None,
+        )
+        .await;
+    page["items"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn bulk_ingest_takes_json_ndjson_and_csv_for_many_kpis() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let b = create(&app, &alice, json!({"name": "B"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let array = json!([
+        {"kpi_id": a, "value": 1, "observed_at": "2026-01-01T00:00:00Z"},
+        {"kpi_id": b, "value": 2.5, "observed_at": "2026-01-01T00:00:00Z", "source": "stripe"},
+        // The same KPI, time and source twice: the last one wins.
+        {"kpi_id": a, "value": 3, "observed_at": "2026-01-01T00:00:00Z"},
+    ]);
+    let (status, done) = ingest(&app, &alice, "application/json", array.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        (done["rows"].as_u64(), done["written"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    let ndjson = format!(
+        "{{\"kpi_id\":\"{a}\",\"value\":4,\"observed_at\":\"2026-01-02T00:00:00Z\"}}\n\n{{\"kpi_id\":\"{b}\",\"value\":5,\"observed_at\":\"2026-01-02T00:00:00Z\"}}"
+    );
+    let (status, _) = ingest(&app, &alice, "application/x-ndjson", ndjson).await;
+    assert_eq!(status, StatusCode::OK);
+    let csv = format!("kpi_id,observed_at,value,source\r\n{a},2026-01-03T00:00:00Z,6,\"sheets, tab 1\"\r\n{b},2026-01-03T00:00:00Z,7,sheets\r\n");
+    let (status, done) = ingest(&app, &alice, "text/csv; charset=utf-8", csv).await;
+    assert_eq!((status, done["rows"].as_u64()), (StatusCode::OK, Some(2)));
+
+    let (_, read_a) = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("/v1/orgs/{}/kpis/{a}", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(read_a["current_value"], 6.0);
+    assert_eq!(point_count(&app, &alice, &a).await, 3);
+    let (_, points) = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("/v1/orgs/{}/kpis/{a}/points", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(points["items"][0]["source"], "sheets, tab 1");
+    assert_eq!(points["items"][2]["value"], 3.0);
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_the_whole_ingest_and_names_every_bad_row() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let bobs = create(&app, &bob, json!({"name": "Bob KPI"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let csv = format!(
+        "kpi_id,observed_at,value\n{a},2026-01-01T00:00:00Z,1\n{bobs},2026-01-01T00:00:00Z,1\n{a},2026-01-02T00:00:00Z,NaN\n{a},yesterday,1\n{a},2026-01-03T00:00:00Z,1e400\n{a},2026-01-04T00:00:00Z,2\n"
+    );
+    let got = ingest(&app, &alice, "text/csv", csv).await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let errors: Vec<(String, String)> = got.1["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap_or_default().into(),
+                e["message"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            ("rows[1]".to_string(), "unknown KPI".to_string()),
+            (
+                "rows[2]".to_string(),
+                "value must be a finite number".to_string()
+            ),
+            (
+                "rows[3]".to_string(),
+                "observed_at is not an RFC 3339 time".to_string()
+            ),
+            (
+                "rows[4]".to_string(),
+                "value must be a finite number".to_string()
+            ),
+        ]
+    );
+    assert_eq!(point_count(&app, &alice, &a).await, 0, "nothing written");
+    let got = ingest(
+        &app,
+        &alice,
+        "application/x-ndjson",
+        format!("{{\"kpi_id\":\"{a}\",\"value\":\"12\"}}"),
+    )
+    .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let got = ingest(
+        &app,
+        &alice,
+        "application/json",
+        format!("[{{\"kpi_id\":\"{a}\",\"value\":1}}"),
+    )
+    .await;
+    assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let got = ingest(&app, &alice, "text/plain", "x".into()).await;
+    assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let got = ingest(&app, &alice, "application/json", "[]".into()).await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(point_count(&app, &alice, &a).await, 0);
+
+    // Viewers and other organizations cannot ingest.
+    let vera = app.user("vera@example.com").await;
+    app.add_member(&alice, alice.org, &vera, Role::Viewer).await;
+    let row = format!("[{{\"kpi_id\":\"{a}\",\"value\":1}}]");
+    let as_vera = TestUser {
+        org: alice.org,
+        ..vera
+    };
+    let got = ingest(&app, &as_vera, "application/json", row.clone()).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let as_bob_in_a = TestUser {
+        org: alice.org,
+        ..bob
+    };
+    let got = ingest(&app, &as_bob_in_a, "application/json", row).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through_in_batches() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let start = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let body: String = (0..12_000)
+        .map(|i| {
+            format!(
+                "{{\"kpi_id\":\"{a}\",\"value\":{i},\"observed_at\":\"{}\"}}\n",
+                (start + Duration::hours(i)).to_rfc3339()
+            )
+        })
+        .collect();
+    assert!(
+        body.len() > 1024 * 1024,
+        "larger than the default body limit"
+    );
+    let (status, done) = ingest(&app, &alice, "application/x-ndjson", body).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        (done["rows"].as_u64(), done["written"].as_u64()),
+        (Some(12_000), Some(12_000))
+    );
+    let (_, read) = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("/v1/orgs/{}/kpis/{a}", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(read["current_value"], 11_999.0);
+}
