@@ -27,7 +27,7 @@ use crate::{api_keys, audit, goals, identity, invitations, kpis, orgs};
         audit::routes::activity,
         kpis::routes::list_kpis, kpis::routes::create_kpi, kpis::routes::get_kpi, kpis::routes::update_kpi,
         kpis::routes::delete_kpi, kpis::routes::restore_kpi, kpis::routes::purge_kpi,
-        kpis::routes::list_points, kpis::routes::record_points, kpis::routes::series, kpis::routes::dashboard, kpis::routes::ingest,
+        kpis::routes::list_points, kpis::routes::record_points, kpis::routes::series, kpis::routes::dashboard, kpis::routes::ingest, kpis::routes::export_points,
         goals::routes::list_goals, goals::routes::create_goal, goals::routes::get_goal, goals::routes::update_goal,
         goals::routes::delete_goal, goals::routes::restore_goal, goals::routes::purge_goal,
         goals::routes::link_kpi, goals::routes::unlink_kpi,

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
         .route("/v1/orgs/{org}/dashboard", get(dashboard))
         .route("/v1/orgs/{org}/kpi-points", post(ingest))
+        .route("/v1/orgs/{org}/kpis/{kpi}/points.csv", get(export_points))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -328,4 +329,32 @@ pub async fn ingest(
     let ingested = super::ingest::ingest(&mut tx, org, format, body).await?;
     tx.commit().await?;
     Ok(Json(ingested))
+}
+
+/// A KPI's data points as CSV (`observed_at,value,source`, oldest first) — the format bulk
+/// ingest reads, plus a `kpi_id` column there.
+#[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}/points.csv", tag = "kpis", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<([(axum::http::HeaderName, &'static str); 2], String)> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let csv = store::export_csv(&mut tx, org, kpi).await?;
+    tx.commit().await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"points.csv\"",
+            ),
+        ],
+        csv,
+    ))
 }

@@ -281,3 +281,34 @@ pub async fn dashboard(tx: &mut TenantTx, org: Uuid) -> Result<super::Dashboard>
         kpis: rows.into_iter().map(super::DashboardKpi::from).collect(),
     })
 }
+
+/// A KPI's points as CSV (`observed_at,value,source`, oldest first).
+pub async fn export_csv(tx: &mut TenantTx, org: Uuid, kpi: Uuid) -> Result<String> {
+    get(tx, org, kpi, false).await?;
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, f64, String)> = sqlx::query_as(
+        "SELECT observed_at, value, source FROM kpi_data_points \
+         WHERE organization_id = $1 AND kpi_id = $2 ORDER BY observed_at, source",
+    )
+    .bind(org)
+    .bind(kpi)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut csv = String::from("observed_at,value,source\n");
+    for (at, value, source) in rows {
+        csv.push_str(&format!(
+            "{},{value},{}\n",
+            at.to_rfc3339(),
+            csv_field(&source)
+        ));
+    }
+    Ok(csv)
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}

@@ -687,3 +687,62 @@ async fn large_bodies_stream_through_in_batches() {
         .await;
     assert_eq!(read["current_value"], 11_999.0);
 }
+
+#[tokio::test]
+async fn points_export_as_csv_that_ingest_reads_back() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let rows = json!([
+        {"kpi_id": a, "value": 2.5, "observed_at": "2026-01-02T00:00:00Z", "source": "sheets, \"tab\" 1"},
+        {"kpi_id": a, "value": 1, "observed_at": "2026-01-01T00:00:00Z"},
+    ]);
+    let (status, _) = ingest(&app, &alice, "application/json", rows.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/v1/orgs/{}/kpis/{a}/points.csv", alice.org);
+    let response = app
+        .request(Method::GET, Some(&alice.token), &path)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/csv"));
+    let csv = response.text().await.expect("csv");
+    assert_eq!(
+        csv,
+        "observed_at,value,source\n2026-01-01T00:00:00+00:00,1,manual\n2026-01-02T00:00:00+00:00,2.5,\"sheets, \"\"tab\"\" 1\"\n"
+    );
+    // Round trip: the export, with a kpi_id column, is an ingest body that changes nothing.
+    let again: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                format!("kpi_id,{line}\n")
+            } else {
+                format!("{a},{line}\n")
+            }
+        })
+        .collect();
+    let (status, done) = ingest(&app, &alice, "text/csv", again).await;
+    assert_eq!(
+        (status, done["written"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+    assert_eq!(point_count(&app, &alice, &a).await, 2);
+    let got = crate::helpers::read(
+        app.request(Method::GET, Some(&bob.token), &path)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}

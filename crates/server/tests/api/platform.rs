@@ -82,6 +82,7 @@ async fn health_readiness_and_documentation() {
         ("/v1/orgs/{org}/kpis/{kpi}/series", &["get"]),
         ("/v1/orgs/{org}/dashboard", &["get"]),
         ("/v1/orgs/{org}/kpi-points", &["post"]),
+        ("/v1/orgs/{org}/kpis/{kpi}/points.csv", &["get"]),
         ("/v1/orgs/{org}/goals", &["get", "post"]),
         ("/v1/orgs/{org}/goals/{goal}", &["get", "patch", "delete"]),
         ("/v1/orgs/{org}/goals/{goal}/restore", &["post"]),
