@@ -218,6 +218,24 @@ END $$;
 GRANT EXECUTE ON FUNCTION app.actor_may_use(text) TO tenantry_runtime;
 GRANT EXECUTE ON FUNCTION app.orgs_with_role(text) TO tenantry_runtime;
 
+-- The usual protection of a tenant table, in one call: RLS enabled and forced, and policies
+-- letting `read_role` read, `write_role` insert and update (WITH CHECK), `delete_role` delete,
+-- each within the organizations where the actor holds that role.
+CREATE PROCEDURE app.protect_tenant_table(tbl regclass, read_role text, write_role text, delete_role text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = tbl);
+    member_of text := 'organization_id = ANY ((SELECT app.orgs_with_role(%L))::uuid[])';
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('CREATE POLICY %I ON %s FOR SELECT USING (' || member_of || ')', name || '_select', tbl, read_role);
+    EXECUTE format('CREATE POLICY %I ON %s FOR INSERT WITH CHECK (' || member_of || ')', name || '_insert', tbl, write_role);
+    EXECUTE format('CREATE POLICY %I ON %s FOR UPDATE USING (' || member_of || ') WITH CHECK (' || member_of || ')',
+                   name || '_update', tbl, write_role, write_role);
+    EXECUTE format('CREATE POLICY %I ON %s FOR DELETE USING (' || member_of || ')', name || '_delete', tbl, delete_role);
+END $$;
+
 -- The session and user behind a live token hash, or SQLSTATE 28000 (not authenticated).
 -- Refreshes last_seen_at at most once a minute, so reads do not turn into writes.
 CREATE FUNCTION app.resolve_session(token_hash bytea, OUT user_id uuid, OUT session_id uuid)
@@ -334,8 +352,6 @@ ALTER TABLE organizations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE organizations FORCE ROW LEVEL SECURITY;
 ALTER TABLE organization_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE organization_members FORCE ROW LEVEL SECURITY;
-ALTER TABLE teams ENABLE ROW LEVEL SECURITY;
-ALTER TABLE teams FORCE ROW LEVEL SECURITY;
 ALTER TABLE team_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE team_members FORCE ROW LEVEL SECURITY;
 ALTER TABLE sessions ENABLE ROW LEVEL SECURITY;
@@ -374,15 +390,7 @@ CREATE POLICY organization_members_delete ON organization_members FOR DELETE
            OR (user_id = (SELECT app.user_id()) AND organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[])));
 
 -- Teams and their members: members read, admins write.
-CREATE POLICY teams_select ON teams FOR SELECT
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
-CREATE POLICY teams_insert ON teams FOR INSERT
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
-CREATE POLICY teams_update ON teams FOR UPDATE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]))
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
-CREATE POLICY teams_delete ON teams FOR DELETE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+CALL app.protect_tenant_table('teams', 'viewer', 'admin', 'admin');
 
 CREATE POLICY team_members_select ON team_members FOR SELECT
     USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));

@@ -120,55 +120,11 @@ CREATE TRIGGER sync_current_value_update AFTER UPDATE ON kpi_data_points REFEREN
 CREATE TRIGGER sync_current_value_delete AFTER DELETE ON kpi_data_points REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION app.sync_current_value();
 
-ALTER TABLE kpis ENABLE ROW LEVEL SECURITY;
-ALTER TABLE kpis FORCE ROW LEVEL SECURITY;
-ALTER TABLE kpi_data_points ENABLE ROW LEVEL SECURITY;
-ALTER TABLE kpi_data_points FORCE ROW LEVEL SECURITY;
-ALTER TABLE goals ENABLE ROW LEVEL SECURITY;
-ALTER TABLE goals FORCE ROW LEVEL SECURITY;
-ALTER TABLE goal_kpis ENABLE ROW LEVEL SECURITY;
-ALTER TABLE goal_kpis FORCE ROW LEVEL SECURITY;
-
 -- Members (and write API keys) write, viewers read; purging (hard delete) is for admins.
-CREATE POLICY kpis_select ON kpis FOR SELECT
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
-CREATE POLICY kpis_insert ON kpis FOR INSERT
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY kpis_update ON kpis FOR UPDATE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]))
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY kpis_delete ON kpis FOR DELETE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
-
-CREATE POLICY kpi_data_points_select ON kpi_data_points FOR SELECT
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
-CREATE POLICY kpi_data_points_insert ON kpi_data_points FOR INSERT
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY kpi_data_points_update ON kpi_data_points FOR UPDATE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]))
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY kpi_data_points_delete ON kpi_data_points FOR DELETE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
-
-CREATE POLICY goals_select ON goals FOR SELECT
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
-CREATE POLICY goals_insert ON goals FOR INSERT
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY goals_update ON goals FOR UPDATE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]))
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY goals_delete ON goals FOR DELETE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
-
-CREATE POLICY goal_kpis_select ON goal_kpis FOR SELECT
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('viewer'))::uuid[]));
-CREATE POLICY goal_kpis_insert ON goal_kpis FOR INSERT
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY goal_kpis_update ON goal_kpis FOR UPDATE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]))
-    WITH CHECK (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
-CREATE POLICY goal_kpis_delete ON goal_kpis FOR DELETE
-    USING (organization_id = ANY ((SELECT app.orgs_with_role('member'))::uuid[]));
+CALL app.protect_tenant_table('kpis', 'viewer', 'member', 'admin');
+CALL app.protect_tenant_table('kpi_data_points', 'viewer', 'member', 'admin');
+CALL app.protect_tenant_table('goals', 'viewer', 'member', 'admin');
+CALL app.protect_tenant_table('goal_kpis', 'viewer', 'member', 'member');
 
 -- current_value and completed_at are the database's; keys never change.
 GRANT SELECT,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod identity;
 pub mod invitations;
 pub mod kpis;
+pub mod lifecycle;
 pub mod orgs;
 
 pub use error::{Error, Result};

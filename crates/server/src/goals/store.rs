@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::error::{Error, Result};
 use crate::http::{Page, PageParams};
+use crate::lifecycle::Deletable;
 use crate::orgs::store::require_role;
 use crate::orgs::Role;
 
@@ -120,31 +121,13 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &GoalChange
 
 /// Soft-deletes or restores a goal (its links stay).
 pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Goal> {
-    require_role(tx, org, Role::Member).await?;
-    sqlx::query(
-        "UPDATE goals SET deleted_at = CASE WHEN $3 THEN now() END \
-         WHERE organization_id = $1 AND id = $2 AND (deleted_at IS NOT NULL) <> $3",
-    )
-    .bind(org)
-    .bind(id)
-    .bind(deleted)
-    .execute(tx.conn())
-    .await?;
+    crate::lifecycle::set_deleted(tx, Deletable::Goals, org, id, deleted).await?;
     get(tx, org, id, true).await
 }
 
 /// Deletes a goal for good (admins).
 pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
-    require_role(tx, org, Role::Admin).await?;
-    let done = sqlx::query("DELETE FROM goals WHERE organization_id = $1 AND id = $2")
-        .bind(org)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok(())
+    crate::lifecycle::purge(tx, Deletable::Goals, org, id).await
 }
 
 /// Links a KPI of the same organization (or changes its weight).

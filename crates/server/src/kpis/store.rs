@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
 use crate::error::{Error, Result};
 use crate::http::{Page, PageParams};
+use crate::lifecycle::Deletable;
 use crate::orgs::store::require_role;
 use crate::orgs::Role;
 
@@ -145,35 +146,13 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges
 
 /// Soft-deletes (`deleted = true`) or restores a KPI; its points and goal links stay.
 pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Kpi> {
-    require_role(tx, org, Role::Member).await?;
-    let done = sqlx::query(
-        "UPDATE kpis SET deleted_at = CASE WHEN $3 THEN now() END \
-         WHERE organization_id = $1 AND id = $2 AND (deleted_at IS NOT NULL) <> $3",
-    )
-    .bind(org)
-    .bind(id)
-    .bind(deleted)
-    .execute(tx.conn())
-    .await?;
-    if done.rows_affected() == 0 {
-        // Already in that state (idempotent), or not there (404 from get).
-        get(tx, org, id, true).await?;
-    }
+    crate::lifecycle::set_deleted(tx, Deletable::Kpis, org, id, deleted).await?;
     get(tx, org, id, true).await
 }
 
 /// Deletes a KPI for good, with its history and goal links (admins).
 pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
-    require_role(tx, org, Role::Admin).await?;
-    let done = sqlx::query("DELETE FROM kpis WHERE organization_id = $1 AND id = $2")
-        .bind(org)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok(())
+    crate::lifecycle::purge(tx, Deletable::Kpis, org, id).await
 }
 
 /// Records points of one live KPI (upsert on time and source); how many were written.
