@@ -51,6 +51,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once per process; the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API (starts, migrates and at exit stops the managed cluster when it owns it).
@@ -61,6 +63,12 @@ enum Command {
         /// Where users reach the service, for links in emails (default: http://LISTEN).
         #[arg(long, env = "TENANTRY_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Seconds a request may take before it is answered 503 and rolled back.
+        #[arg(long, env = "TENANTRY_REQUEST_TIMEOUT", default_value_t = 30)]
+        request_timeout: u64,
+        /// The same for bulk ingests, whose bodies may take minutes to arrive.
+        #[arg(long, env = "TENANTRY_BULK_TIMEOUT", default_value_t = 900)]
+        bulk_timeout: u64,
         #[command(flatten)]
         sign_in: SignInOptions,
     },
@@ -229,10 +237,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Serve {
             pool_size,
             public_url,
+            request_timeout,
+            bulk_timeout,
             sign_in,
         } => {
             let mut config = HttpConfig {
                 public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
+                request_timeout: std::time::Duration::from_secs(request_timeout),
+                bulk_timeout: std::time::Duration::from_secs(bulk_timeout),
                 ..HttpConfig::default()
             };
             sign_in.apply(&mut config)?;

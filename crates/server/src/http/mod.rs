@@ -49,6 +49,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Longest a request may take before it is answered 503 and its transaction rolled back.
     pub request_timeout: Duration,
+    /// The same for bulk routes (ingest), whose bodies may take minutes to arrive.
+    pub bulk_timeout: Duration,
     /// Lifetime of a new session.
     pub session_ttl: Duration,
     /// Where users reach the service (links in emails are built on it).
@@ -66,6 +68,7 @@ impl Default for HttpConfig {
         Self {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            bulk_timeout: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             public_url: "http://127.0.0.1:8080".into(),
             oidc: None,
@@ -103,6 +106,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
+    // Bulk routes get their own, longer time limit; everything else shares the short one.
+    let bulk = crate::kpis::bulk_routes().layer(time_limit(config.bulk_timeout));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -115,6 +120,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::kpis::routes())
         .merge(crate::goals::routes())
         .fallback(|| async { Error::NotFound })
+        .layer(time_limit(config.request_timeout))
+        .merge(bulk)
         .with_state(state)
         .merge(Scalar::with_url("/docs", ApiDoc::build()))
         .layer(
@@ -129,13 +136,35 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                // A request over its time is dropped (its transaction rolls back) and answered 503.
-                .layer(HandleErrorLayer::new(|_: BoxError| async { Error::Timeout }))
-                .timeout(config.request_timeout),
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         // Bodies are read by the Json extractor, which answers 413 past this limit.
         .layer(DefaultBodyLimit::max(config.body_limit))
+}
+
+/// A request over `limit` is dropped (its transaction rolls back) and answered 503.
+fn time_limit(
+    limit: Duration,
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service = impl tower::Service<
+        Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+                  + Send
+                  + Sync
+                  + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            Error::Timeout
+        }))
+        .timeout(limit)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use progress::{Change, Direction};
-pub use routes::routes;
+pub use routes::{bulk_routes, routes};
 
 use crate::error::{Error, FieldError, Result};
 

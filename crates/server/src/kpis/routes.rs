@@ -33,8 +33,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
         .route("/v1/orgs/{org}/dashboard", get(dashboard))
-        .route("/v1/orgs/{org}/kpi-points", post(ingest))
         .route("/v1/orgs/{org}/kpis/{kpi}/points.csv", get(export_points))
+}
+
+/// Routes whose requests may run for minutes (they get the bulk time limit).
+pub fn bulk_routes() -> Router<AppState> {
+    Router::new().route("/v1/orgs/{org}/kpi-points", post(ingest))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -746,3 +746,56 @@ async fn points_export_as_csv_that_ingest_reads_back() {
     .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 }
+
+/// Alice on an app with `config`, her KPI, and one NDJSON ingest of it that has to wait 1.2 s
+/// for the points table (something else holds it).
+async fn slow_ingest(
+    config: tenantry_server::http::HttpConfig,
+) -> (TestApp, TestUser, String, (StatusCode, Value)) {
+    let app = TestApp::spawn_with(config).await;
+    let alice = app.user("alice@example.com").await;
+    let kpi = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let owner = app.db.owner().await;
+    let mut blocker = owner.0.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE kpi_data_points IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        blocker.rollback().await.expect("release");
+    });
+    let row = format!("{{\"kpi_id\":\"{kpi}\",\"value\":1}}\n");
+    let got = ingest(&app, &alice, "application/x-ndjson", row).await;
+    release.await.expect("released");
+    (app, alice, kpi, got)
+}
+
+#[tokio::test]
+async fn ingest_has_its_own_longer_time_limit_and_a_timed_out_ingest_writes_nothing() {
+    use std::time::Duration as Wait;
+    use tenantry_server::http::HttpConfig;
+
+    // Short request limit, long bulk limit: a slow ingest still lands.
+    let (app, alice, kpi, (status, done)) = slow_ingest(HttpConfig {
+        request_timeout: Wait::from_millis(300),
+        bulk_timeout: Wait::from_secs(30),
+        ..HttpConfig::default()
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(point_count(&app, &alice, &kpi).await, 1);
+
+    // The bulk limit is a limit too: past it the ingest is refused and rolled back.
+    let (app, alice, kpi, got) = slow_ingest(HttpConfig {
+        bulk_timeout: Wait::from_millis(300),
+        ..HttpConfig::default()
+    })
+    .await;
+    assert_problem(&got, StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    tokio::time::sleep(Wait::from_millis(300)).await;
+    assert_eq!(point_count(&app, &alice, &kpi).await, 0, "nothing written");
+}
