@@ -209,10 +209,15 @@ enum UrlRole {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Benchmarks print their own results: no line per request or slow statement in between.
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "info,sqlx=error,tower_http=warn",
+        _ => "info,sqlx=warn,tower_http=info",
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr);
     match cli.log_format {

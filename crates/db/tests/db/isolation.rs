@@ -591,3 +591,45 @@ async fn an_anonymous_transaction_sees_nothing() {
         .expect("update");
     assert_eq!(changed.rows_affected(), 0);
 }
+
+#[tokio::test]
+async fn a_role_taken_away_counts_from_the_next_request() {
+    let w = world().await;
+    let p = &w.db.runtime;
+    let rename = "UPDATE teams SET name = 'admin was here' WHERE organization_id = $1";
+    assert_eq!(exec_as(p, w.frank, Some(w.a), rename, &[w.a]).await, Ok(1));
+    // Alice demotes Frank to viewer: his next request reads but writes nothing.
+    exec_as(
+        p,
+        w.alice,
+        Some(w.a),
+        "UPDATE organization_members SET role = 'viewer' WHERE organization_id = $1 AND user_id = $2",
+        &[w.a, w.frank],
+    )
+    .await
+    .expect("demote");
+    assert_eq!(exec_as(p, w.frank, Some(w.a), rename, &[w.a]).await, Ok(0));
+    assert_eq!(
+        count_as(p, w.frank, Some(w.a), "SELECT count(*) FROM teams", &[]).await,
+        1
+    );
+    // Removed: his next request sees nothing at all.
+    exec_as(
+        p,
+        w.alice,
+        Some(w.a),
+        "DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2",
+        &[w.a, w.frank],
+    )
+    .await
+    .expect("remove");
+    for table in ["organizations", "organization_members", "teams"] {
+        let sql = format!("SELECT count(*) FROM {table}");
+        assert_eq!(
+            count_as(p, w.frank, Some(w.a), &sql, &[]).await,
+            0,
+            "{table}"
+        );
+        assert_eq!(count_as(p, w.frank, None, &sql, &[]).await, 0, "{table}");
+    }
+}

@@ -22,16 +22,21 @@ const KPI_SELECT: &str = "SELECT k.id, k.name, k.description, k.target_value, k.
       ORDER BY p.observed_at DESC LIMIT 1) AS before_90 \
     FROM kpis k";
 
+/// The SQL of [`get`] (also run directly by the benchmarks): organization, id, with deleted.
+pub fn get_sql() -> String {
+    format!(
+        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
+    )
+}
+
 /// A KPI of `org`; deleted ones only when `with_deleted`.
 pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> Result<Kpi> {
-    let row: Option<KpiRow> = sqlx::query_as(&format!(
-        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
-    ))
-    .bind(org)
-    .bind(id)
-    .bind(with_deleted)
-    .fetch_optional(tx.conn())
-    .await?;
+    let row: Option<KpiRow> = sqlx::query_as(&get_sql())
+        .bind(org)
+        .bind(id)
+        .bind(with_deleted)
+        .fetch_optional(tx.conn())
+        .await?;
     row.map(Kpi::from).ok_or(Error::NotFound)
 }
 
@@ -246,16 +251,24 @@ pub async fn series(
     .await?)
 }
 
-/// The dashboard in one query: every live KPI with its current value, progress, 30-day change
-/// and its latest 30 values (each KPI read backwards along its time index).
+/// The dashboard in one query: every live KPI of organization $1 with its current value, 30-day
+/// change and its latest 30 values (each KPI read backwards along its time index).
+pub const DASHBOARD_SQL: &str = "SELECT k.id, k.name, k.unit, k.category, k.direction, \
+    k.target_value, k.current_value, k.baseline, \
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days' \
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_30, \
+    coalesce((SELECT array_agg(s.value ORDER BY s.observed_at) FROM \
+      (SELECT p.value, p.observed_at FROM kpi_data_points p WHERE p.kpi_id = k.id \
+        ORDER BY p.observed_at DESC LIMIT 30) s), '{}') AS sparkline \
+    FROM kpis k WHERE k.organization_id = $1 AND k.deleted_at IS NULL ORDER BY k.name, k.id";
+
+/// The dashboard: every live KPI with progress, 30-day change and sparkline.
 pub async fn dashboard(tx: &mut TenantTx, org: Uuid) -> Result<super::Dashboard> {
     require_role(tx, org, Role::Viewer).await?;
-    let rows: Vec<super::DashboardRow> = sqlx::query_as(
-        "SELECT k.id, k.name, k.unit, k.category, k.direction, k.target_value, k.current_value, k.baseline,                 (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days'                   ORDER BY p.observed_at DESC LIMIT 1) AS before_30,                 coalesce((SELECT array_agg(s.value ORDER BY s.observed_at) FROM                     (SELECT p.value, p.observed_at FROM kpi_data_points p WHERE p.kpi_id = k.id                       ORDER BY p.observed_at DESC LIMIT 30) s), '{}') AS sparkline            FROM kpis k WHERE k.organization_id = $1 AND k.deleted_at IS NULL ORDER BY k.name, k.id",
-    )
-    .bind(org)
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<super::DashboardRow> = sqlx::query_as(DASHBOARD_SQL)
+        .bind(org)
+        .fetch_all(tx.conn())
+        .await?;
     Ok(super::Dashboard {
         kpis: rows.into_iter().map(super::DashboardKpi::from).collect(),
     })

@@ -19,6 +19,8 @@ use uuid::Uuid;
 use crate::database::Database;
 use crate::AnyError;
 
+mod kpis;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Benchmark {
     /// A tenant transaction (begin, bind context, one indexed select under RLS, commit) vs the
@@ -27,6 +29,15 @@ pub enum Benchmark {
     /// `GET /v1/orgs/{org}` over HTTP, authenticated by session token and by API key, vs the
     /// same SQL sent directly by the owner, same connection count.
     HttpAuth,
+    /// Bulk ingest of 100,000 points over HTTP vs `COPY` of the same rows by the owner (on the
+    /// KPI data set: 1,000 organizations, over 5 million points, built on first use).
+    KpiIngest,
+    /// The dashboard of 50 KPIs × 3 years of daily points: over HTTP, its SQL under RLS, and the
+    /// same SQL as owner with RLS off (one request at a time; on the KPI data set).
+    KpiDashboard,
+    /// `GET` one KPI with progress and change over HTTP vs its SQL in a tenant transaction vs the
+    /// same SQL sent directly by the owner (on the KPI data set).
+    KpiRead,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -48,6 +59,9 @@ pub async fn run(
     match name {
         Benchmark::TenantTx => tenant_tx(&urls, &settings).await,
         Benchmark::HttpAuth => http_auth(&urls, &settings).await,
+        Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
+            kpis::run(&urls, &settings, name).await
+        }
     }
 }
 
@@ -55,6 +69,21 @@ struct Settings {
     round: Duration,
     rounds: u32,
     connections: u32,
+}
+
+/// The HTTP service on a free local port, and its base URL.
+async fn spawn_server(
+    runtime: &RuntimePool,
+) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), AnyError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let state = AppState::new(runtime.clone(), HttpConfig::default())?;
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        std::future::pending(),
+    ));
+    Ok((base, server))
 }
 
 /// A database of its own for benchmarks: `tenantry_bench` in the managed cluster, or the
@@ -163,21 +192,33 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
         s.rounds,
         s.round
     );
-    let mut stats = compare(s, &tenants, &[ours, same_sql_direct])
-        .await?
-        .into_iter();
-    report(&mut [
-        (
-            "tenant transaction (runtime role, RLS, context bound)",
-            stats.next().unwrap_or_default(),
-        ),
-        (
-            "same SQL direct (owner, RLS bypassed)",
-            stats.next().unwrap_or_default(),
-        ),
-    ]);
+    report(
+        &mut compare(
+            s,
+            &tenants,
+            vec![
+                (
+                    "tenant transaction (runtime role, RLS, context bound)",
+                    ours,
+                ),
+                ("same SQL direct (owner, RLS bypassed)", same_sql_direct),
+            ],
+        )
+        .await?,
+    );
     runtime.close().await;
     direct.close().await;
+    Ok(())
+}
+
+/// Sends a request and reads its whole answer, which must be a success.
+async fn send(request: reqwest::RequestBuilder) -> Result<(), AnyError> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
+    }
     Ok(())
 }
 
@@ -193,22 +234,26 @@ where
     Arc::new(move |t| Box::pin(f(t)))
 }
 
-/// Warms every variant, then alternates rounds of them; their totals, in order.
+/// Warms every named variant, then alternates rounds of them; each one's totals, in order.
 async fn compare<T: Clone + Send + Sync + 'static>(
     s: &Settings,
     tenants: &Arc<Vec<T>>,
-    variants: &[Op<T>],
-) -> Result<Vec<Stats>, AnyError> {
-    for variant in variants {
+    variants: Vec<(&'static str, Op<T>)>,
+) -> Result<Vec<(&'static str, Stats)>, AnyError> {
+    for (_, variant) in &variants {
         measure(tenants, s.connections, Duration::from_secs(1), variant).await?;
     }
     let mut totals: Vec<Stats> = variants.iter().map(|_| Stats::default()).collect();
     for _ in 0..s.rounds {
-        for (variant, total) in variants.iter().zip(totals.iter_mut()) {
+        for ((_, variant), total) in variants.iter().zip(totals.iter_mut()) {
             total.add(measure(tenants, s.connections, s.round, variant).await?);
         }
     }
-    Ok(totals)
+    Ok(variants
+        .into_iter()
+        .map(|(name, _)| name)
+        .zip(totals)
+        .collect())
 }
 
 /// Prints the variants as a table and each one's throughput relative to the last (the baseline).
@@ -282,14 +327,7 @@ async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
     let tenants = bench_tenants(urls, &runtime).await?;
     let credentials = Arc::new(bench_credentials(urls, &runtime, &tenants).await?);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(runtime.clone(), HttpConfig::default())?;
-    let server = tokio::spawn(http::serve(
-        listener,
-        http::router(state),
-        std::future::pending(),
-    ));
+    let (base, server) = spawn_server(&runtime).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(s.connections as usize)
         .build()?;
@@ -301,11 +339,7 @@ async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
                 .get(format!("{base}/v1/orgs/{org}"))
                 .bearer_auth(if use_key { key } else { session });
             async move {
-                let response = request.send().await?;
-                if !response.status().is_success() {
-                    return Err(format!("GET organization: {}", response.status()).into());
-                }
-                response.bytes().await?;
+                send(request).await?;
                 Ok(org)
             }
         })
@@ -335,27 +369,24 @@ async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
         s.rounds,
         s.round
     );
-    let mut stats = compare(
-        s,
-        &credentials,
-        &[get_org(false), get_org(true), same_sql_direct],
-    )
-    .await?
-    .into_iter();
-    report(&mut [
-        (
-            "GET /v1/orgs/{org} by session token (HTTP, auth, RLS)",
-            stats.next().unwrap_or_default(),
-        ),
-        (
-            "GET /v1/orgs/{org} by API key (HTTP, auth, RLS)",
-            stats.next().unwrap_or_default(),
-        ),
-        (
-            "same SQL direct (owner, RLS bypassed)",
-            stats.next().unwrap_or_default(),
-        ),
-    ]);
+    report(
+        &mut compare(
+            s,
+            &credentials,
+            vec![
+                (
+                    "GET /v1/orgs/{org} by session token (HTTP, auth, RLS)",
+                    get_org(false),
+                ),
+                (
+                    "GET /v1/orgs/{org} by API key (HTTP, auth, RLS)",
+                    get_org(true),
+                ),
+                ("same SQL direct (owner, RLS bypassed)", same_sql_direct),
+            ],
+        )
+        .await?,
+    );
     server.abort();
     runtime.close().await;
     direct.close().await;
@@ -374,6 +405,14 @@ impl Stats {
         self.ops += other.ops;
         self.elapsed += other.elapsed;
         self.latencies_us.extend(other.latencies_us);
+    }
+
+    /// One timed piece of work that did `ops` operations.
+    fn record(&mut self, ops: u64, elapsed: Duration) {
+        self.ops += ops;
+        self.elapsed += elapsed;
+        self.latencies_us
+            .push(elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
     }
 
     fn rate(&self) -> f64 {

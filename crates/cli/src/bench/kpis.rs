@@ -1,0 +1,448 @@
+//! `tenantry bench kpis`: KPIs at scale. The data (50 KPIs × 3 years of daily points in the
+//! first benchmark organization, 5 KPIs × 3 years in each of the other 999: about 5.5 million
+//! points) is built once, by the owner, and kept in `tenantry_bench` for later runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tenantry_db::{Actor, ConnectionUrls, RequestContext, RuntimePool, TenantTx};
+use tenantry_server::identity::hash_token;
+use tenantry_server::kpis::store::{get_sql, DASHBOARD_SQL};
+use uuid::Uuid;
+
+use super::{
+    bench_credentials, bench_tenants, compare, op, report, send, spawn_server, Benchmark, Settings,
+    Stats,
+};
+use crate::AnyError;
+
+/// KPIs of the dashboard organization, and of every other one.
+const DASHBOARD_KPIS: i32 = 50;
+const KPIS_PER_ORG: i32 = 5;
+/// Daily points per KPI: three years.
+const DAYS: i32 = 3 * 365 + 1;
+/// Organizations given their KPIs and points per statement while building.
+const BUILD_CHUNK: usize = 50;
+/// One ingest: this many KPIs with this many points each.
+const INGEST_KPIS: i32 = 10;
+const INGEST_POINTS_PER_KPI: usize = 10_000;
+
+pub(super) async fn run(
+    urls: &ConnectionUrls,
+    s: &Settings,
+    name: Benchmark,
+) -> Result<(), AnyError> {
+    let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
+    let direct = PgPoolOptions::new()
+        .max_connections(s.connections)
+        .connect(&urls.owner)
+        .await?;
+    let tenants = bench_tenants(urls, &runtime).await?;
+    build(&direct, &tenants).await?;
+    let (points, orgs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM kpi_data_points), (SELECT count(*) FROM organizations)",
+    )
+    .fetch_one(&direct)
+    .await?;
+    println!("kpis: {orgs} organizations, {points} data points");
+    let credentials = bench_credentials(urls, &runtime, &tenants).await?;
+    let (base, server) = spawn_server(&runtime).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(s.connections as usize)
+        .build()?;
+    let http = Http { client, base };
+
+    match name {
+        Benchmark::KpiIngest => ingest_vs_copy(&http, &direct, &credentials[1], s.rounds).await?,
+        Benchmark::KpiDashboard => {
+            dashboard(&http, &runtime, &direct, tenants[0], &credentials[0].1, s).await?
+        }
+        _ => get_kpi(&http, &runtime, &direct, &credentials, s).await?,
+    }
+
+    server.abort();
+    runtime.close().await;
+    direct.close().await;
+    Ok(())
+}
+
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+/// Gives every benchmark organization its KPIs and three years of daily points, where missing.
+async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError> {
+    let orgs: Vec<Uuid> = tenants.iter().map(|(_, org)| *org).collect();
+    let missing: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT o FROM unnest($1::uuid[]) WITH ORDINALITY AS t(o, n) WHERE NOT EXISTS \
+           (SELECT 1 FROM kpis k WHERE k.organization_id = o AND k.name LIKE 'Bench KPI %') ORDER BY n",
+    )
+    .bind(&orgs)
+    .fetch_all(direct)
+    .await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "giving {} organizations their KPIs and {DAYS} days of points...",
+        missing.len()
+    );
+    let started = Instant::now();
+    for (i, chunk) in missing.chunks(BUILD_CHUNK).enumerate() {
+        let counts: Vec<i32> = chunk
+            .iter()
+            .map(|org| {
+                if *org == orgs[0] {
+                    DASHBOARD_KPIS
+                } else {
+                    KPIS_PER_ORG
+                }
+            })
+            .collect();
+        // A daily series per KPI: a level, a slow trend and a weekly swing.
+        sqlx::query(
+            "WITH new_kpis AS ( \
+               INSERT INTO kpis (organization_id, name, unit, target_value, baseline) \
+               SELECT t.org, format('Bench KPI %s', lpad(n::text, 2, '0')), 'units', 2000 + n * 10, 0 \
+                 FROM unnest($1::uuid[], $2::int[]) AS t(org, kpi_count), generate_series(1, t.kpi_count) n \
+               RETURNING organization_id, id, target_value) \
+             INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
+             SELECT k.organization_id, k.id, \
+                    round((k.target_value / 2 + ($3 - d) * 0.5 + 20 * sin(d / 7.0))::numeric, 2), \
+                    date_trunc('day', now()) - make_interval(days => d), 'bench' \
+               FROM new_kpis k CROSS JOIN generate_series(0, $3 - 1) d",
+        )
+        .bind(chunk)
+        .bind(&counts)
+        .bind(DAYS)
+        .execute(direct)
+        .await?;
+        println!(
+            "  {} of {} organizations ({:.0?})",
+            (i * BUILD_CHUNK + chunk.len()),
+            missing.len(),
+            started.elapsed()
+        );
+    }
+    sqlx::query("ANALYZE kpis, kpi_data_points")
+        .execute(direct)
+        .await?;
+    Ok(())
+}
+
+/// Rows of one ingest: `INGEST_KPIS` KPIs × `INGEST_POINTS_PER_KPI` hourly points each, as the
+/// CSV body of `POST /kpi-points` and as the same rows for `COPY` (organization added).
+struct IngestRows {
+    org: Uuid,
+    kpis: Vec<Uuid>,
+    ingest_csv: String,
+    copy_csv: String,
+    count: usize,
+}
+
+async fn ingest_rows(direct: &PgPool, org: Uuid) -> Result<IngestRows, AnyError> {
+    sqlx::query(
+        "INSERT INTO kpis (organization_id, name, unit) \
+         SELECT $1, format('Ingest KPI %s', lpad(n::text, 2, '0')), 'units' FROM generate_series(1, $2) n \
+         WHERE NOT EXISTS (SELECT 1 FROM kpis WHERE organization_id = $1 AND name LIKE 'Ingest KPI %')",
+    )
+    .bind(org)
+    .bind(INGEST_KPIS)
+    .execute(direct)
+    .await?;
+    let kpis: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM kpis WHERE organization_id = $1 AND name LIKE 'Ingest KPI %' ORDER BY name",
+    )
+    .bind(org)
+    .fetch_all(direct)
+    .await?;
+    let start = chrono::DateTime::parse_from_rfc3339("2001-01-01T00:00:00Z")?;
+    let mut ingest_csv = String::from("kpi_id,value,observed_at,source\n");
+    let mut copy_csv = String::new();
+    for (j, kpi) in kpis.iter().enumerate() {
+        for i in 0..INGEST_POINTS_PER_KPI {
+            let value = i as f64 * 0.25 + j as f64;
+            let at = (start + chrono::Duration::hours(i as i64)).to_rfc3339();
+            ingest_csv.push_str(&format!("{kpi},{value},{at},import\n"));
+            copy_csv.push_str(&format!("{org},{kpi},{value},{at},import\n"));
+        }
+    }
+    Ok(IngestRows {
+        org,
+        count: kpis.len() * INGEST_POINTS_PER_KPI,
+        kpis,
+        ingest_csv,
+        copy_csv,
+    })
+}
+
+/// Bulk ingest over HTTP (CSV) vs `COPY` of the same rows by the owner, alternating; the rows
+/// are removed (untimed) before each.
+async fn ingest_vs_copy(
+    http: &Http,
+    direct: &PgPool,
+    (org, session, _): &(Uuid, String, String),
+    rounds: u32,
+) -> Result<(), AnyError> {
+    let rows = ingest_rows(direct, *org).await?;
+    let clear = || async {
+        sqlx::query("DELETE FROM kpi_data_points WHERE organization_id = $1 AND kpi_id = ANY($2)")
+            .bind(rows.org)
+            .bind(&rows.kpis)
+            .execute(direct)
+            .await
+    };
+    let ingest = || {
+        send(
+            http.client
+                .post(format!("{}/v1/orgs/{}/kpi-points", http.base, rows.org))
+                .bearer_auth(session)
+                .header("content-type", "text/csv")
+                .body(rows.ingest_csv.clone()),
+        )
+    };
+    let copy = || async {
+        let mut conn = direct.acquire().await?;
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
+                 FROM STDIN (FORMAT csv)",
+            )
+            .await?;
+        copy.send(rows.copy_csv.as_bytes()).await?;
+        copy.finish().await?;
+        Ok::<_, AnyError>(())
+    };
+    println!(
+        "ingest: {} rows ({} KPIs × {}), {} rounds each, alternating",
+        rows.count, INGEST_KPIS, INGEST_POINTS_PER_KPI, rounds
+    );
+    let (mut ours, mut copied) = (Stats::default(), Stats::default());
+    // The first round of each warms up and is not counted.
+    for round in 0..=rounds {
+        for (variant, stats) in [(0, &mut ours), (1, &mut copied)] {
+            clear().await?;
+            let started = Instant::now();
+            if variant == 0 {
+                ingest().await?;
+            } else {
+                copy().await?;
+            }
+            if round > 0 {
+                stats.record(rows.count as u64, started.elapsed());
+            }
+        }
+    }
+    clear().await?;
+    report(&mut [
+        (
+            "POST /v1/orgs/{org}/kpi-points, CSV (HTTP, auth, RLS, rows/s)",
+            ours,
+        ),
+        ("COPY of the same rows by the owner (rows/s)", copied),
+    ]);
+    Ok(())
+}
+
+/// The dashboard of the 50-KPI organization: its SQL in a tenant transaction (RLS) vs the same
+/// SQL by the owner (RLS off), and the whole request over HTTP; one request at a time, since
+/// the question is each request's latency.
+async fn dashboard(
+    http: &Http,
+    runtime: &RuntimePool,
+    direct: &PgPool,
+    (user, org): (Uuid, Uuid),
+    session: &str,
+    s: &Settings,
+) -> Result<(), AnyError> {
+    let one_at_a_time = Settings {
+        connections: 1,
+        ..*s
+    };
+    let tenant = Arc::new(vec![(user, org)]);
+    let over_http = op({
+        let request = http
+            .client
+            .get(format!("{}/v1/orgs/{org}/dashboard", http.base))
+            .bearer_auth(session);
+        move |_: (Uuid, Uuid)| {
+            let request = request.try_clone();
+            async move {
+                send(request.ok_or("request not clonable")?).await?;
+                Ok(org)
+            }
+        }
+    });
+    let under_rls = op({
+        let runtime = runtime.clone();
+        move |(user, org): (Uuid, Uuid)| {
+            let runtime = runtime.clone();
+            async move {
+                let mut tx =
+                    TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+                let rows = sqlx::query(DASHBOARD_SQL)
+                    .bind(org)
+                    .fetch_all(tx.conn())
+                    .await?;
+                tx.commit().await?;
+                expect_kpis(rows.len())?;
+                Ok(org)
+            }
+        }
+    });
+    let as_owner = op({
+        let direct = direct.clone();
+        move |(_, org): (Uuid, Uuid)| {
+            let direct = direct.clone();
+            async move {
+                let mut tx = direct.begin().await?;
+                let rows = sqlx::query(DASHBOARD_SQL)
+                    .bind(org)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                expect_kpis(rows.len())?;
+                Ok(org)
+            }
+        }
+    });
+    println!(
+        "dashboard: {DASHBOARD_KPIS} KPIs × {DAYS} daily points, 1 connection, {} rounds of {:?} per variant",
+        s.rounds, s.round
+    );
+    let mut results = compare(
+        &one_at_a_time,
+        &tenant,
+        vec![
+            ("GET /v1/orgs/{org}/dashboard (HTTP, auth, RLS)", over_http),
+            ("dashboard SQL in a tenant transaction (RLS)", under_rls),
+            ("same SQL as owner (RLS off)", as_owner),
+        ],
+    )
+    .await?;
+    if let [(_, http), (_, rls), (_, owner)] = results.as_mut_slice() {
+        println!(
+            "median ms: HTTP {:.3}, SQL under RLS {:.3}, as owner (RLS off) {:.3}; RLS / owner time: {:.2}",
+            http.percentile_ms(0.5),
+            rls.percentile_ms(0.5),
+            owner.percentile_ms(0.5),
+            owner.rate() / rls.rate()
+        );
+    }
+    report(&mut results);
+    Ok(())
+}
+
+fn expect_kpis(rows: usize) -> Result<(), AnyError> {
+    if rows != DASHBOARD_KPIS as usize {
+        return Err(format!("dashboard: {rows} KPIs instead of {DASHBOARD_KPIS}").into());
+    }
+    Ok(())
+}
+
+/// `GET` one KPI (progress, 7/30/90-day change) over HTTP vs the same SQL sent directly by the
+/// owner, cycling through every organization's first KPI.
+async fn get_kpi(
+    http: &Http,
+    runtime: &RuntimePool,
+    direct: &PgPool,
+    credentials: &[(Uuid, String, String)],
+    s: &Settings,
+) -> Result<(), AnyError> {
+    let first_kpis: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT DISTINCT ON (organization_id) organization_id, id FROM kpis \
+         WHERE name LIKE 'Bench KPI %' ORDER BY organization_id, name",
+    )
+    .fetch_all(direct)
+    .await?;
+    let first_kpi: std::collections::HashMap<Uuid, Uuid> = first_kpis.into_iter().collect();
+    let targets: Arc<Vec<(Uuid, Uuid, String)>> = Arc::new(
+        credentials
+            .iter()
+            .filter_map(|(org, session, _)| {
+                first_kpi.get(org).map(|kpi| (*org, *kpi, session.clone()))
+            })
+            .collect(),
+    );
+    let over_http = op({
+        let (client, base) = (http.client.clone(), http.base.clone());
+        move |(org, kpi, session): (Uuid, Uuid, String)| {
+            let request = client
+                .get(format!("{base}/v1/orgs/{org}/kpis/{kpi}"))
+                .bearer_auth(session);
+            async move {
+                send(request).await?;
+                Ok(kpi)
+            }
+        }
+    });
+    let sql = Arc::new(get_sql());
+    let in_tenant_tx = op({
+        let (runtime, sql) = (runtime.clone(), sql.clone());
+        move |(org, kpi, session): (Uuid, Uuid, String)| {
+            let (runtime, sql) = (runtime.clone(), sql.clone());
+            let ctx = RequestContext {
+                actor: Actor::SessionTokenHash(hash_token(&session)),
+                ..RequestContext::default()
+            }
+            .in_org(org);
+            async move {
+                let mut tx = TenantTx::begin(&runtime, &ctx).await?;
+                sqlx::query(&sql)
+                    .bind(org)
+                    .bind(kpi)
+                    .bind(false)
+                    .fetch_one(tx.conn())
+                    .await?;
+                tx.commit().await?;
+                Ok(kpi)
+            }
+        }
+    });
+    let same_sql_direct = op({
+        let direct = direct.clone();
+        move |(org, kpi, _): (Uuid, Uuid, String)| {
+            let (direct, sql) = (direct.clone(), sql.clone());
+            async move {
+                let mut tx = direct.begin().await?;
+                sqlx::query(&sql)
+                    .bind(org)
+                    .bind(kpi)
+                    .bind(false)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(kpi)
+            }
+        }
+    });
+    println!(
+        "get-kpi: {} organizations, {} connections, {} rounds of {:?} per variant",
+        targets.len(),
+        s.connections,
+        s.rounds,
+        s.round
+    );
+    report(
+        &mut compare(
+            s,
+            &targets,
+            vec![
+                (
+                    "GET /v1/orgs/{org}/kpis/{kpi} by session (HTTP, auth, RLS)",
+                    over_http,
+                ),
+                (
+                    "its SQL in a tenant transaction by session (no HTTP)",
+                    in_tenant_tx,
+                ),
+                ("same SQL direct (owner, RLS bypassed)", same_sql_direct),
+            ],
+        )
+        .await?,
+    );
+    Ok(())
+}
