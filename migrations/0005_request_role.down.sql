@@ -52,4 +52,5 @@ BEGIN
             set_config('app.request_id', coalesce(request_id, ''), true);
 END $$;
 
-DROP FUNCTION app.org_role(), app.actor_role(uuid);
+REVOKE EXECUTE ON FUNCTION app.role_rank(text) FROM tenantry_runtime;
+DROP FUNCTION app.member_orgs(text), app.org_role(), app.actor_role(uuid);

@@ -22,13 +22,10 @@ CREATE FUNCTION app.org_role() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.org_role', true), '') $$;
 GRANT EXECUTE ON FUNCTION app.org_role() TO tenantry_runtime;
 
-CREATE OR REPLACE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
+-- Organizations where the actor holds at least min_role, from the tables (no organization named).
+CREATE FUNCTION app.member_orgs(min_role text) RETURNS uuid[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF app.org_id() IS NOT NULL THEN
-        RETURN CASE WHEN app.role_rank(app.org_role()) >= app.role_rank(min_role)
-                    THEN ARRAY[app.org_id()] ELSE '{}'::uuid[] END;
-    END IF;
     IF app.api_key_id() IS NOT NULL THEN
         RETURN (SELECT coalesce(array_agg(k.organization_id), '{}')
                   FROM public.api_keys k
@@ -40,15 +37,22 @@ BEGIN
              WHERE m.user_id = app.user_id()
                AND app.role_rank(m.role) >= app.role_rank(min_role));
 END $$;
+GRANT EXECUTE ON FUNCTION app.member_orgs(text), app.role_rank(text) TO tenantry_runtime;
+
+-- The policy helpers become plain SQL the planner inlines: with an organization named, the
+-- answer comes from the bound role and reads no table; only without one do they ask the tables.
+CREATE OR REPLACE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN app.org_id() IS NULL THEN app.member_orgs(min_role)
+                WHEN app.role_rank(app.org_role()) >= app.role_rank(min_role) THEN ARRAY[app.org_id()]
+                ELSE '{}'::uuid[] END
+$$;
 
 CREATE OR REPLACE FUNCTION app.my_role(org uuid) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF app.org_id() IS NOT NULL THEN
-        RETURN CASE WHEN org = app.org_id() THEN app.org_role() END;
-    END IF;
-    RETURN app.actor_role(org);
-END $$;
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN app.org_id() IS NULL THEN app.actor_role(org)
+                WHEN org = app.org_id() THEN app.org_role() END
+$$;
 
 CREATE OR REPLACE FUNCTION app.begin_request(actor uuid, session_token_hash bytea, api_key_hash bytea, org uuid,
                                   ip inet, user_agent text, request_id text) RETURNS void
