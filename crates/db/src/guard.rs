@@ -38,6 +38,8 @@ const RULES: &[(&str, &str)] = &[
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND c.oid <> 'audit.events'::regclass
+            -- A tool's history is itself an audit trail, written only by its definer trigger.
+            AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\\_%')
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t

@@ -2,13 +2,51 @@
 //! binary and recorded in `_sqlx_migrations`. Each runs in its own transaction under an advisory
 //! lock, so two processes never migrate at once.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migrate, MigrateError, Migration, Migrator};
 use sqlx::PgConnection;
 
 use crate::{DbError, OwnerPool};
 
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+/// The migration files as written.
+static FILES: Migrator = sqlx::migrate!("../../migrations");
+
+include!(concat!(env!("OUT_DIR"), "/tool_manifests.rs"));
+
+/// Where a tool migration takes its manifest (tools/NAME.json, NAME as in NNNN_NAME.up.sql).
+const MANIFEST_PLACEHOLDER: &str = "{{tool_manifest}}";
+
+/// Every migration, with each tool migration's manifest filled in (so a changed manifest reads
+/// as a changed migration).
+static MIGRATIONS: LazyLock<Vec<Migration>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|m| {
+            let name = m.description.replace(' ', "_");
+            match TOOL_MANIFESTS.iter().find(|(tool, _)| *tool == name) {
+                Some((_, manifest)) if m.sql.contains(MANIFEST_PLACEHOLDER) => Migration::new(
+                    m.version,
+                    m.description.clone(),
+                    m.migration_type,
+                    Cow::Owned(m.sql.replace(
+                        MANIFEST_PLACEHOLDER,
+                        &format!("$manifest${manifest}$manifest$::jsonb"),
+                    )),
+                    m.no_tx,
+                ),
+                _ => m.clone(),
+            }
+        })
+        .collect()
+});
+
+/// A tool's manifest as shipped (tools/NAME.json), by NAME (`sprint_00_woop`).
+pub fn tool_manifests() -> &'static [(&'static str, &'static str)] {
+    TOOL_MANIFESTS
+}
 
 /// One migration and whether it is applied.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,13 +57,13 @@ pub struct MigrationState {
 }
 
 fn ups() -> impl DoubleEndedIterator<Item = &'static Migration> {
-    MIGRATOR
+    MIGRATIONS
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
 }
 
 fn downs() -> impl DoubleEndedIterator<Item = &'static Migration> {
-    MIGRATOR
+    MIGRATIONS
         .iter()
         .filter(|m| m.migration_type.is_down_migration())
 }
@@ -38,7 +76,7 @@ pub fn latest_version() -> i64 {
 /// A fingerprint of every embedded migration (used to name test templates).
 pub fn fingerprint() -> String {
     let mut acc: u64 = 0xcbf29ce484222325;
-    for m in MIGRATOR.iter() {
+    for m in MIGRATIONS.iter() {
         for b in m.checksum.iter() {
             acc = (acc ^ u64::from(*b)).wrapping_mul(0x100000001b3);
         }

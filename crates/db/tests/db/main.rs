@@ -3,6 +3,7 @@
 
 mod audit;
 mod cluster;
+mod fasttrack;
 mod guard;
 mod isolation;
 mod kpis;

@@ -1,0 +1,4 @@
+-- Reverts 0006_fasttrack (the tool migrations after it remove their tools first). The global
+-- audit events of tools stay in audit.events until 0001 is reverted.
+DROP TRIGGER tag_tool_event ON audit.events;
+DROP SCHEMA tool_access CASCADE;
