@@ -49,6 +49,8 @@ pub enum Error {
     NotFound,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    #[error("the resource changed: it is at version {current}")]
+    StaleVersion { current: i32 },
     #[error("the database is not reachable")]
     Unavailable,
     #[error("the request took too long")]
@@ -84,6 +86,9 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// With `stale_version`: the version the resource is at now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i32>,
 }
 
 impl Error {
@@ -158,6 +163,14 @@ impl Error {
             Error::Conflict { code, detail } => {
                 (StatusCode::CONFLICT, code, detail.clone(), vec![])
             }
+            Error::StaleVersion { current } => (
+                StatusCode::CONFLICT,
+                "stale_version",
+                format!(
+                    "the entry changed since you read it: it is at version {current}; nothing was changed"
+                ),
+                vec![],
+            ),
             Error::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -226,6 +239,13 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     };
                     (StatusCode::CONFLICT, code, detail.into(), vec![])
                 }
+                // Raised by the entry status trigger with a message naming both statuses.
+                "23514" if constraint == "entry_status_transition" => (
+                    StatusCode::CONFLICT,
+                    "invalid_transition",
+                    db.message().to_string(),
+                    vec![],
+                ),
                 "23514" if constraint == "organization_members_last_owner" => (
                     StatusCode::CONFLICT,
                     "last_owner",
@@ -296,6 +316,10 @@ impl IntoResponse for Error {
             detail,
             code: code.into(),
             errors,
+            current_version: match self {
+                Error::StaleVersion { current } => Some(current),
+                _ => None,
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

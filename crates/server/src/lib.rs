@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod error;
+pub mod fasttrack;
 pub mod goals;
 pub mod http;
 pub mod identity;

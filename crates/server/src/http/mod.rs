@@ -84,6 +84,8 @@ pub struct AppState {
     pub db: RuntimePool,
     pub config: Arc<HttpConfig>,
     pub auth: Arc<ExternalAuth>,
+    /// The Fast Track tools this build ships, their schemas compiled once.
+    pub tools: Arc<crate::fasttrack::Catalog>,
 }
 
 impl AppState {
@@ -97,6 +99,7 @@ impl AppState {
             db,
             config: Arc::new(config),
             auth: Arc::new(auth),
+            tools: Arc::new(crate::fasttrack::Catalog::shipped()?),
         })
     }
 }
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::audit::routes())
         .merge(crate::kpis::routes())
         .merge(crate::goals::routes())
+        .merge(crate::fasttrack::routes())
         .fallback(|| async { Error::NotFound })
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

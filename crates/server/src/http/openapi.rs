@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
-use crate::{api_keys, audit, goals, identity, invitations, kpis, orgs};
+use crate::{api_keys, audit, fasttrack, goals, identity, invitations, kpis, orgs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,10 @@ use crate::{api_keys, audit, goals, identity, invitations, kpis, orgs};
         goals::routes::link_kpi, goals::routes::unlink_kpi,
         orgs::routes::transfer_ownership, identity::routes::delete_me,
         api_keys::routes::create_key, api_keys::routes::list_keys, api_keys::routes::revoke_key,
+        fasttrack::routes::list_tools, fasttrack::routes::list_entries, fasttrack::routes::create_entry,
+        fasttrack::routes::get_entry, fasttrack::routes::update_entry, fasttrack::routes::change_status,
+        fasttrack::routes::entry_history, fasttrack::routes::list_grants, fasttrack::routes::put_grant,
+        fasttrack::routes::revoke_grant,
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&BearerAuth),
@@ -42,6 +46,7 @@ use crate::{api_keys, audit, goals, identity, invitations, kpis, orgs};
         (name = "organizations", description = "Organizations, members and teams"),
         (name = "api keys", description = "API keys of service accounts"),
         (name = "kpis", description = "KPIs, their history, progress and change"),
+        (name = "fasttrack", description = "Fast Track coaching tools: entries, history, grants, progress"),
     )
 )]
 pub struct ApiDoc;

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod auth;
+mod fasttrack;
 mod goals;
 mod helpers;
 mod invitations;

@@ -88,6 +88,22 @@ async fn health_readiness_and_documentation() {
         ("/v1/orgs/{org}/goals/{goal}/restore", &["post"]),
         ("/v1/orgs/{org}/goals/{goal}/purge", &["post"]),
         ("/v1/orgs/{org}/goals/{goal}/kpis/{kpi}", &["put", "delete"]),
+        ("/v1/orgs/{org}/tools", &["get"]),
+        ("/v1/orgs/{org}/tools/{tool}/entries", &["get", "post"]),
+        (
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}",
+            &["get", "patch"],
+        ),
+        (
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/status",
+            &["post"],
+        ),
+        (
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/history",
+            &["get"],
+        ),
+        ("/v1/orgs/{org}/tool-grants", &["get", "put"]),
+        ("/v1/orgs/{org}/tool-grants/{grant}", &["delete"]),
     ] {
         for method in methods {
             let op = &doc["paths"][path][method];

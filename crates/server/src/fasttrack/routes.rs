@@ -1,0 +1,257 @@
+//! HTTP routes of Fast Track tools under `/v1/orgs/{org}/tools` and `/v1/orgs/{org}/tool-grants`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{
+    store, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, Status, StatusChange,
+    ToolSummary,
+};
+use crate::error::{Problem, Result};
+use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+
+const MODULE: &str = "fasttrack";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/tools", get(list_tools))
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries",
+            get(list_entries).post(create_entry),
+        )
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}",
+            get(get_entry).patch(update_entry),
+        )
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/status",
+            post(change_status),
+        )
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/history",
+            get(entry_history),
+        )
+        .route(
+            "/v1/orgs/{org}/tool-grants",
+            get(list_grants).put(put_grant),
+        )
+        .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
+}
+
+/// Every tool, with the caller's access and progress.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Vec<ToolSummary>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_tools(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+) -> Result<Json<Vec<ToolSummary>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let tools = store::tools(&mut tx, org).await?;
+    tx.commit().await?;
+    Ok(Json(tools))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EntryListParams {
+    /// Every member's entries (tool admins) instead of the caller's own.
+    #[serde(default)]
+    pub all: bool,
+    pub status: Option<Status>,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// The caller's entries of a tool, or with `all=true` everyone's (tool admins).
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), EntryListParams),
+    responses(
+        (status = 200, body = Page<Entry>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool)): Path<(Uuid, String)>,
+    Query(params): Query<EntryListParams>,
+) -> Result<Json<Page<Entry>>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let page = PageParams {
+        limit: params.limit,
+        after: params.after,
+    };
+    let entries = store::list(&mut tx, org, tool, params.all, params.status, &page).await?;
+    tx.commit().await?;
+    Ok(Json(entries))
+}
+
+/// Start an entry (needs an edit grant, or organization admin). `data` must match the tool's
+/// schema; failures are named by JSON path.
+#[utoipa::path(post, path = "/v1/orgs/{org}/tools/{tool}/entries", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug")),
+    request_body = NewEntry,
+    responses(
+        (status = 201, body = Entry),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a status a new entry cannot start in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "data not valid for the tool, or a reference to an entry that is not yours", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool)): Path<(Uuid, String)>,
+    Json(new): Json<NewEntry>,
+) -> Result<(StatusCode, Json<Entry>)> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let entry = store::create(&mut tx, &state.tools, org, tool, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// One entry (its author, or the tool's admins).
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
+    responses((status = 200, body = Entry), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+) -> Result<Json<Entry>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let found = store::get(&mut tx, org, tool, entry).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Replace an entry's data, naming the version it was read at: a stale version is 409 with
+/// `current_version` and changes nothing.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
+    request_body = DataChange,
+    responses(
+        (status = 200, body = Entry),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stale version, or the entry is submitted", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Json(change): Json<DataChange>,
+) -> Result<Json<Entry>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let updated = store::update_data(&mut tx, &state.tools, org, tool, entry, &change).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Move an entry to another status: draft → in_progress → completed → submitted (completed may
+/// go back to in_progress; submitted is final). Other moves are 409 `invalid_transition`.
+#[utoipa::path(post, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/status", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
+    request_body = StatusChange,
+    responses(
+        (status = 200, body = Entry),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "stale version or invalid transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Json(change): Json<StatusChange>,
+) -> Result<Json<Entry>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let updated = store::set_status(&mut tx, org, tool, entry, &change).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Every change of an entry, oldest first: any earlier version can be rebuilt from it.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/history", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
+    responses((status = 200, body = Vec<HistoryItem>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn entry_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+) -> Result<Json<Vec<HistoryItem>>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let items = store::history(&mut tx, org, tool, entry).await?;
+    tx.commit().await?;
+    Ok(Json(items))
+}
+
+/// Tool grants: admins see all of the organization's, members their own.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tool-grants", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+) -> Result<Json<Vec<Grant>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let grants = store::grants(&mut tx, org).await?;
+    tx.commit().await?;
+    Ok(Json(grants))
+}
+
+/// Grant a member access to a tool, or change their grant (admins).
+#[utoipa::path(put, path = "/v1/orgs/{org}/tool-grants", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    request_body = NewGrant,
+    responses(
+        (status = 200, body = Grant),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "unknown tool, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Json(new): Json<NewGrant>,
+) -> Result<Json<Grant>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let grant = store::grant(&mut tx, &state.tools, org, &new).await?;
+    tx.commit().await?;
+    Ok(Json(grant))
+}
+
+/// Revoke a grant (admins).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/tool-grants/{grant}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("grant" = Uuid, Path, description = "Grant id")),
+    responses(
+        (status = 204),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, grant)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::revoke(&mut tx, org, grant).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,322 @@
+//! SQL of Fast Track entries and grants. A tool's schema name comes from the catalog (never from
+//! the request), so formatting it into the SQL is safe.
+
+use serde_json::Value;
+use tenantry_db::TenantTx;
+use uuid::Uuid;
+
+use super::{
+    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, Status,
+    StatusChange, Tool, ToolSummary,
+};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{Page, PageParams};
+use crate::orgs::store::require_role;
+use crate::orgs::Role;
+
+const ENTRY_COLUMNS: &str =
+    "id, user_id, data, status, version, created_at, updated_at, completed_at, submitted_at";
+
+/// Whether the caller holds at least `level` on `tool` in `org`: not a member is 404 (the
+/// organization is not revealed), a member without that access 403.
+pub async fn require_access(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    level: AccessLevel,
+) -> Result<()> {
+    require_role(tx, org, Role::Viewer).await?;
+    let allowed: bool =
+        sqlx::query_scalar("SELECT $1 = ANY (tool_access.orgs_with_access($2, $3))")
+            .bind(org)
+            .bind(&tool.slug)
+            .bind(level.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(match level {
+            AccessLevel::View => "you have no access to this tool",
+            AccessLevel::Edit => "you may not write entries of this tool",
+            AccessLevel::Admin => "only the tool's admins may see everyone's entries",
+        }))
+    }
+}
+
+/// Every tool with the caller's access and progress in `org`.
+pub async fn tools(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ToolSummary>> {
+    require_role(tx, org, Role::Viewer).await?;
+    Ok(sqlx::query_as(
+        "SELECT t.slug, t.sprint, t.name, t.description, \
+                CASE WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'admin')) THEN 'admin' \
+                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'edit')) THEN 'edit' \
+                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'view')) THEN 'view' END AS access, \
+                coalesce(p.status, 'not_started') AS progress_status, \
+                coalesce(p.progress_percentage, 0) AS progress_percentage, \
+                p.last_accessed_at, p.completed_at \
+           FROM tool_access.tools t \
+           LEFT JOIN tool_access.progress p \
+                  ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = app.user_id() \
+          ORDER BY t.sprint",
+    )
+    .bind(org)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Cross-tool references in `data` (e.g. Dream → Know Thyself) must name an entry of the
+/// referenced tool by the same user in the same organization.
+async fn check_refs(
+    tx: &mut TenantTx,
+    catalog: &Catalog,
+    org: Uuid,
+    tool: &Tool,
+    data: &Value,
+) -> Result<()> {
+    let mut errors = Vec::new();
+    for (field, target) in &tool.refs {
+        let Some(value) = data.get(field) else {
+            continue;
+        };
+        let target = catalog.get(target)?;
+        let id = value.as_str().and_then(|s| Uuid::parse_str(s).ok());
+        let found = match id {
+            Some(id) => {
+                sqlx::query_scalar::<_, bool>(&format!(
+                    "SELECT EXISTS (SELECT FROM {}.tool_data \
+                  WHERE organization_id = $1 AND id = $2 AND user_id = app.user_id())",
+                    target.schema_name
+                ))
+                .bind(org)
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await?
+            }
+            None => false,
+        };
+        if !found {
+            errors.push(FieldError::new(
+                &format!("data/{field}"),
+                format!("must name one of your own {} entries", target.name),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+pub async fn create(
+    tx: &mut TenantTx,
+    catalog: &Catalog,
+    org: Uuid,
+    tool: &Tool,
+    new: &NewEntry,
+) -> Result<Entry> {
+    tool.validate(&new.data)?;
+    require_access(tx, org, tool, AccessLevel::Edit).await?;
+    check_refs(tx, catalog, org, tool, &new.data).await?;
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3) \
+         RETURNING {ENTRY_COLUMNS}",
+        tool.schema_name
+    ))
+    .bind(org)
+    .bind(&new.data)
+    .bind(new.status.unwrap_or(Status::Draft).as_str())
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+pub async fn get(tx: &mut TenantTx, org: Uuid, tool: &Tool, id: Uuid) -> Result<Entry> {
+    require_role(tx, org, Role::Viewer).await?;
+    let entry: Option<Entry> = sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM {}.tool_data WHERE organization_id = $1 AND id = $2",
+        tool.schema_name
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    entry.ok_or(Error::NotFound)
+}
+
+/// The caller's entries of `tool`, newest first by id; with `everyone`, every entry of the
+/// organization (tool admins only). Optionally only those with `status`.
+pub async fn list(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    everyone: bool,
+    status: Option<Status>,
+    page: &PageParams,
+) -> Result<Page<Entry>> {
+    let level = if everyone {
+        AccessLevel::Admin
+    } else {
+        AccessLevel::View
+    };
+    require_access(tx, org, tool, level).await?;
+    let rows: Vec<Entry> = sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM {}.tool_data \
+          WHERE organization_id = $1 AND ($2 OR user_id = app.user_id()) \
+            AND ($3::text IS NULL OR status = $3) AND id > $4 \
+          ORDER BY id LIMIT $5",
+        tool.schema_name
+    ))
+    .bind(org)
+    .bind(everyone)
+    .bind(status.map(Status::as_str))
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |e| e.id))
+}
+
+/// What a change sets.
+enum Change<'a> {
+    Data(&'a Value),
+    Status(Status),
+}
+
+/// Applies `what` to the entry when it is still at `version`. A stale version is a conflict
+/// naming the current one; an entry the caller can see but not change is 403; one they cannot
+/// see, 404.
+async fn change(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    id: Uuid,
+    version: i32,
+    what: Change<'_>,
+) -> Result<Entry> {
+    let column = match what {
+        Change::Data(_) => "data",
+        Change::Status(_) => "status",
+    };
+    let sql = format!(
+        "UPDATE {}.tool_data SET {column} = $4 WHERE organization_id = $1 AND id = $2 AND version = $3 \
+         RETURNING {ENTRY_COLUMNS}",
+        tool.schema_name
+    );
+    let query = sqlx::query_as(&sql).bind(org).bind(id).bind(version);
+    let query = match what {
+        Change::Data(data) => query.bind(data),
+        Change::Status(status) => query.bind(status.as_str()),
+    };
+    let changed: Option<Entry> = query.fetch_optional(tx.conn()).await?;
+    if let Some(entry) = changed {
+        return Ok(entry);
+    }
+    let current = get(tx, org, tool, id).await?;
+    if current.version != version {
+        return Err(Error::StaleVersion {
+            current: current.version,
+        });
+    }
+    Err(Error::Forbidden("only the entry's author may change it"))
+}
+
+/// Replaces an entry's data (validated, references checked).
+pub async fn update_data(
+    tx: &mut TenantTx,
+    catalog: &Catalog,
+    org: Uuid,
+    tool: &Tool,
+    id: Uuid,
+    new: &DataChange,
+) -> Result<Entry> {
+    tool.validate(&new.data)?;
+    require_role(tx, org, Role::Viewer).await?;
+    check_refs(tx, catalog, org, tool, &new.data).await?;
+    change(tx, org, tool, id, new.version, Change::Data(&new.data)).await
+}
+
+/// Moves an entry to another status (the database refuses moves out of order).
+pub async fn set_status(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    id: Uuid,
+    new: &StatusChange,
+) -> Result<Entry> {
+    require_role(tx, org, Role::Viewer).await?;
+    change(tx, org, tool, id, new.version, Change::Status(new.status)).await
+}
+
+/// Every change of an entry, oldest first (visible as the entry is).
+pub async fn history(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    id: Uuid,
+) -> Result<Vec<HistoryItem>> {
+    get(tx, org, tool, id).await?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT version, action, user_id, changes, occurred_at FROM {}.audit_log \
+          WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY version, occurred_at",
+        tool.schema_name
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// The grants of `org` the caller may see (admins: all; members: their own).
+pub async fn grants(tx: &mut TenantTx, org: Uuid) -> Result<Vec<Grant>> {
+    require_role(tx, org, Role::Viewer).await?;
+    Ok(sqlx::query_as(
+        "SELECT id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by \
+           FROM tool_access.permissions WHERE organization_id = $1 ORDER BY tool_slug, user_id",
+    )
+    .bind(org)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Grants (or changes) a member's access to a tool (admins).
+pub async fn grant(
+    tx: &mut TenantTx,
+    catalog: &Catalog,
+    org: Uuid,
+    new: &NewGrant,
+) -> Result<Grant> {
+    let tool = catalog
+        .get(&new.tool)
+        .map_err(|_| Error::Validation(vec![FieldError::new("tool", "no tool has this slug")]))?;
+    require_role(tx, org, Role::Admin).await?;
+    Ok(sqlx::query_as(
+        "INSERT INTO tool_access.permissions (organization_id, user_id, tool_slug, access_level, expires_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (organization_id, user_id, tool_slug) DO UPDATE \
+            SET access_level = excluded.access_level, expires_at = excluded.expires_at \
+         RETURNING id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by",
+    )
+    .bind(org)
+    .bind(new.user_id)
+    .bind(&tool.slug)
+    .bind(new.access_level.as_str())
+    .bind(new.expires_at)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Revokes a grant (admins).
+pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+    require_role(tx, org, Role::Admin).await?;
+    let done =
+        sqlx::query("DELETE FROM tool_access.permissions WHERE organization_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! Fast Track tools over HTTP: grants, entries validated against their tool's schema, status
+//! moves, optimistic concurrency, history, progress, cross-tool references — and the attacker's
+//! side (another member, another organization, an expired grant, a stale version).
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_server::orgs::Role;
+
+use crate::helpers::{assert_problem, TestApp, TestUser};
+
+/// Alice owns the organization; Dave and Erin are members with edit grants on `tools`.
+struct Team {
+    app: TestApp,
+    alice: TestUser,
+    dave: TestUser,
+    erin: TestUser,
+}
+
+async fn team(tools: &[&str]) -> Team {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let mut members = Vec::new();
+    for email in ["dave@example.com", "erin@example.com"] {
+        let user = app.user(email).await;
+        app.add_member(&alice, alice.org, &user, Role::Member).await;
+        for tool in tools {
+            let (status, grant) = app
+                .call(
+                    Method::PUT,
+                    &alice,
+                    &format!("/v1/orgs/{}/tool-grants", alice.org),
+                    Some(json!({"user_id": user.id, "tool": tool, "access_level": "edit"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{grant}");
+        }
+        members.push(TestUser {
+            org: alice.org,
+            ..user
+        });
+    }
+    let erin = members.pop().expect("erin");
+    let dave = members.pop().expect("dave");
+    Team {
+        app,
+        alice,
+        dave,
+        erin,
+    }
+}
+
+fn entries(user: &TestUser, tool: &str) -> String {
+    format!("/v1/orgs/{}/tools/{tool}/entries", user.org)
+}
+
+async fn create(app: &TestApp, user: &TestUser, tool: &str, body: Value) -> (StatusCode, Value) {
+    app.call(Method::POST, user, &entries(user, tool), Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn an_entry_goes_from_draft_to_submitted_with_versions_history_and_progress() {
+    let t = team(&["woop"]).await;
+    let (app, dave) = (&t.app, &t.dave);
+    let (status, entry) = create(app, dave, "woop", json!({"data": {"wish": "ship v1"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert_eq!(
+        (&entry["status"], &entry["version"]),
+        (&json!("draft"), &json!(1))
+    );
+    let path = format!(
+        "{}/{}",
+        entries(dave, "woop"),
+        entry["id"].as_str().expect("id")
+    );
+
+    let (status, entry) = app
+        .call(
+            Method::PATCH,
+            dave,
+            &path,
+            Some(json!({"version": 1, "data": {"wish": "ship v1", "plan": "if tired, then walk"}})),
+        )
+        .await;
+    assert_eq!((status, &entry["version"]), (StatusCode::OK, &json!(2)));
+    // A second tab still at version 1: refused, told the current version, nothing changed.
+    let got = app
+        .call(
+            Method::PATCH,
+            dave,
+            &path,
+            Some(json!({"version": 1, "data": {"wish": "overwritten"}})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::CONFLICT, "stale_version");
+    assert_eq!(got.1["current_version"], 2);
+    // Out of order: refused with both statuses named.
+    let got = app
+        .call(
+            Method::POST,
+            dave,
+            &format!("{path}/status"),
+            Some(json!({"version": 2, "status": "submitted"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::CONFLICT, "invalid_transition");
+    assert!(
+        got.1["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("draft") && d.contains("submitted")),
+        "{}",
+        got.1
+    );
+    let mut version = 2;
+    for next in ["in_progress", "completed", "submitted"] {
+        let (status, entry) = app
+            .call(
+                Method::POST,
+                dave,
+                &format!("{path}/status"),
+                Some(json!({"version": version, "status": next})),
+            )
+            .await;
+        assert_eq!((status, &entry["status"]), (StatusCode::OK, &json!(next)));
+        version = entry["version"].as_i64().expect("version");
+    }
+    let (_, entry) = app.call(Method::GET, dave, &path, None).await;
+    assert_eq!(entry["data"]["wish"], "ship v1");
+    assert!(entry["completed_at"].is_string() && entry["submitted_at"].is_string());
+    let got = app
+        .call(
+            Method::PATCH,
+            dave,
+            &path,
+            Some(json!({"version": version, "data": {"wish": "too late"}})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::CONFLICT, "invalid_transition");
+
+    let (status, history) = app
+        .call(Method::GET, dave, &format!("{path}/history"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Vec<i64> = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["version"].as_i64())
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        history[0]["changes"]["data"]["to"],
+        json!({"wish": "ship v1"})
+    );
+
+    let (_, tools) = app
+        .call(
+            Method::GET,
+            dave,
+            &format!("/v1/orgs/{}/tools", dave.org),
+            None,
+        )
+        .await;
+    let woop = tools
+        .as_array()
+        .expect("tools")
+        .iter()
+        .find(|t| t["slug"] == "woop")
+        .expect("woop listed");
+    assert_eq!(
+        (
+            &woop["access"],
+            &woop["progress_status"],
+            &woop["progress_percentage"]
+        ),
+        (&json!("edit"), &json!("completed"), &json!(100))
+    );
+    assert_eq!(tools.as_array().map(Vec::len), Some(6));
+}
+
+#[tokio::test]
+async fn invalid_data_is_refused_with_its_json_paths_and_writes_nothing() {
+    let t = team(&["digital_heart"]).await;
+    let (app, dave) = (&t.app, &t.dave);
+    let got = create(
+        app,
+        dave,
+        "digital_heart",
+        json!({"data": {"digital_vision": 7, "initiatives": [{"name": "crm"}, {"priority": 9}], "extra": 1}}),
+    )
+    .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let fields: Vec<&str> = got.1["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    for expected in ["data/digital_vision", "data/initiatives/1", "data"] {
+        assert!(fields.contains(&expected), "{expected} in {fields:?}");
+    }
+    let (_, page) = app
+        .call(Method::GET, dave, &entries(dave, "digital_heart"), None)
+        .await;
+    assert_eq!(page["items"], json!([]));
+    let got = create(app, dave, "no_such_tool", json!({})).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn members_cannot_see_or_change_each_others_entries_and_admins_see_all() {
+    let t = team(&["woop"]).await;
+    let (app, dave, erin, alice) = (&t.app, &t.dave, &t.erin, &t.alice);
+    let (_, entry) = create(app, dave, "woop", json!({"data": {"wish": "private"}})).await;
+    let path = format!(
+        "{}/{}",
+        entries(dave, "woop"),
+        entry["id"].as_str().expect("id")
+    );
+    let bob = app.user("bob@example.com").await;
+    let bob_in_a = TestUser {
+        org: dave.org,
+        ..bob.clone()
+    };
+
+    for attacker in [erin, &bob_in_a] {
+        let got = app.call(Method::GET, attacker, &path, None).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+        let got = app
+            .call(
+                Method::PATCH,
+                attacker,
+                &path,
+                Some(json!({"version": 1, "data": {"wish": "pwned"}})),
+            )
+            .await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+        let got = app
+            .call(Method::GET, attacker, &format!("{path}/history"), None)
+            .await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (_, page) = app
+        .call(Method::GET, erin, &entries(erin, "woop"), None)
+        .await;
+    assert_eq!(page["items"], json!([]), "Erin lists only her own");
+    let got = app
+        .call(
+            Method::GET,
+            erin,
+            &format!("{}?all=true", entries(erin, "woop")),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+
+    // The owner reads everyone's entries but cannot write Dave's.
+    let (status, page) = app
+        .call(
+            Method::GET,
+            alice,
+            &format!("{}?all=true", entries(alice, "woop")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    let got = app
+        .call(
+            Method::PATCH,
+            alice,
+            &path,
+            Some(json!({"version": 1, "data": {"wish": "edited by boss"}})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // An admin of another organization sees nothing of this one.
+    let got = app
+        .call(
+            Method::GET,
+            &bob,
+            &format!("/v1/orgs/{}/tools", dave.org),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let (_, entry) = app.call(Method::GET, dave, &path, None).await;
+    assert_eq!(
+        (&entry["data"]["wish"], &entry["version"]),
+        (&json!("private"), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_grant_decides_access_and_an_expired_one_grants_nothing() {
+    let t = team(&[]).await;
+    let (app, dave, alice) = (&t.app, &t.dave, &t.alice);
+    let got = create(app, dave, "woop", json!({})).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // Members cannot grant themselves anything.
+    let got = app
+        .call(
+            Method::PUT,
+            dave,
+            &format!("/v1/orgs/{}/tool-grants", dave.org),
+            Some(json!({"user_id": dave.id, "tool": "woop", "access_level": "admin"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let grants = format!("/v1/orgs/{}/tool-grants", alice.org);
+    let (status, grant) = app
+        .call(
+            Method::PUT,
+            alice,
+            &grants,
+            Some(
+                json!({"user_id": dave.id, "tool": "woop", "access_level": "edit",
+                        "expires_at": "2020-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    assert_eq!(grant["granted_by"], json!(alice.id));
+    let got = create(app, dave, "woop", json!({})).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // Renewed: it works; revoked: it stops.
+    app.call(
+        Method::PUT,
+        alice,
+        &grants,
+        Some(json!({"user_id": dave.id, "tool": "woop", "access_level": "edit"})),
+    )
+    .await;
+    let (status, _) = create(app, dave, "woop", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            alice,
+            &format!("{grants}/{}", grant["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = app
+        .call(Method::GET, dave, &entries(dave, "woop"), None)
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // Grants only go to members, for tools that exist.
+    let stranger = app.user("stranger@example.com").await;
+    for (body, field_or_code) in [
+        (
+            json!({"user_id": stranger.id, "tool": "woop", "access_level": "view"}),
+            "invalid_reference",
+        ),
+        (
+            json!({"user_id": dave.id, "tool": "nope", "access_level": "view"}),
+            "validation_failed",
+        ),
+    ] {
+        let got = app.call(Method::PUT, alice, &grants, Some(body)).await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, field_or_code);
+    }
+}
+
+#[tokio::test]
+async fn a_reference_to_another_tool_must_be_my_own_entry() {
+    let t = team(&["know_thyself", "dream"]).await;
+    let (app, dave, erin) = (&t.app, &t.dave, &t.erin);
+    let (_, mine) = create(
+        app,
+        dave,
+        "know_thyself",
+        json!({"data": {"values": ["focus"]}}),
+    )
+    .await;
+    let (_, hers) = create(
+        app,
+        erin,
+        "know_thyself",
+        json!({"data": {"values": ["speed"]}}),
+    )
+    .await;
+    let dream =
+        |source: &Value| json!({"data": {"source_know_thyself_id": source, "company_dream": "d"}});
+    let (status, created) = create(app, dave, "dream", dream(&mine["id"])).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for bad in [
+        hers["id"].clone(),
+        json!(uuid::Uuid::now_v7()),
+        created["id"].clone(),
+    ] {
+        let got = create(app, dave, "dream", dream(&bad)).await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(got.1["errors"][0]["field"], "data/source_know_thyself_id");
+    }
+}
