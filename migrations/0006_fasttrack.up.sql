@@ -132,12 +132,23 @@ GRANT SELECT ON tool_access.progress TO tenantry_runtime;
 CALL audit.attach('tool_access.permissions');
 CALL audit.attach('tool_access.progress');
 
+-- Whether this transaction is the owner's archival or restore (tool_access.archive_entries /
+-- restore_entries): the runtime role can set the setting but is never the session user here.
+CREATE FUNCTION tool_access.archiving() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT current_setting('app.archiving', true) = 'on' AND session_user = 'tenantry_owner'
+$$;
+GRANT EXECUTE ON FUNCTION tool_access.archiving() TO tenantry_runtime;
+
 -- Entry status: draft -> in_progress -> completed -> submitted; a completed entry may be reopened
 -- (back to in_progress); a submitted one is final. completed_at and submitted_at are set here,
 -- version counts every change (the service compares it for optimistic concurrency).
 CREATE FUNCTION tool_access.entry_rules() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF tool_access.archiving() THEN
+        RETURN NEW;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         IF NEW.status NOT IN ('draft', 'in_progress') THEN
             RAISE EXCEPTION 'a new entry starts as draft or in_progress, not %', NEW.status
@@ -179,6 +190,10 @@ DECLARE
     changes jsonb := '{}';
     best int;
 BEGIN
+    -- Archiving and restoring move entries without changing them: no history row, same progress.
+    IF tool_access.archiving() THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         changes := jsonb_build_object('data', jsonb_build_object('to', NEW.data),
                                       'status', jsonb_build_object('to', NEW.status));
@@ -222,6 +237,180 @@ BEGIN
 END $$;
 CREATE TRIGGER tag_tool_event BEFORE INSERT ON audit.events
     FOR EACH ROW WHEN (NEW.entity_type LIKE 'sprint\_%') EXECUTE FUNCTION tool_access.tag_tool_event();
+
+-- Reporting (seed: materialized views for reporting). Per organization and tool: entries by
+-- status (entry_report, over every tool's tool_data, rebuilt when a tool is installed or removed)
+-- and members' progress (progress_report). Refreshed concurrently by `tenantry tools
+-- refresh-reports`. Materialized views have no RLS: the runtime role has no grant on them and
+-- reads them only through tool_access.report(org), which answers for organizations the caller
+-- administers.
+CREATE PROCEDURE tool_access.rebuild_reports()
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    entries text;
+BEGIN
+    SELECT string_agg(format('SELECT organization_id, %L::text AS tool_slug, status, updated_at FROM %I.tool_data',
+                             slug, schema_name), ' UNION ALL ' ORDER BY sprint)
+      INTO entries FROM tool_access.tools;
+    DROP MATERIALIZED VIEW IF EXISTS tool_access.entry_report;
+    EXECUTE format('CREATE MATERIALIZED VIEW tool_access.entry_report AS
+                    SELECT organization_id, tool_slug, status, count(*) AS entries, max(updated_at) AS last_change
+                      FROM (%s) e GROUP BY 1, 2, 3',
+                   coalesce(entries, 'SELECT NULL::uuid AS organization_id, NULL::text AS tool_slug,
+                                             NULL::text AS status, NULL::timestamptz AS updated_at WHERE false'));
+    CREATE UNIQUE INDEX entry_report_key ON tool_access.entry_report (organization_id, tool_slug, status);
+END $$;
+CALL tool_access.rebuild_reports();
+
+CREATE MATERIALIZED VIEW tool_access.progress_report AS
+    SELECT organization_id, tool_slug, count(*) AS members,
+           count(*) FILTER (WHERE status = 'completed') AS members_completed,
+           round(avg(progress_percentage), 1) AS average_progress
+      FROM tool_access.progress GROUP BY 1, 2;
+CREATE UNIQUE INDEX progress_report_key ON tool_access.progress_report (organization_id, tool_slug);
+
+-- The report of one organization, for its admins (nothing for anyone else).
+CREATE FUNCTION tool_access.report(org uuid)
+RETURNS TABLE (tool_slug text, draft bigint, in_progress bigint, completed bigint, submitted bigint,
+               last_change timestamptz, members bigint, members_completed bigint, average_progress numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.slug,
+           coalesce(sum(e.entries) FILTER (WHERE e.status = 'draft'), 0)::bigint,
+           coalesce(sum(e.entries) FILTER (WHERE e.status = 'in_progress'), 0)::bigint,
+           coalesce(sum(e.entries) FILTER (WHERE e.status = 'completed'), 0)::bigint,
+           coalesce(sum(e.entries) FILTER (WHERE e.status = 'submitted'), 0)::bigint,
+           max(e.last_change),
+           coalesce(max(p.members), 0), coalesce(max(p.members_completed), 0), max(p.average_progress)
+      FROM tool_access.tools t
+      LEFT JOIN tool_access.entry_report e ON e.organization_id = org AND e.tool_slug = t.slug
+      LEFT JOIN tool_access.progress_report p ON p.organization_id = org AND p.tool_slug = t.slug
+     WHERE org = ANY (app.orgs_with_role('admin'))
+     GROUP BY t.slug, t.sprint
+     ORDER BY t.sprint
+$$;
+GRANT EXECUTE ON FUNCTION tool_access.report(uuid) TO tenantry_runtime;
+
+-- Archive (seed: archive completed entries after 2 years, compressed). Entries keep every column;
+-- rows over 128 bytes are compressed by TOAST (lz4 where the server has it). Their history stays in
+-- the tool's audit_log. Organization admins can read the archive; only the owner moves rows.
+CREATE TABLE tool_access.archive (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    id              uuid NOT NULL,
+    tool_slug       text NOT NULL REFERENCES tool_access.tools (slug) ON DELETE CASCADE,
+    user_id         uuid NOT NULL,
+    data            jsonb NOT NULL,
+    status          text NOT NULL,
+    version         int NOT NULL,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    submitted_at    timestamptz,
+    completed_at    timestamptz,
+    archived_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, id)
+) WITH (toast_tuple_target = 128);
+CREATE INDEX archive_tool ON tool_access.archive (tool_slug, archived_at);
+DO $$
+BEGIN
+    ALTER TABLE tool_access.archive ALTER COLUMN data SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL; -- a server built without lz4 keeps pglz
+END $$;
+ALTER TABLE tool_access.archive ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tool_access.archive FORCE ROW LEVEL SECURITY;
+CREATE POLICY archive_select ON tool_access.archive FOR SELECT
+    USING (organization_id = ANY ((SELECT app.orgs_with_role('admin'))::uuid[]));
+GRANT SELECT ON tool_access.archive TO tenantry_runtime;
+CALL audit.attach('tool_access.archive', mode => 'summary');
+
+-- Moves up to `batch` entries of `tool` completed before `completed_before` into the archive;
+-- returns how many. Each call is one transaction: interrupted work is either done or not.
+CREATE FUNCTION tool_access.archive_entries(tool text, completed_before timestamptz, batch int) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    moved int;
+BEGIN
+    PERFORM set_config('app.archiving', 'on', true);
+    EXECUTE format(
+        'WITH picked AS (SELECT organization_id, id FROM %1$I.tool_data
+                          WHERE status IN (''completed'', ''submitted'') AND completed_at < $1
+                          ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+              gone AS (DELETE FROM %1$I.tool_data d USING picked p
+                        WHERE d.organization_id = p.organization_id AND d.id = p.id RETURNING d.*)
+         INSERT INTO tool_access.archive (organization_id, id, tool_slug, user_id, data, status, version,
+                                          created_at, updated_at, submitted_at, completed_at)
+         SELECT organization_id, id, $3, user_id, data, status, version, created_at, updated_at,
+                submitted_at, completed_at FROM gone',
+        (SELECT schema_name FROM tool_access.tools WHERE slug = tool))
+        USING completed_before, batch, tool;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    PERFORM set_config('app.archiving', '', true);
+    RETURN moved;
+END $$;
+
+-- Brings up to `batch` archived entries of `tool` (of one organization, or all) back; returns how many.
+CREATE FUNCTION tool_access.restore_entries(tool text, org uuid, batch int) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    moved int;
+BEGIN
+    PERFORM set_config('app.archiving', 'on', true);
+    EXECUTE format(
+        'WITH gone AS (DELETE FROM tool_access.archive a
+                        WHERE (a.organization_id, a.id) IN (
+                              SELECT organization_id, id FROM tool_access.archive
+                               WHERE tool_slug = $1 AND ($2::uuid IS NULL OR organization_id = $2)
+                               ORDER BY archived_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                       RETURNING a.*)
+         INSERT INTO %I.tool_data (organization_id, id, user_id, data, status, version, created_at,
+                                   updated_at, submitted_at, completed_at)
+         SELECT organization_id, id, user_id, data, status, version, created_at, updated_at,
+                submitted_at, completed_at FROM gone',
+        (SELECT schema_name FROM tool_access.tools WHERE slug = tool))
+        USING tool, org, batch;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    PERFORM set_config('app.archiving', '', true);
+    RETURN moved;
+END $$;
+
+-- Retention (seed: keep audit logs for 7 years): removes up to `batch` global audit events and
+-- tool history rows older than `before`; returns how many. Audit events are otherwise
+-- append-only, even for the owner.
+CREATE FUNCTION tool_access.purge_audit(before timestamptz, batch int) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    purged int;
+    more int;
+    tool record;
+BEGIN
+    IF before > now() - interval '7 years' THEN
+        RAISE EXCEPTION 'audit events are kept for 7 years; % is too recent', before
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('app.purging_audit', 'on', true);
+    DELETE FROM audit.events WHERE id IN (
+        SELECT id FROM audit.events WHERE occurred_at < before ORDER BY occurred_at LIMIT batch);
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    FOR tool IN SELECT schema_name FROM tool_access.tools LOOP
+        EXECUTE format('DELETE FROM %1$I.audit_log WHERE (organization_id, id) IN (
+                          SELECT organization_id, id FROM %1$I.audit_log WHERE occurred_at < $1 LIMIT $2)',
+                       tool.schema_name) USING before, batch;
+        GET DIAGNOSTICS more = ROW_COUNT;
+        purged := purged + more;
+    END LOOP;
+    PERFORM set_config('app.purging_audit', '', true);
+    RETURN purged;
+END $$;
+
+-- audit.events stays append-only except for purge_audit's retention run by the owner.
+CREATE OR REPLACE FUNCTION audit.forbid_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('app.purging_audit', true) = 'on'
+       AND session_user = 'tenantry_owner' AND OLD.occurred_at < now() - interval '7 years' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit events are append-only' USING ERRCODE = 'insufficient_privilege';
+END $$;
 
 -- Installs a tool from its manifest: the registry row, the schema sprint_NN_slug with tool_data
 -- and audit_log, their indexes, triggers, policies and grants. The tool's own tables come after
@@ -318,6 +507,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %I.audit_log FORCE ROW LEVEL SECURITY', schema);
     EXECUTE format('CREATE POLICY audit_log_select ON %I.audit_log FOR SELECT USING %s', schema, format(read_own, 'entry_user_id'));
     EXECUTE format('GRANT SELECT ON %I.audit_log TO tenantry_runtime', schema);
+    CALL tool_access.rebuild_reports();
 END $$;
 
 -- Removes a tool: its schema with every entry and its history, its grants and progress, its
@@ -327,6 +517,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('DROP SCHEMA %I CASCADE', (SELECT schema_name FROM tool_access.tools WHERE slug = tool));
     DELETE FROM tool_access.tools WHERE slug = tool;
+    CALL tool_access.rebuild_reports();
 END $$;
 
 -- Protects a tool's own table whose rows belong to an entry (organization_id, tool_data_id): rows

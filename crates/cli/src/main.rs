@@ -3,6 +3,7 @@
 mod bench;
 mod database;
 mod seed;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +85,11 @@ enum Command {
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
+    /// Fast Track upkeep: reports, archival, audit retention.
+    Tools {
+        #[command(subcommand)]
+        action: tools::ToolsAction,
+    },
     /// Run a named benchmark and print ratios measured side by side.
     Bench {
         #[arg(value_enum)]
@@ -267,6 +273,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Seed => {
             let database = Database::open(&cluster).await?;
             let result = seed::run(&database, cli.listen).await;
+            database.close().await?;
+            result
+        }
+        Command::Tools { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = tools::run(&database, action).await;
             database.close().await?;
             result
         }

@@ -518,3 +518,207 @@ async fn rows_of_a_tools_own_tables_follow_their_entry() {
         Ok(0)
     );
 }
+
+/// Completes Dave's entry and, as the owner, dates its completion `years` back.
+async fn completed_long_ago(w: &World, id: Uuid, years: i32) {
+    let p = &w.db.runtime;
+    change(p, w.dave, w.a, id, 1, None, Some("in_progress"))
+        .await
+        .expect("in progress");
+    change(p, w.dave, w.a, id, 2, None, Some("completed"))
+        .await
+        .expect("completed");
+    let owner = w.db.owner().await;
+    let mut tx = owner.0.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.archiving', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("archiving");
+    sqlx::query(
+        "UPDATE sprint_00_woop.tool_data SET completed_at = now() - make_interval(years => $2) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(years)
+    .execute(&mut *tx)
+    .await
+    .expect("backdate");
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn archival_moves_old_completed_entries_and_restore_brings_them_back_unchanged() {
+    let w = world().await;
+    let p = &w.db.runtime;
+    let old = entry(p, w.dave, w.a, json!({"wish": "old"}))
+        .await
+        .expect("old");
+    let recent = entry(p, w.dave, w.a, json!({"wish": "recent"}))
+        .await
+        .expect("recent");
+    let open = entry(p, w.erin, w.a, json!({"wish": "open"}))
+        .await
+        .expect("open");
+    completed_long_ago(&w, old, 3).await;
+    change(p, w.dave, w.a, recent, 1, None, Some("in_progress"))
+        .await
+        .expect("in progress");
+    change(p, w.dave, w.a, recent, 2, None, Some("completed"))
+        .await
+        .expect("completed");
+    let db = &w.db;
+    let snapshot = |id: Uuid| async move {
+        let owner = db.owner().await;
+        sqlx::query_scalar::<_, Option<Value>>(
+            "SELECT (SELECT to_jsonb(d) FROM sprint_00_woop.tool_data d WHERE id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&owner.0)
+        .await
+        .expect("snapshot")
+    };
+    let before = snapshot(old).await.expect("old entry");
+    let history = "SELECT count(*) FROM sprint_00_woop.audit_log WHERE tool_data_id = $1";
+    let history_before = count_as(p, w.dave, Some(w.a), history, &[old]).await;
+    let progress = "SELECT count(*) FROM tool_access.progress WHERE status = 'completed'";
+    assert_eq!(count_as(p, w.dave, Some(w.a), progress, &[]).await, 1);
+
+    // The runtime role cannot run the owner's upkeep.
+    assert_eq!(
+        exec_as(
+            p,
+            w.alice,
+            Some(w.a),
+            "SELECT tool_access.archive_entries('woop', now(), 10)",
+            &[]
+        )
+        .await,
+        Err("42501".into())
+    );
+
+    let owner = w.db.owner().await;
+    let two_years_ago = chrono::Utc::now() - chrono::Duration::days(730);
+    let moved = tenantry_db::maintenance::archive(&owner, two_years_ago, |_, _| {})
+        .await
+        .expect("archive");
+    assert_eq!(moved, 1, "only the entry completed over two years ago");
+    assert_eq!(
+        tenantry_db::maintenance::archive(&owner, two_years_ago, |_, _| {})
+            .await
+            .expect("again"),
+        0,
+        "a second run finds nothing to do"
+    );
+    assert!(snapshot(old).await.is_none());
+    assert!(snapshot(recent).await.is_some() && snapshot(open).await.is_some());
+    // Archived: the admin sees it in the archive, its history and the progress are untouched.
+    let archived = "SELECT count(*) FROM tool_access.archive";
+    assert_eq!(count_as(p, w.alice, Some(w.a), archived, &[]).await, 1);
+    assert_eq!(count_as(p, w.dave, Some(w.a), archived, &[]).await, 0);
+    assert_eq!(count_as(p, w.bob, None, archived, &[]).await, 0);
+    assert_eq!(
+        count_as(p, w.dave, Some(w.a), history, &[old]).await,
+        history_before
+    );
+    assert_eq!(count_as(p, w.dave, Some(w.a), progress, &[]).await, 1);
+    let compressed: bool = sqlx::query_scalar(
+        "SELECT 'toast_tuple_target=128' = ANY (reloptions) FROM pg_class \
+          WHERE oid = 'tool_access.archive'::regclass",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("storage");
+    assert!(compressed, "archive rows over 128 bytes are compressed");
+
+    let restored = tenantry_db::maintenance::restore(&owner, "woop", Some(w.a))
+        .await
+        .expect("restore");
+    assert_eq!(restored, 1);
+    assert_eq!(snapshot(old).await, Some(before), "back exactly as it was");
+    assert_eq!(count_as(p, w.alice, Some(w.a), archived, &[]).await, 0);
+    assert_eq!(
+        count_as(p, w.dave, Some(w.a), history, &[old]).await,
+        history_before
+    );
+}
+
+#[tokio::test]
+async fn reports_reach_only_the_organizations_admins_and_audit_history_is_purged_after_seven_years()
+{
+    let w = world().await;
+    let p = &w.db.runtime;
+    let id = entry(p, w.dave, w.a, json!({"wish": "w"}))
+        .await
+        .expect("entry");
+    entry(p, w.erin, w.a, json!({"wish": "e"}))
+        .await
+        .expect("entry");
+    completed_long_ago(&w, id, 8).await;
+    let owner = w.db.owner().await;
+    tenantry_db::maintenance::refresh_reports(&owner)
+        .await
+        .expect("refresh");
+    let report = "SELECT count(*) FROM tool_access.report($1) WHERE tool_slug = 'woop' AND draft = 1 AND completed = 1 AND members = 2 AND members_completed = 1";
+    assert_eq!(count_as(p, w.alice, Some(w.a), report, &[w.a]).await, 1);
+    for (who, org) in [(w.dave, Some(w.a)), (w.bob, None), (w.bob, Some(w.a))] {
+        assert_eq!(
+            count_as(
+                p,
+                who,
+                org,
+                "SELECT count(*) FROM tool_access.report($1)",
+                &[w.a]
+            )
+            .await,
+            0
+        );
+    }
+    for view in ["tool_access.entry_report", "tool_access.progress_report"] {
+        assert_eq!(
+            exec_as(p, w.alice, Some(w.a), &format!("SELECT * FROM {view}"), &[]).await,
+            Err("42501".into()),
+            "{view} is not readable directly"
+        );
+    }
+
+    // Retention: nothing younger than 7 years can go; older events and history do.
+    sqlx::query(
+        "INSERT INTO audit.events (occurred_at, organization_id, action, entity_type) \
+         VALUES (now() - interval '8 years', $1, 'insert', 'ancient')",
+    )
+    .bind(w.a)
+    .execute(&owner.0)
+    .await
+    .expect("old event");
+    sqlx::query("UPDATE sprint_00_woop.audit_log SET occurred_at = now() - interval '8 years' WHERE tool_data_id = $1 AND version = 1")
+        .bind(id)
+        .execute(&owner.0)
+        .await
+        .expect("old history");
+    let too_recent = chrono::Utc::now() - chrono::Duration::days(365);
+    assert!(tenantry_db::maintenance::purge_audit(&owner, too_recent)
+        .await
+        .is_err());
+    let seven_years_ago = chrono::Utc::now() - chrono::Duration::days(7 * 365 + 2);
+    let purged = tenantry_db::maintenance::purge_audit(&owner, seven_years_ago)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2, "the old event and the old history row");
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.events WHERE entity_type = 'ancient'")
+            .fetch_one(&owner.0)
+            .await
+            .expect("count");
+    assert_eq!(events, 0);
+    // Outside a purge, even the owner cannot remove events.
+    let refused = sqlx::query("DELETE FROM audit.events")
+        .execute(&owner.0)
+        .await
+        .expect_err("append-only");
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|d| d.code())
+            .as_deref(),
+        Some("42501")
+    );
+}

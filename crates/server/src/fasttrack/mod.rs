@@ -203,6 +203,22 @@ pub struct ToolSummary {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// One tool's line of an organization's report (as of the last refresh).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ReportLine {
+    pub tool_slug: String,
+    pub draft: i64,
+    pub in_progress: i64,
+    pub completed: i64,
+    pub submitted: i64,
+    pub last_change: Option<DateTime<Utc>>,
+    /// Members with progress on the tool, and how many of them completed it.
+    pub members: i64,
+    pub members_completed: i64,
+    /// Average progress (0-100) of those members.
+    pub average_progress: Option<f64>,
+}
+
 /// A member's access to a tool.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Grant {

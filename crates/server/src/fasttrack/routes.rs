@@ -9,8 +9,8 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{
-    store, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, Status, StatusChange,
-    ToolSummary,
+    store, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, ReportLine, Status,
+    StatusChange, ToolSummary,
 };
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
@@ -41,6 +41,27 @@ pub fn routes() -> Router<AppState> {
             get(list_grants).put(put_grant),
         )
         .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
+        .route("/v1/orgs/{org}/tool-report", get(tool_report))
+}
+
+/// Entries per tool and status, and members' progress, for the organization's admins (as of the
+/// last `tenantry tools refresh-reports`).
+#[utoipa::path(get, path = "/v1/orgs/{org}/tool-report", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses(
+        (status = 200, body = Vec<ReportLine>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn tool_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+) -> Result<Json<Vec<ReportLine>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let lines = store::report(&mut tx, org).await?;
+    tx.commit().await?;
+    Ok(Json(lines))
 }
 
 /// Every tool, with the caller's access and progress.

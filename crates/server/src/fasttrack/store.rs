@@ -6,8 +6,8 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{
-    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, Status,
-    StatusChange, Tool, ToolSummary,
+    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, ReportLine,
+    Status, StatusChange, Tool, ToolSummary,
 };
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Page, PageParams};
@@ -263,6 +263,19 @@ pub async fn history(
     ))
     .bind(org)
     .bind(id)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// The organization's report (admins), from the views `tenantry tools refresh-reports` keeps.
+pub async fn report(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ReportLine>> {
+    require_role(tx, org, Role::Admin).await?;
+    Ok(sqlx::query_as(
+        "SELECT tool_slug, draft, in_progress, completed, submitted, last_change, members, \
+                members_completed, average_progress::float8 AS average_progress \
+           FROM tool_access.report($1)",
+    )
+    .bind(org)
     .fetch_all(tx.conn())
     .await?)
 }

@@ -395,3 +395,32 @@ async fn a_reference_to_another_tool_must_be_my_own_entry() {
         assert_eq!(got.1["errors"][0]["field"], "data/source_know_thyself_id");
     }
 }
+
+#[tokio::test]
+async fn the_report_is_for_the_organizations_admins_only() {
+    let t = team(&["woop"]).await;
+    let (app, dave, alice) = (&t.app, &t.dave, &t.alice);
+    create(app, dave, "woop", json!({"data": {"wish": "w"}})).await;
+    let owner = app.db.owner().await;
+    tenantry_db::maintenance::refresh_reports(&owner)
+        .await
+        .expect("refresh");
+    let path = format!("/v1/orgs/{}/tool-report", alice.org);
+    let (status, report) = app.call(Method::GET, alice, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let woop = report
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["tool_slug"] == "woop")
+        .expect("woop line");
+    assert_eq!(
+        (&woop["draft"], &woop["members"], &woop["average_progress"]),
+        (&json!(1), &json!(1), &json!(10.0))
+    );
+    let got = app.call(Method::GET, dave, &path, None).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let bob = app.user("bob@example.com").await;
+    let got = app.call(Method::GET, &bob, &path, None).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}

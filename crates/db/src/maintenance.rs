@@ -1,0 +1,92 @@
+//! Owner-side upkeep of Fast Track data: refreshing the reports, archiving completed entries and
+//! bringing them back, purging audit history past its retention. Every step is one transaction
+//! over a bounded batch, so a run can be interrupted at any point and simply started again.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{DbError, OwnerPool};
+
+/// Rows moved or removed per transaction.
+pub const BATCH: i32 = 1000;
+
+/// Refreshes the reporting views without blocking readers.
+pub async fn refresh_reports(owner: &OwnerPool) -> Result<(), DbError> {
+    for view in ["tool_access.entry_report", "tool_access.progress_report"] {
+        sqlx::query(&format!("REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+            .execute(&owner.0)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The installed tools' slugs, in sprint order.
+pub async fn tool_slugs(owner: &OwnerPool) -> Result<Vec<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT slug FROM tool_access.tools ORDER BY sprint")
+            .fetch_all(&owner.0)
+            .await?,
+    )
+}
+
+/// Moves every entry completed before `completed_before` into the archive, batch by batch;
+/// `progress` hears (tool, entries moved so far). Returns the total moved.
+pub async fn archive(
+    owner: &OwnerPool,
+    completed_before: DateTime<Utc>,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<u64, DbError> {
+    let mut total = 0;
+    for tool in tool_slugs(owner).await? {
+        let mut moved = 0u64;
+        loop {
+            let n: i32 = sqlx::query_scalar("SELECT tool_access.archive_entries($1, $2, $3)")
+                .bind(&tool)
+                .bind(completed_before)
+                .bind(BATCH)
+                .fetch_one(&owner.0)
+                .await?;
+            if n == 0 {
+                break;
+            }
+            moved += n as u64;
+            progress(&tool, moved);
+        }
+        total += moved;
+    }
+    Ok(total)
+}
+
+/// Brings archived entries of `tool` back (of one organization, or all). Returns how many.
+pub async fn restore(owner: &OwnerPool, tool: &str, org: Option<Uuid>) -> Result<u64, DbError> {
+    let mut total = 0u64;
+    loop {
+        let n: i32 = sqlx::query_scalar("SELECT tool_access.restore_entries($1, $2, $3)")
+            .bind(tool)
+            .bind(org)
+            .bind(BATCH)
+            .fetch_one(&owner.0)
+            .await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Removes audit events and tool history older than `before` (at least 7 years ago; the
+/// database refuses anything more recent). Returns how many rows went.
+pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64, DbError> {
+    let mut total = 0u64;
+    loop {
+        let n: i32 = sqlx::query_scalar("SELECT tool_access.purge_audit($1, $2)")
+            .bind(before)
+            .bind(BATCH)
+            .fetch_one(&owner.0)
+            .await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
