@@ -29,6 +29,24 @@ pub async fn tool_slugs(owner: &OwnerPool) -> Result<Vec<String>, DbError> {
     )
 }
 
+/// Runs `batch` (one bounded transaction) until it does nothing; `done_so_far` hears the running
+/// total after each batch. Returns the total.
+async fn until_done<F, Fut>(mut batch: F, mut done_so_far: impl FnMut(u64)) -> Result<u64, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<i32, sqlx::Error>>,
+{
+    let mut total = 0u64;
+    loop {
+        let n = batch().await?;
+        if n <= 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        done_so_far(total);
+    }
+}
+
 /// Moves every entry completed before `completed_before` into the archive, batch by batch;
 /// `progress` hears (tool, entries moved so far). Returns the total moved.
 pub async fn archive(
@@ -38,55 +56,47 @@ pub async fn archive(
 ) -> Result<u64, DbError> {
     let mut total = 0;
     for tool in tool_slugs(owner).await? {
-        let mut moved = 0u64;
-        loop {
-            let n: i32 = sqlx::query_scalar("SELECT tool_access.archive_entries($1, $2, $3)")
-                .bind(&tool)
-                .bind(completed_before)
-                .bind(BATCH)
-                .fetch_one(&owner.0)
-                .await?;
-            if n == 0 {
-                break;
-            }
-            moved += n as u64;
-            progress(&tool, moved);
-        }
-        total += moved;
+        total += until_done(
+            || {
+                sqlx::query_scalar("SELECT tool_access.archive_entries($1, $2, $3)")
+                    .bind(&tool)
+                    .bind(completed_before)
+                    .bind(BATCH)
+                    .fetch_one(&owner.0)
+            },
+            |moved| progress(&tool, moved),
+        )
+        .await?;
     }
     Ok(total)
 }
 
 /// Brings archived entries of `tool` back (of one organization, or all). Returns how many.
 pub async fn restore(owner: &OwnerPool, tool: &str, org: Option<Uuid>) -> Result<u64, DbError> {
-    let mut total = 0u64;
-    loop {
-        let n: i32 = sqlx::query_scalar("SELECT tool_access.restore_entries($1, $2, $3)")
-            .bind(tool)
-            .bind(org)
-            .bind(BATCH)
-            .fetch_one(&owner.0)
-            .await?;
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n as u64;
-    }
+    until_done(
+        || {
+            sqlx::query_scalar("SELECT tool_access.restore_entries($1, $2, $3)")
+                .bind(tool)
+                .bind(org)
+                .bind(BATCH)
+                .fetch_one(&owner.0)
+        },
+        |_| {},
+    )
+    .await
 }
 
 /// Removes audit events and tool history older than `before` (at least 7 years ago; the
 /// database refuses anything more recent). Returns how many rows went.
 pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64, DbError> {
-    let mut total = 0u64;
-    loop {
-        let n: i32 = sqlx::query_scalar("SELECT tool_access.purge_audit($1, $2)")
-            .bind(before)
-            .bind(BATCH)
-            .fetch_one(&owner.0)
-            .await?;
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n as u64;
-    }
+    until_done(
+        || {
+            sqlx::query_scalar("SELECT tool_access.purge_audit($1, $2)")
+                .bind(before)
+                .bind(BATCH)
+                .fetch_one(&owner.0)
+        },
+        |_| {},
+    )
+    .await
 }
