@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::database::Database;
 use crate::AnyError;
 
+mod fasttrack;
 mod kpis;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,6 +39,9 @@ pub enum Benchmark {
     /// `GET` one KPI with progress and change over HTTP vs its SQL in a tenant transaction vs the
     /// same SQL sent directly by the owner (on the KPI data set).
     KpiRead,
+    /// Fast Track on 1,000,000 WOOP entries (built on first use): my entries across all tools
+    /// with progress, and a JSONB containment search; plans and times, RLS vs owner.
+    Fasttrack,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -59,6 +63,7 @@ pub async fn run(
     match name {
         Benchmark::TenantTx => tenant_tx(&urls, &settings).await,
         Benchmark::HttpAuth => http_auth(&urls, &settings).await,
+        Benchmark::Fasttrack => fasttrack::run(&urls, &settings).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await
         }

@@ -722,3 +722,71 @@ async fn reports_reach_only_the_organizations_admins_and_audit_history_is_purged
         Some("42501")
     );
 }
+
+/// The plan of `sql` with sequential scans priced out, so that it shows which index (if any) can
+/// serve the query on this tiny table: as the runtime role in Dave's request, or as the owner
+/// (RLS off) where the policy's own indexable conditions would win on so few rows.
+async fn plan(w: &World, sql: &str, bind: Uuid, as_owner: bool) -> String {
+    let owner = w.db.owner().await;
+    let mut t = match as_owner {
+        true => None,
+        false => Some(tx(&w.db.runtime, w.dave, w.a).await),
+    };
+    let mut owner_tx = owner.0.begin().await.expect("begin");
+    let conn: &mut sqlx::PgConnection = match t.as_mut() {
+        Some(t) => t.conn(),
+        None => &mut owner_tx,
+    };
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+        .bind(bind)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn the_seed_indexes_serve_the_queries_that_filter_on_them() {
+    let w = world().await;
+    let p = &w.db.runtime;
+    for i in 0..20 {
+        entry(p, w.dave, w.a, json!({"wish": format!("wish {i}")}))
+            .await
+            .expect("entry");
+    }
+    let owner = w.db.owner().await;
+    sqlx::query("ANALYZE sprint_00_woop.tool_data, sprint_15_value_proposition.tool_data")
+        .execute(&owner.0)
+        .await
+        .expect("analyze");
+    for (sql, index) in [
+        (
+            "SELECT id FROM sprint_00_woop.tool_data WHERE user_id = $1 ORDER BY updated_at DESC LIMIT 50",
+            "tool_data_user_id_updated_at_idx",
+        ),
+        (
+            "SELECT id FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND status = 'completed' ORDER BY updated_at DESC",
+            "tool_data_organization_id_status_updated_at_idx",
+        ),
+        (
+            "SELECT id FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND status IN ('draft', 'in_progress')",
+            "tool_data_organization_id_user_id_idx",
+        ),
+        (
+            "SELECT id FROM sprint_00_woop.tool_data WHERE data @> '{\"wish\": \"wish 7\"}' AND $1::uuid IS NOT NULL",
+            "tool_data_data_idx",
+        ),
+        (
+            "SELECT id FROM sprint_15_value_proposition.tool_data WHERE data->>'segment' = 'founders' AND $1::uuid IS NOT NULL",
+            "tool_data_expr_idx",
+        ),
+    ] {
+        let bind = if sql.contains("user_id = $1") { w.dave } else { w.a };
+        let shown = plan(&w, sql, bind, sql.contains("data")).await;
+        assert!(shown.contains(index), "{sql}\nshould use {index}:\n{shown}");
+    }
+}

@@ -103,6 +103,31 @@ impl Catalog {
     pub fn all(&self) -> &[Tool] {
         &self.tools
     }
+
+    /// The caller's latest entries of organization $1 across every tool (at most $2), newest
+    /// first, each with the caller's progress on its tool: one index-backed branch per tool.
+    pub fn my_entries_sql(&self) -> String {
+        let branches: Vec<String> = self
+            .tools
+            .iter()
+            .map(|t| {
+                format!(
+                    "(SELECT '{}'::text AS tool, id, status, version, updated_at FROM {}.tool_data \
+                      WHERE organization_id = $1 AND user_id = app.user_id() ORDER BY updated_at DESC LIMIT $2)",
+                    t.slug, t.schema_name
+                )
+            })
+            .collect();
+        format!(
+            "SELECT e.tool, e.id, e.status, e.version, e.updated_at, \
+                    coalesce(p.progress_percentage, 0) AS progress_percentage \
+               FROM ({}) e \
+               LEFT JOIN tool_access.progress p \
+                      ON p.organization_id = $1 AND p.user_id = app.user_id() AND p.tool_slug = e.tool \
+              ORDER BY e.updated_at DESC LIMIT $2",
+            branches.join(" UNION ALL ")
+        )
+    }
 }
 
 /// Where an entry stands: draft → in_progress → completed → submitted (completed may go back to
@@ -171,6 +196,17 @@ pub struct StatusChange {
     /// The version this change is based on.
     pub version: i32,
     pub status: Status,
+}
+
+/// One of my entries in any tool, with my progress on that tool.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct MyEntry {
+    pub tool: String,
+    pub id: Uuid,
+    pub status: String,
+    pub version: i32,
+    pub updated_at: DateTime<Utc>,
+    pub progress_percentage: i32,
 }
 
 /// One change of an entry, as the database recorded it.

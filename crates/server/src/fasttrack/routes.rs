@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{
-    store, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, ReportLine, Status,
+    store, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant, ReportLine, Status,
     StatusChange, ToolSummary,
 };
 use crate::error::{Problem, Result};
@@ -42,6 +42,30 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
         .route("/v1/orgs/{org}/tool-report", get(tool_report))
+        .route("/v1/orgs/{org}/tool-entries", get(my_entries))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MyEntriesParams {
+    /// Entries to return, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// My latest entries across every tool, newest first, each with my progress on its tool.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tool-entries", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), MyEntriesParams),
+    responses((status = 200, body = Vec<MyEntry>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn my_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<Uuid>,
+    Query(params): Query<MyEntriesParams>,
+) -> Result<Json<Vec<MyEntry>>> {
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let entries = store::my_entries(&mut tx, &state.tools, org, params.limit.unwrap_or(50)).await?;
+    tx.commit().await?;
+    Ok(Json(entries))
 }
 
 /// Entries per tool and status, and members' progress, for the organization's admins (as of the

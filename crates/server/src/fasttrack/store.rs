@@ -6,8 +6,8 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{
-    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, NewEntry, NewGrant, ReportLine,
-    Status, StatusChange, Tool, ToolSummary,
+    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
+    ReportLine, Status, StatusChange, Tool, ToolSummary,
 };
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Page, PageParams};
@@ -63,6 +63,21 @@ pub async fn tools(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ToolSummary>> {
     .bind(org)
     .fetch_all(tx.conn())
     .await?)
+}
+
+/// My latest entries across every tool (at most `limit`, newest first) with my progress.
+pub async fn my_entries(
+    tx: &mut TenantTx,
+    catalog: &Catalog,
+    org: Uuid,
+    limit: i64,
+) -> Result<Vec<MyEntry>> {
+    require_role(tx, org, Role::Viewer).await?;
+    Ok(sqlx::query_as(&catalog.my_entries_sql())
+        .bind(org)
+        .bind(limit.clamp(1, 200))
+        .fetch_all(tx.conn())
+        .await?)
 }
 
 /// Cross-tool references in `data` (e.g. Dream → Know Thyself) must name an entry of the

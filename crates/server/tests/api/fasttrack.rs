@@ -424,3 +424,42 @@ async fn the_report_is_for_the_organizations_admins_only() {
     let got = app.call(Method::GET, &bob, &path, None).await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn my_entries_across_tools_come_newest_first_with_my_progress_and_nobody_elses() {
+    let t = team(&["woop", "know_thyself"]).await;
+    let (app, dave, erin) = (&t.app, &t.dave, &t.erin);
+    create(app, dave, "woop", json!({"data": {"wish": "a"}})).await;
+    create(app, dave, "know_thyself", json!({"status": "in_progress"})).await;
+    create(app, erin, "woop", json!({})).await;
+    let (status, mine) = app
+        .call(
+            Method::GET,
+            dave,
+            &format!("/v1/orgs/{}/tool-entries", dave.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    let got: Vec<(&str, i64)> = mine
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["tool"].as_str().unwrap_or_default(),
+                e["progress_percentage"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("know_thyself", 50), ("woop", 10)]);
+    let (_, hers) = app
+        .call(
+            Method::GET,
+            erin,
+            &format!("/v1/orgs/{}/tool-entries", erin.org),
+            None,
+        )
+        .await;
+    assert_eq!(hers.as_array().map(Vec::len), Some(1));
+}

@@ -105,6 +105,7 @@ async fn health_readiness_and_documentation() {
         ("/v1/orgs/{org}/tool-grants", &["get", "put"]),
         ("/v1/orgs/{org}/tool-grants/{grant}", &["delete"]),
         ("/v1/orgs/{org}/tool-report", &["get"]),
+        ("/v1/orgs/{org}/tool-entries", &["get"]),
     ] {
         for method in methods {
             let op = &doc["paths"][path][method];
