@@ -451,8 +451,9 @@ BEGIN
             CHECK ((status IN ('completed', 'submitted')) = (completed_at IS NOT NULL))
         )$t$, data);
     -- The seed's indexes (user, organization, status, updated_at DESC, GIN on data), shaped for
-    -- the queries: a member's entries newest first, an organization's by status, open entries.
-    EXECUTE format('CREATE INDEX ON %s (user_id, updated_at DESC)', data);
+    -- the queries: a member's entries newest first (within the request's organization), an
+    -- organization's by status, open entries.
+    EXECUTE format('CREATE INDEX ON %s (organization_id, user_id, updated_at DESC)', data);
     EXECUTE format('CREATE INDEX ON %s (organization_id, status, updated_at DESC)', data);
     EXECUTE format('CREATE INDEX ON %s (organization_id, user_id) WHERE status IN (''draft'', ''in_progress'')', data);
     EXECUTE format('CREATE INDEX ON %s USING gin (data jsonb_path_ops)', data);
