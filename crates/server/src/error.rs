@@ -257,7 +257,7 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     "validation_failed",
                     "the input is not valid; see errors".into(),
                     vec![FieldError::new(
-                        field_of_constraint(constraint, db.message()),
+                        field_of_constraint(constraint, db.table(), db.message()),
                         db.message().to_string(),
                     )],
                 ),
@@ -281,7 +281,7 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
 }
 
 /// `profiles_timezone_check` -> `timezone`; falls back to the constraint name.
-fn field_of_constraint<'a>(constraint: &'a str, message: &'a str) -> &'a str {
+fn field_of_constraint<'a>(constraint: &'a str, table: Option<&str>, message: &'a str) -> &'a str {
     if constraint.is_empty() {
         if message.contains("time zone") {
             return "timezone";
@@ -289,18 +289,10 @@ fn field_of_constraint<'a>(constraint: &'a str, message: &'a str) -> &'a str {
         return "input";
     }
     let trimmed = constraint.strip_suffix("_check").unwrap_or(constraint);
-    for table in [
-        "organization_members_",
-        "organizations_",
-        "profiles_",
-        "users_",
-        "teams_",
-    ] {
-        if let Some(field) = trimmed.strip_prefix(table) {
-            return field;
-        }
-    }
-    trimmed
+    table
+        .and_then(|t| trimmed.strip_prefix(t))
+        .and_then(|rest| rest.strip_prefix('_'))
+        .unwrap_or(trimmed)
 }
 
 impl IntoResponse for Error {

@@ -29,6 +29,8 @@ pub struct Tool {
     pub data_schema: Value,
     /// Fields of `data` naming an entry of another tool, by that tool's slug.
     pub refs: BTreeMap<String, String>,
+    /// The tool's own tables, whose rows belong to an entry (e.g. `hypotheses`).
+    pub tables: Vec<String>,
     validator: jsonschema::Validator,
 }
 
@@ -42,9 +44,20 @@ struct Manifest {
     data_schema: Value,
     #[serde(default)]
     refs: BTreeMap<String, String>,
+    #[serde(default)]
+    tables: Vec<String>,
 }
 
 impl Tool {
+    /// One of the tool's own tables, by name (404 for anything else, so it never reaches SQL).
+    pub fn table(&self, name: &str) -> Result<&str> {
+        self.tables
+            .iter()
+            .find(|t| *t == name)
+            .map(String::as_str)
+            .ok_or(Error::NotFound)
+    }
+
     /// Checks `data` against the tool's schema; every failure is named by its JSON path.
     pub fn validate(&self, data: &Value) -> Result<()> {
         let errors: Vec<FieldError> = self
@@ -85,6 +98,7 @@ impl Catalog {
                 description: m.description,
                 data_schema: m.data_schema,
                 refs: m.refs,
+                tables: m.tables,
                 validator,
             });
         }

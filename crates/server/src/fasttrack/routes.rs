@@ -43,6 +43,118 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
         .route("/v1/orgs/{org}/tool-report", get(tool_report))
         .route("/v1/orgs/{org}/tool-entries", get(my_entries))
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}",
+            get(list_rows).post(add_row),
+        )
+        .route(
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}/{row}",
+            axum::routing::patch(update_row).delete(delete_row),
+        )
+}
+
+/// The tool and table named in the path (404 for names outside the catalog).
+fn rows_of<'a>(
+    state: &'a AppState,
+    tool: &str,
+    table: &str,
+    entry: Uuid,
+) -> Result<store::EntryRows<'a>> {
+    let tool = state.tools.get(tool)?;
+    Ok(store::EntryRows {
+        tool,
+        table: tool.table(table)?,
+        entry,
+    })
+}
+
+/// The rows of an entry in one of its tool's own tables (e.g. `hypotheses`), oldest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
+           ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
+    responses((status = 200, body = Vec<serde_json::Value>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_rows(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let of = rows_of(&state, &tool, &table, entry)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let rows = store::rows(&mut tx, org, &of).await?;
+    tx.commit().await?;
+    Ok(Json(rows))
+}
+
+/// Add a row to an entry (its author, until the entry is submitted). Fields are the table's
+/// columns; its checks decide what is valid (422 naming the field).
+#[utoipa::path(post, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
+           ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
+    request_body = serde_json::Value,
+    responses(
+        (status = 201, body = serde_json::Value),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the entry is submitted", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_row(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
+    Json(row): Json<serde_json::Value>,
+) -> Result<(StatusCode, Json<serde_json::Value>)> {
+    let of = rows_of(&state, &tool, &table, entry)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let added = store::add_row(&mut tx, org, &of, &row).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Change fields of one row of an entry.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}/{row}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
+           ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`"),
+           ("row" = Uuid, Path, description = "Row id")),
+    request_body = serde_json::Value,
+    responses(
+        (status = 200, body = serde_json::Value),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_row(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
+    Json(fields): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>> {
+    let of = rows_of(&state, &tool, &table, entry)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let updated = store::update_row(&mut tx, org, &of, row, &fields).await?;
+    tx.commit().await?;
+    Ok(Json(updated))
+}
+
+/// Remove one row of an entry.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}/{row}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
+           ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`"),
+           ("row" = Uuid, Path, description = "Row id")),
+    responses(
+        (status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_row(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
+) -> Result<StatusCode> {
+    let of = rows_of(&state, &tool, &table, entry)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    store::delete_row(&mut tx, org, &of, row).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -348,3 +348,162 @@ pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
     }
     Ok(())
 }
+
+/// Columns of a tool's own table that a client sets (the keys and creation time are the
+/// database's).
+async fn writable_columns(tx: &mut TenantTx, tool: &Tool, table: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+          WHERE table_schema = $1 AND table_name = $2 \
+            AND column_name NOT IN ('id', 'organization_id', 'tool_data_id', 'created_at') \
+          ORDER BY ordinal_position",
+    )
+    .bind(&tool.schema_name)
+    .bind(table)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// The fields of `row` (a JSON object) that are columns of the table; any other is an error.
+fn chosen_columns(row: &Value, columns: &[String]) -> Result<Vec<String>> {
+    let Some(fields) = row.as_object() else {
+        return Err(Error::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    };
+    let unknown: Vec<FieldError> = fields
+        .keys()
+        .filter(|k| !columns.contains(k))
+        .map(|k| FieldError::new(k, format!("not a field; fields: {}", columns.join(", "))))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Validation(unknown));
+    }
+    Ok(columns
+        .iter()
+        .filter(|c| fields.contains_key(*c))
+        .cloned()
+        .collect())
+}
+
+/// Rows of one entry in one of its tool's own tables.
+pub struct EntryRows<'a> {
+    pub tool: &'a Tool,
+    /// A name from the tool's manifest (checked by [`Tool::table`]).
+    pub table: &'a str,
+    pub entry: Uuid,
+}
+
+impl EntryRows<'_> {
+    fn table(&self) -> String {
+        format!("{}.{}", self.tool.schema_name, self.table)
+    }
+
+    /// The entry, which must still be open to changes for its rows to change.
+    async fn require_open(&self, tx: &mut TenantTx, org: Uuid) -> Result<()> {
+        if get(tx, org, self.tool, self.entry).await?.status == Status::Submitted.as_str() {
+            return Err(Error::Conflict {
+                code: "invalid_transition",
+                detail: "a submitted entry cannot change".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The fields of `row` to write, after checking that the entry is open.
+    async fn columns_to_write(
+        &self,
+        tx: &mut TenantTx,
+        org: Uuid,
+        row: &Value,
+    ) -> Result<Vec<String>> {
+        let columns = chosen_columns(row, &writable_columns(tx, self.tool, self.table).await?)?;
+        self.require_open(tx, org).await?;
+        Ok(columns)
+    }
+}
+
+/// The rows, oldest first (visible as the entry is).
+pub async fn rows(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>) -> Result<Vec<Value>> {
+    get(tx, org, of.tool, of.entry).await?;
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(r) FROM {} r WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY id",
+        of.table()
+    ))
+    .bind(org)
+    .bind(of.entry)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Adds a row (the entry's author, while it is not submitted); the table's own checks decide
+/// what is valid.
+pub async fn add_row(
+    tx: &mut TenantTx,
+    org: Uuid,
+    of: &EntryRows<'_>,
+    row: &Value,
+) -> Result<Value> {
+    let columns = of.columns_to_write(tx, org, row).await?;
+    // The columns named in the row, after the two the entry decides.
+    let named: String = columns.iter().map(|c| format!(", {c}")).collect();
+    Ok(sqlx::query_scalar(&format!(
+        "INSERT INTO {0} AS r (organization_id, tool_data_id{named}) \
+         SELECT $1, $2{named} FROM jsonb_populate_record(NULL::{0}, $3) RETURNING to_jsonb(r)",
+        of.table()
+    ))
+    .bind(org)
+    .bind(of.entry)
+    .bind(row)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Changes the given fields of one row.
+pub async fn update_row(
+    tx: &mut TenantTx,
+    org: Uuid,
+    of: &EntryRows<'_>,
+    id: Uuid,
+    row: &Value,
+) -> Result<Value> {
+    let columns = of.columns_to_write(tx, org, row).await?;
+    if columns.is_empty() {
+        return Err(Error::Validation(vec![FieldError::new(
+            "body",
+            "name at least one field to change",
+        )]));
+    }
+    let list = columns.join(", ");
+    let changed: Option<Value> = sqlx::query_scalar(&format!(
+        "UPDATE {} AS r SET ({list}) = (SELECT {list} FROM jsonb_populate_record(r, $4)) \
+          WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3 RETURNING to_jsonb(r)",
+        of.table()
+    ))
+    .bind(org)
+    .bind(of.entry)
+    .bind(id)
+    .bind(row)
+    .fetch_optional(tx.conn())
+    .await?;
+    changed.ok_or(Error::NotFound)
+}
+
+/// Removes one row.
+pub async fn delete_row(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>, id: Uuid) -> Result<()> {
+    of.require_open(tx, org).await?;
+    let done = sqlx::query(&format!(
+        "DELETE FROM {} WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3",
+        of.table()
+    ))
+    .bind(org)
+    .bind(of.entry)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}

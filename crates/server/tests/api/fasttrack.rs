@@ -463,3 +463,110 @@ async fn my_entries_across_tools_come_newest_first_with_my_progress_and_nobody_e
         .await;
     assert_eq!(hers.as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn a_tools_own_rows_belong_to_the_entry_and_follow_its_rules() {
+    let t = team(&["value_proposition"]).await;
+    let (app, dave, erin) = (&t.app, &t.dave, &t.erin);
+    let (_, canvas) = create(
+        app,
+        dave,
+        "value_proposition",
+        json!({"data": {"segment": "founders"}}),
+    )
+    .await;
+    let entry = format!(
+        "{}/{}",
+        entries(dave, "value_proposition"),
+        canvas["id"].as_str().expect("id")
+    );
+    let hypotheses = format!("{entry}/hypotheses");
+    let (status, added) = app
+        .call(
+            Method::POST,
+            dave,
+            &hypotheses,
+            Some(json!({"hypothesis_text": "founders pay for focus", "category": "gain", "priority": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["tested"], false);
+    let row = format!("{hypotheses}/{}", added["id"].as_str().expect("row id"));
+
+    // The table's own rules, named by field.
+    let got = app
+        .call(
+            Method::POST,
+            dave,
+            &hypotheses,
+            Some(json!({"hypothesis_text": "x", "category": "hope"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], "category");
+    let got = app
+        .call(
+            Method::POST,
+            dave,
+            &hypotheses,
+            Some(json!({"hypothesis_text": "x", "organization_id": erin.org})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], "organization_id");
+    let got = app
+        .call(Method::GET, dave, &format!("{entry}/tool_data"), None)
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+
+    // Another member can neither read nor add to Dave's entry.
+    let got = app.call(Method::GET, erin, &hypotheses, None).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let got = app
+        .call(
+            Method::POST,
+            erin,
+            &hypotheses,
+            Some(json!({"hypothesis_text": "planted"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let got = app
+        .call(Method::PATCH, erin, &row, Some(json!({"tested": true})))
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+
+    let (status, changed) = app
+        .call(
+            Method::PATCH,
+            dave,
+            &row,
+            Some(json!({"tested": true, "test_results": {"interviews": 12}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (&changed["tested"], &changed["hypothesis_text"]),
+        (&json!(true), &json!("founders pay for focus"))
+    );
+    let (_, listed) = app.call(Method::GET, dave, &hypotheses, None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // Once the entry is submitted its rows are final too.
+    let mut version = 1;
+    for next in ["in_progress", "completed", "submitted"] {
+        let (_, e) = app
+            .call(
+                Method::POST,
+                dave,
+                &format!("{entry}/status"),
+                Some(json!({"version": version, "status": next})),
+            )
+            .await;
+        version = e["version"].as_i64().expect("version");
+    }
+    let got = app.call(Method::DELETE, dave, &row, None).await;
+    assert_problem(&got, StatusCode::CONFLICT, "invalid_transition");
+    let (_, listed) = app.call(Method::GET, dave, &hypotheses, None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}

@@ -106,6 +106,14 @@ async fn health_readiness_and_documentation() {
         ("/v1/orgs/{org}/tool-grants/{grant}", &["delete"]),
         ("/v1/orgs/{org}/tool-report", &["get"]),
         ("/v1/orgs/{org}/tool-entries", &["get"]),
+        (
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}",
+            &["get", "post"],
+        ),
+        (
+            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}/{row}",
+            &["patch", "delete"],
+        ),
     ] {
         for method in methods {
             let op = &doc["paths"][path][method];
