@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 use tenantry_db::{migrate, RequestContext, RuntimePool, TenantTx};
+use tenantry_server::fasttrack::{self, AccessLevel, Catalog, NewEntry, NewGrant, Status};
 use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
 use tenantry_server::kpis::{self, Direction, NewDataPoint, NewKpi};
@@ -99,12 +101,47 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
         orgs::store::add_team_member(&mut tx, org, team.id, *user).await?;
     }
     seed_kpis(&mut tx, org).await?;
+    seed_tools(&mut tx, org, colleagues[1].0).await?;
     tx.commit().await?;
     println!(
-        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, and goals",
+        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants",
         DEMO_KPIS.len()
     );
     Ok(demo.user.id)
+}
+
+/// The founder's first Fast Track entries (WOOP, Know Thyself), and edit grants on both tools
+/// for a member.
+async fn seed_tools(tx: &mut TenantTx, org: Uuid, member: Uuid) -> Result<(), AnyError> {
+    let catalog = Catalog::shipped()?;
+    let entries = [
+        (
+            "woop",
+            json!({"wish": "Reach $80k MRR this year", "outcome": "A team that can plan, not firefight",
+                   "obstacle": "I say yes to every feature request",
+                   "plan": "If a request arrives, then I log it and decide on Fridays"}),
+        ),
+        (
+            "know_thyself",
+            json!({"values": ["honesty", "craft"], "strengths": ["selling the vision"],
+                   "weaknesses": ["delegating"], "purpose": "Tools that let small teams punch above their weight"}),
+        ),
+    ];
+    for (slug, data) in entries {
+        let grant = NewGrant {
+            user_id: member,
+            tool: slug.into(),
+            access_level: AccessLevel::Edit,
+            expires_at: None,
+        };
+        fasttrack::store::grant(tx, &catalog, org, &grant).await?;
+        let entry = NewEntry {
+            data,
+            status: Some(Status::InProgress),
+        };
+        fasttrack::store::create(tx, &catalog, org, catalog.get(slug)?, &entry).await?;
+    }
+    Ok(())
 }
 
 /// (name, unit, category, direction, start value, daily growth, noise, target, baseline)

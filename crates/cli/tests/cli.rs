@@ -131,6 +131,20 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
         String::from_utf8_lossy(&seeded.stderr)
     );
     assert!(stdout(&seeded).contains("tnt_"));
+    // Fast Track upkeep runs against the seeded data and is idempotent.
+    for (args, said) in [
+        (&["tools", "refresh-reports"][..], "reports refreshed"),
+        (&["tools", "archive"][..], "archived 0 entries"),
+        (&["tools", "purge-audit"][..], "purged 0 audit rows"),
+    ] {
+        let out = tenantry(&dir, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout(&out).contains(said), "{args:?}: {}", stdout(&out));
+    }
     assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("stopped"));
     let _ = std::fs::remove_dir_all(&dir);
 }
