@@ -17,7 +17,9 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION app.actor_role(uuid) TO tenantry_runtime;
 
--- The role bound for the request's organization (NULL: none).
+-- The role bound for the request's organization (NULL: none). Only app.begin_request sets it,
+-- from the tables, next to the actor it belongs to; like app.user_id it is trusted as bound.
+-- Without an actor it counts for nothing.
 CREATE FUNCTION app.org_role() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$ SELECT nullif(current_setting('app.org_role', true), '') $$;
 GRANT EXECUTE ON FUNCTION app.org_role() TO tenantry_runtime;
@@ -44,6 +46,7 @@ GRANT EXECUTE ON FUNCTION app.member_orgs(text), app.role_rank(text) TO tenantry
 CREATE OR REPLACE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN app.org_id() IS NULL THEN app.member_orgs(min_role)
+                WHEN app.user_id() IS NULL AND app.api_key_id() IS NULL THEN '{}'::uuid[]
                 WHEN app.role_rank(app.org_role()) >= app.role_rank(min_role) THEN ARRAY[app.org_id()]
                 ELSE '{}'::uuid[] END
 $$;

@@ -194,6 +194,12 @@ BEGIN
     IF tool_access.archiving() THEN
         RETURN NULL;
     END IF;
+    -- An entry removed because its organization or its author is being deleted leaves nothing
+    -- to record (and nothing to record it against).
+    IF TG_OP = 'DELETE' AND (NOT EXISTS (SELECT FROM public.organizations o WHERE o.id = OLD.organization_id)
+                             OR NOT EXISTS (SELECT FROM public.users u WHERE u.id = OLD.user_id)) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         changes := jsonb_build_object('data', jsonb_build_object('to', NEW.data),
                                       'status', jsonb_build_object('to', NEW.status));
@@ -213,9 +219,14 @@ BEGIN
         USING entry.organization_id, entry.id, entry.user_id, app.user_id(), lower(TG_OP),
               CASE WHEN TG_OP = 'DELETE' THEN OLD.version ELSE NEW.version END, changes;
 
+    -- One writer at a time per member and tool, so that the best status read below is current.
+    PERFORM pg_advisory_xact_lock(hashtextextended(entry.organization_id::text || entry.user_id::text || tool, 0));
     EXECUTE format('SELECT max(CASE status WHEN ''draft'' THEN 10 WHEN ''in_progress'' THEN 50 ELSE 100 END)
-                      FROM %I.tool_data WHERE organization_id = $1 AND user_id = $2', TG_TABLE_SCHEMA)
-        INTO best USING entry.organization_id, entry.user_id;
+                      FROM (SELECT status FROM %I.tool_data WHERE organization_id = $1 AND user_id = $2
+                            UNION ALL
+                            SELECT status FROM tool_access.archive
+                             WHERE organization_id = $1 AND user_id = $2 AND tool_slug = $3) s', TG_TABLE_SCHEMA)
+        INTO best USING entry.organization_id, entry.user_id, tool;
     INSERT INTO tool_access.progress AS p (organization_id, user_id, tool_slug, status, progress_percentage,
                                            last_accessed_at, completed_at)
     VALUES (entry.organization_id, entry.user_id, tool,
@@ -297,8 +308,10 @@ CREATE TABLE tool_access.archive (
     organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
     id              uuid NOT NULL,
     tool_slug       text NOT NULL REFERENCES tool_access.tools (slug) ON DELETE CASCADE,
-    user_id         uuid NOT NULL,
+    user_id         uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     data            jsonb NOT NULL,
+    -- The entry's rows in its tool's own tables: {"hypotheses": [row, ...]}.
+    rows            jsonb NOT NULL DEFAULT '{}',
     status          text NOT NULL,
     version         int NOT NULL,
     created_at      timestamptz NOT NULL,
@@ -309,6 +322,7 @@ CREATE TABLE tool_access.archive (
     PRIMARY KEY (organization_id, id)
 ) WITH (toast_tuple_target = 128);
 CREATE INDEX archive_tool ON tool_access.archive (tool_slug, archived_at);
+CREATE INDEX archive_member ON tool_access.archive (organization_id, user_id, tool_slug);
 DO $$
 BEGIN
     ALTER TABLE tool_access.archive ALTER COLUMN data SET COMPRESSION lz4;
@@ -327,49 +341,69 @@ CALL audit.attach('tool_access.archive', mode => 'summary');
 CREATE FUNCTION tool_access.archive_entries(tool text, completed_before timestamptz, batch int) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    t tool_access.tools := (SELECT x FROM tool_access.tools x WHERE x.slug = tool);
+    -- {"table": [rows of the entry]} for each of the tool's own tables.
+    own_rows text := coalesce(
+        (SELECT 'jsonb_build_object(' || string_agg(format(
+                    '%L, (SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.id), ''[]'') FROM %I.%I c
+                          WHERE c.organization_id = gone.organization_id AND c.tool_data_id = gone.id)',
+                    own, t.schema_name, own), ', ') || ')'
+           FROM unnest(t.tables) own),
+        '''{}''::jsonb');
     moved int;
 BEGIN
     PERFORM set_config('app.archiving', 'on', true);
+    -- The entries' own rows go with them (ON DELETE CASCADE); the statement reads them before.
     EXECUTE format(
         'WITH picked AS (SELECT organization_id, id FROM %1$I.tool_data
                           WHERE status IN (''completed'', ''submitted'') AND completed_at < $1
                           ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED),
               gone AS (DELETE FROM %1$I.tool_data d USING picked p
                         WHERE d.organization_id = p.organization_id AND d.id = p.id RETURNING d.*)
-         INSERT INTO tool_access.archive (organization_id, id, tool_slug, user_id, data, status, version,
+         INSERT INTO tool_access.archive (organization_id, id, tool_slug, user_id, data, rows, status, version,
                                           created_at, updated_at, submitted_at, completed_at)
-         SELECT organization_id, id, $3, user_id, data, status, version, created_at, updated_at,
+         SELECT organization_id, id, $3, user_id, data, %2$s, status, version, created_at, updated_at,
                 submitted_at, completed_at FROM gone',
-        (SELECT schema_name FROM tool_access.tools WHERE slug = tool))
+        t.schema_name, own_rows)
         USING completed_before, batch, tool;
     GET DIAGNOSTICS moved = ROW_COUNT;
     PERFORM set_config('app.archiving', '', true);
     RETURN moved;
 END $$;
 
--- Brings up to `batch` archived entries of `tool` (of one organization, or all) back; returns how many.
+-- Brings up to `batch` archived entries of `tool` (of one organization, or all) back with their
+-- own rows; returns how many.
 CREATE FUNCTION tool_access.restore_entries(tool text, org uuid, batch int) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    moved int;
+    t tool_access.tools := (SELECT x FROM tool_access.tools x WHERE x.slug = tool);
+    keys uuid[];
+    own text;
 BEGIN
     PERFORM set_config('app.archiving', 'on', true);
+    SELECT array_agg(a.id) INTO keys FROM (
+        SELECT id FROM tool_access.archive
+         WHERE tool_slug = tool AND (org IS NULL OR organization_id = org)
+         ORDER BY archived_at LIMIT batch FOR UPDATE SKIP LOCKED) a;
+    IF keys IS NULL THEN
+        RETURN 0;
+    END IF;
     EXECUTE format(
-        'WITH gone AS (DELETE FROM tool_access.archive a
-                        WHERE (a.organization_id, a.id) IN (
-                              SELECT organization_id, id FROM tool_access.archive
-                               WHERE tool_slug = $1 AND ($2::uuid IS NULL OR organization_id = $2)
-                               ORDER BY archived_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                       RETURNING a.*)
-         INSERT INTO %I.tool_data (organization_id, id, user_id, data, status, version, created_at,
+        'INSERT INTO %I.tool_data (organization_id, id, user_id, data, status, version, created_at,
                                    updated_at, submitted_at, completed_at)
          SELECT organization_id, id, user_id, data, status, version, created_at, updated_at,
-                submitted_at, completed_at FROM gone',
-        (SELECT schema_name FROM tool_access.tools WHERE slug = tool))
-        USING tool, org, batch;
-    GET DIAGNOSTICS moved = ROW_COUNT;
+                submitted_at, completed_at FROM tool_access.archive WHERE tool_slug = $1 AND id = ANY ($2)',
+        t.schema_name) USING tool, keys;
+    FOREACH own IN ARRAY t.tables LOOP
+        EXECUTE format(
+            'INSERT INTO %1$I.%2$I SELECT r.* FROM tool_access.archive a,
+                    jsonb_populate_recordset(NULL::%1$I.%2$I, a.rows -> %2$L) r
+              WHERE a.tool_slug = $1 AND a.id = ANY ($2)',
+            t.schema_name, own) USING tool, keys;
+    END LOOP;
+    DELETE FROM tool_access.archive WHERE tool_slug = tool AND id = ANY (keys);
     PERFORM set_config('app.archiving', '', true);
-    RETURN moved;
+    RETURN cardinality(keys);
 END $$;
 
 -- Retention (seed: keep audit logs for 7 years): removes up to `batch` global audit events and
@@ -400,6 +434,9 @@ BEGIN
     PERFORM set_config('app.purging_audit', '', true);
     RETURN purged;
 END $$;
+
+-- Retention removes the oldest events first.
+CREATE INDEX events_time ON audit.events (occurred_at);
 
 -- audit.events stays append-only except for purge_audit's retention run by the owner.
 CREATE OR REPLACE FUNCTION audit.forbid_change() RETURNS trigger
@@ -457,6 +494,8 @@ BEGIN
     EXECUTE format('CREATE INDEX ON %s (organization_id, status, updated_at DESC)', data);
     EXECUTE format('CREATE INDEX ON %s (organization_id, user_id) WHERE status IN (''draft'', ''in_progress'')', data);
     EXECUTE format('CREATE INDEX ON %s USING gin (data jsonb_path_ops)', data);
+    -- Archival picks completed entries oldest first.
+    EXECUTE format('CREATE INDEX ON %s (completed_at) WHERE status IN (''completed'', ''submitted'')', data);
     FOR path IN SELECT jsonb_array_elements_text(coalesce(manifest -> 'indexed_fields', '[]')) LOOP
         EXECUTE format('CREATE INDEX ON %s ((data ->> %L))', data, path);
     END LOOP;
@@ -476,6 +515,7 @@ BEGIN
             PRIMARY KEY (organization_id, id)
         )$t$, schema);
     EXECUTE format('CREATE INDEX ON %I.audit_log (organization_id, tool_data_id, version)', schema);
+    EXECUTE format('CREATE INDEX ON %I.audit_log (occurred_at)', schema);
 
     EXECUTE format('CREATE TRIGGER entry_rules BEFORE INSERT OR UPDATE ON %s
                     FOR EACH ROW EXECUTE FUNCTION tool_access.entry_rules()', data);
@@ -500,7 +540,7 @@ BEGIN
     EXECUTE format('CREATE POLICY tool_data_delete ON %s FOR DELETE
                     USING (organization_id = ANY ((SELECT tool_access.orgs_with_access(%L, ''admin''))::uuid[]))', data, slug);
     EXECUTE format('GRANT SELECT, DELETE ON %s TO tenantry_runtime', data);
-    EXECUTE format('GRANT INSERT (id, organization_id, data, status) ON %s TO tenantry_runtime', data);
+    EXECUTE format('GRANT INSERT (organization_id, data, status) ON %s TO tenantry_runtime', data);
     EXECUTE format('GRANT UPDATE (data, status) ON %s TO tenantry_runtime', data);
 
     -- History is visible as its entry is; it is written only by after_entry_change.
@@ -541,7 +581,8 @@ BEGIN
     EXECUTE format('CREATE POLICY entry_rows_insert ON %s FOR INSERT WITH CHECK (%s)', tbl, writable);
     EXECUTE format('CREATE POLICY entry_rows_update ON %s FOR UPDATE USING (%s) WITH CHECK (%s)', tbl, writable, writable);
     EXECUTE format('CREATE POLICY entry_rows_delete ON %s FOR DELETE USING (%s)', tbl, writable);
-    -- UPDATE is granted by the tool's migration, on its own columns (never the keys).
-    EXECUTE format('GRANT SELECT, INSERT, DELETE ON %s TO tenantry_runtime', tbl);
+    -- INSERT and UPDATE are granted by the tool's migration on its own columns (never id or
+    -- created_at; the keys on INSERT only).
+    EXECUTE format('GRANT SELECT, DELETE ON %s TO tenantry_runtime', tbl);
     EXECUTE format('CALL audit.attach(%L)', tbl);
 END $$;

@@ -18,5 +18,6 @@ CREATE TABLE sprint_15_value_proposition.hypotheses (
 );
 CREATE INDEX ON sprint_15_value_proposition.hypotheses (organization_id, tool_data_id);
 CALL tool_access.protect_entry_table('sprint_15_value_proposition.hypotheses', 'value_proposition');
-GRANT UPDATE (hypothesis_text, category, priority, tested, test_results)
+GRANT INSERT (organization_id, tool_data_id, hypothesis_text, category, priority, tested, test_results),
+      UPDATE (hypothesis_text, category, priority, tested, test_results)
     ON sprint_15_value_proposition.hypotheses TO tenantry_runtime;

@@ -22,5 +22,6 @@ CREATE TABLE sprint_24_fit_abc_analysis.team_assessments (
 );
 CREATE INDEX ON sprint_24_fit_abc_analysis.team_assessments (organization_id, tool_data_id);
 CALL tool_access.protect_entry_table('sprint_24_fit_abc_analysis.team_assessments', 'fit_abc_analysis');
-GRANT UPDATE (team_member_name, role, fit_energy, fit_skill, fit_values, fit_impact, abc_rating, notes, action_items)
+GRANT INSERT (organization_id, tool_data_id, team_member_name, role, fit_energy, fit_skill, fit_values, fit_impact, abc_rating, notes, action_items),
+      UPDATE (team_member_name, role, fit_energy, fit_skill, fit_values, fit_impact, abc_rating, notes, action_items)
     ON sprint_24_fit_abc_analysis.team_assessments TO tenantry_runtime;

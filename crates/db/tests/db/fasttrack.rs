@@ -789,3 +789,141 @@ async fn the_seed_indexes_serve_the_queries_that_filter_on_them() {
         assert!(shown.contains(index), "{sql}\nshould use {index}:\n{shown}");
     }
 }
+
+#[tokio::test]
+async fn deleting_an_organization_or_an_account_takes_their_entries_along() {
+    let w = world().await;
+    let p = &w.db.runtime;
+    let mine = entry(p, w.dave, w.a, json!({"wish": "w"}))
+        .await
+        .expect("entry");
+    change(p, w.dave, w.a, mine, 1, Some(json!({"wish": "w2"})), None)
+        .await
+        .expect("change");
+    entry(p, w.erin, w.a, json!({"wish": "e"}))
+        .await
+        .expect("entry");
+    // Dave deletes his account: his entries go, Erin's stay.
+    assert_eq!(
+        exec_as(
+            p,
+            w.dave,
+            None,
+            "DELETE FROM users WHERE id = $1",
+            &[w.dave]
+        )
+        .await,
+        Ok(1)
+    );
+    let owner = w.db.owner().await;
+    let left = |sql: &'static str| {
+        let owner = &owner;
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&owner.0)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        left("SELECT count(*) FROM sprint_00_woop.tool_data").await,
+        1
+    );
+    // Alice deletes the organization: everything of it goes.
+    assert_eq!(
+        exec_as(
+            p,
+            w.alice,
+            Some(w.a),
+            "DELETE FROM organizations WHERE id = $1",
+            &[w.a]
+        )
+        .await,
+        Ok(1)
+    );
+    for sql in [
+        "SELECT count(*) FROM sprint_00_woop.tool_data",
+        "SELECT count(*) FROM sprint_00_woop.audit_log",
+        "SELECT count(*) FROM tool_access.progress",
+        "SELECT count(*) FROM tool_access.permissions",
+    ] {
+        assert_eq!(left(sql).await, 0, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn an_archived_entry_keeps_its_own_rows_and_its_authors_progress() {
+    let w = world().await;
+    let p = &w.db.runtime;
+    grant(p, w.alice, w.a, w.dave, "value_proposition", "edit").await;
+    let mut t = tx(p, w.dave, w.a).await;
+    let canvas: Uuid = sqlx::query_scalar(
+        "INSERT INTO sprint_15_value_proposition.tool_data (organization_id, status) VALUES ($1, 'in_progress') RETURNING id",
+    )
+    .bind(w.a)
+    .fetch_one(t.conn())
+    .await
+    .expect("canvas");
+    for text in ["first", "second"] {
+        sqlx::query(
+            "INSERT INTO sprint_15_value_proposition.hypotheses (organization_id, tool_data_id, hypothesis_text) VALUES ($1, $2, $3)",
+        )
+        .bind(w.a)
+        .bind(canvas)
+        .bind(text)
+        .execute(t.conn())
+        .await
+        .expect("hypothesis");
+    }
+    sqlx::query(
+        "UPDATE sprint_15_value_proposition.tool_data SET status = 'completed' WHERE id = $1",
+    )
+    .bind(canvas)
+    .execute(t.conn())
+    .await
+    .expect("complete");
+    t.commit().await.expect("commit");
+    let owner = w.db.owner().await;
+    let mut backdate = owner.0.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.archiving', 'on', true)")
+        .execute(&mut *backdate)
+        .await
+        .expect("archiving");
+    sqlx::query("UPDATE sprint_15_value_proposition.tool_data SET completed_at = now() - interval '3 years'")
+        .execute(&mut *backdate)
+        .await
+        .expect("backdate");
+    backdate.commit().await.expect("commit");
+    let rows = || async {
+        sqlx::query_scalar::<_, Value>(
+            "SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.id), '[]') FROM sprint_15_value_proposition.hypotheses h",
+        )
+        .fetch_one(&owner.0)
+        .await
+        .expect("rows")
+    };
+    let before = rows().await;
+    assert_eq!(before.as_array().map(Vec::len), Some(2));
+
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(730);
+    let moved = tenantry_db::maintenance::archive(&owner, cutoff, |_, _| {})
+        .await
+        .expect("archive");
+    assert_eq!(moved, 1);
+    assert_eq!(rows().await, json!([]), "the rows left with their entry");
+    // A new draft does not lower Dave's progress: the archived entry still counts.
+    let mut t = tx(p, w.dave, w.a).await;
+    sqlx::query("INSERT INTO sprint_15_value_proposition.tool_data (organization_id) VALUES ($1)")
+        .bind(w.a)
+        .execute(t.conn())
+        .await
+        .expect("draft");
+    t.commit().await.expect("commit");
+    let progress = "SELECT count(*) FROM tool_access.progress WHERE tool_slug = 'value_proposition' AND status = 'completed' AND progress_percentage = 100";
+    assert_eq!(count_as(p, w.dave, Some(w.a), progress, &[]).await, 1);
+
+    tenantry_db::maintenance::restore(&owner, "value_proposition", None)
+        .await
+        .expect("restore");
+    assert_eq!(rows().await, before, "the rows are back as they were");
+}

@@ -400,15 +400,25 @@ impl EntryRows<'_> {
         format!("{}.{}", self.tool.schema_name, self.table)
     }
 
-    /// The entry, which must still be open to changes for its rows to change.
+    /// The entry, which must still be open to changes for its rows to change. Locked (shared)
+    /// until the transaction ends, so it cannot be submitted while its rows change.
     async fn require_open(&self, tx: &mut TenantTx, org: Uuid) -> Result<()> {
-        if get(tx, org, self.tool, self.entry).await?.status == Status::Submitted.as_str() {
-            return Err(Error::Conflict {
+        let status: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT status FROM {}.tool_data WHERE organization_id = $1 AND id = $2 FOR SHARE",
+            self.tool.schema_name
+        ))
+        .bind(org)
+        .bind(self.entry)
+        .fetch_optional(tx.conn())
+        .await?;
+        match status.as_deref() {
+            None => Err(Error::NotFound),
+            Some(s) if s == Status::Submitted.as_str() => Err(Error::Conflict {
                 code: "invalid_transition",
                 detail: "a submitted entry cannot change".into(),
-            });
+            }),
+            Some(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// The fields of `row` to write, after checking that the entry is open.
