@@ -89,12 +89,23 @@ impl TenantTx {
             text_literal(ctx.user_agent.as_deref()),
             text_literal(ctx.request_id.as_deref()),
         );
-        let tx = pool.pool.begin_with(statement).await.map_err(|e| {
-            match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                Some("28000") => DbError::Unauthenticated,
-                _ => DbError::Sqlx(e),
+        // A pooled connection the server dropped since its last use (a restart, an idle reaper)
+        // fails on this first statement. Nothing of the request ran, so another connection is
+        // tried: each failure removes a dead one, at most the whole pool.
+        let mut attempts = 0;
+        let begun = loop {
+            match pool.pool.begin_with(statement.clone()).await {
+                Err(e) if connection_lost(&e) && attempts < pool.pool.size() => attempts += 1,
+                begun => break begun,
             }
-        })?;
+        };
+        let tx =
+            begun.map_err(
+                |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                    Some("28000") => DbError::Unauthenticated,
+                    _ => DbError::Sqlx(e),
+                },
+            )?;
         Ok(Self { tx, user_id })
     }
 
@@ -125,6 +136,18 @@ impl TenantTx {
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The connection is gone: an I/O error, or the server ended the session (SQLSTATE class 57P:
+/// shut down or terminated by an administrator; class 08: connection exception).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        _ => false,
     }
 }
 

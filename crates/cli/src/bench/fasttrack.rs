@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use tenantry_db::pool::pool_options;
 use tenantry_db::{ConnectionUrls, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::fasttrack::Catalog;
 use uuid::Uuid;
@@ -23,10 +23,7 @@ const WISH: &str = r#"{"wish": "wish 42"}"#;
 
 pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
     let runtime = RuntimePool::connect(&urls.runtime, 1).await?;
-    let direct = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&urls.owner)
-        .await?;
+    let direct = pool_options(1).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;
     let catalog = Catalog::shipped()?;

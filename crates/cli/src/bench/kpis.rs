@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use tenantry_db::pool::pool_options;
 use tenantry_db::{Actor, ConnectionUrls, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::identity::hash_token;
 use tenantry_server::kpis::store::{get_sql, DASHBOARD_SQL};
@@ -35,10 +35,7 @@ pub(super) async fn run(
     name: Benchmark,
 ) -> Result<(), AnyError> {
     let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
-    let direct = PgPoolOptions::new()
-        .max_connections(s.connections)
-        .connect(&urls.owner)
-        .await?;
+    let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;
     let (points, orgs): (i64, i64) = sqlx::query_as(

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use tenantry_db::cluster::Role;
+use tenantry_db::pool::pool_options;
 use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::api_keys::{self, Access, NewApiKey};
 use tenantry_server::http::{self, AppState, HttpConfig};
@@ -153,10 +153,7 @@ async fn bench_tenants(
 
 async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
     let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
-    let direct = PgPoolOptions::new()
-        .max_connections(s.connections)
-        .connect(&urls.owner)
-        .await?;
+    let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
     const SELECT: &str = "SELECT id, name, slug FROM organizations WHERE id = $1";
 
@@ -325,10 +322,7 @@ async fn bench_credentials(
 
 async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
     let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
-    let direct = PgPoolOptions::new()
-        .max_connections(s.connections)
-        .connect(&urls.owner)
-        .await?;
+    let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     let credentials = Arc::new(bench_credentials(urls, &runtime, &tenants).await?);
 

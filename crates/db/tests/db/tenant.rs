@@ -100,3 +100,39 @@ async fn context_is_transaction_local_and_rolled_back_work_disappears() {
         .expect("name");
     assert_eq!(name, "acme");
 }
+
+#[tokio::test]
+async fn a_connection_the_server_dropped_is_replaced_without_failing_the_request() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let pool = RuntimePool::connect(&db.url(Role::Runtime), 2)
+        .await
+        .expect("pool");
+    let pid_of = |pool: RuntimePool| async move {
+        let mut tx = TenantTx::begin(&pool, &RequestContext::user(alice))
+            .await
+            .expect("begin");
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(tx.conn())
+            .await
+            .expect("pid");
+        tx.commit().await.expect("commit");
+        pid
+    };
+    let first = pid_of(pool.clone()).await;
+
+    // What a database restart or an idle-connection reaper does, right after the connection's
+    // last use (too recent to be pinged before it is handed out again).
+    let superuser = sqlx::PgPool::connect(&db.url(Role::Superuser))
+        .await
+        .expect("superuser");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(first)
+        .fetch_one(&superuser)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+
+    let second = pid_of(pool.clone()).await;
+    assert_ne!(first, second, "the dropped connection was not reused");
+}
