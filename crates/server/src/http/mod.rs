@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::BoxError;
 use axum::Router;
 use serde::Serialize;
@@ -206,6 +207,13 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Responses go out as soon as they are written, not held back by Nagle's algorithm waiting
+    // for the client's acknowledgement of the previous segment.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
