@@ -67,6 +67,20 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
     }
 }
 
+/// A path as a URL query value: bytes other than unreserved characters and `/` percent-encoded.
+fn percent_encode_path(path: &Path) -> String {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -86,20 +100,33 @@ pub struct ClusterInfo {
     pub superuser_password: String,
     pub owner_password: String,
     pub runtime_password: String,
+    /// Where the cluster's Unix-domain socket lives (not recorded: it follows the data directory).
+    #[serde(skip)]
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl ClusterInfo {
-    /// A `postgres://` URL for `role` on `database`; `psql` accepts it as is.
+    /// A `postgres://` URL for `role` on `database`; `psql` accepts it as is. It goes through
+    /// the cluster's Unix-domain socket when the socket is there: a round trip costs about a third
+    /// less than over loopback TCP, and every request makes several.
     pub fn url(&self, role: Role, database: &str) -> String {
         let (user, password) = match role {
             Role::Superuser => ("postgres", &self.superuser_password),
             Role::Owner => (OWNER_ROLE, &self.owner_password),
             Role::Runtime => (RUNTIME_ROLE, &self.runtime_password),
         };
-        format!(
-            "postgres://{user}:{password}@127.0.0.1:{}/{database}",
-            self.port
-        )
+        let port = self.port;
+        let socket_dir = self
+            .socket_dir
+            .as_ref()
+            .filter(|dir| dir.join(format!(".s.PGSQL.{port}")).exists());
+        match socket_dir {
+            Some(dir) => format!(
+                "postgres://{user}:{password}@localhost:{port}/{database}?host={}",
+                percent_encode_path(dir)
+            ),
+            None => format!("postgres://{user}:{password}@127.0.0.1:{port}/{database}"),
+        }
     }
 }
 
@@ -276,7 +303,12 @@ impl ManagedCluster {
     pub fn info(&self) -> Result<ClusterInfo, ClusterError> {
         let path = self.info_file();
         let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-        serde_json::from_str(&text).map_err(|source| ClusterError::Json { path, source })
+        let info: ClusterInfo =
+            serde_json::from_str(&text).map_err(|source| ClusterError::Json { path, source })?;
+        Ok(ClusterInfo {
+            socket_dir: Some(self.run_dir()),
+            ..info
+        })
     }
 
     fn data_major(&self) -> Option<u32> {
@@ -403,6 +435,7 @@ impl ManagedCluster {
                     superuser_password: secret(),
                     owner_password: secret(),
                     runtime_password: secret(),
+                    socket_dir: Some(self.run_dir()),
                 };
                 let json =
                     serde_json::to_vec_pretty(&info).map_err(|source| ClusterError::Json {
@@ -596,5 +629,19 @@ mod tests {
         let other =
             PgBinaries::locate_in(std::slice::from_ref(&found.bindir), Some(found.major + 1));
         assert!(matches!(other, Err(ClusterError::BinariesNotFound { .. })));
+    }
+
+    #[test]
+    fn a_socket_directory_cannot_break_out_of_the_url() {
+        let encoded = percent_encode_path(Path::new("/srv/my data/a&b?c=d#e%/run"));
+        assert_eq!(encoded, "/srv/my%20data/a%26b%3Fc%3Dd%23e%25/run");
+        let options: sqlx::postgres::PgConnectOptions =
+            format!("postgres://u:p@localhost:5/db?host={encoded}")
+                .parse()
+                .expect("parses");
+        assert_eq!(
+            options.get_socket(),
+            Some(&PathBuf::from("/srv/my data/a&b?c=d#e%/run"))
+        );
     }
 }

@@ -32,6 +32,10 @@ async fn creates_reuses_recovers_and_stops() {
     assert!(first.started_here);
     let url = first.info.url(Role::Runtime, "tenantry");
     assert!(
+        url.contains("?host=/"),
+        "connects through the Unix-domain socket: {url}"
+    );
+    assert!(
         can_query(&url).await,
         "runtime role connects to the tenantry database"
     );
