@@ -257,7 +257,12 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     "validation_failed",
                     "the input is not valid; see errors".into(),
                     vec![FieldError::new(
-                        field_of_constraint(constraint, db.table(), db.message()),
+                        // A NULL where none is allowed names its column.
+                        db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                            .and_then(|pg| pg.column())
+                            .unwrap_or_else(|| {
+                                field_of_constraint(constraint, db.table(), db.message())
+                            }),
                         db.message().to_string(),
                     )],
                 ),

@@ -3,6 +3,7 @@
 //! rules (status moves, versions, history, progress, who sees what); this module checks the data's
 //! shape and cross-tool references, and maps the outcomes to clear errors.
 
+mod columns;
 pub mod routes;
 pub mod store;
 

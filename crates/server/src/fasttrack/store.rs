@@ -5,6 +5,7 @@ use serde_json::Value;
 use tenantry_db::TenantTx;
 use uuid::Uuid;
 
+use super::columns::{self, Column};
 use super::{
     AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
     ReportLine, Status, StatusChange, Tool, ToolSummary,
@@ -351,9 +352,12 @@ pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
 
 /// Columns of a tool's own table that a client sets (the keys and creation time are the
 /// database's).
-async fn writable_columns(tx: &mut TenantTx, tool: &Tool, table: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT column_name::text FROM information_schema.columns \
+async fn writable_columns(tx: &mut TenantTx, tool: &Tool, table: &str) -> Result<Vec<Column>> {
+    Ok(sqlx::query_as(
+        "SELECT column_name::text AS name, data_type::text AS data_type, \
+                character_maximum_length::int AS max_length, is_nullable = 'YES' AS nullable, \
+                column_default IS NOT NULL AS has_default \
+           FROM information_schema.columns \
           WHERE table_schema = $1 AND table_name = $2 \
             AND column_name NOT IN ('id', 'organization_id', 'tool_data_id', 'created_at') \
           ORDER BY ordinal_position",
@@ -362,29 +366,6 @@ async fn writable_columns(tx: &mut TenantTx, tool: &Tool, table: &str) -> Result
     .bind(table)
     .fetch_all(tx.conn())
     .await?)
-}
-
-/// The fields of `row` (a JSON object) that are columns of the table; any other is an error.
-fn chosen_columns(row: &Value, columns: &[String]) -> Result<Vec<String>> {
-    let Some(fields) = row.as_object() else {
-        return Err(Error::Validation(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
-    let unknown: Vec<FieldError> = fields
-        .keys()
-        .filter(|k| !columns.contains(k))
-        .map(|k| FieldError::new(k, format!("not a field; fields: {}", columns.join(", "))))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Error::Validation(unknown));
-    }
-    Ok(columns
-        .iter()
-        .filter(|c| fields.contains_key(*c))
-        .cloned()
-        .collect())
 }
 
 /// Rows of one entry in one of its tool's own tables.
@@ -421,14 +402,17 @@ impl EntryRows<'_> {
         }
     }
 
-    /// The fields of `row` to write, after checking that the entry is open.
+    /// The fields of `row` to write (checked against their columns), after checking that the
+    /// entry is open.
     async fn columns_to_write(
         &self,
         tx: &mut TenantTx,
         org: Uuid,
         row: &Value,
+        inserting: bool,
     ) -> Result<Vec<String>> {
-        let columns = chosen_columns(row, &writable_columns(tx, self.tool, self.table).await?)?;
+        let writable = writable_columns(tx, self.tool, self.table).await?;
+        let columns = columns::chosen(row, &writable, inserting)?;
         self.require_open(tx, org).await?;
         Ok(columns)
     }
@@ -455,7 +439,7 @@ pub async fn add_row(
     of: &EntryRows<'_>,
     row: &Value,
 ) -> Result<Value> {
-    let columns = of.columns_to_write(tx, org, row).await?;
+    let columns = of.columns_to_write(tx, org, row, true).await?;
     // The columns named in the row, after the two the entry decides.
     let named: String = columns.iter().map(|c| format!(", {c}")).collect();
     Ok(sqlx::query_scalar(&format!(
@@ -478,7 +462,7 @@ pub async fn update_row(
     id: Uuid,
     row: &Value,
 ) -> Result<Value> {
-    let columns = of.columns_to_write(tx, org, row).await?;
+    let columns = of.columns_to_write(tx, org, row, false).await?;
     if columns.is_empty() {
         return Err(Error::Validation(vec![FieldError::new(
             "body",

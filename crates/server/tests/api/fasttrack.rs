@@ -58,6 +58,31 @@ async fn create(app: &TestApp, user: &TestUser, tool: &str, body: Value) -> (Sta
         .await
 }
 
+/// Sends `body` and expects 422 naming `field` first.
+async fn assert_field_refused(
+    app: &TestApp,
+    user: &TestUser,
+    method: Method,
+    path: &str,
+    body: Value,
+    field: &str,
+) {
+    let got = app.call(method, user, path, Some(body.clone())).await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(got.1["errors"][0]["field"], field, "{body}: {}", got.1);
+}
+
+/// A new entry of `tool` by `user` holding `data`: its path.
+async fn new_entry(app: &TestApp, user: &TestUser, tool: &str, data: Value) -> String {
+    let (status, entry) = create(app, user, tool, json!({ "data": data })).await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    format!(
+        "{}/{}",
+        entries(user, tool),
+        entry["id"].as_str().expect("id")
+    )
+}
+
 #[tokio::test]
 async fn an_entry_goes_from_draft_to_submitted_with_versions_history_and_progress() {
     let t = team(&["woop"]).await;
@@ -468,18 +493,13 @@ async fn my_entries_across_tools_come_newest_first_with_my_progress_and_nobody_e
 async fn a_tools_own_rows_belong_to_the_entry_and_follow_its_rules() {
     let t = team(&["value_proposition"]).await;
     let (app, dave, erin) = (&t.app, &t.dave, &t.erin);
-    let (_, canvas) = create(
+    let entry = new_entry(
         app,
         dave,
         "value_proposition",
-        json!({"data": {"segment": "founders"}}),
+        json!({"segment": "founders"}),
     )
     .await;
-    let entry = format!(
-        "{}/{}",
-        entries(dave, "value_proposition"),
-        canvas["id"].as_str().expect("id")
-    );
     let hypotheses = format!("{entry}/hypotheses");
     let (status, added) = app
         .call(
@@ -494,26 +514,26 @@ async fn a_tools_own_rows_belong_to_the_entry_and_follow_its_rules() {
     let row = format!("{hypotheses}/{}", added["id"].as_str().expect("row id"));
 
     // The table's own rules, named by field.
-    let got = app
-        .call(
-            Method::POST,
-            dave,
-            &hypotheses,
-            Some(json!({"hypothesis_text": "x", "category": "hope"})),
-        )
-        .await;
-    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert_eq!(got.1["errors"][0]["field"], "category");
-    let got = app
-        .call(
-            Method::POST,
-            dave,
-            &hypotheses,
-            Some(json!({"hypothesis_text": "x", "organization_id": erin.org})),
-        )
-        .await;
-    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert_eq!(got.1["errors"][0]["field"], "organization_id");
+    let bad_category = json!({"hypothesis_text": "x", "category": "hope"});
+    assert_field_refused(
+        app,
+        dave,
+        Method::POST,
+        &hypotheses,
+        bad_category,
+        "category",
+    )
+    .await;
+    let not_writable = json!({"hypothesis_text": "x", "organization_id": erin.org});
+    assert_field_refused(
+        app,
+        dave,
+        Method::POST,
+        &hypotheses,
+        not_writable,
+        "organization_id",
+    )
+    .await;
     let got = app
         .call(Method::GET, dave, &format!("{entry}/tool_data"), None)
         .await;
@@ -569,4 +589,65 @@ async fn a_tools_own_rows_belong_to_the_entry_and_follow_its_rules() {
     assert_problem(&got, StatusCode::CONFLICT, "invalid_transition");
     let (_, listed) = app.call(Method::GET, dave, &hypotheses, None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_wrong_value_in_a_tools_own_row_is_named_by_its_field_and_writes_nothing() {
+    let t = team(&["value_proposition", "fit_abc_analysis"]).await;
+    let (app, dave) = (&t.app, &t.dave);
+    let canvas = new_entry(app, dave, "value_proposition", json!({})).await;
+    let hypotheses = format!("{canvas}/hypotheses");
+    for (row, field) in [
+        (
+            json!({"hypothesis_text": "x", "priority": "high"}),
+            "priority",
+        ),
+        (json!({"hypothesis_text": "x", "priority": 2.5}), "priority"),
+        (
+            json!({"hypothesis_text": "x", "priority": 3_000_000_000_i64}),
+            "priority",
+        ),
+        (json!({"hypothesis_text": "x", "tested": "yes"}), "tested"),
+        (json!({"hypothesis_text": 42}), "hypothesis_text"),
+        (json!({"hypothesis_text": null}), "hypothesis_text"),
+        (json!({"category": "gain"}), "hypothesis_text"),
+        (
+            json!({"hypothesis_text": "x', true); DROP TABLE users; --", "tested": null}),
+            "tested",
+        ),
+    ] {
+        assert_field_refused(app, dave, Method::POST, &hypotheses, row, field).await;
+    }
+    let (_, listed) = app.call(Method::GET, dave, &hypotheses, None).await;
+    assert_eq!(listed, json!([]), "nothing was written");
+
+    // A valid row, then a change with a wrong type: the row keeps its values.
+    let (status, added) = app
+        .call(
+            Method::POST,
+            dave,
+            &hypotheses,
+            Some(json!({"hypothesis_text": "founders pay", "priority": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let row = format!("{hypotheses}/{}", added["id"].as_str().expect("row id"));
+    let not_a_number = json!({"priority": [1]});
+    assert_field_refused(app, dave, Method::PATCH, &row, not_a_number, "priority").await;
+    let (_, listed) = app.call(Method::GET, dave, &hypotheses, None).await;
+    assert_eq!(listed[0]["priority"], 2);
+
+    // A fixed-length text column: at most its length.
+    let sheet = new_entry(app, dave, "fit_abc_analysis", json!({})).await;
+    let assessments = format!("{sheet}/team_assessments");
+    let too_long = json!({"team_member_name": "Ann", "abc_rating": "AB"});
+    assert_field_refused(
+        app,
+        dave,
+        Method::POST,
+        &assessments,
+        too_long,
+        "abc_rating",
+    )
+    .await;
 }
