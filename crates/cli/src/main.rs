@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::cluster::{ClusterStatus, ManagedCluster, Role};
 use tenantry_db::{guard, migrate, RuntimePool};
 use tenantry_server::http::{self, AppState, HttpConfig};
@@ -70,6 +71,15 @@ enum Command {
         /// The same for bulk ingests, whose bodies may take minutes to arrive.
         #[arg(long, env = "TENANTRY_BULK_TIMEOUT", default_value_t = 900)]
         bulk_timeout: u64,
+        /// A reverse proxy in front of the service (address or CIDR, repeatable; the variable takes
+        /// a comma-separated list): its requests carry the client's address in `X-Forwarded-For`,
+        /// which audit records and sign-in limits then use. Others' `X-Forwarded-For` is ignored.
+        #[arg(
+            long = "trusted-proxy",
+            env = "TENANTRY_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxies: Vec<IpNetwork>,
         #[command(flatten)]
         sign_in: SignInOptions,
     },
@@ -250,12 +260,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             public_url,
             request_timeout,
             bulk_timeout,
+            trusted_proxies,
             sign_in,
         } => {
             let mut config = HttpConfig {
                 public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
                 request_timeout: std::time::Duration::from_secs(request_timeout),
                 bulk_timeout: std::time::Duration::from_secs(bulk_timeout),
+                trusted_proxies,
                 ..HttpConfig::default()
             };
             sign_in.apply(&mut config)?;

@@ -4,10 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, COOKIE, USER_AGENT};
+use axum::http::header::{HeaderName, AUTHORIZATION, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::{Actor, RequestContext, TenantTx};
 use uuid::Uuid;
 
@@ -15,6 +16,8 @@ use super::{AppState, REQUEST_ID};
 use crate::error::{Error, FieldError};
 use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// JSON body in, JSON body out; malformed input is a problem response, never a plain-text 4xx.
 #[derive(FromRequest)]
@@ -84,7 +87,7 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    fn from_parts(parts: &Parts) -> Self {
+    fn from_parts(parts: &Parts, trusted_proxies: &[IpNetwork]) -> Self {
         let header = |name| {
             parts
                 .headers
@@ -96,7 +99,7 @@ impl ClientInfo {
             ip: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
+                .map(|ConnectInfo(addr)| client_ip(addr.ip(), parts, trusted_proxies)),
             user_agent: header(USER_AGENT),
             request_id: header(REQUEST_ID),
         }
@@ -114,12 +117,41 @@ impl ClientInfo {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        Ok(Self::from_parts(parts))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        Ok(Self::from_parts(parts, &state.config.trusted_proxies))
     }
+}
+
+/// The client's address. The peer's, unless the peer is a trusted proxy: then the nearest
+/// address in `X-Forwarded-For` that is not a trusted proxy. Proxies append the address they
+/// saw, so everything left of that is what the client claimed and counts for nothing; reading
+/// stops at the first entry that is not an address.
+fn client_ip(peer: IpAddr, parts: &Parts, trusted_proxies: &[IpNetwork]) -> IpAddr {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !trusted(client) {
+        return client;
+    }
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in forwarded.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !trusted(client) {
+            break;
+        }
+    }
+    client
 }
 
 /// Name of the cookie that binds an OpenID Connect sign-in to the browser that started it.
@@ -226,7 +258,7 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             Actor::SessionTokenHash(hash_token(token))
         };
-        let ctx = ClientInfo::from_parts(parts).context(actor);
+        let ctx = ClientInfo::from_parts(parts, &state.config.trusted_proxies).context(actor);
         Ok(Self { ctx })
     }
 }

@@ -18,6 +18,7 @@ use axum::serve::ListenerExt;
 use axum::BoxError;
 use axum::Router;
 use serde::Serialize;
+use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::RuntimePool;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -62,6 +63,9 @@ pub struct HttpConfig {
     pub jwt: Option<JwtConfig>,
     /// Shortest time between two JWKS fetches caused by unknown key ids.
     pub jwks_min_refetch: Duration,
+    /// Reverse proxies (load balancers) in front of the service: for a request from one of them,
+    /// the client's address is read from `X-Forwarded-For`. Empty: the peer is the client.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +79,7 @@ impl Default for HttpConfig {
             oidc: None,
             jwt: None,
             jwks_min_refetch: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }

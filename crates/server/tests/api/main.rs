@@ -13,4 +13,5 @@ mod oidc;
 mod orgs;
 mod platform;
 mod provider;
+mod proxies;
 mod teams;
