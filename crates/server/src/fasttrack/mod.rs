@@ -167,6 +167,18 @@ impl Status {
     }
 }
 
+/// An entry moved to the archive by `tenantry tools archive` (read by organization admins;
+/// `tenantry tools restore` brings it back).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ArchivedEntry {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub entry: Entry,
+    /// The entry's rows in its tool's own tables: `{"hypotheses": [row, …]}`.
+    pub rows: Value,
+    pub archived_at: DateTime<Utc>,
+}
+
 /// An entry of a tool.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Entry {

@@ -9,8 +9,8 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{
-    store, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant, ReportLine, Status,
-    StatusChange, ToolSummary,
+    store, ArchivedEntry, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
+    ReportLine, Status, StatusChange, ToolSummary,
 };
 use crate::error::{Problem, Result};
 use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
         .route("/v1/orgs/{org}/tool-report", get(tool_report))
+        .route("/v1/orgs/{org}/tools/{tool}/archive", get(list_archived))
         .route("/v1/orgs/{org}/tool-entries", get(my_entries))
         .route(
             "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}",
@@ -198,6 +199,28 @@ pub async fn tool_report(
     let lines = store::report(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(lines))
+}
+
+/// The tool's archived entries in the organization, with their own-table rows (organization
+/// admins; archival and restore are `tenantry tools archive` and `restore`).
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/archive", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), PageParams),
+    responses(
+        (status = 200, body = Page<ArchivedEntry>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_archived(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, tool)): Path<(Uuid, String)>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<ArchivedEntry>>> {
+    let tool = state.tools.get(&tool)?;
+    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+    let archived = store::archived(&mut tx, org, tool, &page).await?;
+    tx.commit().await?;
+    Ok(Json(archived))
 }
 
 /// Every tool, with the caller's access and progress.

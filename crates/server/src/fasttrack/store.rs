@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::columns::{self, Column};
 use super::{
-    AccessLevel, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
-    ReportLine, Status, StatusChange, Tool, ToolSummary,
+    AccessLevel, ArchivedEntry, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry,
+    NewGrant, ReportLine, Status, StatusChange, Tool, ToolSummary,
 };
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Page, PageParams};
@@ -17,6 +17,27 @@ use crate::orgs::Role;
 
 const ENTRY_COLUMNS: &str =
     "id, user_id, data, status, version, created_at, updated_at, completed_at, submitted_at";
+
+/// Archived entries of `tool` in `org` (organization admins), by id.
+pub async fn archived(
+    tx: &mut TenantTx,
+    org: Uuid,
+    tool: &Tool,
+    page: &PageParams,
+) -> Result<Page<ArchivedEntry>> {
+    require_role(tx, org, Role::Admin).await?;
+    let rows: Vec<ArchivedEntry> = sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS}, rows, archived_at FROM tool_access.archive \
+          WHERE organization_id = $1 AND tool_slug = $2 AND id > $3 ORDER BY id LIMIT $4"
+    ))
+    .bind(org)
+    .bind(&tool.slug)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |a| a.entry.id))
+}
 
 /// Whether the caller holds at least `level` on `tool` in `org`: not a member is 404 (the
 /// organization is not revealed), a member without that access 403.

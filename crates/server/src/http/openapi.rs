@@ -36,7 +36,7 @@ use crate::{api_keys, audit, fasttrack, goals, identity, invitations, kpis, orgs
         fasttrack::routes::list_tools, fasttrack::routes::list_entries, fasttrack::routes::create_entry,
         fasttrack::routes::get_entry, fasttrack::routes::update_entry, fasttrack::routes::change_status,
         fasttrack::routes::entry_history, fasttrack::routes::list_grants, fasttrack::routes::put_grant,
-        fasttrack::routes::revoke_grant, fasttrack::routes::tool_report, fasttrack::routes::my_entries,
+        fasttrack::routes::revoke_grant, fasttrack::routes::tool_report, fasttrack::routes::my_entries, fasttrack::routes::list_archived,
         fasttrack::routes::list_rows, fasttrack::routes::add_row, fasttrack::routes::update_row, fasttrack::routes::delete_row,
     ),
     components(schemas(Problem, FieldError)),

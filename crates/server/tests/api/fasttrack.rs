@@ -651,3 +651,71 @@ async fn a_wrong_value_in_a_tools_own_row_is_named_by_its_field_and_writes_nothi
     )
     .await;
 }
+
+#[tokio::test]
+async fn organization_admins_read_archived_entries_with_their_rows_and_nobody_else_does() {
+    let t = team(&["value_proposition"]).await;
+    let (app, alice, dave, erin) = (&t.app, &t.alice, &t.dave, &t.erin);
+    let canvas = new_entry(
+        app,
+        dave,
+        "value_proposition",
+        json!({"segment": "founders"}),
+    )
+    .await;
+    let row = json!({"hypothesis_text": "founders pay for focus"});
+    let (status, _) = app
+        .call(
+            Method::POST,
+            dave,
+            &format!("{canvas}/hypotheses"),
+            Some(row),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (version, next) in [(1, "in_progress"), (2, "completed")] {
+        let body = json!({"version": version, "status": next});
+        let (status, moved) = app
+            .call(Method::POST, dave, &format!("{canvas}/status"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{moved}");
+    }
+    let owner = app.db.owner().await;
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let moved = tenantry_db::maintenance::archive(&owner, soon, |_, _| {})
+        .await
+        .expect("archive");
+    assert_eq!(moved, 1);
+
+    let archive = format!("/v1/orgs/{}/tools/value_proposition/archive", alice.org);
+    let (status, page) = app.call(Method::GET, alice, &archive, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let archived = &page["items"][0];
+    assert_eq!(archived["data"]["segment"], "founders");
+    assert_eq!(archived["user_id"], dave.id.to_string());
+    assert_eq!(
+        archived["rows"]["hypotheses"][0]["hypothesis_text"],
+        "founders pay for focus"
+    );
+    assert!(archived["archived_at"].is_string());
+    let (_, mine) = app
+        .call(Method::GET, dave, &entries(dave, "value_proposition"), None)
+        .await;
+    assert_eq!(
+        mine["items"],
+        json!([]),
+        "an archived entry leaves the live list"
+    );
+
+    // Its author and other members are not admins; another organization's owner is not a member.
+    for member in [dave, erin] {
+        let got = app.call(Method::GET, member, &archive, None).await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let mallory = app.user("mallory@example.com").await;
+    let got = app.call(Method::GET, &mallory, &archive, None).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let theirs = format!("/v1/orgs/{}/tools/value_proposition/archive", mallory.org);
+    let (status, page) = app.call(Method::GET, &mallory, &theirs, None).await;
+    assert_eq!((status, &page["items"]), (StatusCode::OK, &json!([])));
+}
