@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::cluster::{ClusterStatus, ManagedCluster, Role};
-use tenantry_db::{guard, migrate, RuntimePool};
+use tenantry_db::{guard, migrate};
 use tenantry_server::http::{self, AppState, HttpConfig};
 
 use crate::database::Database;
@@ -320,7 +320,7 @@ async fn serve(
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
     }
-    let pool = RuntimePool::connect(&database.urls.runtime, pool_size).await?;
+    let pool = database.runtime_pool(pool_size).await?;
     let state = AppState::new(pool.clone(), config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

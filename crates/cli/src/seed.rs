@@ -31,7 +31,7 @@ pub async fn run(database: &Database, listen: SocketAddr) -> Result<(), AnyError
         .await?;
     owner.0.close().await;
 
-    let pool = RuntimePool::connect(&database.urls.runtime, 4).await?;
+    let pool = database.runtime_pool(4).await?;
     let demo = match existing {
         Some(id) => {
             println!("demo data already present");

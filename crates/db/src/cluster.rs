@@ -541,7 +541,19 @@ impl ManagedCluster {
                 .await?;
         }
         create_database_if_missing(&mut conn, DATABASE_NAME).await?;
+        // Every database, template1 included (databases made later copy it).
+        let databases: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datallowconn")
+                .fetch_all(&mut conn)
+                .await?;
         conn.close().await?;
+        for database in databases {
+            let mut conn = PgConnection::connect(&info.url(Role::Superuser, &database)).await?;
+            sqlx::raw_sql(HIDE_OTHER_SESSIONS)
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+        }
         Ok(())
     }
 
@@ -561,6 +573,16 @@ impl ManagedCluster {
         Ok(true)
     }
 }
+
+/// What other sessions are running — their statements, which carry the request binding's
+/// credentials — is for monitoring roles, not for everyone (PostgreSQL's default lets any role
+/// read the statements of its own sessions, so the runtime role would see every request's).
+/// Superuser only; the guard checks it (`tenantry db check`). Idempotent.
+pub const HIDE_OTHER_SESSIONS: &str = "
+    REVOKE EXECUTE ON FUNCTION pg_catalog.pg_stat_get_activity(integer),
+                               pg_catalog.pg_stat_get_backend_activity(integer) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_get_activity(integer),
+                              pg_catalog.pg_stat_get_backend_activity(integer) TO pg_read_all_stats;";
 
 /// Creates database `name` owned by the owner role unless it exists; true when created.
 /// `admin` is a superuser connection (to `postgres`). `name` must be a plain identifier.

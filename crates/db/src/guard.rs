@@ -8,6 +8,10 @@ use crate::RUNTIME_ROLE;
 /// Schemas that are not ours.
 const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast')";
 
+/// The settings app.begin_request binds (quoted, as a function would name them). Only
+/// app.context() reads them, verifying their MAC; only app.begin_request writes them.
+const REQUEST_SETTING: &str = "$re$'app\\.(?:user_id|session_id|api_key_id|org_id|org_role|service|ip|user_agent|request_id|context_mac)'$re$";
+
 /// Each rule is a query returning one text row per violation.
 const RULES: &[(&str, &str)] = &[
     (
@@ -104,6 +108,30 @@ const RULES: &[(&str, &str)] = &[
           WHERE n.nspname NOT IN SYSTEM_SCHEMAS AND failed",
     ),
     (
+        "a runtime role that can read other sessions' statements",
+        "SELECT format('the runtime role can call %s, which shows other sessions'' statements (and the credentials they bind); as superuser: %s',
+                       f, 'REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC')
+           FROM unnest(ARRAY['pg_catalog.pg_stat_get_activity(integer)',
+                             'pg_catalog.pg_stat_get_backend_activity(integer)']) f
+          WHERE has_function_privilege('RUNTIME', f, 'EXECUTE')",
+    ),
+    (
+        "policies that read request settings directly",
+        "SELECT format('%s: policy %s reads settings directly instead of through app.context()', p.polrelid::regclass, p.polname)
+           FROM pg_policy p
+          WHERE concat(pg_get_expr(p.polqual, p.polrelid), ' ', pg_get_expr(p.polwithcheck, p.polrelid))
+                ~* '(current_setting|set_config|pg_settings)'",
+    ),
+    (
+        "functions that read or write the request context unverified",
+        "SELECT format('function %s: reads or writes the request context (%s) itself; use app.context()',
+                       p.oid::regprocedure, substring(p.prosrc FROM REQUEST_SETTING))
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname NOT IN SYSTEM_SCHEMAS AND p.prosrc ~ REQUEST_SETTING
+            AND p.oid NOT IN ('app.context()'::regprocedure,
+                              'app.begin_request(bytea, uuid, bytea, bytea, uuid, inet, text, text)'::regprocedure)",
+    ),
+    (
         "views that run with their owner's rights",
         "SELECT format('view %s is not security_invoker', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -124,6 +152,7 @@ pub async fn violations(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Er
     for (_, sql) in RULES {
         let sql = sql
             .replace("SYSTEM_SCHEMAS", SYSTEM_SCHEMAS)
+            .replace("REQUEST_SETTING", REQUEST_SETTING)
             .replace("RUNTIME", RUNTIME_ROLE);
         let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
         found.extend(rows);

@@ -16,7 +16,7 @@ pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use pool::{ConnectionUrls, OwnerPool, RuntimePool};
+pub use pool::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey};
 pub use tenant::{Actor, RequestContext, TenantTx};
 
 /// Name of the role the service connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
@@ -34,6 +34,6 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the session token is not valid or has expired")]
+    #[error("the credential is not valid or has expired")]
     Unauthenticated,
 }

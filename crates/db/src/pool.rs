@@ -49,15 +49,43 @@ impl OwnerPool {
     }
 }
 
+/// The server's proof to the database that the server itself is asking (`app.secrets`, readable
+/// by the owner role only): it may then name the acting user — after verifying a password, an
+/// OpenID Connect sign-in or an external JWT — and run the steps before sign-in. SQL run as the
+/// runtime role cannot learn it: it is sent only as a bind parameter, never in a query's text.
+#[derive(Clone)]
+pub struct ServiceKey(pub(crate) Vec<u8>);
+
+impl ServiceKey {
+    /// Reads the key through the owner role (the service holds the owner's URL for migrations).
+    pub async fn load(owner: &OwnerPool) -> Result<Self, DbError> {
+        let key: Vec<u8> = sqlx::query_scalar("SELECT service_key FROM app.secrets")
+            .fetch_one(&owner.0)
+            .await?;
+        Ok(Self(key))
+    }
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceKey(redacted)")
+    }
+}
+
 /// Pool of the runtime role. Its connections are reachable only through
 /// [`crate::TenantTx::begin`], which sets the request's identity first.
 #[derive(Clone, Debug)]
 pub struct RuntimePool {
     pub(crate) pool: PgPool,
+    pub(crate) service_key: ServiceKey,
 }
 
 impl RuntimePool {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        service_key: ServiceKey,
+    ) -> Result<Self, DbError> {
         // Server-side limits, so work abandoned by a cancelled request cannot run or hold locks forever.
         let options = url.parse::<PgConnectOptions>()?.options([
             ("statement_timeout", "30s"),
@@ -67,7 +95,7 @@ impl RuntimePool {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, service_key })
     }
 
     /// True when the database answers (for readiness probes). Touches no table.

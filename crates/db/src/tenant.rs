@@ -1,9 +1,11 @@
 //! The tenant transaction: the only path from the service to tenant data.
 //!
-//! Every request runs in one transaction whose first statement binds the request's identity with
-//! `set_config(..., true)`: transaction scope, so nothing leaks to the next user of a pooled
-//! connection (or through PgBouncer in transaction mode). Row-level security policies read those
-//! settings; a transaction that set nothing sees no tenant row at all.
+//! Every request runs in one transaction whose first statement, `app.begin_request`, verifies the
+//! request's credential in the database and binds the identity with `set_config(..., true)`:
+//! transaction scope, so nothing leaks to the next user of a pooled connection (or through
+//! PgBouncer in transaction mode). The settings carry an HMAC keyed by a secret only the owner
+//! role reads; the policies trust them only while it matches, so SQL run as the runtime role
+//! cannot make up, change or replay an identity (docs/ARCHITECTURE.md, "Request path").
 
 use std::net::IpAddr;
 
@@ -18,7 +20,11 @@ pub enum Actor {
     /// No identity: policies show no tenant row.
     #[default]
     Anonymous,
-    /// A known user (sign-up, sign-in, background work on a user's behalf).
+    /// The server itself, before anyone has signed in: sign-up, password checks, account
+    /// lookups, sign-in limits, OpenID Connect flows. Proven with the pool's service key.
+    Service,
+    /// A user the server verified itself (a password, an OpenID Connect sign-in, an external
+    /// JWT; sign-up; background work on a user's behalf). Proven with the pool's service key.
     User(Uuid),
     /// The SHA-256 of a bearer session token; resolved to its user inside the transaction.
     SessionTokenHash([u8; 32]),
@@ -45,6 +51,13 @@ impl RequestContext {
         }
     }
 
+    pub fn service() -> Self {
+        Self {
+            actor: Actor::Service,
+            ..Self::default()
+        }
+    }
+
     pub fn in_org(mut self, org_id: Uuid) -> Self {
         self.org_id = Some(org_id);
         self
@@ -60,30 +73,35 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
-    /// Begins a transaction and binds the context in the same round trip as `BEGIN`. A session
-    /// token that does not resolve to an active session is [`DbError::Unauthenticated`].
+    /// Begins a transaction and binds the context. A credential that does not resolve to a live
+    /// session or key is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
+        let service_key = Some(pool.service_key.0.as_slice());
+        let (service_key, actor, session, key, user_id) = match &ctx.actor {
+            Actor::Anonymous => (None, None, None, None, Some(None)),
+            Actor::Service => (service_key, None, None, None, Some(None)),
+            Actor::User(id) => (service_key, Some(*id), None, None, Some(Some(*id))),
+            Actor::SessionTokenHash(hash) => (None, None, Some(hash.as_slice()), None, None),
+            Actor::ApiKeyHash(hash) => (None, None, None, Some(hash.as_slice()), Some(None)),
+        };
+        let hex_bytes = |bytes: Option<&[u8]>| {
+            bytes.map_or_else(|| "NULL".to_string(), |b| format!("'\\x{}'::bytea", hex(b)))
+        };
         let literal =
             |value: Option<String>| value.map_or_else(|| "NULL".to_string(), |v| format!("'{v}'"));
-        let (user, session, key, user_id) = match &ctx.actor {
-            Actor::Anonymous => (None, None, None, Some(None)),
-            Actor::User(id) => (Some(id.to_string()), None, None, Some(Some(*id))),
-            Actor::SessionTokenHash(hash) => (None, Some(hex(hash)), None, None),
-            Actor::ApiKeyHash(hash) => (None, None, Some(hex(hash)), Some(None)),
-        };
-        let bytes = |hex: Option<String>| {
-            hex.map_or_else(|| "NULL".to_string(), |h| format!("decode('{h}', 'hex')"))
-        };
-        // Sent as one simple query, which takes no parameters: every value is spelled with
-        // characters that cannot end a literal (UUIDs and IPs as Rust formats them, free text and
-        // hashes as hex). app.begin_request runs first and BEGIN last: if a credential is refused
-        // (SQLSTATE 28000), BEGIN never runs and the connection goes back to the pool idle.
-        // BEGIN adopts the implicit transaction, so the settings stay transaction-local.
+        // One simple query, which takes no parameters: every value is spelled with characters
+        // that cannot end a literal (UUIDs and IPs as Rust formats them, the rest as hex).
+        // app.begin_request runs first and BEGIN last: a refused credential (SQLSTATE 28000)
+        // never starts a transaction, and the connection goes back to the pool idle. BEGIN
+        // adopts the implicit transaction, so the settings stay transaction-local, and the
+        // binding's MAC names that transaction. The text carries credentials: no other session
+        // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
         let statement = format!(
-            "SELECT app.begin_request({}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
-            literal(user),
-            bytes(session),
-            bytes(key),
+            "SELECT app.begin_request({}, {}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
+            hex_bytes(service_key),
+            literal(actor.map(|id| id.to_string())),
+            hex_bytes(session),
+            hex_bytes(key),
             literal(ctx.org_id.map(|id| id.to_string())),
             literal(ctx.ip.map(|ip| ip.to_string())),
             text_literal(ctx.user_agent.as_deref()),
@@ -155,7 +173,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A SQL expression for `text` (or '' when absent) that needs no quoting.
+/// A SQL expression for `text` (or NULL when absent) that needs no quoting.
 fn text_literal(text: Option<&str>) -> String {
     match text {
         Some(t) if !t.is_empty() => format!(

@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::cluster::{ClusterInfo, ManagedCluster, Role};
-use crate::{migrate, OwnerPool, RuntimePool, OWNER_ROLE};
+use crate::{migrate, OwnerPool, RuntimePool, ServiceKey, OWNER_ROLE};
 
 /// The test cluster's data directory: under the system temp dir (the `postgres` OS user must be
 /// able to enter it when tests run as root), one per checkout.
@@ -69,8 +69,11 @@ impl TestDb {
             .execute(&owner.0)
             .await
             .expect("secure the database");
+        let service_key = ServiceKey::load(&owner)
+            .await
+            .expect("read the service key");
         owner.0.close().await;
-        let runtime = RuntimePool::connect(&info.url(Role::Runtime, &name), 8)
+        let runtime = RuntimePool::connect(&info.url(Role::Runtime, &name), 8, service_key)
             .await
             .expect("connect as runtime role");
         Self {
@@ -83,6 +86,18 @@ impl TestDb {
     /// URL of this database for `role`.
     pub fn url(&self, role: Role) -> String {
         self.info.url(role, &self.name)
+    }
+
+    /// Another runtime pool of this database, with `max_connections` (and the service key).
+    pub async fn runtime_pool(&self, max_connections: u32) -> RuntimePool {
+        let owner = self.owner().await;
+        let service_key = ServiceKey::load(&owner)
+            .await
+            .expect("read the service key");
+        owner.0.close().await;
+        RuntimePool::connect(&self.url(Role::Runtime), max_connections, service_key)
+            .await
+            .expect("connect as runtime role")
     }
 
     /// An owner connection: for schema work in tests (never to read or write tenant data).

@@ -53,6 +53,8 @@ pub enum Error {
     StaleVersion { current: i32 },
     #[error("the database is not reachable")]
     Unavailable,
+    #[error("the server is busy; retry in {retry_after} s")]
+    Busy { retry_after: u64 },
     #[error("the request took too long")]
     Timeout,
     #[error("internal error: {0}")]
@@ -175,6 +177,12 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the database is not reachable; try again".into(),
+                vec![],
+            ),
+            Error::Busy { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("too many requests are being handled; retry in {retry_after} seconds"),
                 vec![],
             ),
             Error::Timeout => (
@@ -328,7 +336,7 @@ impl IntoResponse for Error {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Error::RateLimited { retry_after } = self {
+        if let Error::RateLimited { retry_after } | Error::Busy { retry_after } = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response

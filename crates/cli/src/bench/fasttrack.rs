@@ -22,7 +22,7 @@ const BUILD_CHUNK: usize = 100;
 const WISH: &str = r#"{"wish": "wish 42"}"#;
 
 pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = RuntimePool::connect(&urls.runtime, 1).await?;
+    let runtime = crate::database::runtime_pool(urls, 1).await?;
     let direct = pool_options(1).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;
@@ -165,10 +165,13 @@ fn expect_rows(got: usize, want: usize) -> Result<(), AnyError> {
     Ok(())
 }
 
-/// Binds `user` as the acting user of an owner transaction (the SQL reads app.user_id()).
+/// Binds `user` as the acting user of an owner transaction (the SQL reads app.user_id(), which
+/// only a context bound by app.begin_request answers; the owner reads the service key itself).
 async fn bind_user(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), AnyError> {
-    sqlx::query("SELECT set_config('app.user_id', $1, true)")
-        .bind(user.to_string())
+    sqlx::query(
+        "SELECT app.begin_request((SELECT service_key FROM app.secrets), $1, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .bind(user)
         .execute(tx)
         .await?;
     Ok(())

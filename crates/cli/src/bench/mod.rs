@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::database::Database;
 use crate::AnyError;
 
+mod burst;
 mod fasttrack;
 mod kpis;
 
@@ -39,6 +40,9 @@ pub enum Benchmark {
     /// `GET` one KPI with progress and change over HTTP vs its SQL in a tenant transaction vs the
     /// same SQL sent directly by the owner (on the KPI data set).
     KpiRead,
+    /// A burst of 500 concurrent wrong sign-ins (per round) against a `tenantry serve` child
+    /// process: its resident memory at start, at each burst's peak and after it.
+    SignInBurst,
     /// Fast Track on 1,000,000 WOOP entries (built on first use): my entries across all tools
     /// with progress, and a JSONB containment search; plans and times, RLS vs owner.
     Fasttrack,
@@ -64,6 +68,7 @@ pub async fn run(
         Benchmark::TenantTx => tenant_tx(&urls, &settings).await,
         Benchmark::HttpAuth => http_auth(&urls, &settings).await,
         Benchmark::Fasttrack => fasttrack::run(&urls, &settings).await,
+        Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await
         }
@@ -152,7 +157,7 @@ async fn bench_tenants(
 }
 
 async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
+    let runtime = crate::database::runtime_pool(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
     const SELECT: &str = "SELECT id, name, slug FROM organizations WHERE id = $1";
@@ -321,7 +326,7 @@ async fn bench_credentials(
 }
 
 async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = RuntimePool::connect(&urls.runtime, s.connections).await?;
+    let runtime = crate::database::runtime_pool(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     let credentials = Arc::new(bench_credentials(urls, &runtime, &tenants).await?);

@@ -21,7 +21,11 @@ async fn a_tenant_table_without_protection_fails_the_guard() {
          CREATE TABLE public.leaky_links (id uuid PRIMARY KEY, organization_id uuid NOT NULL,
              note_id uuid REFERENCES public.unprotected_notes (id));
          CREATE FUNCTION app.unsafe_lookup() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
-         CREATE VIEW public.owner_rights_view AS SELECT id FROM public.organizations;",
+         CREATE VIEW public.owner_rights_view AS SELECT id FROM public.organizations;
+         CREATE POLICY trusting ON public.teams FOR SELECT
+             USING (organization_id = nullif(current_setting('app.org_id', true), '')::uuid);
+         CREATE FUNCTION app.raw_org() RETURNS uuid LANGUAGE sql STABLE
+             AS $$ SELECT nullif(current_setting('app.org_id', true), '')::uuid $$;",
     )
     .execute(&mut *conn)
     .await
@@ -35,13 +39,16 @@ async fn a_tenant_table_without_protection_fails_the_guard() {
         "leaky_links: foreign key leaky_links_note_id_fkey to unprotected_notes does not include organization_id",
         "function app.unsafe_lookup(): is SECURITY DEFINER without a pinned search_path",
         "view owner_rights_view is not security_invoker",
+        "teams: policy trusting reads settings directly instead of through app.context()",
+        "function app.raw_org(): reads or writes the request context ('app.org_id') itself",
     ] {
         assert!(found.contains(expected), "missing {expected:?} in:\n{found}");
     }
 
     sqlx::raw_sql(
         "DROP TABLE public.leaky_links, public.unprotected_notes; DROP FUNCTION app.unsafe_lookup();
-         DROP VIEW public.owner_rights_view;",
+         DROP VIEW public.owner_rights_view; DROP POLICY trusting ON public.teams;
+         DROP FUNCTION app.raw_org();",
     )
     .execute(&mut *conn)
     .await

@@ -4,6 +4,7 @@
 mod audit;
 mod cluster;
 mod fasttrack;
+mod forgery;
 mod guard;
 mod isolation;
 mod kpis;

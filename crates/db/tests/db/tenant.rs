@@ -31,9 +31,7 @@ async fn a_refused_token_leaves_the_connection_clean() {
     session(&db.runtime, alice, [8; 32], "-1 second").await;
 
     // One connection only: a refused token must not leave it inside a broken transaction.
-    let pool = RuntimePool::connect(&db.url(Role::Runtime), 1)
-        .await
-        .expect("pool");
+    let pool = db.runtime_pool(1).await;
     for refused in [[9u8; 32], [8u8; 32]] {
         let ctx = RequestContext {
             actor: Actor::SessionTokenHash(refused),
@@ -64,9 +62,7 @@ async fn context_is_transaction_local_and_rolled_back_work_disappears() {
     let db = TestDb::new().await;
     let alice = user(&db.runtime, "alice@example.com").await;
     let a = org(&db.runtime, alice, "acme").await;
-    let pool = RuntimePool::connect(&db.url(Role::Runtime), 1)
-        .await
-        .expect("pool");
+    let pool = db.runtime_pool(1).await;
 
     let mut tx = TenantTx::begin(&pool, &RequestContext::user(alice).in_org(a))
         .await
@@ -105,9 +101,7 @@ async fn context_is_transaction_local_and_rolled_back_work_disappears() {
 async fn a_connection_the_server_dropped_is_replaced_without_failing_the_request() {
     let db = TestDb::new().await;
     let alice = user(&db.runtime, "alice@example.com").await;
-    let pool = RuntimePool::connect(&db.url(Role::Runtime), 2)
-        .await
-        .expect("pool");
+    let pool = db.runtime_pool(2).await;
     let pid_of = |pool: RuntimePool| async move {
         let mut tx = TenantTx::begin(&pool, &RequestContext::user(alice))
             .await

@@ -128,7 +128,7 @@ impl Catalog {
             .map(|t| {
                 format!(
                     "(SELECT '{}'::text AS tool, id, status, version, updated_at FROM {}.tool_data \
-                      WHERE organization_id = $1 AND user_id = app.user_id() ORDER BY updated_at DESC LIMIT $2)",
+                      WHERE organization_id = $1 AND user_id = (SELECT app.user_id()) ORDER BY updated_at DESC LIMIT $2)",
                     t.slug, t.schema_name
                 )
             })
@@ -138,7 +138,7 @@ impl Catalog {
                     coalesce(p.progress_percentage, 0) AS progress_percentage \
                FROM ({}) e \
                LEFT JOIN tool_access.progress p \
-                      ON p.organization_id = $1 AND p.user_id = app.user_id() AND p.tool_slug = e.tool \
+                      ON p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) AND p.tool_slug = e.tool \
               ORDER BY e.updated_at DESC LIMIT $2",
             branches.join(" UNION ALL ")
         )

@@ -79,7 +79,7 @@ pub async fn tools(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ToolSummary>> {
                 p.last_accessed_at, p.completed_at \
            FROM tool_access.tools t \
            LEFT JOIN tool_access.progress p \
-                  ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = app.user_id() \
+                  ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) \
           ORDER BY t.sprint",
     )
     .bind(org)
@@ -122,7 +122,7 @@ async fn check_refs(
             Some(id) => {
                 sqlx::query_scalar::<_, bool>(&format!(
                     "SELECT EXISTS (SELECT FROM {}.tool_data \
-                  WHERE organization_id = $1 AND id = $2 AND user_id = app.user_id())",
+                  WHERE organization_id = $1 AND id = $2 AND user_id = (SELECT app.user_id()))",
                     target.schema_name
                 ))
                 .bind(org)
@@ -199,7 +199,7 @@ pub async fn list(
     require_access(tx, org, tool, level).await?;
     let rows: Vec<Entry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM {}.tool_data \
-          WHERE organization_id = $1 AND ($2 OR user_id = app.user_id()) \
+          WHERE organization_id = $1 AND ($2 OR user_id = (SELECT app.user_id())) \
             AND ($3::text IS NULL OR status = $3) AND id > $4 \
           ORDER BY id LIMIT $5",
         tool.schema_name

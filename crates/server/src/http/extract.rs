@@ -2,11 +2,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{HeaderName, AUTHORIZATION, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::{Actor, RequestContext, TenantTx};
@@ -20,9 +22,88 @@ use crate::identity::{csrf_token_for, hash_token};
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// JSON body in, JSON body out; malformed input is a problem response, never a plain-text 4xx.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
+/// A NUL character in any string or key is refused here, once, naming its field: PostgreSQL's
+/// text cannot hold one, and no field of this API has a use for it.
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        if !is_json(req.headers()) {
+            return Err(Error::BadRequest(
+                "expected a request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge
+            } else {
+                Error::BadRequest(e.body_text())
+            }
+        })?;
+        if let Some(field) = nul_field(&bytes) {
+            return Err(Error::Validation(vec![FieldError::new(
+                &field,
+                "must not contain the NUL character (\\u0000)",
+            )]));
+        }
+        Ok(Json(axum::Json::<T>::from_bytes(&bytes)?.0))
+    }
+}
+
+/// `application/json` or any `+json` type, as axum's own JSON extractor accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(essence) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The field (`points[3].source`, `settings.a`) of the first string or key holding a NUL, if any.
+/// Only a body that spells `\u0000` somewhere is parsed a second time to find it.
+pub fn nul_field(body: &[u8]) -> Option<String> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !body.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+                "body".into()
+            } else {
+                path.into()
+            }),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| find(item, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+                if key.contains('\0') {
+                    Some(join(&key.replace('\0', "\\u0000")))
+                } else {
+                    find(item, &join(key))
+                }
+            }),
+            _ => None,
+        }
+    }
+    find(&value, "")
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -65,9 +146,30 @@ impl From<PathRejection> for Error {
     }
 }
 
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Error))]
+/// Query parameters; one holding a NUL character is refused, naming it.
 pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let raw = parts.uri.query().unwrap_or_default();
+        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(raw) {
+            if let Some((name, _)) = pairs
+                .iter()
+                .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            {
+                return Err(Error::Validation(vec![FieldError::new(
+                    &name.replace('\0', "%00"),
+                    "must not contain the NUL character (%00)",
+                )]));
+            }
+        }
+        Ok(Query(
+            axum::extract::Query::<T>::try_from_uri(&parts.uri)?.0,
+        ))
+    }
+}
 
 impl From<QueryRejection> for Error {
     fn from(rejection: QueryRejection) -> Self {

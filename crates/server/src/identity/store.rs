@@ -127,8 +127,9 @@ pub async fn sign_up_with_password(
     };
     validate_account(&account)?;
     password::check_new("password", &input.password)?;
+    let ticket = password::Ticket::take()?;
     let ip_text = ip.map(|ip| ip.to_string());
-    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     // Only the IP counts here: a stranger's probing must not lock an address's owner out.
     let wait: i32 = sqlx::query_scalar("SELECT app.sign_in_wait(NULL, $1::inet)")
         .bind(ip_text.as_deref())
@@ -140,7 +141,7 @@ pub async fn sign_up_with_password(
             retry_after: wait as u64,
         });
     }
-    let hash = password::hash(input.password.clone()).await?;
+    let hash = ticket.hash(input.password.clone()).await?;
     let result = sign_up(
         pool,
         NewAccount {
@@ -151,7 +152,7 @@ pub async fn sign_up_with_password(
     .await;
     if matches!(&result, Err(Error::Database(sqlx::Error::Database(e))) if e.constraint() == Some("users_email_key"))
     {
-        let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+        let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
         sqlx::query("SELECT app.record_sign_in_failure('', $1::inet)")
             .bind(ip_text.as_deref())
             .execute(tx.conn())
@@ -162,18 +163,23 @@ pub async fn sign_up_with_password(
 }
 
 /// Checks an email and password; the user id on success. Unknown email and wrong password are the
-/// same answer, in the same time. Too many failures for the email or the IP: 429.
+/// same answer, in the same time. Too many failures for the email or the IP: 429. The attempt
+/// counts against both limits before the password is hashed; a success clears the email's count.
 pub async fn sign_in(
     pool: &RuntimePool,
     input: &PasswordSignIn,
     ip: Option<IpAddr>,
 ) -> Result<Uuid> {
+    let ticket = password::Ticket::take()?;
     let email = input.email.trim();
-    let ip_text = ip.map(|ip| ip.to_string());
-    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
-    let wait: i32 = sqlx::query_scalar("SELECT app.sign_in_wait($1, $2::inet)")
+    let ctx = RequestContext {
+        ip,
+        ..RequestContext::service()
+    };
+    let mut tx = TenantTx::begin(pool, &ctx).await?;
+    let wait: i32 = sqlx::query_scalar("SELECT app.begin_sign_in_attempt($1, $2::inet)")
         .bind(email)
-        .bind(ip_text.as_deref())
+        .bind(ip.map(|ip| ip.to_string()))
         .fetch_one(tx.conn())
         .await?;
     if wait > 0 {
@@ -193,44 +199,34 @@ pub async fn sign_in(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    let verified = password::verify(input.password.clone(), stored).await;
-    let mut ctx = RequestContext {
-        ip,
-        ..RequestContext::default()
+    let verified = ticket.verify(input.password.clone(), stored).await?;
+    let Some(user_id) = user_id.filter(|_| verified) else {
+        return Err(Error::InvalidCredentials);
     };
-    match (verified, user_id) {
-        (true, Some(user_id)) => {
-            ctx.actor = tenantry_db::Actor::User(user_id);
-            let mut tx = TenantTx::begin(pool, &ctx).await?;
-            sqlx::query("SELECT app.clear_sign_in_failures($1)")
-                .bind(email)
-                .execute(tx.conn())
-                .await?;
-            sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
-                .bind(user_id)
-                .execute(tx.conn())
-                .await?;
-            tx.commit().await?;
-            Ok(user_id)
-        }
-        _ => {
-            let mut tx = TenantTx::begin(pool, &ctx).await?;
-            sqlx::query("SELECT app.record_sign_in_failure($1, $2::inet)")
-                .bind(email)
-                .bind(ip_text.as_deref())
-                .execute(tx.conn())
-                .await?;
-            tx.commit().await?;
-            Err(Error::InvalidCredentials)
-        }
-    }
+    let mut tx = TenantTx::begin(pool, &ctx).await?;
+    sqlx::query("SELECT app.clear_sign_in_failures($1)")
+        .bind(email)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    let ctx = RequestContext {
+        actor: tenantry_db::Actor::User(user_id),
+        ..ctx
+    };
+    let mut tx = TenantTx::begin(pool, &ctx).await?;
+    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(user_id)
 }
 
 /// The acting user's sessions, newest first.
 pub async fn list_sessions(tx: &mut TenantTx) -> Result<Vec<SessionInfo>> {
     Ok(sqlx::query_as(
         "SELECT id, created_at, last_seen_at, expires_at, host(ip_address) AS ip_address, user_agent, \
-                (id = app.session_id()) IS TRUE AS current \
+                (id = (SELECT app.session_id())) IS TRUE AS current \
            FROM sessions WHERE expires_at > now() AND last_seen_at + idle_timeout > now() \
           ORDER BY created_at DESC",
     )
@@ -252,27 +248,32 @@ pub async fn end_session(tx: &mut TenantTx, id: Uuid) -> Result<()> {
 
 /// Ends the acting user's sessions: all of them, or all but the current one.
 pub async fn end_sessions(tx: &mut TenantTx, keep_current: bool) -> Result<u64> {
-    let done =
-        sqlx::query("DELETE FROM sessions WHERE NOT ($1 AND (id = app.session_id()) IS TRUE)")
-            .bind(keep_current)
-            .execute(tx.conn())
-            .await?;
+    let done = sqlx::query(
+        "DELETE FROM sessions WHERE NOT ($1 AND (id = (SELECT app.session_id())) IS TRUE)",
+    )
+    .bind(keep_current)
+    .execute(tx.conn())
+    .await?;
     Ok(done.rows_affected())
 }
 
 /// Changes the acting user's password after checking the current one; ends their other sessions.
 pub async fn change_password(tx: &mut TenantTx, change: &PasswordChange) -> Result<()> {
     password::check_new("new_password", &change.new_password)?;
+    let ticket = password::Ticket::take()?;
     let stored: Option<String> = sqlx::query_scalar("SELECT app.my_password_hash()")
         .fetch_one(tx.conn())
         .await?;
-    if !password::verify(change.current_password.clone(), stored).await {
+    if !ticket
+        .verify(change.current_password.clone(), stored)
+        .await?
+    {
         return Err(Error::Validation(vec![crate::error::FieldError::new(
             "current_password",
             "is not the current password",
         )]));
     }
-    let hash = password::hash(change.new_password.clone()).await?;
+    let hash = ticket.hash(change.new_password.clone()).await?;
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
         .bind(user_id)
@@ -365,7 +366,7 @@ pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
 
 /// An account found by one of the lookup functions: its id and whether it may sign in.
 async fn lookup(pool: &RuntimePool, sql: &str, args: &[&str]) -> Result<Option<(Uuid, bool)>> {
-    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     let mut query = sqlx::query_as::<_, (Option<Uuid>, Option<bool>)>(sql);
     for arg in args {
         query = query.bind(*arg);
@@ -385,7 +386,7 @@ pub async fn begin_oidc_flow(
     nonce: &str,
     code_verifier: &str,
 ) -> Result<()> {
-    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     sqlx::query("SELECT app.begin_oidc_flow($1, $2, $3)")
         .bind(hash_token(state).as_slice())
         .bind(nonce)
@@ -398,7 +399,7 @@ pub async fn begin_oidc_flow(
 
 /// The nonce and PKCE verifier of the flow with this `state`, consumed (single use).
 pub async fn finish_oidc_flow(pool: &RuntimePool, state: &str) -> Result<Option<(String, String)>> {
-    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+    let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     let flow: Option<(Option<String>, Option<String>)> =
         sqlx::query_as("SELECT nonce, code_verifier FROM app.finish_oidc_flow($1)")
             .bind(hash_token(state).as_slice())
@@ -445,7 +446,7 @@ pub async fn sign_in_with_identity(
             let id = match existing {
                 Some((_, false)) => return Err(Error::InvalidCredentials),
                 Some((id, true)) => {
-                    let mut tx = TenantTx::begin(pool, &RequestContext::default()).await?;
+                    let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
                     sqlx::query("SELECT app.claim_verified_email($1)")
                         .bind(id)
                         .execute(tx.conn())

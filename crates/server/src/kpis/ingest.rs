@@ -55,11 +55,11 @@ struct RawRow {
 
 /// A checked row.
 #[derive(Debug, Clone, PartialEq)]
-struct Row {
-    kpi_id: Uuid,
-    value: f64,
-    observed_at: Option<DateTime<Utc>>,
-    source: String,
+pub(crate) struct Row {
+    pub kpi_id: Uuid,
+    pub value: f64,
+    pub observed_at: Option<DateTime<Utc>>,
+    pub source: String,
 }
 
 /// Cuts a byte stream into records: lines (NDJSON, CSV) or the elements of one JSON array.
@@ -233,7 +233,9 @@ fn parse(
                     ),
                     None => None,
                 },
-                source: get("source").filter(|s| !s.is_empty()),
+                source: get("source")
+                    .filter(|s| !s.is_empty())
+                    .map(|s| super::store::csv_unescape(&s).to_string()),
             }
         }
     };
@@ -249,6 +251,9 @@ fn parse(
     if source.is_empty() || source.chars().count() > 100 {
         return Err("source must be 1 to 100 characters".into());
     }
+    if source.contains('\0') {
+        return Err("source must not contain the NUL character".into());
+    }
     Ok(Row {
         kpi_id: raw.kpi_id,
         value,
@@ -257,8 +262,9 @@ fn parse(
     })
 }
 
-/// Writes a batch; within it the last row for a (KPI, time, source) wins.
-async fn write(tx: &mut TenantTx, org: Uuid, rows: &mut Vec<Row>) -> Result<u64> {
+/// Writes a batch of points (upsert on KPI, time and source); within it the last row for a
+/// (KPI, time, source) wins. The one write path of points: bulk ingest and `POST …/points`.
+pub(crate) async fn write(tx: &mut TenantTx, org: Uuid, rows: &mut Vec<Row>) -> Result<u64> {
     let mut last: HashMap<(Uuid, Option<DateTime<Utc>>, String), usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         last.insert((r.kpi_id, r.observed_at, r.source.clone()), i);

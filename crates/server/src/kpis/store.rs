@@ -170,26 +170,16 @@ pub async fn record(
     validate_points(points)?;
     require_role(tx, org, Role::Member).await?;
     get(tx, org, kpi, false).await?;
-    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-    let times: Vec<Option<chrono::DateTime<chrono::Utc>>> =
-        points.iter().map(|p| p.observed_at).collect();
-    let sources: Vec<&str> = points
+    let mut rows: Vec<super::ingest::Row> = points
         .iter()
-        .map(|p| p.source.as_deref().unwrap_or("manual"))
+        .map(|p| super::ingest::Row {
+            kpi_id: kpi,
+            value: p.value,
+            observed_at: p.observed_at,
+            source: p.source.clone().unwrap_or_else(|| "manual".into()),
+        })
         .collect();
-    let done = sqlx::query(
-        "INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
-         SELECT $1, $2, v, coalesce(t, now()), s FROM unnest($3::float8[], $4::timestamptz[], $5::text[]) AS u(v, t, s) \
-         ON CONFLICT (kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
-    )
-    .bind(org)
-    .bind(kpi)
-    .bind(&values)
-    .bind(&times)
-    .bind(&sources)
-    .execute(tx.conn())
-    .await?;
-    Ok(done.rows_affected())
+    super::ingest::write(tx, org, &mut rows).await
 }
 
 /// A KPI's points, newest first, optionally within [since, until).
@@ -296,11 +286,55 @@ pub async fn export_csv(tx: &mut TenantTx, org: Uuid, kpi: Uuid) -> Result<Strin
     Ok(csv)
 }
 
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(text: &str) -> String {
+/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180). Text that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return:
+/// OWASP "CSV injection") gets a leading `'`, which spreadsheets show as text; so does text
+/// starting with `'` itself, so that ingest can take exactly one off ([`csv_unescape`]).
+pub(crate) fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_string()
+        text
+    }
+}
+
+/// A text field of a CSV as written by [`csv_field`]: one leading `'` taken off.
+pub(crate) fn csv_unescape(field: &str) -> &str {
+    field.strip_prefix('\'').unwrap_or(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_text_is_never_a_formula_and_comes_back_unchanged() {
+        for (text, written) in [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-1+1", "'-1+1"),
+            ("@SUM(1)", "'@SUM(1)"),
+            ("\tx", "'\tx"),
+            ("\r=1", "\"'\r=1\""),
+            ("'quoted", "''quoted"),
+            ("stripe", "stripe"),
+            ("a,b", "\"a,b\""),
+        ] {
+            assert_eq!(csv_field(text), written, "{text:?}");
+            let unquoted = written
+                .strip_prefix('"')
+                .and_then(|w| w.strip_suffix('"'))
+                .map(|w| w.replace("\"\"", "\""))
+                .unwrap_or_else(|| written.to_string());
+            assert_eq!(csv_unescape(&unquoted), text, "{text:?}");
+        }
     }
 }

@@ -799,3 +799,101 @@ async fn ingest_has_its_own_longer_time_limit_and_a_timed_out_ingest_writes_noth
     tokio::time::sleep(Wait::from_millis(300)).await;
     assert_eq!(point_count(&app, &alice, &kpi).await, 0, "nothing written");
 }
+
+#[tokio::test]
+async fn csv_exports_carry_no_live_formula_and_read_back_unchanged() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Sources a spreadsheet would run as formulas, and one that looks escaped already.
+    let sources = [
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "+1+1",
+        "-1+1",
+        "@SUM(1)",
+        "\t=1",
+        "'=1",
+        "stripe",
+    ];
+    let points: Vec<Value> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"value": i, "observed_at": format!("2026-01-0{}T00:00:00Z", i + 1), "source": s}))
+        .collect();
+    let path = format!("/v1/orgs/{}/kpis/{a}/points", alice.org);
+    let (status, body) = app
+        .call(Method::POST, &alice, &path, Some(json!(points)))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let csv = app
+        .request(Method::GET, Some(&alice.token), &format!("{path}.csv"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("csv");
+    for line in csv.lines().skip(1) {
+        // The source cell (after the second comma), unquoted: never starts a formula.
+        let cell = line.splitn(3, ',').nth(2).expect("source cell");
+        let cell = cell.strip_prefix('"').unwrap_or(cell);
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "live formula in {line:?}"
+        );
+    }
+    // Read back into the same KPI: every point is replaced by itself, sources unchanged.
+    let again: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            0 => format!("kpi_id,{line}\n"),
+            _ => format!("{a},{line}\n"),
+        })
+        .collect();
+    let (status, done) = ingest(&app, &alice, "text/csv", again).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(point_count(&app, &alice, &a).await, sources.len());
+    let (_, listed) = app.call(Method::GET, &alice, &path, None).await;
+    let mut got: Vec<String> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["source"].as_str().expect("source").to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn two_points_at_the_same_time_and_source_in_one_request_keep_the_last() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let a = create(&app, &alice, json!({"name": "A"})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/v1/orgs/{}/kpis/{a}/points", alice.org);
+    let at = "2026-01-01T00:00:00Z";
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &alice,
+            &path,
+            Some(json!([
+                {"value": 1, "observed_at": at, "source": "sheets"},
+                {"value": 2, "observed_at": at, "source": "sheets"},
+            ])),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (_, listed) = app.call(Method::GET, &alice, &path, None).await;
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["value"], 2.0);
+}

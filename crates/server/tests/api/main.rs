@@ -3,9 +3,11 @@
 
 mod api_keys;
 mod auth;
+mod burst;
 mod fasttrack;
 mod goals;
 mod helpers;
+mod input;
 mod invitations;
 mod kpis;
 mod lifecycle;

@@ -1,0 +1,184 @@
+//! Hostile input, generated from the OpenAPI document so that operations added later are covered
+//! without anyone remembering to: a NUL character in any string field or query parameter, and
+//! the headers every response carries.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::helpers::{read, TestApp};
+
+/// `schema` with `$ref`s, `allOf`/`oneOf`/`anyOf` and nullable forms resolved to one schema.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return resolve(doc, &doc["components"]["schemas"][name]);
+    }
+    for combinator in ["allOf", "oneOf", "anyOf"] {
+        if let Some(variants) = schema[combinator].as_array() {
+            if let Some(first) = variants.iter().find(|v| v["type"] != "null") {
+                return resolve(doc, first);
+            }
+        }
+    }
+    schema
+}
+
+fn is_string(schema: &Value) -> bool {
+    schema["type"] == "string"
+        || schema["type"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|t| t == "string"))
+}
+
+/// Every string field reachable in an object schema: (a body holding a NUL there, its path).
+fn nul_bodies(doc: &Value, schema: &Value, path: &str) -> Vec<(Value, String)> {
+    let schema = resolve(doc, schema);
+    let mut found = Vec::new();
+    let Some(properties) = schema["properties"].as_object() else {
+        return found;
+    };
+    for (name, property) in properties {
+        let here = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        let property = resolve(doc, property);
+        let wrap = |inner: Value| Value::Object(Map::from_iter([(name.clone(), inner)]));
+        if is_string(property) {
+            found.push((wrap(json!("a\u{0}b")), here));
+        } else if property["type"] == "array" || property["items"].is_object() {
+            let items = resolve(doc, &property["items"]);
+            if is_string(items) {
+                found.push((wrap(json!(["a\u{0}b"])), format!("{here}[0]")));
+            } else {
+                for (inner, inner_path) in nul_bodies(doc, items, &format!("{here}[0]")) {
+                    found.push((wrap(json!([inner])), inner_path));
+                }
+            }
+        } else {
+            for (inner, inner_path) in nul_bodies(doc, property, &here) {
+                found.push((wrap(inner), inner_path));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let (_, doc) = read(
+        app.request(Method::GET, None, "/openapi.json")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let concrete = path
+            .replace("{org}", &alice.org.to_string())
+            .replace("{tool}", "woop")
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    uuid::Uuid::now_v7().to_string()
+                } else {
+                    segment.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in item.as_object().expect("path item") {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            for (body, field) in nul_bodies(&doc, schema, "") {
+                let got = read(
+                    app.request(method.clone(), Some(&alice.token), &concrete)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("send"),
+                )
+                .await;
+                assert_eq!(
+                    got.0,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{method} {path} {field}: {}",
+                    got.1
+                );
+                assert_eq!(
+                    got.1["errors"][0]["field"], field,
+                    "{method} {path}: {}",
+                    got.1
+                );
+                tried += 1;
+            }
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] != "query" || !is_string(resolve(&doc, &parameter["schema"])) {
+                    continue;
+                }
+                let name = parameter["name"].as_str().expect("name");
+                let got = read(
+                    app.request(
+                        method.clone(),
+                        Some(&alice.token),
+                        &format!("{concrete}?{name}=a%00b"),
+                    )
+                    .send()
+                    .await
+                    .expect("send"),
+                )
+                .await;
+                assert_eq!(
+                    got.0,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{method} {path}?{name}: {}",
+                    got.1
+                );
+                assert_eq!(
+                    got.1["errors"][0]["field"], name,
+                    "{method} {path}: {}",
+                    got.1
+                );
+                tried += 1;
+            }
+        }
+    }
+    // The document has many string fields; a generator that found few is broken.
+    assert!(tried >= 40, "only {tried} fields tried");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for (path, html) in [
+        ("/healthz", false),
+        ("/v1/orgs", false),
+        ("/nowhere", false),
+        ("/docs", true),
+    ] {
+        let response = app
+            .request(Method::GET, None, path)
+            .send()
+            .await
+            .expect("send");
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        let csp = headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok());
+        if html {
+            let csp = csp.expect("an HTML page has a CSP");
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        } else {
+            assert_eq!(csp, None, "{path}");
+        }
+    }
+}
