@@ -28,6 +28,7 @@ BEGIN
     RETURN (SELECT m.role FROM public.organization_members m
              WHERE m.organization_id = org AND m.user_id = app.user_id());
 END $$;
+DROP FUNCTION app.member_orgs(text);
 CREATE FUNCTION app.member_orgs(min_role text) RETURNS uuid[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -229,6 +230,7 @@ END $$;
 GRANT EXECUTE ON FUNCTION app.begin_request(uuid, bytea, bytea, uuid, inet, text, text) TO tenantry_runtime;
 GRANT EXECUTE ON FUNCTION app.resolve_session(bytea), app.resolve_api_key(bytea) TO tenantry_runtime;
 
+DROP FUNCTION app.role_in(uuid);
 DROP FUNCTION app.require_service(), app.authenticate(bytea, uuid, bytea, bytea, uuid, inet, text, text),
     app.context(), app.context_mac(text[], bytea, bytea), app.random_256();
 DROP TYPE app.request_context;

@@ -208,9 +208,27 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION app.require_service() TO tenantry_runtime;
 
--- The policy helpers: one verification per call (they are called once per statement).
-CREATE OR REPLACE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
+-- The policy helpers: one verification per call (they are called once per statement). Not
+-- SECURITY DEFINER themselves: they decide from the verified context alone (a definer call costs
+-- more than the arithmetic); only the path without an organization reads memberships, through
+-- app.member_orgs.
+DROP FUNCTION app.member_orgs(text);
+CREATE FUNCTION app.member_orgs(min_role text) RETURNS uuid[]
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c app.request_context := app.context();
+BEGIN
+    IF c.api_key_id IS NOT NULL THEN
+        RETURN (SELECT coalesce(array_agg(k.organization_id), '{}') FROM public.api_keys k
+                 WHERE k.id = c.api_key_id AND app.role_rank(app.key_role(k.access)) >= app.role_rank(min_role));
+    END IF;
+    RETURN (SELECT coalesce(array_agg(m.organization_id), '{}') FROM public.organization_members m
+             WHERE m.user_id = c.user_id AND app.role_rank(m.role) >= app.role_rank(min_role));
+END $$;
+GRANT EXECUTE ON FUNCTION app.member_orgs(text) TO tenantry_runtime;
+
+CREATE OR REPLACE FUNCTION app.orgs_with_role(min_role text) RETURNS uuid[]
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED AS $$
 DECLARE
     c app.request_context := app.context();
 BEGIN
@@ -218,28 +236,35 @@ BEGIN
         RETURN '{}';
     ELSIF c.org_id IS NOT NULL THEN
         RETURN CASE WHEN app.role_rank(c.org_role) >= app.role_rank(min_role) THEN ARRAY[c.org_id] ELSE '{}' END;
-    ELSIF c.api_key_id IS NOT NULL THEN
-        RETURN (SELECT coalesce(array_agg(k.organization_id), '{}') FROM public.api_keys k
-                 WHERE k.id = c.api_key_id AND app.role_rank(app.key_role(k.access)) >= app.role_rank(min_role));
     END IF;
-    RETURN (SELECT coalesce(array_agg(m.organization_id), '{}') FROM public.organization_members m
-             WHERE m.user_id = c.user_id AND app.role_rank(m.role) >= app.role_rank(min_role));
+    RETURN app.member_orgs(min_role);
 END $$;
 
 CREATE OR REPLACE FUNCTION app.my_role(org uuid) RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED AS $$
 DECLARE
     c app.request_context := app.context();
 BEGIN
     IF c.org_id IS NOT NULL THEN
         RETURN CASE WHEN org = c.org_id THEN c.org_role END;
-    ELSIF c.api_key_id IS NOT NULL THEN
+    END IF;
+    RETURN app.role_in(org);
+END $$;
+
+-- The actor's role in `org` from the tables (requests that name no organization).
+CREATE FUNCTION app.role_in(org uuid) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c app.request_context := app.context();
+BEGIN
+    IF c.api_key_id IS NOT NULL THEN
         RETURN (SELECT app.key_role(k.access) FROM public.api_keys k
                  WHERE k.id = c.api_key_id AND k.organization_id = org);
     END IF;
     RETURN (SELECT m.role FROM public.organization_members m
              WHERE m.organization_id = org AND m.user_id = c.user_id);
 END $$;
+GRANT EXECUTE ON FUNCTION app.role_in(uuid) TO tenantry_runtime;
 
 CREATE OR REPLACE FUNCTION app.actor_may_use(module text) RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -272,9 +297,8 @@ BEGIN
                     OR tool_access.level_rank(p.access_level) >= tool_access.level_rank(min_level)));
 END $$;
 
--- Superseded by app.authenticate and app.orgs_with_role (they read the settings unverified).
+-- Superseded by app.authenticate (it read the settings unverified).
 DROP FUNCTION app.actor_role(uuid);
-DROP FUNCTION app.member_orgs(text);
 
 -- The audit trail reads the context once per statement.
 CREATE OR REPLACE FUNCTION audit.record_change() RETURNS trigger

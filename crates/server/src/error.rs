@@ -311,8 +311,15 @@ fn field_of_constraint<'a>(constraint: &'a str, table: Option<&str>, message: &'
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code, detail, errors) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(error = %self, ?self, "request failed");
+        // A bug is an error; an outage is worth a warning; a full hashing queue is load being
+        // shed as designed (a burst would flood the log), visible at debug level.
+        match (status, &self) {
+            (_, Error::Busy { .. }) => tracing::debug!(error = %self, "request shed"),
+            (StatusCode::INTERNAL_SERVER_ERROR, _) => {
+                tracing::error!(error = %self, ?self, "request failed")
+            }
+            _ if status.is_server_error() => tracing::warn!(error = %self, "request failed"),
+            _ => {}
         }
         let problem = Problem {
             type_uri: format!("urn:tenantry:problem:{code}"),

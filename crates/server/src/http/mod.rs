@@ -145,7 +145,9 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or_default();
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                // Failed responses are logged once, by the error that made them (error.rs).
+                .on_failure(()))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         // Bodies are read by the Json extractor, which answers 413 past this limit.
