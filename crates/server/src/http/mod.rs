@@ -1,6 +1,7 @@
 //! HTTP assembly: shared state, the router (one `routes()` per domain merged here), middleware,
 //! the OpenAPI document, and serving with graceful shutdown.
 
+mod docs;
 mod extract;
 mod openapi;
 mod pagination;
@@ -24,7 +25,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::ToSchema;
-use utoipa_scalar::{Scalar, Servable};
 
 pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
@@ -133,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         .layer(time_limit(config.request_timeout))
         .merge(bulk)
         .with_state(state)
-        .merge(Scalar::with_url("/docs", ApiDoc::build()))
+        .merge(docs::routes())
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -155,9 +155,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// The policy of every HTML page. The API reference still loads its script from a CDN (to be
-/// served by the binary itself); nothing else may load from anywhere but here.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net; \
+/// The policy of every HTML page: nothing loads from anywhere but this origin.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
