@@ -2,7 +2,7 @@
 //! and `DATABASE_OWNER_URL` (owner role), or else the managed local cluster.
 
 use tenantry_db::cluster::{ClusterInfo, ManagedCluster, Role};
-use tenantry_db::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey, DATABASE_NAME};
+use tenantry_db::{ConnectionUrls, OwnerPool, RuntimePool, DATABASE_NAME};
 
 use crate::AnyError;
 
@@ -39,10 +39,11 @@ impl Database {
 
     /// A runtime pool of `max_connections`, holding the service key (read through the owner).
     pub async fn runtime_pool(&self, max_connections: u32) -> Result<RuntimePool, AnyError> {
-        runtime_pool(&self.urls, max_connections).await
+        Ok(RuntimePool::open(&self.urls, max_connections).await?)
     }
 
     /// The managed cluster's credentials (None with an external server).
+    #[cfg(feature = "bench")]
     pub fn managed_info(&self) -> Option<&ClusterInfo> {
         self.managed.as_ref().map(|(_, info, _)| info)
     }
@@ -55,15 +56,4 @@ impl Database {
         }
         Ok(())
     }
-}
-
-/// A runtime pool of `max_connections` on `urls`, holding the service key (read through the owner).
-pub async fn runtime_pool(
-    urls: &ConnectionUrls,
-    max_connections: u32,
-) -> Result<RuntimePool, AnyError> {
-    let owner = OwnerPool::connect(&urls.owner).await?;
-    let service_key = ServiceKey::load(&owner).await;
-    owner.0.close().await;
-    Ok(RuntimePool::connect(&urls.runtime, max_connections, service_key?).await?)
 }

@@ -98,6 +98,14 @@ impl RuntimePool {
         Ok(Self { pool, service_key })
     }
 
+    /// A pool on `urls.runtime` holding the service key, read through `urls.owner`.
+    pub async fn open(urls: &ConnectionUrls, max_connections: u32) -> Result<Self, DbError> {
+        let owner = OwnerPool::connect(&urls.owner).await?;
+        let service_key = ServiceKey::load(&owner).await;
+        owner.0.close().await;
+        Self::connect(&urls.runtime, max_connections, service_key?).await
+    }
+
     /// True when the database answers (for readiness probes). Touches no table.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

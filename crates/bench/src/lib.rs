@@ -1,5 +1,6 @@
 //! `tenantry bench NAME`: benchmarks that compare variants side by side in one run. Rounds of
-//! the variants alternate, so a noisy neighbour slows both rather than one.
+//! the variants alternate, so a noisy neighbour slows both rather than one. A crate of its own,
+//! linked into `tenantry` only with its `bench` feature: the release build carries none of it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +17,15 @@ use tenantry_server::http::{self, AppState, HttpConfig};
 use tenantry_server::identity::{self, NewAccount};
 use uuid::Uuid;
 
-use crate::database::Database;
-use crate::AnyError;
+/// Any error of a benchmark run (they report and stop).
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The database a benchmark runs against: the managed cluster (a `tenantry_bench` database is
+/// made in it) or an external server (its database, which should be a scratch one).
+pub struct Target {
+    pub urls: ConnectionUrls,
+    pub managed: Option<tenantry_db::cluster::ClusterInfo>,
+}
 
 mod burst;
 mod fasttrack;
@@ -52,7 +60,7 @@ const BENCH_DATABASE: &str = "tenantry_bench";
 const BENCH_ORGS: usize = 1000;
 
 pub async fn run(
-    database: &Database,
+    database: &Target,
     name: Benchmark,
     seconds: u64,
     rounds: u32,
@@ -98,8 +106,8 @@ async fn spawn_server(
 
 /// A database of its own for benchmarks: `tenantry_bench` in the managed cluster, or the
 /// configured database when an external server is used (point it at a scratch database).
-async fn bench_database(database: &Database) -> Result<ConnectionUrls, AnyError> {
-    let urls = match database.managed_info() {
+async fn bench_database(database: &Target) -> Result<ConnectionUrls, AnyError> {
+    let urls = match &database.managed {
         Some(info) => {
             let mut admin = PgConnection::connect(&info.url(Role::Superuser, "postgres")).await?;
             tenantry_db::cluster::create_database_if_missing(&mut admin, BENCH_DATABASE).await?;
@@ -157,7 +165,7 @@ async fn bench_tenants(
 }
 
 async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = crate::database::runtime_pool(urls, s.connections).await?;
+    let runtime = RuntimePool::open(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
     const SELECT: &str = "SELECT id, name, slug FROM organizations WHERE id = $1";
@@ -326,7 +334,7 @@ async fn bench_credentials(
 }
 
 async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = crate::database::runtime_pool(urls, s.connections).await?;
+    let runtime = RuntimePool::open(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     let credentials = Arc::new(bench_credentials(urls, &runtime, &tenants).await?);

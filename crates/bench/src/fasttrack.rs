@@ -22,7 +22,7 @@ const BUILD_CHUNK: usize = 100;
 const WISH: &str = r#"{"wish": "wish 42"}"#;
 
 pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> {
-    let runtime = crate::database::runtime_pool(urls, 1).await?;
+    let runtime = RuntimePool::open(urls, 1).await?;
     let direct = pool_options(1).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;

@@ -34,7 +34,7 @@ pub(super) async fn run(
     s: &Settings,
     name: Benchmark,
 ) -> Result<(), AnyError> {
-    let runtime = crate::database::runtime_pool(urls, s.connections).await?;
+    let runtime = RuntimePool::open(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;
