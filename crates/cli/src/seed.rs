@@ -11,8 +11,9 @@ use tenantry_db::{migrate, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::fasttrack::{self, AccessLevel, Catalog, NewEntry, NewGrant, Status};
 use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
+use tenantry_server::kernel::access::Role;
 use tenantry_server::kpis::{self, Direction, NewDataPoint, NewKpi};
-use tenantry_server::orgs::{self, NewTeam, Role};
+use tenantry_server::orgs::{self, NewTeam};
 use uuid::Uuid;
 
 use crate::database::Database;

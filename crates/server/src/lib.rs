@@ -5,14 +5,14 @@
 
 pub mod api_keys;
 pub mod audit;
-pub mod error;
 pub mod fasttrack;
 pub mod goals;
 pub mod http;
 pub mod identity;
 pub mod invitations;
+pub mod kernel;
 pub mod kpis;
 pub mod lifecycle;
 pub mod orgs;
 
-pub use error::{Error, Result};
+pub use kernel::error::{Error, Result};

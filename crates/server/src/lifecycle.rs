@@ -3,9 +3,9 @@
 use tenantry_db::TenantTx;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, Result};
 
 /// Tables with `deleted_at` (names are written by us, never taken from input).
 #[derive(Clone, Copy, Debug)]

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 
 /// Modules an API key can be limited to.
 pub const MODULES: &[&str] = &[

@@ -4,11 +4,11 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{new_secret, ApiKey, CreatedApiKey, NewApiKey};
-use crate::error::{Error, Result};
-use crate::http::{Page, PageParams};
 use crate::identity::hash_token;
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, Result};
+use crate::kernel::page::{Page, PageParams};
 
 const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.expires_at, \
     u.last_used_at, k.revoked_at, k.created_by, k.created_at \

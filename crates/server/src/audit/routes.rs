@@ -6,8 +6,10 @@ use axum::Router;
 use uuid::Uuid;
 
 use super::{store, Event, EventFilter};
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::error::Result;
+use crate::kernel::page::Page;
 
 const MODULE: &str = "orgs";
 

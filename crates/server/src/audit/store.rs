@@ -4,10 +4,10 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{Event, EventFilter};
-use crate::error::Result;
-use crate::http::{Page, PageParams};
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 /// An organization's events, newest first (admins; policies show admins their organization's only).
 pub async fn list(tx: &mut TenantTx, org: Uuid, filter: &EventFilter) -> Result<Page<Event>> {

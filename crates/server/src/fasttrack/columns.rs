@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 
 /// A column a client sets, as `information_schema.columns` describes it.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -12,8 +12,10 @@ use super::{
     store, ArchivedEntry, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
     ReportLine, Status, StatusChange, ToolSummary,
 };
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 const MODULE: &str = "fasttrack";
 

@@ -10,10 +10,10 @@ use super::{
     AccessLevel, ArchivedEntry, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry,
     NewGrant, ReportLine, Status, StatusChange, Tool, ToolSummary,
 };
-use crate::error::{Error, FieldError, Result};
-use crate::http::{Page, PageParams};
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::page::{Page, PageParams};
 
 const ENTRY_COLUMNS: &str =
     "id, user_id, data, status, version, created_at, updated_at, completed_at, submitted_at";

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 use crate::kpis::progress::{self, Direction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -155,9 +155,9 @@ pub struct NewGoal {
 #[serde(deny_unknown_fields)]
 pub struct GoalChanges {
     pub title: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub target_date: Option<Option<NaiveDate>>,
     pub status: Option<GoalStatus>,
 }

@@ -9,8 +9,10 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{store, Goal, GoalChanges, Link, NewGoal};
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 const MODULE: &str = "kpis";
 

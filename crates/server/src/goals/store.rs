@@ -4,11 +4,11 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
-use crate::error::{Error, Result};
-use crate::http::{Page, PageParams};
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, Result};
+use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
 
 const GOAL_SELECT: &str =
     "SELECT id, title, description, target_date, status, completed_at, deleted_at, \

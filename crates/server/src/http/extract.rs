@@ -15,9 +15,9 @@ use tenantry_db::{Actor, RequestContext, TenantTx};
 use uuid::Uuid;
 
 use super::{AppState, REQUEST_ID};
-use crate::error::{Error, FieldError};
 use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
+use crate::kernel::error::{Error, FieldError};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 

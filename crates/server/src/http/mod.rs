@@ -4,7 +4,7 @@
 mod docs;
 mod extract;
 mod openapi;
-mod pagination;
+mod problem;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,19 +30,10 @@ pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 pub use openapi::ApiDoc;
-pub use pagination::{Page, PageParams};
+pub use problem::Problem;
 
-/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`) in PATCH bodies.
-pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
-use crate::error::Error;
 use crate::identity::external::{ExternalAuth, JwtConfig, OidcConfig};
+use crate::kernel::error::Error;
 
 /// Settings of the HTTP service.
 #[derive(Clone, Debug)]
@@ -225,7 +216,7 @@ async fn healthz() -> axum::Json<Health> {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health),
-    (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 503, body = crate::http::Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Error> {
     if state.db.ping().await {

@@ -3,7 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{FieldError, Problem};
+use crate::http::Problem;
+use crate::kernel::error::FieldError;
 use crate::{api_keys, audit, fasttrack, goals, identity, invitations, kpis, orgs};
 
 #[derive(OpenApi)]

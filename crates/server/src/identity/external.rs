@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
-use crate::error::{Error, Result};
+use crate::kernel::error::{Error, Result};
 
 /// An OpenID Connect issuer for sign-in (Google by default).
 #[derive(Clone, Debug)]

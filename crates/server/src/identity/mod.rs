@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub use routes::routes;
 pub use store::{create_session, sign_up, IssuedSession};
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 use crate::orgs::Organization;
 
 /// A user as other members of their organizations see them.
@@ -136,10 +136,10 @@ pub struct Me {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MeChanges {
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub name: Option<Option<String>>,
     /// The user's own picture (overrides the identity provider's).
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub avatar_url: Option<Option<String>>,
     /// An IANA time zone name, e.g. `Europe/Berlin`.
     pub timezone: Option<String>,

@@ -14,7 +14,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 
 pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 256;

@@ -13,11 +13,11 @@ use super::{
     store, IssuedSession, Me, MeChanges, PasswordChange, PasswordSignIn, PasswordSignUp,
     SessionInfo, User,
 };
-use crate::error::{Error, Result};
 use crate::http::{
     AppState, Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE,
     SESSION_COOKIE,
 };
+use crate::kernel::error::{Error, Result};
 use crate::orgs::Organization;
 
 pub fn routes() -> Router<AppState> {
@@ -85,8 +85,8 @@ async fn open_session(
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "identity", request_body = PasswordSignUp,
     responses(
         (status = 201, body = SignedIn, description = "Also sets the tenantry_session cookie"),
-        (status = 409, description = "email_taken", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "email_taken", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -108,8 +108,8 @@ pub async fn sign_up(
 #[utoipa::path(post, path = "/v1/auth/signin", tag = "identity", request_body = PasswordSignIn,
     responses(
         (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
-        (status = 401, description = "invalid_credentials", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "rate_limited", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "invalid_credentials", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -130,7 +130,7 @@ pub async fn sign_in(
 
 /// End the session this request uses (and clear its cookie).
 #[utoipa::path(post, path = "/v1/auth/signout", tag = "identity", security(("bearer" = [])),
-    responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Signed out"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn sign_out(
     State(state): State<AppState>,
     caller: Caller,
@@ -144,7 +144,7 @@ pub async fn sign_out(
 
 /// The signed-in user's live sessions.
 #[utoipa::path(get, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
-    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,7 +158,7 @@ pub async fn list_sessions(
 /// End one of the signed-in user's sessions.
 #[utoipa::path(delete, path = "/v1/me/sessions/{session}", tag = "identity", security(("bearer" = [])),
     params(("session" = uuid::Uuid, Path, description = "Session id")),
-    responses((status = 204, description = "Ended"), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Ended"), (status = 404, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn end_session(
     State(state): State<AppState>,
     caller: Caller,
@@ -172,7 +172,7 @@ pub async fn end_session(
 
 /// Sign out everywhere: end every session of the signed-in user, this one included.
 #[utoipa::path(delete, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
-    responses((status = 204, description = "All ended"), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "All ended"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn end_all_sessions(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,8 +187,8 @@ pub async fn end_all_sessions(
 #[utoipa::path(put, path = "/v1/me/password", tag = "identity", security(("bearer" = [])), request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed"),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_password(
     State(state): State<AppState>,
@@ -204,7 +204,7 @@ pub async fn change_password(
 /// The signed-in user and their profile.
 #[utoipa::path(get, path = "/v1/me", tag = "identity", security(("bearer" = [])), responses(
     (status = 200, body = Me),
-    (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
     let mut tx = caller.begin(&state, None).await?;
@@ -217,8 +217,8 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
 #[utoipa::path(patch, path = "/v1/me", tag = "identity", security(("bearer" = [])), request_body = MeChanges,
     responses(
         (status = 200, body = Me),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_me(
     State(state): State<AppState>,
@@ -236,8 +236,8 @@ pub async fn update_me(
 #[utoipa::path(delete, path = "/v1/me", tag = "identity", security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "last_owner", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "last_owner", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_me(
     State(state): State<AppState>,
@@ -260,7 +260,7 @@ pub struct OidcStart {
 #[utoipa::path(get, path = "/v1/auth/oidc/start", tag = "identity",
     responses(
         (status = 302, body = OidcStart, description = "Redirect to the provider (Location header)"),
-        (status = 404, description = "no provider configured", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no provider configured", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn oidc_start(
     State(state): State<AppState>,
@@ -300,7 +300,7 @@ pub struct OidcCallback {
 #[utoipa::path(get, path = "/v1/auth/oidc/callback", tag = "identity", params(OidcCallback),
     responses(
         (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
-        (status = 401, description = "invalid_token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "invalid_token", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn oidc_callback(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use super::{
     PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
     USER_COLUMNS,
 };
-use crate::error::{Error, Result};
+use crate::kernel::error::{Error, Result};
 use crate::orgs::{self, NewOrganization};
 
 /// Creates a user, their profile, their first organization and their owner membership, in one
@@ -268,10 +268,12 @@ pub async fn change_password(tx: &mut TenantTx, change: &PasswordChange) -> Resu
         .verify(change.current_password.clone(), stored)
         .await?
     {
-        return Err(Error::Validation(vec![crate::error::FieldError::new(
-            "current_password",
-            "is not the current password",
-        )]));
+        return Err(Error::Validation(vec![
+            crate::kernel::error::FieldError::new(
+                "current_password",
+                "is not the current password",
+            ),
+        ]));
     }
     let hash = ticket.hash(change.new_password.clone()).await?;
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;

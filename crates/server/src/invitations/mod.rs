@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use crate::error::{Error, FieldError, Result};
-use crate::orgs::{Organization, Role};
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, FieldError, Result};
+use crate::orgs::Organization;
 
 /// Every invitation token starts with this.
 pub const TOKEN_PREFIX: &str = "tnt_i_";

@@ -7,8 +7,10 @@ use axum::Router;
 use uuid::Uuid;
 
 use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 const MODULE: &str = "orgs";
 

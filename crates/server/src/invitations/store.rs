@@ -5,11 +5,12 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{Accepted, Invitation, IssuedInvitation, NewInvitation, TOKEN_PREFIX, VALID_FOR};
-use crate::error::{Error, Result};
-use crate::http::{Page, PageParams};
 use crate::identity::{hash_token, new_token};
-use crate::orgs::store::require_role;
-use crate::orgs::{self, Role};
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, Result};
+use crate::kernel::page::{Page, PageParams};
+use crate::orgs;
 
 const INVITATION_SELECT: &str =
     "SELECT id, email, role, invited_by, expires_at, accepted_at, accepted_by, \

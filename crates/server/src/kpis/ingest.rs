@@ -12,9 +12,9 @@ use serde::Deserialize;
 use tenantry_db::TenantTx;
 use uuid::Uuid;
 
-use crate::error::{Error, FieldError, Result};
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, FieldError, Result};
 
 /// Rows written per INSERT.
 const BATCH: usize = 5000;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub use progress::{Change, Direction};
 pub use routes::{bulk_routes, routes};
 
-use crate::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Result};
 
 /// Windows of the change figures on every KPI read, in days.
 pub const CHANGE_WINDOWS: [u32; 3] = [7, 30, 90];
@@ -118,16 +118,16 @@ pub struct NewKpi {
 #[serde(deny_unknown_fields)]
 pub struct KpiChanges {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub target_value: Option<Option<f64>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub unit: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub category: Option<Option<String>>,
     pub direction: Option<Direction>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub baseline: Option<Option<f64>>,
     pub is_active: Option<bool>,
     pub value: Option<f64>,

@@ -13,8 +13,10 @@ use super::{
     store, Aggregate, Bucket, Dashboard, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi,
     SeriesPoint,
 };
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 const MODULE: &str = "kpis";
 

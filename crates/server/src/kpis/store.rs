@@ -4,11 +4,11 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
-use crate::error::{Error, Result};
-use crate::http::{Page, PageParams};
+use crate::kernel::access::require_role;
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, Result};
+use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
-use crate::orgs::store::require_role;
-use crate::orgs::Role;
 
 /// A KPI with the values it had 7, 30 and 90 days ago (each the latest point at or before then,
 /// read backwards along the (kpi_id, observed_at, source) index).

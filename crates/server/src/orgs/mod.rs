@@ -11,45 +11,8 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use crate::error::{Error, FieldError, Result};
-
-/// A member's role in an organization, weakest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything, writes nothing.
-    Viewer,
-    /// Reads and writes the organization's data.
-    Member,
-    /// Also manages members (except owners), teams and settings.
-    Admin,
-    /// Also manages owners and deletes the organization.
-    Owner,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Member => "member",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-        }
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        match s.as_str() {
-            "viewer" => Ok(Role::Viewer),
-            "member" => Ok(Role::Member),
-            "admin" => Ok(Role::Admin),
-            "owner" => Ok(Role::Owner),
-            other => Err(format!("unknown role {other:?}")),
-        }
-    }
-}
+use crate::kernel::access::Role;
+use crate::kernel::error::{Error, FieldError, Result};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Organization {
@@ -92,13 +55,13 @@ pub struct NewOrganization {
 pub struct OrganizationChanges {
     pub name: Option<String>,
     pub slug: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub industry: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub size: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub billing_email: Option<Option<String>>,
     pub settings: Option<serde_json::Value>,
 }
@@ -158,9 +121,9 @@ pub struct NewTeam {
 #[serde(deny_unknown_fields)]
 pub struct TeamChanges {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::present")]
+    #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub lead_user_id: Option<Option<Uuid>>,
 }
 
@@ -339,16 +302,5 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a b", "a_b", &"a".repeat(64)] {
             assert!(!is_slug(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn roles_are_ordered_weakest_first() {
-        assert!(
-            Role::Viewer < Role::Member && Role::Member < Role::Admin && Role::Admin < Role::Owner
-        );
-        for r in [Role::Viewer, Role::Member, Role::Admin, Role::Owner] {
-            assert_eq!(Role::try_from(r.as_str().to_string()), Ok(r));
-        }
-        assert!(Role::try_from("root".to_string()).is_err());
     }
 }

@@ -12,8 +12,11 @@ use super::{
     store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
     OwnershipTransfer, Team, TeamChanges,
 };
-use crate::error::{Problem, Result};
-use crate::http::{AppState, Caller, Json, Page, PageParams, Path, Query};
+use crate::http::Problem;
+use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::{require_role, Role};
+use crate::kernel::error::Result;
+use crate::kernel::page::{Page, PageParams};
 
 const MODULE: &str = "orgs";
 
@@ -256,7 +259,7 @@ pub async fn get_team(
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
-    store::require_role(&mut tx, org, super::Role::Viewer).await?;
+    require_role(&mut tx, org, Role::Viewer).await?;
     let found = store::get_team(&mut tx, org, team).await?;
     tx.commit().await?;
     Ok(Json(found))

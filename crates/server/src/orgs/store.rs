@@ -6,11 +6,12 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{
-    Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges, Role, Team,
+    Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges, Team,
     TeamChanges,
 };
-use crate::error::{Error, Result};
-use crate::http::{Page, PageParams};
+use crate::kernel::access::{require_role, Role};
+use crate::kernel::error::{Error, Result};
+use crate::kernel::page::{Page, PageParams};
 
 /// A write that touched no row means the row is not there (or not visible): 404.
 fn affected_some(done: sqlx::postgres::PgQueryResult) -> Result<()> {
@@ -23,31 +24,6 @@ fn affected_some(done: sqlx::postgres::PgQueryResult) -> Result<()> {
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
     o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at \
     FROM organizations o";
-
-/// The caller's role in `org`, if they are a member (and the request may see it).
-pub async fn my_role(tx: &mut TenantTx, org: Uuid) -> Result<Option<Role>> {
-    let role: Option<String> = sqlx::query_scalar("SELECT app.my_role($1)")
-        .bind(org)
-        .fetch_one(tx.conn())
-        .await?;
-    role.map(Role::try_from)
-        .transpose()
-        .map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))
-}
-
-/// The caller's role if it is at least `min`: not a member is 404 (the organization's existence
-/// is not revealed), a weaker role is 403.
-pub async fn require_role(tx: &mut TenantTx, org: Uuid, min: Role) -> Result<Role> {
-    match my_role(tx, org).await? {
-        None => Err(Error::NotFound),
-        Some(role) if role < min => Err(Error::Forbidden(match min {
-            Role::Owner => "only an owner may do this",
-            Role::Admin => "only an admin or owner may do this",
-            _ => "viewers cannot change anything",
-        })),
-        Some(role) => Ok(role),
-    }
-}
 
 /// Creates an organization; the database makes the caller its owner. Without a slug, one is
 /// derived from the name, with a random suffix if it is taken.
@@ -157,10 +133,9 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid, confirm: &str) -> Result<()> {
     require_role(tx, id, Role::Owner).await?;
     let org = get(tx, id).await?.ok_or(Error::NotFound)?;
     if confirm != org.slug {
-        return Err(Error::Validation(vec![crate::error::FieldError::new(
-            "confirm",
-            "must repeat the organization's slug",
-        )]));
+        return Err(Error::Validation(vec![
+            crate::kernel::error::FieldError::new("confirm", "must repeat the organization's slug"),
+        ]));
     }
     affected_some(
         sqlx::query("DELETE FROM organizations WHERE id = $1")
@@ -383,16 +358,17 @@ pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Resul
     require_role(tx, org, Role::Owner).await?;
     let me = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if me == to {
-        return Err(Error::Validation(vec![crate::error::FieldError::new(
-            "user_id",
-            "is already the owner",
-        )]));
+        return Err(Error::Validation(vec![
+            crate::kernel::error::FieldError::new("user_id", "is already the owner"),
+        ]));
     }
     if get_member(tx, org, to).await?.is_none() {
-        return Err(Error::Validation(vec![crate::error::FieldError::new(
-            "user_id",
-            "must be a member of the organization",
-        )]));
+        return Err(Error::Validation(vec![
+            crate::kernel::error::FieldError::new(
+                "user_id",
+                "must be a member of the organization",
+            ),
+        ]));
     }
     // Promote first: the organization is never without an owner.
     for (user, role) in [(to, Role::Owner), (me, Role::Admin)] {

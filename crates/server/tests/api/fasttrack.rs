@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tenantry_server::orgs::Role;
+use tenantry_server::kernel::access::Role;
 
 use crate::helpers::{assert_problem, TestApp, TestUser};
 

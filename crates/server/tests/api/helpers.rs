@@ -111,7 +111,7 @@ impl TestApp {
         admin: &TestUser,
         org: Uuid,
         user: &TestUser,
-        role: tenantry_server::orgs::Role,
+        role: tenantry_server::kernel::access::Role,
     ) {
         let mut tx = tenantry_db::TenantTx::begin(
             &self.db.runtime,

@@ -298,7 +298,7 @@ async fn profile_changes_apply_together_or_not_at_all() {
         &alice,
         alice.org,
         &carol,
-        tenantry_server::orgs::Role::Viewer,
+        tenantry_server::kernel::access::Role::Viewer,
     )
     .await;
 

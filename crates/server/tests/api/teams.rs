@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tenantry_server::orgs::Role;
+use tenantry_server::kernel::access::Role;
 
 use crate::helpers::{assert_problem, TestApp};
 

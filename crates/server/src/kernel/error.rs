@@ -1,0 +1,75 @@
+//! The one error type of every domain (mapped once to RFC 9457 problem responses by
+//! `crate::http::problem`).
+
+use serde::Serialize;
+use tenantry_db::DbError;
+use utoipa::ToSchema;
+
+/// A field that failed validation.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The input field (JSON pointer style, e.g. `name` or `permissions.kpis`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("the input is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("cookie-authenticated writes need the X-CSRF-Token header")]
+    CsrfFailed,
+    #[error("the token is not valid: {0}")]
+    InvalidToken(&'static str),
+    #[error("an identity provider failed: {0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("the resource changed: it is at version {current}")]
+    StaleVersion { current: i32 },
+    #[error("the database is not reachable")]
+    Unavailable,
+    #[error("the server is busy; retry in {retry_after} s")]
+    Busy { retry_after: u64 },
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unauthenticated => Error::Unauthenticated,
+            DbError::Sqlx(e) => Error::from(e),
+            DbError::Migrate(e) => Error::Database(sqlx::Error::Migrate(Box::new(e))),
+        }
+    }
+}
