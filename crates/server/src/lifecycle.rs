@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Found, Result};
 
 /// Tables with `deleted_at` (names are written by us, never taken from input).
 #[derive(Clone, Copy, Debug)]
@@ -57,8 +57,6 @@ pub async fn purge(tx: &mut TenantTx, what: Deletable, org: Uuid, id: Uuid) -> R
     .bind(id)
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Found, Result};
 use crate::kernel::page::{Page, PageParams};
 
 const ENTRY_COLUMNS: &str =
@@ -365,9 +365,7 @@ pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
             .bind(id)
             .execute(tx.conn())
             .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     Ok(())
 }
 
@@ -517,8 +515,6 @@ pub async fn delete_row(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>, id: Uu
     .bind(id)
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Error, Found, Result};
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
@@ -113,9 +113,7 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &GoalChange
     .bind(changes.status.map(|s| s.as_str()))
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     get(tx, org, id, false).await
 }
 
@@ -164,8 +162,6 @@ pub async fn unlink(tx: &mut TenantTx, org: Uuid, goal: Uuid, kpi: Uuid) -> Resu
     .bind(kpi)
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     get(tx, org, goal, false).await
 }

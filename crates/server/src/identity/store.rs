@@ -13,7 +13,7 @@ use super::{
     PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
     USER_COLUMNS,
 };
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Error, Found, Result};
 use crate::orgs::{self, NewOrganization};
 
 /// Creates a user, their profile, their first organization and their owner membership, in one
@@ -240,9 +240,7 @@ pub async fn end_session(tx: &mut TenantTx, id: Uuid) -> Result<()> {
         .bind(id)
         .execute(tx.conn())
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    done.found()?;
     Ok(())
 }
 

@@ -73,3 +73,18 @@ impl From<DbError> for Error {
         }
     }
 }
+
+/// A write that changed no row: the row is not there, or not the caller's to see (policies hide
+/// it) — 404 either way. `query.execute(tx.conn()).await?.found()?`
+pub trait Found {
+    fn found(self) -> Result<u64>;
+}
+
+impl Found for sqlx::postgres::PgQueryResult {
+    fn found(self) -> Result<u64> {
+        match self.rows_affected() {
+            0 => Err(Error::NotFound),
+            n => Ok(n),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Error, Found, Result};
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
@@ -130,9 +130,7 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges
     .bind(changes.is_active)
     .execute(tx.conn())
     .await?;
-    if updated.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    updated.found()?;
     if let Some(value) = changes.value {
         record(
             tx,

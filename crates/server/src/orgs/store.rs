@@ -10,16 +10,8 @@ use super::{
     TeamChanges,
 };
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Error, Found, Result};
 use crate::kernel::page::{Page, PageParams};
-
-/// A write that touched no row means the row is not there (or not visible): 404.
-fn affected_some(done: sqlx::postgres::PgQueryResult) -> Result<()> {
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok(())
-}
 
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
     o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at \
@@ -124,7 +116,7 @@ pub async fn update(
     .bind(changes.settings.as_ref())
     .execute(tx.conn())
     .await?;
-    affected_some(updated)?;
+    updated.found()?;
     get(tx, id).await?.ok_or(Error::NotFound)
 }
 
@@ -137,12 +129,11 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid, confirm: &str) -> Result<()> {
             crate::kernel::error::FieldError::new("confirm", "must repeat the organization's slug"),
         ]));
     }
-    affected_some(
-        sqlx::query("DELETE FROM organizations WHERE id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await?,
-    )?;
+    sqlx::query("DELETE FROM organizations WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .found()?;
     Ok(())
 }
 
@@ -231,7 +222,7 @@ pub async fn remove_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<(
             .bind(user)
             .execute(tx.conn())
             .await?;
-    affected_some(removed)?;
+    removed.found()?;
     Ok(())
 }
 
@@ -302,19 +293,18 @@ pub async fn update_team(
     .bind(changes.lead_user_id.flatten())
     .execute(tx.conn())
     .await?;
-    affected_some(updated)?;
+    updated.found()?;
     get_team(tx, org, team).await
 }
 
 pub async fn delete_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<()> {
     require_role(tx, org, Role::Admin).await?;
-    affected_some(
-        sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
-            .bind(org)
-            .bind(team)
-            .execute(tx.conn())
-            .await?,
-    )?;
+    sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
+        .bind(org)
+        .bind(team)
+        .execute(tx.conn())
+        .await?
+        .found()?;
     Ok(())
 }
 
@@ -349,7 +339,7 @@ pub async fn remove_team_member(
     .bind(user)
     .execute(tx.conn())
     .await?;
-    affected_some(removed)?;
+    removed.found()?;
     Ok(())
 }
 
