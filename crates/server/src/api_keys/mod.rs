@@ -15,18 +15,8 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
+use crate::kernel::access::Module;
 use crate::kernel::error::{Error, FieldError, Result};
-
-/// Modules an API key can be limited to.
-pub const MODULES: &[&str] = &[
-    "orgs",
-    "kpis",
-    "fasttrack",
-    "crm",
-    "ai",
-    "billing",
-    "integrations",
-];
 
 /// Every API key starts with this, so the server tells keys from session tokens.
 pub const KEY_PREFIX: &str = "tnt_k_";
@@ -71,7 +61,7 @@ pub struct ApiKey {
 pub struct NewApiKey {
     pub name: String,
     pub access: Access,
-    /// Limit the key to these modules (see `MODULES`); absent: all.
+    /// Limit the key to these modules (see `kernel::access::Module`); absent: all.
     pub modules: Option<Vec<String>>,
     /// Absent: the key does not expire (until revoked).
     pub expires_at: Option<DateTime<Utc>>,
@@ -93,10 +83,11 @@ impl NewApiKey {
             errors.push(FieldError::new("name", "must be 1 to 200 characters"));
         }
         if let Some(modules) = &self.modules {
-            if modules.is_empty() || modules.iter().any(|m| !MODULES.contains(&m.as_str())) {
+            if modules.is_empty() || modules.iter().any(|m| Module::parse(m).is_none()) {
+                let names: Vec<&str> = Module::ALL.iter().map(|m| m.as_str()).collect();
                 errors.push(FieldError::new(
                     "modules",
-                    format!("must be a non-empty list of: {}", MODULES.join(", ")),
+                    format!("must be a non-empty list of: {}", names.join(", ")),
                 ));
             }
         }

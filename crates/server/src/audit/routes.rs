@@ -8,10 +8,11 @@ use uuid::Uuid;
 use super::{store, Event, EventFilter};
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::page::Page;
 
-const MODULE: &str = "orgs";
+const MODULE: Module = Module::Orgs;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/orgs/{org}/activity", get(activity))

@@ -14,10 +14,11 @@ use super::{
 };
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::page::{Page, PageParams};
 
-const MODULE: &str = "fasttrack";
+const MODULE: Module = Module::Fasttrack;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

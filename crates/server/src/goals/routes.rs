@@ -11,10 +11,11 @@ use uuid::Uuid;
 use super::{store, Goal, GoalChanges, Link, NewGoal};
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::page::{Page, PageParams};
 
-const MODULE: &str = "kpis";
+const MODULE: Module = Module::Kpis;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{AppState, REQUEST_ID};
 use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
+use crate::kernel::access::Module;
 use crate::kernel::error::{Error, FieldError};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -303,12 +304,12 @@ impl Caller {
         &self,
         state: &AppState,
         org: Uuid,
-        module: &str,
+        module: Module,
     ) -> Result<TenantTx, Error> {
         let mut tx = self.begin(state, Some(org)).await?;
         if matches!(self.ctx.actor, Actor::ApiKeyHash(_)) {
             let allowed: bool = sqlx::query_scalar("SELECT app.actor_may_use($1)")
-                .bind(module)
+                .bind(module.as_str())
                 .fetch_one(tx.conn())
                 .await?;
             if !allowed {

@@ -9,10 +9,11 @@ use uuid::Uuid;
 use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::page::{Page, PageParams};
 
-const MODULE: &str = "orgs";
+const MODULE: Module = Module::Orgs;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -73,6 +73,47 @@ pub async fn require_role(tx: &mut TenantTx, org: Uuid, min: Role) -> Result<Rol
     }
 }
 
+/// The parts of the API an API key can be limited to; each organization route belongs to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    Orgs,
+    Kpis,
+    Fasttrack,
+    Crm,
+    Ai,
+    Billing,
+    Integrations,
+}
+
+impl Module {
+    pub const ALL: [Module; 7] = [
+        Module::Orgs,
+        Module::Kpis,
+        Module::Fasttrack,
+        Module::Crm,
+        Module::Ai,
+        Module::Billing,
+        Module::Integrations,
+    ];
+
+    /// The name API keys list (and the database compares).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Module::Orgs => "orgs",
+            Module::Kpis => "kpis",
+            Module::Fasttrack => "fasttrack",
+            Module::Crm => "crm",
+            Module::Ai => "ai",
+            Module::Billing => "billing",
+            Module::Integrations => "integrations",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Module> {
+        Module::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +127,13 @@ mod tests {
             assert_eq!(Role::try_from(r.as_str().to_string()), Ok(r));
         }
         assert!(Role::try_from("root".to_string()).is_err());
+    }
+
+    #[test]
+    fn module_names_round_trip() {
+        for m in Module::ALL {
+            assert_eq!(Module::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Module::parse("nope"), None);
     }
 }

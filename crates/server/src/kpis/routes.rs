@@ -15,10 +15,11 @@ use super::{
 };
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::page::{Page, PageParams};
 
-const MODULE: &str = "kpis";
+const MODULE: Module = Module::Kpis;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -14,11 +14,12 @@ use super::{
 };
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::Result;
 use crate::kernel::page::{Page, PageParams};
 
-const MODULE: &str = "orgs";
+const MODULE: Module = Module::Orgs;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
