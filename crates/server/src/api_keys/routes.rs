@@ -31,8 +31,8 @@ pub fn routes() -> Router<AppState> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_key(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
@@ -51,8 +51,8 @@ pub async fn create_key(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_keys(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ApiKey>>> {
@@ -71,8 +71,8 @@ pub async fn list_keys(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_key(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, key)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;

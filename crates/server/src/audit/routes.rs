@@ -27,8 +27,8 @@ pub fn routes() -> Router<AppState> {
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn activity(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(filter): Query<EventFilter>,
 ) -> Result<Json<Page<Event>>> {

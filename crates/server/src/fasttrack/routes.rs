@@ -78,8 +78,8 @@ fn rows_of<'a>(
            ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
     responses((status = 200, body = Vec<serde_json::Value>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_rows(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
 ) -> Result<Json<Vec<serde_json::Value>>> {
     let of = rows_of(&state, &tool, &table, entry)?;
@@ -102,8 +102,8 @@ pub async fn list_rows(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_row(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
     Json(row): Json<serde_json::Value>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
@@ -127,8 +127,8 @@ pub async fn add_row(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_row(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
     Json(fields): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>> {
@@ -150,8 +150,8 @@ pub async fn update_row(
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_row(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
 ) -> Result<StatusCode> {
     let of = rows_of(&state, &tool, &table, entry)?;
@@ -173,8 +173,8 @@ pub struct MyEntriesParams {
     params(("org" = Uuid, Path, description = "Organization id"), MyEntriesParams),
     responses((status = 200, body = Vec<MyEntry>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn my_entries(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(params): Query<MyEntriesParams>,
 ) -> Result<Json<Vec<MyEntry>>> {
@@ -194,8 +194,8 @@ pub async fn my_entries(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn tool_report(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Vec<ReportLine>>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -214,8 +214,8 @@ pub async fn tool_report(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_archived(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ArchivedEntry>>> {
@@ -231,8 +231,8 @@ pub async fn list_archived(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<ToolSummary>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_tools(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Vec<ToolSummary>>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -261,8 +261,8 @@ pub struct EntryListParams {
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_entries(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Query(params): Query<EntryListParams>,
 ) -> Result<Json<Page<Entry>>> {
@@ -290,8 +290,8 @@ pub async fn list_entries(
         (status = 422, description = "data not valid for the tool, or a reference to an entry that is not yours", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_entry(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Json(new): Json<NewEntry>,
 ) -> Result<(StatusCode, Json<Entry>)> {
@@ -307,8 +307,8 @@ pub async fn create_entry(
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
     responses((status = 200, body = Entry), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_entry(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
@@ -331,8 +331,8 @@ pub async fn get_entry(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_entry(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<DataChange>,
 ) -> Result<Json<Entry>> {
@@ -355,8 +355,8 @@ pub async fn update_entry(
         (status = 409, description = "stale version or invalid transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_status(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<StatusChange>,
 ) -> Result<Json<Entry>> {
@@ -372,8 +372,8 @@ pub async fn change_status(
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
     responses((status = 200, body = Vec<HistoryItem>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn entry_history(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Vec<HistoryItem>>> {
     let tool = state.tools.get(&tool)?;
@@ -388,8 +388,8 @@ pub async fn entry_history(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_grants(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Vec<Grant>>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -409,8 +409,8 @@ pub async fn list_grants(
         (status = 422, description = "unknown tool, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_grant(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewGrant>,
 ) -> Result<Json<Grant>> {
@@ -429,8 +429,8 @@ pub async fn put_grant(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_grant(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, grant)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;

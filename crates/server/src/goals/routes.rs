@@ -47,8 +47,8 @@ pub struct GoalListParams {
     params(("org" = Uuid, Path, description = "Organization id"), GoalListParams),
     responses((status = 200, body = Page<Goal>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_goals(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(params): Query<GoalListParams>,
 ) -> Result<Json<Page<Goal>>> {
@@ -71,8 +71,8 @@ pub async fn list_goals(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewGoal>,
 ) -> Result<(StatusCode, Json<Goal>)> {
@@ -87,8 +87,8 @@ pub async fn create_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -108,8 +108,8 @@ pub async fn get_goal(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal)): Path<(Uuid, Uuid)>,
     Json(changes): Json<GoalChanges>,
 ) -> Result<Json<Goal>> {
@@ -124,8 +124,8 @@ pub async fn update_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal, description = "The deleted goal"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -139,8 +139,8 @@ pub async fn delete_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn restore_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -158,8 +158,8 @@ pub async fn restore_goal(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn purge_goal(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -178,8 +178,8 @@ pub async fn purge_goal(
         (status = 422, description = "invalid_reference: no such KPI here; validation_failed: weight", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
     Json(link): Json<Link>,
 ) -> Result<Json<Goal>> {
@@ -194,8 +194,8 @@ pub async fn link_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn unlink_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;

@@ -353,13 +353,17 @@ impl FromRequestParts<AppState> for Caller {
         if token.is_empty() {
             return Err(Error::Unauthenticated);
         }
+        // A token of no kind we issue or accept is refused here, before any other part of the
+        // request is looked at (a well-formed unknown one is refused when it is bound).
         let actor = if token.starts_with(crate::api_keys::KEY_PREFIX) {
             Actor::ApiKeyHash(hash_token(token))
         } else if let (true, Some(jwt)) = (looks_like_jwt(token), &state.auth.jwt) {
             let identity = jwt.verify(token).await?;
             Actor::User(crate::identity::store::user_for_external_jwt(&state.db, &identity).await?)
-        } else {
+        } else if token.starts_with(crate::identity::SESSION_PREFIX) {
             Actor::SessionTokenHash(hash_token(token))
+        } else {
+            return Err(Error::Unauthenticated);
         };
         let ctx = ClientInfo::from_parts(parts, &state.config.trusted_proxies).context(actor);
         Ok(Self { ctx })

@@ -132,8 +132,8 @@ pub async fn sign_in(
 #[utoipa::path(post, path = "/v1/auth/signout", tag = "identity", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn sign_out(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     let mut tx = caller.begin(&state, None).await?;
     let current = tx.session_id().await?.ok_or(Error::Unauthenticated)?;
@@ -146,8 +146,8 @@ pub async fn sign_out(
 #[utoipa::path(get, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
     responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn list_sessions(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
 ) -> Result<Json<Vec<SessionInfo>>> {
     let mut tx = caller.begin(&state, None).await?;
     let sessions = store::list_sessions(&mut tx).await?;
@@ -160,8 +160,8 @@ pub async fn list_sessions(
     params(("session" = uuid::Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Ended"), (status = 404, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn end_session(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin(&state, None).await?;
@@ -174,8 +174,8 @@ pub async fn end_session(
 #[utoipa::path(delete, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
     responses((status = 204, description = "All ended"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn end_all_sessions(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     let mut tx = caller.begin(&state, None).await?;
     store::end_sessions(&mut tx, false).await?;
@@ -191,8 +191,8 @@ pub async fn end_all_sessions(
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_password(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Json(change): Json<PasswordChange>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin(&state, None).await?;
@@ -221,8 +221,8 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_me(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Json(changes): Json<MeChanges>,
 ) -> Result<Json<Me>> {
     let mut tx = caller.begin(&state, None).await?;
@@ -240,8 +240,8 @@ pub async fn update_me(
         (status = 409, description = "last_owner", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_me(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     let mut tx = caller.begin(&state, None).await?;
     store::delete_me(&mut tx).await?;

@@ -44,8 +44,8 @@ pub fn routes() -> Router<AppState> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn invite(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>)> {
@@ -64,8 +64,8 @@ pub async fn invite(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_invitations(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Invitation>>> {
@@ -84,8 +84,8 @@ pub async fn list_invitations(
         (status = 409, description = "invitation_closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn resend_invitation(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<IssuedInvitation>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -99,8 +99,8 @@ pub async fn resend_invitation(
     params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_invitation(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -118,8 +118,8 @@ pub async fn revoke_invitation(
         (status = 404, description = "unknown, used, revoked or expired", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn accept_invitation(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Json(acceptance): Json<Acceptance>,
 ) -> Result<Json<Accepted>> {
     let mut tx = caller.begin(&state, None).await?;

@@ -59,8 +59,8 @@ pub struct KpiListParams {
     params(("org" = Uuid, Path, description = "Organization id"), KpiListParams),
     responses((status = 200, body = Page<Kpi>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_kpis(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(params): Query<KpiListParams>,
 ) -> Result<Json<Page<Kpi>>> {
@@ -84,8 +84,8 @@ pub async fn list_kpis(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewKpi>,
 ) -> Result<(StatusCode, Json<Kpi>)> {
@@ -100,8 +100,8 @@ pub async fn create_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Kpi>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -121,8 +121,8 @@ pub async fn get_kpi(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Json(changes): Json<KpiChanges>,
 ) -> Result<Json<Kpi>> {
@@ -137,8 +137,8 @@ pub async fn update_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi, description = "The deleted KPI"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Kpi>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -152,8 +152,8 @@ pub async fn delete_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn restore_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Kpi>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -171,8 +171,8 @@ pub async fn restore_kpi(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn purge_kpi(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -197,8 +197,8 @@ pub struct PointParams {
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), PointParams),
     responses((status = 200, body = Page<DataPoint>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_points(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<PointParams>,
 ) -> Result<Json<Page<DataPoint>>> {
@@ -230,8 +230,8 @@ pub struct Recorded {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn record_points(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Json(points): Json<Vec<NewDataPoint>>,
 ) -> Result<Json<Recorded>> {
@@ -265,8 +265,8 @@ pub struct SeriesParams {
         (status = 422, description = "unknown time zone", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn series(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<SeriesParams>,
 ) -> Result<Json<Vec<SeriesPoint>>> {
@@ -291,8 +291,8 @@ pub async fn series(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Dashboard), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn dashboard(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Dashboard>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -317,8 +317,8 @@ pub async fn dashboard(
         (status = 422, description = "bad rows, each named rows[i]", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ingest(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
@@ -347,8 +347,8 @@ pub async fn ingest(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export_points(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 2], String)> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;

@@ -58,8 +58,8 @@ pub fn routes() -> Router<AppState> {
         (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_org(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Json(new): Json<NewOrganization>,
 ) -> Result<(StatusCode, Json<Organization>)> {
     let mut tx = caller.begin(&state, None).await?;
@@ -77,8 +77,8 @@ pub async fn create_org(
 #[utoipa::path(get, path = "/v1/orgs", tag = "organizations", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<Organization>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_orgs(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Organization>>> {
     let mut tx = caller.begin(&state, None).await?;
@@ -92,8 +92,8 @@ pub async fn list_orgs(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_org(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
 ) -> Result<Json<Organization>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -115,8 +115,8 @@ pub async fn get_org(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_org(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(changes): Json<OrganizationChanges>,
 ) -> Result<Json<Organization>> {
@@ -143,8 +143,8 @@ pub struct DeleteConfirmation {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_org(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(confirmation): Query<DeleteConfirmation>,
 ) -> Result<StatusCode> {
@@ -159,8 +159,8 @@ pub async fn delete_org(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_members(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Member>>> {
@@ -181,8 +181,8 @@ pub async fn list_members(
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_member(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, user)): Path<(Uuid, Uuid)>,
     Json(changes): Json<MemberChanges>,
 ) -> Result<Json<Member>> {
@@ -202,8 +202,8 @@ pub async fn update_member(
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, user)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -217,8 +217,8 @@ pub async fn remove_member(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses((status = 200, body = Page<Team>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_teams(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Team>>> {
@@ -239,8 +239,8 @@ pub async fn list_teams(
         (status = 422, description = "validation_failed or invalid_reference", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_team(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
@@ -255,8 +255,8 @@ pub async fn create_team(
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
     responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_team(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -277,8 +277,8 @@ pub async fn get_team(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_team(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, team)): Path<(Uuid, Uuid)>,
     Json(changes): Json<TeamChanges>,
 ) -> Result<Json<Team>> {
@@ -297,8 +297,8 @@ pub async fn update_team(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_team(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -317,8 +317,8 @@ pub async fn delete_team(
         (status = 422, description = "invalid_reference: not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_team_member(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -336,8 +336,8 @@ pub async fn add_team_member(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_team_member(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     let mut tx = caller.begin_in(&state, org, MODULE).await?;
@@ -356,8 +356,8 @@ pub async fn remove_team_member(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn transfer_ownership(
-    State(state): State<AppState>,
     caller: Caller,
+    State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(transfer): Json<OwnershipTransfer>,
 ) -> Result<Json<Member>> {

@@ -7,6 +7,19 @@ use serde_json::{json, Map, Value};
 
 use crate::helpers::{read, TestApp};
 
+/// The served OpenAPI document.
+async fn openapi(app: &TestApp) -> Value {
+    let (status, doc) = read(
+        app.request(Method::GET, None, "/openapi.json")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    doc
+}
+
 /// `schema` with `$ref`s, `allOf`/`oneOf`/`anyOf` and nullable forms resolved to one schema.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     if let Some(reference) = schema["$ref"].as_str() {
@@ -69,13 +82,7 @@ fn nul_bodies(doc: &Value, schema: &Value, path: &str) -> Vec<(Value, String)> {
 async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice@example.com").await;
-    let (_, doc) = read(
-        app.request(Method::GET, None, "/openapi.json")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let doc = openapi(&app).await;
     let mut tried = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         let concrete = path
@@ -181,4 +188,49 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(csp, None, "{path}");
         }
     }
+}
+
+#[tokio::test]
+async fn without_a_valid_credential_every_protected_operation_is_401_whatever_else_is_wrong() {
+    let app = TestApp::spawn().await;
+    let doc = openapi(&app).await;
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        // Path parameters that are not even ids, a query no operation accepts, a NUL in the body.
+        let concrete: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "not-an-id" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = format!("{concrete}?limit=bogus&bucket=bogus&after=x");
+        for (method, operation) in item.as_object().expect("path item") {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            if operation["security"]
+                .as_array()
+                .is_none_or(|s| s.is_empty())
+            {
+                continue;
+            }
+            for token in [None, Some("garbage"), Some("tnt_x_not-a-kind-we-issue")] {
+                let got = read(
+                    app.request(method.clone(), token, &url)
+                        .json(&json!({"name": "a\u{0}b", "limit": "x"}))
+                        .send()
+                        .await
+                        .expect("send"),
+                )
+                .await;
+                assert_eq!(
+                    got.0,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {token:?}: {}",
+                    got.1
+                );
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried >= 150, "only {tried} requests tried");
 }
