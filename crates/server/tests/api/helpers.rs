@@ -126,6 +126,19 @@ impl TestApp {
     }
 }
 
+/// The served OpenAPI document.
+pub async fn openapi(app: &TestApp) -> Value {
+    let (status, doc) = read(
+        app.request(Method::GET, None, "/openapi.json")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    doc
+}
+
 pub async fn read(response: Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");

@@ -5,20 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{read, TestApp};
-
-/// The served OpenAPI document.
-async fn openapi(app: &TestApp) -> Value {
-    let (status, doc) = read(
-        app.request(Method::GET, None, "/openapi.json")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    doc
-}
+use crate::helpers::{openapi, read, TestApp};
 
 /// `schema` with `$ref`s, `allOf`/`oneOf`/`anyOf` and nullable forms resolved to one schema.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {

@@ -32,14 +32,7 @@ async fn health_readiness_and_documentation() {
         (StatusCode::OK, Some("ready"))
     );
 
-    let (status, doc) = read(
-        app.request(Method::GET, None, "/openapi.json")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let doc = crate::helpers::openapi(&app).await;
     assert!(doc["openapi"]
         .as_str()
         .is_some_and(|v| v.starts_with("3.1")));
