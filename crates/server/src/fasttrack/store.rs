@@ -12,7 +12,7 @@ use super::{
 };
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, FieldError, Found, Result};
+use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
 use crate::kernel::page::{Page, PageParams};
 
 const ENTRY_COLUMNS: &str =
@@ -156,7 +156,7 @@ pub async fn create(
     tool.validate(&new.data)?;
     require_access(tx, org, tool, AccessLevel::Edit).await?;
     check_refs(tx, catalog, org, tool, &new.data).await?;
-    Ok(sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3) \
          RETURNING {ENTRY_COLUMNS}",
         tool.schema_name
@@ -165,7 +165,18 @@ pub async fn create(
     .bind(&new.data)
     .bind(new.status.unwrap_or(Status::Draft).as_str())
     .fetch_one(tx.conn())
-    .await?)
+    .await
+    .on_constraint(STATUS_TRANSITION, invalid_transition)
+}
+
+/// Raised by the entry status trigger, with a message naming both statuses.
+const STATUS_TRANSITION: &str = "entry_status_transition";
+
+fn invalid_transition(e: Error) -> Error {
+    Error::Conflict {
+        code: "invalid_transition",
+        detail: e.database_message().unwrap_or_default().to_string(),
+    }
 }
 
 pub async fn get(tx: &mut TenantTx, org: Uuid, tool: &Tool, id: Uuid) -> Result<Entry> {
@@ -245,7 +256,10 @@ async fn change(
         Change::Data(data) => query.bind(data),
         Change::Status(status) => query.bind(status.as_str()),
     };
-    let changed: Option<Entry> = query.fetch_optional(tx.conn()).await?;
+    let changed: Option<Entry> = query
+        .fetch_optional(tx.conn())
+        .await
+        .on_constraint(STATUS_TRANSITION, invalid_transition)?;
     if let Some(entry) = changed {
         return Ok(entry);
     }

@@ -159,38 +159,11 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     "no such resource".into(),
                     vec![],
                 ),
-                "23505" => {
-                    let (code, detail) = match constraint {
-                        "organizations_slug_key" => ("slug_taken", "this slug is already taken"),
-                        "users_email_key" => ("email_taken", "an account with this email exists"),
-                        "organization_members_organization_id_user_id_key" => {
-                            ("already_member", "this user is already a member")
-                        }
-                        "teams_organization_id_name_key" => {
-                            ("team_name_taken", "a team with this name exists")
-                        }
-                        "team_members_team_id_user_id_key" => {
-                            ("already_in_team", "this user is already in the team")
-                        }
-                        "invitations_open_email" => (
-                            "already_invited",
-                            "this address already has an open invitation",
-                        ),
-                        _ => ("conflict", "this conflicts with an existing resource"),
-                    };
-                    (StatusCode::CONFLICT, code, detail.into(), vec![])
-                }
-                // Raised by the entry status trigger with a message naming both statuses.
-                "23514" if constraint == "entry_status_transition" => (
+                // A slice maps its own named constraints where it writes (OnConstraint).
+                "23505" => (
                     StatusCode::CONFLICT,
-                    "invalid_transition",
-                    db.message().to_string(),
-                    vec![],
-                ),
-                "23514" if constraint == "organization_members_last_owner" => (
-                    StatusCode::CONFLICT,
-                    "last_owner",
-                    "an organization must keep at least one owner".into(),
+                    "conflict",
+                    "this conflicts with an existing resource".into(),
                     vec![],
                 ),
                 "23514" | "23502" | "22001" | "22023" | "22P02" | "22007" | "22008" => (

@@ -13,7 +13,7 @@ use super::{
     PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
     USER_COLUMNS,
 };
-use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::orgs::{self, NewOrganization};
 
 /// Creates a user, their profile, their first organization and their owner membership, in one
@@ -35,7 +35,8 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     .bind(account.clerk_user_id.as_deref())
     .bind(account.email_verified)
     .fetch_one(tx.conn())
-    .await?;
+    .await
+    .on_conflict("users_email_key", "email_taken", "an account with this email exists")?;
     sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
         .bind(user_id)
         .execute(tx.conn())
@@ -150,8 +151,13 @@ pub async fn sign_up_with_password(
         },
     )
     .await;
-    if matches!(&result, Err(Error::Database(sqlx::Error::Database(e))) if e.constraint() == Some("users_email_key"))
-    {
+    if matches!(
+        &result,
+        Err(Error::Conflict {
+            code: "email_taken",
+            ..
+        })
+    ) {
         let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
         sqlx::query("SELECT app.record_sign_in_failure('', $1::inet)")
             .bind(ip_text.as_deref())
@@ -360,7 +366,12 @@ pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user_id)
         .execute(tx.conn())
-        .await?;
+        .await
+        .on_conflict(
+            "organization_members_last_owner",
+            "last_owner",
+            "you are the only owner of an organization with other members",
+        )?;
     Ok(())
 }
 
@@ -522,9 +533,16 @@ pub async fn user_for_external_jwt(
             };
             match sign_up(pool, account).await {
                 Ok(signed_up) => Ok(signed_up.user.id),
-                // Two first requests at once: the other one provisioned the account.
-                Err(Error::Database(sqlx::Error::Database(e)))
-                    if e.code().as_deref() == Some("23505") =>
+                // Two first requests at once: the other one provisioned the account (or the
+                // address belongs to another account, and the lookup finds none).
+                Err(e)
+                    if matches!(
+                        e,
+                        Error::Conflict {
+                            code: "email_taken",
+                            ..
+                        }
+                    ) || e.database_code().as_deref() == Some("23505") =>
                 {
                     lookup(pool, sql, &[&identity.subject])
                         .await?

@@ -8,7 +8,7 @@ use super::{Accepted, Invitation, IssuedInvitation, NewInvitation, TOKEN_PREFIX,
 use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Error, OnConstraint, Result};
 use crate::kernel::page::{Page, PageParams};
 use crate::orgs;
 
@@ -107,7 +107,12 @@ pub async fn invite(
     .bind(hash.as_slice())
     .bind(Utc::now() + VALID_FOR)
     .execute(tx.conn())
-    .await?;
+    .await
+    .on_conflict(
+        "invitations_open_email",
+        "already_invited",
+        "this address already has an open invitation",
+    )?;
     send(tx, org, id, token, public_url).await
 }
 

@@ -88,3 +88,62 @@ impl Found for sqlx::postgres::PgQueryResult {
         }
     }
 }
+
+impl Error {
+    /// The database constraint this error reports as violated, if any.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => db.constraint(),
+            _ => None,
+        }
+    }
+
+    /// The SQLSTATE, for errors the database raised.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The database's own message, for errors the database raised.
+    pub fn database_message(&self) -> Option<&str> {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => Some(db.message()),
+            _ => None,
+        }
+    }
+
+    fn conflict(code: &'static str, detail: &str) -> Self {
+        Error::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a violated constraint means to the caller, said next to the SQL that can violate it
+/// (every other constraint gets the generic mapping of `http::problem`).
+pub trait OnConstraint<T> {
+    /// A violation of `name` becomes 409 `code` with `detail`.
+    fn on_conflict(self, name: &str, code: &'static str, detail: &str) -> Result<T>;
+    /// A violation of `name` becomes what `map` makes of the error.
+    fn on_constraint(self, name: &str, map: impl FnOnce(Error) -> Error) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> OnConstraint<T> for std::result::Result<T, E> {
+    fn on_conflict(self, name: &str, code: &'static str, detail: &str) -> Result<T> {
+        self.on_constraint(name, |_| Error::conflict(code, detail))
+    }
+
+    fn on_constraint(self, name: &str, map: impl FnOnce(Error) -> Error) -> Result<T> {
+        self.map_err(|e| {
+            let e = e.into();
+            if e.constraint() == Some(name) {
+                map(e)
+            } else {
+                e
+            }
+        })
+    }
+}

@@ -10,8 +10,15 @@ use super::{
     TeamChanges,
 };
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::page::{Page, PageParams};
+
+/// The constraints this slice's writes can violate, and what they mean to the caller.
+const SLUG_KEY: &str = "organizations_slug_key";
+const TEAM_NAME_KEY: &str = "teams_organization_id_name_key";
+/// Raised by the `keep_an_owner` trigger.
+const LAST_OWNER: &str = "organization_members_last_owner";
+const LAST_OWNER_DETAIL: &str = "an organization must keep at least one owner";
 
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
     o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at \
@@ -48,9 +55,7 @@ pub async fn create(tx: &mut TenantTx, new: &NewOrganization) -> Result<Organiza
         match inserted {
             Ok(_) => break,
             Err(sqlx::Error::Database(e))
-                if new.slug.is_none()
-                    && attempt < 5
-                    && e.constraint() == Some("organizations_slug_key") =>
+                if new.slug.is_none() && attempt < 5 && e.constraint() == Some(SLUG_KEY) =>
             {
                 sqlx::query("ROLLBACK TO SAVEPOINT create_org")
                     .execute(tx.conn())
@@ -60,7 +65,9 @@ pub async fn create(tx: &mut TenantTx, new: &NewOrganization) -> Result<Organiza
                     .to_lowercase();
                 slug = format!("{}-{suffix}", base.chars().take(56).collect::<String>());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(e).on_conflict(SLUG_KEY, "slug_taken", "this slug is already taken")
+            }
         }
     }
     get(tx, id).await?.ok_or(Error::NotFound)
@@ -115,7 +122,8 @@ pub async fn update(
     .bind(changes.billing_email.clone().flatten())
     .bind(changes.settings.as_ref())
     .execute(tx.conn())
-    .await?;
+    .await
+    .on_conflict(SLUG_KEY, "slug_taken", "this slug is already taken")?;
     updated.found()?;
     get(tx, id).await?.ok_or(Error::NotFound)
 }
@@ -177,7 +185,12 @@ pub async fn add_member(tx: &mut TenantTx, org: Uuid, user: Uuid, role: Role) ->
     .bind(user)
     .bind(role.as_str())
     .execute(tx.conn())
-    .await?;
+    .await
+    .on_conflict(
+        "organization_members_organization_id_user_id_key",
+        "already_member",
+        "this user is already a member",
+    )?;
     get_member(tx, org, user).await?.ok_or(Error::NotFound)
 }
 
@@ -204,7 +217,8 @@ pub async fn update_member(
     .bind(changes.role.map(Role::as_str))
     .bind(changes.permissions.as_ref())
     .execute(tx.conn())
-    .await?;
+    .await
+    .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     get_member(tx, org, user).await?.ok_or(Error::NotFound)
 }
 
@@ -221,7 +235,8 @@ pub async fn remove_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<(
             .bind(org)
             .bind(user)
             .execute(tx.conn())
-            .await?;
+            .await
+            .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     removed.found()?;
     Ok(())
 }
@@ -266,7 +281,8 @@ pub async fn create_team(tx: &mut TenantTx, org: Uuid, new: &NewTeam) -> Result<
         .bind(new.description.as_deref())
         .bind(new.lead_user_id)
         .execute(tx.conn())
-        .await?;
+        .await
+        .on_conflict(TEAM_NAME_KEY, "team_name_taken", "a team with this name exists")?;
     get_team(tx, org, id).await
 }
 
@@ -292,7 +308,12 @@ pub async fn update_team(
     .bind(changes.lead_user_id.is_some())
     .bind(changes.lead_user_id.flatten())
     .execute(tx.conn())
-    .await?;
+    .await
+    .on_conflict(
+        TEAM_NAME_KEY,
+        "team_name_taken",
+        "a team with this name exists",
+    )?;
     updated.found()?;
     get_team(tx, org, team).await
 }
@@ -369,7 +390,8 @@ pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Resul
         .bind(user)
         .bind(role.as_str())
         .execute(tx.conn())
-        .await?;
+        .await
+        .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     }
     get_member(tx, org, to).await?.ok_or(Error::NotFound)
 }

@@ -406,3 +406,29 @@ async fn deleting_an_organization_needs_its_owner_and_its_slug() {
         assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
     }
 }
+
+#[tokio::test]
+async fn adding_a_member_twice_is_a_conflict_that_says_so() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Member).await;
+    let mut tx = tenantry_db::TenantTx::begin(
+        &app.db.runtime,
+        &tenantry_db::RequestContext::user(alice.id).in_org(alice.org),
+    )
+    .await
+    .expect("begin");
+    let again =
+        tenantry_server::orgs::store::add_member(&mut tx, alice.org, bob.id, Role::Viewer).await;
+    assert!(
+        matches!(
+            again,
+            Err(tenantry_server::Error::Conflict {
+                code: "already_member",
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+}
