@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::Router;
 use uuid::Uuid;
 
 use super::{store, ApiKey, CreatedApiKey, NewApiKey};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -15,10 +16,10 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/api-keys", get(list_keys).post(create_key))
-        .route("/v1/orgs/{org}/api-keys/{key}", delete(revoke_key))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
 }
 
 /// Create an API key for a service account; the secret is shown in this response only.

@@ -1,11 +1,12 @@
 //! HTTP route of the activity feed.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use uuid::Uuid;
 
 use super::{store, Event, EventFilter};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -14,8 +15,8 @@ use crate::kernel::page::Page;
 
 const MODULE: Module = Module::Orgs;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/orgs/{org}/activity", get(activity))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(activity))
 }
 
 /// The organization's audit trail, newest first, with filters (admins).

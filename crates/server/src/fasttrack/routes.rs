@@ -2,8 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::Router;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -12,6 +10,9 @@ use super::{
     store, ArchivedEntry, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
     ReportLine, Status, StatusChange, ToolSummary,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -20,41 +21,20 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Fasttrack;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/tools", get(list_tools))
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries",
-            get(list_entries).post(create_entry),
-        )
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries/{entry}",
-            get(get_entry).patch(update_entry),
-        )
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/status",
-            post(change_status),
-        )
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/history",
-            get(entry_history),
-        )
-        .route(
-            "/v1/orgs/{org}/tool-grants",
-            get(list_grants).put(put_grant),
-        )
-        .route("/v1/orgs/{org}/tool-grants/{grant}", delete(revoke_grant))
-        .route("/v1/orgs/{org}/tool-report", get(tool_report))
-        .route("/v1/orgs/{org}/tools/{tool}/archive", get(list_archived))
-        .route("/v1/orgs/{org}/tool-entries", get(my_entries))
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}",
-            get(list_rows).post(add_row),
-        )
-        .route(
-            "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}/{row}",
-            axum::routing::patch(update_row).delete(delete_row),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tools))
+        .routes(routes!(list_entries, create_entry))
+        .routes(routes!(get_entry, update_entry))
+        .routes(routes!(change_status))
+        .routes(routes!(entry_history))
+        .routes(routes!(list_grants, put_grant))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(tool_report))
+        .routes(routes!(list_archived))
+        .routes(routes!(my_entries))
+        .routes(routes!(list_rows, add_row))
+        .routes(routes!(update_row, delete_row))
 }
 
 /// The tool and table named in the path (404 for names outside the catalog).

@@ -2,13 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::Router;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::{store, Goal, GoalChanges, Link, NewGoal};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -17,19 +18,13 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/goals", get(list_goals).post(create_goal))
-        .route(
-            "/v1/orgs/{org}/goals/{goal}",
-            get(get_goal).patch(update_goal).delete(delete_goal),
-        )
-        .route("/v1/orgs/{org}/goals/{goal}/restore", post(restore_goal))
-        .route("/v1/orgs/{org}/goals/{goal}/purge", post(purge_goal))
-        .route(
-            "/v1/orgs/{org}/goals/{goal}/kpis/{kpi}",
-            put(link_kpi).delete(unlink_kpi),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_goals, create_goal))
+        .routes(routes!(get_goal, update_goal, delete_goal))
+        .routes(routes!(restore_goal))
+        .routes(routes!(purge_goal))
+        .routes(routes!(link_kpi, unlink_kpi))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
 use axum::http::HeaderName;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::BoxError;
@@ -24,7 +25,9 @@ use tenantry_db::RuntimePool;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
@@ -103,15 +106,13 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let config = state.config.clone();
-    // Bulk routes get their own, longer time limit; everything else shares the short one.
+/// Every API operation, each routed and documented from its handler's `#[utoipa::path]` (the
+/// path is written once, there); requests get the short time limit, bulk ingest the long one.
+fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
     let bulk = crate::kpis::bulk_routes().layer(time_limit(config.bulk_timeout));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi_json))
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .merge(crate::orgs::routes())
         .merge(crate::identity::routes())
         .merge(crate::api_keys::routes())
@@ -120,9 +121,30 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::kpis::routes())
         .merge(crate::goals::routes())
         .merge(crate::fasttrack::routes())
-        .fallback(|| async { Error::NotFound })
         .layer(time_limit(config.request_timeout))
         .merge(bulk)
+}
+
+/// The OpenAPI document of this API, as `/openapi.json` serves it.
+pub fn api_document() -> utoipa::openapi::OpenApi {
+    api_routes(&HttpConfig::default()).into_openapi()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    // Bulk routes get their own, longer time limit; everything else shares the short one.
+    let (api, document) = api_routes(&config).split_for_parts();
+    // Served as built: the document and the router come from the same `routes!` calls.
+    let document = Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+        }),
+    )
+    .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(docs::routes())
         .layer(
@@ -224,11 +246,6 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Err
     } else {
         Err(Error::Unavailable)
     }
-}
-
-/// The OpenAPI 3.1 document of this API.
-async fn openapi_json() -> impl IntoResponse {
-    axum::Json(ApiDoc::build())
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

@@ -3,8 +3,6 @@
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::routing::{delete, get, post, put};
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use tenantry_db::{Actor, TenantTx};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +11,9 @@ use super::{
     store, IssuedSession, Me, MeChanges, PasswordChange, PasswordSignIn, PasswordSignUp,
     SessionInfo, User,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::{
     AppState, Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE,
     SESSION_COOKIE,
@@ -20,20 +21,17 @@ use crate::http::{
 use crate::kernel::error::{Error, Result};
 use crate::orgs::Organization;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/signup", post(sign_up))
-        .route("/v1/auth/signin", post(sign_in))
-        .route("/v1/auth/signout", post(sign_out))
-        .route("/v1/auth/oidc/start", get(oidc_start))
-        .route("/v1/auth/oidc/callback", get(oidc_callback))
-        .route("/v1/me", get(me).patch(update_me).delete(delete_me))
-        .route("/v1/me/password", put(change_password))
-        .route(
-            "/v1/me/sessions",
-            get(list_sessions).delete(end_all_sessions),
-        )
-        .route("/v1/me/sessions/{session}", delete(end_session))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_up))
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(oidc_start))
+        .routes(routes!(oidc_callback))
+        .routes(routes!(me, update_me, delete_me))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions, end_all_sessions))
+        .routes(routes!(end_session))
 }
 
 /// A signed-in user and the session just opened for them.

@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::Router;
 use uuid::Uuid;
 
 use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -15,21 +16,12 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/orgs/{org}/invitations",
-            get(list_invitations).post(invite),
-        )
-        .route(
-            "/v1/orgs/{org}/invitations/{invitation}",
-            delete(revoke_invitation),
-        )
-        .route(
-            "/v1/orgs/{org}/invitations/{invitation}/resend",
-            post(resend_invitation),
-        )
-        .route("/v1/invitations/accept", post(accept_invitation))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_invitations, invite))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(resend_invitation))
+        .routes(routes!(accept_invitation))
 }
 
 /// Invite an email address with a role (admins; owners only by owners). The link is returned

@@ -2,8 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +11,9 @@ use super::{
     store, Aggregate, Bucket, Dashboard, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi,
     SeriesPoint,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -21,27 +22,21 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs/{org}/kpis", get(list_kpis).post(create_kpi))
-        .route(
-            "/v1/orgs/{org}/kpis/{kpi}",
-            get(get_kpi).patch(update_kpi).delete(delete_kpi),
-        )
-        .route("/v1/orgs/{org}/kpis/{kpi}/restore", post(restore_kpi))
-        .route("/v1/orgs/{org}/kpis/{kpi}/purge", post(purge_kpi))
-        .route(
-            "/v1/orgs/{org}/kpis/{kpi}/points",
-            get(list_points).post(record_points),
-        )
-        .route("/v1/orgs/{org}/kpis/{kpi}/series", get(series))
-        .route("/v1/orgs/{org}/dashboard", get(dashboard))
-        .route("/v1/orgs/{org}/kpis/{kpi}/points.csv", get(export_points))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_kpis, create_kpi))
+        .routes(routes!(get_kpi, update_kpi, delete_kpi))
+        .routes(routes!(restore_kpi))
+        .routes(routes!(purge_kpi))
+        .routes(routes!(list_points, record_points))
+        .routes(routes!(series))
+        .routes(routes!(dashboard))
+        .routes(routes!(export_points))
 }
 
 /// Routes whose requests may run for minutes (they get the bulk time limit).
-pub fn bulk_routes() -> Router<AppState> {
-    Router::new().route("/v1/orgs/{org}/kpi-points", post(ingest))
+pub fn bulk_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(ingest))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,8 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
-use axum::Router;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -12,6 +10,9 @@ use super::{
     store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
     OwnershipTransfer, Team, TeamChanges,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::http::Problem;
 use crate::http::{AppState, Caller, Json, Path, Query};
 use crate::kernel::access::Module;
@@ -21,31 +22,16 @@ use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orgs", get(list_orgs).post(create_org))
-        .route(
-            "/v1/orgs/{org}",
-            get(get_org).patch(update_org).delete(delete_org),
-        )
-        .route("/v1/orgs/{org}/members", get(list_members))
-        .route(
-            "/v1/orgs/{org}/transfer-ownership",
-            axum::routing::post(transfer_ownership),
-        )
-        .route(
-            "/v1/orgs/{org}/members/{user}",
-            axum::routing::patch(update_member).delete(remove_member),
-        )
-        .route("/v1/orgs/{org}/teams", get(list_teams).post(create_team))
-        .route(
-            "/v1/orgs/{org}/teams/{team}",
-            get(get_team).patch(update_team).delete(delete_team),
-        )
-        .route(
-            "/v1/orgs/{org}/teams/{team}/members/{user}",
-            put(add_team_member).delete(remove_team_member),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orgs, create_org))
+        .routes(routes!(get_org, update_org, delete_org))
+        .routes(routes!(list_members))
+        .routes(routes!(transfer_ownership))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(list_teams, create_team))
+        .routes(routes!(get_team, update_team, delete_team))
+        .routes(routes!(add_team_member, remove_team_member))
 }
 
 /// Create an organization; the caller becomes its owner.

@@ -139,6 +139,20 @@ pub async fn openapi(app: &TestApp) -> Value {
     doc
 }
 
+/// A documented path with its parameters filled: `{org}` as given, `{tool}` as a shipped tool,
+/// any other as a fresh id.
+pub fn concrete_path(path: &str, org: Option<Uuid>) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{org}" if org.is_some() => org.map(|o| o.to_string()).unwrap_or_default(),
+            "{tool}" => "woop".to_string(),
+            s if s.starts_with('{') => Uuid::now_v7().to_string(),
+            s => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 pub async fn read(response: Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");

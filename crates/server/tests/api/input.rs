@@ -72,19 +72,7 @@ async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
     let doc = openapi(&app).await;
     let mut tried = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        let concrete = path
-            .replace("{org}", &alice.org.to_string())
-            .replace("{tool}", "woop")
-            .split('/')
-            .map(|segment| {
-                if segment.starts_with('{') {
-                    uuid::Uuid::now_v7().to_string()
-                } else {
-                    segment.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("/");
+        let concrete = crate::helpers::concrete_path(path, Some(alice.org));
         for (method, operation) in item.as_object().expect("path item") {
             let Ok(method) = method.to_uppercase().parse::<Method>() else {
                 continue;

@@ -406,3 +406,42 @@ async fn a_request_over_its_time_is_refused_and_changes_nothing() {
         "the timed-out request changed data"
     );
 }
+
+#[tokio::test]
+async fn the_router_serves_exactly_the_methods_the_document_lists() {
+    let app = TestApp::spawn().await;
+    let doc = crate::helpers::openapi(&app).await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let concrete = crate::helpers::concrete_path(path, None);
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let documented = item.get(method).is_some();
+            let status = app
+                .request(
+                    method.to_uppercase().parse().expect("method"),
+                    None,
+                    &concrete,
+                )
+                .send()
+                .await
+                .expect("send")
+                .status();
+            // axum answers 405 for a routed path without that method, 404 for an unrouted path.
+            if documented {
+                assert_ne!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: routed but not documented, or the path is not routed at all"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 250, "{checked}");
+}
