@@ -1,6 +1,5 @@
 //! HTTP routes of API keys under `/v1/orgs/{org}/api-keys` (admins only).
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use uuid::Uuid;
 
@@ -9,9 +8,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
+        .layer(axum::Extension(MODULE))
 }
 
 /// Create an API key for a service account; the secret is shown in this response only.
@@ -32,12 +33,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_key(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(new): Json<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let created = store::create(&mut tx, org, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -52,12 +51,10 @@ pub async fn create_key(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_keys(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ApiKey>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let keys = store::list(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(keys))
@@ -71,12 +68,7 @@ pub async fn list_keys(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke_key(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, key)): Path<(Uuid, Uuid)>,
-) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn revoke_key(mut tx: OrgTx, Path((org, key)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
     store::revoke(&mut tx, org, key).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,6 +1,5 @@
 //! HTTP route of the activity feed.
 
-use axum::extract::State;
 use uuid::Uuid;
 
 use super::{store, Event, EventFilter};
@@ -8,15 +7,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::Page;
 
 const MODULE: Module = Module::Orgs;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(activity))
+    OpenApiRouter::new()
+        .routes(routes!(activity))
+        .layer(axum::Extension(MODULE))
 }
 
 /// The organization's audit trail, newest first, with filters (admins).
@@ -28,12 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn activity(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(filter): Query<EventFilter>,
 ) -> Result<Json<Page<Event>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let events = store::list(&mut tx, org, &filter).await?;
     tx.commit().await?;
     Ok(Json(events))

@@ -14,9 +14,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Fasttrack;
@@ -35,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(my_entries))
         .routes(routes!(list_rows, add_row))
         .routes(routes!(update_row, delete_row))
+        .layer(axum::Extension(MODULE))
 }
 
 /// The tool and table named in the path (404 for names outside the catalog).
@@ -58,12 +60,11 @@ fn rows_of<'a>(
            ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
     responses((status = 200, body = Vec<serde_json::Value>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_rows(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
 ) -> Result<Json<Vec<serde_json::Value>>> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let rows = store::rows(&mut tx, org, &of).await?;
     tx.commit().await?;
     Ok(Json(rows))
@@ -82,13 +83,12 @@ pub async fn list_rows(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_row(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
     Json(row): Json<serde_json::Value>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let added = store::add_row(&mut tx, org, &of, &row).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(added)))
@@ -107,13 +107,12 @@ pub async fn add_row(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_row(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
     Json(fields): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update_row(&mut tx, org, &of, row, &fields).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -130,12 +129,11 @@ pub async fn update_row(
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_row(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
 ) -> Result<StatusCode> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::delete_row(&mut tx, org, &of, row).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -153,12 +151,11 @@ pub struct MyEntriesParams {
     params(("org" = Uuid, Path, description = "Organization id"), MyEntriesParams),
     responses((status = 200, body = Vec<MyEntry>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn my_entries(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Query(params): Query<MyEntriesParams>,
 ) -> Result<Json<Vec<MyEntry>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let entries = store::my_entries(&mut tx, &state.tools, org, params.limit.unwrap_or(50)).await?;
     tx.commit().await?;
     Ok(Json(entries))
@@ -173,12 +170,7 @@ pub async fn my_entries(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn tool_report(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(org): Path<Uuid>,
-) -> Result<Json<Vec<ReportLine>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn tool_report(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<ReportLine>>> {
     let lines = store::report(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(lines))
@@ -194,13 +186,12 @@ pub async fn tool_report(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_archived(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ArchivedEntry>>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let archived = store::archived(&mut tx, org, tool, &page).await?;
     tx.commit().await?;
     Ok(Json(archived))
@@ -210,12 +201,7 @@ pub async fn list_archived(
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<ToolSummary>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_tools(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(org): Path<Uuid>,
-) -> Result<Json<Vec<ToolSummary>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn list_tools(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<ToolSummary>>> {
     let tools = store::tools(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(tools))
@@ -241,13 +227,12 @@ pub struct EntryListParams {
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_entries(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Query(params): Query<EntryListParams>,
 ) -> Result<Json<Page<Entry>>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let page = PageParams {
         limit: params.limit,
         after: params.after,
@@ -270,13 +255,12 @@ pub async fn list_entries(
         (status = 422, description = "data not valid for the tool, or a reference to an entry that is not yours", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_entry(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool)): Path<(Uuid, String)>,
     Json(new): Json<NewEntry>,
 ) -> Result<(StatusCode, Json<Entry>)> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let entry = store::create(&mut tx, &state.tools, org, tool, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(entry)))
@@ -287,12 +271,11 @@ pub async fn create_entry(
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
     responses((status = 200, body = Entry), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_entry(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let found = store::get(&mut tx, org, tool, entry).await?;
     tx.commit().await?;
     Ok(Json(found))
@@ -311,13 +294,12 @@ pub async fn get_entry(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_entry(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<DataChange>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update_data(&mut tx, &state.tools, org, tool, entry, &change).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -335,13 +317,12 @@ pub async fn update_entry(
         (status = 409, description = "stale version or invalid transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_status(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<StatusChange>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::set_status(&mut tx, org, tool, entry, &change).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -352,12 +333,11 @@ pub async fn change_status(
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
     responses((status = 200, body = Vec<HistoryItem>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn entry_history(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Vec<HistoryItem>>> {
     let tool = state.tools.get(&tool)?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let items = store::history(&mut tx, org, tool, entry).await?;
     tx.commit().await?;
     Ok(Json(items))
@@ -367,12 +347,7 @@ pub async fn entry_history(
 #[utoipa::path(get, path = "/v1/orgs/{org}/tool-grants", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_grants(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(org): Path<Uuid>,
-) -> Result<Json<Vec<Grant>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn list_grants(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<Grant>>> {
     let grants = store::grants(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(grants))
@@ -389,12 +364,11 @@ pub async fn list_grants(
         (status = 422, description = "unknown tool, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_grant(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewGrant>,
 ) -> Result<Json<Grant>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let grant = store::grant(&mut tx, &state.tools, org, &new).await?;
     tx.commit().await?;
     Ok(Json(grant))
@@ -409,11 +383,9 @@ pub async fn put_grant(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_grant(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, grant)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::revoke(&mut tx, org, grant).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

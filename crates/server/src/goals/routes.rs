@@ -1,6 +1,5 @@
 //! HTTP routes of goals under `/v1/orgs/{org}/goals`.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,9 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(restore_goal))
         .routes(routes!(purge_goal))
         .routes(routes!(link_kpi, unlink_kpi))
+        .layer(axum::Extension(MODULE))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,12 +43,10 @@ pub struct GoalListParams {
     params(("org" = Uuid, Path, description = "Organization id"), GoalListParams),
     responses((status = 200, body = Page<Goal>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_goals(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(params): Query<GoalListParams>,
 ) -> Result<Json<Page<Goal>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let page = PageParams {
         limit: params.limit,
         after: params.after,
@@ -66,12 +65,10 @@ pub async fn list_goals(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_goal(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(new): Json<NewGoal>,
 ) -> Result<(StatusCode, Json<Goal>)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let goal = store::create(&mut tx, org, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(goal)))
@@ -81,12 +78,7 @@ pub async fn create_goal(
 #[utoipa::path(get, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_goal(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, goal)): Path<(Uuid, Uuid)>,
-) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn get_goal(mut tx: OrgTx, Path((org, goal)): Path<(Uuid, Uuid)>) -> Result<Json<Goal>> {
     let found = store::get(&mut tx, org, goal, false).await?;
     tx.commit().await?;
     Ok(Json(found))
@@ -103,12 +95,10 @@ pub async fn get_goal(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_goal(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal)): Path<(Uuid, Uuid)>,
     Json(changes): Json<GoalChanges>,
 ) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update(&mut tx, org, goal, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -119,11 +109,9 @@ pub async fn update_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal, description = "The deleted goal"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_goal(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let deleted = store::set_deleted(&mut tx, org, goal, true).await?;
     tx.commit().await?;
     Ok(Json(deleted))
@@ -134,11 +122,9 @@ pub async fn delete_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn restore_goal(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let restored = store::set_deleted(&mut tx, org, goal, false).await?;
     tx.commit().await?;
     Ok(Json(restored))
@@ -153,11 +139,9 @@ pub async fn restore_goal(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn purge_goal(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::purge(&mut tx, org, goal).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -173,12 +157,10 @@ pub async fn purge_goal(
         (status = 422, description = "invalid_reference: no such KPI here; validation_failed: weight", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
     Json(link): Json<Link>,
 ) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let linked = store::link(&mut tx, org, goal, kpi, &link).await?;
     tx.commit().await?;
     Ok(Json(linked))
@@ -189,11 +171,9 @@ pub async fn link_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn unlink_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let unlinked = store::unlink(&mut tx, org, goal, kpi).await?;
     tx.commit().await?;
     Ok(Json(unlinked))

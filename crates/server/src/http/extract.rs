@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::{HeaderName, AUTHORIZATION, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, FieldError};
+use crate::kernel::org_tx::{OrgTx, UserTx};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -319,6 +320,49 @@ impl Caller {
             }
         }
         Ok(tx)
+    }
+}
+
+/// An organization route's transaction, extracted first: it reads the caller's credential, the
+/// route's `{org}` and its module (an `Extension<Module>` on the slice's router) and binds them,
+/// so a request without a valid credential is 401 before anything else of it is looked at.
+impl FromRequestParts<AppState> for OrgTx {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let module = parts
+            .extensions
+            .get::<Module>()
+            .copied()
+            .ok_or_else(|| Error::Internal("an organization route without a module".into()))?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::BadRequest(e.body_text()))?;
+        let org = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .and_then(|(_, value)| value.parse::<Uuid>().ok());
+        match org {
+            Some(org) => Ok(OrgTx::new(caller.begin_in(state, org, module).await?, org)),
+            None => {
+                // The credential first: a bad one is 401 whatever the path says.
+                caller.begin(state, None).await?;
+                Err(Error::BadRequest(
+                    "the organization in the path is not a UUID".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// The transaction of a request that names no organization, extracted first like [`OrgTx`].
+impl FromRequestParts<AppState> for UserTx {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(UserTx::new(caller.begin(state, None).await?))
     }
 }
 

@@ -15,10 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
-    AppState, Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE,
-    SESSION_COOKIE,
+    AppState, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
+use crate::kernel::org_tx::UserTx;
 use crate::orgs::Organization;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -129,11 +129,7 @@ pub async fn sign_in(
 /// End the session this request uses (and clear its cookie).
 #[utoipa::path(post, path = "/v1/auth/signout", tag = "identity", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
-pub async fn sign_out(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn sign_out(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     let current = tx.session_id().await?.ok_or(Error::Unauthenticated)?;
     store::end_session(&mut tx, current).await?;
     tx.commit().await?;
@@ -143,11 +139,7 @@ pub async fn sign_out(
 /// The signed-in user's live sessions.
 #[utoipa::path(get, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
     responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
-pub async fn list_sessions(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<SessionInfo>>> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn list_sessions(mut tx: UserTx) -> Result<Json<Vec<SessionInfo>>> {
     let sessions = store::list_sessions(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(sessions))
@@ -157,12 +149,7 @@ pub async fn list_sessions(
 #[utoipa::path(delete, path = "/v1/me/sessions/{session}", tag = "identity", security(("bearer" = [])),
     params(("session" = uuid::Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Ended"), (status = 404, body = crate::http::Problem, content_type = "application/problem+json")))]
-pub async fn end_session(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(id): Path<uuid::Uuid>,
-) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn end_session(mut tx: UserTx, Path(id): Path<uuid::Uuid>) -> Result<StatusCode> {
     store::end_session(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -172,10 +159,8 @@ pub async fn end_session(
 #[utoipa::path(delete, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
     responses((status = 204, description = "All ended"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn end_all_sessions(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: UserTx,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
-    let mut tx = caller.begin(&state, None).await?;
     store::end_sessions(&mut tx, false).await?;
     tx.commit().await?;
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
@@ -189,11 +174,9 @@ pub async fn end_all_sessions(
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_password(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: UserTx,
     Json(change): Json<PasswordChange>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin(&state, None).await?;
     store::change_password(&mut tx, &change).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -204,8 +187,7 @@ pub async fn change_password(
     (status = 200, body = Me),
     (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
 ))]
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn me(mut tx: UserTx) -> Result<Json<Me>> {
     let me = store::me(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(me))
@@ -218,12 +200,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update_me(
-    caller: Caller,
-    State(state): State<AppState>,
-    Json(changes): Json<MeChanges>,
-) -> Result<Json<Me>> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn update_me(mut tx: UserTx, Json(changes): Json<MeChanges>) -> Result<Json<Me>> {
     let me = store::update_me(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok(Json(me))
@@ -237,11 +214,7 @@ pub async fn update_me(
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "last_owner", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete_me(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
-    let mut tx = caller.begin(&state, None).await?;
+pub async fn delete_me(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     store::delete_me(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))

@@ -9,9 +9,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
@@ -22,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_invitation))
         .routes(routes!(resend_invitation))
         .routes(routes!(accept_invitation))
+        .layer(axum::Extension(MODULE))
 }
 
 /// Invite an email address with a role (admins; owners only by owners). The link is returned
@@ -36,12 +38,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn invite(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path(org): Path<Uuid>,
     Json(new): Json<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let issued = store::invite(&mut tx, org, &new, &state.config.public_url).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
@@ -56,12 +57,10 @@ pub async fn invite(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_invitations(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Invitation>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let list = store::list(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(list))
@@ -76,11 +75,10 @@ pub async fn list_invitations(
         (status = 409, description = "invitation_closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn resend_invitation(
-    caller: Caller,
+    mut tx: OrgTx,
     State(state): State<AppState>,
     Path((org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<IssuedInvitation>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let issued = store::resend(&mut tx, org, id, &state.config.public_url).await?;
     tx.commit().await?;
     Ok(Json(issued))
@@ -91,11 +89,9 @@ pub async fn resend_invitation(
     params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_invitation(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::revoke(&mut tx, org, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -110,11 +106,9 @@ pub async fn revoke_invitation(
         (status = 404, description = "unknown, used, revoked or expired", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn accept_invitation(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: UserTx,
     Json(acceptance): Json<Acceptance>,
 ) -> Result<Json<Accepted>> {
-    let mut tx = caller.begin(&state, None).await?;
     let accepted = store::accept(&mut tx, &acceptance.token).await?;
     tx.commit().await?;
     Ok(Json(accepted))

@@ -5,4 +5,5 @@
 pub mod access;
 pub mod error;
 pub mod input;
+pub mod org_tx;
 pub mod page;

@@ -1,6 +1,5 @@
 //! HTTP routes of KPIs under `/v1/orgs/{org}/kpis`.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,9 +14,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
@@ -32,11 +32,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(series))
         .routes(routes!(dashboard))
         .routes(routes!(export_points))
+        .layer(axum::Extension(MODULE))
 }
 
 /// Routes whose requests may run for minutes (they get the bulk time limit).
 pub fn bulk_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ingest))
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
+        .layer(axum::Extension(MODULE))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -54,12 +57,10 @@ pub struct KpiListParams {
     params(("org" = Uuid, Path, description = "Organization id"), KpiListParams),
     responses((status = 200, body = Page<Kpi>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_kpis(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(params): Query<KpiListParams>,
 ) -> Result<Json<Page<Kpi>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let page = PageParams {
         limit: params.limit,
         after: params.after,
@@ -79,12 +80,10 @@ pub async fn list_kpis(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(new): Json<NewKpi>,
 ) -> Result<(StatusCode, Json<Kpi>)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let kpi = store::create(&mut tx, org, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(kpi)))
@@ -94,12 +93,7 @@ pub async fn create_kpi(
 #[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
-) -> Result<Json<Kpi>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn get_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
     let found = store::get(&mut tx, org, kpi, false).await?;
     tx.commit().await?;
     Ok(Json(found))
@@ -116,12 +110,10 @@ pub async fn get_kpi(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Json(changes): Json<KpiChanges>,
 ) -> Result<Json<Kpi>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update(&mut tx, org, kpi, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -131,12 +123,7 @@ pub async fn update_kpi(
 #[utoipa::path(delete, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi, description = "The deleted KPI"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
-) -> Result<Json<Kpi>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn delete_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
     let deleted = store::set_deleted(&mut tx, org, kpi, true).await?;
     tx.commit().await?;
     Ok(Json(deleted))
@@ -146,12 +133,7 @@ pub async fn delete_kpi(
 #[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/restore", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn restore_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
-) -> Result<Json<Kpi>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn restore_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
     let restored = store::set_deleted(&mut tx, org, kpi, false).await?;
     tx.commit().await?;
     Ok(Json(restored))
@@ -165,12 +147,7 @@ pub async fn restore_kpi(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn purge_kpi(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
-) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn purge_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
     store::purge(&mut tx, org, kpi).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -192,12 +169,10 @@ pub struct PointParams {
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), PointParams),
     responses((status = 200, body = Page<DataPoint>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_points(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<PointParams>,
 ) -> Result<Json<Page<DataPoint>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let page = PageParams {
         limit: params.limit,
         after: params.after,
@@ -225,12 +200,10 @@ pub struct Recorded {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn record_points(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Json(points): Json<Vec<NewDataPoint>>,
 ) -> Result<Json<Recorded>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let written = store::record(&mut tx, org, kpi, &points).await?;
     tx.commit().await?;
     Ok(Json(Recorded { written }))
@@ -260,12 +233,10 @@ pub struct SeriesParams {
         (status = 422, description = "unknown time zone", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn series(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<SeriesParams>,
 ) -> Result<Json<Vec<SeriesPoint>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let points = store::series(
         &mut tx,
         org,
@@ -285,12 +256,7 @@ pub async fn series(
 #[utoipa::path(get, path = "/v1/orgs/{org}/dashboard", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Dashboard), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn dashboard(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(org): Path<Uuid>,
-) -> Result<Json<Dashboard>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn dashboard(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Dashboard>> {
     let board = store::dashboard(&mut tx, org).await?;
     tx.commit().await?;
     Ok(Json(board))
@@ -312,8 +278,7 @@ pub async fn dashboard(
         (status = 422, description = "bad rows, each named rows[i]", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ingest(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
@@ -327,7 +292,6 @@ pub async fn ingest(
             "Content-Type must be application/json, application/x-ndjson or text/csv".into(),
         )
     })?;
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let ingested = super::ingest::ingest(&mut tx, org, format, body).await?;
     tx.commit().await?;
     Ok(Json(ingested))
@@ -342,11 +306,9 @@ pub async fn ingest(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export_points(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 2], String)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let csv = store::export_csv(&mut tx, org, kpi).await?;
     tx.commit().await?;
     Ok((

@@ -1,6 +1,5 @@
 //! HTTP routes of organizations, members and teams under `/v1/orgs`.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -14,10 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Caller, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
 
 const MODULE: Module = Module::Orgs;
@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_teams, create_team))
         .routes(routes!(get_team, update_team, delete_team))
         .routes(routes!(add_team_member, remove_team_member))
+        .layer(axum::Extension(MODULE))
 }
 
 /// Create an organization; the caller becomes its owner.
@@ -44,11 +45,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_org(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: UserTx,
     Json(new): Json<NewOrganization>,
 ) -> Result<(StatusCode, Json<Organization>)> {
-    let mut tx = caller.begin(&state, None).await?;
     if tx.user_id().await?.is_none() {
         return Err(crate::Error::Forbidden(
             "API keys cannot create organizations",
@@ -63,11 +62,9 @@ pub async fn create_org(
 #[utoipa::path(get, path = "/v1/orgs", tag = "organizations", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<Organization>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_orgs(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: UserTx,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Organization>>> {
-    let mut tx = caller.begin(&state, None).await?;
     let orgs = store::list_mine(&mut tx, &page).await?;
     tx.commit().await?;
     Ok(Json(orgs))
@@ -77,12 +74,7 @@ pub async fn list_orgs(
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_org(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path(org): Path<Uuid>,
-) -> Result<Json<Organization>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organization>> {
     let found = store::get(&mut tx, org)
         .await?
         .ok_or(crate::Error::NotFound)?;
@@ -101,12 +93,10 @@ pub async fn get_org(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_org(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(changes): Json<OrganizationChanges>,
 ) -> Result<Json<Organization>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update(&mut tx, org, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -129,12 +119,10 @@ pub struct DeleteConfirmation {
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_org(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(confirmation): Query<DeleteConfirmation>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::delete(&mut tx, org, &confirmation.confirm).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -145,12 +133,10 @@ pub async fn delete_org(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_members(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Member>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let members = store::list_members(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(members))
@@ -167,12 +153,10 @@ pub async fn list_members(
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_member(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, user)): Path<(Uuid, Uuid)>,
     Json(changes): Json<MemberChanges>,
 ) -> Result<Json<Member>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let member = store::update_member(&mut tx, org, user, &changes).await?;
     tx.commit().await?;
     Ok(Json(member))
@@ -188,11 +172,9 @@ pub async fn update_member(
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, user)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::remove_member(&mut tx, org, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -203,12 +185,10 @@ pub async fn remove_member(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses((status = 200, body = Page<Team>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_teams(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Team>>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let teams = store::list_teams(&mut tx, org, &page).await?;
     tx.commit().await?;
     Ok(Json(teams))
@@ -225,12 +205,10 @@ pub async fn list_teams(
         (status = 422, description = "validation_failed or invalid_reference", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_team(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(new): Json<NewTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let team = store::create_team(&mut tx, org, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(team)))
@@ -240,12 +218,7 @@ pub async fn create_team(
 #[utoipa::path(get, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
     responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_team(
-    caller: Caller,
-    State(state): State<AppState>,
-    Path((org, team)): Path<(Uuid, Uuid)>,
-) -> Result<Json<Team>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
+pub async fn get_team(mut tx: OrgTx, Path((org, team)): Path<(Uuid, Uuid)>) -> Result<Json<Team>> {
     require_role(&mut tx, org, Role::Viewer).await?;
     let found = store::get_team(&mut tx, org, team).await?;
     tx.commit().await?;
@@ -263,12 +236,10 @@ pub async fn get_team(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_team(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, team)): Path<(Uuid, Uuid)>,
     Json(changes): Json<TeamChanges>,
 ) -> Result<Json<Team>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::update_team(&mut tx, org, team, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -283,11 +254,9 @@ pub async fn update_team(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_team(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::delete_team(&mut tx, org, team).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -303,11 +272,9 @@ pub async fn delete_team(
         (status = 422, description = "invalid_reference: not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_team_member(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let updated = store::add_team_member(&mut tx, org, team, user).await?;
     tx.commit().await?;
     Ok(Json(updated))
@@ -322,11 +289,9 @@ pub async fn add_team_member(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_team_member(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     store::remove_team_member(&mut tx, org, team, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -342,12 +307,10 @@ pub async fn remove_team_member(
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn transfer_ownership(
-    caller: Caller,
-    State(state): State<AppState>,
+    mut tx: OrgTx,
     Path(org): Path<Uuid>,
     Json(transfer): Json<OwnershipTransfer>,
 ) -> Result<Json<Member>> {
-    let mut tx = caller.begin_in(&state, org, MODULE).await?;
     let owner = store::transfer_ownership(&mut tx, org, transfer.user_id).await?;
     tx.commit().await?;
     Ok(Json(owner))
