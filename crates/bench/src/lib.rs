@@ -15,6 +15,7 @@ use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePoo
 use tenantry_server::api_keys::{self, Access, NewApiKey};
 use tenantry_server::http::{self, AppState, HttpConfig};
 use tenantry_server::identity::{self, NewAccount};
+use tenantry_server::kernel::org_tx::OrgTx;
 use uuid::Uuid;
 
 /// Any error of a benchmark run (they report and stop).
@@ -314,10 +315,9 @@ async fn bench_credentials(
         )
         .await?
         .token;
-        let mut tx = TenantTx::begin(runtime, &RequestContext::user(*user).in_org(*org)).await?;
+        let mut tx = OrgTx::begin(runtime, &RequestContext::user(*user), *org).await?;
         let key = api_keys::store::create(
             &mut tx,
-            *org,
             &NewApiKey {
                 name: "tenantry bench".into(),
                 access: Access::Read,

@@ -7,11 +7,12 @@ use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tenantry_db::{migrate, RequestContext, RuntimePool, TenantTx};
+use tenantry_db::{migrate, RequestContext, RuntimePool};
 use tenantry_server::fasttrack::{self, AccessLevel, Catalog, NewEntry, NewGrant, Status};
 use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
 use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kpis::{self, Direction, NewDataPoint, NewKpi};
 use tenantry_server::orgs::{self, NewTeam};
 use uuid::Uuid;
@@ -84,13 +85,12 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
         let user = identity::sign_up(pool, account(email, name)).await?.user.id;
         colleagues.push((user, role));
     }
-    let mut tx = TenantTx::begin(pool, &RequestContext::user(demo.user.id).in_org(org)).await?;
+    let mut tx = OrgTx::begin(pool, &RequestContext::user(demo.user.id), org).await?;
     for (user, role) in &colleagues {
-        orgs::store::add_member(&mut tx, org, *user, *role).await?;
+        orgs::store::add_member(&mut tx, *user, *role).await?;
     }
     let team = orgs::store::create_team(
         &mut tx,
-        org,
         &NewTeam {
             name: "Growth".into(),
             description: Some("Owns the revenue KPIs".into()),
@@ -99,10 +99,10 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     )
     .await?;
     for (user, _) in &colleagues[..2] {
-        orgs::store::add_team_member(&mut tx, org, team.id, *user).await?;
+        orgs::store::add_team_member(&mut tx, team.id, *user).await?;
     }
-    seed_kpis(&mut tx, org).await?;
-    seed_tools(&mut tx, org, colleagues[1].0).await?;
+    seed_kpis(&mut tx).await?;
+    seed_tools(&mut tx, colleagues[1].0).await?;
     tx.commit().await?;
     println!(
         "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants",
@@ -113,7 +113,7 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
 
 /// The founder's first Fast Track entries (WOOP, Know Thyself), and edit grants on both tools
 /// for a member.
-async fn seed_tools(tx: &mut TenantTx, org: Uuid, member: Uuid) -> Result<(), AnyError> {
+async fn seed_tools(tx: &mut OrgTx, member: Uuid) -> Result<(), AnyError> {
     let catalog = Catalog::shipped()?;
     let entries = [
         (
@@ -135,12 +135,12 @@ async fn seed_tools(tx: &mut TenantTx, org: Uuid, member: Uuid) -> Result<(), An
             access_level: AccessLevel::Edit,
             expires_at: None,
         };
-        fasttrack::store::grant(tx, &catalog, org, &grant).await?;
+        fasttrack::store::grant(tx, &catalog, &grant).await?;
         let entry = NewEntry {
             data,
             status: Some(Status::InProgress),
         };
-        fasttrack::store::create(tx, &catalog, org, catalog.get(slug)?, &entry).await?;
+        fasttrack::store::create(tx, &catalog, catalog.get(slug)?, &entry).await?;
     }
     Ok(())
 }
@@ -175,14 +175,13 @@ const DEMO_KPIS: [KpiSpec; 12] = [
 ];
 
 /// A dozen KPIs with two years of daily points (a trend with noise, reproducible), and goals.
-async fn seed_kpis(tx: &mut TenantTx, org: Uuid) -> Result<(), AnyError> {
+async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
     let mut rng = StdRng::seed_from_u64(7);
     let today = Utc::now().date_naive();
     let mut ids = Vec::new();
     for (name, unit, category, direction, start, growth, noise, target, baseline) in DEMO_KPIS {
         let kpi = kpis::store::create(
             tx,
-            org,
             &NewKpi {
                 name: name.into(),
                 description: None,
@@ -207,7 +206,7 @@ async fn seed_kpis(tx: &mut TenantTx, org: Uuid) -> Result<(), AnyError> {
                 }
             })
             .collect();
-        kpis::store::record(tx, org, kpi.id, &points).await?;
+        kpis::store::record(tx, kpi.id, &points).await?;
         ids.push(kpi.id);
     }
     for (title, linked) in [
@@ -216,7 +215,6 @@ async fn seed_kpis(tx: &mut TenantTx, org: Uuid) -> Result<(), AnyError> {
     ] {
         let goal = goals::store::create(
             tx,
-            org,
             &NewGoal {
                 title: title.into(),
                 description: None,
@@ -228,7 +226,6 @@ async fn seed_kpis(tx: &mut TenantTx, org: Uuid) -> Result<(), AnyError> {
         for (index, weight) in linked {
             goals::store::link(
                 tx,
-                org,
                 goal.id,
                 ids[*index],
                 &Link {

@@ -34,10 +34,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 pub async fn create_key(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Json(new): Json<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
-    let created = store::create(&mut tx, org, &new).await?;
+    let created = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -52,10 +51,9 @@ pub async fn create_key(
     ))]
 pub async fn list_keys(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ApiKey>>> {
-    let keys = store::list(&mut tx, org, &page).await?;
+    let keys = store::list(&mut tx, &page).await?;
     tx.commit().await?;
     Ok(Json(keys))
 }
@@ -68,8 +66,11 @@ pub async fn list_keys(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke_key(mut tx: OrgTx, Path((org, key)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
-    store::revoke(&mut tx, org, key).await?;
+pub async fn revoke_key(
+    mut tx: OrgTx,
+    Path((_org, key)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    store::revoke(&mut tx, key).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

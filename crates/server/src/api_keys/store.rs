@@ -1,6 +1,5 @@
 //! SQL of API keys.
 
-use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{new_secret, ApiKey, CreatedApiKey, NewApiKey};
@@ -8,13 +7,15 @@ use crate::identity::hash_token;
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.expires_at, \
     u.last_used_at, k.revoked_at, k.created_by, k.created_at \
     FROM api_keys k LEFT JOIN api_key_usage u ON u.api_key_id = k.id";
 
-pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewApiKey) -> Result<CreatedApiKey> {
+pub async fn create(tx: &mut OrgTx, new: &NewApiKey) -> Result<CreatedApiKey> {
+    let org = tx.org();
     new.validate()?;
     require_role(tx, org, Role::Admin).await?;
     let (prefix, secret) = new_secret();
@@ -33,11 +34,12 @@ pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewApiKey) -> Result<Cre
     .bind(new.expires_at)
     .execute(tx.conn())
     .await?;
-    let key = get(tx, org, id).await?;
+    let key = get(tx, id).await?;
     Ok(CreatedApiKey { key, secret })
 }
 
-pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<ApiKey> {
+pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<ApiKey> {
+    let org = tx.org();
     sqlx::query_as(&format!(
         "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id = $2"
     ))
@@ -48,7 +50,8 @@ pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<ApiKey> {
     .ok_or(Error::NotFound)
 }
 
-pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<ApiKey>> {
+pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<ApiKey>> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let rows: Vec<ApiKey> = sqlx::query_as(&format!(
         "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3"
@@ -62,7 +65,8 @@ pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Pag
 }
 
 /// Revokes a key at once (idempotent); it stays listed with `revoked_at`.
-pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     sqlx::query(
         "UPDATE api_keys SET revoked_at = now() WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL",
@@ -71,5 +75,5 @@ pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
     .bind(id)
     .execute(tx.conn())
     .await?;
-    get(tx, org, id).await.map(|_| ())
+    get(tx, id).await.map(|_| ())
 }

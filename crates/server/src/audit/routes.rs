@@ -1,13 +1,11 @@
 //! HTTP route of the activity feed.
 
-use uuid::Uuid;
-
 use super::{store, Event, EventFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::Problem;
-use crate::http::{AppState, Json, Path, Query};
+use crate::http::{AppState, Json, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;
@@ -31,10 +29,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 pub async fn activity(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(filter): Query<EventFilter>,
 ) -> Result<Json<Page<Event>>> {
-    let events = store::list(&mut tx, org, &filter).await?;
+    let events = store::list(&mut tx, &filter).await?;
     tx.commit().await?;
     Ok(Json(events))
 }

@@ -1,16 +1,15 @@
 //! SQL of the activity feed.
 
-use tenantry_db::TenantTx;
-use uuid::Uuid;
-
 use super::{Event, EventFilter};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::Result;
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 /// An organization's events, newest first (admins; policies show admins their organization's only).
-pub async fn list(tx: &mut TenantTx, org: Uuid, filter: &EventFilter) -> Result<Page<Event>> {
+pub async fn list(tx: &mut OrgTx, filter: &EventFilter) -> Result<Page<Event>> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let page = PageParams {
         limit: filter.limit,

@@ -62,10 +62,10 @@ fn rows_of<'a>(
 pub async fn list_rows(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
+    Path((_org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
 ) -> Result<Json<Vec<serde_json::Value>>> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let rows = store::rows(&mut tx, org, &of).await?;
+    let rows = store::rows(&mut tx, &of).await?;
     tx.commit().await?;
     Ok(Json(rows))
 }
@@ -85,11 +85,11 @@ pub async fn list_rows(
 pub async fn add_row(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
+    Path((_org, tool, entry, table)): Path<(Uuid, String, Uuid, String)>,
     Json(row): Json<serde_json::Value>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let added = store::add_row(&mut tx, org, &of, &row).await?;
+    let added = store::add_row(&mut tx, &of, &row).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(added)))
 }
@@ -109,11 +109,11 @@ pub async fn add_row(
 pub async fn update_row(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
+    Path((_org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
     Json(fields): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    let updated = store::update_row(&mut tx, org, &of, row, &fields).await?;
+    let updated = store::update_row(&mut tx, &of, row, &fields).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -131,10 +131,10 @@ pub async fn update_row(
 pub async fn delete_row(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
+    Path((_org, tool, entry, table, row)): Path<(Uuid, String, Uuid, String, Uuid)>,
 ) -> Result<StatusCode> {
     let of = rows_of(&state, &tool, &table, entry)?;
-    store::delete_row(&mut tx, org, &of, row).await?;
+    store::delete_row(&mut tx, &of, row).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -153,10 +153,9 @@ pub struct MyEntriesParams {
 pub async fn my_entries(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path(org): Path<Uuid>,
     Query(params): Query<MyEntriesParams>,
 ) -> Result<Json<Vec<MyEntry>>> {
-    let entries = store::my_entries(&mut tx, &state.tools, org, params.limit.unwrap_or(50)).await?;
+    let entries = store::my_entries(&mut tx, &state.tools, params.limit.unwrap_or(50)).await?;
     tx.commit().await?;
     Ok(Json(entries))
 }
@@ -170,8 +169,8 @@ pub async fn my_entries(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn tool_report(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<ReportLine>>> {
-    let lines = store::report(&mut tx, org).await?;
+pub async fn tool_report(mut tx: OrgTx) -> Result<Json<Vec<ReportLine>>> {
+    let lines = store::report(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(lines))
 }
@@ -188,11 +187,11 @@ pub async fn tool_report(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Ve
 pub async fn list_archived(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool)): Path<(Uuid, String)>,
+    Path((_org, tool)): Path<(Uuid, String)>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ArchivedEntry>>> {
     let tool = state.tools.get(&tool)?;
-    let archived = store::archived(&mut tx, org, tool, &page).await?;
+    let archived = store::archived(&mut tx, tool, &page).await?;
     tx.commit().await?;
     Ok(Json(archived))
 }
@@ -201,8 +200,8 @@ pub async fn list_archived(
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<ToolSummary>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_tools(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<ToolSummary>>> {
-    let tools = store::tools(&mut tx, org).await?;
+pub async fn list_tools(mut tx: OrgTx) -> Result<Json<Vec<ToolSummary>>> {
+    let tools = store::tools(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(tools))
 }
@@ -229,7 +228,7 @@ pub struct EntryListParams {
 pub async fn list_entries(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool)): Path<(Uuid, String)>,
+    Path((_org, tool)): Path<(Uuid, String)>,
     Query(params): Query<EntryListParams>,
 ) -> Result<Json<Page<Entry>>> {
     let tool = state.tools.get(&tool)?;
@@ -237,7 +236,7 @@ pub async fn list_entries(
         limit: params.limit,
         after: params.after,
     };
-    let entries = store::list(&mut tx, org, tool, params.all, params.status, &page).await?;
+    let entries = store::list(&mut tx, tool, params.all, params.status, &page).await?;
     tx.commit().await?;
     Ok(Json(entries))
 }
@@ -257,11 +256,11 @@ pub async fn list_entries(
 pub async fn create_entry(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool)): Path<(Uuid, String)>,
+    Path((_org, tool)): Path<(Uuid, String)>,
     Json(new): Json<NewEntry>,
 ) -> Result<(StatusCode, Json<Entry>)> {
     let tool = state.tools.get(&tool)?;
-    let entry = store::create(&mut tx, &state.tools, org, tool, &new).await?;
+    let entry = store::create(&mut tx, &state.tools, tool, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
@@ -273,10 +272,10 @@ pub async fn create_entry(
 pub async fn get_entry(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Path((_org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let found = store::get(&mut tx, org, tool, entry).await?;
+    let found = store::get(&mut tx, tool, entry).await?;
     tx.commit().await?;
     Ok(Json(found))
 }
@@ -296,11 +295,11 @@ pub async fn get_entry(
 pub async fn update_entry(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Path((_org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<DataChange>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let updated = store::update_data(&mut tx, &state.tools, org, tool, entry, &change).await?;
+    let updated = store::update_data(&mut tx, &state.tools, tool, entry, &change).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -319,11 +318,11 @@ pub async fn update_entry(
 pub async fn change_status(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Path((_org, tool, entry)): Path<(Uuid, String, Uuid)>,
     Json(change): Json<StatusChange>,
 ) -> Result<Json<Entry>> {
     let tool = state.tools.get(&tool)?;
-    let updated = store::set_status(&mut tx, org, tool, entry, &change).await?;
+    let updated = store::set_status(&mut tx, tool, entry, &change).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -335,10 +334,10 @@ pub async fn change_status(
 pub async fn entry_history(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, tool, entry)): Path<(Uuid, String, Uuid)>,
+    Path((_org, tool, entry)): Path<(Uuid, String, Uuid)>,
 ) -> Result<Json<Vec<HistoryItem>>> {
     let tool = state.tools.get(&tool)?;
-    let items = store::history(&mut tx, org, tool, entry).await?;
+    let items = store::history(&mut tx, tool, entry).await?;
     tx.commit().await?;
     Ok(Json(items))
 }
@@ -347,8 +346,8 @@ pub async fn entry_history(
 #[utoipa::path(get, path = "/v1/orgs/{org}/tool-grants", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_grants(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Vec<Grant>>> {
-    let grants = store::grants(&mut tx, org).await?;
+pub async fn list_grants(mut tx: OrgTx) -> Result<Json<Vec<Grant>>> {
+    let grants = store::grants(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(grants))
 }
@@ -366,10 +365,9 @@ pub async fn list_grants(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Ve
 pub async fn put_grant(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path(org): Path<Uuid>,
     Json(new): Json<NewGrant>,
 ) -> Result<Json<Grant>> {
-    let grant = store::grant(&mut tx, &state.tools, org, &new).await?;
+    let grant = store::grant(&mut tx, &state.tools, &new).await?;
     tx.commit().await?;
     Ok(Json(grant))
 }
@@ -384,9 +382,9 @@ pub async fn put_grant(
     ))]
 pub async fn revoke_grant(
     mut tx: OrgTx,
-    Path((org, grant)): Path<(Uuid, Uuid)>,
+    Path((_org, grant)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::revoke(&mut tx, org, grant).await?;
+    store::revoke(&mut tx, grant).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use super::{
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 const ENTRY_COLUMNS: &str =
@@ -20,11 +21,11 @@ const ENTRY_COLUMNS: &str =
 
 /// Archived entries of `tool` in `org` (organization admins), by id.
 pub async fn archived(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     tool: &Tool,
     page: &PageParams,
 ) -> Result<Page<ArchivedEntry>> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let rows: Vec<ArchivedEntry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS}, rows, archived_at FROM tool_access.archive \
@@ -41,12 +42,8 @@ pub async fn archived(
 
 /// Whether the caller holds at least `level` on `tool` in `org`: not a member is 404 (the
 /// organization is not revealed), a member without that access 403.
-pub async fn require_access(
-    tx: &mut TenantTx,
-    org: Uuid,
-    tool: &Tool,
-    level: AccessLevel,
-) -> Result<()> {
+pub async fn require_access(tx: &mut OrgTx, tool: &Tool, level: AccessLevel) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let allowed: bool =
         sqlx::query_scalar("SELECT $1 = ANY (tool_access.orgs_with_access($2, $3))")
@@ -67,7 +64,8 @@ pub async fn require_access(
 }
 
 /// Every tool with the caller's access and progress in `org`.
-pub async fn tools(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ToolSummary>> {
+pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     Ok(sqlx::query_as(
         "SELECT t.slug, t.sprint, t.name, t.description, \
@@ -88,12 +86,8 @@ pub async fn tools(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ToolSummary>> {
 }
 
 /// My latest entries across every tool (at most `limit`, newest first) with my progress.
-pub async fn my_entries(
-    tx: &mut TenantTx,
-    catalog: &Catalog,
-    org: Uuid,
-    limit: i64,
-) -> Result<Vec<MyEntry>> {
+pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result<Vec<MyEntry>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     Ok(sqlx::query_as(&catalog.my_entries_sql())
         .bind(org)
@@ -147,14 +141,14 @@ async fn check_refs(
 }
 
 pub async fn create(
-    tx: &mut TenantTx,
+    tx: &mut OrgTx,
     catalog: &Catalog,
-    org: Uuid,
     tool: &Tool,
     new: &NewEntry,
 ) -> Result<Entry> {
+    let org = tx.org();
     tool.validate(&new.data)?;
-    require_access(tx, org, tool, AccessLevel::Edit).await?;
+    require_access(tx, tool, AccessLevel::Edit).await?;
     check_refs(tx, catalog, org, tool, &new.data).await?;
     sqlx::query_as(&format!(
         "INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3) \
@@ -179,7 +173,8 @@ fn invalid_transition(e: Error) -> Error {
     }
 }
 
-pub async fn get(tx: &mut TenantTx, org: Uuid, tool: &Tool, id: Uuid) -> Result<Entry> {
+pub async fn get(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Entry> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let entry: Option<Entry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM {}.tool_data WHERE organization_id = $1 AND id = $2",
@@ -195,19 +190,19 @@ pub async fn get(tx: &mut TenantTx, org: Uuid, tool: &Tool, id: Uuid) -> Result<
 /// The caller's entries of `tool`, newest first by id; with `everyone`, every entry of the
 /// organization (tool admins only). Optionally only those with `status`.
 pub async fn list(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     tool: &Tool,
     everyone: bool,
     status: Option<Status>,
     page: &PageParams,
 ) -> Result<Page<Entry>> {
+    let org = tx.org();
     let level = if everyone {
         AccessLevel::Admin
     } else {
         AccessLevel::View
     };
-    require_access(tx, org, tool, level).await?;
+    require_access(tx, tool, level).await?;
     let rows: Vec<Entry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM {}.tool_data \
           WHERE organization_id = $1 AND ($2 OR user_id = (SELECT app.user_id())) \
@@ -235,13 +230,13 @@ enum Change<'a> {
 /// naming the current one; an entry the caller can see but not change is 403; one they cannot
 /// see, 404.
 async fn change(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     tool: &Tool,
     id: Uuid,
     version: i32,
     what: Change<'_>,
 ) -> Result<Entry> {
+    let org = tx.org();
     let column = match what {
         Change::Data(_) => "data",
         Change::Status(_) => "status",
@@ -263,7 +258,7 @@ async fn change(
     if let Some(entry) = changed {
         return Ok(entry);
     }
-    let current = get(tx, org, tool, id).await?;
+    let current = get(tx, tool, id).await?;
     if current.version != version {
         return Err(Error::StaleVersion {
             current: current.version,
@@ -274,39 +269,35 @@ async fn change(
 
 /// Replaces an entry's data (validated, references checked).
 pub async fn update_data(
-    tx: &mut TenantTx,
+    tx: &mut OrgTx,
     catalog: &Catalog,
-    org: Uuid,
     tool: &Tool,
     id: Uuid,
     new: &DataChange,
 ) -> Result<Entry> {
+    let org = tx.org();
     tool.validate(&new.data)?;
     require_role(tx, org, Role::Viewer).await?;
     check_refs(tx, catalog, org, tool, &new.data).await?;
-    change(tx, org, tool, id, new.version, Change::Data(&new.data)).await
+    change(tx, tool, id, new.version, Change::Data(&new.data)).await
 }
 
 /// Moves an entry to another status (the database refuses moves out of order).
 pub async fn set_status(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     tool: &Tool,
     id: Uuid,
     new: &StatusChange,
 ) -> Result<Entry> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
-    change(tx, org, tool, id, new.version, Change::Status(new.status)).await
+    change(tx, tool, id, new.version, Change::Status(new.status)).await
 }
 
 /// Every change of an entry, oldest first (visible as the entry is).
-pub async fn history(
-    tx: &mut TenantTx,
-    org: Uuid,
-    tool: &Tool,
-    id: Uuid,
-) -> Result<Vec<HistoryItem>> {
-    get(tx, org, tool, id).await?;
+pub async fn history(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Vec<HistoryItem>> {
+    let org = tx.org();
+    get(tx, tool, id).await?;
     Ok(sqlx::query_as(&format!(
         "SELECT version, action, user_id, changes, occurred_at FROM {}.audit_log \
           WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY version, occurred_at",
@@ -319,7 +310,8 @@ pub async fn history(
 }
 
 /// The organization's report (admins), from the views `tenantry tools refresh-reports` keeps.
-pub async fn report(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ReportLine>> {
+pub async fn report(tx: &mut OrgTx) -> Result<Vec<ReportLine>> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     Ok(sqlx::query_as(
         "SELECT tool_slug, draft, in_progress, completed, submitted, last_change, members, \
@@ -332,7 +324,8 @@ pub async fn report(tx: &mut TenantTx, org: Uuid) -> Result<Vec<ReportLine>> {
 }
 
 /// The grants of `org` the caller may see (admins: all; members: their own).
-pub async fn grants(tx: &mut TenantTx, org: Uuid) -> Result<Vec<Grant>> {
+pub async fn grants(tx: &mut OrgTx) -> Result<Vec<Grant>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     Ok(sqlx::query_as(
         "SELECT id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by \
@@ -344,12 +337,8 @@ pub async fn grants(tx: &mut TenantTx, org: Uuid) -> Result<Vec<Grant>> {
 }
 
 /// Grants (or changes) a member's access to a tool (admins).
-pub async fn grant(
-    tx: &mut TenantTx,
-    catalog: &Catalog,
-    org: Uuid,
-    new: &NewGrant,
-) -> Result<Grant> {
+pub async fn grant(tx: &mut OrgTx, catalog: &Catalog, new: &NewGrant) -> Result<Grant> {
+    let org = tx.org();
     let tool = catalog
         .get(&new.tool)
         .map_err(|_| Error::Validation(vec![FieldError::new("tool", "no tool has this slug")]))?;
@@ -371,7 +360,8 @@ pub async fn grant(
 }
 
 /// Revokes a grant (admins).
-pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let done =
         sqlx::query("DELETE FROM tool_access.permissions WHERE organization_id = $1 AND id = $2")
@@ -452,8 +442,9 @@ impl EntryRows<'_> {
 }
 
 /// The rows, oldest first (visible as the entry is).
-pub async fn rows(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>) -> Result<Vec<Value>> {
-    get(tx, org, of.tool, of.entry).await?;
+pub async fn rows(tx: &mut OrgTx, of: &EntryRows<'_>) -> Result<Vec<Value>> {
+    let org = tx.org();
+    get(tx, of.tool, of.entry).await?;
     Ok(sqlx::query_scalar(&format!(
         "SELECT to_jsonb(r) FROM {} r WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY id",
         of.table()
@@ -466,12 +457,8 @@ pub async fn rows(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>) -> Result<Ve
 
 /// Adds a row (the entry's author, while it is not submitted); the table's own checks decide
 /// what is valid.
-pub async fn add_row(
-    tx: &mut TenantTx,
-    org: Uuid,
-    of: &EntryRows<'_>,
-    row: &Value,
-) -> Result<Value> {
+pub async fn add_row(tx: &mut OrgTx, of: &EntryRows<'_>, row: &Value) -> Result<Value> {
+    let org = tx.org();
     let columns = of.columns_to_write(tx, org, row, true).await?;
     // The columns named in the row, after the two the entry decides.
     let named: String = columns.iter().map(|c| format!(", {c}")).collect();
@@ -489,12 +476,12 @@ pub async fn add_row(
 
 /// Changes the given fields of one row.
 pub async fn update_row(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     of: &EntryRows<'_>,
     id: Uuid,
     row: &Value,
 ) -> Result<Value> {
+    let org = tx.org();
     let columns = of.columns_to_write(tx, org, row, false).await?;
     if columns.is_empty() {
         return Err(Error::Validation(vec![FieldError::new(
@@ -518,7 +505,8 @@ pub async fn update_row(
 }
 
 /// Removes one row.
-pub async fn delete_row(tx: &mut TenantTx, org: Uuid, of: &EntryRows<'_>, id: Uuid) -> Result<()> {
+pub async fn delete_row(tx: &mut OrgTx, of: &EntryRows<'_>, id: Uuid) -> Result<()> {
+    let org = tx.org();
     of.require_open(tx, org).await?;
     let done = sqlx::query(&format!(
         "DELETE FROM {} WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3",

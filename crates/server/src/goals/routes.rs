@@ -44,14 +44,13 @@ pub struct GoalListParams {
     responses((status = 200, body = Page<Goal>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_goals(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(params): Query<GoalListParams>,
 ) -> Result<Json<Page<Goal>>> {
     let page = PageParams {
         limit: params.limit,
         after: params.after,
     };
-    let goals = store::list(&mut tx, org, &page, params.deleted).await?;
+    let goals = store::list(&mut tx, &page, params.deleted).await?;
     tx.commit().await?;
     Ok(Json(goals))
 }
@@ -66,10 +65,9 @@ pub async fn list_goals(
     ))]
 pub async fn create_goal(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Json(new): Json<NewGoal>,
 ) -> Result<(StatusCode, Json<Goal>)> {
-    let goal = store::create(&mut tx, org, &new).await?;
+    let goal = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(goal)))
 }
@@ -78,8 +76,8 @@ pub async fn create_goal(
 #[utoipa::path(get, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_goal(mut tx: OrgTx, Path((org, goal)): Path<(Uuid, Uuid)>) -> Result<Json<Goal>> {
-    let found = store::get(&mut tx, org, goal, false).await?;
+pub async fn get_goal(mut tx: OrgTx, Path((_org, goal)): Path<(Uuid, Uuid)>) -> Result<Json<Goal>> {
+    let found = store::get(&mut tx, goal, false).await?;
     tx.commit().await?;
     Ok(Json(found))
 }
@@ -96,10 +94,10 @@ pub async fn get_goal(mut tx: OrgTx, Path((org, goal)): Path<(Uuid, Uuid)>) -> R
     ))]
 pub async fn update_goal(
     mut tx: OrgTx,
-    Path((org, goal)): Path<(Uuid, Uuid)>,
+    Path((_org, goal)): Path<(Uuid, Uuid)>,
     Json(changes): Json<GoalChanges>,
 ) -> Result<Json<Goal>> {
-    let updated = store::update(&mut tx, org, goal, &changes).await?;
+    let updated = store::update(&mut tx, goal, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -110,9 +108,9 @@ pub async fn update_goal(
     responses((status = 200, body = Goal, description = "The deleted goal"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_goal(
     mut tx: OrgTx,
-    Path((org, goal)): Path<(Uuid, Uuid)>,
+    Path((_org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let deleted = store::set_deleted(&mut tx, org, goal, true).await?;
+    let deleted = store::set_deleted(&mut tx, goal, true).await?;
     tx.commit().await?;
     Ok(Json(deleted))
 }
@@ -123,9 +121,9 @@ pub async fn delete_goal(
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn restore_goal(
     mut tx: OrgTx,
-    Path((org, goal)): Path<(Uuid, Uuid)>,
+    Path((_org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let restored = store::set_deleted(&mut tx, org, goal, false).await?;
+    let restored = store::set_deleted(&mut tx, goal, false).await?;
     tx.commit().await?;
     Ok(Json(restored))
 }
@@ -140,9 +138,9 @@ pub async fn restore_goal(
     ))]
 pub async fn purge_goal(
     mut tx: OrgTx,
-    Path((org, goal)): Path<(Uuid, Uuid)>,
+    Path((_org, goal)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::purge(&mut tx, org, goal).await?;
+    store::purge(&mut tx, goal).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -158,10 +156,10 @@ pub async fn purge_goal(
     ))]
 pub async fn link_kpi(
     mut tx: OrgTx,
-    Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
+    Path((_org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
     Json(link): Json<Link>,
 ) -> Result<Json<Goal>> {
-    let linked = store::link(&mut tx, org, goal, kpi, &link).await?;
+    let linked = store::link(&mut tx, goal, kpi, &link).await?;
     tx.commit().await?;
     Ok(Json(linked))
 }
@@ -172,9 +170,9 @@ pub async fn link_kpi(
     responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn unlink_kpi(
     mut tx: OrgTx,
-    Path((org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
+    Path((_org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Goal>> {
-    let unlinked = store::unlink(&mut tx, org, goal, kpi).await?;
+    let unlinked = store::unlink(&mut tx, goal, kpi).await?;
     tx.commit().await?;
     Ok(Json(unlinked))
 }

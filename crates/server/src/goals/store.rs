@@ -7,6 +7,7 @@ use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
@@ -40,7 +41,8 @@ fn assemble(goals: Vec<GoalRow>, mut links: Vec<LinkRow>) -> Vec<Goal> {
         .collect()
 }
 
-pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> Result<Goal> {
+pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Goal> {
+    let org = tx.org();
     let goal: GoalRow = sqlx::query_as(&format!(
         "{GOAL_SELECT} WHERE organization_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
     ))
@@ -54,12 +56,8 @@ pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> 
     Ok(Goal::from_rows(goal, links))
 }
 
-pub async fn list(
-    tx: &mut TenantTx,
-    org: Uuid,
-    page: &PageParams,
-    deleted: bool,
-) -> Result<Page<Goal>> {
+pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Page<Goal>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let rows: Vec<GoalRow> = sqlx::query_as(&format!(
         "{GOAL_SELECT} WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3 ORDER BY id LIMIT $4"
@@ -75,7 +73,8 @@ pub async fn list(
     Ok(Page::from_rows(assemble(rows, links), page, |g| g.id))
 }
 
-pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewGoal) -> Result<Goal> {
+pub async fn create(tx: &mut OrgTx, new: &NewGoal) -> Result<Goal> {
+    let org = tx.org();
     new.validate()?;
     require_role(tx, org, Role::Member).await?;
     let id = Uuid::now_v7();
@@ -90,10 +89,11 @@ pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewGoal) -> Result<Goal>
     .bind(new.status.unwrap_or(super::GoalStatus::Active).as_str())
     .execute(tx.conn())
     .await?;
-    get(tx, org, id, false).await
+    get(tx, id, false).await
 }
 
-pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &GoalChanges) -> Result<Goal> {
+pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &GoalChanges) -> Result<Goal> {
+    let org = tx.org();
     changes.validate()?;
     require_role(tx, org, Role::Member).await?;
     let done = sqlx::query(
@@ -114,31 +114,28 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &GoalChange
     .execute(tx.conn())
     .await?;
     done.found()?;
-    get(tx, org, id, false).await
+    get(tx, id, false).await
 }
 
 /// Soft-deletes or restores a goal (its links stay).
-pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Goal> {
+pub async fn set_deleted(tx: &mut OrgTx, id: Uuid, deleted: bool) -> Result<Goal> {
+    let org = tx.org();
     crate::lifecycle::set_deleted(tx, Deletable::Goals, org, id, deleted).await?;
-    get(tx, org, id, true).await
+    get(tx, id, true).await
 }
 
 /// Deletes a goal for good (admins).
-pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
     crate::lifecycle::purge(tx, Deletable::Goals, org, id).await
 }
 
 /// Links a KPI of the same organization (or changes its weight).
-pub async fn link(
-    tx: &mut TenantTx,
-    org: Uuid,
-    goal: Uuid,
-    kpi: Uuid,
-    link: &Link,
-) -> Result<Goal> {
+pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Link) -> Result<Goal> {
+    let org = tx.org();
     let weight = link.weight()?;
     require_role(tx, org, Role::Member).await?;
-    get(tx, org, goal, false).await?;
+    get(tx, goal, false).await?;
     sqlx::query(
         "INSERT INTO goal_kpis (organization_id, goal_id, kpi_id, weight) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (goal_id, kpi_id) DO UPDATE SET weight = excluded.weight",
@@ -149,10 +146,11 @@ pub async fn link(
     .bind(weight)
     .execute(tx.conn())
     .await?;
-    get(tx, org, goal, false).await
+    get(tx, goal, false).await
 }
 
-pub async fn unlink(tx: &mut TenantTx, org: Uuid, goal: Uuid, kpi: Uuid) -> Result<Goal> {
+pub async fn unlink(tx: &mut OrgTx, goal: Uuid, kpi: Uuid) -> Result<Goal> {
+    let org = tx.org();
     require_role(tx, org, Role::Member).await?;
     let done = sqlx::query(
         "DELETE FROM goal_kpis WHERE organization_id = $1 AND goal_id = $2 AND kpi_id = $3",
@@ -163,5 +161,5 @@ pub async fn unlink(tx: &mut TenantTx, org: Uuid, goal: Uuid, kpi: Uuid) -> Resu
     .execute(tx.conn())
     .await?;
     done.found()?;
-    get(tx, org, goal, false).await
+    get(tx, goal, false).await
 }

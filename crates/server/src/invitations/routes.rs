@@ -40,10 +40,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub async fn invite(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path(org): Path<Uuid>,
     Json(new): Json<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>)> {
-    let issued = store::invite(&mut tx, org, &new, &state.config.public_url).await?;
+    let issued = store::invite(&mut tx, &new, &state.config.public_url).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -58,10 +57,9 @@ pub async fn invite(
     ))]
 pub async fn list_invitations(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Invitation>>> {
-    let list = store::list(&mut tx, org, &page).await?;
+    let list = store::list(&mut tx, &page).await?;
     tx.commit().await?;
     Ok(Json(list))
 }
@@ -77,9 +75,9 @@ pub async fn list_invitations(
 pub async fn resend_invitation(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Path((org, id)): Path<(Uuid, Uuid)>,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<IssuedInvitation>> {
-    let issued = store::resend(&mut tx, org, id, &state.config.public_url).await?;
+    let issued = store::resend(&mut tx, id, &state.config.public_url).await?;
     tx.commit().await?;
     Ok(Json(issued))
 }
@@ -90,9 +88,9 @@ pub async fn resend_invitation(
     responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_invitation(
     mut tx: OrgTx,
-    Path((org, id)): Path<(Uuid, Uuid)>,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::revoke(&mut tx, org, id).await?;
+    store::revoke(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, OnConstraint, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::orgs;
 
@@ -84,11 +85,11 @@ fn issue_token() -> (String, [u8; 32]) {
 }
 
 pub async fn invite(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     new: &NewInvitation,
     public_url: &str,
 ) -> Result<IssuedInvitation> {
+    let org = tx.org();
     new.validate()?;
     let mine = require_role(tx, org, Role::Admin).await?;
     if new.role == Role::Owner && mine != Role::Owner {
@@ -116,7 +117,8 @@ pub async fn invite(
     send(tx, org, id, token, public_url).await
 }
 
-pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Invitation>> {
+pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Invitation>> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let rows: Vec<Invitation> = sqlx::query_as(&format!(
         "{INVITATION_SELECT} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
@@ -130,12 +132,8 @@ pub async fn list(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Pag
 }
 
 /// A new token and expiry for an open invitation (the old link stops working), sent again.
-pub async fn resend(
-    tx: &mut TenantTx,
-    org: Uuid,
-    id: Uuid,
-    public_url: &str,
-) -> Result<IssuedInvitation> {
+pub async fn resend(tx: &mut OrgTx, id: Uuid, public_url: &str) -> Result<IssuedInvitation> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let (token, hash) = issue_token();
     let updated = sqlx::query(
@@ -158,7 +156,8 @@ pub async fn resend(
     send(tx, org, id, token, public_url).await
 }
 
-pub async fn revoke(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     sqlx::query(
         "UPDATE invitations SET revoked_at = now() \

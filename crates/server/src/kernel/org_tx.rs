@@ -4,7 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-use tenantry_db::TenantTx;
+use tenantry_db::{RequestContext, RuntimePool, TenantTx};
 use uuid::Uuid;
 
 use super::error::Result;
@@ -18,9 +18,16 @@ pub struct OrgTx {
 }
 
 impl OrgTx {
-    /// Wraps a transaction whose context names `org` (see `http::extract`, which makes them).
-    pub fn new(tx: TenantTx, org: Uuid) -> Self {
+    /// Wraps a transaction whose context names `org` (`http::extract` binds them so).
+    pub(crate) fn new(tx: TenantTx, org: Uuid) -> Self {
         Self { tx, org }
+    }
+
+    /// Begins a transaction of `ctx`'s actor bound to `org`, whatever organization `ctx` named
+    /// (for work outside HTTP: the seed, benchmarks, tests).
+    pub async fn begin(pool: &RuntimePool, ctx: &RequestContext, org: Uuid) -> Result<Self> {
+        let tx = TenantTx::begin(pool, &ctx.clone().in_org(org)).await?;
+        Ok(Self { tx, org })
     }
 
     pub fn org(&self) -> Uuid {

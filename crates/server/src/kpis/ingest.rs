@@ -9,12 +9,12 @@ use axum::body::Body;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::org_tx::OrgTx;
 
 /// Rows written per INSERT.
 const BATCH: usize = 5000;
@@ -264,7 +264,8 @@ fn parse(
 
 /// Writes a batch of points (upsert on KPI, time and source); within it the last row for a
 /// (KPI, time, source) wins. The one write path of points: bulk ingest and `POST …/points`.
-pub(crate) async fn write(tx: &mut TenantTx, org: Uuid, rows: &mut Vec<Row>) -> Result<u64> {
+pub(crate) async fn write(tx: &mut OrgTx, rows: &mut Vec<Row>) -> Result<u64> {
+    let org = tx.org();
     let mut last: HashMap<(Uuid, Option<DateTime<Utc>>, String), usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         last.insert((r.kpi_id, r.observed_at, r.source.clone()), i);
@@ -302,7 +303,8 @@ pub struct Ingested {
 }
 
 /// Reads `body` in `format` and records every row for `org`'s live KPIs, or nothing.
-pub async fn ingest(tx: &mut TenantTx, org: Uuid, format: Format, body: Body) -> Result<Ingested> {
+pub async fn ingest(tx: &mut OrgTx, format: Format, body: Body) -> Result<Ingested> {
+    let org = tx.org();
     require_role(tx, org, Role::Member).await?;
     let kpis: HashSet<Uuid> =
         sqlx::query_scalar("SELECT id FROM kpis WHERE organization_id = $1 AND deleted_at IS NULL")
@@ -365,7 +367,7 @@ pub async fn ingest(tx: &mut TenantTx, org: Uuid, format: Format, body: Body) ->
                 Ok(row) if errors.is_empty() => {
                     batch.push(row);
                     if batch.len() >= BATCH {
-                        written += write(tx, org, &mut batch).await?;
+                        written += write(tx, &mut batch).await?;
                     }
                 }
                 Ok(_) => {}
@@ -389,7 +391,7 @@ pub async fn ingest(tx: &mut TenantTx, org: Uuid, format: Format, body: Body) ->
         )]));
     }
     if !batch.is_empty() {
-        written += write(tx, org, &mut batch).await?;
+        written += write(tx, &mut batch).await?;
     }
     Ok(Ingested { rows, written })
 }

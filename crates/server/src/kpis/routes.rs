@@ -58,14 +58,13 @@ pub struct KpiListParams {
     responses((status = 200, body = Page<Kpi>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_kpis(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(params): Query<KpiListParams>,
 ) -> Result<Json<Page<Kpi>>> {
     let page = PageParams {
         limit: params.limit,
         after: params.after,
     };
-    let kpis = store::list(&mut tx, org, &page, params.deleted).await?;
+    let kpis = store::list(&mut tx, &page, params.deleted).await?;
     tx.commit().await?;
     Ok(Json(kpis))
 }
@@ -79,12 +78,8 @@ pub async fn list_kpis(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create_kpi(
-    mut tx: OrgTx,
-    Path(org): Path<Uuid>,
-    Json(new): Json<NewKpi>,
-) -> Result<(StatusCode, Json<Kpi>)> {
-    let kpi = store::create(&mut tx, org, &new).await?;
+pub async fn create_kpi(mut tx: OrgTx, Json(new): Json<NewKpi>) -> Result<(StatusCode, Json<Kpi>)> {
+    let kpi = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(kpi)))
 }
@@ -93,8 +88,8 @@ pub async fn create_kpi(
 #[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
-    let found = store::get(&mut tx, org, kpi, false).await?;
+pub async fn get_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
+    let found = store::get(&mut tx, kpi, false).await?;
     tx.commit().await?;
     Ok(Json(found))
 }
@@ -111,10 +106,10 @@ pub async fn get_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Res
     ))]
 pub async fn update_kpi(
     mut tx: OrgTx,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
     Json(changes): Json<KpiChanges>,
 ) -> Result<Json<Kpi>> {
-    let updated = store::update(&mut tx, org, kpi, &changes).await?;
+    let updated = store::update(&mut tx, kpi, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -123,8 +118,8 @@ pub async fn update_kpi(
 #[utoipa::path(delete, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi, description = "The deleted KPI"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
-    let deleted = store::set_deleted(&mut tx, org, kpi, true).await?;
+pub async fn delete_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
+    let deleted = store::set_deleted(&mut tx, kpi, true).await?;
     tx.commit().await?;
     Ok(Json(deleted))
 }
@@ -133,8 +128,11 @@ pub async fn delete_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> 
 #[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/restore", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn restore_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
-    let restored = store::set_deleted(&mut tx, org, kpi, false).await?;
+pub async fn restore_kpi(
+    mut tx: OrgTx,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Kpi>> {
+    let restored = store::set_deleted(&mut tx, kpi, false).await?;
     tx.commit().await?;
     Ok(Json(restored))
 }
@@ -147,8 +145,8 @@ pub async fn restore_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) ->
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn purge_kpi(mut tx: OrgTx, Path((org, kpi)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
-    store::purge(&mut tx, org, kpi).await?;
+pub async fn purge_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
+    store::purge(&mut tx, kpi).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -170,14 +168,14 @@ pub struct PointParams {
     responses((status = 200, body = Page<DataPoint>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_points(
     mut tx: OrgTx,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<PointParams>,
 ) -> Result<Json<Page<DataPoint>>> {
     let page = PageParams {
         limit: params.limit,
         after: params.after,
     };
-    let points = store::points(&mut tx, org, kpi, params.since, params.until, &page).await?;
+    let points = store::points(&mut tx, kpi, params.since, params.until, &page).await?;
     tx.commit().await?;
     Ok(Json(points))
 }
@@ -201,10 +199,10 @@ pub struct Recorded {
     ))]
 pub async fn record_points(
     mut tx: OrgTx,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
     Json(points): Json<Vec<NewDataPoint>>,
 ) -> Result<Json<Recorded>> {
-    let written = store::record(&mut tx, org, kpi, &points).await?;
+    let written = store::record(&mut tx, kpi, &points).await?;
     tx.commit().await?;
     Ok(Json(Recorded { written }))
 }
@@ -234,12 +232,11 @@ pub struct SeriesParams {
     ))]
 pub async fn series(
     mut tx: OrgTx,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
     Query(params): Query<SeriesParams>,
 ) -> Result<Json<Vec<SeriesPoint>>> {
     let points = store::series(
         &mut tx,
-        org,
         kpi,
         params.bucket,
         params.aggregate.unwrap_or(Aggregate::Last),
@@ -256,8 +253,8 @@ pub async fn series(
 #[utoipa::path(get, path = "/v1/orgs/{org}/dashboard", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Dashboard), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn dashboard(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Dashboard>> {
-    let board = store::dashboard(&mut tx, org).await?;
+pub async fn dashboard(mut tx: OrgTx) -> Result<Json<Dashboard>> {
+    let board = store::dashboard(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(board))
 }
@@ -279,7 +276,6 @@ pub async fn dashboard(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Dash
     ))]
 pub async fn ingest(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<super::ingest::Ingested>> {
@@ -292,7 +288,7 @@ pub async fn ingest(
             "Content-Type must be application/json, application/x-ndjson or text/csv".into(),
         )
     })?;
-    let ingested = super::ingest::ingest(&mut tx, org, format, body).await?;
+    let ingested = super::ingest::ingest(&mut tx, format, body).await?;
     tx.commit().await?;
     Ok(Json(ingested))
 }
@@ -307,9 +303,9 @@ pub async fn ingest(
     ))]
 pub async fn export_points(
     mut tx: OrgTx,
-    Path((org, kpi)): Path<(Uuid, Uuid)>,
+    Path((_org, kpi)): Path<(Uuid, Uuid)>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 2], String)> {
-    let csv = store::export_csv(&mut tx, org, kpi).await?;
+    let csv = store::export_csv(&mut tx, kpi).await?;
     tx.commit().await?;
     Ok((
         [

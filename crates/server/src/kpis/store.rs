@@ -1,12 +1,12 @@
 //! SQL of KPIs and their data points.
 
-use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
@@ -30,7 +30,8 @@ pub fn get_sql() -> String {
 }
 
 /// A KPI of `org`; deleted ones only when `with_deleted`.
-pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> Result<Kpi> {
+pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Kpi> {
+    let org = tx.org();
     let row: Option<KpiRow> = sqlx::query_as(&get_sql())
         .bind(org)
         .bind(id)
@@ -40,12 +41,8 @@ pub async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid, with_deleted: bool) -> 
     row.map(Kpi::from).ok_or(Error::NotFound)
 }
 
-pub async fn list(
-    tx: &mut TenantTx,
-    org: Uuid,
-    page: &PageParams,
-    deleted: bool,
-) -> Result<Page<Kpi>> {
+pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Page<Kpi>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let rows: Vec<KpiRow> = sqlx::query_as(&format!(
         "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3 \
@@ -64,7 +61,8 @@ pub async fn list(
     ))
 }
 
-pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewKpi) -> Result<Kpi> {
+pub async fn create(tx: &mut OrgTx, new: &NewKpi) -> Result<Kpi> {
+    let org = tx.org();
     new.validate()?;
     require_role(tx, org, Role::Member).await?;
     let id = Uuid::now_v7();
@@ -86,7 +84,6 @@ pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewKpi) -> Result<Kpi> {
     if let Some(value) = new.initial_value {
         record(
             tx,
-            org,
             id,
             &[NewDataPoint {
                 value,
@@ -96,10 +93,11 @@ pub async fn create(tx: &mut TenantTx, org: Uuid, new: &NewKpi) -> Result<Kpi> {
         )
         .await?;
     }
-    get(tx, org, id, false).await
+    get(tx, id, false).await
 }
 
-pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges) -> Result<Kpi> {
+pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &KpiChanges) -> Result<Kpi> {
+    let org = tx.org();
     changes.validate()?;
     require_role(tx, org, Role::Member).await?;
     let updated = sqlx::query(
@@ -134,7 +132,6 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges
     if let Some(value) = changes.value {
         record(
             tx,
-            org,
             id,
             &[NewDataPoint {
                 value,
@@ -144,30 +141,28 @@ pub async fn update(tx: &mut TenantTx, org: Uuid, id: Uuid, changes: &KpiChanges
         )
         .await?;
     }
-    get(tx, org, id, false).await
+    get(tx, id, false).await
 }
 
 /// Soft-deletes (`deleted = true`) or restores a KPI; its points and goal links stay.
-pub async fn set_deleted(tx: &mut TenantTx, org: Uuid, id: Uuid, deleted: bool) -> Result<Kpi> {
+pub async fn set_deleted(tx: &mut OrgTx, id: Uuid, deleted: bool) -> Result<Kpi> {
+    let org = tx.org();
     crate::lifecycle::set_deleted(tx, Deletable::Kpis, org, id, deleted).await?;
-    get(tx, org, id, true).await
+    get(tx, id, true).await
 }
 
 /// Deletes a KPI for good, with its history and goal links (admins).
-pub async fn purge(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<()> {
+pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
     crate::lifecycle::purge(tx, Deletable::Kpis, org, id).await
 }
 
 /// Records points of one live KPI (upsert on time and source); how many were written.
-pub async fn record(
-    tx: &mut TenantTx,
-    org: Uuid,
-    kpi: Uuid,
-    points: &[NewDataPoint],
-) -> Result<u64> {
+pub async fn record(tx: &mut OrgTx, kpi: Uuid, points: &[NewDataPoint]) -> Result<u64> {
+    let org = tx.org();
     validate_points(points)?;
     require_role(tx, org, Role::Member).await?;
-    get(tx, org, kpi, false).await?;
+    get(tx, kpi, false).await?;
     let mut rows: Vec<super::ingest::Row> = points
         .iter()
         .map(|p| super::ingest::Row {
@@ -177,19 +172,19 @@ pub async fn record(
             source: p.source.clone().unwrap_or_else(|| "manual".into()),
         })
         .collect();
-    super::ingest::write(tx, org, &mut rows).await
+    super::ingest::write(tx, &mut rows).await
 }
 
 /// A KPI's points, newest first, optionally within [since, until).
 pub async fn points(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     kpi: Uuid,
     since: Option<chrono::DateTime<chrono::Utc>>,
     until: Option<chrono::DateTime<chrono::Utc>>,
     page: &PageParams,
 ) -> Result<Page<DataPoint>> {
-    get(tx, org, kpi, false).await?;
+    let org = tx.org();
+    get(tx, kpi, false).await?;
     let rows: Vec<DataPoint> = sqlx::query_as(
         "SELECT id, value, observed_at, source FROM kpi_data_points \
          WHERE organization_id = $1 AND kpi_id = $2 \
@@ -214,8 +209,7 @@ pub const MAX_BUCKETS: i64 = 5000;
 /// A KPI's points in buckets of local days, weeks or months of `timezone`, one value each.
 #[allow(clippy::too_many_arguments)]
 pub async fn series(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     kpi: Uuid,
     bucket: super::Bucket,
     aggregate: super::Aggregate,
@@ -223,7 +217,8 @@ pub async fn series(
     since: Option<chrono::DateTime<chrono::Utc>>,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Vec<super::SeriesPoint>> {
-    get(tx, org, kpi, false).await?;
+    let org = tx.org();
+    get(tx, kpi, false).await?;
     Ok(sqlx::query_as(
         "SELECT date_trunc($3, p.observed_at AT TIME ZONE $5) AT TIME ZONE $5 AS start,                 CASE $4 WHEN 'sum' THEN sum(p.value) WHEN 'avg' THEN avg(p.value)                         WHEN 'min' THEN min(p.value) WHEN 'max' THEN max(p.value)                         ELSE (array_agg(p.value ORDER BY p.observed_at DESC, p.created_at DESC))[1] END AS value,                 count(*) AS points            FROM kpi_data_points p           WHERE p.organization_id = $1 AND p.kpi_id = $2             AND ($6::timestamptz IS NULL OR p.observed_at >= $6) AND ($7::timestamptz IS NULL OR p.observed_at < $7)           GROUP BY 1 ORDER BY 1 LIMIT $8",
     )
@@ -251,7 +246,8 @@ pub const DASHBOARD_SQL: &str = "SELECT k.id, k.name, k.unit, k.category, k.dire
     FROM kpis k WHERE k.organization_id = $1 AND k.deleted_at IS NULL ORDER BY k.name, k.id";
 
 /// The dashboard: every live KPI with progress, 30-day change and sparkline.
-pub async fn dashboard(tx: &mut TenantTx, org: Uuid) -> Result<super::Dashboard> {
+pub async fn dashboard(tx: &mut OrgTx) -> Result<super::Dashboard> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let rows: Vec<super::DashboardRow> = sqlx::query_as(DASHBOARD_SQL)
         .bind(org)
@@ -263,8 +259,9 @@ pub async fn dashboard(tx: &mut TenantTx, org: Uuid) -> Result<super::Dashboard>
 }
 
 /// A KPI's points as CSV (`observed_at,value,source`, oldest first).
-pub async fn export_csv(tx: &mut TenantTx, org: Uuid, kpi: Uuid) -> Result<String> {
-    get(tx, org, kpi, false).await?;
+pub async fn export_csv(tx: &mut OrgTx, kpi: Uuid) -> Result<String> {
+    let org = tx.org();
+    get(tx, kpi, false).await?;
     let rows: Vec<(chrono::DateTime<chrono::Utc>, f64, String)> = sqlx::query_as(
         "SELECT observed_at, value, source FROM kpi_data_points \
          WHERE organization_id = $1 AND kpi_id = $2 ORDER BY observed_at, source",

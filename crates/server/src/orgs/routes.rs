@@ -134,10 +134,9 @@ pub async fn delete_org(
     responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_members(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Member>>> {
-    let members = store::list_members(&mut tx, org, &page).await?;
+    let members = store::list_members(&mut tx, &page).await?;
     tx.commit().await?;
     Ok(Json(members))
 }
@@ -154,10 +153,10 @@ pub async fn list_members(
     ))]
 pub async fn update_member(
     mut tx: OrgTx,
-    Path((org, user)): Path<(Uuid, Uuid)>,
+    Path((_org, user)): Path<(Uuid, Uuid)>,
     Json(changes): Json<MemberChanges>,
 ) -> Result<Json<Member>> {
-    let member = store::update_member(&mut tx, org, user, &changes).await?;
+    let member = store::update_member(&mut tx, user, &changes).await?;
     tx.commit().await?;
     Ok(Json(member))
 }
@@ -173,9 +172,9 @@ pub async fn update_member(
     ))]
 pub async fn remove_member(
     mut tx: OrgTx,
-    Path((org, user)): Path<(Uuid, Uuid)>,
+    Path((_org, user)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::remove_member(&mut tx, org, user).await?;
+    store::remove_member(&mut tx, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -184,12 +183,8 @@ pub async fn remove_member(
 #[utoipa::path(get, path = "/v1/orgs/{org}/teams", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses((status = 200, body = Page<Team>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_teams(
-    mut tx: OrgTx,
-    Path(org): Path<Uuid>,
-    Query(page): Query<PageParams>,
-) -> Result<Json<Page<Team>>> {
-    let teams = store::list_teams(&mut tx, org, &page).await?;
+pub async fn list_teams(mut tx: OrgTx, Query(page): Query<PageParams>) -> Result<Json<Page<Team>>> {
+    let teams = store::list_teams(&mut tx, &page).await?;
     tx.commit().await?;
     Ok(Json(teams))
 }
@@ -206,10 +201,9 @@ pub async fn list_teams(
     ))]
 pub async fn create_team(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Json(new): Json<NewTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
-    let team = store::create_team(&mut tx, org, &new).await?;
+    let team = store::create_team(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(team)))
 }
@@ -220,7 +214,7 @@ pub async fn create_team(
     responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_team(mut tx: OrgTx, Path((org, team)): Path<(Uuid, Uuid)>) -> Result<Json<Team>> {
     require_role(&mut tx, org, Role::Viewer).await?;
-    let found = store::get_team(&mut tx, org, team).await?;
+    let found = store::get_team(&mut tx, team).await?;
     tx.commit().await?;
     Ok(Json(found))
 }
@@ -237,10 +231,10 @@ pub async fn get_team(mut tx: OrgTx, Path((org, team)): Path<(Uuid, Uuid)>) -> R
     ))]
 pub async fn update_team(
     mut tx: OrgTx,
-    Path((org, team)): Path<(Uuid, Uuid)>,
+    Path((_org, team)): Path<(Uuid, Uuid)>,
     Json(changes): Json<TeamChanges>,
 ) -> Result<Json<Team>> {
-    let updated = store::update_team(&mut tx, org, team, &changes).await?;
+    let updated = store::update_team(&mut tx, team, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -255,9 +249,9 @@ pub async fn update_team(
     ))]
 pub async fn delete_team(
     mut tx: OrgTx,
-    Path((org, team)): Path<(Uuid, Uuid)>,
+    Path((_org, team)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::delete_team(&mut tx, org, team).await?;
+    store::delete_team(&mut tx, team).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -273,9 +267,9 @@ pub async fn delete_team(
     ))]
 pub async fn add_team_member(
     mut tx: OrgTx,
-    Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
+    Path((_org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<Json<Team>> {
-    let updated = store::add_team_member(&mut tx, org, team, user).await?;
+    let updated = store::add_team_member(&mut tx, team, user).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -290,9 +284,9 @@ pub async fn add_team_member(
     ))]
 pub async fn remove_team_member(
     mut tx: OrgTx,
-    Path((org, team, user)): Path<(Uuid, Uuid, Uuid)>,
+    Path((_org, team, user)): Path<(Uuid, Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    store::remove_team_member(&mut tx, org, team, user).await?;
+    store::remove_team_member(&mut tx, team, user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -308,10 +302,9 @@ pub async fn remove_team_member(
     ))]
 pub async fn transfer_ownership(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Json(transfer): Json<OwnershipTransfer>,
 ) -> Result<Json<Member>> {
-    let owner = store::transfer_ownership(&mut tx, org, transfer.user_id).await?;
+    let owner = store::transfer_ownership(&mut tx, transfer.user_id).await?;
     tx.commit().await?;
     Ok(Json(owner))
 }

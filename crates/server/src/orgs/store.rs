@@ -11,6 +11,7 @@ use super::{
 };
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
+use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
 /// The constraints this slice's writes can violate, and what they mean to the caller.
@@ -149,7 +150,8 @@ const MEMBER_SELECT: &str =
     "SELECT m.user_id, u.email, u.name, u.avatar_url, m.role, m.permissions, m.joined_at, m.id \
     FROM organization_members m JOIN users u ON u.id = m.user_id";
 
-pub async fn list_members(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Member>> {
+pub async fn list_members(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Member>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let rows: Vec<Member> = sqlx::query_as(&format!(
         "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
@@ -162,7 +164,8 @@ pub async fn list_members(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Re
     Ok(Page::from_rows(rows, page, |m| m.id))
 }
 
-pub async fn get_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<Option<Member>> {
+pub async fn get_member(tx: &mut OrgTx, user: Uuid) -> Result<Option<Member>> {
+    let org = tx.org();
     Ok(sqlx::query_as(&format!(
         "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
     ))
@@ -173,7 +176,8 @@ pub async fn get_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<Opti
 }
 
 /// Adds a member (an admin's act; owners only add owners). Invitations build on this.
-pub async fn add_member(tx: &mut TenantTx, org: Uuid, user: Uuid, role: Role) -> Result<Member> {
+pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member> {
+    let org = tx.org();
     let mine = require_role(tx, org, Role::Admin).await?;
     if role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may make owners"));
@@ -191,18 +195,14 @@ pub async fn add_member(tx: &mut TenantTx, org: Uuid, user: Uuid, role: Role) ->
         "already_member",
         "this user is already a member",
     )?;
-    get_member(tx, org, user).await?.ok_or(Error::NotFound)
+    get_member(tx, user).await?.ok_or(Error::NotFound)
 }
 
-pub async fn update_member(
-    tx: &mut TenantTx,
-    org: Uuid,
-    user: Uuid,
-    changes: &MemberChanges,
-) -> Result<Member> {
+pub async fn update_member(tx: &mut OrgTx, user: Uuid, changes: &MemberChanges) -> Result<Member> {
+    let org = tx.org();
     changes.validate()?;
     let mine = require_role(tx, org, Role::Admin).await?;
-    let target = get_member(tx, org, user).await?.ok_or(Error::NotFound)?;
+    let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
     if (target.role == Role::Owner || changes.role == Some(Role::Owner)) && mine != Role::Owner {
         return Err(Error::Forbidden(
             "only an owner may grant, change or remove ownership",
@@ -219,14 +219,15 @@ pub async fn update_member(
     .execute(tx.conn())
     .await
     .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
-    get_member(tx, org, user).await?.ok_or(Error::NotFound)
+    get_member(tx, user).await?.ok_or(Error::NotFound)
 }
 
 /// Removes a member; anyone may remove themselves (leave). The last owner stays (409).
-pub async fn remove_member(tx: &mut TenantTx, org: Uuid, user: Uuid) -> Result<()> {
+pub async fn remove_member(tx: &mut OrgTx, user: Uuid) -> Result<()> {
+    let org = tx.org();
     let leaving = tx.user_id().await? == Some(user);
     let mine = require_role(tx, org, if leaving { Role::Viewer } else { Role::Admin }).await?;
-    let target = get_member(tx, org, user).await?.ok_or(Error::NotFound)?;
+    let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
     if target.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may remove an owner"));
     }
@@ -246,7 +247,8 @@ const TEAM_SELECT: &str = "SELECT t.id, t.name, t.description, t.lead_user_id, \
               WHERE tm.organization_id = t.organization_id AND tm.team_id = t.id), '{}') AS member_ids, \
     t.created_at, t.updated_at FROM teams t";
 
-pub async fn list_teams(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Result<Page<Team>> {
+pub async fn list_teams(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Team>> {
+    let org = tx.org();
     require_role(tx, org, Role::Viewer).await?;
     let rows: Vec<Team> = sqlx::query_as(&format!(
         "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
@@ -259,7 +261,8 @@ pub async fn list_teams(tx: &mut TenantTx, org: Uuid, page: &PageParams) -> Resu
     Ok(Page::from_rows(rows, page, |t| t.id))
 }
 
-pub async fn get_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<Team> {
+pub async fn get_team(tx: &mut OrgTx, team: Uuid) -> Result<Team> {
+    let org = tx.org();
     sqlx::query_as(&format!(
         "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id = $2"
     ))
@@ -270,7 +273,8 @@ pub async fn get_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<Team> 
     .ok_or(Error::NotFound)
 }
 
-pub async fn create_team(tx: &mut TenantTx, org: Uuid, new: &NewTeam) -> Result<Team> {
+pub async fn create_team(tx: &mut OrgTx, new: &NewTeam) -> Result<Team> {
+    let org = tx.org();
     new.validate()?;
     require_role(tx, org, Role::Admin).await?;
     let id = Uuid::now_v7();
@@ -283,15 +287,11 @@ pub async fn create_team(tx: &mut TenantTx, org: Uuid, new: &NewTeam) -> Result<
         .execute(tx.conn())
         .await
         .on_conflict(TEAM_NAME_KEY, "team_name_taken", "a team with this name exists")?;
-    get_team(tx, org, id).await
+    get_team(tx, id).await
 }
 
-pub async fn update_team(
-    tx: &mut TenantTx,
-    org: Uuid,
-    team: Uuid,
-    changes: &TeamChanges,
-) -> Result<Team> {
+pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &TeamChanges) -> Result<Team> {
+    let org = tx.org();
     changes.validate()?;
     require_role(tx, org, Role::Admin).await?;
     let updated = sqlx::query(
@@ -315,10 +315,11 @@ pub async fn update_team(
         "a team with this name exists",
     )?;
     updated.found()?;
-    get_team(tx, org, team).await
+    get_team(tx, team).await
 }
 
-pub async fn delete_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<()> {
+pub async fn delete_team(tx: &mut OrgTx, team: Uuid) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
         .bind(org)
@@ -330,9 +331,10 @@ pub async fn delete_team(tx: &mut TenantTx, org: Uuid, team: Uuid) -> Result<()>
 }
 
 /// Puts a member of the organization into a team (idempotent).
-pub async fn add_team_member(tx: &mut TenantTx, org: Uuid, team: Uuid, user: Uuid) -> Result<Team> {
+pub async fn add_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<Team> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
-    get_team(tx, org, team).await?;
+    get_team(tx, team).await?;
     sqlx::query(
         "INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3) \
          ON CONFLICT (team_id, user_id) DO NOTHING",
@@ -342,15 +344,11 @@ pub async fn add_team_member(tx: &mut TenantTx, org: Uuid, team: Uuid, user: Uui
     .bind(user)
     .execute(tx.conn())
     .await?;
-    get_team(tx, org, team).await
+    get_team(tx, team).await
 }
 
-pub async fn remove_team_member(
-    tx: &mut TenantTx,
-    org: Uuid,
-    team: Uuid,
-    user: Uuid,
-) -> Result<()> {
+pub async fn remove_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<()> {
+    let org = tx.org();
     require_role(tx, org, Role::Admin).await?;
     let removed = sqlx::query(
         "DELETE FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
@@ -365,7 +363,8 @@ pub async fn remove_team_member(
 }
 
 /// Makes `to` (a member) an owner and the caller an admin, in one transaction.
-pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Result<Member> {
+pub async fn transfer_ownership(tx: &mut OrgTx, to: Uuid) -> Result<Member> {
+    let org = tx.org();
     require_role(tx, org, Role::Owner).await?;
     let me = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if me == to {
@@ -373,7 +372,7 @@ pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Resul
             crate::kernel::error::FieldError::new("user_id", "is already the owner"),
         ]));
     }
-    if get_member(tx, org, to).await?.is_none() {
+    if get_member(tx, to).await?.is_none() {
         return Err(Error::Validation(vec![
             crate::kernel::error::FieldError::new(
                 "user_id",
@@ -393,5 +392,5 @@ pub async fn transfer_ownership(tx: &mut TenantTx, org: Uuid, to: Uuid) -> Resul
         .await
         .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     }
-    get_member(tx, org, to).await?.ok_or(Error::NotFound)
+    get_member(tx, to).await?.ok_or(Error::NotFound)
 }

@@ -113,13 +113,14 @@ impl TestApp {
         user: &TestUser,
         role: tenantry_server::kernel::access::Role,
     ) {
-        let mut tx = tenantry_db::TenantTx::begin(
+        let mut tx = tenantry_server::kernel::org_tx::OrgTx::begin(
             &self.db.runtime,
-            &tenantry_db::RequestContext::user(admin.id).in_org(org),
+            &tenantry_db::RequestContext::user(admin.id),
+            org,
         )
         .await
         .expect("begin");
-        tenantry_server::orgs::store::add_member(&mut tx, org, user.id, role)
+        tenantry_server::orgs::store::add_member(&mut tx, user.id, role)
             .await
             .expect("add member");
         tx.commit().await.expect("commit");

@@ -413,14 +413,14 @@ async fn adding_a_member_twice_is_a_conflict_that_says_so() {
     let alice = app.user("alice@example.com").await;
     let bob = app.user("bob@example.com").await;
     app.add_member(&alice, alice.org, &bob, Role::Member).await;
-    let mut tx = tenantry_db::TenantTx::begin(
+    let mut tx = tenantry_server::kernel::org_tx::OrgTx::begin(
         &app.db.runtime,
-        &tenantry_db::RequestContext::user(alice.id).in_org(alice.org),
+        &tenantry_db::RequestContext::user(alice.id),
+        alice.org,
     )
     .await
     .expect("begin");
-    let again =
-        tenantry_server::orgs::store::add_member(&mut tx, alice.org, bob.id, Role::Viewer).await;
+    let again = tenantry_server::orgs::store::add_member(&mut tx, bob.id, Role::Viewer).await;
     assert!(
         matches!(
             again,
