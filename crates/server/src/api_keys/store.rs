@@ -17,7 +17,7 @@ const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.
 pub async fn create(tx: &mut OrgTx, new: &NewApiKey) -> Result<CreatedApiKey> {
     let org = tx.org();
     new.validate()?;
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let (prefix, secret) = new_secret();
     let id = Uuid::now_v7();
     sqlx::query(
@@ -52,7 +52,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<ApiKey> {
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<ApiKey>> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let rows: Vec<ApiKey> = sqlx::query_as(&format!(
         "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3"
     ))
@@ -67,7 +67,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<ApiKey>> {
 /// Revokes a key at once (idempotent); it stays listed with `revoked_at`.
 pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     sqlx::query(
         "UPDATE api_keys SET revoked_at = now() WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL",
     )

@@ -10,7 +10,7 @@ use crate::kernel::page::{Page, PageParams};
 /// An organization's events, newest first (admins; policies show admins their organization's only).
 pub async fn list(tx: &mut OrgTx, filter: &EventFilter) -> Result<Page<Event>> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let page = PageParams {
         limit: filter.limit,
         after: filter.after,

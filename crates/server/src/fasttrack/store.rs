@@ -26,7 +26,7 @@ pub async fn archived(
     page: &PageParams,
 ) -> Result<Page<ArchivedEntry>> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let rows: Vec<ArchivedEntry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS}, rows, archived_at FROM tool_access.archive \
           WHERE organization_id = $1 AND tool_slug = $2 AND id > $3 ORDER BY id LIMIT $4"
@@ -44,7 +44,7 @@ pub async fn archived(
 /// organization is not revealed), a member without that access 403.
 pub async fn require_access(tx: &mut OrgTx, tool: &Tool, level: AccessLevel) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let allowed: bool =
         sqlx::query_scalar("SELECT $1 = ANY (tool_access.orgs_with_access($2, $3))")
             .bind(org)
@@ -66,7 +66,7 @@ pub async fn require_access(tx: &mut OrgTx, tool: &Tool, level: AccessLevel) -> 
 /// Every tool with the caller's access and progress in `org`.
 pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(
         "SELECT t.slug, t.sprint, t.name, t.description, \
                 CASE WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'admin')) THEN 'admin' \
@@ -88,7 +88,7 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
 /// My latest entries across every tool (at most `limit`, newest first) with my progress.
 pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result<Vec<MyEntry>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(&catalog.my_entries_sql())
         .bind(org)
         .bind(limit.clamp(1, 200))
@@ -175,7 +175,7 @@ fn invalid_transition(e: Error) -> Error {
 
 pub async fn get(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Entry> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let entry: Option<Entry> = sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM {}.tool_data WHERE organization_id = $1 AND id = $2",
         tool.schema_name
@@ -277,7 +277,7 @@ pub async fn update_data(
 ) -> Result<Entry> {
     let org = tx.org();
     tool.validate(&new.data)?;
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     check_refs(tx, catalog, org, tool, &new.data).await?;
     change(tx, tool, id, new.version, Change::Data(&new.data)).await
 }
@@ -289,8 +289,7 @@ pub async fn set_status(
     id: Uuid,
     new: &StatusChange,
 ) -> Result<Entry> {
-    let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     change(tx, tool, id, new.version, Change::Status(new.status)).await
 }
 
@@ -312,7 +311,7 @@ pub async fn history(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Vec<Histor
 /// The organization's report (admins), from the views `tenantry tools refresh-reports` keeps.
 pub async fn report(tx: &mut OrgTx) -> Result<Vec<ReportLine>> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     Ok(sqlx::query_as(
         "SELECT tool_slug, draft, in_progress, completed, submitted, last_change, members, \
                 members_completed, average_progress::float8 AS average_progress \
@@ -326,7 +325,7 @@ pub async fn report(tx: &mut OrgTx) -> Result<Vec<ReportLine>> {
 /// The grants of `org` the caller may see (admins: all; members: their own).
 pub async fn grants(tx: &mut OrgTx) -> Result<Vec<Grant>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(
         "SELECT id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by \
            FROM tool_access.permissions WHERE organization_id = $1 ORDER BY tool_slug, user_id",
@@ -342,7 +341,7 @@ pub async fn grant(tx: &mut OrgTx, catalog: &Catalog, new: &NewGrant) -> Result<
     let tool = catalog
         .get(&new.tool)
         .map_err(|_| Error::Validation(vec![FieldError::new("tool", "no tool has this slug")]))?;
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     Ok(sqlx::query_as(
         "INSERT INTO tool_access.permissions (organization_id, user_id, tool_slug, access_level, expires_at) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -362,7 +361,7 @@ pub async fn grant(tx: &mut OrgTx, catalog: &Catalog, new: &NewGrant) -> Result<
 /// Revokes a grant (admins).
 pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let done =
         sqlx::query("DELETE FROM tool_access.permissions WHERE organization_id = $1 AND id = $2")
             .bind(org)

@@ -58,7 +58,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Goal> {
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Page<Goal>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let rows: Vec<GoalRow> = sqlx::query_as(&format!(
         "{GOAL_SELECT} WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3 ORDER BY id LIMIT $4"
     ))
@@ -76,7 +76,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
 pub async fn create(tx: &mut OrgTx, new: &NewGoal) -> Result<Goal> {
     let org = tx.org();
     new.validate()?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO goals (id, organization_id, title, description, target_date, status) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -95,7 +95,7 @@ pub async fn create(tx: &mut OrgTx, new: &NewGoal) -> Result<Goal> {
 pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &GoalChanges) -> Result<Goal> {
     let org = tx.org();
     changes.validate()?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let done = sqlx::query(
         "UPDATE goals SET title = coalesce($3, title), \
             description = CASE WHEN $4 THEN $5 ELSE description END, \
@@ -119,22 +119,20 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &GoalChanges) -> Result<G
 
 /// Soft-deletes or restores a goal (its links stay).
 pub async fn set_deleted(tx: &mut OrgTx, id: Uuid, deleted: bool) -> Result<Goal> {
-    let org = tx.org();
-    crate::lifecycle::set_deleted(tx, Deletable::Goals, org, id, deleted).await?;
+    crate::lifecycle::set_deleted(tx, Deletable::Goals, id, deleted).await?;
     get(tx, id, true).await
 }
 
 /// Deletes a goal for good (admins).
 pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
-    let org = tx.org();
-    crate::lifecycle::purge(tx, Deletable::Goals, org, id).await
+    crate::lifecycle::purge(tx, Deletable::Goals, id).await
 }
 
 /// Links a KPI of the same organization (or changes its weight).
 pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Link) -> Result<Goal> {
     let org = tx.org();
     let weight = link.weight()?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     get(tx, goal, false).await?;
     sqlx::query(
         "INSERT INTO goal_kpis (organization_id, goal_id, kpi_id, weight) VALUES ($1, $2, $3, $4) \
@@ -151,7 +149,7 @@ pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Link) -> Result<
 
 pub async fn unlink(tx: &mut OrgTx, goal: Uuid, kpi: Uuid) -> Result<Goal> {
     let org = tx.org();
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let done = sqlx::query(
         "DELETE FROM goal_kpis WHERE organization_id = $1 AND goal_id = $2 AND kpi_id = $3",
     )

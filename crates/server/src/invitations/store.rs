@@ -91,7 +91,7 @@ pub async fn invite(
 ) -> Result<IssuedInvitation> {
     let org = tx.org();
     new.validate()?;
-    let mine = require_role(tx, org, Role::Admin).await?;
+    let mine = require_role(tx, Role::Admin).await?;
     if new.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may invite owners"));
     }
@@ -119,7 +119,7 @@ pub async fn invite(
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Invitation>> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let rows: Vec<Invitation> = sqlx::query_as(&format!(
         "{INVITATION_SELECT} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     ))
@@ -134,7 +134,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Invitation>>
 /// A new token and expiry for an open invitation (the old link stops working), sent again.
 pub async fn resend(tx: &mut OrgTx, id: Uuid, public_url: &str) -> Result<IssuedInvitation> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let (token, hash) = issue_token();
     let updated = sqlx::query(
         "UPDATE invitations SET token_hash = $3, expires_at = $4 \
@@ -158,7 +158,7 @@ pub async fn resend(tx: &mut OrgTx, id: Uuid, public_url: &str) -> Result<Issued
 
 pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     sqlx::query(
         "UPDATE invitations SET revoked_at = now() \
          WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",

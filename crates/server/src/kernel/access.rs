@@ -4,11 +4,10 @@
 //! role too weak.
 
 use serde::{Deserialize, Serialize};
-use tenantry_db::TenantTx;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::error::{Error, Result};
+use super::org_tx::OrgTx;
 
 /// A member's role in an organization, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -49,7 +48,8 @@ impl TryFrom<String> for Role {
 }
 
 /// The caller's role in `org`, if they are a member (and the request may see it).
-pub async fn my_role(tx: &mut TenantTx, org: Uuid) -> Result<Option<Role>> {
+pub async fn my_role(tx: &mut OrgTx) -> Result<Option<Role>> {
+    let org = tx.org();
     let role: Option<String> = sqlx::query_scalar("SELECT app.my_role($1)")
         .bind(org)
         .fetch_one(tx.conn())
@@ -61,8 +61,8 @@ pub async fn my_role(tx: &mut TenantTx, org: Uuid) -> Result<Option<Role>> {
 
 /// The caller's role if it is at least `min`: not a member is 404 (the organization's existence
 /// is not revealed), a weaker role is 403.
-pub async fn require_role(tx: &mut TenantTx, org: Uuid, min: Role) -> Result<Role> {
-    match my_role(tx, org).await? {
+pub async fn require_role(tx: &mut OrgTx, min: Role) -> Result<Role> {
+    match my_role(tx).await? {
         None => Err(Error::NotFound),
         Some(role) if role < min => Err(Error::Forbidden(match min {
             Role::Owner => "only an owner may do this",

@@ -305,7 +305,7 @@ pub struct Ingested {
 /// Reads `body` in `format` and records every row for `org`'s live KPIs, or nothing.
 pub async fn ingest(tx: &mut OrgTx, format: Format, body: Body) -> Result<Ingested> {
     let org = tx.org();
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let kpis: HashSet<Uuid> =
         sqlx::query_scalar("SELECT id FROM kpis WHERE organization_id = $1 AND deleted_at IS NULL")
             .bind(org)

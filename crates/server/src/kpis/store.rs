@@ -43,7 +43,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Kpi> {
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Page<Kpi>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let rows: Vec<KpiRow> = sqlx::query_as(&format!(
         "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3 \
          ORDER BY k.id LIMIT $4"
@@ -64,7 +64,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
 pub async fn create(tx: &mut OrgTx, new: &NewKpi) -> Result<Kpi> {
     let org = tx.org();
     new.validate()?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO kpis (id, organization_id, name, description, target_value, unit, category, direction, baseline) \
@@ -99,7 +99,7 @@ pub async fn create(tx: &mut OrgTx, new: &NewKpi) -> Result<Kpi> {
 pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &KpiChanges) -> Result<Kpi> {
     let org = tx.org();
     changes.validate()?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     let updated = sqlx::query(
         "UPDATE kpis SET name = coalesce($3, name), \
             description = CASE WHEN $4 THEN $5 ELSE description END, \
@@ -146,22 +146,19 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &KpiChanges) -> Result<Kp
 
 /// Soft-deletes (`deleted = true`) or restores a KPI; its points and goal links stay.
 pub async fn set_deleted(tx: &mut OrgTx, id: Uuid, deleted: bool) -> Result<Kpi> {
-    let org = tx.org();
-    crate::lifecycle::set_deleted(tx, Deletable::Kpis, org, id, deleted).await?;
+    crate::lifecycle::set_deleted(tx, Deletable::Kpis, id, deleted).await?;
     get(tx, id, true).await
 }
 
 /// Deletes a KPI for good, with its history and goal links (admins).
 pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
-    let org = tx.org();
-    crate::lifecycle::purge(tx, Deletable::Kpis, org, id).await
+    crate::lifecycle::purge(tx, Deletable::Kpis, id).await
 }
 
 /// Records points of one live KPI (upsert on time and source); how many were written.
 pub async fn record(tx: &mut OrgTx, kpi: Uuid, points: &[NewDataPoint]) -> Result<u64> {
-    let org = tx.org();
     validate_points(points)?;
-    require_role(tx, org, Role::Member).await?;
+    require_role(tx, Role::Member).await?;
     get(tx, kpi, false).await?;
     let mut rows: Vec<super::ingest::Row> = points
         .iter()
@@ -248,7 +245,7 @@ pub const DASHBOARD_SQL: &str = "SELECT k.id, k.name, k.unit, k.category, k.dire
 /// The dashboard: every live KPI with progress, 30-day change and sparkline.
 pub async fn dashboard(tx: &mut OrgTx) -> Result<super::Dashboard> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let rows: Vec<super::DashboardRow> = sqlx::query_as(DASHBOARD_SQL)
         .bind(org)
         .fetch_all(tx.conn())

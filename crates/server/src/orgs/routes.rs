@@ -94,10 +94,9 @@ pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organi
     ))]
 pub async fn update_org(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Json(changes): Json<OrganizationChanges>,
 ) -> Result<Json<Organization>> {
-    let updated = store::update(&mut tx, org, &changes).await?;
+    let updated = store::update(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -120,10 +119,9 @@ pub struct DeleteConfirmation {
     ))]
 pub async fn delete_org(
     mut tx: OrgTx,
-    Path(org): Path<Uuid>,
     Query(confirmation): Query<DeleteConfirmation>,
 ) -> Result<StatusCode> {
-    store::delete(&mut tx, org, &confirmation.confirm).await?;
+    store::delete(&mut tx, &confirmation.confirm).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -212,8 +210,8 @@ pub async fn create_team(
 #[utoipa::path(get, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
     responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_team(mut tx: OrgTx, Path((org, team)): Path<(Uuid, Uuid)>) -> Result<Json<Team>> {
-    require_role(&mut tx, org, Role::Viewer).await?;
+pub async fn get_team(mut tx: OrgTx, Path((_org, team)): Path<(Uuid, Uuid)>) -> Result<Json<Team>> {
+    require_role(&mut tx, Role::Viewer).await?;
     let found = store::get_team(&mut tx, team).await?;
     tx.commit().await?;
     Ok(Json(found))

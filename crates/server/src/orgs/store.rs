@@ -93,13 +93,10 @@ pub async fn list_mine(tx: &mut TenantTx, page: &PageParams) -> Result<Page<Orga
     Ok(Page::from_rows(rows, page, |o| o.id))
 }
 
-pub async fn update(
-    tx: &mut TenantTx,
-    id: Uuid,
-    changes: &OrganizationChanges,
-) -> Result<Organization> {
+pub async fn update(tx: &mut OrgTx, changes: &OrganizationChanges) -> Result<Organization> {
+    let id = tx.org();
     changes.validate()?;
-    require_role(tx, id, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
         "UPDATE organizations SET \
             name = coalesce($2, name), slug = coalesce($3, slug), \
@@ -130,8 +127,9 @@ pub async fn update(
 }
 
 /// Deletes an organization and everything it owns. `confirm` must repeat its slug.
-pub async fn delete(tx: &mut TenantTx, id: Uuid, confirm: &str) -> Result<()> {
-    require_role(tx, id, Role::Owner).await?;
+pub async fn delete(tx: &mut OrgTx, confirm: &str) -> Result<()> {
+    let id = tx.org();
+    require_role(tx, Role::Owner).await?;
     let org = get(tx, id).await?.ok_or(Error::NotFound)?;
     if confirm != org.slug {
         return Err(Error::Validation(vec![
@@ -152,7 +150,7 @@ const MEMBER_SELECT: &str =
 
 pub async fn list_members(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Member>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let rows: Vec<Member> = sqlx::query_as(&format!(
         "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
     ))
@@ -178,7 +176,7 @@ pub async fn get_member(tx: &mut OrgTx, user: Uuid) -> Result<Option<Member>> {
 /// Adds a member (an admin's act; owners only add owners). Invitations build on this.
 pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member> {
     let org = tx.org();
-    let mine = require_role(tx, org, Role::Admin).await?;
+    let mine = require_role(tx, Role::Admin).await?;
     if role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may make owners"));
     }
@@ -201,7 +199,7 @@ pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member
 pub async fn update_member(tx: &mut OrgTx, user: Uuid, changes: &MemberChanges) -> Result<Member> {
     let org = tx.org();
     changes.validate()?;
-    let mine = require_role(tx, org, Role::Admin).await?;
+    let mine = require_role(tx, Role::Admin).await?;
     let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
     if (target.role == Role::Owner || changes.role == Some(Role::Owner)) && mine != Role::Owner {
         return Err(Error::Forbidden(
@@ -226,7 +224,7 @@ pub async fn update_member(tx: &mut OrgTx, user: Uuid, changes: &MemberChanges) 
 pub async fn remove_member(tx: &mut OrgTx, user: Uuid) -> Result<()> {
     let org = tx.org();
     let leaving = tx.user_id().await? == Some(user);
-    let mine = require_role(tx, org, if leaving { Role::Viewer } else { Role::Admin }).await?;
+    let mine = require_role(tx, if leaving { Role::Viewer } else { Role::Admin }).await?;
     let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
     if target.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may remove an owner"));
@@ -249,7 +247,7 @@ const TEAM_SELECT: &str = "SELECT t.id, t.name, t.description, t.lead_user_id, \
 
 pub async fn list_teams(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Team>> {
     let org = tx.org();
-    require_role(tx, org, Role::Viewer).await?;
+    require_role(tx, Role::Viewer).await?;
     let rows: Vec<Team> = sqlx::query_as(&format!(
         "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
     ))
@@ -276,7 +274,7 @@ pub async fn get_team(tx: &mut OrgTx, team: Uuid) -> Result<Team> {
 pub async fn create_team(tx: &mut OrgTx, new: &NewTeam) -> Result<Team> {
     let org = tx.org();
     new.validate()?;
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO teams (id, organization_id, name, description, lead_user_id) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
@@ -293,7 +291,7 @@ pub async fn create_team(tx: &mut OrgTx, new: &NewTeam) -> Result<Team> {
 pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &TeamChanges) -> Result<Team> {
     let org = tx.org();
     changes.validate()?;
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
         "UPDATE teams SET name = coalesce($3, name), \
             description = CASE WHEN $4 THEN $5 ELSE description END, \
@@ -320,7 +318,7 @@ pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &TeamChanges) -> R
 
 pub async fn delete_team(tx: &mut OrgTx, team: Uuid) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
         .bind(org)
         .bind(team)
@@ -333,7 +331,7 @@ pub async fn delete_team(tx: &mut OrgTx, team: Uuid) -> Result<()> {
 /// Puts a member of the organization into a team (idempotent).
 pub async fn add_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<Team> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     get_team(tx, team).await?;
     sqlx::query(
         "INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3) \
@@ -349,7 +347,7 @@ pub async fn add_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<T
 
 pub async fn remove_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<()> {
     let org = tx.org();
-    require_role(tx, org, Role::Admin).await?;
+    require_role(tx, Role::Admin).await?;
     let removed = sqlx::query(
         "DELETE FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
     )
@@ -365,7 +363,7 @@ pub async fn remove_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Resul
 /// Makes `to` (a member) an owner and the caller an admin, in one transaction.
 pub async fn transfer_ownership(tx: &mut OrgTx, to: Uuid) -> Result<Member> {
     let org = tx.org();
-    require_role(tx, org, Role::Owner).await?;
+    require_role(tx, Role::Owner).await?;
     let me = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if me == to {
         return Err(Error::Validation(vec![
