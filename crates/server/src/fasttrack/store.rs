@@ -98,13 +98,8 @@ pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result
 
 /// Cross-tool references in `data` (e.g. Dream → Know Thyself) must name an entry of the
 /// referenced tool by the same user in the same organization.
-async fn check_refs(
-    tx: &mut TenantTx,
-    catalog: &Catalog,
-    org: Uuid,
-    tool: &Tool,
-    data: &Value,
-) -> Result<()> {
+async fn check_refs(tx: &mut OrgTx, catalog: &Catalog, tool: &Tool, data: &Value) -> Result<()> {
+    let org = tx.org();
     let mut errors = Vec::new();
     for (field, target) in &tool.refs {
         let Some(value) = data.get(field) else {
@@ -149,7 +144,7 @@ pub async fn create(
     let org = tx.org();
     tool.validate(&new.data)?;
     require_access(tx, tool, AccessLevel::Edit).await?;
-    check_refs(tx, catalog, org, tool, &new.data).await?;
+    check_refs(tx, catalog, tool, &new.data).await?;
     sqlx::query_as(&format!(
         "INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3) \
          RETURNING {ENTRY_COLUMNS}",
@@ -275,10 +270,9 @@ pub async fn update_data(
     id: Uuid,
     new: &DataChange,
 ) -> Result<Entry> {
-    let org = tx.org();
     tool.validate(&new.data)?;
     require_role(tx, Role::Viewer).await?;
-    check_refs(tx, catalog, org, tool, &new.data).await?;
+    check_refs(tx, catalog, tool, &new.data).await?;
     change(tx, tool, id, new.version, Change::Data(&new.data)).await
 }
 
@@ -405,7 +399,8 @@ impl EntryRows<'_> {
 
     /// The entry, which must still be open to changes for its rows to change. Locked (shared)
     /// until the transaction ends, so it cannot be submitted while its rows change.
-    async fn require_open(&self, tx: &mut TenantTx, org: Uuid) -> Result<()> {
+    async fn require_open(&self, tx: &mut OrgTx) -> Result<()> {
+        let org = tx.org();
         let status: Option<String> = sqlx::query_scalar(&format!(
             "SELECT status FROM {}.tool_data WHERE organization_id = $1 AND id = $2 FOR SHARE",
             self.tool.schema_name
@@ -428,14 +423,13 @@ impl EntryRows<'_> {
     /// entry is open.
     async fn columns_to_write(
         &self,
-        tx: &mut TenantTx,
-        org: Uuid,
+        tx: &mut OrgTx,
         row: &Value,
         inserting: bool,
     ) -> Result<Vec<String>> {
         let writable = writable_columns(tx, self.tool, self.table).await?;
         let columns = columns::chosen(row, &writable, inserting)?;
-        self.require_open(tx, org).await?;
+        self.require_open(tx).await?;
         Ok(columns)
     }
 }
@@ -458,7 +452,7 @@ pub async fn rows(tx: &mut OrgTx, of: &EntryRows<'_>) -> Result<Vec<Value>> {
 /// what is valid.
 pub async fn add_row(tx: &mut OrgTx, of: &EntryRows<'_>, row: &Value) -> Result<Value> {
     let org = tx.org();
-    let columns = of.columns_to_write(tx, org, row, true).await?;
+    let columns = of.columns_to_write(tx, row, true).await?;
     // The columns named in the row, after the two the entry decides.
     let named: String = columns.iter().map(|c| format!(", {c}")).collect();
     Ok(sqlx::query_scalar(&format!(
@@ -481,7 +475,7 @@ pub async fn update_row(
     row: &Value,
 ) -> Result<Value> {
     let org = tx.org();
-    let columns = of.columns_to_write(tx, org, row, false).await?;
+    let columns = of.columns_to_write(tx, row, false).await?;
     if columns.is_empty() {
         return Err(Error::Validation(vec![FieldError::new(
             "body",
@@ -506,7 +500,7 @@ pub async fn update_row(
 /// Removes one row.
 pub async fn delete_row(tx: &mut OrgTx, of: &EntryRows<'_>, id: Uuid) -> Result<()> {
     let org = tx.org();
-    of.require_open(tx, org).await?;
+    of.require_open(tx).await?;
     let done = sqlx::query(&format!(
         "DELETE FROM {} WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3",
         of.table()

@@ -1,6 +1,5 @@
 //! SQL of goals and their KPI links.
 
-use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
@@ -16,7 +15,8 @@ const GOAL_SELECT: &str =
     created_at, updated_at FROM goals";
 
 /// The KPI links of `goals`, with what progress needs.
-async fn links(tx: &mut TenantTx, org: Uuid, goals: &[Uuid]) -> Result<Vec<LinkRow>> {
+async fn links(tx: &mut OrgTx, goals: &[Uuid]) -> Result<Vec<LinkRow>> {
+    let org = tx.org();
     Ok(sqlx::query_as(
         "SELECT l.goal_id, l.kpi_id, k.name, l.weight, k.current_value, k.target_value, k.baseline, \
                 k.direction, k.deleted_at IS NOT NULL AS deleted \
@@ -52,7 +52,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Goal> {
     .fetch_optional(tx.conn())
     .await?
     .ok_or(Error::NotFound)?;
-    let links = links(tx, org, &[id]).await?;
+    let links = links(tx, &[id]).await?;
     Ok(Goal::from_rows(goal, links))
 }
 
@@ -69,7 +69,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
     .fetch_all(tx.conn())
     .await?;
     let ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
-    let links = links(tx, org, &ids).await?;
+    let links = links(tx, &ids).await?;
     Ok(Page::from_rows(assemble(rows, links), page, |g| g.id))
 }
 

@@ -24,7 +24,8 @@ fn accept_url(public_url: &str, token: &str) -> String {
     )
 }
 
-async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<Invitation> {
+async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Invitation> {
+    let org = tx.org();
     sqlx::query_as(&format!(
         "{INVITATION_SELECT} WHERE organization_id = $1 AND id = $2"
     ))
@@ -36,12 +37,8 @@ async fn get(tx: &mut TenantTx, org: Uuid, id: Uuid) -> Result<Invitation> {
 }
 
 /// Queues the email that carries the link.
-async fn enqueue_email(
-    tx: &mut TenantTx,
-    org: Uuid,
-    invitation: &Invitation,
-    url: &str,
-) -> Result<()> {
+async fn enqueue_email(tx: &mut OrgTx, invitation: &Invitation, url: &str) -> Result<()> {
+    let org = tx.org();
     let org_name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
         .bind(org)
         .fetch_one(tx.conn())
@@ -62,15 +59,14 @@ async fn enqueue_email(
 
 /// Queues the email for invitation `id` with its new `token`; what the inviter gets back.
 async fn send(
-    tx: &mut TenantTx,
-    org: Uuid,
+    tx: &mut OrgTx,
     id: Uuid,
     token: String,
     public_url: &str,
 ) -> Result<IssuedInvitation> {
-    let invitation = get(tx, org, id).await?;
+    let invitation = get(tx, id).await?;
     let url = accept_url(public_url, &token);
-    enqueue_email(tx, org, &invitation, &url).await?;
+    enqueue_email(tx, &invitation, &url).await?;
     Ok(IssuedInvitation {
         invitation,
         token,
@@ -114,7 +110,7 @@ pub async fn invite(
         "already_invited",
         "this address already has an open invitation",
     )?;
-    send(tx, org, id, token, public_url).await
+    send(tx, id, token, public_url).await
 }
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Invitation>> {
@@ -147,13 +143,13 @@ pub async fn resend(tx: &mut OrgTx, id: Uuid, public_url: &str) -> Result<Issued
     .execute(tx.conn())
     .await?;
     if updated.rows_affected() == 0 {
-        get(tx, org, id).await?;
+        get(tx, id).await?;
         return Err(Error::Conflict {
             code: "invitation_closed",
             detail: "this invitation was accepted or revoked".into(),
         });
     }
-    send(tx, org, id, token, public_url).await
+    send(tx, id, token, public_url).await
 }
 
 pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
@@ -167,7 +163,7 @@ pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     .bind(id)
     .execute(tx.conn())
     .await?;
-    get(tx, org, id).await.map(|_| ())
+    get(tx, id).await.map(|_| ())
 }
 
 /// Accepts an invitation as the acting user; adds the membership.
