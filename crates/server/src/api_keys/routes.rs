@@ -1,14 +1,12 @@
 //! HTTP routes of API keys under `/v1/orgs/{org}/api-keys` (admins only).
 
 use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{store, ApiKey, CreatedApiKey, NewApiKey};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use crate::http::Problem;
-use crate::http::{AppState, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;

@@ -1,11 +1,9 @@
 //! HTTP route of the activity feed.
-
-use super::{store, Event, EventFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::Problem;
-use crate::http::{AppState, Json, Query};
+use super::{store, Event, EventFilter};
+use crate::http::{AppState, Json, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;

@@ -6,14 +6,13 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use tenantry_db::{Actor, TenantTx};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{
     store, IssuedSession, Me, MeChanges, PasswordChange, PasswordSignIn, PasswordSignUp,
     SessionInfo, User,
 };
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
 use crate::http::{
     AppState, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };

@@ -3,17 +3,15 @@
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{
     store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
     OwnershipTransfer, Team, TeamChanges,
 };
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use crate::http::Problem;
-use crate::http::{AppState, Json, Path, Query};
+use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::Result;
