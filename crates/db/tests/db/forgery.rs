@@ -192,6 +192,11 @@ async fn try_writes(conn: &mut PgConnection) -> Vec<(String, u64)> {
     changed
 }
 
+/// Runs a transaction-control statement (`BEGIN`, `COMMIT`, `ROLLBACK`, savepoints).
+async fn run(conn: &mut PgConnection, sql: &str) {
+    sqlx::raw_sql(sql).execute(conn).await.expect(sql);
+}
+
 async fn set(conn: &mut PgConnection, values: &[(&str, String)]) {
     for (name, value) in values {
         sqlx::query("SELECT set_config($1, $2, true)")
@@ -241,15 +246,9 @@ async fn begin_request(
 
 /// What a transaction with no identity sees (only global, public rows: the tool catalog).
 async fn anonymous_view(conn: &mut PgConnection) -> Vec<(String, i64)> {
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut *conn)
-        .await
-        .expect("begin");
+    run(&mut *conn, "BEGIN").await;
     let view = visible(conn).await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut *conn)
-        .await
-        .expect("rollback");
+    run(&mut *conn, "ROLLBACK").await;
     view
 }
 
@@ -257,19 +256,13 @@ async fn anonymous_view(conn: &mut PgConnection) -> Vec<(String, i64)> {
 /// anonymous transaction sees (nothing of any tenant), and changed no row.
 async fn assert_forgery_fails(conn: &mut PgConnection, what: &str, forged: &[(&str, String)]) {
     let anonymous = anonymous_view(conn).await;
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut *conn)
-        .await
-        .expect("begin");
+    run(&mut *conn, "BEGIN").await;
     set(conn, forged).await;
     assert_eq!(visible(conn).await, anonymous, "{what}: rows leaked");
     for (sql, rows) in try_writes(conn).await {
         assert_eq!(rows, 0, "{what}: {sql} changed rows");
     }
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .expect("commit");
+    run(&mut *conn, "COMMIT").await;
 }
 
 /// The owner's view of A, through a genuine request: unchanged by every attack.
@@ -338,10 +331,7 @@ async fn a_binding_copied_from_another_transaction_or_connection_counts_for_noth
     live.commit().await.expect("commit");
 
     // A genuine binding on this very connection, replayed in a later transaction.
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut conn)
-        .await
-        .expect("begin");
+    run(&mut conn, "BEGIN").await;
     begin_request(&mut conn, Some(ALICE_SESSION), None, Some(w.a))
         .await
         .expect("alice's own session binds");
@@ -349,10 +339,7 @@ async fn a_binding_copied_from_another_transaction_or_connection_counts_for_noth
     // The control: the genuine binding does see A (the attack below could leak).
     let genuine = visible(&mut conn).await;
     assert!(genuine.iter().any(|(t, n)| t == "public.kpis" && *n == 1));
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut conn)
-        .await
-        .expect("commit");
+    run(&mut conn, "COMMIT").await;
     assert_forgery_fails(&mut conn, "replayed in a later transaction", &bound).await;
 
     // Genuinely bound, then one setting changed: no identity at all, not even the genuine one.
@@ -364,19 +351,13 @@ async fn a_binding_copied_from_another_transaction_or_connection_counts_for_noth
         ("app.service", "on".to_string()),
         ("app.ip", "10.0.0.1".to_string()),
     ] {
-        sqlx::raw_sql("BEGIN")
-            .execute(&mut conn)
-            .await
-            .expect("begin");
+        run(&mut conn, "BEGIN").await;
         begin_request(&mut conn, Some(ALICE_SESSION), None, Some(w.a))
             .await
             .expect("bind");
         set(&mut conn, &[(name, value)]).await;
         let seen = visible(&mut conn).await;
-        sqlx::raw_sql("ROLLBACK")
-            .execute(&mut conn)
-            .await
-            .expect("rollback");
+        run(&mut conn, "ROLLBACK").await;
         assert_eq!(
             seen,
             anonymous_view(&mut conn).await,
@@ -461,10 +442,7 @@ async fn begin_request_refuses_bad_credentials_and_another_tenants_reach_nothing
         ("B's key", None, Some(B_KEY)),
     ] {
         for named_org in [Some(w.a), None] {
-            sqlx::raw_sql("BEGIN")
-                .execute(&mut conn)
-                .await
-                .expect("begin");
+            run(&mut conn, "BEGIN").await;
             begin_request(&mut conn, session, key, named_org)
                 .await
                 .expect("a genuine credential binds");
@@ -492,10 +470,7 @@ async fn begin_request_refuses_bad_credentials_and_another_tenants_reach_nothing
                     .await
                     .expect("rollback to savepoint");
             }
-            sqlx::raw_sql("ROLLBACK")
-                .execute(&mut conn)
-                .await
-                .expect("rollback");
+            run(&mut conn, "ROLLBACK").await;
         }
     }
     let mut tx = TenantTx::begin(&w.db.runtime, &RequestContext::user(w.alice).in_org(w.a))
@@ -534,16 +509,10 @@ async fn the_steps_before_sign_in_answer_only_the_service() {
         ],
     ] {
         for (call,) in &calls {
-            sqlx::raw_sql("BEGIN")
-                .execute(&mut conn)
-                .await
-                .expect("begin");
+            run(&mut conn, "BEGIN").await;
             set(&mut conn, &forged).await;
             let refused = sqlx::query(call).execute(&mut conn).await;
-            sqlx::raw_sql("ROLLBACK")
-                .execute(&mut conn)
-                .await
-                .expect("rollback");
+            run(&mut conn, "ROLLBACK").await;
             let code = refused.err().and_then(|e| {
                 e.as_database_error()
                     .and_then(|d| d.code())
