@@ -15,6 +15,7 @@ use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePoo
 use tenantry_server::api_keys::{self, Access, NewApiKey};
 use tenantry_server::http::{self, AppState, HttpConfig};
 use tenantry_server::identity::{self, NewAccount};
+use tenantry_server::kernel::input::Valid;
 use tenantry_server::kernel::org_tx::OrgTx;
 use uuid::Uuid;
 
@@ -318,12 +319,12 @@ async fn bench_credentials(
         let mut tx = OrgTx::begin(runtime, &RequestContext::user(*user), *org).await?;
         let key = api_keys::store::create(
             &mut tx,
-            &NewApiKey {
+            &Valid::new(NewApiKey {
                 name: "tenantry bench".into(),
                 access: Access::Read,
                 modules: None,
                 expires_at: None,
-            },
+            })?,
         )
         .await?
         .secret;

@@ -12,6 +12,7 @@ use tenantry_server::fasttrack::{self, AccessLevel, Catalog, NewEntry, NewGrant,
 use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
 use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::input::Valid;
 use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kpis::{self, Direction, NewDataPoint, NewKpi};
 use tenantry_server::orgs::{self, NewTeam};
@@ -91,11 +92,11 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     }
     let team = orgs::store::create_team(
         &mut tx,
-        &NewTeam {
+        &Valid::new(NewTeam {
             name: "Growth".into(),
             description: Some("Owns the revenue KPIs".into()),
             lead_user_id: Some(demo.user.id),
-        },
+        })?,
     )
     .await?;
     for (user, _) in &colleagues[..2] {
@@ -182,7 +183,7 @@ async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
     for (name, unit, category, direction, start, growth, noise, target, baseline) in DEMO_KPIS {
         let kpi = kpis::store::create(
             tx,
-            &NewKpi {
+            &Valid::new(NewKpi {
                 name: name.into(),
                 description: None,
                 target_value: Some(target),
@@ -191,7 +192,7 @@ async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
                 direction: Some(direction),
                 baseline: Some(baseline),
                 initial_value: None,
-            },
+            })?,
         )
         .await?;
         let points: Vec<NewDataPoint> = (0..730)
@@ -206,7 +207,7 @@ async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
                 }
             })
             .collect();
-        kpis::store::record(tx, kpi.id, &points).await?;
+        kpis::store::record(tx, kpi.id, &Valid::new(points)?).await?;
         ids.push(kpi.id);
     }
     for (title, linked) in [
@@ -215,12 +216,12 @@ async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
     ] {
         let goal = goals::store::create(
             tx,
-            &NewGoal {
+            &Valid::new(NewGoal {
                 title: title.into(),
                 description: None,
                 target_date: Some(today + chrono::Duration::days(180)),
                 status: None,
-            },
+            })?,
         )
         .await?;
         for (index, weight) in linked {
@@ -228,9 +229,9 @@ async fn seed_kpis(tx: &mut OrgTx) -> Result<(), AnyError> {
                 tx,
                 goal.id,
                 ids[*index],
-                &Link {
+                &Valid::new(Link {
                     weight: Some(*weight),
-                },
+                })?,
             )
             .await?;
         }

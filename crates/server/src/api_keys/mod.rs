@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub use routes::routes;
 
 use crate::kernel::access::Module;
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::input::{text, Checks, Validate};
 
 /// Every API key starts with this, so the server tells keys from session tokens.
 pub const KEY_PREFIX: &str = "tnt_k_";
@@ -75,30 +75,21 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
-impl NewApiKey {
-    fn validate(&self) -> Result<()> {
-        let mut errors = Vec::new();
-        let len = self.name.trim().chars().count();
-        if !(1..=200).contains(&len) {
-            errors.push(FieldError::new("name", "must be 1 to 200 characters"));
-        }
-        if let Some(modules) = &self.modules {
-            if modules.is_empty() || modules.iter().any(|m| Module::parse(m).is_none()) {
-                let names: Vec<&str> = Module::ALL.iter().map(|m| m.as_str()).collect();
-                errors.push(FieldError::new(
-                    "modules",
-                    format!("must be a non-empty list of: {}", names.join(", ")),
-                ));
+impl Validate for NewApiKey {
+    fn check(&self, c: &mut Checks) {
+        c.field("name", Some(self.name.as_str()), text(1, 200));
+        c.field("modules", self.modules.as_deref(), |modules| {
+            if !modules.is_empty() && modules.iter().all(|m| Module::parse(m).is_some()) {
+                return Ok(());
             }
-        }
-        if self.expires_at.is_some_and(|at| at <= Utc::now()) {
-            errors.push(FieldError::new("expires_at", "must be in the future"));
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Validation(errors))
-        }
+            let names: Vec<&str> = Module::ALL.iter().map(|m| m.as_str()).collect();
+            Err(format!("must be a non-empty list of: {}", names.join(", ")))
+        });
+        c.field("expires_at", self.expires_at, |at| {
+            (at > Utc::now())
+                .then_some(())
+                .ok_or_else(|| "must be in the future".into())
+        });
     }
 }
 

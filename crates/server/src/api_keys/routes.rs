@@ -9,6 +9,7 @@ use super::{store, ApiKey, CreatedApiKey, NewApiKey};
 use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -32,7 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 pub async fn create_key(
     mut tx: OrgTx,
-    Json(new): Json<NewApiKey>,
+    new: Valid<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
     let created = store::create(&mut tx, &new).await?;
     tx.commit().await?;

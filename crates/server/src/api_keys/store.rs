@@ -7,6 +7,7 @@ use crate::identity::hash_token;
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -14,9 +15,8 @@ const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.
     u.last_used_at, k.revoked_at, k.created_by, k.created_at \
     FROM api_keys k LEFT JOIN api_key_usage u ON u.api_key_id = k.id";
 
-pub async fn create(tx: &mut OrgTx, new: &NewApiKey) -> Result<CreatedApiKey> {
+pub async fn create(tx: &mut OrgTx, new: &Valid<NewApiKey>) -> Result<CreatedApiKey> {
     let org = tx.org();
-    new.validate()?;
     require_role(tx, Role::Admin).await?;
     let (prefix, secret) = new_secret();
     let id = Uuid::now_v7();

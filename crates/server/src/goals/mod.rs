@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::input::{positive, set, text, Checks, Validate};
 use crate::kpis::progress::{self, Direction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -169,56 +169,22 @@ pub struct Link {
     pub weight: Option<f64>,
 }
 
-fn check_title(errors: &mut Vec<FieldError>, title: Option<&str>, description: Option<&str>) {
-    if title.is_some_and(|t| !(1..=200).contains(&t.trim().chars().count())) {
-        errors.push(FieldError::new("title", "must be 1 to 200 characters"));
-    }
-    if description.is_some_and(|d| d.chars().count() > 5000) {
-        errors.push(FieldError::new(
-            "description",
-            "must be at most 5000 characters",
-        ));
+impl Validate for NewGoal {
+    fn check(&self, c: &mut Checks) {
+        c.field("title", Some(self.title.as_str()), text(1, 200));
+        c.field("description", self.description.as_deref(), text(0, 5000));
     }
 }
 
-fn finish(errors: Vec<FieldError>) -> Result<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(errors))
+impl Validate for GoalChanges {
+    fn check(&self, c: &mut Checks) {
+        c.field("title", self.title.as_deref(), text(1, 200));
+        c.field("description", set(&self.description), text(0, 5000));
     }
 }
 
-impl NewGoal {
-    fn validate(&self) -> Result<()> {
-        let mut e = Vec::new();
-        check_title(&mut e, Some(&self.title), self.description.as_deref());
-        finish(e)
-    }
-}
-
-impl GoalChanges {
-    fn validate(&self) -> Result<()> {
-        let mut e = Vec::new();
-        check_title(
-            &mut e,
-            self.title.as_deref(),
-            self.description.clone().flatten().as_deref(),
-        );
-        finish(e)
-    }
-}
-
-impl Link {
-    fn weight(&self) -> Result<f64> {
-        let w = self.weight.unwrap_or(1.0);
-        if w.is_finite() && w > 0.0 {
-            Ok(w)
-        } else {
-            Err(Error::Validation(vec![FieldError::new(
-                "weight",
-                "must be a positive number",
-            )]))
-        }
+impl Validate for Link {
+    fn check(&self, c: &mut Checks) {
+        c.field("weight", self.weight, positive);
     }
 }

@@ -11,6 +11,7 @@ use super::{store, Goal, GoalChanges, Link, NewGoal};
 use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -61,10 +62,7 @@ pub async fn list_goals(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create_goal(
-    mut tx: OrgTx,
-    Json(new): Json<NewGoal>,
-) -> Result<(StatusCode, Json<Goal>)> {
+pub async fn create_goal(mut tx: OrgTx, new: Valid<NewGoal>) -> Result<(StatusCode, Json<Goal>)> {
     let goal = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(goal)))
@@ -93,7 +91,7 @@ pub async fn get_goal(mut tx: OrgTx, Path((_org, goal)): Path<(Uuid, Uuid)>) -> 
 pub async fn update_goal(
     mut tx: OrgTx,
     Path((_org, goal)): Path<(Uuid, Uuid)>,
-    Json(changes): Json<GoalChanges>,
+    changes: Valid<GoalChanges>,
 ) -> Result<Json<Goal>> {
     let updated = store::update(&mut tx, goal, &changes).await?;
     tx.commit().await?;
@@ -155,7 +153,7 @@ pub async fn purge_goal(
 pub async fn link_kpi(
     mut tx: OrgTx,
     Path((_org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,
-    Json(link): Json<Link>,
+    link: Valid<Link>,
 ) -> Result<Json<Goal>> {
     let linked = store::link(&mut tx, goal, kpi, &link).await?;
     tx.commit().await?;

@@ -6,6 +6,7 @@ use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
@@ -73,9 +74,8 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
     Ok(Page::from_rows(assemble(rows, links), page, |g| g.id))
 }
 
-pub async fn create(tx: &mut OrgTx, new: &NewGoal) -> Result<Goal> {
+pub async fn create(tx: &mut OrgTx, new: &Valid<NewGoal>) -> Result<Goal> {
     let org = tx.org();
-    new.validate()?;
     require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
@@ -92,9 +92,8 @@ pub async fn create(tx: &mut OrgTx, new: &NewGoal) -> Result<Goal> {
     get(tx, id, false).await
 }
 
-pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &GoalChanges) -> Result<Goal> {
+pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<GoalChanges>) -> Result<Goal> {
     let org = tx.org();
-    changes.validate()?;
     require_role(tx, Role::Member).await?;
     let done = sqlx::query(
         "UPDATE goals SET title = coalesce($3, title), \
@@ -129,9 +128,9 @@ pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
 }
 
 /// Links a KPI of the same organization (or changes its weight).
-pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Link) -> Result<Goal> {
+pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Valid<Link>) -> Result<Goal> {
     let org = tx.org();
-    let weight = link.weight()?;
+    let weight = link.weight.unwrap_or(1.0);
     require_role(tx, Role::Member).await?;
     get(tx, goal, false).await?;
     sqlx::query(

@@ -19,6 +19,7 @@ use crate::identity::external::looks_like_jwt;
 use crate::identity::{csrf_token_for, hash_token};
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, FieldError};
+use crate::kernel::input::{Valid, Validate};
 use crate::kernel::org_tx::{OrgTx, UserTx};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -51,6 +52,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             )]));
         }
         Ok(Json(axum::Json::<T>::from_bytes(&bytes)?.0))
+    }
+}
+
+/// A JSON body that passed its type's checks: `new: Valid<NewKpi>` in a handler's arguments.
+impl<T: DeserializeOwned + Validate, S: Send + Sync> FromRequest<S> for Valid<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let Json(input) = Json::<T>::from_request(req, state).await?;
+        Valid::new(input)
     }
 }
 

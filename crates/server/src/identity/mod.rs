@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub use routes::routes;
 pub use store::{create_session, sign_up, IssuedSession};
 
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::input::{email, http_url, json_object, set, text, Checks, Validate};
 use crate::orgs::Organization;
 
 /// A user as other members of their organizations see them.
@@ -74,28 +74,10 @@ pub struct SignedUp {
     pub organization: Organization,
 }
 
-pub(crate) fn validate_account(account: &NewAccount) -> Result<()> {
-    let mut errors = Vec::new();
-    let email = account.email.trim();
-    let valid_email = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !email.chars().any(char::is_whitespace)
-        })
-        && email.matches('@').count() == 1;
-    if !valid_email {
-        errors.push(FieldError::new("email", "must be an email address"));
-    }
-    if account
-        .name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 200)
-    {
-        errors.push(FieldError::new("name", "must be at most 200 characters"));
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(errors))
+impl Validate for NewAccount {
+    fn check(&self, c: &mut Checks) {
+        c.field("email", Some(self.email.as_str()), email);
+        c.field("name", self.name.as_deref(), text(0, 200));
     }
 }
 
@@ -149,40 +131,17 @@ pub struct MeChanges {
     pub preferences: Option<serde_json::Value>,
 }
 
-impl MeChanges {
-    pub(crate) fn validate(&self) -> Result<()> {
-        let mut errors = Vec::new();
-        if self
-            .name
-            .clone()
-            .flatten()
-            .is_some_and(|n| n.chars().count() > 200)
-        {
-            errors.push(FieldError::new("name", "must be at most 200 characters"));
-        }
-        if let Some(Some(url)) = &self.avatar_url {
-            if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
-                errors.push(FieldError::new(
-                    "avatar_url",
-                    "must be an http(s) URL of at most 2048 characters",
-                ));
-            }
-        }
-        if self
-            .timezone
-            .as_ref()
-            .is_some_and(|t| t.is_empty() || t.len() > 64)
-        {
-            errors.push(FieldError::new("timezone", "must be a time zone name"));
-        }
-        if self.preferences.as_ref().is_some_and(|p| !p.is_object()) {
-            errors.push(FieldError::new("preferences", "must be a JSON object"));
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Validation(errors))
-        }
+impl Validate for MeChanges {
+    fn check(&self, c: &mut Checks) {
+        c.field("name", set(&self.name), text(0, 200));
+        c.field("avatar_url", set(&self.avatar_url), http_url);
+        c.field("timezone", self.timezone.as_deref(), |zone| {
+            // Whether PostgreSQL knows the zone its constraint says; this keeps junk out first.
+            (!zone.is_empty() && zone.len() <= 64)
+                .then_some(())
+                .ok_or_else(|| "must be a time zone name".into())
+        });
+        c.field("preferences", self.preferences.as_ref(), json_object);
     }
 }
 
@@ -225,4 +184,31 @@ pub struct PasswordSignIn {
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
+}
+
+impl Validate for PasswordSignUp {
+    fn check(&self, c: &mut Checks) {
+        c.field("email", Some(self.email.as_str()), email);
+        c.field(
+            "password",
+            Some(self.password.as_str()),
+            password::new_password,
+        );
+        c.field("name", self.name.as_deref(), text(0, 200));
+        c.field(
+            "organization_name",
+            self.organization_name.as_deref(),
+            text(1, 200),
+        );
+    }
+}
+
+impl Validate for PasswordChange {
+    fn check(&self, c: &mut Checks) {
+        c.field(
+            "new_password",
+            Some(self.new_password.as_str()),
+            password::new_password,
+        );
+    }
 }

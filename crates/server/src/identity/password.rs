@@ -14,7 +14,8 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, Result};
+use crate::kernel::input::Rule;
 
 pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 256;
@@ -22,17 +23,13 @@ pub const MAX_LEN: usize = 256;
 /// Requests that may wait for a hash, per core, beyond the ones running.
 const QUEUE_PER_CORE: usize = 8;
 
-/// Checks a new password's length (in characters), naming `field` in the error.
-pub fn check_new(field: &str, password: &str) -> Result<()> {
-    let len = password.chars().count();
-    if (MIN_LEN..=MAX_LEN).contains(&len) {
-        Ok(())
-    } else {
-        Err(Error::Validation(vec![FieldError::new(
-            field,
-            format!("must be {MIN_LEN} to {MAX_LEN} characters"),
-        )]))
-    }
+/// A new password: `MIN_LEN` to `MAX_LEN` characters (long passphrases welcome; the cap keeps
+/// hashing time bounded).
+pub fn new_password(value: &str) -> Rule {
+    (MIN_LEN..=MAX_LEN)
+        .contains(&value.chars().count())
+        .then_some(())
+        .ok_or_else(|| format!("must be {MIN_LEN} to {MAX_LEN} characters"))
 }
 
 /// The process's hashing capacity: the machine's cores are the resource, so it is one per process.
@@ -249,9 +246,9 @@ mod tests {
 
     #[test]
     fn length_rules() {
-        assert!(check_new("password", "1234567").is_err());
-        assert!(check_new("password", "12345678").is_ok());
-        assert!(check_new("password", &"é".repeat(256)).is_ok());
-        assert!(check_new("password", &"x".repeat(257)).is_err());
+        assert!(new_password("1234567").is_err());
+        assert!(new_password("12345678").is_ok());
+        assert!(new_password(&"é".repeat(256)).is_ok());
+        assert!(new_password(&"x".repeat(257)).is_err());
     }
 }

@@ -17,6 +17,7 @@ use crate::http::{
     AppState, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::UserTx;
 use crate::orgs::Organization;
 
@@ -88,7 +89,7 @@ async fn open_session(
 pub async fn sign_up(
     State(state): State<AppState>,
     client: ClientInfo,
-    Json(input): Json<PasswordSignUp>,
+    input: Valid<PasswordSignUp>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
     let signed_up = store::sign_up_with_password(&state.db, &input, client.ip).await?;
     let (user, session, cookie) = open_session(&state, &client, signed_up.user.id).await?;
@@ -172,10 +173,7 @@ pub async fn end_all_sessions(
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn change_password(
-    mut tx: UserTx,
-    Json(change): Json<PasswordChange>,
-) -> Result<StatusCode> {
+pub async fn change_password(mut tx: UserTx, change: Valid<PasswordChange>) -> Result<StatusCode> {
     store::change_password(&mut tx, &change).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -199,7 +197,7 @@ pub async fn me(mut tx: UserTx) -> Result<Json<Me>> {
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update_me(mut tx: UserTx, Json(changes): Json<MeChanges>) -> Result<Json<Me>> {
+pub async fn update_me(mut tx: UserTx, changes: Valid<MeChanges>) -> Result<Json<Me>> {
     let me = store::update_me(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok(Json(me))

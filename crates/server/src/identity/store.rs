@@ -9,17 +9,17 @@ use uuid::Uuid;
 
 use super::external::ExternalIdentity;
 use super::{
-    csrf_token_for, hash_token, new_token, password, validate_account, Me, MeChanges, NewAccount,
-    PasswordChange, PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User,
-    USER_COLUMNS,
+    csrf_token_for, hash_token, new_token, password, Me, MeChanges, NewAccount, PasswordChange,
+    PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User, USER_COLUMNS,
 };
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
+use crate::kernel::input::Valid;
 use crate::orgs::{self, NewOrganization};
 
 /// Creates a user, their profile, their first organization and their owner membership, in one
 /// transaction (Sesari 1.1, 2.1-2.2): either all exist afterwards or none does.
 pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp> {
-    validate_account(&account)?;
+    let account = Valid::new(account)?;
     let user_id = Uuid::now_v7();
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     let user: User = sqlx::query_as(&format!(
@@ -47,14 +47,16 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| user.email.split('@').next().unwrap_or("My").to_string());
+        // A 200-character name must still make a valid (at most 200 characters) org name.
+        let who: String = who.chars().take(180).collect();
         format!("{who}'s organization")
     });
     let organization = orgs::store::create(
         &mut tx,
-        &NewOrganization {
+        &Valid::new(NewOrganization {
             name: org_name,
             ..NewOrganization::default()
-        },
+        })?,
     )
     .await?;
     tx.commit().await?;
@@ -113,7 +115,7 @@ pub async fn create_session(
 /// through it counts against the same per-IP limit as failed sign-ins.
 pub async fn sign_up_with_password(
     pool: &RuntimePool,
-    input: &PasswordSignUp,
+    input: &Valid<PasswordSignUp>,
     ip: Option<IpAddr>,
 ) -> Result<SignedUp> {
     let account = NewAccount {
@@ -126,8 +128,6 @@ pub async fn sign_up_with_password(
         email_verified: false,
         organization_name: input.organization_name.clone(),
     };
-    validate_account(&account)?;
-    password::check_new("password", &input.password)?;
     let ticket = password::Ticket::take()?;
     let ip_text = ip.map(|ip| ip.to_string());
     let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
@@ -262,8 +262,7 @@ pub async fn end_sessions(tx: &mut TenantTx, keep_current: bool) -> Result<u64> 
 }
 
 /// Changes the acting user's password after checking the current one; ends their other sessions.
-pub async fn change_password(tx: &mut TenantTx, change: &PasswordChange) -> Result<()> {
-    password::check_new("new_password", &change.new_password)?;
+pub async fn change_password(tx: &mut TenantTx, change: &Valid<PasswordChange>) -> Result<()> {
     let ticket = password::Ticket::take()?;
     let stored: Option<String> = sqlx::query_scalar("SELECT app.my_password_hash()")
         .fetch_one(tx.conn())
@@ -307,8 +306,7 @@ pub async fn me(tx: &mut TenantTx) -> Result<Me> {
 }
 
 /// Changes the acting user's name and profile together: both tables or neither (Sesari 2.4).
-pub async fn update_me(tx: &mut TenantTx, changes: &MeChanges) -> Result<Me> {
-    changes.validate()?;
+pub async fn update_me(tx: &mut TenantTx, changes: &Valid<MeChanges>) -> Result<Me> {
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if let Some(name) = &changes.name {
         sqlx::query("UPDATE users SET name = $2 WHERE id = $1")

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub use routes::routes;
 
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::input::{email, Checks, Validate};
 use crate::orgs::Organization;
 
 /// Every invitation token starts with this.
@@ -62,21 +62,8 @@ pub struct Accepted {
     pub organization: Organization,
 }
 
-impl NewInvitation {
-    fn validate(&self) -> Result<()> {
-        let e = self.email.trim();
-        let ok = e.len() <= 254
-            && e.matches('@').count() == 1
-            && !e.starts_with('@')
-            && !e.ends_with('@')
-            && !e.chars().any(char::is_whitespace);
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Validation(vec![FieldError::new(
-                "email",
-                "must be an email address",
-            )]))
-        }
+impl Validate for NewInvitation {
+    fn check(&self, c: &mut Checks) {
+        c.field("email", Some(self.email.as_str()), email);
     }
 }

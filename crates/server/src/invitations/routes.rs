@@ -10,6 +10,7 @@ use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvita
 use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
 
@@ -38,7 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub async fn invite(
     mut tx: OrgTx,
     State(state): State<AppState>,
-    Json(new): Json<NewInvitation>,
+    new: Valid<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>)> {
     let issued = store::invite(&mut tx, &new, &state.config.public_url).await?;
     tx.commit().await?;

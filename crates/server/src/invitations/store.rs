@@ -9,6 +9,7 @@ use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, OnConstraint, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::orgs;
@@ -82,11 +83,10 @@ fn issue_token() -> (String, [u8; 32]) {
 
 pub async fn invite(
     tx: &mut OrgTx,
-    new: &NewInvitation,
+    new: &Valid<NewInvitation>,
     public_url: &str,
 ) -> Result<IssuedInvitation> {
     let org = tx.org();
-    new.validate()?;
     let mine = require_role(tx, Role::Admin).await?;
     if new.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may invite owners"));

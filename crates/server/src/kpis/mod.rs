@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub use progress::{Change, Direction};
 pub use routes::{bulk_routes, routes};
 
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::input::{finite, set, text, Checks, Validate};
 
 /// Windows of the change figures on every KPI read, in days.
 pub const CHANGE_WINDOWS: [u32; 3] = [7, 30, 90];
@@ -153,108 +153,45 @@ pub struct NewDataPoint {
     pub source: Option<String>,
 }
 
-fn check_text(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    value: Option<&str>,
-    min: usize,
-    max: usize,
-) {
-    if let Some(v) = value {
-        let len = v.trim().chars().count();
-        if len < min || v.chars().count() > max {
-            errors.push(FieldError::new(
-                field,
-                format!("must be {min} to {max} characters"),
-            ));
-        }
+impl Validate for NewKpi {
+    fn check(&self, c: &mut Checks) {
+        c.field("name", Some(self.name.as_str()), text(1, 200));
+        c.field("description", self.description.as_deref(), text(0, 5000));
+        c.field("unit", self.unit.as_deref(), text(0, 50));
+        c.field("category", self.category.as_deref(), text(0, 100));
+        c.field("target_value", self.target_value, finite);
+        c.field("baseline", self.baseline, finite);
+        c.field("initial_value", self.initial_value, finite);
     }
 }
 
-fn check_number(errors: &mut Vec<FieldError>, field: &str, value: Option<f64>) {
-    if value.is_some_and(|v| !v.is_finite()) {
-        errors.push(FieldError::new(field, "must be a finite number"));
+impl Validate for KpiChanges {
+    fn check(&self, c: &mut Checks) {
+        c.field("name", self.name.as_deref(), text(1, 200));
+        c.field("description", set(&self.description), text(0, 5000));
+        c.field("unit", set(&self.unit), text(0, 50));
+        c.field("category", set(&self.category), text(0, 100));
+        c.field("target_value", self.target_value.flatten(), finite);
+        c.field("baseline", self.baseline.flatten(), finite);
+        c.field("value", self.value, finite);
     }
 }
 
-fn finish(errors: Vec<FieldError>) -> Result<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(errors))
-    }
-}
-
-impl NewKpi {
-    fn validate(&self) -> Result<()> {
-        let mut e = Vec::new();
-        check_text(&mut e, "name", Some(&self.name), 1, 200);
-        check_text(&mut e, "description", self.description.as_deref(), 0, 5000);
-        check_text(&mut e, "unit", self.unit.as_deref(), 0, 50);
-        check_text(&mut e, "category", self.category.as_deref(), 0, 100);
-        check_number(&mut e, "target_value", self.target_value);
-        check_number(&mut e, "baseline", self.baseline);
-        check_number(&mut e, "initial_value", self.initial_value);
-        finish(e)
-    }
-}
-
-impl KpiChanges {
-    fn validate(&self) -> Result<()> {
-        let mut e = Vec::new();
-        check_text(&mut e, "name", self.name.as_deref(), 1, 200);
-        check_text(
-            &mut e,
-            "description",
-            self.description.clone().flatten().as_deref(),
-            0,
-            5000,
-        );
-        check_text(
-            &mut e,
-            "unit",
-            self.unit.clone().flatten().as_deref(),
-            0,
-            50,
-        );
-        check_text(
-            &mut e,
-            "category",
-            self.category.clone().flatten().as_deref(),
-            0,
-            100,
-        );
-        check_number(&mut e, "target_value", self.target_value.flatten());
-        check_number(&mut e, "baseline", self.baseline.flatten());
-        check_number(&mut e, "value", self.value);
-        finish(e)
-    }
-}
-
-/// Checks points, naming the index of every bad one.
-pub(crate) fn validate_points(points: &[NewDataPoint]) -> Result<()> {
-    let mut e = Vec::new();
-    if points.is_empty() {
-        e.push(FieldError::new("points", "must hold at least one point"));
-    }
-    for (i, p) in points.iter().enumerate() {
-        if !p.value.is_finite() {
-            e.push(FieldError::new(
-                &format!("points[{i}].value"),
-                "must be a finite number",
-            ));
-        }
-        if p.source
-            .as_deref()
-            .is_some_and(|s| s.is_empty() || s.chars().count() > 100)
-        {
-            e.push(FieldError::new(
+/// Points to record, each bad one named by its index.
+impl Validate for Vec<NewDataPoint> {
+    fn check(&self, c: &mut Checks) {
+        c.field("points", self.is_empty().then_some(()), |()| {
+            Err("must hold at least one point".into())
+        });
+        for (i, p) in self.iter().enumerate() {
+            c.field(&format!("points[{i}].value"), Some(p.value), finite);
+            c.field(
                 &format!("points[{i}].source"),
-                "must be 1 to 100 characters",
-            ));
+                p.source.as_deref(),
+                text(1, 100),
+            );
         }
     }
-    finish(e)
 }
 
 /// Bucket size of a series.

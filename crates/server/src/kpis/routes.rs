@@ -15,6 +15,7 @@ use super::{
 use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -76,7 +77,7 @@ pub async fn list_kpis(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create_kpi(mut tx: OrgTx, Json(new): Json<NewKpi>) -> Result<(StatusCode, Json<Kpi>)> {
+pub async fn create_kpi(mut tx: OrgTx, new: Valid<NewKpi>) -> Result<(StatusCode, Json<Kpi>)> {
     let kpi = store::create(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(kpi)))
@@ -105,7 +106,7 @@ pub async fn get_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Re
 pub async fn update_kpi(
     mut tx: OrgTx,
     Path((_org, kpi)): Path<(Uuid, Uuid)>,
-    Json(changes): Json<KpiChanges>,
+    changes: Valid<KpiChanges>,
 ) -> Result<Json<Kpi>> {
     let updated = store::update(&mut tx, kpi, &changes).await?;
     tx.commit().await?;
@@ -198,7 +199,7 @@ pub struct Recorded {
 pub async fn record_points(
     mut tx: OrgTx,
     Path((_org, kpi)): Path<(Uuid, Uuid)>,
-    Json(points): Json<Vec<NewDataPoint>>,
+    points: Valid<Vec<NewDataPoint>>,
 ) -> Result<Json<Recorded>> {
     let written = store::record(&mut tx, kpi, &points).await?;
     tx.commit().await?;

@@ -2,10 +2,11 @@
 
 use uuid::Uuid;
 
-use super::{validate_points, DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
+use super::{DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
@@ -61,9 +62,8 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
     ))
 }
 
-pub async fn create(tx: &mut OrgTx, new: &NewKpi) -> Result<Kpi> {
+pub async fn create(tx: &mut OrgTx, new: &Valid<NewKpi>) -> Result<Kpi> {
     let org = tx.org();
-    new.validate()?;
     require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
@@ -85,20 +85,19 @@ pub async fn create(tx: &mut OrgTx, new: &NewKpi) -> Result<Kpi> {
         record(
             tx,
             id,
-            &[NewDataPoint {
+            &Valid::new(vec![NewDataPoint {
                 value,
                 observed_at: None,
                 source: None,
-            }],
+            }])?,
         )
         .await?;
     }
     get(tx, id, false).await
 }
 
-pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &KpiChanges) -> Result<Kpi> {
+pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<KpiChanges>) -> Result<Kpi> {
     let org = tx.org();
-    changes.validate()?;
     require_role(tx, Role::Member).await?;
     let updated = sqlx::query(
         "UPDATE kpis SET name = coalesce($3, name), \
@@ -133,11 +132,11 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &KpiChanges) -> Result<Kp
         record(
             tx,
             id,
-            &[NewDataPoint {
+            &Valid::new(vec![NewDataPoint {
                 value,
                 observed_at: None,
                 source: None,
-            }],
+            }])?,
         )
         .await?;
     }
@@ -156,8 +155,7 @@ pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
 }
 
 /// Records points of one live KPI (upsert on time and source); how many were written.
-pub async fn record(tx: &mut OrgTx, kpi: Uuid, points: &[NewDataPoint]) -> Result<u64> {
-    validate_points(points)?;
+pub async fn record(tx: &mut OrgTx, kpi: Uuid, points: &Valid<Vec<NewDataPoint>>) -> Result<u64> {
     require_role(tx, Role::Member).await?;
     get(tx, kpi, false).await?;
     let mut rows: Vec<super::ingest::Row> = points

@@ -15,6 +15,7 @@ use crate::http::{AppState, Json, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::Result;
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
 
@@ -44,7 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))]
 pub async fn create_org(
     mut tx: UserTx,
-    Json(new): Json<NewOrganization>,
+    new: Valid<NewOrganization>,
 ) -> Result<(StatusCode, Json<Organization>)> {
     if tx.user_id().await?.is_none() {
         return Err(crate::Error::Forbidden(
@@ -92,7 +93,7 @@ pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organi
     ))]
 pub async fn update_org(
     mut tx: OrgTx,
-    Json(changes): Json<OrganizationChanges>,
+    changes: Valid<OrganizationChanges>,
 ) -> Result<Json<Organization>> {
     let updated = store::update(&mut tx, &changes).await?;
     tx.commit().await?;
@@ -150,7 +151,7 @@ pub async fn list_members(
 pub async fn update_member(
     mut tx: OrgTx,
     Path((_org, user)): Path<(Uuid, Uuid)>,
-    Json(changes): Json<MemberChanges>,
+    changes: Valid<MemberChanges>,
 ) -> Result<Json<Member>> {
     let member = store::update_member(&mut tx, user, &changes).await?;
     tx.commit().await?;
@@ -195,10 +196,7 @@ pub async fn list_teams(mut tx: OrgTx, Query(page): Query<PageParams>) -> Result
         (status = 409, description = "team_name_taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed or invalid_reference", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create_team(
-    mut tx: OrgTx,
-    Json(new): Json<NewTeam>,
-) -> Result<(StatusCode, Json<Team>)> {
+pub async fn create_team(mut tx: OrgTx, new: Valid<NewTeam>) -> Result<(StatusCode, Json<Team>)> {
     let team = store::create_team(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(team)))
@@ -228,7 +226,7 @@ pub async fn get_team(mut tx: OrgTx, Path((_org, team)): Path<(Uuid, Uuid)>) -> 
 pub async fn update_team(
     mut tx: OrgTx,
     Path((_org, team)): Path<(Uuid, Uuid)>,
-    Json(changes): Json<TeamChanges>,
+    changes: Valid<TeamChanges>,
 ) -> Result<Json<Team>> {
     let updated = store::update_team(&mut tx, team, &changes).await?;
     tx.commit().await?;

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
+use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -27,8 +28,7 @@ const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry
 
 /// Creates an organization; the database makes the caller its owner. Without a slug, one is
 /// derived from the name, with a random suffix if it is taken.
-pub async fn create(tx: &mut TenantTx, new: &NewOrganization) -> Result<Organization> {
-    new.validate()?;
+pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<Organization> {
     let id = Uuid::now_v7();
     let base = new
         .slug
@@ -93,9 +93,8 @@ pub async fn list_mine(tx: &mut TenantTx, page: &PageParams) -> Result<Page<Orga
     Ok(Page::from_rows(rows, page, |o| o.id))
 }
 
-pub async fn update(tx: &mut OrgTx, changes: &OrganizationChanges) -> Result<Organization> {
+pub async fn update(tx: &mut OrgTx, changes: &Valid<OrganizationChanges>) -> Result<Organization> {
     let id = tx.org();
-    changes.validate()?;
     require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
         "UPDATE organizations SET \
@@ -196,9 +195,12 @@ pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member
     get_member(tx, user).await?.ok_or(Error::NotFound)
 }
 
-pub async fn update_member(tx: &mut OrgTx, user: Uuid, changes: &MemberChanges) -> Result<Member> {
+pub async fn update_member(
+    tx: &mut OrgTx,
+    user: Uuid,
+    changes: &Valid<MemberChanges>,
+) -> Result<Member> {
     let org = tx.org();
-    changes.validate()?;
     let mine = require_role(tx, Role::Admin).await?;
     let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
     if (target.role == Role::Owner || changes.role == Some(Role::Owner)) && mine != Role::Owner {
@@ -271,9 +273,8 @@ pub async fn get_team(tx: &mut OrgTx, team: Uuid) -> Result<Team> {
     .ok_or(Error::NotFound)
 }
 
-pub async fn create_team(tx: &mut OrgTx, new: &NewTeam) -> Result<Team> {
+pub async fn create_team(tx: &mut OrgTx, new: &Valid<NewTeam>) -> Result<Team> {
     let org = tx.org();
-    new.validate()?;
     require_role(tx, Role::Admin).await?;
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO teams (id, organization_id, name, description, lead_user_id) VALUES ($1, $2, $3, $4, $5)")
@@ -288,9 +289,8 @@ pub async fn create_team(tx: &mut OrgTx, new: &NewTeam) -> Result<Team> {
     get_team(tx, id).await
 }
 
-pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &TeamChanges) -> Result<Team> {
+pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &Valid<TeamChanges>) -> Result<Team> {
     let org = tx.org();
-    changes.validate()?;
     require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
         "UPDATE teams SET name = coalesce($3, name), \

@@ -5,7 +5,7 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, read, TestApp, TestUser};
+use crate::helpers::{assert_problem, read, refused_fields, TestApp, TestUser};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     read(
@@ -111,6 +111,15 @@ async fn sign_up_gives_an_owned_organization_a_session_and_a_safe_cookie() {
         let got = post(&app, "/v1/auth/signup", bad).await;
         assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     }
+    // Every broken rule is named in the one answer, so a form can show them all.
+    let got = post(
+        &app,
+        "/v1/auth/signup",
+        json!({"email": "nope", "password": "short", "organization_name": " "}),
+    )
+    .await;
+    let fields = refused_fields(&got);
+    assert_eq!(fields, ["email", "password", "organization_name"]);
 }
 
 #[tokio::test]

@@ -172,3 +172,14 @@ pub fn assert_problem(got: &(StatusCode, Value), status: StatusCode, code: &str)
     assert_eq!(got.1["status"], status.as_u16());
     assert_eq!(got.1["type"], format!("urn:tenantry:problem:{code}"));
 }
+
+/// Asserts a 422 and returns the fields it names, in its order.
+pub fn refused_fields(got: &(StatusCode, Value)) -> Vec<&str> {
+    assert_problem(got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    got.1["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect()
+}
