@@ -6,7 +6,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{store, ApiKey, CreatedApiKey, NewApiKey};
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -27,9 +27,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewApiKey,
     responses(
         (status = 201, body = CreatedApiKey),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn create_key(
     mut tx: OrgTx,
@@ -45,8 +45,8 @@ pub async fn create_key(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses(
         (status = 200, body = Page<ApiKey>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn list_keys(
     mut tx: OrgTx,
@@ -62,8 +62,8 @@ pub async fn list_keys(
     params(("org" = Uuid, Path, description = "Organization id"), ("key" = Uuid, Path, description = "API key id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn revoke_key(
     mut tx: OrgTx,

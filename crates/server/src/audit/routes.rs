@@ -3,7 +3,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{store, Event, EventFilter};
-use crate::http::{AppState, Json, Problem, Query};
+use crate::http::{AppState, Forbidden, Json, NotFound, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;
@@ -22,8 +22,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     params(("org" = Uuid, Path, description = "Organization id"), EventFilter),
     responses(
         (status = 200, body = Page<Event>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn activity(
     mut tx: OrgTx,

@@ -12,7 +12,7 @@ use super::{
     store, ArchivedEntry, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
     ReportLine, Status, StatusChange, ToolSummary,
 };
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;
@@ -56,7 +56,7 @@ fn rows_of<'a>(
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
            ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
-    responses((status = 200, body = Vec<serde_json::Value>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<serde_json::Value>), NotFound))]
 pub async fn list_rows(
     mut tx: OrgTx,
     State(state): State<AppState>,
@@ -76,9 +76,9 @@ pub async fn list_rows(
     request_body = serde_json::Value,
     responses(
         (status = 201, body = serde_json::Value),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NotFound,
         (status = 409, description = "the entry is submitted", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Invalid,
     ))]
 pub async fn add_row(
     mut tx: OrgTx,
@@ -100,9 +100,9 @@ pub async fn add_row(
     request_body = serde_json::Value,
     responses(
         (status = 200, body = serde_json::Value),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        NotFound,
+        Conflict,
+        Invalid,
     ))]
 pub async fn update_row(
     mut tx: OrgTx,
@@ -123,8 +123,8 @@ pub async fn update_row(
            ("row" = Uuid, Path, description = "Row id")),
     responses(
         (status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        NotFound,
+        Conflict,
     ))]
 pub async fn delete_row(
     mut tx: OrgTx,
@@ -147,7 +147,7 @@ pub struct MyEntriesParams {
 /// My latest entries across every tool, newest first, each with my progress on its tool.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tool-entries", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), MyEntriesParams),
-    responses((status = 200, body = Vec<MyEntry>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<MyEntry>), NotFound))]
 pub async fn my_entries(
     mut tx: OrgTx,
     State(state): State<AppState>,
@@ -164,8 +164,8 @@ pub async fn my_entries(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses(
         (status = 200, body = Vec<ReportLine>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn tool_report(mut tx: OrgTx) -> Result<Json<Vec<ReportLine>>> {
     let lines = store::report(&mut tx).await?;
@@ -179,8 +179,8 @@ pub async fn tool_report(mut tx: OrgTx) -> Result<Json<Vec<ReportLine>>> {
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), PageParams),
     responses(
         (status = 200, body = Page<ArchivedEntry>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn list_archived(
     mut tx: OrgTx,
@@ -197,7 +197,7 @@ pub async fn list_archived(
 /// Every tool, with the caller's access and progress.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
-    responses((status = 200, body = Vec<ToolSummary>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ToolSummary>), NotFound))]
 pub async fn list_tools(mut tx: OrgTx) -> Result<Json<Vec<ToolSummary>>> {
     let tools = store::tools(&mut tx).await?;
     tx.commit().await?;
@@ -220,8 +220,8 @@ pub struct EntryListParams {
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), EntryListParams),
     responses(
         (status = 200, body = Page<Entry>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn list_entries(
     mut tx: OrgTx,
@@ -246,8 +246,8 @@ pub async fn list_entries(
     request_body = NewEntry,
     responses(
         (status = 201, body = Entry),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "a status a new entry cannot start in", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "data not valid for the tool, or a reference to an entry that is not yours", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -266,7 +266,7 @@ pub async fn create_entry(
 /// One entry (its author, or the tool's admins).
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
-    responses((status = 200, body = Entry), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Entry), NotFound))]
 pub async fn get_entry(
     mut tx: OrgTx,
     State(state): State<AppState>,
@@ -285,10 +285,10 @@ pub async fn get_entry(
     request_body = DataChange,
     responses(
         (status = 200, body = Entry),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "stale version, or the entry is submitted", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Invalid,
     ))]
 pub async fn update_entry(
     mut tx: OrgTx,
@@ -309,8 +309,8 @@ pub async fn update_entry(
     request_body = StatusChange,
     responses(
         (status = 200, body = Entry),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "stale version or invalid transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_status(
@@ -328,7 +328,7 @@ pub async fn change_status(
 /// Every change of an entry, oldest first: any earlier version can be rebuilt from it.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/history", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"), ("entry" = Uuid, Path, description = "Entry id")),
-    responses((status = 200, body = Vec<HistoryItem>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<HistoryItem>), NotFound))]
 pub async fn entry_history(
     mut tx: OrgTx,
     State(state): State<AppState>,
@@ -343,7 +343,7 @@ pub async fn entry_history(
 /// Tool grants: admins see all of the organization's, members their own.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tool-grants", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
-    responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<Grant>), NotFound))]
 pub async fn list_grants(mut tx: OrgTx) -> Result<Json<Vec<Grant>>> {
     let grants = store::grants(&mut tx).await?;
     tx.commit().await?;
@@ -356,8 +356,8 @@ pub async fn list_grants(mut tx: OrgTx) -> Result<Json<Vec<Grant>>> {
     request_body = NewGrant,
     responses(
         (status = 200, body = Grant),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 422, description = "unknown tool, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_grant(
@@ -375,8 +375,8 @@ pub async fn put_grant(
     params(("org" = Uuid, Path, description = "Organization id"), ("grant" = Uuid, Path, description = "Grant id")),
     responses(
         (status = 204),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn revoke_grant(
     mut tx: OrgTx,

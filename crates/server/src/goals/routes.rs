@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{store, Goal, GoalChanges, Link, NewGoal};
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -40,7 +40,7 @@ pub struct GoalListParams {
 /// The organization's goals with their KPIs and progress.
 #[utoipa::path(get, path = "/v1/orgs/{org}/goals", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), GoalListParams),
-    responses((status = 200, body = Page<Goal>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Goal>), NotFound))]
 pub async fn list_goals(
     mut tx: OrgTx,
     Query(params): Query<GoalListParams>,
@@ -59,8 +59,8 @@ pub async fn list_goals(
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewGoal,
     responses(
         (status = 201, body = Goal),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        Invalid,
     ))]
 pub async fn create_goal(mut tx: OrgTx, new: Valid<NewGoal>) -> Result<(StatusCode, Json<Goal>)> {
     let goal = store::create(&mut tx, &new).await?;
@@ -71,7 +71,7 @@ pub async fn create_goal(mut tx: OrgTx, new: Valid<NewGoal>) -> Result<(StatusCo
 /// One goal with its KPIs and progress.
 #[utoipa::path(get, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
-    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Goal), NotFound))]
 pub async fn get_goal(mut tx: OrgTx, Path((_org, goal)): Path<(Uuid, Uuid)>) -> Result<Json<Goal>> {
     let found = store::get(&mut tx, goal, false).await?;
     tx.commit().await?;
@@ -84,9 +84,9 @@ pub async fn get_goal(mut tx: OrgTx, Path((_org, goal)): Path<(Uuid, Uuid)>) -> 
     request_body = GoalChanges,
     responses(
         (status = 200, body = Goal),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn update_goal(
     mut tx: OrgTx,
@@ -101,7 +101,7 @@ pub async fn update_goal(
 /// Delete a goal (members): hidden, links kept, restorable.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/goals/{goal}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
-    responses((status = 200, body = Goal, description = "The deleted goal"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Goal, description = "The deleted goal"), NotFound))]
 pub async fn delete_goal(
     mut tx: OrgTx,
     Path((_org, goal)): Path<(Uuid, Uuid)>,
@@ -114,7 +114,7 @@ pub async fn delete_goal(
 /// Undo a goal's deletion (members).
 #[utoipa::path(post, path = "/v1/orgs/{org}/goals/{goal}/restore", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
-    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Goal), NotFound))]
 pub async fn restore_goal(
     mut tx: OrgTx,
     Path((_org, goal)): Path<(Uuid, Uuid)>,
@@ -129,8 +129,8 @@ pub async fn restore_goal(
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id")),
     responses(
         (status = 204, description = "Purged"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn purge_goal(
     mut tx: OrgTx,
@@ -147,7 +147,7 @@ pub async fn purge_goal(
     request_body = Link,
     responses(
         (status = 200, body = Goal),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NotFound,
         (status = 422, description = "invalid_reference: no such KPI here; validation_failed: weight", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_kpi(
@@ -163,7 +163,7 @@ pub async fn link_kpi(
 /// Unlink a KPI from the goal (members).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/goals/{goal}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("goal" = Uuid, Path, description = "Goal id"), ("kpi" = Uuid, Path, description = "KPI id")),
-    responses((status = 200, body = Goal), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Goal), NotFound))]
 pub async fn unlink_kpi(
     mut tx: OrgTx,
     Path((_org, goal, kpi)): Path<(Uuid, Uuid, Uuid)>,

@@ -33,7 +33,7 @@ pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 pub use openapi::ApiDoc;
-pub use problem::Problem;
+pub use problem::{Conflict, Forbidden, Invalid, NotFound, Problem, TooLarge, Unauthorized};
 
 use crate::identity::external::{ExternalAuth, JwtConfig, OidcConfig};
 use crate::kernel::error::Error;

@@ -26,6 +26,56 @@ pub struct Problem {
     pub current_version: Option<i32>,
 }
 
+/// The problem answers operations document, declared once: `responses((status = 200, body = Kpi),
+/// Forbidden, NotFound, Invalid)`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No valid credential",
+    content_type = "application/problem+json"
+)]
+pub struct Unauthorized(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The caller's role may not do this",
+    content_type = "application/problem+json"
+)]
+pub struct Forbidden(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "Not there, or not the caller's to see",
+    content_type = "application/problem+json"
+)]
+pub struct NotFound(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 409,
+    description = "Conflicts with the current state",
+    content_type = "application/problem+json"
+)]
+pub struct Conflict(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 413,
+    description = "The body is too large",
+    content_type = "application/problem+json"
+)]
+pub struct TooLarge(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 422,
+    description = "Invalid input; `errors` names every field",
+    content_type = "application/problem+json"
+)]
+pub struct Invalid(pub Problem);
+
 impl Error {
     /// Status, stable code and detail shown to the client. Database errors become client errors
     /// only where the database says the input was wrong; anything else is a 500 without details.

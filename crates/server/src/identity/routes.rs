@@ -14,7 +14,8 @@ use super::{
     SessionInfo, User,
 };
 use crate::http::{
-    AppState, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
+    AppState, ClientInfo, Invalid, Json, NotFound, OidcFlowCookie, Path, Query, Unauthorized,
+    OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
 use crate::kernel::input::Valid;
@@ -58,11 +59,15 @@ fn cleared_cookie() -> HeaderValue {
     HeaderValue::from_static("tenantry_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax")
 }
 
+/// A new session's answer: its cookie, and the user, session and any new organization as JSON.
+type SessionOpened = ([(HeaderName, HeaderValue); 1], Json<SignedIn>);
+
 async fn open_session(
     state: &AppState,
     client: &ClientInfo,
     user_id: uuid::Uuid,
-) -> Result<(User, IssuedSession, HeaderValue)> {
+    organization: Option<Organization>,
+) -> Result<SessionOpened> {
     let ttl = state.config.session_ttl;
     let session = store::create_session(
         &state.db,
@@ -76,7 +81,12 @@ async fn open_session(
     let mut tx = TenantTx::begin(&state.db, &client.context(Actor::User(user_id))).await?;
     let me = store::me(&mut tx).await?;
     tx.commit().await?;
-    Ok((me.user, session, cookie))
+    let body = SignedIn {
+        user: me.user,
+        session,
+        organization,
+    };
+    Ok(([(SET_COOKIE, cookie)], Json(body)))
 }
 
 /// Create an account with email and password, its first organization, and a session.
@@ -84,7 +94,7 @@ async fn open_session(
     responses(
         (status = 201, body = SignedIn, description = "Also sets the tenantry_session cookie"),
         (status = 409, description = "email_taken", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
+        Invalid,
     ))]
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -92,13 +102,14 @@ pub async fn sign_up(
     input: Valid<PasswordSignUp>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
     let signed_up = store::sign_up_with_password(&state.db, &input, client.ip).await?;
-    let (user, session, cookie) = open_session(&state, &client, signed_up.user.id).await?;
-    let body = SignedIn {
-        user,
-        session,
-        organization: Some(signed_up.organization),
-    };
-    Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(body)))
+    let (cookie, body) = open_session(
+        &state,
+        &client,
+        signed_up.user.id,
+        Some(signed_up.organization),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, cookie, body))
 }
 
 /// Sign in with email and password. A wrong email and a wrong password get the same answer;
@@ -113,22 +124,14 @@ pub async fn sign_in(
     State(state): State<AppState>,
     client: ClientInfo,
     Json(input): Json<PasswordSignIn>,
-) -> Result<([(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
+) -> Result<SessionOpened> {
     let user_id = store::sign_in(&state.db, &input, client.ip).await?;
-    let (user, session, cookie) = open_session(&state, &client, user_id).await?;
-    Ok((
-        [(SET_COOKIE, cookie)],
-        Json(SignedIn {
-            user,
-            session,
-            organization: None,
-        }),
-    ))
+    open_session(&state, &client, user_id, None).await
 }
 
 /// End the session this request uses (and clear its cookie).
 #[utoipa::path(post, path = "/v1/auth/signout", tag = "identity", security(("bearer" = [])),
-    responses((status = 204, description = "Signed out"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Signed out"), Unauthorized))]
 pub async fn sign_out(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
     let current = tx.session_id().await?.ok_or(Error::Unauthenticated)?;
     store::end_session(&mut tx, current).await?;
@@ -138,7 +141,7 @@ pub async fn sign_out(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, Heade
 
 /// The signed-in user's live sessions.
 #[utoipa::path(get, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
-    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SessionInfo>), Unauthorized))]
 pub async fn list_sessions(mut tx: UserTx) -> Result<Json<Vec<SessionInfo>>> {
     let sessions = store::list_sessions(&mut tx).await?;
     tx.commit().await?;
@@ -148,7 +151,7 @@ pub async fn list_sessions(mut tx: UserTx) -> Result<Json<Vec<SessionInfo>>> {
 /// End one of the signed-in user's sessions.
 #[utoipa::path(delete, path = "/v1/me/sessions/{session}", tag = "identity", security(("bearer" = [])),
     params(("session" = uuid::Uuid, Path, description = "Session id")),
-    responses((status = 204, description = "Ended"), (status = 404, body = crate::http::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Ended"), NotFound))]
 pub async fn end_session(mut tx: UserTx, Path(id): Path<uuid::Uuid>) -> Result<StatusCode> {
     store::end_session(&mut tx, id).await?;
     tx.commit().await?;
@@ -157,7 +160,7 @@ pub async fn end_session(mut tx: UserTx, Path(id): Path<uuid::Uuid>) -> Result<S
 
 /// Sign out everywhere: end every session of the signed-in user, this one included.
 #[utoipa::path(delete, path = "/v1/me/sessions", tag = "identity", security(("bearer" = [])),
-    responses((status = 204, description = "All ended"), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "All ended"), Unauthorized))]
 pub async fn end_all_sessions(
     mut tx: UserTx,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
@@ -170,8 +173,8 @@ pub async fn end_all_sessions(
 #[utoipa::path(put, path = "/v1/me/password", tag = "identity", security(("bearer" = [])), request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed"),
-        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
+        Unauthorized,
+        Invalid,
     ))]
 pub async fn change_password(mut tx: UserTx, change: Valid<PasswordChange>) -> Result<StatusCode> {
     store::change_password(&mut tx, &change).await?;
@@ -182,7 +185,7 @@ pub async fn change_password(mut tx: UserTx, change: Valid<PasswordChange>) -> R
 /// The signed-in user and their profile.
 #[utoipa::path(get, path = "/v1/me", tag = "identity", security(("bearer" = [])), responses(
     (status = 200, body = Me),
-    (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+    Unauthorized,
 ))]
 pub async fn me(mut tx: UserTx) -> Result<Json<Me>> {
     let me = store::me(&mut tx).await?;
@@ -194,8 +197,8 @@ pub async fn me(mut tx: UserTx) -> Result<Json<Me>> {
 #[utoipa::path(patch, path = "/v1/me", tag = "identity", security(("bearer" = [])), request_body = MeChanges,
     responses(
         (status = 200, body = Me),
-        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
+        Unauthorized,
+        Invalid,
     ))]
 pub async fn update_me(mut tx: UserTx, changes: Valid<MeChanges>) -> Result<Json<Me>> {
     let me = store::update_me(&mut tx, &changes).await?;
@@ -208,7 +211,7 @@ pub async fn update_me(mut tx: UserTx, changes: Valid<MeChanges>) -> Result<Json
 #[utoipa::path(delete, path = "/v1/me", tag = "identity", security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "last_owner", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_me(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1])> {
@@ -275,7 +278,7 @@ pub async fn oidc_callback(
     client: ClientInfo,
     OidcFlowCookie(flow_cookie): OidcFlowCookie,
     Query(callback): Query<OidcCallback>,
-) -> Result<([(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
+) -> Result<SessionOpened> {
     let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
     if callback.error.is_some() {
         return Err(Error::InvalidToken("the provider refused the sign-in"));
@@ -293,13 +296,5 @@ pub async fn oidc_callback(
         .ok_or(Error::InvalidToken("unknown, used or expired state"))?;
     let identity = oidc.finish(&code, &nonce, &verifier).await?;
     let user_id = store::sign_in_with_identity(&state.db, &identity, &oidc.config.provider).await?;
-    let (user, session, cookie) = open_session(&state, &client, user_id).await?;
-    Ok((
-        [(SET_COOKIE, cookie)],
-        Json(SignedIn {
-            user,
-            session,
-            organization: None,
-        }),
-    ))
+    open_session(&state, &client, user_id, None).await
 }

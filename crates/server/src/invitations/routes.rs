@@ -7,7 +7,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Problem, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -31,10 +31,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewInvitation,
     responses(
         (status = 201, body = IssuedInvitation),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "already_invited", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Invalid,
     ))]
 pub async fn invite(
     mut tx: OrgTx,
@@ -51,8 +51,8 @@ pub async fn invite(
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
     responses(
         (status = 200, body = Page<Invitation>),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn list_invitations(
     mut tx: OrgTx,
@@ -68,7 +68,7 @@ pub async fn list_invitations(
     params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
     responses(
         (status = 200, body = IssuedInvitation),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NotFound,
         (status = 409, description = "invitation_closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn resend_invitation(
@@ -84,7 +84,7 @@ pub async fn resend_invitation(
 /// Revoke an open invitation.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/invitations/{invitation}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("invitation" = Uuid, Path, description = "Invitation id")),
-    responses((status = 204, description = "Revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Revoked"), NotFound))]
 pub async fn revoke_invitation(
     mut tx: OrgTx,
     Path((_org, id)): Path<(Uuid, Uuid)>,

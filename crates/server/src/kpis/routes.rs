@@ -12,7 +12,7 @@ use super::{
     store, Aggregate, Bucket, Dashboard, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi,
     SeriesPoint,
 };
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Problem, Query, TooLarge};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -54,7 +54,7 @@ pub struct KpiListParams {
 /// The organization's KPIs, each with progress and 7/30/90-day change.
 #[utoipa::path(get, path = "/v1/orgs/{org}/kpis", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), KpiListParams),
-    responses((status = 200, body = Page<Kpi>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Kpi>), NotFound))]
 pub async fn list_kpis(
     mut tx: OrgTx,
     Query(params): Query<KpiListParams>,
@@ -73,9 +73,9 @@ pub async fn list_kpis(
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewKpi,
     responses(
         (status = 201, body = Kpi),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn create_kpi(mut tx: OrgTx, new: Valid<NewKpi>) -> Result<(StatusCode, Json<Kpi>)> {
     let kpi = store::create(&mut tx, &new).await?;
@@ -86,7 +86,7 @@ pub async fn create_kpi(mut tx: OrgTx, new: Valid<NewKpi>) -> Result<(StatusCode
 /// One KPI with progress and change.
 #[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
-    responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Kpi), NotFound))]
 pub async fn get_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
     let found = store::get(&mut tx, kpi, false).await?;
     tx.commit().await?;
@@ -99,9 +99,9 @@ pub async fn get_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Re
     request_body = KpiChanges,
     responses(
         (status = 200, body = Kpi),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn update_kpi(
     mut tx: OrgTx,
@@ -116,7 +116,7 @@ pub async fn update_kpi(
 /// Delete a KPI (members): hidden from lists and reads, history and goal links kept, restorable.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/kpis/{kpi}", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
-    responses((status = 200, body = Kpi, description = "The deleted KPI"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Kpi, description = "The deleted KPI"), NotFound))]
 pub async fn delete_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<Json<Kpi>> {
     let deleted = store::set_deleted(&mut tx, kpi, true).await?;
     tx.commit().await?;
@@ -126,7 +126,7 @@ pub async fn delete_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) ->
 /// Undo a KPI's deletion (members).
 #[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/restore", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
-    responses((status = 200, body = Kpi), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Kpi), NotFound))]
 pub async fn restore_kpi(
     mut tx: OrgTx,
     Path((_org, kpi)): Path<(Uuid, Uuid)>,
@@ -141,8 +141,8 @@ pub async fn restore_kpi(
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses(
         (status = 204, description = "Purged"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn purge_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) -> Result<StatusCode> {
     store::purge(&mut tx, kpi).await?;
@@ -164,7 +164,7 @@ pub struct PointParams {
 /// A KPI's data points, newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/kpis/{kpi}/points", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), PointParams),
-    responses((status = 200, body = Page<DataPoint>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<DataPoint>), NotFound))]
 pub async fn list_points(
     mut tx: OrgTx,
     Path((_org, kpi)): Path<(Uuid, Uuid)>,
@@ -192,9 +192,9 @@ pub struct Recorded {
     request_body = Vec<NewDataPoint>,
     responses(
         (status = 200, body = Recorded),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn record_points(
     mut tx: OrgTx,
@@ -226,7 +226,7 @@ pub struct SeriesParams {
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id"), SeriesParams),
     responses(
         (status = 200, body = Vec<SeriesPoint>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NotFound,
         (status = 422, description = "unknown time zone", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn series(
@@ -251,7 +251,7 @@ pub async fn series(
 /// Every live KPI with current value, progress, 30-day change and a 30-point sparkline, in one request.
 #[utoipa::path(get, path = "/v1/orgs/{org}/dashboard", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
-    responses((status = 200, body = Dashboard), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Dashboard), NotFound))]
 pub async fn dashboard(mut tx: OrgTx) -> Result<Json<Dashboard>> {
     let board = store::dashboard(&mut tx).await?;
     tx.commit().await?;
@@ -268,9 +268,9 @@ pub async fn dashboard(mut tx: OrgTx) -> Result<Json<Dashboard>> {
     responses(
         (status = 200, body = super::ingest::Ingested),
         (status = 400, description = "malformed body or unsupported content type", body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        TooLarge,
         (status = 422, description = "bad rows, each named rows[i]", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ingest(
@@ -298,7 +298,7 @@ pub async fn ingest(
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
     responses(
         (status = 200, content_type = "text/csv", body = String),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NotFound,
     ))]
 pub async fn export_points(
     mut tx: OrgTx,

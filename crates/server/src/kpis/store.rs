@@ -82,16 +82,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewKpi>) -> Result<Kpi> {
     .execute(tx.conn())
     .await?;
     if let Some(value) = new.initial_value {
-        record(
-            tx,
-            id,
-            &Valid::new(vec![NewDataPoint {
-                value,
-                observed_at: None,
-                source: None,
-            }])?,
-        )
-        .await?;
+        record_now(tx, id, value).await?;
     }
     get(tx, id, false).await
 }
@@ -129,16 +120,7 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<KpiChanges>) -> Re
     .await?;
     updated.found()?;
     if let Some(value) = changes.value {
-        record(
-            tx,
-            id,
-            &Valid::new(vec![NewDataPoint {
-                value,
-                observed_at: None,
-                source: None,
-            }])?,
-        )
-        .await?;
+        record_now(tx, id, value).await?;
     }
     get(tx, id, false).await
 }
@@ -152,6 +134,16 @@ pub async fn set_deleted(tx: &mut OrgTx, id: Uuid, deleted: bool) -> Result<Kpi>
 /// Deletes a KPI for good, with its history and goal links (admins).
 pub async fn purge(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     crate::lifecycle::purge(tx, Deletable::Kpis, id).await
+}
+
+/// Records `value` as observed now, by hand (a KPI's first value, or a PATCH's `value`).
+async fn record_now(tx: &mut OrgTx, kpi: Uuid, value: f64) -> Result<u64> {
+    let point = NewDataPoint {
+        value,
+        observed_at: None,
+        source: None,
+    };
+    record(tx, kpi, &Valid::new(vec![point])?).await
 }
 
 /// Records points of one live KPI (upsert on time and source); how many were written.

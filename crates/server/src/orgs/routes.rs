@@ -11,7 +11,9 @@ use super::{
     store, Member, MemberChanges, NewOrganization, NewTeam, Organization, OrganizationChanges,
     OwnershipTransfer, Team, TeamChanges,
 };
-use crate::http::{AppState, Json, Path, Problem, Query};
+use crate::http::{
+    AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Problem, Query, Unauthorized,
+};
 use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::Result;
@@ -39,7 +41,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     request_body = NewOrganization,
     responses(
         (status = 201, body = Organization),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "slug_taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -59,7 +61,7 @@ pub async fn create_org(
 
 /// The organizations the caller belongs to.
 #[utoipa::path(get, path = "/v1/orgs", tag = "organizations", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = Page<Organization>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Organization>), Unauthorized))]
 pub async fn list_orgs(
     mut tx: UserTx,
     Query(page): Query<PageParams>,
@@ -72,7 +74,7 @@ pub async fn list_orgs(
 /// One organization the caller belongs to.
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
-    responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Organization), NotFound))]
 pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organization>> {
     let found = store::get(&mut tx, org)
         .await?
@@ -86,10 +88,10 @@ pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organi
     params(("org" = Uuid, Path, description = "Organization id")), request_body = OrganizationChanges,
     responses(
         (status = 200, body = Organization),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Conflict,
+        Invalid,
     ))]
 pub async fn update_org(
     mut tx: OrgTx,
@@ -112,9 +114,9 @@ pub struct DeleteConfirmation {
     params(("org" = Uuid, Path, description = "Organization id"), DeleteConfirmation),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn delete_org(
     mut tx: OrgTx,
@@ -128,7 +130,7 @@ pub async fn delete_org(
 /// Members of an organization.
 #[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
-    responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Member>), NotFound))]
 pub async fn list_members(
     mut tx: OrgTx,
     Query(page): Query<PageParams>,
@@ -144,8 +146,8 @@ pub async fn list_members(
     request_body = MemberChanges,
     responses(
         (status = 200, body = Member),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_member(
@@ -163,8 +165,8 @@ pub async fn update_member(
     params(("org" = Uuid, Path, description = "Organization id"), ("user" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "last_owner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(
@@ -179,7 +181,7 @@ pub async fn remove_member(
 /// Teams of an organization.
 #[utoipa::path(get, path = "/v1/orgs/{org}/teams", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), PageParams),
-    responses((status = 200, body = Page<Team>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<Team>), NotFound))]
 pub async fn list_teams(mut tx: OrgTx, Query(page): Query<PageParams>) -> Result<Json<Page<Team>>> {
     let teams = store::list_teams(&mut tx, &page).await?;
     tx.commit().await?;
@@ -191,8 +193,8 @@ pub async fn list_teams(mut tx: OrgTx, Query(page): Query<PageParams>) -> Result
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewTeam,
     responses(
         (status = 201, body = Team),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 409, description = "team_name_taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "validation_failed or invalid_reference", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -205,7 +207,7 @@ pub async fn create_team(mut tx: OrgTx, new: Valid<NewTeam>) -> Result<(StatusCo
 /// One team with its members.
 #[utoipa::path(get, path = "/v1/orgs/{org}/teams/{team}", tag = "organizations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
-    responses((status = 200, body = Team), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Team), NotFound))]
 pub async fn get_team(mut tx: OrgTx, Path((_org, team)): Path<(Uuid, Uuid)>) -> Result<Json<Team>> {
     require_role(&mut tx, Role::Viewer).await?;
     let found = store::get_team(&mut tx, team).await?;
@@ -219,9 +221,9 @@ pub async fn get_team(mut tx: OrgTx, Path((_org, team)): Path<(Uuid, Uuid)>) -> 
     request_body = TeamChanges,
     responses(
         (status = 200, body = Team),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn update_team(
     mut tx: OrgTx,
@@ -238,8 +240,8 @@ pub async fn update_team(
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn delete_team(
     mut tx: OrgTx,
@@ -255,8 +257,8 @@ pub async fn delete_team(
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id"), ("user" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, body = Team),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
         (status = 422, description = "invalid_reference: not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_team_member(
@@ -273,8 +275,8 @@ pub async fn add_team_member(
     params(("org" = Uuid, Path, description = "Organization id"), ("team" = Uuid, Path, description = "Team id"), ("user" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
     ))]
 pub async fn remove_team_member(
     mut tx: OrgTx,
@@ -290,9 +292,9 @@ pub async fn remove_team_member(
     params(("org" = Uuid, Path, description = "Organization id")), request_body = OwnershipTransfer,
     responses(
         (status = 200, body = Member, description = "The new owner"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        Invalid,
     ))]
 pub async fn transfer_ownership(
     mut tx: OrgTx,
