@@ -88,8 +88,8 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
 
     // 2. JSONB containment on one tool with a million entries.
     println!("\n## JSONB containment on WOOP ({WOOP_ENTRIES} entries): data @> '{WISH}'");
-    let in_org = "SELECT id, data FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND data @> $2::jsonb";
-    let everywhere = "SELECT count(*) FROM sprint_00_woop.tool_data WHERE data @> $1::jsonb";
+    let in_org = r"SELECT id, data FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND data @> $2::jsonb";
+    let everywhere = r"SELECT count(*) FROM sprint_00_woop.tool_data WHERE data @> $1::jsonb";
     println!("\n### an organization owner's search in their organization (RLS)");
     explain(&runtime, user, org, in_org, &[WISH]).await?;
     println!("\n### the owner role across all organizations (maintenance, RLS off)");
@@ -99,10 +99,11 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
         .fetch_one(&direct)
         .await?;
     println!("{count} matching entries in {:?}", started.elapsed());
-    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {everywhere}"))
-        .bind(WISH)
-        .fetch_all(&direct)
-        .await?;
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!(r"EXPLAIN (ANALYZE, BUFFERS) {everywhere}"))
+            .bind(WISH)
+            .fetch_all(&direct)
+            .await?;
     println!("```\n{}\n```", plan.join("\n"));
     let search = op({
         let runtime = runtime.clone();
@@ -169,7 +170,7 @@ fn expect_rows(got: usize, want: usize) -> Result<(), AnyError> {
 /// only a context bound by app.begin_request answers; the owner reads the service key itself).
 async fn bind_user(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), AnyError> {
     sqlx::query(
-        "SELECT app.begin_request((SELECT service_key FROM app.secrets), $1, NULL, NULL, NULL, NULL, NULL, NULL)",
+        r"SELECT app.begin_request((SELECT service_key FROM app.secrets), $1, NULL, NULL, NULL, NULL, NULL, NULL)",
     )
     .bind(user)
         .execute(tx)
@@ -187,7 +188,7 @@ async fn explain(
     texts: &[&str],
 ) -> Result<(), AnyError> {
     let mut tx = TenantTx::begin(runtime, &RequestContext::user(user).in_org(org)).await?;
-    let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
+    let explain = format!(r"EXPLAIN (ANALYZE, BUFFERS) {sql}");
     let mut query = sqlx::query_scalar::<_, String>(&explain).bind(org);
     query = if texts.is_empty() {
         query.bind(50i64)
@@ -203,7 +204,7 @@ async fn explain(
 /// Fills the benchmark organizations with entries, where missing: 1,000 WOOP entries each (one
 /// wish in a thousand is "wish 42"), 5 in every other tool, and the members' progress.
 async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError> {
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM sprint_00_woop.tool_data")
+    let have: i64 = sqlx::query_scalar(r"SELECT count(*) FROM sprint_00_woop.tool_data")
         .fetch_one(direct)
         .await?;
     if have >= WOOP_ENTRIES {
@@ -220,17 +221,17 @@ async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError
         let orgs: Vec<Uuid> = chunk.iter().map(|(_, o)| *o).collect();
         let mut tx = direct.begin().await?;
         // Loaded as the owner's restore would: rows as they are, no per-row history.
-        sqlx::query("SELECT set_config('app.archiving', 'on', true)")
+        sqlx::query(r"SELECT set_config('app.archiving', 'on', true)")
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO sprint_00_woop.tool_data (organization_id, user_id, data, status, completed_at, submitted_at) \
-             SELECT t.org, t.usr, \
-                    jsonb_build_object('wish', 'wish ' || (n % 1000), 'outcome', 'outcome ' || n, \
-                                       'obstacle', 'obstacle ' || (n % 97), 'plan', 'if ' || (n % 89) || ' then act'), \
-                    s.status, CASE WHEN s.status IN ('completed', 'submitted') THEN now() END, \
-                    CASE WHEN s.status = 'submitted' THEN now() END \
-               FROM unnest($1::uuid[], $2::uuid[]) AS t(usr, org), generate_series(1, $3) n, \
+            r"INSERT INTO sprint_00_woop.tool_data (organization_id, user_id, data, status, completed_at, submitted_at)
+             SELECT t.org, t.usr,
+                    jsonb_build_object('wish', 'wish ' || (n % 1000), 'outcome', 'outcome ' || n,
+                                       'obstacle', 'obstacle ' || (n % 97), 'plan', 'if ' || (n % 89) || ' then act'),
+                    s.status, CASE WHEN s.status IN ('completed', 'submitted') THEN now() END,
+                    CASE WHEN s.status = 'submitted' THEN now() END
+               FROM unnest($1::uuid[], $2::uuid[]) AS t(usr, org), generate_series(1, $3) n,
                     LATERAL (SELECT (ARRAY['draft', 'in_progress', 'completed', 'submitted'])[n % 4 + 1] AS status) s",
         )
         .bind(&users)
@@ -246,8 +247,8 @@ async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError
             "sprint_29_digital_heart",
         ] {
             sqlx::query(&format!(
-                "INSERT INTO {schema}.tool_data (organization_id, user_id, data, status) \
-                 SELECT t.org, t.usr, '{{}}', 'in_progress' \
+                r"INSERT INTO {schema}.tool_data (organization_id, user_id, data, status)
+                 SELECT t.org, t.usr, '{{}}', 'in_progress'
                    FROM unnest($1::uuid[], $2::uuid[]) AS t(usr, org), generate_series(1, $3)"
             ))
             .bind(&users)
@@ -257,9 +258,9 @@ async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError
             .await?;
         }
         sqlx::query(
-            "INSERT INTO tool_access.progress (organization_id, user_id, tool_slug, status, progress_percentage, last_accessed_at) \
-             SELECT t.org, t.usr, tools.slug, 'in_progress', 50, now() \
-               FROM unnest($1::uuid[], $2::uuid[]) AS t(usr, org), tool_access.tools tools \
+            r"INSERT INTO tool_access.progress (organization_id, user_id, tool_slug, status, progress_percentage, last_accessed_at)
+             SELECT t.org, t.usr, tools.slug, 'in_progress', 50, now()
+               FROM unnest($1::uuid[], $2::uuid[]) AS t(usr, org), tool_access.tools tools
              ON CONFLICT DO NOTHING",
         )
         .bind(&users)

@@ -39,7 +39,7 @@ pub(super) async fn run(
     let tenants = bench_tenants(urls, &runtime).await?;
     build(&direct, &tenants).await?;
     let (points, orgs): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM kpi_data_points), (SELECT count(*) FROM organizations)",
+        r"SELECT (SELECT count(*) FROM kpi_data_points), (SELECT count(*) FROM organizations)",
     )
     .fetch_one(&direct)
     .await?;
@@ -74,7 +74,7 @@ struct Http {
 async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError> {
     let orgs: Vec<Uuid> = tenants.iter().map(|(_, org)| *org).collect();
     let missing: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT o FROM unnest($1::uuid[]) WITH ORDINALITY AS t(o, n) WHERE NOT EXISTS \
+        r"SELECT o FROM unnest($1::uuid[]) WITH ORDINALITY AS t(o, n) WHERE NOT EXISTS
            (SELECT 1 FROM kpis k WHERE k.organization_id = o AND k.name LIKE 'Bench KPI %') ORDER BY n",
     )
     .bind(&orgs)
@@ -101,15 +101,15 @@ async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError
             .collect();
         // A daily series per KPI: a level, a slow trend and a weekly swing.
         sqlx::query(
-            "WITH new_kpis AS ( \
-               INSERT INTO kpis (organization_id, name, unit, target_value, baseline) \
-               SELECT t.org, format('Bench KPI %s', lpad(n::text, 2, '0')), 'units', 2000 + n * 10, 0 \
-                 FROM unnest($1::uuid[], $2::int[]) AS t(org, kpi_count), generate_series(1, t.kpi_count) n \
-               RETURNING organization_id, id, target_value) \
-             INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
-             SELECT k.organization_id, k.id, \
-                    round((k.target_value / 2 + ($3 - d) * 0.5 + 20 * sin(d / 7.0))::numeric, 2), \
-                    date_trunc('day', now()) - make_interval(days => d), 'bench' \
+            r"WITH new_kpis AS (
+               INSERT INTO kpis (organization_id, name, unit, target_value, baseline)
+               SELECT t.org, format('Bench KPI %s', lpad(n::text, 2, '0')), 'units', 2000 + n * 10, 0
+                 FROM unnest($1::uuid[], $2::int[]) AS t(org, kpi_count), generate_series(1, t.kpi_count) n
+               RETURNING organization_id, id, target_value)
+             INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
+             SELECT k.organization_id, k.id,
+                    round((k.target_value / 2 + ($3 - d) * 0.5 + 20 * sin(d / 7.0))::numeric, 2),
+                    date_trunc('day', now()) - make_interval(days => d), 'bench'
                FROM new_kpis k CROSS JOIN generate_series(0, $3 - 1) d",
         )
         .bind(chunk)
@@ -124,7 +124,7 @@ async fn build(direct: &PgPool, tenants: &[(Uuid, Uuid)]) -> Result<(), AnyError
             started.elapsed()
         );
     }
-    sqlx::query("ANALYZE kpis, kpi_data_points")
+    sqlx::query(r"ANALYZE kpis, kpi_data_points")
         .execute(direct)
         .await?;
     Ok(())
@@ -142,8 +142,8 @@ struct IngestRows {
 
 async fn ingest_rows(direct: &PgPool, org: Uuid) -> Result<IngestRows, AnyError> {
     sqlx::query(
-        "INSERT INTO kpis (organization_id, name, unit) \
-         SELECT $1, format('Ingest KPI %s', lpad(n::text, 2, '0')), 'units' FROM generate_series(1, $2) n \
+        r"INSERT INTO kpis (organization_id, name, unit)
+         SELECT $1, format('Ingest KPI %s', lpad(n::text, 2, '0')), 'units' FROM generate_series(1, $2) n
          WHERE NOT EXISTS (SELECT 1 FROM kpis WHERE organization_id = $1 AND name LIKE 'Ingest KPI %')",
     )
     .bind(org)
@@ -151,7 +151,7 @@ async fn ingest_rows(direct: &PgPool, org: Uuid) -> Result<IngestRows, AnyError>
     .execute(direct)
     .await?;
     let kpis: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM kpis WHERE organization_id = $1 AND name LIKE 'Ingest KPI %' ORDER BY name",
+        r"SELECT id FROM kpis WHERE organization_id = $1 AND name LIKE 'Ingest KPI %' ORDER BY name",
     )
     .bind(org)
     .fetch_all(direct)
@@ -186,7 +186,7 @@ async fn ingest_vs_copy(
 ) -> Result<(), AnyError> {
     let rows = ingest_rows(direct, *org).await?;
     let clear = || async {
-        sqlx::query("DELETE FROM kpi_data_points WHERE organization_id = $1 AND kpi_id = ANY($2)")
+        sqlx::query(r"DELETE FROM kpi_data_points WHERE organization_id = $1 AND kpi_id = ANY($2)")
             .bind(rows.org)
             .bind(&rows.kpis)
             .execute(direct)
@@ -205,7 +205,7 @@ async fn ingest_vs_copy(
         let mut conn = direct.acquire().await?;
         let mut copy = conn
             .copy_in_raw(
-                "COPY kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
+                r"COPY kpi_data_points (organization_id, kpi_id, value, observed_at, source)
                  FROM STDIN (FORMAT csv)",
             )
             .await?;
@@ -239,7 +239,7 @@ async fn ingest_vs_copy(
             "POST /v1/orgs/{org}/kpi-points, CSV (HTTP, auth, RLS, rows/s)",
             ours,
         ),
-        ("COPY of the same rows by the owner (rows/s)", copied),
+        (r"COPY of the same rows by the owner (rows/s)", copied),
     ]);
     Ok(())
 }
@@ -350,7 +350,7 @@ async fn get_kpi(
     s: &Settings,
 ) -> Result<(), AnyError> {
     let first_kpis: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT DISTINCT ON (organization_id) organization_id, id FROM kpis \
+        r"SELECT DISTINCT ON (organization_id) organization_id, id FROM kpis
          WHERE name LIKE 'Bench KPI %' ORDER BY organization_id, name",
     )
     .fetch_all(direct)

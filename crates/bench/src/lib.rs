@@ -133,7 +133,7 @@ async fn bench_tenants(
     runtime: &RuntimePool,
 ) -> Result<Vec<(Uuid, Uuid)>, AnyError> {
     let owner = OwnerPool::connect(&urls.owner).await?;
-    let query = "SELECT m.user_id, m.organization_id FROM organization_members m JOIN users u ON u.id = m.user_id \
+    let query = r"SELECT m.user_id, m.organization_id FROM organization_members m JOIN users u ON u.id = m.user_id
                  WHERE u.email LIKE 'bench-%@bench.local' AND m.role = 'owner' ORDER BY u.email";
     let mut pairs: Vec<(Uuid, Uuid)> = sqlx::query_as(query).fetch_all(&owner.0).await?;
     if pairs.len() < BENCH_ORGS {
@@ -157,7 +157,7 @@ async fn bench_tenants(
             )
             .await?;
         }
-        sqlx::query("ANALYZE users, organizations, organization_members")
+        sqlx::query(r"ANALYZE users, organizations, organization_members")
             .execute(&owner.0)
             .await?;
         pairs = sqlx::query_as(query).fetch_all(&owner.0).await?;
@@ -170,7 +170,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
     let runtime = RuntimePool::open(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
-    const SELECT: &str = "SELECT id, name, slug FROM organizations WHERE id = $1";
+    const SELECT: &str = r"SELECT id, name, slug FROM organizations WHERE id = $1";
 
     let ours = op({
         let runtime = runtime.clone();
@@ -298,10 +298,10 @@ async fn bench_credentials(
     tenants: &[(Uuid, Uuid)],
 ) -> Result<Vec<(Uuid, String, String)>, AnyError> {
     let owner = OwnerPool::connect(&urls.owner).await?;
-    sqlx::query("DELETE FROM sessions WHERE user_agent = 'tenantry bench'")
+    sqlx::query(r"DELETE FROM sessions WHERE user_agent = 'tenantry bench'")
         .execute(&owner.0)
         .await?;
-    sqlx::query("DELETE FROM api_keys WHERE name = 'tenantry bench'")
+    sqlx::query(r"DELETE FROM api_keys WHERE name = 'tenantry bench'")
         .execute(&owner.0)
         .await?;
     owner.0.close().await;
@@ -364,7 +364,7 @@ async fn http_auth(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
             async move {
                 let mut tx = direct.begin().await?;
                 let _row: (Uuid, String, String, serde_json::Value) = sqlx::query_as(
-                    "SELECT o.id, o.name, o.slug, o.settings FROM organizations o WHERE o.id = $1",
+                    r"SELECT o.id, o.name, o.slug, o.settings FROM organizations o WHERE o.id = $1",
                 )
                 .bind(org)
                 .fetch_one(&mut *tx)

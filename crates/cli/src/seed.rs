@@ -28,10 +28,11 @@ pub async fn run(database: &Database, listen: SocketAddr) -> Result<(), AnyError
     migrate::up(&owner, None).await?;
     // Finding an existing account by email is an operator's lookup (the runtime role cannot
     // see users outside its organizations), so it runs as the owner.
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = $1")
-        .bind(DEMO_EMAIL)
-        .fetch_optional(&owner.0)
-        .await?;
+    let existing: Option<Uuid> =
+        sqlx::query_scalar(r"SELECT id FROM users WHERE lower(email) = $1")
+            .bind(DEMO_EMAIL)
+            .fetch_optional(&owner.0)
+            .await?;
     owner.0.close().await;
 
     let pool = database.runtime_pool(4).await?;

@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(manifest["slug"], "north_star");
         let up = std::fs::read_to_string(&written[1]).expect("up");
         assert!(
-            up.contains("CALL tool_access.install_tool({{tool_manifest}});"),
+            up.contains(r"CALL tool_access.install_tool({{tool_manifest}});"),
             "{up}"
         );
         assert!(

@@ -530,7 +530,7 @@ impl ManagedCluster {
             ),
         ] {
             let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+                sqlx::query_scalar(r"SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
                     .bind(role)
                     .fetch_one(&mut conn)
                     .await?;
@@ -543,7 +543,7 @@ impl ManagedCluster {
         create_database_if_missing(&mut conn, DATABASE_NAME).await?;
         // Every database, template1 included (databases made later copy it).
         let databases: Vec<String> =
-            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datallowconn")
+            sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datallowconn")
                 .fetch_all(&mut conn)
                 .await?;
         conn.close().await?;
@@ -578,7 +578,7 @@ impl ManagedCluster {
 /// credentials — is for monitoring roles, not for everyone (PostgreSQL's default lets any role
 /// read the statements of its own sessions, so the runtime role would see every request's).
 /// Superuser only; the guard checks it (`tenantry db check`). Idempotent.
-pub const HIDE_OTHER_SESSIONS: &str = "
+pub const HIDE_OTHER_SESSIONS: &str = r"
     REVOKE EXECUTE ON FUNCTION pg_catalog.pg_stat_get_activity(integer),
                                pg_catalog.pg_stat_get_backend_activity(integer) FROM PUBLIC;
     GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_get_activity(integer),
@@ -591,12 +591,12 @@ pub async fn create_database_if_missing(
     name: &str,
 ) -> Result<bool, sqlx::Error> {
     let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+        sqlx::query_scalar(r"SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
             .bind(name)
             .fetch_one(&mut *admin)
             .await?;
     if !exists {
-        sqlx::raw_sql(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}"))
+        sqlx::raw_sql(&format!(r"CREATE DATABASE {name} OWNER {OWNER_ROLE}"))
             .execute(&mut *admin)
             .await?;
     }

@@ -16,7 +16,7 @@ const REQUEST_SETTING: &str = "$re$'app\\.(?:user_id|session_id|api_key_id|org_i
 const RULES: &[(&str, &str)] = &[
     (
         "tables without ENABLE and FORCE ROW LEVEL SECURITY",
-        "SELECT format('%s: row-level security is not enabled and forced', c.oid::regclass)
+        r"SELECT format('%s: row-level security is not enabled and forced', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
@@ -24,7 +24,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "tables without a policy",
-        "SELECT format('%s: has no row-level security policy', c.oid::regclass)
+        r"SELECT format('%s: has no row-level security policy', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
@@ -32,18 +32,18 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "write policies without WITH CHECK",
-        "SELECT format('%s: policy %s allows writes without WITH CHECK', p.polrelid::regclass, p.polname)
+        r"SELECT format('%s: policy %s allows writes without WITH CHECK', p.polrelid::regclass, p.polname)
            FROM pg_policy p
           WHERE p.polcmd IN ('a', 'w') AND p.polwithcheck IS NULL",
     ),
     (
         "tenant tables without the audit trigger",
-        "SELECT format('%s: holds organization_id but has no audit trigger', c.oid::regclass)
+        r"SELECT format('%s: holds organization_id but has no audit trigger', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND c.oid <> 'audit.events'::regclass
             -- A tool's history is itself an audit trail, written only by its definer trigger.
-            AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\\_%')
+            AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\_%')
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t
@@ -51,7 +51,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "tenant tables without a tenant-scoped key",
-        "SELECT format('%s: has no UNIQUE (organization_id, id)', c.oid::regclass)
+        r"SELECT format('%s: has no UNIQUE (organization_id, id)', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND c.oid <> 'audit.events'::regclass
@@ -64,7 +64,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "references between tenant tables that leave out organization_id",
-        "SELECT format('%s: foreign key %s to %s does not include organization_id', k.conrelid::regclass, k.conname, k.confrelid::regclass)
+        r"SELECT format('%s: foreign key %s to %s does not include organization_id', k.conrelid::regclass, k.conname, k.confrelid::regclass)
            FROM pg_constraint k
           WHERE k.contype = 'f'
             AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = k.conrelid AND a.attname = 'organization_id' AND NOT a.attisdropped)
@@ -73,12 +73,12 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "a runtime role that is privileged",
-        "SELECT format('role %s is superuser, can bypass RLS, create roles or databases', rolname)
+        r"SELECT format('role %s is superuser, can bypass RLS, create roles or databases', rolname)
            FROM pg_roles WHERE rolname = 'RUNTIME' AND (rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb OR rolreplication)",
     ),
     (
         "objects owned by the runtime role",
-        "SELECT format('%s %s is owned by the runtime role', kind, name) FROM (
+        r"SELECT format('%s %s is owned by the runtime role', kind, name) FROM (
              SELECT 'relation' AS kind, c.oid::regclass::text AS name FROM pg_class c WHERE c.relowner = 'RUNTIME'::regrole
              UNION ALL SELECT 'schema', nspname FROM pg_namespace WHERE nspowner = 'RUNTIME'::regrole
              UNION ALL SELECT 'function', p.oid::regprocedure::text FROM pg_proc p WHERE p.proowner = 'RUNTIME'::regrole
@@ -88,7 +88,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "places where the runtime role can create objects",
-        "SELECT format('the runtime role can create objects in schema %s', nspname)
+        r"SELECT format('the runtime role can create objects in schema %s', nspname)
            FROM pg_namespace WHERE has_schema_privilege('RUNTIME', oid, 'CREATE')
           UNION ALL
          SELECT format('the runtime role can %s in database %s', p, current_database())
@@ -97,7 +97,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "unsafe functions",
-        "SELECT format('function %s: %s', p.oid::regprocedure, problem) FROM pg_proc p
+        r"SELECT format('function %s: %s', p.oid::regprocedure, problem) FROM pg_proc p
            JOIN pg_namespace n ON n.oid = p.pronamespace
           CROSS JOIN LATERAL (VALUES
               (p.proleakproof, 'is LEAKPROOF'),
@@ -109,7 +109,7 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "a runtime role that can read other sessions' statements",
-        "SELECT format('the runtime role can call %s, which shows other sessions'' statements (and the credentials they bind); as superuser: %s',
+        r"SELECT format('the runtime role can call %s, which shows other sessions'' statements (and the credentials they bind); as superuser: %s',
                        f, 'REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC')
            FROM unnest(ARRAY['pg_catalog.pg_stat_get_activity(integer)',
                              'pg_catalog.pg_stat_get_backend_activity(integer)']) f
@@ -117,14 +117,14 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "policies that read request settings directly",
-        "SELECT format('%s: policy %s reads settings directly instead of through app.context()', p.polrelid::regclass, p.polname)
+        r"SELECT format('%s: policy %s reads settings directly instead of through app.context()', p.polrelid::regclass, p.polname)
            FROM pg_policy p
           WHERE concat(pg_get_expr(p.polqual, p.polrelid), ' ', pg_get_expr(p.polwithcheck, p.polrelid))
                 ~* '(current_setting|set_config|pg_settings)'",
     ),
     (
         "functions that read or write the request context unverified",
-        "SELECT format('function %s: reads or writes the request context (%s) itself; use app.context()',
+        r"SELECT format('function %s: reads or writes the request context (%s) itself; use app.context()',
                        p.oid::regprocedure, substring(p.prosrc FROM REQUEST_SETTING))
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname NOT IN SYSTEM_SCHEMAS AND p.prosrc ~ REQUEST_SETTING
@@ -133,14 +133,14 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "views that run with their owner's rights",
-        "SELECT format('view %s is not security_invoker', c.oid::regclass)
+        r"SELECT format('view %s is not security_invoker', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind = 'v' AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)",
     ),
     (
         "materialized views the runtime role can read",
-        "SELECT format('materialized view %s is readable by the runtime role (it has no RLS)', c.oid::regclass)
+        r"SELECT format('materialized view %s is readable by the runtime role (it has no RLS)', c.oid::regclass)
            FROM pg_class c
           WHERE c.relkind = 'm' AND has_table_privilege('RUNTIME', c.oid, 'SELECT')",
     ),

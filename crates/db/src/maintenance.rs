@@ -23,7 +23,7 @@ pub async fn refresh_reports(owner: &OwnerPool) -> Result<(), DbError> {
 /// The installed tools' slugs, in sprint order.
 pub async fn tool_slugs(owner: &OwnerPool) -> Result<Vec<String>, DbError> {
     Ok(
-        sqlx::query_scalar("SELECT slug FROM tool_access.tools ORDER BY sprint")
+        sqlx::query_scalar(r"SELECT slug FROM tool_access.tools ORDER BY sprint")
             .fetch_all(&owner.0)
             .await?,
     )
@@ -58,7 +58,7 @@ pub async fn archive(
     for tool in tool_slugs(owner).await? {
         total += until_done(
             || {
-                sqlx::query_scalar("SELECT tool_access.archive_entries($1, $2, $3)")
+                sqlx::query_scalar(r"SELECT tool_access.archive_entries($1, $2, $3)")
                     .bind(&tool)
                     .bind(completed_before)
                     .bind(BATCH)
@@ -75,7 +75,7 @@ pub async fn archive(
 pub async fn restore(owner: &OwnerPool, tool: &str, org: Option<Uuid>) -> Result<u64, DbError> {
     until_done(
         || {
-            sqlx::query_scalar("SELECT tool_access.restore_entries($1, $2, $3)")
+            sqlx::query_scalar(r"SELECT tool_access.restore_entries($1, $2, $3)")
                 .bind(tool)
                 .bind(org)
                 .bind(BATCH)
@@ -91,7 +91,7 @@ pub async fn restore(owner: &OwnerPool, tool: &str, org: Option<Uuid>) -> Result
 pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64, DbError> {
     until_done(
         || {
-            sqlx::query_scalar("SELECT tool_access.purge_audit($1, $2)")
+            sqlx::query_scalar(r"SELECT tool_access.purge_audit($1, $2)")
                 .bind(before)
                 .bind(BATCH)
                 .fetch_one(&owner.0)

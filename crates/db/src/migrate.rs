@@ -151,7 +151,7 @@ pub async fn down(pool: &OwnerPool, to: Option<i64>) -> Result<Vec<i64>, DbError
 /// Every embedded migration with the time it was applied, if it was.
 pub async fn status(pool: &OwnerPool) -> Result<Vec<MigrationState>, DbError> {
     let applied: Vec<(i64, DateTime<Utc>)> = locked(pool, async |conn| {
-        sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations WHERE success")
+        sqlx::query_as(r"SELECT version, installed_on FROM _sqlx_migrations WHERE success")
             .fetch_all(conn)
             .await
             .map_err(MigrateError::from)

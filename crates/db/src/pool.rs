@@ -59,7 +59,7 @@ pub struct ServiceKey(pub(crate) Vec<u8>);
 impl ServiceKey {
     /// Reads the key through the owner role (the service holds the owner's URL for migrations).
     pub async fn load(owner: &OwnerPool) -> Result<Self, DbError> {
-        let key: Vec<u8> = sqlx::query_scalar("SELECT service_key FROM app.secrets")
+        let key: Vec<u8> = sqlx::query_scalar(r"SELECT service_key FROM app.secrets")
             .fetch_one(&owner.0)
             .await?;
         Ok(Self(key))
@@ -108,7 +108,7 @@ impl RuntimePool {
 
     /// True when the database answers (for readiness probes). Touches no table.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::query(r"SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn close(&self) {

@@ -97,7 +97,7 @@ impl TenantTx {
         // binding's MAC names that transaction. The text carries credentials: no other session
         // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
         let statement = format!(
-            "SELECT app.begin_request({}, {}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
+            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
             hex_bytes(service_key),
             literal(actor.map(|id| id.to_string())),
             hex_bytes(session),
@@ -132,7 +132,7 @@ impl TenantTx {
         if let Some(known) = self.user_id {
             return Ok(known);
         }
-        let id: Option<Uuid> = sqlx::query_scalar("SELECT app.user_id()")
+        let id: Option<Uuid> = sqlx::query_scalar(r"SELECT app.user_id()")
             .fetch_one(&mut *self.tx)
             .await?;
         self.user_id = Some(id);
@@ -141,7 +141,7 @@ impl TenantTx {
 
     /// The session the request authenticated with, if it used one.
     pub async fn session_id(&mut self) -> Result<Option<Uuid>, DbError> {
-        Ok(sqlx::query_scalar("SELECT app.session_id()")
+        Ok(sqlx::query_scalar(r"SELECT app.session_id()")
             .fetch_one(&mut *self.tx)
             .await?)
     }

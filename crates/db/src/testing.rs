@@ -55,7 +55,7 @@ impl TestDb {
             .await
             .expect("connect as superuser");
         sqlx::raw_sql(&format!(
-            "CREATE DATABASE {name} TEMPLATE {template} OWNER {OWNER_ROLE}"
+            r"CREATE DATABASE {name} TEMPLATE {template} OWNER {OWNER_ROLE}"
         ))
         .execute(&mut admin)
         .await
@@ -65,7 +65,7 @@ impl TestDb {
         let owner = OwnerPool::connect(&info.url(Role::Owner, &name))
             .await
             .expect("connect as owner");
-        sqlx::query("CALL app.secure_database()")
+        sqlx::query(r"CALL app.secure_database()")
             .execute(&owner.0)
             .await
             .expect("secure the database");
@@ -120,7 +120,7 @@ impl Drop for TestDb {
                 .ok()?;
             rt.block_on(async {
                 let mut conn = PgConnection::connect(&url).await.ok()?;
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                sqlx::raw_sql(&format!(r"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await
                     .ok()
@@ -146,7 +146,7 @@ async fn ensure_template(cluster: &ManagedCluster, info: &ClusterInfo) -> String
         .await
         .expect("connect as superuser");
     let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+        sqlx::query_scalar(r"SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
             .bind(&template)
             .fetch_one(&mut admin)
             .await
@@ -155,8 +155,8 @@ async fn ensure_template(cluster: &ManagedCluster, info: &ClusterInfo) -> String
         let building = format!("{template}_building");
         // One statement each: DROP/CREATE DATABASE refuse to run in a (implicit) transaction.
         for sql in [
-            format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
-            format!("CREATE DATABASE {building} OWNER {OWNER_ROLE}"),
+            format!(r"DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            format!(r"CREATE DATABASE {building} OWNER {OWNER_ROLE}"),
         ] {
             sqlx::raw_sql(&sql)
                 .execute(&mut admin)
@@ -168,7 +168,7 @@ async fn ensure_template(cluster: &ManagedCluster, info: &ClusterInfo) -> String
             .expect("connect to template as owner");
         migrate::up(&owner, None).await.expect("migrate template");
         owner.0.close().await;
-        sqlx::raw_sql(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+        sqlx::raw_sql(&format!(r"ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut admin)
             .await
             .expect("publish template");

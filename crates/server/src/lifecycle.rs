@@ -29,7 +29,7 @@ pub async fn set_deleted(tx: &mut OrgTx, what: Deletable, id: Uuid, deleted: boo
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     sqlx::query(&format!(
-        "UPDATE {} SET deleted_at = CASE WHEN $3 THEN now() END \
+        r"UPDATE {} SET deleted_at = CASE WHEN $3 THEN now() END
          WHERE organization_id = $1 AND id = $2 AND (deleted_at IS NOT NULL) <> $3",
         what.table()
     ))
@@ -46,7 +46,7 @@ pub async fn purge(tx: &mut OrgTx, what: Deletable, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let done = sqlx::query(&format!(
-        "DELETE FROM {} WHERE organization_id = $1 AND id = $2",
+        r"DELETE FROM {} WHERE organization_id = $1 AND id = $2",
         what.table()
     ))
     .bind(org)

@@ -11,8 +11,8 @@ use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
-const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.access, k.modules, k.expires_at, \
-    u.last_used_at, k.revoked_at, k.created_by, k.created_at \
+const KEY_SELECT: &str = r"SELECT k.id, k.name, k.prefix, k.access, k.modules, k.expires_at,
+    u.last_used_at, k.revoked_at, k.created_by, k.created_at
     FROM api_keys k LEFT JOIN api_key_usage u ON u.api_key_id = k.id";
 
 pub async fn create(tx: &mut OrgTx, new: &Valid<NewApiKey>) -> Result<CreatedApiKey> {
@@ -21,7 +21,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewApiKey>) -> Result<CreatedApi
     let (prefix, secret) = new_secret();
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO api_keys (id, organization_id, name, prefix, secret_hash, access, modules, expires_at, created_by) \
+        r"INSERT INTO api_keys (id, organization_id, name, prefix, secret_hash, access, modules, expires_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, app.user_id())",
     )
     .bind(id)
@@ -41,7 +41,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewApiKey>) -> Result<CreatedApi
 pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<ApiKey> {
     let org = tx.org();
     sqlx::query_as(&format!(
-        "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id = $2"
+        r"{KEY_SELECT} WHERE k.organization_id = $1 AND k.id = $2"
     ))
     .bind(org)
     .bind(id)
@@ -54,7 +54,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<ApiKey>> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let rows: Vec<ApiKey> = sqlx::query_as(&format!(
-        "{KEY_SELECT} WHERE k.organization_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3"
+        r"{KEY_SELECT} WHERE k.organization_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3"
     ))
     .bind(org)
     .bind(page.after())
@@ -69,7 +69,7 @@ pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL",
+        r"UPDATE api_keys SET revoked_at = now() WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL",
     )
     .bind(org)
     .bind(id)

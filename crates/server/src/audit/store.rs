@@ -16,18 +16,18 @@ pub async fn list(tx: &mut OrgTx, filter: &EventFilter) -> Result<Page<Event>> {
         after: filter.after,
     };
     let rows: Vec<Event> = sqlx::query_as(
-        "SELECT id, occurred_at, user_id, api_key_id, action, entity_type, entity_id, old_data, new_data, \
-                host(ip_address) AS ip_address, user_agent, request_id \
-           FROM audit.events \
-          WHERE organization_id = $1 \
-            AND ($2::uuid IS NULL OR id < $2) \
-            AND ($3::uuid IS NULL OR user_id = $3) \
-            AND ($4::uuid IS NULL OR api_key_id = $4) \
-            AND ($5::text IS NULL OR entity_type = $5) \
-            AND ($6::uuid IS NULL OR entity_id = $6) \
-            AND ($7::text IS NULL OR action = $7) \
-            AND ($8::timestamptz IS NULL OR occurred_at >= $8) \
-            AND ($9::timestamptz IS NULL OR occurred_at < $9) \
+        r"SELECT id, occurred_at, user_id, api_key_id, action, entity_type, entity_id, old_data, new_data,
+                host(ip_address) AS ip_address, user_agent, request_id
+           FROM audit.events
+          WHERE organization_id = $1
+            AND ($2::uuid IS NULL OR id < $2)
+            AND ($3::uuid IS NULL OR user_id = $3)
+            AND ($4::uuid IS NULL OR api_key_id = $4)
+            AND ($5::text IS NULL OR entity_type = $5)
+            AND ($6::uuid IS NULL OR entity_id = $6)
+            AND ($7::text IS NULL OR action = $7)
+            AND ($8::timestamptz IS NULL OR occurred_at >= $8)
+            AND ($9::timestamptz IS NULL OR occurred_at < $9)
           ORDER BY id DESC LIMIT $10",
     )
     .bind(org)

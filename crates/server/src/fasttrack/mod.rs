@@ -134,11 +134,11 @@ impl Catalog {
             })
             .collect();
         format!(
-            "SELECT e.tool, e.id, e.status, e.version, e.updated_at, \
-                    coalesce(p.progress_percentage, 0) AS progress_percentage \
-               FROM ({}) e \
-               LEFT JOIN tool_access.progress p \
-                      ON p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) AND p.tool_slug = e.tool \
+            r"SELECT e.tool, e.id, e.status, e.version, e.updated_at,
+                    coalesce(p.progress_percentage, 0) AS progress_percentage
+               FROM ({}) e
+               LEFT JOIN tool_access.progress p
+                      ON p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) AND p.tool_slug = e.tool
               ORDER BY e.updated_at DESC LIMIT $2",
             branches.join(" UNION ALL ")
         )

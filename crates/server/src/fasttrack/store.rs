@@ -28,7 +28,7 @@ pub async fn archived(
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let rows: Vec<ArchivedEntry> = sqlx::query_as(&format!(
-        "SELECT {ENTRY_COLUMNS}, rows, archived_at FROM tool_access.archive \
+        r"SELECT {ENTRY_COLUMNS}, rows, archived_at FROM tool_access.archive
           WHERE organization_id = $1 AND tool_slug = $2 AND id > $3 ORDER BY id LIMIT $4"
     ))
     .bind(org)
@@ -46,7 +46,7 @@ pub async fn require_access(tx: &mut OrgTx, tool: &Tool, level: AccessLevel) -> 
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let allowed: bool =
-        sqlx::query_scalar("SELECT $1 = ANY (tool_access.orgs_with_access($2, $3))")
+        sqlx::query_scalar(r"SELECT $1 = ANY (tool_access.orgs_with_access($2, $3))")
             .bind(org)
             .bind(&tool.slug)
             .bind(level.as_str())
@@ -68,16 +68,16 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(
-        "SELECT t.slug, t.sprint, t.name, t.description, \
-                CASE WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'admin')) THEN 'admin' \
-                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'edit')) THEN 'edit' \
-                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'view')) THEN 'view' END AS access, \
-                coalesce(p.status, 'not_started') AS progress_status, \
-                coalesce(p.progress_percentage, 0) AS progress_percentage, \
-                p.last_accessed_at, p.completed_at \
-           FROM tool_access.tools t \
-           LEFT JOIN tool_access.progress p \
-                  ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) \
+        r"SELECT t.slug, t.sprint, t.name, t.description,
+                CASE WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'admin')) THEN 'admin'
+                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'edit')) THEN 'edit'
+                     WHEN $1 = ANY (tool_access.orgs_with_access(t.slug, 'view')) THEN 'view' END AS access,
+                coalesce(p.status, 'not_started') AS progress_status,
+                coalesce(p.progress_percentage, 0) AS progress_percentage,
+                p.last_accessed_at, p.completed_at
+           FROM tool_access.tools t
+           LEFT JOIN tool_access.progress p
+                  ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = (SELECT app.user_id())
           ORDER BY t.sprint",
     )
     .bind(org)
@@ -110,7 +110,7 @@ async fn check_refs(tx: &mut OrgTx, catalog: &Catalog, tool: &Tool, data: &Value
         let found = match id {
             Some(id) => {
                 sqlx::query_scalar::<_, bool>(&format!(
-                    "SELECT EXISTS (SELECT FROM {}.tool_data \
+                    r"SELECT EXISTS (SELECT FROM {}.tool_data
                   WHERE organization_id = $1 AND id = $2 AND user_id = (SELECT app.user_id()))",
                     target.schema_name
                 ))
@@ -146,7 +146,7 @@ pub async fn create(
     require_access(tx, tool, AccessLevel::Edit).await?;
     check_refs(tx, catalog, tool, &new.data).await?;
     sqlx::query_as(&format!(
-        "INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3) \
+        r"INSERT INTO {}.tool_data (organization_id, data, status) VALUES ($1, $2, $3)
          RETURNING {ENTRY_COLUMNS}",
         tool.schema_name
     ))
@@ -172,7 +172,7 @@ pub async fn get(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Entry> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let entry: Option<Entry> = sqlx::query_as(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM {}.tool_data WHERE organization_id = $1 AND id = $2",
+        r"SELECT {ENTRY_COLUMNS} FROM {}.tool_data WHERE organization_id = $1 AND id = $2",
         tool.schema_name
     ))
     .bind(org)
@@ -199,9 +199,9 @@ pub async fn list(
     };
     require_access(tx, tool, level).await?;
     let rows: Vec<Entry> = sqlx::query_as(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM {}.tool_data \
-          WHERE organization_id = $1 AND ($2 OR user_id = (SELECT app.user_id())) \
-            AND ($3::text IS NULL OR status = $3) AND id > $4 \
+        r"SELECT {ENTRY_COLUMNS} FROM {}.tool_data
+          WHERE organization_id = $1 AND ($2 OR user_id = (SELECT app.user_id()))
+            AND ($3::text IS NULL OR status = $3) AND id > $4
           ORDER BY id LIMIT $5",
         tool.schema_name
     ))
@@ -237,7 +237,7 @@ async fn change(
         Change::Status(_) => "status",
     };
     let sql = format!(
-        "UPDATE {}.tool_data SET {column} = $4 WHERE organization_id = $1 AND id = $2 AND version = $3 \
+        r"UPDATE {}.tool_data SET {column} = $4 WHERE organization_id = $1 AND id = $2 AND version = $3
          RETURNING {ENTRY_COLUMNS}",
         tool.schema_name
     );
@@ -292,7 +292,7 @@ pub async fn history(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Vec<Histor
     let org = tx.org();
     get(tx, tool, id).await?;
     Ok(sqlx::query_as(&format!(
-        "SELECT version, action, user_id, changes, occurred_at FROM {}.audit_log \
+        r"SELECT version, action, user_id, changes, occurred_at FROM {}.audit_log
           WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY version, occurred_at",
         tool.schema_name
     ))
@@ -307,8 +307,8 @@ pub async fn report(tx: &mut OrgTx) -> Result<Vec<ReportLine>> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     Ok(sqlx::query_as(
-        "SELECT tool_slug, draft, in_progress, completed, submitted, last_change, members, \
-                members_completed, average_progress::float8 AS average_progress \
+        r"SELECT tool_slug, draft, in_progress, completed, submitted, last_change, members,
+                members_completed, average_progress::float8 AS average_progress
            FROM tool_access.report($1)",
     )
     .bind(org)
@@ -321,7 +321,7 @@ pub async fn grants(tx: &mut OrgTx) -> Result<Vec<Grant>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(
-        "SELECT id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by \
+        r"SELECT id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by
            FROM tool_access.permissions WHERE organization_id = $1 ORDER BY tool_slug, user_id",
     )
     .bind(org)
@@ -337,10 +337,10 @@ pub async fn grant(tx: &mut OrgTx, catalog: &Catalog, new: &NewGrant) -> Result<
         .map_err(|_| Error::Validation(vec![FieldError::new("tool", "no tool has this slug")]))?;
     require_role(tx, Role::Admin).await?;
     Ok(sqlx::query_as(
-        "INSERT INTO tool_access.permissions (organization_id, user_id, tool_slug, access_level, expires_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (organization_id, user_id, tool_slug) DO UPDATE \
-            SET access_level = excluded.access_level, expires_at = excluded.expires_at \
+        r"INSERT INTO tool_access.permissions (organization_id, user_id, tool_slug, access_level, expires_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (organization_id, user_id, tool_slug) DO UPDATE
+            SET access_level = excluded.access_level, expires_at = excluded.expires_at
          RETURNING id, user_id, tool_slug AS tool, access_level, granted_at, expires_at, granted_by",
     )
     .bind(org)
@@ -357,7 +357,7 @@ pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let done =
-        sqlx::query("DELETE FROM tool_access.permissions WHERE organization_id = $1 AND id = $2")
+        sqlx::query(r"DELETE FROM tool_access.permissions WHERE organization_id = $1 AND id = $2")
             .bind(org)
             .bind(id)
             .execute(tx.conn())
@@ -370,12 +370,12 @@ pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
 /// database's).
 async fn writable_columns(tx: &mut TenantTx, tool: &Tool, table: &str) -> Result<Vec<Column>> {
     Ok(sqlx::query_as(
-        "SELECT column_name::text AS name, data_type::text AS data_type, \
-                character_maximum_length::int AS max_length, is_nullable = 'YES' AS nullable, \
-                column_default IS NOT NULL AS has_default \
-           FROM information_schema.columns \
-          WHERE table_schema = $1 AND table_name = $2 \
-            AND column_name NOT IN ('id', 'organization_id', 'tool_data_id', 'created_at') \
+        r"SELECT column_name::text AS name, data_type::text AS data_type,
+                character_maximum_length::int AS max_length, is_nullable = 'YES' AS nullable,
+                column_default IS NOT NULL AS has_default
+           FROM information_schema.columns
+          WHERE table_schema = $1 AND table_name = $2
+            AND column_name NOT IN ('id', 'organization_id', 'tool_data_id', 'created_at')
           ORDER BY ordinal_position",
     )
     .bind(&tool.schema_name)
@@ -402,7 +402,7 @@ impl EntryRows<'_> {
     async fn require_open(&self, tx: &mut OrgTx) -> Result<()> {
         let org = tx.org();
         let status: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT status FROM {}.tool_data WHERE organization_id = $1 AND id = $2 FOR SHARE",
+            r"SELECT status FROM {}.tool_data WHERE organization_id = $1 AND id = $2 FOR SHARE",
             self.tool.schema_name
         ))
         .bind(org)
@@ -439,7 +439,7 @@ pub async fn rows(tx: &mut OrgTx, of: &EntryRows<'_>) -> Result<Vec<Value>> {
     let org = tx.org();
     get(tx, of.tool, of.entry).await?;
     Ok(sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(r) FROM {} r WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY id",
+        r"SELECT to_jsonb(r) FROM {} r WHERE organization_id = $1 AND tool_data_id = $2 ORDER BY id",
         of.table()
     ))
     .bind(org)
@@ -456,7 +456,7 @@ pub async fn add_row(tx: &mut OrgTx, of: &EntryRows<'_>, row: &Value) -> Result<
     // The columns named in the row, after the two the entry decides.
     let named: String = columns.iter().map(|c| format!(", {c}")).collect();
     Ok(sqlx::query_scalar(&format!(
-        "INSERT INTO {0} AS r (organization_id, tool_data_id{named}) \
+        r"INSERT INTO {0} AS r (organization_id, tool_data_id{named})
          SELECT $1, $2{named} FROM jsonb_populate_record(NULL::{0}, $3) RETURNING to_jsonb(r)",
         of.table()
     ))
@@ -484,7 +484,7 @@ pub async fn update_row(
     }
     let list = columns.join(", ");
     let changed: Option<Value> = sqlx::query_scalar(&format!(
-        "UPDATE {} AS r SET ({list}) = (SELECT {list} FROM jsonb_populate_record(r, $4)) \
+        r"UPDATE {} AS r SET ({list}) = (SELECT {list} FROM jsonb_populate_record(r, $4))
           WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3 RETURNING to_jsonb(r)",
         of.table()
     ))
@@ -502,7 +502,7 @@ pub async fn delete_row(tx: &mut OrgTx, of: &EntryRows<'_>, id: Uuid) -> Result<
     let org = tx.org();
     of.require_open(tx).await?;
     let done = sqlx::query(&format!(
-        "DELETE FROM {} WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3",
+        r"DELETE FROM {} WHERE organization_id = $1 AND tool_data_id = $2 AND id = $3",
         of.table()
     ))
     .bind(org)

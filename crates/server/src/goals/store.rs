@@ -11,17 +11,16 @@ use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
-const GOAL_SELECT: &str =
-    "SELECT id, title, description, target_date, status, completed_at, deleted_at, \
+const GOAL_SELECT: &str = r"SELECT id, title, description, target_date, status, completed_at, deleted_at,
     created_at, updated_at FROM goals";
 
 /// The KPI links of `goals`, with what progress needs.
 async fn links(tx: &mut OrgTx, goals: &[Uuid]) -> Result<Vec<LinkRow>> {
     let org = tx.org();
     Ok(sqlx::query_as(
-        "SELECT l.goal_id, l.kpi_id, k.name, l.weight, k.current_value, k.target_value, k.baseline, \
-                k.direction, k.deleted_at IS NOT NULL AS deleted \
-           FROM goal_kpis l JOIN kpis k ON k.organization_id = l.organization_id AND k.id = l.kpi_id \
+        r"SELECT l.goal_id, l.kpi_id, k.name, l.weight, k.current_value, k.target_value, k.baseline,
+                k.direction, k.deleted_at IS NOT NULL AS deleted
+           FROM goal_kpis l JOIN kpis k ON k.organization_id = l.organization_id AND k.id = l.kpi_id
           WHERE l.organization_id = $1 AND l.goal_id = ANY ($2) ORDER BY l.created_at, l.id",
     )
     .bind(org)
@@ -45,7 +44,7 @@ fn assemble(goals: Vec<GoalRow>, mut links: Vec<LinkRow>) -> Vec<Goal> {
 pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Goal> {
     let org = tx.org();
     let goal: GoalRow = sqlx::query_as(&format!(
-        "{GOAL_SELECT} WHERE organization_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
+        r"{GOAL_SELECT} WHERE organization_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
     ))
     .bind(org)
     .bind(id)
@@ -61,7 +60,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let rows: Vec<GoalRow> = sqlx::query_as(&format!(
-        "{GOAL_SELECT} WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3 ORDER BY id LIMIT $4"
+        r"{GOAL_SELECT} WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3 ORDER BY id LIMIT $4"
     ))
     .bind(org)
     .bind(page.after())
@@ -79,7 +78,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewGoal>) -> Result<Goal> {
     require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO goals (id, organization_id, title, description, target_date, status) VALUES ($1, $2, $3, $4, $5, $6)",
+        r"INSERT INTO goals (id, organization_id, title, description, target_date, status) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(org)
@@ -96,10 +95,10 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<GoalChanges>) -> R
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let done = sqlx::query(
-        "UPDATE goals SET title = coalesce($3, title), \
-            description = CASE WHEN $4 THEN $5 ELSE description END, \
-            target_date = CASE WHEN $6 THEN $7 ELSE target_date END, \
-            status = coalesce($8, status) \
+        r"UPDATE goals SET title = coalesce($3, title),
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            target_date = CASE WHEN $6 THEN $7 ELSE target_date END,
+            status = coalesce($8, status)
          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(org)
@@ -134,7 +133,7 @@ pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Valid<Link>) -> 
     require_role(tx, Role::Member).await?;
     get(tx, goal, false).await?;
     sqlx::query(
-        "INSERT INTO goal_kpis (organization_id, goal_id, kpi_id, weight) VALUES ($1, $2, $3, $4) \
+        r"INSERT INTO goal_kpis (organization_id, goal_id, kpi_id, weight) VALUES ($1, $2, $3, $4)
          ON CONFLICT (goal_id, kpi_id) DO UPDATE SET weight = excluded.weight",
     )
     .bind(org)
@@ -150,7 +149,7 @@ pub async fn unlink(tx: &mut OrgTx, goal: Uuid, kpi: Uuid) -> Result<Goal> {
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let done = sqlx::query(
-        "DELETE FROM goal_kpis WHERE organization_id = $1 AND goal_id = $2 AND kpi_id = $3",
+        r"DELETE FROM goal_kpis WHERE organization_id = $1 AND goal_id = $2 AND kpi_id = $3",
     )
     .bind(org)
     .bind(goal)

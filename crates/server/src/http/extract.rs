@@ -320,7 +320,7 @@ impl Caller {
     ) -> Result<TenantTx, Error> {
         let mut tx = self.begin(state, Some(org)).await?;
         if matches!(self.ctx.actor, Actor::ApiKeyHash(_)) {
-            let allowed: bool = sqlx::query_scalar("SELECT app.actor_may_use($1)")
+            let allowed: bool = sqlx::query_scalar(r"SELECT app.actor_may_use($1)")
                 .bind(module.as_str())
                 .fetch_one(tx.conn())
                 .await?;

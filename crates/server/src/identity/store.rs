@@ -23,7 +23,7 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     let user_id = Uuid::now_v7();
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     let user: User = sqlx::query_as(&format!(
-        "INSERT INTO users (id, email, name, password_hash, provider, provider_id, clerk_user_id, email_verified_at) \
+        r"INSERT INTO users (id, email, name, password_hash, provider, provider_id, clerk_user_id, email_verified_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END) RETURNING {USER_COLUMNS}"
     ))
     .bind(user_id)
@@ -37,7 +37,7 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
     .fetch_one(tx.conn())
     .await
     .on_conflict("users_email_key", "email_taken", "an account with this email exists")?;
-    sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
+    sqlx::query(r"INSERT INTO profiles (user_id) VALUES ($1)")
         .bind(user_id)
         .execute(tx.conn())
         .await?;
@@ -89,7 +89,7 @@ pub async fn create_session(
     let expires_at = Utc::now() + ttl;
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, token_hash, expires_at, ip_address, user_agent) \
+        r"INSERT INTO sessions (id, user_id, token_hash, expires_at, ip_address, user_agent)
          VALUES ($1, $2, $3, $4, $5::inet, $6)",
     )
     .bind(id)
@@ -132,7 +132,7 @@ pub async fn sign_up_with_password(
     let ip_text = ip.map(|ip| ip.to_string());
     let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     // Only the IP counts here: a stranger's probing must not lock an address's owner out.
-    let wait: i32 = sqlx::query_scalar("SELECT app.sign_in_wait(NULL, $1::inet)")
+    let wait: i32 = sqlx::query_scalar(r"SELECT app.sign_in_wait(NULL, $1::inet)")
         .bind(ip_text.as_deref())
         .fetch_one(tx.conn())
         .await?;
@@ -159,7 +159,7 @@ pub async fn sign_up_with_password(
         })
     ) {
         let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
-        sqlx::query("SELECT app.record_sign_in_failure('', $1::inet)")
+        sqlx::query(r"SELECT app.record_sign_in_failure('', $1::inet)")
             .bind(ip_text.as_deref())
             .execute(tx.conn())
             .await?;
@@ -183,7 +183,7 @@ pub async fn sign_in(
         ..RequestContext::service()
     };
     let mut tx = TenantTx::begin(pool, &ctx).await?;
-    let wait: i32 = sqlx::query_scalar("SELECT app.begin_sign_in_attempt($1, $2::inet)")
+    let wait: i32 = sqlx::query_scalar(r"SELECT app.begin_sign_in_attempt($1, $2::inet)")
         .bind(email)
         .bind(ip.map(|ip| ip.to_string()))
         .fetch_one(tx.conn())
@@ -194,7 +194,7 @@ pub async fn sign_in(
         });
     }
     let credentials: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT user_id, password_hash FROM app.password_credentials($1) WHERE user_id IS NOT NULL",
+        r"SELECT user_id, password_hash FROM app.password_credentials($1) WHERE user_id IS NOT NULL",
     )
     .bind(email)
     .fetch_optional(tx.conn())
@@ -210,7 +210,7 @@ pub async fn sign_in(
         return Err(Error::InvalidCredentials);
     };
     let mut tx = TenantTx::begin(pool, &ctx).await?;
-    sqlx::query("SELECT app.clear_sign_in_failures($1)")
+    sqlx::query(r"SELECT app.clear_sign_in_failures($1)")
         .bind(email)
         .execute(tx.conn())
         .await?;
@@ -220,7 +220,7 @@ pub async fn sign_in(
         ..ctx
     };
     let mut tx = TenantTx::begin(pool, &ctx).await?;
-    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
+    sqlx::query(r"UPDATE users SET last_login_at = now() WHERE id = $1")
         .bind(user_id)
         .execute(tx.conn())
         .await?;
@@ -231,9 +231,9 @@ pub async fn sign_in(
 /// The acting user's sessions, newest first.
 pub async fn list_sessions(tx: &mut TenantTx) -> Result<Vec<SessionInfo>> {
     Ok(sqlx::query_as(
-        "SELECT id, created_at, last_seen_at, expires_at, host(ip_address) AS ip_address, user_agent, \
-                (id = (SELECT app.session_id())) IS TRUE AS current \
-           FROM sessions WHERE expires_at > now() AND last_seen_at + idle_timeout > now() \
+        r"SELECT id, created_at, last_seen_at, expires_at, host(ip_address) AS ip_address, user_agent,
+                (id = (SELECT app.session_id())) IS TRUE AS current
+           FROM sessions WHERE expires_at > now() AND last_seen_at + idle_timeout > now()
           ORDER BY created_at DESC",
     )
     .fetch_all(tx.conn())
@@ -242,7 +242,7 @@ pub async fn list_sessions(tx: &mut TenantTx) -> Result<Vec<SessionInfo>> {
 
 /// Ends one of the acting user's sessions (404 for anyone else's).
 pub async fn end_session(tx: &mut TenantTx, id: Uuid) -> Result<()> {
-    let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+    let done = sqlx::query(r"DELETE FROM sessions WHERE id = $1")
         .bind(id)
         .execute(tx.conn())
         .await?;
@@ -253,7 +253,7 @@ pub async fn end_session(tx: &mut TenantTx, id: Uuid) -> Result<()> {
 /// Ends the acting user's sessions: all of them, or all but the current one.
 pub async fn end_sessions(tx: &mut TenantTx, keep_current: bool) -> Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM sessions WHERE NOT ($1 AND (id = (SELECT app.session_id())) IS TRUE)",
+        r"DELETE FROM sessions WHERE NOT ($1 AND (id = (SELECT app.session_id())) IS TRUE)",
     )
     .bind(keep_current)
     .execute(tx.conn())
@@ -264,7 +264,7 @@ pub async fn end_sessions(tx: &mut TenantTx, keep_current: bool) -> Result<u64> 
 /// Changes the acting user's password after checking the current one; ends their other sessions.
 pub async fn change_password(tx: &mut TenantTx, change: &Valid<PasswordChange>) -> Result<()> {
     let ticket = password::Ticket::take()?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT app.my_password_hash()")
+    let stored: Option<String> = sqlx::query_scalar(r"SELECT app.my_password_hash()")
         .fetch_one(tx.conn())
         .await?;
     if !ticket
@@ -280,7 +280,7 @@ pub async fn change_password(tx: &mut TenantTx, change: &Valid<PasswordChange>) 
     }
     let hash = ticket.hash(change.new_password.clone()).await?;
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+    sqlx::query(r"UPDATE users SET password_hash = $2 WHERE id = $1")
         .bind(user_id)
         .bind(hash)
         .execute(tx.conn())
@@ -292,12 +292,12 @@ pub async fn change_password(tx: &mut TenantTx, change: &Valid<PasswordChange>) 
 /// The acting user and their profile.
 pub async fn me(tx: &mut TenantTx) -> Result<Me> {
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
-    let user: User = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+    let user: User = sqlx::query_as(&format!(r"SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(user_id)
         .fetch_one(tx.conn())
         .await?;
     let profile: Profile = sqlx::query_as(
-        "SELECT avatar_url, timezone, language, preferences FROM profiles WHERE user_id = $1",
+        r"SELECT avatar_url, timezone, language, preferences FROM profiles WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_one(tx.conn())
@@ -309,16 +309,16 @@ pub async fn me(tx: &mut TenantTx) -> Result<Me> {
 pub async fn update_me(tx: &mut TenantTx, changes: &Valid<MeChanges>) -> Result<Me> {
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if let Some(name) = &changes.name {
-        sqlx::query("UPDATE users SET name = $2 WHERE id = $1")
+        sqlx::query(r"UPDATE users SET name = $2 WHERE id = $1")
             .bind(user_id)
             .bind(name.as_deref().map(str::trim))
             .execute(tx.conn())
             .await?;
     }
     sqlx::query(
-        "UPDATE profiles SET avatar_url = CASE WHEN $2 THEN $3 ELSE avatar_url END, \
-            timezone = coalesce($4, timezone), language = coalesce($5, language), \
-            preferences = coalesce($6, preferences) \
+        r"UPDATE profiles SET avatar_url = CASE WHEN $2 THEN $3 ELSE avatar_url END,
+            timezone = coalesce($4, timezone), language = coalesce($5, language),
+            preferences = coalesce($6, preferences)
          WHERE user_id = $1",
     )
     .bind(user_id)
@@ -337,7 +337,7 @@ pub async fn update_me(tx: &mut TenantTx, changes: &Valid<MeChanges>) -> Result<
 pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     let sole: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT organization_id, other_members FROM app.solely_owned_organizations()",
+        r"SELECT organization_id, other_members FROM app.solely_owned_organizations()",
     )
     .fetch_all(tx.conn())
     .await?;
@@ -356,12 +356,12 @@ pub async fn delete_me(tx: &mut TenantTx) -> Result<()> {
         });
     }
     for (org, _) in &sole {
-        sqlx::query("DELETE FROM organizations WHERE id = $1")
+        sqlx::query(r"DELETE FROM organizations WHERE id = $1")
             .bind(org)
             .execute(tx.conn())
             .await?;
     }
-    sqlx::query("DELETE FROM users WHERE id = $1")
+    sqlx::query(r"DELETE FROM users WHERE id = $1")
         .bind(user_id)
         .execute(tx.conn())
         .await
@@ -396,7 +396,7 @@ pub async fn begin_oidc_flow(
     code_verifier: &str,
 ) -> Result<()> {
     let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
-    sqlx::query("SELECT app.begin_oidc_flow($1, $2, $3)")
+    sqlx::query(r"SELECT app.begin_oidc_flow($1, $2, $3)")
         .bind(hash_token(state).as_slice())
         .bind(nonce)
         .bind(code_verifier)
@@ -410,7 +410,7 @@ pub async fn begin_oidc_flow(
 pub async fn finish_oidc_flow(pool: &RuntimePool, state: &str) -> Result<Option<(String, String)>> {
     let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
     let flow: Option<(Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT nonce, code_verifier FROM app.finish_oidc_flow($1)")
+        sqlx::query_as(r"SELECT nonce, code_verifier FROM app.finish_oidc_flow($1)")
             .bind(hash_token(state).as_slice())
             .fetch_optional(tx.conn())
             .await?;
@@ -431,7 +431,7 @@ pub async fn sign_in_with_identity(
 ) -> Result<Uuid> {
     let known = lookup(
         pool,
-        "SELECT user_id, is_active FROM app.user_by_identity($1, $2)",
+        r"SELECT user_id, is_active FROM app.user_by_identity($1, $2)",
         &[&identity.issuer, &identity.subject],
     )
     .await?;
@@ -448,7 +448,7 @@ pub async fn sign_in_with_identity(
                 ))?;
             let existing = lookup(
                 pool,
-                "SELECT user_id, is_active FROM app.user_by_email($1)",
+                r"SELECT user_id, is_active FROM app.user_by_email($1)",
                 &[email],
             )
             .await?;
@@ -456,7 +456,7 @@ pub async fn sign_in_with_identity(
                 Some((_, false)) => return Err(Error::InvalidCredentials),
                 Some((id, true)) => {
                     let mut tx = TenantTx::begin(pool, &RequestContext::service()).await?;
-                    sqlx::query("SELECT app.claim_verified_email($1)")
+                    sqlx::query(r"SELECT app.claim_verified_email($1)")
                         .bind(id)
                         .execute(tx.conn())
                         .await?;
@@ -480,7 +480,7 @@ pub async fn sign_in_with_identity(
             };
             let mut tx = TenantTx::begin(pool, &RequestContext::user(id)).await?;
             sqlx::query(
-                "INSERT INTO identities (user_id, issuer, subject, email) VALUES ($1, $2, $3, $4)",
+                r"INSERT INTO identities (user_id, issuer, subject, email) VALUES ($1, $2, $3, $4)",
             )
             .bind(id)
             .bind(&identity.issuer)
@@ -494,7 +494,7 @@ pub async fn sign_in_with_identity(
     };
     let mut tx = TenantTx::begin(pool, &RequestContext::user(user_id)).await?;
     sqlx::query(
-        "UPDATE users SET name = coalesce($2, name), avatar_url = coalesce($3, avatar_url), last_login_at = now() \
+        r"UPDATE users SET name = coalesce($2, name), avatar_url = coalesce($3, avatar_url), last_login_at = now()
          WHERE id = $1",
     )
     .bind(user_id)
@@ -511,7 +511,7 @@ pub async fn user_for_external_jwt(
     pool: &RuntimePool,
     identity: &ExternalIdentity,
 ) -> Result<Uuid> {
-    let sql = "SELECT user_id, is_active FROM app.user_by_clerk_id($1)";
+    let sql = r"SELECT user_id, is_active FROM app.user_by_clerk_id($1)";
     match lookup(pool, sql, &[&identity.subject]).await? {
         Some((_, false)) => Err(Error::InvalidCredentials),
         Some((id, true)) => Ok(id),

@@ -14,8 +14,7 @@ use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::orgs;
 
-const INVITATION_SELECT: &str =
-    "SELECT id, email, role, invited_by, expires_at, accepted_at, accepted_by, \
+const INVITATION_SELECT: &str = r"SELECT id, email, role, invited_by, expires_at, accepted_at, accepted_by,
     revoked_at, created_at FROM invitations";
 
 fn accept_url(public_url: &str, token: &str) -> String {
@@ -28,7 +27,7 @@ fn accept_url(public_url: &str, token: &str) -> String {
 async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Invitation> {
     let org = tx.org();
     sqlx::query_as(&format!(
-        "{INVITATION_SELECT} WHERE organization_id = $1 AND id = $2"
+        r"{INVITATION_SELECT} WHERE organization_id = $1 AND id = $2"
     ))
     .bind(org)
     .bind(id)
@@ -40,11 +39,11 @@ async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Invitation> {
 /// Queues the email that carries the link.
 async fn enqueue_email(tx: &mut OrgTx, invitation: &Invitation, url: &str) -> Result<()> {
     let org = tx.org();
-    let org_name: String = sqlx::query_scalar("SELECT name FROM organizations WHERE id = $1")
+    let org_name: String = sqlx::query_scalar(r"SELECT name FROM organizations WHERE id = $1")
         .bind(org)
         .fetch_one(tx.conn())
         .await?;
-    sqlx::query("INSERT INTO outbox (organization_id, kind, recipient, subject, body) VALUES ($1, 'invitation', $2, $3, $4)")
+    sqlx::query(r"INSERT INTO outbox (organization_id, kind, recipient, subject, body) VALUES ($1, 'invitation', $2, $3, $4)")
         .bind(org)
         .bind(&invitation.email)
         .bind(format!("You are invited to {org_name}"))
@@ -94,7 +93,7 @@ pub async fn invite(
     let (token, hash) = issue_token();
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO invitations (id, organization_id, email, role, token_hash, invited_by, expires_at) \
+        r"INSERT INTO invitations (id, organization_id, email, role, token_hash, invited_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, app.user_id(), $6)",
     )
     .bind(id)
@@ -117,7 +116,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Invitation>>
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let rows: Vec<Invitation> = sqlx::query_as(&format!(
-        "{INVITATION_SELECT} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        r"{INVITATION_SELECT} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     ))
     .bind(org)
     .bind(page.after())
@@ -133,7 +132,7 @@ pub async fn resend(tx: &mut OrgTx, id: Uuid, public_url: &str) -> Result<Issued
     require_role(tx, Role::Admin).await?;
     let (token, hash) = issue_token();
     let updated = sqlx::query(
-        "UPDATE invitations SET token_hash = $3, expires_at = $4 \
+        r"UPDATE invitations SET token_hash = $3, expires_at = $4
          WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(org)
@@ -156,7 +155,7 @@ pub async fn revoke(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     sqlx::query(
-        "UPDATE invitations SET revoked_at = now() \
+        r"UPDATE invitations SET revoked_at = now()
          WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(org)
@@ -174,7 +173,7 @@ pub async fn accept(tx: &mut TenantTx, token: &str) -> Result<Accepted> {
         ));
     }
     let (outcome, org): (String, Option<Uuid>) =
-        sqlx::query_as("SELECT outcome, organization_id FROM app.accept_invitation($1)")
+        sqlx::query_as(r"SELECT outcome, organization_id FROM app.accept_invitation($1)")
             .bind(hash_token(token.trim()).as_slice())
             .fetch_one(tx.conn())
             .await?;

@@ -50,7 +50,7 @@ impl TryFrom<String> for Role {
 /// The caller's role in `org`, if they are a member (and the request may see it).
 pub async fn my_role(tx: &mut OrgTx) -> Result<Option<Role>> {
     let org = tx.org();
-    let role: Option<String> = sqlx::query_scalar("SELECT app.my_role($1)")
+    let role: Option<String> = sqlx::query_scalar(r"SELECT app.my_role($1)")
         .bind(org)
         .fetch_one(tx.conn())
         .await?;

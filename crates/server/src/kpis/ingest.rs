@@ -277,9 +277,9 @@ pub(crate) async fn write(tx: &mut OrgTx, rows: &mut Vec<Row>) -> Result<u64> {
     let times: Vec<Option<DateTime<Utc>>> = keep.iter().map(|i| rows[*i].observed_at).collect();
     let sources: Vec<&str> = keep.iter().map(|i| rows[*i].source.as_str()).collect();
     let done = sqlx::query(
-        "INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source) \
-         SELECT $1, k, v, coalesce(t, now()), s \
-           FROM unnest($2::uuid[], $3::float8[], $4::timestamptz[], $5::text[]) AS u(k, v, t, s) \
+        r"INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
+         SELECT $1, k, v, coalesce(t, now()), s
+           FROM unnest($2::uuid[], $3::float8[], $4::timestamptz[], $5::text[]) AS u(k, v, t, s)
          ON CONFLICT (kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
     )
     .bind(org)
@@ -306,13 +306,14 @@ pub struct Ingested {
 pub async fn ingest(tx: &mut OrgTx, format: Format, body: Body) -> Result<Ingested> {
     let org = tx.org();
     require_role(tx, Role::Member).await?;
-    let kpis: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT id FROM kpis WHERE organization_id = $1 AND deleted_at IS NULL")
-            .bind(org)
-            .fetch_all(tx.conn())
-            .await?
-            .into_iter()
-            .collect();
+    let kpis: HashSet<Uuid> = sqlx::query_scalar(
+        r"SELECT id FROM kpis WHERE organization_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(org)
+    .fetch_all(tx.conn())
+    .await?
+    .into_iter()
+    .collect();
     let mut splitter = Splitter::default();
     let mut header: Vec<String> = Vec::new();
     let mut batch: Vec<Row> = Vec::with_capacity(BATCH);

@@ -13,20 +13,20 @@ use crate::lifecycle::Deletable;
 
 /// A KPI with the values it had 7, 30 and 90 days ago (each the latest point at or before then,
 /// read backwards along the (kpi_id, observed_at, source) index).
-const KPI_SELECT: &str = "SELECT k.id, k.name, k.description, k.target_value, k.current_value, k.unit, \
-    k.category, k.direction, k.baseline, k.is_active, k.deleted_at, k.created_at, k.updated_at, \
-    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '7 days' \
-      ORDER BY p.observed_at DESC LIMIT 1) AS before_7, \
-    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days' \
-      ORDER BY p.observed_at DESC LIMIT 1) AS before_30, \
-    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '90 days' \
-      ORDER BY p.observed_at DESC LIMIT 1) AS before_90 \
+const KPI_SELECT: &str = r"SELECT k.id, k.name, k.description, k.target_value, k.current_value, k.unit,
+    k.category, k.direction, k.baseline, k.is_active, k.deleted_at, k.created_at, k.updated_at,
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '7 days'
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_7,
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days'
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_30,
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '90 days'
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_90
     FROM kpis k";
 
 /// The SQL of [`get`] (also run directly by the benchmarks): organization, id, with deleted.
 pub fn get_sql() -> String {
     format!(
-        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
+        r"{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
     )
 }
 
@@ -46,7 +46,7 @@ pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Pa
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let rows: Vec<KpiRow> = sqlx::query_as(&format!(
-        "{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3 \
+        r"{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3
          ORDER BY k.id LIMIT $4"
     ))
     .bind(org)
@@ -67,7 +67,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewKpi>) -> Result<Kpi> {
     require_role(tx, Role::Member).await?;
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO kpis (id, organization_id, name, description, target_value, unit, category, direction, baseline) \
+        r"INSERT INTO kpis (id, organization_id, name, description, target_value, unit, category, direction, baseline)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id)
@@ -91,14 +91,14 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<KpiChanges>) -> Re
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let updated = sqlx::query(
-        "UPDATE kpis SET name = coalesce($3, name), \
-            description = CASE WHEN $4 THEN $5 ELSE description END, \
-            target_value = CASE WHEN $6 THEN $7 ELSE target_value END, \
-            unit = CASE WHEN $8 THEN $9 ELSE unit END, \
-            category = CASE WHEN $10 THEN $11 ELSE category END, \
-            direction = coalesce($12, direction), \
-            baseline = CASE WHEN $13 THEN $14 ELSE baseline END, \
-            is_active = coalesce($15, is_active) \
+        r"UPDATE kpis SET name = coalesce($3, name),
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            target_value = CASE WHEN $6 THEN $7 ELSE target_value END,
+            unit = CASE WHEN $8 THEN $9 ELSE unit END,
+            category = CASE WHEN $10 THEN $11 ELSE category END,
+            direction = coalesce($12, direction),
+            baseline = CASE WHEN $13 THEN $14 ELSE baseline END,
+            is_active = coalesce($15, is_active)
          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(org)
@@ -173,10 +173,10 @@ pub async fn points(
     let org = tx.org();
     get(tx, kpi, false).await?;
     let rows: Vec<DataPoint> = sqlx::query_as(
-        "SELECT id, value, observed_at, source FROM kpi_data_points \
-         WHERE organization_id = $1 AND kpi_id = $2 \
-           AND ($3::timestamptz IS NULL OR observed_at >= $3) AND ($4::timestamptz IS NULL OR observed_at < $4) \
-           AND ($5::uuid IS NULL OR (observed_at, id) < (SELECT observed_at, id FROM kpi_data_points WHERE organization_id = $1 AND id = $5)) \
+        r"SELECT id, value, observed_at, source FROM kpi_data_points
+         WHERE organization_id = $1 AND kpi_id = $2
+           AND ($3::timestamptz IS NULL OR observed_at >= $3) AND ($4::timestamptz IS NULL OR observed_at < $4)
+           AND ($5::uuid IS NULL OR (observed_at, id) < (SELECT observed_at, id FROM kpi_data_points WHERE organization_id = $1 AND id = $5))
          ORDER BY observed_at DESC, id DESC LIMIT $6",
     )
     .bind(org)
@@ -207,7 +207,17 @@ pub async fn series(
     let org = tx.org();
     get(tx, kpi, false).await?;
     Ok(sqlx::query_as(
-        "SELECT date_trunc($3, p.observed_at AT TIME ZONE $5) AT TIME ZONE $5 AS start,                 CASE $4 WHEN 'sum' THEN sum(p.value) WHEN 'avg' THEN avg(p.value)                         WHEN 'min' THEN min(p.value) WHEN 'max' THEN max(p.value)                         ELSE (array_agg(p.value ORDER BY p.observed_at DESC, p.created_at DESC))[1] END AS value,                 count(*) AS points            FROM kpi_data_points p           WHERE p.organization_id = $1 AND p.kpi_id = $2             AND ($6::timestamptz IS NULL OR p.observed_at >= $6) AND ($7::timestamptz IS NULL OR p.observed_at < $7)           GROUP BY 1 ORDER BY 1 LIMIT $8",
+        r"SELECT date_trunc($3, p.observed_at AT TIME ZONE $5) AT TIME ZONE $5 AS start,
+                CASE $4 WHEN 'sum' THEN sum(p.value) WHEN 'avg' THEN avg(p.value)
+                        WHEN 'min' THEN min(p.value) WHEN 'max' THEN max(p.value)
+                        ELSE (array_agg(p.value ORDER BY p.observed_at DESC, p.created_at DESC))[1]
+                END AS value,
+                count(*) AS points
+           FROM kpi_data_points p
+          WHERE p.organization_id = $1 AND p.kpi_id = $2
+            AND ($6::timestamptz IS NULL OR p.observed_at >= $6)
+            AND ($7::timestamptz IS NULL OR p.observed_at < $7)
+          GROUP BY 1 ORDER BY 1 LIMIT $8",
     )
     .bind(org)
     .bind(kpi)
@@ -223,13 +233,13 @@ pub async fn series(
 
 /// The dashboard in one query: every live KPI of organization $1 with its current value, 30-day
 /// change and its latest 30 values (each KPI read backwards along its time index).
-pub const DASHBOARD_SQL: &str = "SELECT k.id, k.name, k.unit, k.category, k.direction, \
-    k.target_value, k.current_value, k.baseline, \
-    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days' \
-      ORDER BY p.observed_at DESC LIMIT 1) AS before_30, \
-    coalesce((SELECT array_agg(s.value ORDER BY s.observed_at) FROM \
-      (SELECT p.value, p.observed_at FROM kpi_data_points p WHERE p.kpi_id = k.id \
-        ORDER BY p.observed_at DESC LIMIT 30) s), '{}') AS sparkline \
+pub const DASHBOARD_SQL: &str = r"SELECT k.id, k.name, k.unit, k.category, k.direction,
+    k.target_value, k.current_value, k.baseline,
+    (SELECT p.value FROM kpi_data_points p WHERE p.kpi_id = k.id AND p.observed_at <= now() - interval '30 days'
+      ORDER BY p.observed_at DESC LIMIT 1) AS before_30,
+    coalesce((SELECT array_agg(s.value ORDER BY s.observed_at) FROM
+      (SELECT p.value, p.observed_at FROM kpi_data_points p WHERE p.kpi_id = k.id
+        ORDER BY p.observed_at DESC LIMIT 30) s), '{}') AS sparkline
     FROM kpis k WHERE k.organization_id = $1 AND k.deleted_at IS NULL ORDER BY k.name, k.id";
 
 /// The dashboard: every live KPI with progress, 30-day change and sparkline.
@@ -250,7 +260,7 @@ pub async fn export_csv(tx: &mut OrgTx, kpi: Uuid) -> Result<String> {
     let org = tx.org();
     get(tx, kpi, false).await?;
     let rows: Vec<(chrono::DateTime<chrono::Utc>, f64, String)> = sqlx::query_as(
-        "SELECT observed_at, value, source FROM kpi_data_points \
+        r"SELECT observed_at, value, source FROM kpi_data_points
          WHERE organization_id = $1 AND kpi_id = $2 ORDER BY observed_at, source",
     )
     .bind(org)

@@ -22,8 +22,8 @@ const TEAM_NAME_KEY: &str = "teams_organization_id_name_key";
 const LAST_OWNER: &str = "organization_members_last_owner";
 const LAST_OWNER_DETAIL: &str = "an organization must keep at least one owner";
 
-const ORG_SELECT: &str = "SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings, \
-    o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at \
+const ORG_SELECT: &str = r"SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings,
+    o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at
     FROM organizations o";
 
 /// Creates an organization; the database makes the caller its owner. Without a slug, one is
@@ -36,11 +36,11 @@ pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<O
         .unwrap_or_else(|| super::slugify(&new.name));
     let mut slug = base.clone();
     for attempt in 0.. {
-        sqlx::query("SAVEPOINT create_org")
+        sqlx::query(r"SAVEPOINT create_org")
             .execute(tx.conn())
             .await?;
         let inserted = sqlx::query(
-            "INSERT INTO organizations (id, name, slug, description, industry, size, billing_email, settings) \
+            r"INSERT INTO organizations (id, name, slug, description, industry, size, billing_email, settings)
              VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'::jsonb))",
         )
         .bind(id)
@@ -58,7 +58,7 @@ pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<O
             Err(sqlx::Error::Database(e))
                 if new.slug.is_none() && attempt < 5 && e.constraint() == Some(SLUG_KEY) =>
             {
-                sqlx::query("ROLLBACK TO SAVEPOINT create_org")
+                sqlx::query(r"ROLLBACK TO SAVEPOINT create_org")
                     .execute(tx.conn())
                     .await?;
                 let suffix = Alphanumeric
@@ -75,7 +75,7 @@ pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<O
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Organization>> {
-    Ok(sqlx::query_as(&format!("{ORG_SELECT} WHERE o.id = $1"))
+    Ok(sqlx::query_as(&format!(r"{ORG_SELECT} WHERE o.id = $1"))
         .bind(id)
         .fetch_optional(tx.conn())
         .await?)
@@ -84,7 +84,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Organization>> {
 /// The caller's organizations.
 pub async fn list_mine(tx: &mut TenantTx, page: &PageParams) -> Result<Page<Organization>> {
     let rows: Vec<Organization> = sqlx::query_as(&format!(
-        "{ORG_SELECT} WHERE o.id > $1 ORDER BY o.id LIMIT $2"
+        r"{ORG_SELECT} WHERE o.id > $1 ORDER BY o.id LIMIT $2"
     ))
     .bind(page.after())
     .bind(page.fetch_limit())
@@ -97,13 +97,13 @@ pub async fn update(tx: &mut OrgTx, changes: &Valid<OrganizationChanges>) -> Res
     let id = tx.org();
     require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
-        "UPDATE organizations SET \
-            name = coalesce($2, name), slug = coalesce($3, slug), \
-            description = CASE WHEN $4 THEN $5 ELSE description END, \
-            industry = CASE WHEN $6 THEN $7 ELSE industry END, \
-            size = CASE WHEN $8 THEN $9 ELSE size END, \
-            billing_email = CASE WHEN $10 THEN $11 ELSE billing_email END, \
-            settings = coalesce($12, settings) \
+        r"UPDATE organizations SET
+            name = coalesce($2, name), slug = coalesce($3, slug),
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            industry = CASE WHEN $6 THEN $7 ELSE industry END,
+            size = CASE WHEN $8 THEN $9 ELSE size END,
+            billing_email = CASE WHEN $10 THEN $11 ELSE billing_email END,
+            settings = coalesce($12, settings)
          WHERE id = $1",
     )
     .bind(id)
@@ -135,7 +135,7 @@ pub async fn delete(tx: &mut OrgTx, confirm: &str) -> Result<()> {
             crate::kernel::error::FieldError::new("confirm", "must repeat the organization's slug"),
         ]));
     }
-    sqlx::query("DELETE FROM organizations WHERE id = $1")
+    sqlx::query(r"DELETE FROM organizations WHERE id = $1")
         .bind(id)
         .execute(tx.conn())
         .await?
@@ -143,15 +143,14 @@ pub async fn delete(tx: &mut OrgTx, confirm: &str) -> Result<()> {
     Ok(())
 }
 
-const MEMBER_SELECT: &str =
-    "SELECT m.user_id, u.email, u.name, u.avatar_url, m.role, m.permissions, m.joined_at, m.id \
+const MEMBER_SELECT: &str = r"SELECT m.user_id, u.email, u.name, u.avatar_url, m.role, m.permissions, m.joined_at, m.id
     FROM organization_members m JOIN users u ON u.id = m.user_id";
 
 pub async fn list_members(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Member>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let rows: Vec<Member> = sqlx::query_as(&format!(
-        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
+        r"{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
     ))
     .bind(org)
     .bind(page.after())
@@ -164,7 +163,7 @@ pub async fn list_members(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Memb
 pub async fn get_member(tx: &mut OrgTx, user: Uuid) -> Result<Option<Member>> {
     let org = tx.org();
     Ok(sqlx::query_as(&format!(
-        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
+        r"{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
     ))
     .bind(org)
     .bind(user)
@@ -180,7 +179,7 @@ pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member
         return Err(Error::Forbidden("only an owner may make owners"));
     }
     sqlx::query(
-        "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)",
+        r"INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)",
     )
     .bind(org)
     .bind(user)
@@ -209,7 +208,7 @@ pub async fn update_member(
         ));
     }
     sqlx::query(
-        "UPDATE organization_members SET role = coalesce($3, role), permissions = coalesce($4, permissions) \
+        r"UPDATE organization_members SET role = coalesce($3, role), permissions = coalesce($4, permissions)
          WHERE organization_id = $1 AND user_id = $2",
     )
     .bind(org)
@@ -231,27 +230,28 @@ pub async fn remove_member(tx: &mut OrgTx, user: Uuid) -> Result<()> {
     if target.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may remove an owner"));
     }
-    let removed =
-        sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
-            .bind(org)
-            .bind(user)
-            .execute(tx.conn())
-            .await
-            .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
+    let removed = sqlx::query(
+        r"DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2",
+    )
+    .bind(org)
+    .bind(user)
+    .execute(tx.conn())
+    .await
+    .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     removed.found()?;
     Ok(())
 }
 
-const TEAM_SELECT: &str = "SELECT t.id, t.name, t.description, t.lead_user_id, \
-    coalesce((SELECT array_agg(tm.user_id ORDER BY tm.user_id) FROM team_members tm \
-              WHERE tm.organization_id = t.organization_id AND tm.team_id = t.id), '{}') AS member_ids, \
+const TEAM_SELECT: &str = r"SELECT t.id, t.name, t.description, t.lead_user_id,
+    coalesce((SELECT array_agg(tm.user_id ORDER BY tm.user_id) FROM team_members tm
+              WHERE tm.organization_id = t.organization_id AND tm.team_id = t.id), '{}') AS member_ids,
     t.created_at, t.updated_at FROM teams t";
 
 pub async fn list_teams(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Team>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let rows: Vec<Team> = sqlx::query_as(&format!(
-        "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
+        r"{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
     ))
     .bind(org)
     .bind(page.after())
@@ -264,7 +264,7 @@ pub async fn list_teams(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Team>>
 pub async fn get_team(tx: &mut OrgTx, team: Uuid) -> Result<Team> {
     let org = tx.org();
     sqlx::query_as(&format!(
-        "{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id = $2"
+        r"{TEAM_SELECT} WHERE t.organization_id = $1 AND t.id = $2"
     ))
     .bind(org)
     .bind(team)
@@ -277,7 +277,7 @@ pub async fn create_team(tx: &mut OrgTx, new: &Valid<NewTeam>) -> Result<Team> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO teams (id, organization_id, name, description, lead_user_id) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query(r"INSERT INTO teams (id, organization_id, name, description, lead_user_id) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(org)
         .bind(new.name.trim())
@@ -293,9 +293,9 @@ pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &Valid<TeamChanges
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let updated = sqlx::query(
-        "UPDATE teams SET name = coalesce($3, name), \
-            description = CASE WHEN $4 THEN $5 ELSE description END, \
-            lead_user_id = CASE WHEN $6 THEN $7 ELSE lead_user_id END \
+        r"UPDATE teams SET name = coalesce($3, name),
+            description = CASE WHEN $4 THEN $5 ELSE description END,
+            lead_user_id = CASE WHEN $6 THEN $7 ELSE lead_user_id END
          WHERE organization_id = $1 AND id = $2",
     )
     .bind(org)
@@ -319,7 +319,7 @@ pub async fn update_team(tx: &mut OrgTx, team: Uuid, changes: &Valid<TeamChanges
 pub async fn delete_team(tx: &mut OrgTx, team: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
-    sqlx::query("DELETE FROM teams WHERE organization_id = $1 AND id = $2")
+    sqlx::query(r"DELETE FROM teams WHERE organization_id = $1 AND id = $2")
         .bind(org)
         .bind(team)
         .execute(tx.conn())
@@ -334,7 +334,7 @@ pub async fn add_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<T
     require_role(tx, Role::Admin).await?;
     get_team(tx, team).await?;
     sqlx::query(
-        "INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3) \
+        r"INSERT INTO team_members (organization_id, team_id, user_id) VALUES ($1, $2, $3)
          ON CONFLICT (team_id, user_id) DO NOTHING",
     )
     .bind(org)
@@ -349,7 +349,7 @@ pub async fn remove_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Resul
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
     let removed = sqlx::query(
-        "DELETE FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
+        r"DELETE FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
     )
     .bind(org)
     .bind(team)
@@ -381,7 +381,7 @@ pub async fn transfer_ownership(tx: &mut OrgTx, to: Uuid) -> Result<Member> {
     // Promote first: the organization is never without an owner.
     for (user, role) in [(to, Role::Owner), (me, Role::Admin)] {
         sqlx::query(
-            "UPDATE organization_members SET role = $3 WHERE organization_id = $1 AND user_id = $2",
+            r"UPDATE organization_members SET role = $3 WHERE organization_id = $1 AND user_id = $2",
         )
         .bind(org)
         .bind(user)
