@@ -6,7 +6,7 @@ use super::{new_secret, ApiKey, CreatedApiKey, NewApiKey};
 use crate::identity::hash_token;
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Result};
+use crate::kernel::error::{Found, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -47,7 +47,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<ApiKey> {
     .bind(id)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or(Error::NotFound)
+    .found()
 }
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<ApiKey>> {

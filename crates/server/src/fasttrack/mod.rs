@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, FieldError, Found, Result};
 
 pub use routes::routes;
 
@@ -56,7 +56,7 @@ impl Tool {
             .iter()
             .find(|t| *t == name)
             .map(String::as_str)
-            .ok_or(Error::NotFound)
+            .found()
     }
 
     /// Checks `data` against the tool's schema; every failure is named by its JSON path.
@@ -109,10 +109,7 @@ impl Catalog {
 
     /// The tool with this slug (404 for any other string, so it never reaches SQL).
     pub fn get(&self, slug: &str) -> Result<&Tool> {
-        self.tools
-            .iter()
-            .find(|t| t.slug == slug)
-            .ok_or(Error::NotFound)
+        self.tools.iter().find(|t| t.slug == slug).found()
     }
 
     pub fn all(&self) -> &[Tool] {

@@ -179,7 +179,7 @@ pub async fn get(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Entry> {
     .bind(id)
     .fetch_optional(tx.conn())
     .await?;
-    entry.ok_or(Error::NotFound)
+    entry.found()
 }
 
 /// The caller's entries of `tool`, newest first by id; with `everyone`, every entry of the
@@ -494,7 +494,7 @@ pub async fn update_row(
     .bind(row)
     .fetch_optional(tx.conn())
     .await?;
-    changed.ok_or(Error::NotFound)
+    changed.found()
 }
 
 /// Removes one row.

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::error::{Found, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -51,7 +51,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Goal> {
     .bind(with_deleted)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or(Error::NotFound)?;
+    .found()?;
     let links = links(tx, &[id]).await?;
     Ok(Goal::from_rows(goal, links))
 }

@@ -8,7 +8,7 @@ use super::{Accepted, Invitation, IssuedInvitation, NewInvitation, TOKEN_PREFIX,
 use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, OnConstraint, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -33,7 +33,7 @@ async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Invitation> {
     .bind(id)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or(Error::NotFound)
+    .found()
 }
 
 /// Queues the email that carries the link.
@@ -179,7 +179,7 @@ pub async fn accept(tx: &mut TenantTx, token: &str) -> Result<Accepted> {
             .await?;
     match (outcome.as_str(), org) {
         ("accepted" | "already_member", Some(org)) => {
-            let organization = orgs::store::get(tx, org).await?.ok_or(Error::NotFound)?;
+            let organization = orgs::store::get(tx, org).await?.found()?;
             Ok(Accepted { organization })
         }
         ("email_mismatch", _) => Err(Error::Forbidden(

@@ -74,18 +74,30 @@ impl From<DbError> for Error {
     }
 }
 
-/// A write that changed no row: the row is not there, or not the caller's to see (policies hide
-/// it) — 404 either way. `query.execute(tx.conn()).await?.found()?`
+/// No row: it is not there, or not the caller's to see (policies hide it) — 404 either way.
+/// After a write, `query.execute(tx.conn()).await?.found()?` (how many rows changed); after a
+/// read, `query.fetch_optional(tx.conn()).await?.found()?` (the row).
 pub trait Found {
-    fn found(self) -> Result<u64>;
+    type Row;
+    fn found(self) -> Result<Self::Row>;
 }
 
 impl Found for sqlx::postgres::PgQueryResult {
+    type Row = u64;
+
     fn found(self) -> Result<u64> {
         match self.rows_affected() {
             0 => Err(Error::NotFound),
             n => Ok(n),
         }
+    }
+}
+
+impl<T> Found for Option<T> {
+    type Row = T;
+
+    fn found(self) -> Result<T> {
+        self.ok_or(Error::NotFound)
     }
 }
 

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{DataPoint, Kpi, KpiChanges, KpiRow, NewDataPoint, NewKpi};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Error, Found, Result};
+use crate::kernel::error::{Found, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -39,7 +39,7 @@ pub async fn get(tx: &mut OrgTx, id: Uuid, with_deleted: bool) -> Result<Kpi> {
         .bind(with_deleted)
         .fetch_optional(tx.conn())
         .await?;
-    row.map(Kpi::from).ok_or(Error::NotFound)
+    row.map(Kpi::from).found()
 }
 
 pub async fn list(tx: &mut OrgTx, page: &PageParams, deleted: bool) -> Result<Page<Kpi>> {

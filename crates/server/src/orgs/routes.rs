@@ -16,7 +16,7 @@ use crate::http::{
 };
 use crate::kernel::access::Module;
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::Result;
+use crate::kernel::error::{Found, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
@@ -76,9 +76,7 @@ pub async fn list_orgs(
     params(("org" = Uuid, Path, description = "Organization id")),
     responses((status = 200, body = Organization), NotFound))]
 pub async fn get_org(mut tx: OrgTx, Path(org): Path<Uuid>) -> Result<Json<Organization>> {
-    let found = store::get(&mut tx, org)
-        .await?
-        .ok_or(crate::Error::NotFound)?;
+    let found = store::get(&mut tx, org).await?.found()?;
     tx.commit().await?;
     Ok(Json(found))
 }

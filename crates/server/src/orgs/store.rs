@@ -71,7 +71,7 @@ pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<O
             }
         }
     }
-    get(tx, id).await?.ok_or(Error::NotFound)
+    get(tx, id).await?.found()
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Organization>> {
@@ -122,14 +122,14 @@ pub async fn update(tx: &mut OrgTx, changes: &Valid<OrganizationChanges>) -> Res
     .await
     .on_conflict(SLUG_KEY, "slug_taken", "this slug is already taken")?;
     updated.found()?;
-    get(tx, id).await?.ok_or(Error::NotFound)
+    get(tx, id).await?.found()
 }
 
 /// Deletes an organization and everything it owns. `confirm` must repeat its slug.
 pub async fn delete(tx: &mut OrgTx, confirm: &str) -> Result<()> {
     let id = tx.org();
     require_role(tx, Role::Owner).await?;
-    let org = get(tx, id).await?.ok_or(Error::NotFound)?;
+    let org = get(tx, id).await?.found()?;
     if confirm != org.slug {
         return Err(Error::Validation(vec![
             crate::kernel::error::FieldError::new("confirm", "must repeat the organization's slug"),
@@ -191,7 +191,7 @@ pub async fn add_member(tx: &mut OrgTx, user: Uuid, role: Role) -> Result<Member
         "already_member",
         "this user is already a member",
     )?;
-    get_member(tx, user).await?.ok_or(Error::NotFound)
+    get_member(tx, user).await?.found()
 }
 
 pub async fn update_member(
@@ -201,7 +201,7 @@ pub async fn update_member(
 ) -> Result<Member> {
     let org = tx.org();
     let mine = require_role(tx, Role::Admin).await?;
-    let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
+    let target = get_member(tx, user).await?.found()?;
     if (target.role == Role::Owner || changes.role == Some(Role::Owner)) && mine != Role::Owner {
         return Err(Error::Forbidden(
             "only an owner may grant, change or remove ownership",
@@ -218,7 +218,7 @@ pub async fn update_member(
     .execute(tx.conn())
     .await
     .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
-    get_member(tx, user).await?.ok_or(Error::NotFound)
+    get_member(tx, user).await?.found()
 }
 
 /// Removes a member; anyone may remove themselves (leave). The last owner stays (409).
@@ -226,7 +226,7 @@ pub async fn remove_member(tx: &mut OrgTx, user: Uuid) -> Result<()> {
     let org = tx.org();
     let leaving = tx.user_id().await? == Some(user);
     let mine = require_role(tx, if leaving { Role::Viewer } else { Role::Admin }).await?;
-    let target = get_member(tx, user).await?.ok_or(Error::NotFound)?;
+    let target = get_member(tx, user).await?.found()?;
     if target.role == Role::Owner && mine != Role::Owner {
         return Err(Error::Forbidden("only an owner may remove an owner"));
     }
@@ -270,7 +270,7 @@ pub async fn get_team(tx: &mut OrgTx, team: Uuid) -> Result<Team> {
     .bind(team)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or(Error::NotFound)
+    .found()
 }
 
 pub async fn create_team(tx: &mut OrgTx, new: &Valid<NewTeam>) -> Result<Team> {
@@ -390,5 +390,5 @@ pub async fn transfer_ownership(tx: &mut OrgTx, to: Uuid) -> Result<Member> {
         .await
         .on_conflict(LAST_OWNER, "last_owner", LAST_OWNER_DETAIL)?;
     }
-    get_member(tx, to).await?.ok_or(Error::NotFound)
+    get_member(tx, to).await?.found()
 }
