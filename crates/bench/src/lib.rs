@@ -98,11 +98,7 @@ async fn spawn_server(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let state = AppState::new(runtime.clone(), HttpConfig::default())?;
-    let server = tokio::spawn(http::serve(
-        listener,
-        http::router(state),
-        std::future::pending(),
-    ));
+    let server = tokio::spawn(http::serve(listener, state, std::future::pending()));
     Ok((base, server))
 }
 

@@ -70,6 +70,10 @@ enum Command {
         /// The same for bulk ingests, whose bodies may take minutes to arrive.
         #[arg(long, env = "TENANTRY_BULK_TIMEOUT", default_value_t = 900)]
         bulk_timeout: u64,
+        /// Seconds a connection has to send a request's headers, from when it opens or its last
+        /// response went out; slow-header and idle keep-alive connections are closed after it.
+        #[arg(long, env = "TENANTRY_HEADER_TIMEOUT", default_value_t = 10)]
+        header_timeout: u64,
         /// A reverse proxy in front of the service (address or CIDR, repeatable; the variable takes
         /// a comma-separated list): its requests carry the client's address in `X-Forwarded-For`,
         /// which audit records and sign-in limits then use. Others' `X-Forwarded-For` is ignored.
@@ -260,6 +264,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             public_url,
             request_timeout,
             bulk_timeout,
+            header_timeout,
             trusted_proxies,
             sign_in,
         } => {
@@ -267,6 +272,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
                 request_timeout: std::time::Duration::from_secs(request_timeout),
                 bulk_timeout: std::time::Duration::from_secs(bulk_timeout),
+                header_timeout: std::time::Duration::from_secs(header_timeout),
                 trusted_proxies,
                 ..HttpConfig::default()
             };
@@ -349,7 +355,7 @@ async fn serve(
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("Tenantry API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops it");
-    http::serve(listener, http::router(state), shutdown_signal()).await?;
+    http::serve(listener, state, shutdown_signal()).await?;
     pool.close().await;
     tracing::info!("stopped serving");
     Ok(())

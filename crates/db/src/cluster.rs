@@ -46,6 +46,15 @@ pub enum ClusterError {
     MissingCredentials { dir: PathBuf, file: PathBuf },
     #[error("{command} failed: {detail}")]
     Command { command: String, detail: String },
+    #[error(
+        "processes {pids:?} of an earlier PostgreSQL run still use {dir} after {seconds} s; \
+         stop them (they finish their last query first), then start again"
+    )]
+    StillInUse {
+        dir: PathBuf,
+        pids: Vec<u32>,
+        seconds: u64,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -486,6 +495,84 @@ impl ManagedCluster {
     }
 
     async fn start(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
+        // A killed postmaster's backends outlive it until they finish their statement, and
+        // PostgreSQL refuses to start while they hold its shared memory ("pre-existing shared
+        // memory block is still in use"); a supervisor restarting at once would always fail.
+        // So wait for them, and retry once more should one slip past the look.
+        let mut attempt = 1;
+        loop {
+            self.wait_for_leftover_processes().await?;
+            match self.pg_ctl_start(binaries).await {
+                Err(ClusterError::Command { detail, .. })
+                    if attempt < 3 && self.log_tail().contains("still in use") =>
+                {
+                    tracing::warn!(attempt, %detail, "PostgreSQL did not start; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Waits (up to a minute) until no process works in the data directory — PostgreSQL's
+    /// processes all do — saying what it waits for.
+    async fn wait_for_leftover_processes(&self) -> Result<(), ClusterError> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+        let started = std::time::Instant::now();
+        let mut reported = false;
+        loop {
+            let pids = self.leftover_processes();
+            if pids.is_empty() {
+                if reported {
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs_f32(),
+                        "the earlier PostgreSQL processes exited"
+                    );
+                }
+                return Ok(());
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(ClusterError::StillInUse {
+                    dir: self.pgdata(),
+                    pids,
+                    seconds: PATIENCE.as_secs(),
+                });
+            }
+            if !reported {
+                tracing::warn!(
+                    ?pids,
+                    dir = %self.pgdata().display(),
+                    "waiting for processes of an earlier PostgreSQL run to exit"
+                );
+                reported = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Processes whose working directory is the data directory (what /proc lets us see).
+    fn leftover_processes(&self) -> Vec<u32> {
+        let Ok(pgdata) = fs::canonicalize(self.pgdata()) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == pgdata))
+            .collect()
+    }
+
+    /// The end of PostgreSQL's log, where a failed start says why.
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.run_dir().join("postgres.log")).unwrap_or_default();
+        let start = log.len().saturating_sub(4096);
+        log.get(start..).unwrap_or_default().to_string()
+    }
+
+    async fn pg_ctl_start(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
         // A crash leaves postmaster.pid behind; if its pid is now some other process, PostgreSQL
         // would refuse to start, so remove it (live_postmaster() already said it is not ours).
         let pidfile = self.pgdata().join("postmaster.pid");

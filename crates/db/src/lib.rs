@@ -17,7 +17,7 @@ pub mod tenant;
 pub mod testing;
 
 pub use pool::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey};
-pub use tenant::{Actor, RequestContext, TenantTx};
+pub use tenant::{connection_lost, Actor, RequestContext, TenantTx};
 
 /// Name of the role the service connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
 /// Migrations grant to it by this name.

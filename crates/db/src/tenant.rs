@@ -159,7 +159,7 @@ impl TenantTx {
 
 /// The connection is gone: an I/O error, or the server ended the session (SQLSTATE class 57P:
 /// shut down or terminated by an administrator; class 08: connection exception).
-fn connection_lost(error: &sqlx::Error) -> bool {
+pub fn connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) => true,
         sqlx::Error::Database(e) => e

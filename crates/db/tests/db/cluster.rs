@@ -64,8 +64,6 @@ async fn creates_reuses_recovers_and_stops() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // Wait for the orphaned backends to exit before reusing the data directory.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let pidfile = dir.join("pgdata/postmaster.pid");
     let text = std::fs::read_to_string(&pidfile).expect("stale pid file remains");
     let forged = text.replacen(&pid.to_string(), &std::process::id().to_string(), 1);
@@ -75,6 +73,40 @@ async fn creates_reuses_recovers_and_stops() {
     let third = cluster.ensure_running().await.expect("recover after crash");
     assert!(third.started_here);
     assert!(can_query(&url).await, "data survives the crash");
+
+    // A crash during a long statement, and a restart at once (as a supervisor does): the
+    // orphaned backend keeps PostgreSQL's shared memory until its statement ends.
+    let busy = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let _ = sqlx::query("SELECT count(*) FROM generate_series(1, 20000000)")
+                .execute(&mut conn)
+                .await;
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let ClusterStatus::Running { pid } = cluster.status() else {
+        panic!("not running")
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    while std::path::Path::new(&format!("/proc/{pid}/stat"))
+        .exists()
+        .then(|| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+        .is_some_and(|stat| !stat.contains(") Z "))
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let fourth = cluster
+        .ensure_running()
+        .await
+        .expect("restart right after a crash mid-statement");
+    assert!(fourth.started_here);
+    assert!(can_query(&url).await, "serves again after the restart");
+    let _ = busy.await;
 
     assert!(cluster.stop().await.expect("stop"));
     assert_eq!(cluster.status(), ClusterStatus::Stopped);

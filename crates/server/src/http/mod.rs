@@ -6,23 +6,21 @@ mod extract;
 mod openapi;
 mod problem;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::http::HeaderName;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::BoxError;
 use axum::Router;
 use serde::Serialize;
 use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::RuntimePool;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::{OpenApi, ToSchema};
@@ -45,6 +43,10 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Longest a request may take before it is answered 503 and its transaction rolled back.
     pub request_timeout: Duration,
+    /// How long a connection has to send a request's headers, counted from when it opened or
+    /// its last response went out: a client trickling headers (slowloris) or holding an idle
+    /// keep-alive connection is disconnected after it.
+    pub header_timeout: Duration,
     /// The same for bulk routes (ingest), whose bodies may take minutes to arrive.
     pub bulk_timeout: Duration,
     /// Lifetime of a new session.
@@ -67,6 +69,7 @@ impl Default for HttpConfig {
         Self {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             bulk_timeout: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             public_url: "http://127.0.0.1:8080".into(),
@@ -248,23 +251,71 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Err
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves the API of `state` on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests. axum's own `serve` has no header-read timeout: this is its loop with one.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Responses go out as soon as they are written, not held back by Nagle's algorithm waiting
-    // for the client's acknowledgement of the previous segment.
-    let listener = listener.tap_io(|stream| {
+    let header_timeout = state.config.header_timeout;
+    let app = router(state);
+    // Dropped when shutdown begins: each connection then finishes its request and closes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    // Every connection task holds a receiver; all gone means all finished.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out as soon as they are written, not held back by Nagle's algorithm
+        // waiting for the client's acknowledgement of the previous segment.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(axum::body::Body::new)
+            },
+        ));
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => log_connection_end(result),
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    log_connection_end(connection.await);
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(stop_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended");
+    }
 }

@@ -185,6 +185,15 @@ impl Error {
     }
 }
 
+fn unavailable() -> (StatusCode, &'static str, String, Vec<FieldError>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is busy or not reachable; try again".into(),
+        vec![],
+    )
+}
+
 fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<FieldError>) {
     let internal = (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,12 +202,10 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
         vec![],
     );
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the database is busy or not reachable; try again".into(),
-            vec![],
-        ),
+        // Also a connection the server ended mid-request (57P01 when PostgreSQL goes down): the
+        // outage, not a bug; the transaction did not commit.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => unavailable(),
+        e if tenantry_db::connection_lost(e) => unavailable(),
         sqlx::Error::Database(db) => {
             let constraint = db.constraint().unwrap_or_default();
             match db.code().as_deref().unwrap_or_default() {
@@ -234,6 +241,13 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_reference",
                     "a referenced resource does not exist in this organization".into(),
+                    vec![],
+                ),
+                // statement_timeout: the statement was cancelled and its transaction rolled back.
+                "57014" => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took longer than the server allows; nothing was changed".into(),
                     vec![],
                 ),
                 "40001" | "40P01" | "55P03" => (

@@ -38,11 +38,7 @@ impl TestApp {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(http::serve(
-            listener,
-            http::router(state),
-            std::future::pending(),
-        ));
+        tokio::spawn(http::serve(listener, state, std::future::pending()));
         Self {
             base,
             db,

@@ -6,6 +6,7 @@ mod auth;
 mod burst;
 mod docs;
 mod fasttrack;
+mod faults;
 mod goals;
 mod helpers;
 mod input;
