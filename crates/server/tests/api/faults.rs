@@ -17,12 +17,7 @@ async fn a_request_whose_database_connection_dies_answers_503_and_changes_nothin
     let app = TestApp::spawn().await;
     let alice = app.user("alice@example.com").await;
     // Hold the row so the request is surely in flight, waiting inside PostgreSQL.
-    let owner = app.db.owner().await;
-    let mut blocker = owner.0.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock");
+    let blocker = app.lock_organizations().await;
     let path = format!("/v1/orgs/{}", alice.org);
     let request = tokio::spawn(
         app.request(Method::PATCH, Some(&alice.token), &path)

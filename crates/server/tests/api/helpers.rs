@@ -79,6 +79,18 @@ impl TestApp {
         }
     }
 
+    /// Locks the organizations table (as the owner) until the returned transaction ends, so a
+    /// request touching it waits inside PostgreSQL.
+    pub async fn lock_organizations(&self) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let owner = self.db.owner().await;
+        let mut blocker = owner.0.begin().await.expect("begin");
+        sqlx::query("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .expect("lock");
+        blocker
+    }
+
     pub fn request(&self, method: Method, token: Option<&str>, path: &str) -> RequestBuilder {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {

@@ -381,12 +381,7 @@ async fn a_request_over_its_time_is_refused_and_changes_nothing() {
     .await;
     let alice = app.user("alice@example.com").await;
     // Something else holds the table: the update has to wait past the request's time.
-    let owner = app.db.owner().await;
-    let mut blocker = owner.0.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock");
+    let blocker = app.lock_organizations().await;
     let path = format!("/v1/orgs/{}", alice.org);
     let got = app
         .call(
