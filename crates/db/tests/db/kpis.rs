@@ -37,7 +37,7 @@ async fn points(
     let result = sqlx::query(
         "INSERT INTO kpi_data_points (organization_id, kpi_id, observed_at, value, source) \
          SELECT $1, $2, t::timestamptz, v, s FROM unnest($3::text[], $4::float8[], $5::text[]) AS u(t, v, s) \
-         ON CONFLICT (kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
+         ON CONFLICT (organization_id, kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
     )
     .bind(org)
     .bind(kpi)

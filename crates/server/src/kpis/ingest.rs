@@ -280,7 +280,7 @@ pub(crate) async fn write(tx: &mut OrgTx, rows: &mut Vec<Row>) -> Result<u64> {
         r"INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
          SELECT $1, k, v, coalesce(t, now()), s
            FROM unnest($2::uuid[], $3::float8[], $4::timestamptz[], $5::text[]) AS u(k, v, t, s)
-         ON CONFLICT (kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
+         ON CONFLICT (organization_id, kpi_id, observed_at, source) DO UPDATE SET value = excluded.value",
     )
     .bind(org)
     .bind(&kpis)
