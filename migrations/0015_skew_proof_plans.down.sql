@@ -16,6 +16,8 @@ BEGIN
     RETURN NULL;
 END $$;
 DROP STATISTICS kpi_data_points_kpi_org;
+ALTER TABLE kpi_data_points DROP CONSTRAINT kpi_data_points_pkey;
+ALTER TABLE kpi_data_points ADD CONSTRAINT kpi_data_points_pkey PRIMARY KEY (organization_id, id);
 CREATE INDEX kpis_live ON kpis (organization_id, name) WHERE deleted_at IS NULL;
 ALTER TABLE kpi_data_points
     ADD CONSTRAINT kpi_data_points_kpi_id_observed_at_source_key UNIQUE (kpi_id, observed_at, source);

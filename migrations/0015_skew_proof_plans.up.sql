@@ -10,6 +10,13 @@
 ALTER TABLE kpi_data_points
     ADD CONSTRAINT kpi_data_points_point UNIQUE (organization_id, kpi_id, observed_at, source);
 ALTER TABLE kpi_data_points DROP CONSTRAINT kpi_data_points_kpi_id_observed_at_source_key;
+-- The key leads with id: a point is looked up by its id (a page cursor), and an index leading
+-- with organization_id would be a second way to read a KPI's points (all of its organization's,
+-- filtered). In a generic plan the planner multiplies the policy's `organization_id = ANY (…)`
+-- with the query's `organization_id = $1`, expects one row either way, and picks the smaller
+-- index. organization_id stays in the key (tenant-scoped, and Citus distributes by it).
+ALTER TABLE kpi_data_points DROP CONSTRAINT kpi_data_points_pkey;
+ALTER TABLE kpi_data_points ADD CONSTRAINT kpi_data_points_pkey PRIMARY KEY (id, organization_id);
 -- A KPI id names its organization: without this the planner multiplies the two selectivities
 -- and expects ~0 points for any KPI, which makes "read everything and sort" look free.
 CREATE STATISTICS kpi_data_points_kpi_org (dependencies) ON organization_id, kpi_id FROM kpi_data_points;

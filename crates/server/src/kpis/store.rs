@@ -11,14 +11,17 @@ use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::lifecycle::Deletable;
 
-/// A KPI with the values it had 7, 30 and 90 days ago (each the latest point at or before then,
-/// read backwards along the (organization_id, kpi_id, observed_at, source) index). The points
-/// are named once, in one subquery run per day count: every reference to a table adds its policy
-/// check to the plan, and this read is the hottest there is.
-const KPI_SELECT: &str = r"SELECT k.id, k.name, k.description, k.target_value, k.current_value, k.unit,
+/// The KPIs `chosen` (a query over `kpis`), each with the values it had 7, 30 and 90 days ago
+/// (the latest point at or before then, read backwards along the (organization_id, kpi_id,
+/// observed_at, source) index). The points are named once, in one subquery run per day count:
+/// every reference to a table adds its policy check to the plan, and this read is the hottest
+/// there is. `chosen` limits the KPIs before any point is read.
+fn with_changes(chosen: &str) -> String {
+    format!(
+        r"SELECT k.id, k.name, k.description, k.target_value, k.current_value, k.unit,
     k.category, k.direction, k.baseline, k.is_active, k.deleted_at, k.created_at, k.updated_at,
     before[1] AS before_7, before[2] AS before_30, before[3] AS before_90
-    FROM kpis k
+    FROM ({chosen}) AS k
     CROSS JOIN LATERAL (
       SELECT array_agg(
                (SELECT p.value FROM kpi_data_points p
@@ -26,21 +29,24 @@ const KPI_SELECT: &str = r"SELECT k.id, k.name, k.description, k.target_value, k
                    AND p.observed_at <= now() - make_interval(days => d.days)
                  ORDER BY p.observed_at DESC LIMIT 1)
                ORDER BY d.days) AS before
-        FROM unnest(ARRAY[7, 30, 90]) AS d (days)) AS b";
+        FROM unnest(ARRAY[7, 30, 90]) AS d (days)) AS b"
+    )
+}
 
 /// The SQL of [`get`] (also run directly by the benchmarks): organization, id, with deleted.
 pub fn get_sql() -> String {
-    format!(
-        r"{KPI_SELECT} WHERE k.organization_id = $1 AND k.id = $2 AND ($3 OR k.deleted_at IS NULL)"
+    with_changes(
+        r"SELECT * FROM kpis WHERE organization_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)",
     )
 }
 
 /// The SQL of [`list`]: organization, after id, deleted ones, limit.
 pub fn list_sql() -> String {
-    format!(
-        r"{KPI_SELECT} WHERE k.organization_id = $1 AND k.id > $2 AND (k.deleted_at IS NOT NULL) = $3
-         ORDER BY k.id LIMIT $4"
-    )
+    let page = with_changes(
+        r"SELECT * FROM kpis WHERE organization_id = $1 AND id > $2 AND (deleted_at IS NOT NULL) = $3
+           ORDER BY id LIMIT $4",
+    );
+    format!("{page} ORDER BY k.id")
 }
 
 /// A KPI of `org`; deleted ones only when `with_deleted`.
@@ -172,17 +178,21 @@ pub async fn record(tx: &mut OrgTx, kpi: Uuid, points: &Valid<Vec<NewDataPoint>>
     super::ingest::write(tx, &mut rows).await
 }
 
-/// The SQL of [`points`]: organization, KPI, since, until, after point id, limit. Absent bounds
-/// are infinities, not `$n IS NULL OR …`: a bound stays an index condition in the generic plan,
-/// so a page reads its rows and no others.
-pub const POINTS_SQL: &str = r"WITH cursor AS (SELECT observed_at, source FROM kpi_data_points
-                 WHERE organization_id = $1 AND id = $5)
-SELECT p.id, p.value, p.observed_at, p.source FROM kpi_data_points p
- WHERE p.organization_id = $1 AND p.kpi_id = $2
-   AND p.observed_at >= coalesce($3, '-infinity') AND p.observed_at < coalesce($4, 'infinity')
-   AND p.observed_at <= coalesce((SELECT observed_at FROM cursor), 'infinity')
-   AND ($5::uuid IS NULL OR (p.observed_at, p.source) < (SELECT observed_at, source FROM cursor))
- ORDER BY p.observed_at DESC, p.source DESC LIMIT $6";
+/// The SQL of [`points`]: organization, KPI, since, until, the page's cursor (the time and
+/// source of the last point of the page before), limit. Every bound is an index condition on
+/// (organization_id, kpi_id, observed_at, source) (absent ones are infinities, not
+/// `$n IS NULL OR …`), so a page reads its rows and no others, however deep.
+///
+/// Not kept prepared (`persistent(false)`: an unnamed statement is planned for its parameters on
+/// every run): its best plan depends on their values (how wide a range, how deep a page), a
+/// generic plan cannot tell a minute from ten years, and PostgreSQL switches to the generic one
+/// after five runs because it looks cheap. Reads whose plan is the same for any value (one KPI,
+/// the dashboard) keep theirs.
+pub const POINTS_SQL: &str = r"SELECT id, value, observed_at, source FROM kpi_data_points
+ WHERE organization_id = $1 AND kpi_id = $2
+   AND observed_at >= coalesce($3, '-infinity') AND observed_at < coalesce($4, 'infinity')
+   AND (observed_at, source) < (coalesce($5, 'infinity'), coalesce($6, ''))
+ ORDER BY observed_at DESC, source DESC LIMIT $7";
 
 /// A KPI's points, newest first, optionally within [since, until).
 pub async fn points(
@@ -194,12 +204,36 @@ pub async fn points(
 ) -> Result<Page<DataPoint>> {
     let org = tx.org();
     get(tx, kpi, false).await?;
+    // The cursor names the last point of the page before; its own round trip keeps the page's
+    // bounds plain parameters the planner sees.
+    let cursor: Option<(chrono::DateTime<chrono::Utc>, String)> = match page.after {
+        None => None,
+        Some(after) => {
+            let found = sqlx::query_as(
+                r"SELECT observed_at, source FROM kpi_data_points
+                   WHERE id = $1 AND organization_id = $2 AND kpi_id = $3",
+            )
+            .bind(after)
+            .bind(org)
+            .bind(kpi)
+            .fetch_optional(tx.conn())
+            .await?;
+            // A cursor that names no point of this KPI ends the listing.
+            if found.is_none() {
+                return Ok(Page::from_rows(Vec::new(), page, |p: &DataPoint| p.id));
+            }
+            found
+        }
+    };
+    let (cursor_at, cursor_source) = cursor.unzip();
     let rows: Vec<DataPoint> = sqlx::query_as(POINTS_SQL)
+        .persistent(false)
         .bind(org)
         .bind(kpi)
         .bind(since)
         .bind(until)
-        .bind(page.after)
+        .bind(cursor_at)
+        .bind(cursor_source)
         .bind(page.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
@@ -210,7 +244,7 @@ pub async fn points(
 pub const MAX_BUCKETS: i64 = 5000;
 
 /// The SQL of [`series`]: organization, KPI, bucket, aggregate, time zone, since, until, most
-/// buckets.
+/// buckets. Planned for its parameters on every run, like [`POINTS_SQL`].
 pub const SERIES_SQL: &str = r"SELECT date_trunc($3, p.observed_at AT TIME ZONE $5) AT TIME ZONE $5 AS start,
         CASE $4 WHEN 'sum' THEN sum(p.value) WHEN 'avg' THEN avg(p.value)
                 WHEN 'min' THEN min(p.value) WHEN 'max' THEN max(p.value)
@@ -236,6 +270,7 @@ pub async fn series(
     let org = tx.org();
     get(tx, kpi, false).await?;
     Ok(sqlx::query_as(SERIES_SQL)
+        .persistent(false)
         .bind(org)
         .bind(kpi)
         .bind(bucket.as_str())

@@ -15,6 +15,7 @@ mod kpis;
 mod lifecycle;
 mod oidc;
 mod orgs;
+mod plans;
 mod platform;
 mod provider;
 mod proxies;

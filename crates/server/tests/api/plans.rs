@@ -1,0 +1,379 @@
+//! The hot reads keep their plan whatever the statistics say: each is EXPLAINed as the runtime
+//! role, custom and generic plan alike, on data with heavy skew (one KPI with a million points,
+//! one organization with 100 times the others' data) after ANALYZE, and fails when it reads
+//! more rows than its answer needs by a wide margin.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::Postgres;
+use tenantry_db::RequestContext;
+use tenantry_server::kernel::org_tx::OrgTx;
+use tenantry_server::kpis::store;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestUser};
+
+/// A statement parameter, typed for `PREPARE` as well as bound.
+#[derive(Clone)]
+enum Param {
+    Id(Option<Uuid>),
+    Flag(bool),
+    Count(i64),
+    Text(Option<String>),
+    Time(Option<DateTime<Utc>>),
+}
+
+impl Param {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Param::Id(_) => "uuid",
+            Param::Flag(_) => "boolean",
+            Param::Count(_) => "bigint",
+            Param::Text(_) => "text",
+            Param::Time(_) => "timestamptz",
+        }
+    }
+
+    /// The value as a SQL literal (for `EXECUTE`, which takes no bound parameters in EXPLAIN).
+    fn literal(&self) -> String {
+        let quoted = |text: Option<String>| match text {
+            Some(text) => format!("'{text}'::{}", self.sql_type()),
+            None => format!("NULL::{}", self.sql_type()),
+        };
+        match self {
+            Param::Id(v) => quoted(v.map(|v| v.to_string())),
+            Param::Flag(v) => v.to_string(),
+            Param::Count(v) => v.to_string(),
+            Param::Text(v) => quoted(v.as_ref().map(|v| v.replace('\'', "''"))),
+            Param::Time(v) => quoted(v.map(|v| v.to_rfc3339())),
+        }
+    }
+
+    fn bind<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        match self {
+            Param::Id(v) => query.bind(v),
+            Param::Flag(v) => query.bind(v),
+            Param::Count(v) => query.bind(v),
+            Param::Text(v) => query.bind(v),
+            Param::Time(v) => query.bind(v),
+        }
+    }
+}
+
+/// Rows the plan's scans read (returned by them, or removed by their filters and rechecks),
+/// over all loops. A bitmap heap scan's rows were counted as its index scans' entries (all of
+/// them: a BitmapAnd of two indexes reads both).
+fn rows_read(plan: &Value) -> f64 {
+    let n = |key: &str| plan[key].as_f64().unwrap_or(0.0);
+    let removed = n("Rows Removed by Filter") + n("Rows Removed by Index Recheck");
+    let own = match plan["Node Type"].as_str().unwrap_or_default() {
+        "Seq Scan" | "Index Scan" | "Index Only Scan" | "Bitmap Index Scan" => {
+            (n("Actual Rows") + removed) * n("Actual Loops")
+        }
+        "Bitmap Heap Scan" => removed * n("Actual Loops"),
+        _ => 0.0,
+    };
+    own + plan["Plans"]
+        .as_array()
+        .map(|children| children.iter().map(rows_read).sum())
+        .unwrap_or(0.0)
+}
+
+/// EXPLAIN ANALYZE of `statement` with `params`, as JSON.
+async fn explain(tx: &mut OrgTx, statement: &str, params: &[Param]) -> Value {
+    let text = format!("EXPLAIN (ANALYZE, FORMAT JSON) {statement}");
+    let mut query = sqlx::query(&text);
+    for p in params {
+        query = p.clone().bind(query);
+    }
+    let row = query.fetch_one(tx.conn()).await.expect("explain");
+    let plan: Value = sqlx::Row::get(&row, 0);
+    plan[0]["Plan"].clone()
+}
+
+/// Which plans a statement runs with: a prepared one the custom plans of its first runs, then
+/// (mostly) the generic plan; one planned per run (`persistent(false)`) only custom plans.
+#[derive(PartialEq)]
+enum Prepared {
+    Kept,
+    PerRun,
+}
+
+/// The custom plan of `sql` (parameters known) and, for a kept statement, its generic plan.
+async fn plans(
+    tx: &mut OrgTx,
+    sql: &str,
+    params: &[Param],
+    prepared: Prepared,
+) -> Vec<(&'static str, Value)> {
+    let custom = explain(tx, sql, params).await;
+    if prepared == Prepared::PerRun {
+        return vec![("custom", custom)];
+    }
+    let types: Vec<&str> = params.iter().map(Param::sql_type).collect();
+    let literals: Vec<String> = params.iter().map(Param::literal).collect();
+    sqlx::raw_sql(&format!(
+        "PREPARE hot ({}) AS {sql}; SET LOCAL plan_cache_mode = force_generic_plan",
+        types.join(", ")
+    ))
+    .execute(tx.conn())
+    .await
+    .expect("prepare");
+    let generic = explain(tx, &format!("EXECUTE hot ({})", literals.join(", ")), &[]).await;
+    sqlx::raw_sql("DEALLOCATE hot; SET LOCAL plan_cache_mode = auto")
+        .execute(tx.conn())
+        .await
+        .expect("deallocate");
+    vec![("custom", custom), ("generic", generic)]
+}
+
+/// Asserts every plan `sql` runs with reads at most `most` rows.
+async fn assert_reads_at_most(
+    tx: &mut OrgTx,
+    what: &str,
+    (sql, prepared): (&str, Prepared),
+    params: &[Param],
+    most: f64,
+) {
+    for (kind, plan) in plans(tx, sql, params, prepared).await {
+        let read = rows_read(&plan);
+        assert!(
+            read <= most,
+            "{what} ({kind} plan) read {read} rows, more than {most}:\n{plan:#}"
+        );
+    }
+}
+
+/// The data: `big` has 50 KPIs of 1,000 daily points (100 times each of 300 other
+/// organizations' 5 KPIs of 100 points); `whale` has one KPI with a million points a minute
+/// apart (and four small ones). Returns (big's first KPI, the whale KPI).
+async fn skewed_data(app: &TestApp, big: &TestUser, whale: &TestUser) -> (Uuid, Uuid) {
+    // The other organizations, created as their owner would (the database makes the creator
+    // their owner).
+    let filler = app.user("filler@example.com").await;
+    let mut tx = tenantry_db::TenantTx::begin(&app.db.runtime, &RequestContext::user(filler.id))
+        .await
+        .expect("begin");
+    sqlx::query(
+        r"INSERT INTO organizations (id, name, slug)
+          SELECT app.uuid_v7(), 'Org ' || g, 'org-' || g FROM generate_series(1, 300) g",
+    )
+    .execute(tx.conn())
+    .await
+    .expect("organizations");
+    tx.commit().await.expect("commit");
+    let owner = app.db.owner().await;
+    sqlx::raw_sql(&format!(
+        r"INSERT INTO kpis (id, organization_id, name)
+          SELECT app.uuid_v7(), o.id, 'KPI ' || g FROM organizations o, generate_series(1, 5) g
+           WHERE o.id <> '{big}';
+          INSERT INTO kpis (id, organization_id, name)
+          SELECT app.uuid_v7(), '{big}', 'KPI ' || g FROM generate_series(1, 50) g;
+          INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
+          SELECT k.organization_id, k.id, g, now() - make_interval(days => g), 'manual'
+            FROM kpis k, generate_series(1, 100) g WHERE k.organization_id <> '{big}';
+          INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
+          SELECT k.organization_id, k.id, g, now() - make_interval(days => g), 'manual'
+            FROM kpis k, generate_series(1, 1000) g WHERE k.organization_id = '{big}';
+          INSERT INTO kpi_data_points (organization_id, kpi_id, value, observed_at, source)
+          SELECT k.organization_id, k.id, g, now() - make_interval(mins => g), 'sync'
+            FROM (SELECT * FROM kpis WHERE organization_id = '{whale}' ORDER BY id LIMIT 1) k,
+                 generate_series(1, 1000000) g",
+        big = big.org,
+        whale = whale.org,
+    ))
+    .execute(&owner.0)
+    .await
+    .expect("skewed data");
+    // What autovacuum would do next: statistics of the skewed data, dead versions gone.
+    sqlx::raw_sql("VACUUM ANALYZE")
+        .execute(&owner.0)
+        .await
+        .expect("vacuum analyze");
+    let first = |org: Uuid| {
+        let owner = owner.0.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "SELECT id FROM kpis WHERE organization_id = $1 ORDER BY id LIMIT 1",
+            )
+            .bind(org)
+            .fetch_one(&owner)
+            .await
+            .expect("kpi")
+        }
+    };
+    (first(big.org).await, first(whale.org).await)
+}
+
+#[tokio::test]
+async fn kpi_reads_read_what_they_return_under_heavy_skew() {
+    let app = TestApp::spawn().await;
+    let big = app.user("big@example.com").await;
+    let whale = app.user("whale@example.com").await;
+    let (big_kpi, whale_kpi) = skewed_data(&app, &big, &whale).await;
+    let now = Utc::now();
+
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(big.id), big.org)
+        .await
+        .expect("begin");
+    let get = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(big_kpi)),
+        Param::Flag(false),
+    ];
+    // One KPI and the three points that give its 7/30/90-day change.
+    assert_reads_at_most(
+        &mut tx,
+        "KPI read",
+        (&store::get_sql(), Prepared::Kept),
+        &get,
+        8.0,
+    )
+    .await;
+    // A page of 20 KPIs (21 fetched), each with its three points. Sorting the organization's
+    // 50 KPIs to pick the page is fair (the planner knows how many a large organization has);
+    // reading points of KPIs off the page is not.
+    let list = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(Uuid::nil())),
+        Param::Flag(false),
+        Param::Count(21),
+    ];
+    let needed = 50.0 + 21.0 * 3.0;
+    assert_reads_at_most(
+        &mut tx,
+        "KPI list",
+        (&store::list_sql(), Prepared::Kept),
+        &list,
+        1.5 * needed,
+    )
+    .await;
+    // 50 KPIs, each with its 30-day-old point and 30 sparkline points.
+    let dashboard = [Param::Id(Some(big.org))];
+    assert_reads_at_most(
+        &mut tx,
+        "dashboard",
+        (store::DASHBOARD_SQL, Prepared::Kept),
+        &dashboard,
+        2.0 * 50.0 * 32.0,
+    )
+    .await;
+    // Every daily point of a KPI, in daily buckets: 1,000 read for 1,000 answered.
+    let series_all = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(big_kpi)),
+        Param::Text(Some("day".into())),
+        Param::Text(Some("last".into())),
+        Param::Text(Some("UTC".into())),
+        Param::Time(None),
+        Param::Time(None),
+        Param::Count(5000),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "series",
+        (store::SERIES_SQL, Prepared::PerRun),
+        &series_all,
+        1.1 * 1000.0,
+    )
+    .await;
+    tx.commit().await.expect("commit");
+
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(whale.id), whale.org)
+        .await
+        .expect("begin");
+    let dashboard = [Param::Id(Some(whale.org))];
+    assert_reads_at_most(
+        &mut tx,
+        "whale dashboard",
+        (store::DASHBOARD_SQL, Prepared::Kept),
+        &dashboard,
+        2.0 * 5.0 * 32.0,
+    )
+    .await;
+    let get = [
+        Param::Id(Some(whale.org)),
+        Param::Id(Some(whale_kpi)),
+        Param::Flag(false),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "whale KPI read",
+        (&store::get_sql(), Prepared::Kept),
+        &get,
+        8.0,
+    )
+    .await;
+    // Pages of 50 (51 fetched) of the million points: the newest, one deep in the history, and
+    // one inside a day's window.
+    let deep: (DateTime<Utc>, String) = sqlx::query_as(
+        "SELECT observed_at, source FROM kpi_data_points WHERE organization_id = $1
+          AND kpi_id = $2 AND observed_at < now() - interval '300 days'
+          ORDER BY observed_at DESC LIMIT 1",
+    )
+    .bind(whale.org)
+    .bind(whale_kpi)
+    .fetch_one(tx.conn())
+    .await
+    .expect("deep point");
+    for (what, since, until, cursor) in [
+        ("newest points", None, None, None),
+        ("points deep in history", None, None, Some(deep)),
+        (
+            "points of one day",
+            Some(now - Duration::days(200)),
+            Some(now - Duration::days(199)),
+            None,
+        ),
+    ] {
+        let (cursor_at, cursor_source) = cursor.unzip();
+        let points = [
+            Param::Id(Some(whale.org)),
+            Param::Id(Some(whale_kpi)),
+            Param::Time(since),
+            Param::Time(until),
+            Param::Time(cursor_at),
+            Param::Text(cursor_source),
+            Param::Count(51),
+        ];
+        assert_reads_at_most(
+            &mut tx,
+            what,
+            (store::POINTS_SQL, Prepared::PerRun),
+            &points,
+            2.0 * 51.0,
+        )
+        .await;
+    }
+    // A month of minutes in daily buckets reads that month's points and no others.
+    let in_month: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM kpi_data_points WHERE organization_id = $1 AND kpi_id = $2
+          AND observed_at >= now() - interval '30 days'",
+    )
+    .bind(whale.org)
+    .bind(whale_kpi)
+    .fetch_one(tx.conn())
+    .await
+    .expect("count");
+    let series_month = [
+        Param::Id(Some(whale.org)),
+        Param::Id(Some(whale_kpi)),
+        Param::Text(Some("day".into())),
+        Param::Text(Some("avg".into())),
+        Param::Text(Some("UTC".into())),
+        Param::Time(Some(now - Duration::days(30))),
+        Param::Time(None),
+        Param::Count(5000),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "series of a month",
+        (store::SERIES_SQL, Prepared::PerRun),
+        &series_month,
+        1.1 * in_month as f64,
+    )
+    .await;
+    tx.commit().await.expect("commit");
+}
