@@ -765,8 +765,8 @@ async fn the_seed_indexes_serve_the_queries_that_filter_on_them() {
         .expect("analyze");
     for (sql, index) in [
         (
-            "SELECT id FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND user_id = app.user_id() ORDER BY updated_at DESC LIMIT 50",
-            "tool_data_organization_id_user_id_updated_at_idx",
+            "SELECT id FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND user_id = app.user_id() ORDER BY id LIMIT 50",
+            "tool_data_member",
         ),
         (
             "SELECT id FROM sprint_00_woop.tool_data WHERE organization_id = $1 AND status = 'completed' ORDER BY updated_at DESC",

@@ -116,8 +116,8 @@ impl Catalog {
         &self.tools
     }
 
-    /// The caller's latest entries of organization $1 across every tool (at most $2), newest
-    /// first, each with the caller's progress on its tool: one index-backed branch per tool.
+    /// The latest entries of user $3 in organization $1 across every tool (at most $2), newest
+    /// first, each with the user's progress on its tool: one index-backed branch per tool.
     pub fn my_entries_sql(&self) -> String {
         let branches: Vec<String> = self
             .tools
@@ -125,7 +125,7 @@ impl Catalog {
             .map(|t| {
                 format!(
                     "(SELECT '{}'::text AS tool, id, status, version, updated_at FROM {}.tool_data \
-                      WHERE organization_id = $1 AND user_id = (SELECT app.user_id()) ORDER BY updated_at DESC LIMIT $2)",
+                      WHERE organization_id = $1 AND user_id = $3 ORDER BY updated_at DESC LIMIT $2)",
                     t.slug, t.schema_name
                 )
             })
@@ -135,7 +135,7 @@ impl Catalog {
                     coalesce(p.progress_percentage, 0) AS progress_percentage
                FROM ({}) e
                LEFT JOIN tool_access.progress p
-                      ON p.organization_id = $1 AND p.user_id = (SELECT app.user_id()) AND p.tool_slug = e.tool
+                      ON p.organization_id = $1 AND p.user_id = $3 AND p.tool_slug = e.tool
               ORDER BY e.updated_at DESC LIMIT $2",
             branches.join(" UNION ALL ")
         )
@@ -154,6 +154,13 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Draft,
+        Status::InProgress,
+        Status::Completed,
+        Status::Submitted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Draft => "draft",

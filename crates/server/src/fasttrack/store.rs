@@ -89,9 +89,13 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
 pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result<Vec<MyEntry>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
+    let me = tx.user_id().await?;
+    // Planned per run with the user id as a value, like `list`.
     Ok(sqlx::query_as(&catalog.my_entries_sql())
+        .persistent(false)
         .bind(org)
         .bind(limit.clamp(1, 200))
+        .bind(me)
         .fetch_all(tx.conn())
         .await?)
 }
@@ -182,8 +186,25 @@ pub async fn get(tx: &mut OrgTx, tool: &Tool, id: Uuid) -> Result<Entry> {
     entry.found()
 }
 
-/// The caller's entries of `tool`, newest first by id; with `everyone`, every entry of the
-/// organization (tool admins only). Optionally only those with `status`.
+/// The SQL of [`list`] for `tool`: organization, statuses, after id, limit, and (unless
+/// `everyone`) the caller's user id. Two statements rather than `$n OR user_id = …` (a
+/// condition that is sometimes there is never an index condition): the organization's entries
+/// are walked along its primary key, the caller's along (organization_id, user_id, id), both in
+/// id order. Planned per run (`persistent(false)`) with the user id as a value: how many entries
+/// a member has is skewed (one may have thousands, another three), and only the value's
+/// statistics tell the planner which.
+pub fn list_sql(tool: &Tool, everyone: bool) -> String {
+    let whose = if everyone { "" } else { "AND user_id = $5" };
+    format!(
+        r"SELECT {ENTRY_COLUMNS} FROM {}.tool_data
+          WHERE organization_id = $1 {whose} AND status = ANY ($2) AND id > $3
+          ORDER BY id LIMIT $4",
+        tool.schema_name
+    )
+}
+
+/// The caller's entries of `tool` in id order (oldest first); with `everyone`, every entry of
+/// the organization (tool admins only). Optionally only those with `status`.
 pub async fn list(
     tx: &mut OrgTx,
     tool: &Tool,
@@ -198,20 +219,22 @@ pub async fn list(
         AccessLevel::View
     };
     require_access(tx, tool, level).await?;
-    let rows: Vec<Entry> = sqlx::query_as(&format!(
-        r"SELECT {ENTRY_COLUMNS} FROM {}.tool_data
-          WHERE organization_id = $1 AND ($2 OR user_id = (SELECT app.user_id()))
-            AND ($3::text IS NULL OR status = $3) AND id > $4
-          ORDER BY id LIMIT $5",
-        tool.schema_name
-    ))
-    .bind(org)
-    .bind(everyone)
-    .bind(status.map(Status::as_str))
-    .bind(page.after())
-    .bind(page.fetch_limit())
-    .fetch_all(tx.conn())
-    .await?;
+    let statuses: Vec<&str> = match status {
+        Some(status) => vec![status.as_str()],
+        None => Status::ALL.map(Status::as_str).to_vec(),
+    };
+    let me = if everyone { None } else { tx.user_id().await? };
+    let sql = list_sql(tool, everyone);
+    let mut query = sqlx::query_as(&sql)
+        .persistent(false)
+        .bind(org)
+        .bind(&statuses)
+        .bind(page.after())
+        .bind(page.fetch_limit());
+    if !everyone {
+        query = query.bind(me);
+    }
+    let rows: Vec<Entry> = query.fetch_all(tx.conn()).await?;
     Ok(Page::from_rows(rows, page, |e| e.id))
 }
 
