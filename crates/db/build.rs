@@ -6,7 +6,10 @@ use std::path::Path;
 use std::{env, fs};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read when the script runs, not when it was compiled: a build script compiled for a copy of
+    // this tree elsewhere (a shared target directory) must still read this tree.
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../..");
     let (tools, migrations) = (root.join("tools"), root.join("migrations"));
     println!("cargo:rerun-if-changed={}", tools.display());
     println!("cargo:rerun-if-changed={}", migrations.display());

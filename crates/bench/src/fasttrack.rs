@@ -45,9 +45,12 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
             async move {
                 let mut tx =
                     TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+                // As the service runs it: planned per run, the member as a value.
                 let rows = sqlx::query(&sql)
+                    .persistent(false)
                     .bind(org)
                     .bind(50i64)
+                    .bind(user)
                     .fetch_all(tx.conn())
                     .await?;
                 tx.commit().await?;
@@ -64,8 +67,10 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
                 let mut tx = direct.begin().await?;
                 bind_user(&mut tx, user).await?;
                 let rows = sqlx::query(&sql)
+                    .persistent(false)
                     .bind(org)
                     .bind(50i64)
+                    .bind(user)
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -179,7 +184,7 @@ async fn bind_user(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), AnyErr
 }
 
 /// Prints the plan and timing of `sql` in the member's tenant transaction; binds the
-/// organization, then `texts` (or, with none, a limit of 50).
+/// organization, then `texts` (or, with none, a limit of 50 and the member).
 async fn explain(
     runtime: &RuntimePool,
     user: Uuid,
@@ -191,7 +196,7 @@ async fn explain(
     let explain = format!(r"EXPLAIN (ANALYZE, BUFFERS) {sql}");
     let mut query = sqlx::query_scalar::<_, String>(&explain).bind(org);
     query = if texts.is_empty() {
-        query.bind(50i64)
+        query.bind(50i64).bind(user)
     } else {
         texts.iter().fold(query, |q, t| q.bind(*t))
     };

@@ -33,7 +33,7 @@ mod burst;
 mod fasttrack;
 mod kpis;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Benchmark {
     /// A tenant transaction (begin, bind context, one indexed select under RLS, commit) vs the
     /// same statements sent directly by the owner (RLS bypassed), same connection count.
