@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
+use crate::kernel::page::Limit;
+
 /// One recorded change.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Event {
@@ -49,7 +51,8 @@ pub struct EventFilter {
     /// Before this time (exclusive).
     pub until: Option<DateTime<Utc>>,
     /// Items per page, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     /// The `next_cursor` of the previous page.
     pub after: Option<Uuid>,
 }

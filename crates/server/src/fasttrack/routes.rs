@@ -16,7 +16,7 @@ use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, 
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::org_tx::OrgTx;
-use crate::kernel::page::{Page, PageParams};
+use crate::kernel::page::{Limit, Page, PageParams};
 
 const MODULE: Module = Module::Fasttrack;
 
@@ -141,7 +141,8 @@ pub async fn delete_row(
 #[into_params(parameter_in = Query)]
 pub struct MyEntriesParams {
     /// Entries to return, 1 to 200 (default 50).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
 }
 
 /// My latest entries across every tool, newest first, each with my progress on its tool.
@@ -153,7 +154,12 @@ pub async fn my_entries(
     State(state): State<AppState>,
     Query(params): Query<MyEntriesParams>,
 ) -> Result<Json<Vec<MyEntry>>> {
-    let entries = store::my_entries(&mut tx, &state.tools, params.limit.unwrap_or(50)).await?;
+    let entries = store::my_entries(
+        &mut tx,
+        &state.tools,
+        params.limit.unwrap_or(Limit::DEFAULT),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(entries))
 }
@@ -211,7 +217,8 @@ pub struct EntryListParams {
     #[serde(default)]
     pub all: bool,
     pub status: Option<Status>,
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     pub after: Option<Uuid>,
 }
 

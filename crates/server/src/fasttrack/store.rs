@@ -14,7 +14,7 @@ use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
 use crate::kernel::org_tx::OrgTx;
-use crate::kernel::page::{Page, PageParams};
+use crate::kernel::page::{Limit, Page, PageParams};
 
 const ENTRY_COLUMNS: &str =
     "id, user_id, data, status, version, created_at, updated_at, completed_at, submitted_at";
@@ -86,7 +86,7 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
 }
 
 /// My latest entries across every tool (at most `limit`, newest first) with my progress.
-pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result<Vec<MyEntry>> {
+pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: Limit) -> Result<Vec<MyEntry>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     let me = tx.user_id().await?;
@@ -94,7 +94,7 @@ pub async fn my_entries(tx: &mut OrgTx, catalog: &Catalog, limit: i64) -> Result
     Ok(sqlx::query_as(&catalog.my_entries_sql())
         .persistent(false)
         .bind(org)
-        .bind(limit.clamp(1, 200))
+        .bind(i64::from(limit.get()))
         .bind(me)
         .fetch_all(tx.conn())
         .await?)

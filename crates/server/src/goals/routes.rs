@@ -13,7 +13,7 @@ use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
-use crate::kernel::page::{Page, PageParams};
+use crate::kernel::page::{Limit, Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
 
@@ -33,7 +33,8 @@ pub struct GoalListParams {
     /// List deleted goals instead of live ones.
     #[serde(default)]
     pub deleted: bool,
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     pub after: Option<Uuid>,
 }
 

@@ -5,11 +5,39 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// Items per page: 1 to 200. Anything else is refused (400), not quietly clamped: a client
+/// asking for 10,000 should learn it gets 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct Limit(u32);
+
+impl Limit {
+    pub const MAX: u32 = 200;
+    pub const DEFAULT: Limit = Limit(50);
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Limit {
+    type Error = String;
+
+    fn try_from(n: u32) -> Result<Self, String> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(Limit(n))
+        } else {
+            Err(format!("limit must be 1 to {}", Self::MAX))
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page, 1 to 200 (default 50).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     /// The `next_cursor` of the previous page.
     pub after: Option<Uuid>,
 }
@@ -17,7 +45,7 @@ pub struct PageParams {
 impl PageParams {
     /// Rows to fetch: one more than the page, to know whether another page follows.
     pub fn fetch_limit(&self) -> i64 {
-        i64::from(self.limit.unwrap_or(50).clamp(1, 200)) + 1
+        i64::from(self.limit.unwrap_or(Limit::DEFAULT).get()) + 1
     }
 
     /// The lower bound for ids (exclusive); the nil UUID before the first page.

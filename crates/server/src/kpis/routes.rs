@@ -17,7 +17,7 @@ use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
-use crate::kernel::page::{Page, PageParams};
+use crate::kernel::page::{Limit, Page, PageParams};
 
 const MODULE: Module = Module::Kpis;
 
@@ -47,7 +47,8 @@ pub struct KpiListParams {
     /// List deleted KPIs (to restore or purge) instead of live ones.
     #[serde(default)]
     pub deleted: bool,
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     pub after: Option<Uuid>,
 }
 
@@ -157,7 +158,8 @@ pub struct PointParams {
     pub since: Option<DateTime<Utc>>,
     /// Before this time (exclusive).
     pub until: Option<DateTime<Utc>>,
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit>,
     pub after: Option<Uuid>,
 }
 
@@ -210,8 +212,10 @@ pub async fn record_points(
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
     /// `day`, `week` (ISO, from Monday) or `month`.
+    #[param(inline)]
     pub bucket: Bucket,
     /// `last` (default), `sum`, `avg`, `min` or `max`.
+    #[param(inline)]
     pub aggregate: Option<Aggregate>,
     /// The time zone buckets follow (IANA name; default UTC).
     pub timezone: Option<String>,

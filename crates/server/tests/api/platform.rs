@@ -440,3 +440,66 @@ async fn the_router_serves_exactly_the_methods_the_document_lists() {
     }
     assert!(checked >= 250, "{checked}");
 }
+
+#[tokio::test]
+async fn every_reference_in_the_document_resolves() {
+    let app = TestApp::spawn().await;
+    let doc = crate::helpers::openapi(&app).await;
+    let text = doc.to_string();
+    let mut references = 0;
+    for piece in text.split("\"$ref\":\"").skip(1) {
+        let target = piece.split('"').next().unwrap_or_default();
+        let path = target.trim_start_matches("#/");
+        let found = path.split('/').try_fold(&doc, |node, key| node.get(key));
+        assert!(found.is_some(), "{target} does not resolve");
+        references += 1;
+    }
+    assert!(
+        references > 50,
+        "only {references} references: the document looks wrong"
+    );
+}
+
+#[tokio::test]
+async fn every_list_refuses_the_limits_its_document_does_not_allow() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let doc = crate::helpers::openapi(&app).await;
+    let mut lists = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(limit) = item["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        else {
+            continue;
+        };
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&json!(1), &json!(200)),
+            "{path}: the document states the range"
+        );
+        let concrete = crate::helpers::concrete_path(path, Some(alice.org));
+        for (value, refused) in [
+            ("0", true),
+            ("201", true),
+            ("2147483648", true),
+            ("200", false),
+        ] {
+            let (status, body) = app
+                .call(
+                    Method::GET,
+                    &alice,
+                    &format!("{concrete}?limit={value}"),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                status == StatusCode::BAD_REQUEST,
+                refused,
+                "{path}?limit={value}: {status} {body}"
+            );
+        }
+        lists += 1;
+    }
+    assert!(lists >= 6, "only {lists} lists take a limit");
+}
