@@ -130,14 +130,17 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of this API, as `/openapi.json` serves it.
 pub fn api_document() -> utoipa::openapi::OpenApi {
-    api_routes(&HttpConfig::default()).into_openapi()
+    let mut document = api_routes(&HttpConfig::default()).into_openapi();
+    openapi::complete(&mut document);
+    document
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     // Bulk routes get their own, longer time limit; everything else shares the short one.
-    let (api, document) = api_routes(&config).split_for_parts();
+    let (api, mut document) = api_routes(&config).split_for_parts();
+    openapi::complete(&mut document);
     // Served as built: the document and the router come from the same `routes!` calls.
     let document = Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
     api.route(

@@ -90,7 +90,12 @@ async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
                 continue;
             };
             let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let documents_422 = operation["responses"].get("422").is_some();
             for (body, field) in nul_bodies(&doc, schema, "") {
+                assert!(
+                    documents_422,
+                    "{method} {path} answers 422 but does not say so"
+                );
                 let request = app.request(method.clone(), Some(&alice.token), &concrete);
                 assert_refused(request.json(&body), &field, &format!("{method} {path}")).await;
                 tried += 1;
@@ -100,6 +105,10 @@ async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
                     continue;
                 }
                 let name = parameter["name"].as_str().expect("name");
+                assert!(
+                    documents_422,
+                    "{method} {path} answers 422 but does not say so"
+                );
                 let url = format!("{concrete}?{name}=a%00b");
                 let request = app.request(method.clone(), Some(&alice.token), &url);
                 assert_refused(request, name, &format!("{method} {path}")).await;
@@ -185,6 +194,10 @@ async fn without_a_valid_credential_every_protected_operation_is_401_whatever_el
                     StatusCode::UNAUTHORIZED,
                     "{method} {path} with {token:?}: {}",
                     got.1
+                );
+                assert!(
+                    operation["responses"].get("401").is_some(),
+                    "{method} {path} answers 401 but does not say so"
                 );
                 tried += 1;
             }
