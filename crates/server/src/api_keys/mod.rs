@@ -59,6 +59,7 @@ pub struct ApiKey {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     pub access: Access,
     /// Limit the key to these modules (see `kernel::access::Module`); absent: all.

@@ -142,7 +142,9 @@ impl Goal {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGoal {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     pub target_date: Option<NaiveDate>,
     /// Default `active`.
@@ -154,8 +156,10 @@ pub struct NewGoal {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GoalChanges {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 5000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub target_date: Option<Option<NaiveDate>>,
@@ -166,6 +170,7 @@ pub struct GoalChanges {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
+    #[schema(exclusive_minimum = 0.0)]
     pub weight: Option<f64>,
 }
 

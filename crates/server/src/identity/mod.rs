@@ -119,15 +119,19 @@ pub struct Me {
 #[serde(deny_unknown_fields)]
 pub struct MeChanges {
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 200)]
     pub name: Option<Option<String>>,
     /// The user's own picture (overrides the identity provider's).
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub avatar_url: Option<Option<String>>,
     /// An IANA time zone name, e.g. `Europe/Berlin`.
+    #[schema(min_length = 1, max_length = 64)]
     pub timezone: Option<String>,
     /// A language tag, e.g. `en` or `pt-BR`.
     pub language: Option<String>,
     /// Replaces the preferences object.
+    #[schema(value_type = Option<Object>)]
     pub preferences: Option<serde_json::Value>,
 }
 
@@ -162,11 +166,15 @@ pub struct SessionInfo {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordSignUp {
+    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
     pub email: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Name of the first organization (default: "<name>'s organization").
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub organization_name: Option<String>,
 }
 
@@ -183,6 +191,7 @@ pub struct PasswordSignIn {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 

@@ -100,10 +100,14 @@ impl From<KpiRow> for Kpi {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKpi {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     pub target_value: Option<f64>,
+    #[schema(max_length = 50)]
     pub unit: Option<String>,
+    #[schema(max_length = 100)]
     pub category: Option<String>,
     /// Default `higher_is_better`.
     pub direction: Option<Direction>,
@@ -117,14 +121,18 @@ pub struct NewKpi {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KpiChanges {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 5000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub target_value: Option<Option<f64>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 50)]
     pub unit: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 100)]
     pub category: Option<Option<String>>,
     pub direction: Option<Direction>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
@@ -150,6 +158,7 @@ pub struct NewDataPoint {
     /// Default: now.
     pub observed_at: Option<DateTime<Utc>>,
     /// Default `manual`; e.g. `stripe`, `google_analytics`.
+    #[schema(min_length = 1, max_length = 100)]
     pub source: Option<String>,
 }
 

@@ -39,13 +39,20 @@ pub struct Organization {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganization {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Chosen from the name when absent.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(max_length = 100)]
     pub industry: Option<String>,
+    #[schema(max_length = 50)]
     pub size: Option<String>,
+    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
     pub billing_email: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -53,16 +60,23 @@ pub struct NewOrganization {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationChanges {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 5000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 100)]
     pub industry: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 50)]
     pub size: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
     pub billing_email: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -85,6 +99,7 @@ pub struct Member {
 #[serde(deny_unknown_fields)]
 pub struct MemberChanges {
     pub role: Option<Role>,
+    #[schema(value_type = Option<Object>)]
     pub permissions: Option<serde_json::Value>,
 }
 
@@ -111,7 +126,9 @@ pub struct Team {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     /// Must be a member of the organization.
     pub lead_user_id: Option<Uuid>,
@@ -120,8 +137,10 @@ pub struct NewTeam {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamChanges {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
+    #[schema(max_length = 5000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
     pub lead_user_id: Option<Option<Uuid>>,
