@@ -26,43 +26,65 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// JSON body in, JSON body out; malformed input is a problem response, never a plain-text 4xx.
 /// A NUL character in any string or key is refused here, once, naming its field: PostgreSQL's
-/// text cannot hold one, and no field of this API has a use for it.
+/// text cannot hold one, and no field of this API has a use for it. The body must be a JSON
+/// object: serde would read a struct from an array of its fields in order (`[null, "x"]`), which
+/// no client means.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        if !is_json(req.headers()) {
-            return Err(Error::BadRequest(
-                "expected a request with `Content-Type: application/json`".into(),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge
-            } else {
-                Error::BadRequest(e.body_text())
-            }
-        })?;
-        if let Some(field) = nul_field(&bytes) {
-            return Err(Error::Validation(vec![FieldError::new(
-                &field,
-                "must not contain the NUL character (\\u0000)",
-            )]));
-        }
-        Ok(Json(axum::Json::<T>::from_bytes(&bytes)?.0))
+        read_json(req, state, false).await.map(Json)
     }
 }
 
 /// A JSON body that passed its type's checks: `new: Valid<NewKpi>` in a handler's arguments.
+/// An array is taken only by a type that is a list (`Validate::LIST`).
 impl<T: DeserializeOwned + Validate, S: Send + Sync> FromRequest<S> for Valid<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let Json(input) = Json::<T>::from_request(req, state).await?;
-        Valid::new(input)
+        Valid::new(read_json(req, state, T::LIST).await?)
     }
+}
+
+async fn read_json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+    list: bool,
+) -> Result<T, Error> {
+    if !is_json(req.headers()) {
+        return Err(Error::BadRequest(
+            "expected a request with `Content-Type: application/json`".into(),
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge
+        } else {
+            Error::BadRequest(e.body_text())
+        }
+    })?;
+    if let Some(field) = nul_field(&bytes) {
+        return Err(Error::Validation(vec![FieldError::new(
+            &field,
+            "must not contain the NUL character (\\u0000)",
+        )]));
+    }
+    let opens_array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if opens_array != list {
+        let expected = if list {
+            "a JSON array"
+        } else {
+            "a JSON object"
+        };
+        return Err(Error::Validation(vec![FieldError::new(
+            "body",
+            format!("must be {expected}"),
+        )]));
+    }
+    Ok(axum::Json::<T>::from_bytes(&bytes)?.0)
 }
 
 /// `application/json` or any `+json` type, as axum's own JSON extractor accepts.

@@ -10,6 +10,9 @@ use super::error::{Error, FieldError, Result};
 
 /// What an input must satisfy, said once beside its type.
 pub trait Validate {
+    /// Whether the input is a list (a JSON array body); otherwise it is an object.
+    const LIST: bool = false;
+
     /// Adds a field error to `checks` for every rule the value breaks.
     fn check(&self, checks: &mut Checks);
 }

@@ -188,6 +188,8 @@ impl Validate for KpiChanges {
 
 /// Points to record, each bad one named by its index.
 impl Validate for Vec<NewDataPoint> {
+    const LIST: bool = true;
+
     fn check(&self, c: &mut Checks) {
         c.field("points", self.is_empty().then_some(()), |()| {
             Err("must hold at least one point".into())

@@ -65,6 +65,19 @@ fn nul_bodies(doc: &Value, schema: &Value, path: &str) -> Vec<(Value, String)> {
     found
 }
 
+/// Every operation of the document: its path, method and description.
+fn operations(doc: &Value) -> Vec<(&str, Method, &Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if let Ok(method) = method.to_uppercase().parse::<Method>() {
+                found.push((path.as_str(), method, operation));
+            }
+        }
+    }
+    found
+}
+
 /// The request is answered 422 naming `field` first.
 async fn assert_refused(request: reqwest::RequestBuilder, field: &str, what: &str) {
     let got = read(request.send().await.expect("send")).await;
@@ -83,37 +96,32 @@ async fn a_nul_in_any_string_of_any_operation_is_a_422_naming_the_field() {
     let alice = app.user("alice@example.com").await;
     let doc = openapi(&app).await;
     let mut tried = 0;
-    for (path, item) in doc["paths"].as_object().expect("paths") {
+    for (path, method, operation) in operations(&doc) {
         let concrete = crate::helpers::concrete_path(path, Some(alice.org));
-        for (method, operation) in item.as_object().expect("path item") {
-            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+        let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+        let documents_422 = operation["responses"].get("422").is_some();
+        for (body, field) in nul_bodies(&doc, schema, "") {
+            assert!(
+                documents_422,
+                "{method} {path} answers 422 but does not say so"
+            );
+            let request = app.request(method.clone(), Some(&alice.token), &concrete);
+            assert_refused(request.json(&body), &field, &format!("{method} {path}")).await;
+            tried += 1;
+        }
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            if parameter["in"] != "query" || !is_string(resolve(&doc, &parameter["schema"])) {
                 continue;
-            };
-            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
-            let documents_422 = operation["responses"].get("422").is_some();
-            for (body, field) in nul_bodies(&doc, schema, "") {
-                assert!(
-                    documents_422,
-                    "{method} {path} answers 422 but does not say so"
-                );
-                let request = app.request(method.clone(), Some(&alice.token), &concrete);
-                assert_refused(request.json(&body), &field, &format!("{method} {path}")).await;
-                tried += 1;
             }
-            for parameter in operation["parameters"].as_array().into_iter().flatten() {
-                if parameter["in"] != "query" || !is_string(resolve(&doc, &parameter["schema"])) {
-                    continue;
-                }
-                let name = parameter["name"].as_str().expect("name");
-                assert!(
-                    documents_422,
-                    "{method} {path} answers 422 but does not say so"
-                );
-                let url = format!("{concrete}?{name}=a%00b");
-                let request = app.request(method.clone(), Some(&alice.token), &url);
-                assert_refused(request, name, &format!("{method} {path}")).await;
-                tried += 1;
-            }
+            let name = parameter["name"].as_str().expect("name");
+            assert!(
+                documents_422,
+                "{method} {path} answers 422 but does not say so"
+            );
+            let url = format!("{concrete}?{name}=a%00b");
+            let request = app.request(method.clone(), Some(&alice.token), &url);
+            assert_refused(request, name, &format!("{method} {path}")).await;
+            tried += 1;
         }
     }
     // The document has many string fields; a generator that found few is broken.
@@ -204,4 +212,34 @@ async fn without_a_valid_credential_every_protected_operation_is_401_whatever_el
         }
     }
     assert!(tried >= 200, "only {tried} requests tried");
+}
+
+#[tokio::test]
+async fn a_body_of_the_wrong_json_shape_is_a_422_not_read_field_by_field() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let doc = openapi(&app).await;
+    let mut tried = 0;
+    for (path, method, operation) in operations(&doc) {
+        let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+        if schema.is_null() {
+            continue;
+        }
+        // serde reads a struct from an array of its fields in order; a list from no object.
+        let wrong = if resolve(&doc, schema)["type"] == "array" {
+            json!({})
+        } else {
+            json!([null, null])
+        };
+        let concrete = crate::helpers::concrete_path(path, Some(alice.org));
+        let request = app.request(method.clone(), Some(&alice.token), &concrete);
+        assert_refused(
+            request.json(&wrong),
+            "body",
+            &format!("{method} {path} with {wrong}"),
+        )
+        .await;
+        tried += 1;
+    }
+    assert!(tried >= 25, "only {tried} bodies tried");
 }
