@@ -203,7 +203,9 @@ pub struct Entry {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
+    /// Checked against the tool's `data_schema` (see `GET …/tools`).
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub data: Value,
     /// draft (default) or in_progress.
     pub status: Option<Status>,
@@ -218,6 +220,8 @@ fn empty_object() -> Value {
 pub struct DataChange {
     /// The version this change is based on.
     pub version: i32,
+    /// Checked against the tool's `data_schema` (see `GET …/tools`).
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 

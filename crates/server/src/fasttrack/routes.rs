@@ -73,7 +73,7 @@ pub async fn list_rows(
 #[utoipa::path(post, path = "/v1/orgs/{org}/tools/{tool}/entries/{entry}/{table}", tag = "fasttrack", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
            ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`")),
-    request_body = serde_json::Value,
+    request_body = Object,
     responses(
         (status = 201, body = serde_json::Value),
         NotFound,
@@ -97,7 +97,7 @@ pub async fn add_row(
     params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug"),
            ("entry" = Uuid, Path, description = "Entry id"), ("table" = String, Path, description = "One of the tool's `tables`"),
            ("row" = Uuid, Path, description = "Row id")),
-    request_body = serde_json::Value,
+    request_body = Object,
     responses(
         (status = 200, body = serde_json::Value),
         NotFound,

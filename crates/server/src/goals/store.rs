@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{Goal, GoalChanges, GoalRow, Link, LinkRow, NewGoal};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
-use crate::kernel::error::{Found, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -141,7 +141,9 @@ pub async fn link(tx: &mut OrgTx, goal: Uuid, kpi: Uuid, link: &Valid<Link>) -> 
     .bind(kpi)
     .bind(weight)
     .execute(tx.conn())
-    .await?;
+    .await
+    // The KPI is named in the path: not in this organization, it is not there (404).
+    .on_constraint("goal_kpis_organization_id_kpi_id_fkey", |_| Error::NotFound)?;
     get(tx, goal, false).await
 }
 

@@ -129,6 +129,7 @@ pub struct MeChanges {
     #[schema(min_length = 1, max_length = 64)]
     pub timezone: Option<String>,
     /// A language tag, e.g. `en` or `pt-BR`.
+    #[schema(pattern = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
     pub language: Option<String>,
     /// Replaces the preferences object.
     #[schema(value_type = Option<Object>)]
@@ -166,7 +167,10 @@ pub struct SessionInfo {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordSignUp {
-    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\s\u0085]*[^@\s\u0085]+@[^@\s\u0085]+[\s\u0085]*$"
+    )]
     pub email: String,
     /// 8 to 256 characters.
     #[schema(min_length = 8, max_length = 256)]

@@ -95,6 +95,7 @@ async fn open_session(
         (status = 201, body = SignedIn, description = "Also sets the tenantry_session cookie"),
         (status = 409, description = "email_taken", body = crate::http::Problem, content_type = "application/problem+json"),
         Invalid,
+        (status = 429, description = "rate_limited: too many taken addresses probed from this IP", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -272,6 +273,7 @@ pub struct OidcCallback {
     responses(
         (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
         (status = 401, description = "invalid_token", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no provider configured", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn oidc_callback(
     State(state): State<AppState>,

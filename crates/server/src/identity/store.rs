@@ -13,7 +13,7 @@ use super::{
     PasswordSignIn, PasswordSignUp, Profile, SessionInfo, SignedUp, User, USER_COLUMNS,
 };
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
-use crate::kernel::input::Valid;
+use crate::kernel::input::{email_as_stored, Valid};
 use crate::orgs::{self, NewOrganization};
 
 /// Creates a user, their profile, their first organization and their owner membership, in one
@@ -27,7 +27,7 @@ pub async fn sign_up(pool: &RuntimePool, account: NewAccount) -> Result<SignedUp
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END) RETURNING {USER_COLUMNS}"
     ))
     .bind(user_id)
-    .bind(account.email.trim())
+    .bind(email_as_stored(&account.email))
     .bind(account.name.as_deref().map(str::trim))
     .bind(account.password_hash.as_deref())
     .bind(&account.provider)
@@ -177,7 +177,7 @@ pub async fn sign_in(
     ip: Option<IpAddr>,
 ) -> Result<Uuid> {
     let ticket = password::Ticket::take()?;
-    let email = input.email.trim();
+    let email = email_as_stored(&input.email);
     let ctx = RequestContext {
         ip,
         ..RequestContext::service()

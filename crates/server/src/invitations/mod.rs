@@ -39,7 +39,10 @@ pub struct Invitation {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
-    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\s\u0085]*[^@\s\u0085]+@[^@\s\u0085]+[\s\u0085]*$"
+    )]
     pub email: String,
     pub role: Role,
 }

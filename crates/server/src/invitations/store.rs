@@ -9,7 +9,7 @@ use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
-use crate::kernel::input::Valid;
+use crate::kernel::input::{email_as_stored, Valid};
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 use crate::orgs;
@@ -98,7 +98,7 @@ pub async fn invite(
     )
     .bind(id)
     .bind(org)
-    .bind(new.email.trim())
+    .bind(email_as_stored(&new.email))
     .bind(new.role.as_str())
     .bind(hash.as_slice())
     .bind(Utc::now() + VALID_FOR)

@@ -50,7 +50,10 @@ pub struct NewOrganization {
     pub industry: Option<String>,
     #[schema(max_length = 50)]
     pub size: Option<String>,
-    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\s\u0085]*[^@\s\u0085]+@[^@\s\u0085]+[\s\u0085]*$"
+    )]
     pub billing_email: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
@@ -74,7 +77,10 @@ pub struct OrganizationChanges {
     #[schema(max_length = 50)]
     pub size: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::kernel::input::present")]
-    #[schema(max_length = 254, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\s\u0085]*[^@\s\u0085]+@[^@\s\u0085]+[\s\u0085]*$"
+    )]
     pub billing_email: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,

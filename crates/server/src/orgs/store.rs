@@ -11,7 +11,7 @@ use super::{
 };
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
-use crate::kernel::input::Valid;
+use crate::kernel::input::{email_as_stored, Valid};
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
 
@@ -49,7 +49,7 @@ pub async fn create(tx: &mut TenantTx, new: &Valid<NewOrganization>) -> Result<O
         .bind(new.description.as_deref())
         .bind(new.industry.as_deref())
         .bind(new.size.as_deref())
-        .bind(new.billing_email.as_deref())
+        .bind(new.billing_email.as_deref().map(email_as_stored))
         .bind(new.settings.as_ref())
         .execute(tx.conn())
         .await;
@@ -116,7 +116,13 @@ pub async fn update(tx: &mut OrgTx, changes: &Valid<OrganizationChanges>) -> Res
     .bind(changes.size.is_some())
     .bind(changes.size.clone().flatten())
     .bind(changes.billing_email.is_some())
-    .bind(changes.billing_email.clone().flatten())
+    .bind(
+        changes
+            .billing_email
+            .as_ref()
+            .and_then(|e| e.as_deref())
+            .map(email_as_stored),
+    )
     .bind(changes.settings.as_ref())
     .execute(tx.conn())
     .await
@@ -341,7 +347,11 @@ pub async fn add_team_member(tx: &mut OrgTx, team: Uuid, user: Uuid) -> Result<T
     .bind(team)
     .bind(user)
     .execute(tx.conn())
-    .await?;
+    .await
+    // The user is named in the path: not a member of this organization, not there (404).
+    .on_constraint("team_members_organization_id_user_id_fkey", |_| {
+        Error::NotFound
+    })?;
     get_team(tx, team).await
 }
 

@@ -157,7 +157,7 @@ async fn goals_link_only_their_organizations_kpis_and_others_see_nothing() {
             Some(json!({})),
         )
         .await;
-    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference");
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
     for (method, body) in [
         (Method::GET, None),
         (Method::PATCH, Some(json!({"title": "pwned"}))),

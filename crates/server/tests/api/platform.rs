@@ -503,3 +503,24 @@ async fn every_list_refuses_the_limits_its_document_does_not_allow() {
     }
     assert!(lists >= 6, "only {lists} lists take a limit");
 }
+
+#[tokio::test]
+async fn json_numbers_at_the_edges_of_a_double_come_back_as_they_went_in() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    // PostgreSQL keeps a JSON number as an exact decimal (f64::MAX comes back with 309 digits);
+    // read back with a parser that rounds loosely it overflowed, and the profile was unreadable.
+    let edges = json!({"max": f64::MAX, "min": f64::MIN, "tiny": f64::MIN_POSITIVE, "small": 5e-324, "x": 5.372424603439041e-205});
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            "/v1/me",
+            Some(json!({"preferences": edges})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, me) = app.call(Method::GET, &alice, "/v1/me", None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["profile"]["preferences"], edges);
+}

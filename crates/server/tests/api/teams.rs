@@ -52,7 +52,7 @@ async fn teams_hold_members_of_their_organization_only() {
             None,
         )
         .await;
-    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference");
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 
     let (status, with_max) = app
         .call(
