@@ -433,11 +433,11 @@ async fn get_kpi(
             }
         }
     });
-    let sql = Arc::new(get_sql());
+    let sql = get_sql();
     let in_tenant_tx = op({
-        let (runtime, sql) = (runtime.clone(), sql.clone());
+        let runtime = runtime.clone();
         move |(org, kpi, session): (Uuid, Uuid, String)| {
-            let (runtime, sql) = (runtime.clone(), sql.clone());
+            let runtime = runtime.clone();
             let ctx = RequestContext {
                 actor: Actor::SessionTokenHash(hash_token(&session)),
                 ..RequestContext::default()
@@ -445,7 +445,7 @@ async fn get_kpi(
             .in_org(org);
             async move {
                 let mut tx = TenantTx::begin(&runtime, &ctx).await?;
-                sqlx::query(&sql)
+                sqlx::query(sql)
                     .bind(org)
                     .bind(kpi)
                     .bind(false)
@@ -459,10 +459,10 @@ async fn get_kpi(
     let same_sql_direct = op({
         let direct = direct.clone();
         move |(org, kpi, _): (Uuid, Uuid, String)| {
-            let (direct, sql) = (direct.clone(), sql.clone());
+            let direct = direct.clone();
             async move {
                 let mut tx = direct.begin().await?;
-                sqlx::query(&sql)
+                sqlx::query(sql)
                     .bind(org)
                     .bind(kpi)
                     .bind(false)

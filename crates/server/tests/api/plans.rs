@@ -252,7 +252,7 @@ async fn kpi_reads_read_what_they_return_under_heavy_skew() {
     assert_reads_at_most(
         &mut tx,
         "KPI read",
-        (&store::get_sql(), Prepared::Kept),
+        (store::get_sql(), Prepared::Kept),
         &get,
         8.0,
     )
@@ -270,7 +270,7 @@ async fn kpi_reads_read_what_they_return_under_heavy_skew() {
     assert_reads_at_most(
         &mut tx,
         "KPI list",
-        (&store::list_sql(), Prepared::Kept),
+        (store::list_sql(), Prepared::Kept),
         &list,
         1.5 * needed,
     )
@@ -326,7 +326,7 @@ async fn kpi_reads_read_what_they_return_under_heavy_skew() {
     assert_reads_at_most(
         &mut tx,
         "whale KPI read",
-        (&store::get_sql(), Prepared::Kept),
+        (store::get_sql(), Prepared::Kept),
         &get,
         8.0,
     )
