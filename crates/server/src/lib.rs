@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod crm;
 pub mod fasttrack;
 pub mod goals;
 pub mod http;

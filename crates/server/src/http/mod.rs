@@ -123,6 +123,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::audit::routes())
         .merge(crate::kpis::routes())
         .merge(crate::goals::routes())
+        .merge(crate::crm::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

@@ -121,6 +121,22 @@ pub fn slug(value: &str) -> Rule {
     })
 }
 
+/// A key as code names things: 1 to `max` lowercase letters, digits or underscores, starting
+/// with a letter (custom field keys).
+pub fn slug_key(max: usize) -> impl Fn(&str) -> Rule {
+    move |value| {
+        let bytes = value.as_bytes();
+        let ok = bytes.first().is_some_and(u8::is_ascii_lowercase)
+            && bytes.len() <= max
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        ok.then_some(()).ok_or_else(|| {
+            format!("must be 1 to {max} lowercase letters, digits or underscores, starting with a letter")
+        })
+    }
+}
+
 /// A number JSON can carry back (no infinity or NaN).
 pub fn finite(value: f64) -> Rule {
     value
@@ -179,6 +195,17 @@ mod tests {
             description("abc").unwrap_err(),
             "must be at most 2 characters"
         );
+    }
+
+    #[test]
+    fn keys_start_with_a_letter_and_use_no_capitals() {
+        let key = slug_key(5);
+        for good in ["a", "ab_1", "tier5"] {
+            assert!(key(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "1a", "_a", "Ab", "a-b", "abcdef", "ä"] {
+            assert!(key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,3 +7,4 @@ pub mod error;
 pub mod input;
 pub mod org_tx;
 pub mod page;
+pub mod text_enum;

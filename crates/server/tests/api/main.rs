@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth;
 mod burst;
+mod crm;
 mod docs;
 mod fasttrack;
 mod faults;
