@@ -3,11 +3,36 @@
 //! keys need the `crm` module.
 
 pub mod customers;
+pub mod projects;
+pub mod rank;
+pub mod tasks;
+
+use std::str::FromStr;
 
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::http::AppState;
+use crate::kernel::error::{Error, Result};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     customers::routes()
+        .merge(projects::routes())
+        .merge(tasks::routes())
+}
+
+/// A comma-separated list of `T`, each named in the error when it is not one.
+fn comma_list<T: FromStr>(param: &str, value: Option<&str>) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .map_err(|e| Error::BadRequest(format!("{param}: {e}")))
+        })
+        .collect()
 }

@@ -141,6 +141,15 @@ pub trait OnConstraint<T> {
     fn on_conflict(self, name: &str, code: &'static str, detail: &str) -> Result<T>;
     /// A violation of `name` becomes what `map` makes of the error.
     fn on_constraint(self, name: &str, map: impl FnOnce(Error) -> Error) -> Result<T>;
+    /// A violation of `name` becomes a 422 naming `field` with `message`.
+    fn on_field(self, name: &str, field: &str, message: &str) -> Result<T>
+    where
+        Self: Sized,
+    {
+        self.on_constraint(name, |_| {
+            Error::Validation(vec![FieldError::new(field, message)])
+        })
+    }
 }
 
 impl<T, E: Into<Error>> OnConstraint<T> for std::result::Result<T, E> {

@@ -137,6 +137,23 @@ pub fn slug_key(max: usize) -> impl Fn(&str) -> Rule {
     }
 }
 
+/// An exact, non-negative decimal written as a string (`"1234.50"`): at most `digits` digits
+/// before the point and `scale` after it. Money and hours travel as strings so that no float
+/// ever rounds them.
+pub fn decimal(digits: usize, scale: usize) -> impl Fn(&str) -> Rule {
+    move |value| {
+        let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+        let ok = (1..=digits).contains(&whole.len())
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && fraction.len() <= scale
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+            && !(value.contains('.') && fraction.is_empty());
+        ok.then_some(()).ok_or_else(|| {
+            format!("must be a decimal string with at most {digits} digits before the point and {scale} after it")
+        })
+    }
+}
+
 /// A number JSON can carry back (no infinity or NaN).
 pub fn finite(value: f64) -> Rule {
     value
@@ -195,6 +212,28 @@ mod tests {
             description("abc").unwrap_err(),
             "must be at most 2 characters"
         );
+    }
+
+    #[test]
+    fn decimals_are_plain_digits_with_a_bounded_scale() {
+        let money = decimal(12, 2);
+        for good in ["0", "1234.5", "1234.50", "999999999999.99"] {
+            assert!(money(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".5",
+            "1.",
+            "1.234",
+            "-1",
+            "1e3",
+            "1,5",
+            " 1",
+            "1234567890123",
+            "NaN",
+        ] {
+            assert!(money(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

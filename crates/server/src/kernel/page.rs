@@ -126,18 +126,40 @@ impl SortCursor {
     }
 }
 
+/// A row of a sorted list: the item's own columns and its sort key (`… AS sort_key`, as text).
+pub struct Sorted<T> {
+    pub item: T,
+    pub sort_key: String,
+}
+
+impl<'r, T: sqlx::FromRow<'r, sqlx::postgres::PgRow>> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    for Sorted<T>
+{
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok(Self {
+            item: T::from_row(row)?,
+            sort_key: row.try_get("sort_key")?,
+        })
+    }
+}
+
 impl<T> SortedPage<T> {
-    /// Builds a page from rows fetched with [`PageParams::fetch_limit`]-style overfetch
-    /// (`limit + 1`), each with its sort key.
-    pub fn from_rows(mut rows: Vec<(T, String, Uuid)>, limit: Limit, sort: &str) -> Self {
+    /// Builds a page from rows fetched one past `limit`, in order of `sort`.
+    pub fn from_rows(
+        mut rows: Vec<Sorted<T>>,
+        limit: Limit,
+        sort: &str,
+        id: impl Fn(&T) -> Uuid,
+    ) -> Self {
         let size = limit.get() as usize;
         let next_cursor = if rows.len() > size {
             rows.truncate(size);
-            rows.last().map(|(_, key, id)| {
+            rows.last().map(|last| {
                 SortCursor {
                     sort: sort.to_string(),
-                    key: key.clone(),
-                    id: *id,
+                    key: last.sort_key.clone(),
+                    id: id(&last.item),
                 }
                 .encode()
             })
@@ -145,7 +167,7 @@ impl<T> SortedPage<T> {
             None
         };
         Self {
-            items: rows.into_iter().map(|(item, _, _)| item).collect(),
+            items: rows.into_iter().map(|row| row.item).collect(),
             next_cursor,
         }
     }
@@ -175,15 +197,22 @@ mod tests {
     #[test]
     fn a_full_page_says_where_the_next_starts() {
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let rows = ids.iter().map(|id| (*id, id.to_string(), *id)).collect();
-        let page = SortedPage::from_rows(rows, Limit(2), "name");
+        let rows = || {
+            ids.iter()
+                .map(|id| Sorted {
+                    item: *id,
+                    sort_key: id.to_string(),
+                })
+                .collect()
+        };
+        let page = SortedPage::from_rows(rows(), Limit(2), "name", |id| *id);
         assert_eq!(page.items, ids[..2]);
         let next = SortCursor::decode(page.next_cursor.as_deref().unwrap_or(""), "name");
-        assert_eq!(next.map(|c| c.id).ok(), Some(ids[1]));
-        let rows = ids.iter().map(|id| (*id, id.to_string(), *id)).collect();
         assert_eq!(
-            SortedPage::from_rows(rows, Limit(3), "name").next_cursor,
-            None
+            next.map(|c| (c.id, c.key)).ok(),
+            Some((ids[1], ids[1].to_string()))
         );
+        let last = SortedPage::from_rows(rows(), Limit(3), "name", |id| *id);
+        assert_eq!(last.next_cursor, None);
     }
 }

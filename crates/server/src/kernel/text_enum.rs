@@ -80,8 +80,10 @@ mod tests {
         let schema = serde_json::to_value(<Colour as utoipa::PartialSchema>::schema()).ok();
         assert_eq!(
             schema,
-            Some(serde_json::json!({"type": "string", "enum": ["red", "dark_blue"],
-                                    "description": "A test enum."}))
+            Some(
+                serde_json::json!({"type": "string", "enum": ["red", "dark_blue"],
+                                    "description": "A test enum."})
+            )
         );
         assert_eq!(
             "blue".parse::<Colour>(),

@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 mod burst;
 mod crm;
+mod crm_board;
 mod docs;
 mod fasttrack;
 mod faults;

@@ -118,7 +118,7 @@ pub(crate) fn normalized_tags(tags: &[String]) -> Vec<String> {
     seen
 }
 
-fn tag_list(tags: &[String]) -> Rule {
+pub(crate) fn tag_list(tags: &[String]) -> Rule {
     let each = text(1, 50);
     if normalized_tags(tags).len() > 50 {
         return Err("must be at most 50 tags".into());

@@ -1,8 +1,6 @@
 //! HTTP routes of customers under `/v1/orgs/{org}/customers` and of their custom fields under
 //! `/v1/orgs/{org}/customer-fields`.
 
-use std::str::FromStr;
-
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -16,6 +14,7 @@ use super::{
     CustomField, CustomFieldChanges, Customer, CustomerChanges, CustomerSource, CustomerStatus,
     NewCustomField, NewCustomer,
 };
+use crate::crm::comma_list;
 use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Query};
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, Result};
@@ -63,23 +62,6 @@ pub struct CustomerListParams {
     pub limit: Option<Limit>,
     /// The `next_cursor` of the previous page (same `sort`).
     pub after: Option<String>,
-}
-
-/// A comma-separated list of `T`, each named in the error when it is not one.
-fn comma_list<T: FromStr>(param: &str, value: Option<&str>) -> Result<Vec<T>>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse()
-                .map_err(|e| Error::BadRequest(format!("{param}: {e}")))
-        })
-        .collect()
 }
 
 impl CustomerListParams {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{
@@ -10,10 +10,10 @@ use super::{
     CustomerStatus, NewCustomField, NewCustomer,
 };
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
+use crate::kernel::error::{Found, OnConstraint, Result};
 use crate::kernel::input::{email_as_stored, Valid};
 use crate::kernel::org_tx::OrgTx;
-use crate::kernel::page::{Limit, SortCursor, SortedPage};
+use crate::kernel::page::{Limit, SortCursor, Sorted, SortedPage};
 use crate::text_enum;
 
 const COLUMNS: &str = r"c.id, c.name, c.email, c.phone, c.company, c.status, c.source, c.tags,
@@ -21,12 +21,7 @@ const COLUMNS: &str = r"c.id, c.name, c.email, c.phone, c.company, c.status, c.s
 
 const EMAIL_TAKEN: &str = "a customer with this email exists in this organization";
 
-fn assignee_not_member(_: Error) -> Error {
-    Error::Validation(vec![FieldError::new(
-        "assigned_to",
-        "must be a member of this organization",
-    )])
-}
+const NOT_MEMBER: &str = "must be a member of this organization";
 
 pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Customer> {
     let org = tx.org();
@@ -65,7 +60,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewCustomer>) -> Result<Customer
     .fetch_one(tx.conn())
     .await
     .on_conflict("customers_email", "email_taken", EMAIL_TAKEN)
-    .on_constraint("customers_assignee", assignee_not_member)
+    .on_field("customers_assignee", "assigned_to", NOT_MEMBER)
 }
 
 pub async fn update(
@@ -115,7 +110,7 @@ pub async fn update(
     .fetch_optional(tx.conn())
     .await
     .on_conflict("customers_email", "email_taken", EMAIL_TAKEN)
-    .on_constraint("customers_assignee", assignee_not_member)?
+    .on_field("customers_assignee", "assigned_to", NOT_MEMBER)?
     .found()
 }
 
@@ -182,13 +177,6 @@ pub struct CustomerFilter {
     pub sort: CustomerSort,
     pub limit: Limit,
     pub after: Option<SortCursor>,
-}
-
-#[derive(FromRow)]
-struct SortedRow {
-    #[sqlx(flatten)]
-    customer: Customer,
-    sort_key: String,
 }
 
 /// `text` as a LIKE pattern matching it anywhere.
@@ -283,22 +271,16 @@ pub async fn list(tx: &mut OrgTx, filter: &CustomerFilter) -> Result<SortedPage<
     push_key(&mut sql, key, q.as_deref());
     sql.push(format!(" {order}, c.id {order} LIMIT "))
         .push_bind(i64::from(filter.limit.get()) + 1);
-    let rows: Vec<SortedRow> = sql
+    let rows: Vec<Sorted<Customer>> = sql
         .build_query_as()
         .persistent(false)
         .fetch_all(tx.conn())
         .await?;
-    let rows = rows
-        .into_iter()
-        .map(|r| {
-            let id = r.customer.id;
-            (r.customer, r.sort_key, id)
-        })
-        .collect();
     Ok(SortedPage::from_rows(
         rows,
         filter.limit,
         filter.sort.as_str(),
+        |c| c.id,
     ))
 }
 

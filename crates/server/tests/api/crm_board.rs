@@ -1,0 +1,639 @@
+//! Strive projects and tasks over HTTP: the board, kanban moves (one row written, concurrent
+//! moves converge, long keys rebalanced), tasks by assignee, and what other organizations and
+//! viewers cannot do.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_db::RequestContext;
+use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::org_tx::OrgTx;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, refused_fields, TestApp, TestUser};
+
+fn org_path(user: &TestUser, rest: &str) -> String {
+    format!("/v1/orgs/{}/{rest}", user.org)
+}
+
+async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
+    let (status, created) = app.call(Method::POST, user, path, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().expect("id").to_string()
+}
+
+/// The board's titles, column by column.
+async fn board(app: &TestApp, user: &TestUser, project: &str) -> Vec<(String, Vec<String>)> {
+    let (status, board) = app
+        .call(
+            Method::GET,
+            user,
+            &org_path(user, &format!("projects/{project}/board")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    board["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            let titles = c["tasks"]
+                .as_array()
+                .expect("tasks")
+                .iter()
+                .filter_map(|t| t["title"].as_str().map(String::from))
+                .collect();
+            (c["status"].as_str().unwrap_or("").to_string(), titles)
+        })
+        .collect()
+}
+
+fn column<'a>(board: &'a [(String, Vec<String>)], status: &str) -> Vec<&'a str> {
+    board
+        .iter()
+        .find(|(s, _)| s == status)
+        .map(|(_, titles)| titles.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+async fn project_with_cards(
+    app: &TestApp,
+    user: &TestUser,
+    cards: &[&str],
+) -> (String, Vec<String>) {
+    let project = post(
+        app,
+        user,
+        &org_path(user, "projects"),
+        json!({"name": "Board"}),
+    )
+    .await;
+    let project = id(&project);
+    let mut ids = Vec::new();
+    for title in cards {
+        let task = post(
+            app,
+            user,
+            &org_path(user, &format!("projects/{project}/tasks")),
+            json!({"title": title}),
+        )
+        .await;
+        ids.push(id(&task));
+    }
+    (project, ids)
+}
+
+async fn move_card(
+    app: &TestApp,
+    user: &TestUser,
+    project: &str,
+    task: &str,
+    to: Value,
+) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        user,
+        &org_path(user, &format!("projects/{project}/tasks/{task}/move")),
+        Some(to),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn projects_check_their_dates_money_customer_and_manager() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let mallory = app.user("mallory@example.com").await;
+    let theirs = post(
+        &app,
+        &mallory,
+        &org_path(&mallory, "customers"),
+        json!({"name": "Theirs"}),
+    )
+    .await;
+    let project = post(
+        &app,
+        &alice,
+        &org_path(&alice, "projects"),
+        json!({"name": "Launch", "budget": "1234.50", "start_date": "2027-01-01",
+               "due_date": "2027-03-01", "priority": "high", "project_manager_id": alice.id}),
+    )
+    .await;
+    assert_eq!(project["budget"], "1234.50", "exact, as written");
+    assert_eq!(project["status"], "planning");
+    assert_eq!(project["progress_percentage"], 0);
+    let path = org_path(&alice, &format!("projects/{}", id(&project)));
+    for (body, field) in [
+        (json!({"name": "X", "budget": "12.345"}), "budget"),
+        (json!({"name": "X", "budget": "-1"}), "budget"),
+        (
+            json!({"name": "X", "start_date": "2027-02-01", "due_date": "2027-01-01"}),
+            "due_date",
+        ),
+        (
+            json!({"name": "X", "customer_id": id(&theirs)}),
+            "customer_id",
+        ),
+        (
+            json!({"name": "X", "project_manager_id": mallory.id}),
+            "project_manager_id",
+        ),
+        (
+            json!({"name": "X", "progress_manual": 101}),
+            "progress_manual",
+        ),
+    ] {
+        let refused = app
+            .call(
+                Method::POST,
+                &alice,
+                &org_path(&alice, "projects"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(refused_fields(&refused), [field], "{body}");
+    }
+    // A due date before the stored start, found by the database.
+    let refused = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"due_date": "2026-12-01"})),
+        )
+        .await;
+    assert_eq!(refused_fields(&refused), ["due_date"]);
+    let (status, done) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"status": "completed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done["completion_date"].is_string());
+    let (_, reopened) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"status": "active", "budget": null})),
+        )
+        .await;
+    assert!(reopened["completion_date"].is_null());
+    assert!(reopened["budget"].is_null());
+    // Mallory's organization does not have it; in Alice's she is nobody.
+    let intruder = TestUser {
+        org: alice.org,
+        ..mallory.clone()
+    };
+    for user in [&mallory, &intruder] {
+        let got = app
+            .call(
+                Method::GET,
+                user,
+                &org_path(user, &format!("projects/{}", id(&project))),
+                None,
+            )
+            .await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn cards_move_anywhere_by_writing_one_row_and_progress_follows() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let (project, cards) = project_with_cards(&app, &alice, &["a", "b", "c", "d", "e"]).await;
+    let before = board(&app, &alice, &project).await;
+    let statuses: Vec<&str> = before.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["todo", "in_progress", "review", "done", "cancelled"]
+    );
+    assert_eq!(column(&before, "todo"), ["a", "b", "c", "d", "e"]);
+
+    // Row versions before and after a move: only the moved card's changes.
+    let versions = |app: &TestApp| {
+        let pool = app.db.runtime.clone();
+        let (user, org, project) = (alice.id, alice.org, project.clone());
+        async move {
+            let mut tx = OrgTx::begin(&pool, &RequestContext::user(user), org)
+                .await
+                .expect("begin");
+            let rows: Vec<(Uuid, String)> = sqlx::query_as(
+                "SELECT id, xmin::text FROM tasks WHERE project_id = $1::uuid ORDER BY id",
+            )
+            .bind(&project)
+            .fetch_all(tx.conn())
+            .await
+            .expect("versions");
+            rows
+        }
+    };
+    let was = versions(&app).await;
+    let (status, moved) = move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[4],
+        json!({"after": cards[0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let now = versions(&app).await;
+    let changed: Vec<Uuid> = was
+        .iter()
+        .zip(&now)
+        .filter(|(w, n)| w.1 != n.1)
+        .map(|(w, _)| w.0)
+        .collect();
+    assert_eq!(
+        changed,
+        [cards[4].parse::<Uuid>().expect("uuid")],
+        "one row written"
+    );
+    assert_eq!(
+        column(&board(&app, &alice, &project).await, "todo"),
+        ["a", "e", "b", "c", "d"]
+    );
+
+    move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[3],
+        json!({"before": cards[0]}),
+    )
+    .await;
+    move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[2],
+        json!({"status": "in_progress"}),
+    )
+    .await;
+    move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[1],
+        json!({"status": "in_progress", "before": cards[2]}),
+    )
+    .await;
+    let now = board(&app, &alice, &project).await;
+    assert_eq!(column(&now, "todo"), ["d", "a", "e"]);
+    assert_eq!(column(&now, "in_progress"), ["b", "c"]);
+
+    // Neighbours must be other cards of the target column; one neighbour at a time.
+    for to in [
+        json!({"status": "todo", "after": cards[2]}),
+        json!({"after": cards[0], "before": cards[4]}),
+        json!({"after": cards[0], "status": "done"}),
+        json!({"after": cards[0]}),
+    ] {
+        let (status, problem) = move_card(&app, &alice, &project, &cards[0], to.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{to}: {problem}");
+    }
+
+    // Progress: done over all not cancelled (estimates weigh).
+    let path = org_path(&alice, &format!("projects/{project}"));
+    app.call(
+        Method::PATCH,
+        &alice,
+        &org_path(&alice, &format!("projects/{project}/tasks/{}", cards[3])),
+        Some(json!({"estimated_hours": "5"})),
+    )
+    .await;
+    move_card(&app, &alice, &project, &cards[3], json!({"status": "done"})).await;
+    move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[4],
+        json!({"status": "cancelled"}),
+    )
+    .await;
+    let (_, progress) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(
+        progress["progress_percentage"], 62,
+        "5 of 8 hours (d = 5, a, b, c = 1 each)"
+    );
+    let (_, task) = app
+        .call(
+            Method::GET,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}/tasks/{}", cards[3])),
+            None,
+        )
+        .await;
+    assert_eq!(task["estimated_hours"], "5.00");
+    assert_eq!(task["created_by"], json!(alice.id));
+}
+
+#[tokio::test]
+async fn concurrent_moves_converge_and_crowded_gaps_get_fresh_keys() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let titles: Vec<String> = (0..12).map(|i| format!("card {i:02}")).collect();
+    let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let (project, cards) = project_with_cards(&app, &alice, &title_refs).await;
+    // Ten cards moved at once to the same place: right after card 0.
+    let moves = cards[2..].iter().map(|card| {
+        let (app, alice, project, card, first) =
+            (&app, &alice, &project, card.clone(), cards[0].clone());
+        async move {
+            move_card(app, alice, project, &card, json!({"after": first}))
+                .await
+                .0
+        }
+    });
+    let statuses = futures_util::future::join_all(moves).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let first = board(&app, &alice, &project).await;
+    let second = board(&app, &alice, &project).await;
+    assert_eq!(first, second, "every reader sees one order");
+    let mut todo = column(&first, "todo");
+    assert_eq!(todo.first(), Some(&"card 00"));
+    todo.sort_unstable();
+    assert_eq!(todo, title_refs, "every card once");
+
+    // Always into the same gap: keys grow until the column is rebalanced, order kept.
+    let (a, b) = (cards[0].clone(), cards[1].clone());
+    let others = |todo: &[&str]| -> Vec<String> {
+        todo.iter()
+            .filter(|t| !["card 00", "card 01"].contains(t))
+            .map(|t| t.to_string())
+            .collect()
+    };
+    let rest_before = others(&column(&first, "todo"));
+    for i in 0..320 {
+        let (mover, after) = if i % 2 == 0 { (&b, &a) } else { (&a, &b) };
+        let (status, _) = move_card(&app, &alice, &project, mover, json!({"after": after})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The last move put card 00 right after card 01.
+    let after = board(&app, &alice, &project).await;
+    let todo = column(&after, "todo");
+    assert_eq!(todo[..2], ["card 01", "card 00"]);
+    assert_eq!(
+        others(&todo),
+        rest_before,
+        "the other cards kept their order"
+    );
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    let longest: i32 = sqlx::query_scalar("SELECT max(length(position)) FROM tasks")
+        .fetch_one(tx.conn())
+        .await
+        .expect("longest");
+    assert!(longest <= 48, "keys stay short: {longest}");
+}
+
+#[tokio::test]
+async fn tasks_by_assignee_come_soonest_due_first_across_projects() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Member).await;
+    let one = id(&post(
+        &app,
+        &alice,
+        &org_path(&alice, "projects"),
+        json!({"name": "One"}),
+    )
+    .await);
+    let two = id(&post(
+        &app,
+        &alice,
+        &org_path(&alice, "projects"),
+        json!({"name": "Two"}),
+    )
+    .await);
+    for (project, title, due, assignee, status) in [
+        (
+            &one,
+            "later",
+            Some("2027-05-01T09:00:00Z"),
+            alice.id,
+            "todo",
+        ),
+        (
+            &two,
+            "soon",
+            Some("2027-01-01T09:00:00Z"),
+            alice.id,
+            "in_progress",
+        ),
+        (&one, "whenever", None, alice.id, "todo"),
+        (&two, "bob's", Some("2026-12-01T09:00:00Z"), bob.id, "todo"),
+        (
+            &one,
+            "finished",
+            Some("2026-12-02T09:00:00Z"),
+            alice.id,
+            "done",
+        ),
+    ] {
+        post(
+            &app,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}/tasks")),
+            json!({"title": title, "due_date": due, "assigned_to": assignee, "status": status}),
+        )
+        .await;
+    }
+    let mine = |query: &'static str| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let (status, page) = app
+                .call(
+                    Method::GET,
+                    alice,
+                    &org_path(alice, &format!("tasks?{query}")),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let titles = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|t| t["title"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        titles(&mine("assigned_to=me").await),
+        ["soon", "later", "whenever"]
+    );
+    assert_eq!(
+        titles(&mine("assigned_to=me&status=done").await),
+        ["finished"]
+    );
+    let first = mine("assigned_to=me&limit=2").await;
+    assert_eq!(titles(&first), ["soon", "later"]);
+    let cursor = first["next_cursor"].as_str().expect("cursor");
+    let (_, rest) = app
+        .call(
+            Method::GET,
+            &alice,
+            &org_path(
+                &alice,
+                &format!("tasks?assigned_to=me&limit=2&after={cursor}"),
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&rest), ["whenever"]);
+    let bobs = app
+        .call(
+            Method::GET,
+            &alice,
+            &org_path(&alice, &format!("tasks?assigned_to={}", bob.id)),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&bobs.1), ["bob's"]);
+}
+
+#[tokio::test]
+async fn viewers_and_other_organizations_cannot_touch_the_board() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let vera = app.user("vera@example.com").await;
+    let mallory = app.user("mallory@example.com").await;
+    app.add_member(&alice, alice.org, &vera, Role::Viewer).await;
+    let vera = TestUser {
+        org: alice.org,
+        ..vera
+    };
+    let (project, cards) = project_with_cards(&app, &alice, &["a", "b"]).await;
+    let (other, other_cards) = project_with_cards(&app, &alice, &["x"]).await;
+
+    assert_eq!(
+        column(&board(&app, &vera, &project).await, "todo"),
+        ["a", "b"],
+        "viewers read"
+    );
+    let refused = move_card(
+        &app,
+        &vera,
+        &project,
+        &cards[1],
+        json!({"before": cards[0]}),
+    )
+    .await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    let refused = app
+        .call(
+            Method::POST,
+            &vera,
+            &org_path(&vera, &format!("projects/{project}/tasks")),
+            Some(json!({"title": "no"})),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+
+    let (mallorys, _) = project_with_cards(&app, &mallory, &["m"]).await;
+    let intruder = TestUser {
+        org: alice.org,
+        ..mallory.clone()
+    };
+    for (user, project) in [(&mallory, &project), (&intruder, &project)] {
+        let got = app
+            .call(
+                Method::GET,
+                user,
+                &org_path(user, &format!("projects/{project}/board")),
+                None,
+            )
+            .await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+        let got = move_card(&app, user, project, &cards[0], json!({"status": "done"})).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+    // Mallory cannot put a task into Alice's project through her own organization's path.
+    let got = app
+        .call(
+            Method::POST,
+            &mallory,
+            &org_path(&mallory, &format!("projects/{project}/tasks")),
+            Some(json!({"title": "planted"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    // Nor Alice point at Mallory's project or another project's task.
+    let got = app
+        .call(
+            Method::POST,
+            &alice,
+            &org_path(&alice, &format!("projects/{mallorys}/tasks")),
+            Some(json!({"title": "x"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let refused = app
+        .call(
+            Method::POST,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}/tasks")),
+            Some(json!({"title": "stray", "parent_task_id": other_cards[0]})),
+        )
+        .await;
+    assert_eq!(refused_fields(&refused), ["parent_task_id"]);
+    // A cycle through PATCH is named.
+    let child = post(
+        &app,
+        &alice,
+        &org_path(&alice, &format!("projects/{project}/tasks")),
+        json!({"title": "child", "parent_task_id": cards[0]}),
+    )
+    .await;
+    let refused = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}/tasks/{}", cards[0])),
+            Some(json!({"parent_task_id": id(&child)})),
+        )
+        .await;
+    assert_eq!(refused_fields(&refused), ["parent_task_id"]);
+    assert_eq!(
+        column(&board(&app, &alice, &other).await, "todo"),
+        ["x"],
+        "untouched"
+    );
+    // Deleting the project takes its tasks along (admins).
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = app
+        .call(
+            Method::GET,
+            &alice,
+            &org_path(&alice, &format!("projects/{project}/tasks/{}", cards[0])),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}
