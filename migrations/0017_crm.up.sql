@@ -61,31 +61,34 @@ CREATE INDEX customers_tags ON customers USING gin (tags);
 CREATE INDEX customers_custom_fields ON customers USING gin (custom_fields);
 CREATE INDEX customers_search ON customers USING gin (search_text gin_trgm_ops);
 
--- custom_fields holds only defined keys, each of its kind; required ones are present. The field
--- a violation names is `custom_fields.<key>` (the error's column).
-CREATE FUNCTION app.check_custom_fields() RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- What is wrong with `custom` as the custom fields of a customer of `org`: the first key at fault
+-- and why, or no row. Custom fields hold only defined keys, each of its kind; required ones are
+-- present. Shared by the trigger below and by imports, which name the row.
+CREATE FUNCTION app.custom_fields_problem(org uuid, custom jsonb, OUT key text, OUT message text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     field record;
     value jsonb;
-    undefined text;
     fits boolean;
 BEGIN
-    SELECT k INTO undefined FROM jsonb_object_keys(NEW.custom_fields) k
-     WHERE NOT EXISTS (SELECT FROM public.customer_fields d
-                        WHERE d.organization_id = NEW.organization_id AND d.key = k)
+    SELECT k INTO key FROM jsonb_object_keys(custom) k
+     WHERE NOT EXISTS (SELECT FROM public.customer_fields d WHERE d.organization_id = org AND d.key = k)
      ORDER BY k LIMIT 1;
-    IF undefined IS NOT NULL THEN
-        RAISE EXCEPTION 'no custom field % is defined in this organization', undefined
-            USING ERRCODE = 'check_violation', COLUMN = 'custom_fields.' || undefined;
+    IF key IS NOT NULL THEN
+        message := format('no custom field %s is defined in this organization', key);
+        RETURN NEXT;
+        RETURN;
     END IF;
     FOR field IN SELECT d.key, d.kind, d.options, d.required FROM public.customer_fields d
-                  WHERE d.organization_id = NEW.organization_id ORDER BY d.key LOOP
-        value := NEW.custom_fields -> field.key;
+                  WHERE d.organization_id = org ORDER BY d.key LOOP
+        value := custom -> field.key;
         IF value IS NULL OR value = 'null' THEN
             IF field.required THEN
-                RAISE EXCEPTION 'custom field % is required', field.key
-                    USING ERRCODE = 'check_violation', COLUMN = 'custom_fields.' || field.key;
+                key := field.key;
+                message := format('custom field %s is required', field.key);
+                RETURN NEXT;
+                RETURN;
             END IF;
             CONTINUE;
         END IF;
@@ -104,15 +107,31 @@ BEGIN
             END;
         END IF;
         IF NOT fits THEN
-            RAISE EXCEPTION 'custom field % must be %', field.key, CASE field.kind
+            key := field.key;
+            message := format('custom field %s must be %s', field.key, CASE field.kind
                     WHEN 'text' THEN 'text of at most 1000 characters'
                     WHEN 'number' THEN 'a number'
                     WHEN 'boolean' THEN 'true or false'
                     WHEN 'option' THEN 'one of ' || array_to_string(field.options, ', ')
-                    ELSE 'a date (YYYY-MM-DD)' END
-                USING ERRCODE = 'check_violation', COLUMN = 'custom_fields.' || field.key;
+                    ELSE 'a date (YYYY-MM-DD)' END);
+            RETURN NEXT;
+            RETURN;
         END IF;
     END LOOP;
+END $$;
+GRANT EXECUTE ON FUNCTION app.custom_fields_problem(uuid, jsonb) TO tenantry_runtime;
+
+-- The field a violation names is `custom_fields.<key>` (the error's column).
+CREATE FUNCTION app.check_custom_fields() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    problem record;
+BEGIN
+    SELECT * INTO problem FROM app.custom_fields_problem(NEW.organization_id, NEW.custom_fields);
+    IF problem.key IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem.message
+            USING ERRCODE = 'check_violation', COLUMN = 'custom_fields.' || problem.key;
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER check_custom_fields BEFORE INSERT ON customers

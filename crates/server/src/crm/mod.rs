@@ -20,6 +20,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(tasks::routes())
 }
 
+/// Routes with a long body and time limit (CSV import).
+pub fn bulk_routes() -> OpenApiRouter<AppState> {
+    customers::bulk_routes()
+}
+
 /// A comma-separated list of `T`, each named in the error when it is not one.
 fn comma_list<T: FromStr>(param: &str, value: Option<&str>) -> Result<Vec<T>>
 where

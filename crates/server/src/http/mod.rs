@@ -112,7 +112,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every API operation, each routed and documented from its handler's `#[utoipa::path]` (the
 /// path is written once, there); requests get the short time limit, bulk ingest the long one.
 fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
-    let bulk = crate::kpis::bulk_routes().layer(time_limit(config.bulk_timeout));
+    let bulk = crate::kpis::bulk_routes()
+        .merge(crate::crm::bulk_routes())
+        .layer(time_limit(config.bulk_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))

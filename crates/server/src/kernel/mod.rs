@@ -3,6 +3,7 @@
 //! `http` (router, extractors, problem responses) → slices (`routes` → model → `store`) → kernel.
 
 pub mod access;
+pub mod csv;
 pub mod error;
 pub mod input;
 pub mod org_tx;

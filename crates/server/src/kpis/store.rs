@@ -336,61 +336,8 @@ pub async fn export_csv(tx: &mut OrgTx, kpi: Uuid) -> Result<String> {
         csv.push_str(&format!(
             "{},{value},{}\n",
             at.to_rfc3339(),
-            csv_field(&source)
+            crate::kernel::csv::field(&source)
         ));
     }
     Ok(csv)
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180). Text that a
-/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return:
-/// OWASP "CSV injection") gets a leading `'`, which spreadsheets show as text; so does text
-/// starting with `'` itself, so that ingest can take exactly one off ([`csv_unescape`]).
-pub(crate) fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
-/// A text field of a CSV as written by [`csv_field`]: one leading `'` taken off.
-pub(crate) fn csv_unescape(field: &str) -> &str {
-    field.strip_prefix('\'').unwrap_or(field)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_text_is_never_a_formula_and_comes_back_unchanged() {
-        for (text, written) in [
-            (
-                "=HYPERLINK(\"http://x\")",
-                "\"'=HYPERLINK(\"\"http://x\"\")\"",
-            ),
-            ("+1+1", "'+1+1"),
-            ("-1+1", "'-1+1"),
-            ("@SUM(1)", "'@SUM(1)"),
-            ("\tx", "'\tx"),
-            ("\r=1", "\"'\r=1\""),
-            ("'quoted", "''quoted"),
-            ("stripe", "stripe"),
-            ("a,b", "\"a,b\""),
-        ] {
-            assert_eq!(csv_field(text), written, "{text:?}");
-            let unquoted = written
-                .strip_prefix('"')
-                .and_then(|w| w.strip_suffix('"'))
-                .map(|w| w.replace("\"\"", "\""))
-                .unwrap_or_else(|| written.to_string());
-            assert_eq!(csv_unescape(&unquoted), text, "{text:?}");
-        }
-    }
 }

@@ -894,3 +894,222 @@ async fn projects_and_tasks_keep_their_references_inside_one_organization() {
     .expect("after leaving");
     assert_eq!(left, (None, None, 3));
 }
+
+async fn import(app: &TestApp, user: &TestUser, csv: &str) -> (StatusCode, Value) {
+    crate::helpers::read(
+        app.request(
+            Method::POST,
+            Some(&user.token),
+            &format!("{}/import", customers(user)),
+        )
+        .header("content-type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .expect("send"),
+    )
+    .await
+}
+
+async fn export(app: &TestApp, user: &TestUser) -> String {
+    let response = app
+        .request(
+            Method::GET,
+            Some(&user.token),
+            &format!("{}.csv", customers(user)),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("csv")
+}
+
+/// A customer as the API shows it, without what another organization gives it anew.
+fn portable(customer: &Value) -> Value {
+    let mut c = customer.clone();
+    for key in ["id", "created_at", "updated_at"] {
+        c.as_object_mut().map(|o| o.remove(key));
+    }
+    c
+}
+
+#[tokio::test]
+async fn an_export_imports_into_another_organization_unchanged() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    for user in [&alice, &bob] {
+        define(
+            &app,
+            user,
+            json!({"key": "tier", "label": "Tier", "kind": "option", "options": ["gold", "=evil"]}),
+        )
+        .await;
+        define(
+            &app,
+            user,
+            json!({"key": "seats", "label": "Seats", "kind": "number"}),
+        )
+        .await;
+        define(
+            &app,
+            user,
+            json!({"key": "nda", "label": "NDA", "kind": "boolean"}),
+        )
+        .await;
+        define(
+            &app,
+            user,
+            json!({"key": "since", "label": "Since", "kind": "date"}),
+        )
+        .await;
+        define(
+            &app,
+            user,
+            json!({"key": "note", "label": "Note", "kind": "text"}),
+        )
+        .await;
+    }
+    create(
+        &app,
+        &alice,
+        json!({"name": "=HYPERLINK(\"http://evil\")", "email": "evil@example.com",
+        "phone": "+1 555 0100", "company": "Quotes \"and\", commas\nand lines", "status": "active",
+        "source": "referral", "tags": ["vip", "@home", "-1"],
+        "custom_fields": {"tier": "=evil", "seats": 12.5, "nda": false, "since": "2020-02-29",
+                          "note": "'already quoted"}}),
+    )
+    .await;
+    create(
+        &app,
+        &alice,
+        json!({"name": "Plain", "custom_fields": {"seats": 1e21}}),
+    )
+    .await;
+    create(&app, &alice, json!({"name": "Bare"})).await;
+    let csv = export(&app, &alice).await;
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
+        "formulas are neutralized:\n{csv}"
+    );
+    assert!(csv.contains(",'+1 555 0100,"), "{csv}");
+
+    let (status, imported) = import(&app, &bob, &csv).await;
+    assert_eq!(
+        (status, &imported["created"]),
+        (StatusCode::OK, &json!(3)),
+        "{imported}"
+    );
+    let (_, theirs) = list(&app, &alice, &[]).await;
+    let (_, ours) = list(&app, &bob, &[]).await;
+    let portable_all = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(portable)
+            .collect()
+    };
+    assert_eq!(portable_all(&ours), portable_all(&theirs));
+    // And once more is refused whole: every email is taken now.
+    let (status, again) = import(&app, &bob, &csv).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{again}");
+    let refused = refused_fields(&(status, again.clone())).join(" ");
+    assert!(
+        refused.starts_with("rows[") && refused.ends_with("].email") && !refused.contains(' '),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn an_import_names_every_bad_row_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let outsider = app.user("outsider@example.com").await;
+    define(
+        &app,
+        &alice,
+        json!({"key": "seats", "label": "Seats", "kind": "number", "required": true}),
+    )
+    .await;
+    create(
+        &app,
+        &alice,
+        json!({"name": "Existing", "email": "taken@example.com", "custom_fields": {"seats": 1}}),
+    )
+    .await;
+    let csv = format!(
+        "name,email,status,assigned_to,custom.seats\n\
+         Good,good@example.com,lead,,3\n\
+         ,nameless@example.com,lead,,3\n\
+         Bad status,,vip,,3\n\
+         Twice,good@example.com,,,3\n\
+         Taken,TAKEN@example.com,,,3\n\
+         Outsider,,,{},3\n\
+         No seats,,,,\n\
+         Many seats,,,,lots\n\
+         Short row\n",
+        outsider.id
+    );
+    let got = import(&app, &alice, &csv).await;
+    // The cells first; the organization's data is asked only when they are all right.
+    assert_eq!(
+        refused_fields(&got),
+        [
+            "rows[1].name",
+            "rows[2].status",
+            "rows[3].email",
+            "rows[7].custom.seats",
+            "rows[8].cells"
+        ]
+    );
+    let fixed = csv
+        .lines()
+        .filter(|l| {
+            ![
+                "Bad status",
+                ",nameless",
+                "Twice",
+                "Many seats",
+                "Short row",
+            ]
+            .iter()
+            .any(|b| l.starts_with(b))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let got = import(&app, &alice, &fixed).await;
+    assert_eq!(
+        refused_fields(&got),
+        [
+            "rows[1].email",
+            "rows[2].assigned_to",
+            "rows[3].custom_fields.seats"
+        ]
+    );
+    let (_, all) = list(&app, &alice, &[]).await;
+    assert_eq!(names(&all), ["Existing"], "nothing written");
+    for (csv, field) in [
+        ("name,shoe_size\nA,42\n", "header"),
+        ("email\na@example.com\n", "header"),
+        ("name,custom.undefined\nA,1\n", "header"),
+    ] {
+        assert_eq!(
+            refused_fields(&import(&app, &alice, csv).await),
+            [field],
+            "{csv}"
+        );
+    }
+    let (status, _) = import(&app, &alice, "name\n\"open quote\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let viewer = app.user("vera@example.com").await;
+    app.add_member(&alice, alice.org, &viewer, Role::Viewer)
+        .await;
+    let viewer = TestUser {
+        org: alice.org,
+        ..viewer
+    };
+    let refused = import(&app, &viewer, "name\nA\n").await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+}

@@ -1,5 +1,6 @@
 //! Customers and the custom fields an organization defines for them.
 
+pub mod csv;
 pub mod routes;
 pub mod store;
 
@@ -10,7 +11,7 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use routes::routes;
+pub use routes::{bulk_routes, routes};
 
 use crate::kernel::input::{email, json_object, set, slug_key, text, Checks, Rule, Validate};
 use crate::text_enum;
@@ -72,7 +73,7 @@ pub struct NewCustomer {
     pub status: Option<CustomerStatus>,
     /// Default `other`.
     pub source: Option<CustomerSource>,
-    /// At most 50 tags of 1 to 50 characters; repeats are dropped.
+    /// At most 50 tags of 1 to 50 characters without `,` or `;`; repeats are dropped.
     #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
     /// Values of defined custom fields, by key (each of its field's kind; required ones present).
@@ -118,10 +119,15 @@ pub(crate) fn normalized_tags(tags: &[String]) -> Vec<String> {
     seen
 }
 
+/// At most 50 tags of 1 to 50 characters, without `,` or `;` (which separate tags in filters and
+/// in CSV cells).
 pub(crate) fn tag_list(tags: &[String]) -> Rule {
     let each = text(1, 50);
     if normalized_tags(tags).len() > 50 {
         return Err("must be at most 50 tags".into());
+    }
+    if tags.iter().any(|t| t.contains([',', ';'])) {
+        return Err("a tag cannot contain , or ;".into());
     }
     tags.iter()
         .try_for_each(|t| each(t))
@@ -237,6 +243,8 @@ mod tests {
         let tags = ["vip", " b2b ", "vip", "b2b"].map(String::from);
         assert_eq!(normalized_tags(&tags), ["vip", "b2b"]);
         assert!(tag_list(&[" ".into()]).is_err(), "a blank tag");
+        assert!(tag_list(&["a,b".into()]).is_err());
+        assert!(tag_list(&["a;b".into()]).is_err());
         assert!(tag_list(&(0..51).map(|i| i.to_string()).collect::<Vec<_>>()).is_err());
         assert!(
             tag_list(&vec!["x".into(); 60]).is_ok(),

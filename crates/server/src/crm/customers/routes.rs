@@ -15,7 +15,7 @@ use super::{
     NewCustomField, NewCustomer,
 };
 use crate::crm::comma_list;
-use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Query};
+use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Query, TooLarge};
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, Result};
 use crate::kernel::input::Valid;
@@ -30,7 +30,71 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_customer, update_customer, delete_customer))
         .routes(routes!(list_fields, create_field))
         .routes(routes!(update_field, delete_field))
+        .routes(routes!(export_customers))
         .layer(axum::Extension(MODULE))
+}
+
+/// Routes that take a long body and time: the CSV import.
+pub fn bulk_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(import_customers))
+        .layer(axum::Extension(MODULE))
+}
+
+/// The largest CSV an import reads (held in memory: it is checked whole before any write).
+const IMPORT_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Every customer as CSV (`id`, the fields, `tags` separated by `;`, timestamps, then one
+/// `custom.<key>` column per custom field); it imports into another organization unchanged.
+#[utoipa::path(get, path = "/v1/orgs/{org}/customers.csv", tag = "crm", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        NotFound,
+    ))]
+pub async fn export_customers(
+    mut tx: OrgTx,
+) -> Result<([(axum::http::HeaderName, &'static str); 2], String)> {
+    let csv = super::csv::export(&mut tx).await?;
+    tx.commit().await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"customers.csv\"",
+            ),
+        ],
+        csv,
+    ))
+}
+
+/// Create customers from CSV (members): all rows or none, every problem named `rows[i].<field>`
+/// (the first 100). Columns as the export writes them; only `name` is required; `id` and the
+/// timestamps are read past.
+#[utoipa::path(post, path = "/v1/orgs/{org}/customers/import", tag = "crm", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    request_body(description = "The CSV, with a header", content(("text/csv"))),
+    responses(
+        (status = 200, body = super::csv::Imported),
+        (status = 400, description = "not CSV (broken quoting, no header, not UTF-8)", body = crate::http::Problem, content_type = "application/problem+json"),
+        Forbidden,
+        NotFound,
+        TooLarge,
+        Invalid,
+    ))]
+pub async fn import_customers(
+    mut tx: OrgTx,
+    body: axum::body::Body,
+) -> Result<Json<super::csv::Imported>> {
+    let bytes = axum::body::to_bytes(body, IMPORT_MAX_BYTES)
+        .await
+        .map_err(|_| Error::PayloadTooLarge)?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| Error::BadRequest("the CSV is not UTF-8".into()))?;
+    let imported = super::csv::import(&mut tx, &text).await?;
+    tx.commit().await?;
+    Ok(Json(imported))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
