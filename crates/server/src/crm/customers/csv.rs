@@ -254,18 +254,17 @@ pub async fn import(tx: &mut OrgTx, text: &str) -> Result<Imported> {
     })
 }
 
-/// Problems only the organization's data can show, for all rows in one statement.
-async fn against_the_organization(
-    tx: &mut OrgTx,
+/// The columns that point at the organization's data: emails, assignees, custom fields.
+#[allow(clippy::type_complexity)]
+fn references(
     customers: &[Valid<NewCustomer>],
-) -> Result<Vec<FieldError>> {
-    let org = tx.org();
-    let emails: Vec<Option<String>> = customers
+) -> (Vec<Option<String>>, Vec<Option<Uuid>>, Vec<Value>) {
+    let emails = customers
         .iter()
         .map(|c| c.email.as_deref().map(email_as_stored).map(str::to_string))
         .collect();
-    let assignees: Vec<Option<Uuid>> = customers.iter().map(|c| c.assigned_to).collect();
-    let custom: Vec<Value> = customers
+    let assignees = customers.iter().map(|c| c.assigned_to).collect();
+    let custom = customers
         .iter()
         .map(|c| {
             c.custom_fields
@@ -273,6 +272,16 @@ async fn against_the_organization(
                 .unwrap_or_else(|| Value::Object(Map::new()))
         })
         .collect();
+    (emails, assignees, custom)
+}
+
+/// Problems only the organization's data can show, for all rows in one statement.
+async fn against_the_organization(
+    tx: &mut OrgTx,
+    customers: &[Valid<NewCustomer>],
+) -> Result<Vec<FieldError>> {
+    let org = tx.org();
+    let (emails, assignees, custom) = references(customers);
     let found: Vec<(i64, String, String)> = sqlx::query_as(
         r"SELECT u.i - 1, p.field, p.message
             FROM unnest($2::text[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS u (email, assignee, custom, i)
@@ -311,10 +320,6 @@ async fn insert(tx: &mut OrgTx, org: Uuid, batch: &[Valid<NewCustomer>]) -> Resu
     };
     let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     let names: Vec<String> = batch.iter().map(|c| c.name.trim().to_string()).collect();
-    let emails: Vec<Option<String>> = batch
-        .iter()
-        .map(|c| c.email.as_deref().map(email_as_stored).map(str::to_string))
-        .collect();
     let statuses: Vec<&str> = batch
         .iter()
         .map(|c| c.status.unwrap_or(CustomerStatus::Lead).as_str())
@@ -328,15 +333,7 @@ async fn insert(tx: &mut OrgTx, org: Uuid, batch: &[Valid<NewCustomer>]) -> Resu
         .iter()
         .map(|c| super::normalized_tags(c.tags.as_deref().unwrap_or_default()).join(";"))
         .collect();
-    let custom: Vec<Value> = batch
-        .iter()
-        .map(|c| {
-            c.custom_fields
-                .clone()
-                .unwrap_or_else(|| Value::Object(Map::new()))
-        })
-        .collect();
-    let assignees: Vec<Option<Uuid>> = batch.iter().map(|c| c.assigned_to).collect();
+    let (emails, assignees, custom) = references(batch);
     sqlx::query(
         r"INSERT INTO customers (id, organization_id, name, email, phone, company, status, source,
                                 tags, custom_fields, assigned_to)
