@@ -105,12 +105,164 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     }
     seed_kpis(&mut tx).await?;
     seed_tools(&mut tx, colleagues[1].0).await?;
+    let people = [demo.user.id, colleagues[0].0, colleagues[1].0];
+    let customers = seed_crm(&mut tx, &people).await?;
     tx.commit().await?;
     println!(
-        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants",
+        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants, {customers} CRM customers with custom fields, and projects with a kanban board",
         DEMO_KPIS.len()
     );
     Ok(demo.user.id)
+}
+
+/// A small CRM: custom fields, customers with tags and custom values, assigned among `people`
+/// (members who may write); projects for some of them, each with a board of tasks and subtasks
+/// spread over the columns. Returns how many customers.
+async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<usize, AnyError> {
+    use tenantry_server::crm::customers::{self, CustomerSource, CustomerStatus, FieldKind};
+    use tenantry_server::crm::projects::{self, Priority, ProjectStatus};
+    use tenantry_server::crm::tasks::{self, Move, TaskStatus};
+
+    for (key, label, kind, options) in [
+        (
+            "industry",
+            "Industry",
+            FieldKind::OneOf,
+            Some(vec!["saas", "retail", "health", "finance"]),
+        ),
+        ("seats", "Seats", FieldKind::Number, None),
+        ("renewal", "Renewal date", FieldKind::Date, None),
+    ] {
+        let field = customers::NewCustomField {
+            key: key.into(),
+            label: label.into(),
+            kind,
+            options: options.map(|o| o.into_iter().map(String::from).collect()),
+            required: false,
+        };
+        customers::store::create_field(tx, &Valid::new(field)?).await?;
+    }
+    let mut rng = StdRng::seed_from_u64(15);
+    let (first, last) = (
+        [
+            "Ada",
+            "Grace",
+            "Alan",
+            "Katherine",
+            "Margaret",
+            "Edsger",
+            "Barbara",
+            "Donald",
+            "Frances",
+            "John",
+        ],
+        [
+            "Lovelace", "Hopper", "Turing", "Johnson", "Hamilton", "Dijkstra", "Liskov", "Knuth",
+            "Allen", "Backus",
+        ],
+    );
+    let industries = ["saas", "retail", "health", "finance"];
+    let mut created = Vec::new();
+    for i in 0..24 {
+        let (given, family) = (first[i % 10], last[(i * 7 + 3) % 10]);
+        let industry = industries[rng.gen_range(0..industries.len())];
+        let new = customers::NewCustomer {
+            name: format!("{given} {family}"),
+            email: Some(format!(
+                "{}.{}{i}@example.com",
+                given.to_lowercase(),
+                family.to_lowercase()
+            )),
+            phone: Some(format!("+1 555 01{i:02}")),
+            company: Some(format!(
+                "{family} {}",
+                ["Labs", "Systems", "& Co", "Health", "Capital"][i % 5]
+            )),
+            status: Some(CustomerStatus::ALL[i % CustomerStatus::ALL.len()]),
+            source: Some(CustomerSource::ALL[(i / 2) % CustomerSource::ALL.len()]),
+            tags: Some(
+                [
+                    ["vip"].as_slice(),
+                    &["newsletter"],
+                    &["vip", "partner"],
+                    &[],
+                ][i % 4]
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
+            ),
+            custom_fields: Some(
+                json!({"industry": industry, "seats": rng.gen_range(3..500),
+                                       "renewal": format!("2027-{:02}-15", i % 12 + 1)}),
+            ),
+            assigned_to: Some(people[i % people.len()]),
+        };
+        created.push(customers::store::create(tx, &Valid::new(new)?).await?);
+    }
+    for (customer, name) in created
+        .iter()
+        .zip(["Website relaunch", "Data migration", "Onboarding"])
+    {
+        let project = projects::NewProject {
+            name: name.into(),
+            description: Some(format!("For {}", customer.name)),
+            customer_id: Some(customer.id),
+            status: Some(ProjectStatus::Active),
+            priority: Some(Priority::High),
+            start_date: Some(Utc::now().date_naive()),
+            due_date: Some(Utc::now().date_naive() + chrono::Days::new(90)),
+            budget: Some("25000.00".into()),
+            progress_manual: None,
+            project_manager_id: Some(people[0]),
+        };
+        let project = projects::store::create(tx, &Valid::new(project)?).await?;
+        let mut parent = None;
+        for (j, title) in [
+            "Kick-off",
+            "Requirements",
+            "Design",
+            "Build",
+            "Review",
+            "Launch",
+            "Retro",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let task = tasks::NewTask {
+                title: (*title).into(),
+                description: None,
+                parent_task_id: if j == 2 { parent } else { None },
+                status: Some(TaskStatus::Todo),
+                priority: Some(Priority::ALL[j % Priority::ALL.len()]),
+                assigned_to: Some(people[j % people.len()]),
+                due_date: Some(Utc::now() + chrono::Duration::days(7 * j as i64 + 7)),
+                estimated_hours: Some(format!("{}", 4 + j * 2)),
+                actual_hours: None,
+                tags: Some(vec!["demo".into()]),
+            };
+            let task = tasks::store::create(tx, project.id, &Valid::new(task)?).await?;
+            parent = parent.or(Some(task.id));
+            let column = [
+                TaskStatus::Done,
+                TaskStatus::Done,
+                TaskStatus::InProgress,
+                TaskStatus::InProgress,
+                TaskStatus::Review,
+                TaskStatus::Todo,
+                TaskStatus::Todo,
+            ][j];
+            if column != TaskStatus::Todo {
+                let to = Move {
+                    status: Some(column),
+                    after: None,
+                    before: None,
+                };
+                tasks::store::move_task(tx, project.id, task.id, &Valid::new(to)?).await?;
+            }
+        }
+    }
+    Ok(created.len())
 }
 
 /// The founder's first Fast Track entries (WOOP, Know Thyself), and edit grants on both tools
