@@ -4,9 +4,10 @@
 -- only the person column is cleared (ON DELETE SET NULL (column)): nothing dangles, nothing is
 -- deleted.
 
--- Trigram search over names, emails and companies (ships with PostgreSQL; a trusted extension,
--- so the database's owner may create it).
+-- Trigram search over names, emails and companies, and GIN indexes that start with the
+-- organization (both ship with PostgreSQL and are trusted: the database's owner may create them).
 CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+CREATE EXTENSION IF NOT EXISTS btree_gin WITH SCHEMA public;
 
 -- ---------------------------------------------------------------------------------------------
 -- Custom fields: what an organization's customers may carry in custom_fields, defined by admins.
@@ -57,9 +58,12 @@ CREATE INDEX customers_by_name ON customers (organization_id, name, id);
 CREATE INDEX customers_by_created ON customers (organization_id, created_at, id);
 CREATE INDEX customers_by_updated ON customers (organization_id, updated_at, id);
 CREATE INDEX customers_by_assignee ON customers (organization_id, assigned_to) WHERE assigned_to IS NOT NULL;
-CREATE INDEX customers_tags ON customers USING gin (tags);
-CREATE INDEX customers_custom_fields ON customers USING gin (custom_fields);
-CREATE INDEX customers_search ON customers USING gin (search_text gin_trgm_ops);
+-- Search and the free-form filters in one GIN index that starts with the organization: a
+-- trigram index alone answers a common word with its matches in every organization (tens of
+-- thousands of rows at 2 million customers, 85 ms); with the organization and the tags beside
+-- it, the scan intersects them and reads only this organization's candidates (7 ms).
+CREATE INDEX customers_search ON customers
+    USING gin (organization_id, search_text gin_trgm_ops, tags, custom_fields);
 
 -- What is wrong with `custom` as the custom fields of a customer of `org`: the first key at fault
 -- and why, or no row. Custom fields hold only defined keys, each of its kind; required ones are
@@ -258,6 +262,9 @@ CREATE INDEX tasks_board ON tasks (organization_id, project_id, status, position
 -- "My tasks" (seed: tasks.status + tasks.assigned_to), by due date.
 CREATE INDEX tasks_by_assignee ON tasks (organization_id, assigned_to, status, due_date, id) WHERE assigned_to IS NOT NULL;
 CREATE INDEX tasks_by_parent ON tasks (organization_id, project_id, parent_task_id) WHERE parent_task_id IS NOT NULL;
+-- A project belongs to one organization: without this, "organization X and project Y" is
+-- estimated at a handful of rows, and a 5,000-card column is read whole to find one neighbour.
+CREATE STATISTICS tasks_project_org (dependencies) ON organization_id, project_id FROM tasks;
 
 -- The creator is the actor, whatever the client sent.
 CREATE FUNCTION app.stamp_task_creator() RETURNS trigger

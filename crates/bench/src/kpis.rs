@@ -13,8 +13,8 @@ use tenantry_server::kpis::store::{get_sql, DASHBOARD_SQL};
 use uuid::Uuid;
 
 use super::{
-    bench_credentials, bench_tenants, compare, op, report, send, spawn_server, Benchmark, Settings,
-    Stats,
+    bench_credentials, bench_tenants, compare, get_op, op, report, send, spawn_server, Benchmark,
+    Settings, Stats,
 };
 use crate::AnyError;
 
@@ -317,19 +317,11 @@ async fn dashboard(
         ..*s
     };
     let tenant = Arc::new(vec![(user, org)]);
-    let over_http = op({
-        let request = http
-            .client
+    let over_http = get_op(
+        http.client
             .get(format!("{}/v1/orgs/{org}/dashboard", http.base))
-            .bearer_auth(session);
-        move |_: (Uuid, Uuid)| {
-            let request = request.try_clone();
-            async move {
-                send(request.ok_or("request not clonable")?).await?;
-                Ok(org)
-            }
-        }
-    });
+            .bearer_auth(session),
+    );
     let under_rls = op({
         let runtime = runtime.clone();
         move |(user, org): (Uuid, Uuid)| {

@@ -30,6 +30,7 @@ pub struct Target {
 }
 
 mod burst;
+mod crm;
 mod fasttrack;
 mod kpis;
 
@@ -56,6 +57,10 @@ pub enum Benchmark {
     /// Fast Track on 1,000,000 WOOP entries (built on first use): my entries across all tools
     /// with progress, and a JSONB containment search; plans and times, RLS vs owner.
     Fasttrack,
+    /// The CRM on 2 million customers and 2 million tasks (built on first use; one organization
+    /// with 100,000 customers and a 5,000-task project): customer search and the board (HTTP,
+    /// RLS, owner), kanban moves vs a plain single-row UPDATE, rows written per move.
+    Crm,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -78,6 +83,7 @@ pub async fn run(
         Benchmark::TenantTx => tenant_tx(&urls, &settings).await,
         Benchmark::HttpAuth => http_auth(&urls, &settings).await,
         Benchmark::Fasttrack => fasttrack::run(&urls, &settings).await,
+        Benchmark::Crm => crm::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await
@@ -233,6 +239,17 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(), AnyError> {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
     }
     Ok(())
+}
+
+/// An operation that sends `request` (a GET with its credential) and reads the whole answer.
+fn get_op(request: reqwest::RequestBuilder) -> Op<(Uuid, Uuid)> {
+    op(move |(_, org): (Uuid, Uuid)| {
+        let request = request.try_clone();
+        async move {
+            send(request.ok_or("request not clonable")?).await?;
+            Ok(org)
+        }
+    })
 }
 
 /// One benchmarked operation on one tenant.

@@ -191,10 +191,8 @@ async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<usize, AnyError> {
                     .map(|t| t.to_string())
                     .collect(),
             ),
-            custom_fields: Some(
-                json!({"industry": industry, "seats": rng.gen_range(3..500),
-                                       "renewal": format!("2027-{:02}-15", i % 12 + 1)}),
-            ),
+            custom_fields: Some(json!({"industry": industry, "seats": rng.gen_range(3..500),
+                                       "renewal": format!("2027-{:02}-15", i % 12 + 1)})),
             assigned_to: Some(people[i % people.len()]),
         };
         created.push(customers::store::create(tx, &Valid::new(new)?).await?);

@@ -131,7 +131,11 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
         String::from_utf8_lossy(&seeded.stderr)
     );
     assert!(stdout(&seeded).contains("tnt_"));
-    assert!(stdout(&seeded).contains("24 CRM customers"), "{}", stdout(&seeded));
+    assert!(
+        stdout(&seeded).contains("24 CRM customers"),
+        "{}",
+        stdout(&seeded)
+    );
     // Fast Track upkeep runs against the seeded data and is idempotent.
     for (args, said) in [
         (&["tools", "refresh-reports"][..], "reports refreshed"),

@@ -91,8 +91,8 @@ impl RuntimePool {
             ("statement_timeout", "30s"),
             ("idle_in_transaction_session_timeout", "60s"),
             // CRM search: a word of the query matches a word it resembles this much (pg_trgm's
-            // default, 0.6, misses most typos; 0.4 finds "smiht" in "smith").
-            ("pg_trgm.word_similarity_threshold", "0.4"),
+            // default, 0.6, misses "smiht" for "smith"; 0.4 takes "hopper" for "hopkin").
+            ("pg_trgm.word_similarity_threshold", "0.5"),
         ]);
         let pool = pool_options(max_connections)
             .acquire_timeout(Duration::from_secs(5))

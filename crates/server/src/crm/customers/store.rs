@@ -193,9 +193,38 @@ fn contains_pattern(text: &str) -> String {
 pub async fn list(tx: &mut OrgTx, filter: &CustomerFilter) -> Result<SortedPage<Customer>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
+    let rows: Vec<Sorted<Customer>> = list_query(org, filter)
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(tx.conn())
+        .await?;
+    Ok(SortedPage::from_rows(
+        rows,
+        filter.limit,
+        filter.sort.as_str(),
+        |c| c.id,
+    ))
+}
+
+/// The SQL of [`list`] with its values bound (for benchmarks too): rows of
+/// [`Sorted<Customer>`], one past the page.
+pub fn list_query(org: Uuid, filter: &CustomerFilter) -> QueryBuilder<'static, Postgres> {
+    list_query_after("", org, filter)
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of [`list_query`] (plan tests, benchmarks).
+pub fn explain_list_query(org: Uuid, filter: &CustomerFilter) -> QueryBuilder<'static, Postgres> {
+    list_query_after("EXPLAIN (ANALYZE, BUFFERS) ", org, filter)
+}
+
+fn list_query_after(
+    prefix: &str,
+    org: Uuid,
+    filter: &CustomerFilter,
+) -> QueryBuilder<'static, Postgres> {
     let q = filter.q.as_deref().map(|q| q.trim().to_lowercase());
     let (key, key_type, descending) = filter.sort.key();
-    let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, ("));
+    let mut sql = QueryBuilder::<Postgres>::new(format!("{prefix}SELECT {COLUMNS}, ("));
     push_key(&mut sql, key, q.as_deref());
     sql.push(")::text AS sort_key FROM customers c WHERE c.organization_id = ")
         .push_bind(org);
@@ -271,17 +300,7 @@ pub async fn list(tx: &mut OrgTx, filter: &CustomerFilter) -> Result<SortedPage<
     push_key(&mut sql, key, q.as_deref());
     sql.push(format!(" {order}, c.id {order} LIMIT "))
         .push_bind(i64::from(filter.limit.get()) + 1);
-    let rows: Vec<Sorted<Customer>> = sql
-        .build_query_as()
-        .persistent(false)
-        .fetch_all(tx.conn())
-        .await?;
-    Ok(SortedPage::from_rows(
-        rows,
-        filter.limit,
-        filter.sort.as_str(),
-        |c| c.id,
-    ))
+    sql
 }
 
 /// Writes a sort key's SQL, binding the search text where it names `$q`.

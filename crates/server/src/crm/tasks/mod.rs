@@ -114,11 +114,29 @@ pub struct Move {
     pub before: Option<Uuid>,
 }
 
+/// A task as the board shows it: what a card needs (the rest is one `GET …/tasks/{task}` away),
+/// so that a board of thousands stays small.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Card {
+    pub id: Uuid,
+    pub parent_task_id: Option<Uuid>,
+    pub title: String,
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+    #[sqlx(try_from = "String")]
+    pub priority: Priority,
+    pub assigned_to: Option<Uuid>,
+    pub due_date: Option<DateTime<Utc>>,
+    pub estimated_hours: Option<String>,
+    pub tags: Vec<String>,
+    pub position: String,
+}
+
 /// A column of the board: its cards in order.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Column {
     pub status: TaskStatus,
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Card>,
 }
 
 /// Every column of a project's board, in board order (`todo` … `cancelled`).

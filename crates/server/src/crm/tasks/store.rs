@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{tags, Board, Column, Move, NewTask, Task, TaskChanges, TaskStatus};
+use super::{tags, Board, Card, Column, Move, NewTask, Task, TaskChanges, TaskStatus};
 use crate::crm::customers::store::Assignee;
 use crate::crm::projects::Priority;
 use crate::crm::rank;
@@ -104,7 +104,7 @@ pub async fn create(tx: &mut OrgTx, project: Uuid, new: &Valid<NewTask>) -> Resu
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let status = new.status.unwrap_or(TaskStatus::Todo);
-    let position = place(tx, project, status, Placement::End, None).await?;
+    let (_, position) = place(tx, project, Some(status), Placement::End, None).await?;
     sqlx::query_as(&format!(
         r"INSERT INTO tasks AS t (id, organization_id, project_id, parent_task_id, title, description, status,
                                  priority, assigned_to, due_date, estimated_hours, actual_hours, tags, position)
@@ -142,9 +142,11 @@ pub async fn update(
     let c = &**changes;
     // A new column: the card goes to its end.
     let position = match c.status {
-        Some(status) if get(tx, project, id).await?.status != status => {
-            Some(place(tx, project, status, Placement::End, Some(id)).await?)
-        }
+        Some(status) if get(tx, project, id).await?.status != status => Some(
+            place(tx, project, Some(status), Placement::End, Some(id))
+                .await?
+                .1,
+        ),
         _ => None,
     };
     sqlx::query_as(&format!(
@@ -202,19 +204,22 @@ pub async fn delete(tx: &mut OrgTx, project: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// The board's cards, column after column (`$1` organization, `$2` project).
+pub const BOARD_SQL: &str = r"SELECT t.id, t.parent_task_id, t.title, t.status, t.priority,
+        t.assigned_to, t.due_date, t.estimated_hours::text AS estimated_hours, t.tags, t.position
+   FROM tasks t WHERE t.organization_id = $1 AND t.project_id = $2
+  ORDER BY t.status, t.position, t.id";
+
 /// The board: every column in board order, each card in order, in one query.
 pub async fn board(tx: &mut OrgTx, project: Uuid) -> Result<Board> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     require_project(tx, project).await?;
-    let tasks: Vec<Task> = sqlx::query_as(&format!(
-        r"SELECT {COLUMNS} FROM tasks t WHERE t.organization_id = $1 AND t.project_id = $2
-           ORDER BY t.status, t.position, t.id"
-    ))
-    .bind(org)
-    .bind(project)
-    .fetch_all(tx.conn())
-    .await?;
+    let cards: Vec<Card> = sqlx::query_as(BOARD_SQL)
+        .bind(org)
+        .bind(project)
+        .fetch_all(tx.conn())
+        .await?;
     let mut columns: Vec<Column> = TaskStatus::ALL
         .iter()
         .map(|status| Column {
@@ -222,9 +227,9 @@ pub async fn board(tx: &mut OrgTx, project: Uuid) -> Result<Board> {
             tasks: Vec::new(),
         })
         .collect();
-    for task in tasks {
-        if let Some(column) = columns.iter_mut().find(|c| c.status == task.status) {
-            column.tasks.push(task);
+    for card in cards {
+        if let Some(column) = columns.iter_mut().find(|c| c.status == card.status) {
+            column.tasks.push(card);
         }
     }
     Ok(Board { columns })
@@ -237,101 +242,110 @@ enum Placement {
     Before(Uuid),
 }
 
-/// The neighbours' keys around a placement (`moving` itself left out), or 422 when the named
-/// card is not in that column of this project.
+/// The column a card goes to (`status`, or the moving card's own) and the neighbours' keys
+/// around the placement there (`moving` itself left out), in one statement: 422 when the named
+/// neighbour is not in that column of this project, 404 when the moving card is not there.
 async fn neighbours(
     tx: &mut OrgTx,
     project: Uuid,
-    status: TaskStatus,
+    status: Option<TaskStatus>,
     placement: &Placement,
     moving: Option<Uuid>,
-) -> Result<(Option<String>, Option<String>)> {
+) -> Result<(TaskStatus, Option<String>, Option<String>)> {
     let org = tx.org();
+    // The target column: the one asked for, or the moving card's.
+    const COLUMN: &str = r"coalesce($3, (SELECT m.status FROM tasks m
+        WHERE m.organization_id = $1 AND m.project_id = $2 AND m.id = $5))";
     let (sql, card, field) = match placement {
-        Placement::End => {
-            let last = end_of_column_key(tx, project, status, moving).await?;
-            return Ok((last, None));
-        }
+        Placement::End => (
+            format!(
+                r"SELECT c.status,
+                         (SELECT t.position FROM tasks t
+                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = c.status
+                             AND t.id IS DISTINCT FROM $5
+                           ORDER BY t.status DESC, t.position DESC, t.id DESC LIMIT 1),
+                         NULL::text
+                    FROM (SELECT {COLUMN} AS status, $4::uuid AS unused) c WHERE c.status IS NOT NULL"
+            ),
+            None,
+            "",
+        ),
         Placement::After(card) => (
-            r"SELECT a.position,
-                     (SELECT t.position FROM tasks t
-                       WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = $3
-                         AND (t.position, t.id) > (a.position, a.id) AND t.id IS DISTINCT FROM $5
-                       ORDER BY t.position, t.id LIMIT 1)
-                FROM tasks a
-               WHERE a.organization_id = $1 AND a.project_id = $2 AND a.status = $3 AND a.id = $4
-                 AND a.id IS DISTINCT FROM $5",
-            *card,
+            format!(
+                r"SELECT a.status, a.position,
+                         (SELECT t.position FROM tasks t
+                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = a.status
+                             AND (t.position, t.id) > (a.position, a.id) AND t.id IS DISTINCT FROM $5
+                           ORDER BY t.status, t.position, t.id LIMIT 1)
+                    FROM tasks a
+                   WHERE a.organization_id = $1 AND a.project_id = $2 AND a.id = $4
+                     AND a.id IS DISTINCT FROM $5 AND a.status = {COLUMN}"
+            ),
+            Some(*card),
             "after",
         ),
         Placement::Before(card) => (
-            r"SELECT (SELECT t.position FROM tasks t
-                       WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = $3
-                         AND (t.position, t.id) < (b.position, b.id) AND t.id IS DISTINCT FROM $5
-                       ORDER BY t.position DESC, t.id DESC LIMIT 1),
-                     b.position
-                FROM tasks b
-               WHERE b.organization_id = $1 AND b.project_id = $2 AND b.status = $3 AND b.id = $4
-                 AND b.id IS DISTINCT FROM $5",
-            *card,
+            format!(
+                r"SELECT b.status,
+                         (SELECT t.position FROM tasks t
+                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = b.status
+                             AND (t.position, t.id) < (b.position, b.id) AND t.id IS DISTINCT FROM $5
+                           ORDER BY t.status DESC, t.position DESC, t.id DESC LIMIT 1),
+                         b.position
+                    FROM tasks b
+                   WHERE b.organization_id = $1 AND b.project_id = $2 AND b.id = $4
+                     AND b.id IS DISTINCT FROM $5 AND b.status = {COLUMN}"
+            ),
+            Some(*card),
             "before",
         ),
     };
-    let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(sql)
+    let found: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(&sql)
         .bind(org)
         .bind(project)
-        .bind(status.as_str())
+        .bind(status.map(TaskStatus::as_str))
         .bind(card)
         .bind(moving)
         .fetch_optional(tx.conn())
         .await?;
-    found.ok_or_else(|| {
-        Error::Validation(vec![FieldError::new(
+    let Some((column, low, high)) = found else {
+        // Not placed: the moving card is not here (404), or the neighbour is not beside it (422).
+        if let Some(moving) = moving {
+            get(tx, project, moving).await?;
+        }
+        if card.is_none() {
+            return Err(Error::NotFound);
+        }
+        return Err(Error::Validation(vec![FieldError::new(
             field,
             "must be another card of the target column",
-        )])
-    })
+        )]));
+    };
+    let column =
+        TaskStatus::try_from(column).map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))?;
+    Ok((column, low, high))
 }
 
-async fn end_of_column_key(
-    tx: &mut OrgTx,
-    project: Uuid,
-    status: TaskStatus,
-    except: Option<Uuid>,
-) -> Result<Option<String>> {
-    let org = tx.org();
-    Ok(sqlx::query_scalar(
-        r"SELECT t.position FROM tasks t
-           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = $3
-             AND t.id IS DISTINCT FROM $4
-           ORDER BY t.position DESC, t.id DESC LIMIT 1",
-    )
-    .bind(org)
-    .bind(project)
-    .bind(status.as_str())
-    .bind(except)
-    .fetch_optional(tx.conn())
-    .await?)
-}
-
-/// A key for a card at `placement`; when the neighbours leave no room (two cards with one key,
-/// from moves at the same moment) or keys got long, the column gets fresh keys first.
+/// The column and key for a card at `placement`; when the neighbours leave no room (two cards
+/// with one key, from moves at the same moment) or keys got long, the column gets fresh keys
+/// first.
 async fn place(
     tx: &mut OrgTx,
     project: Uuid,
-    status: TaskStatus,
+    status: Option<TaskStatus>,
     placement: Placement,
     moving: Option<Uuid>,
-) -> Result<String> {
-    let (low, high) = neighbours(tx, project, status, &placement, moving).await?;
+) -> Result<(TaskStatus, String)> {
+    let (column, low, high) = neighbours(tx, project, status, &placement, moving).await?;
     if let Some(key) =
         rank::between(low.as_deref(), high.as_deref()).filter(|k| k.len() <= rank::LONG)
     {
-        return Ok(key);
+        return Ok((column, key));
     }
-    rebalance(tx, project, status).await?;
-    let (low, high) = neighbours(tx, project, status, &placement, moving).await?;
+    rebalance(tx, project, column).await?;
+    let (column, low, high) = neighbours(tx, project, Some(column), &placement, moving).await?;
     rank::between(low.as_deref(), high.as_deref())
+        .map(|key| (column, key))
         .ok_or_else(|| Error::Internal("no kanban key after a rebalance".into()))
 }
 
@@ -362,21 +376,23 @@ async fn rebalance(tx: &mut OrgTx, project: Uuid, status: TaskStatus) -> Result<
 }
 
 /// Moves a card: into another column and/or next to another card. Writes the card's row only
-/// (outside a rebalance).
+/// (outside a rebalance), in two statements: where it goes, then the move. Who may move is
+/// asked only when the move did not happen (403 for a viewer, 404 for a stranger).
 pub async fn move_task(tx: &mut OrgTx, project: Uuid, id: Uuid, to: &Valid<Move>) -> Result<Task> {
     let org = tx.org();
-    require_role(tx, Role::Member).await?;
-    let status = match to.status {
-        Some(status) => status,
-        None => get(tx, project, id).await?.status,
-    };
     let placement = match (to.after, to.before) {
         (Some(card), _) => Placement::After(card),
         (None, Some(card)) => Placement::Before(card),
         (None, None) => Placement::End,
     };
-    let position = place(tx, project, status, placement, Some(id)).await?;
-    sqlx::query_as(&format!(
+    let (status, position) = match place(tx, project, to.status, placement, Some(id)).await {
+        Ok(placed) => placed,
+        Err(refused) => {
+            require_role(tx, Role::Member).await?;
+            return Err(refused);
+        }
+    };
+    let moved: Option<Task> = sqlx::query_as(&format!(
         r"UPDATE tasks t SET status = $4, position = $5
            WHERE t.organization_id = $1 AND t.project_id = $2 AND t.id = $3
            RETURNING {COLUMNS}"
@@ -387,8 +403,14 @@ pub async fn move_task(tx: &mut OrgTx, project: Uuid, id: Uuid, to: &Valid<Move>
     .bind(status.as_str())
     .bind(position)
     .fetch_optional(tx.conn())
-    .await?
-    .found()
+    .await?;
+    match moved {
+        Some(task) => Ok(task),
+        None => {
+            require_role(tx, Role::Member).await?;
+            Err(Error::NotFound)
+        }
+    }
 }
 
 /// Open (or the given statuses') tasks assigned to someone, across projects, soonest due first
