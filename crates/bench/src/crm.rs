@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tenantry_db::pool::pool_options;
 use tenantry_db::{ConnectionUrls, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::crm::customers::store::{
-    explain_list_query, list_query, CustomerFilter, CustomerSort,
+    list_query, prefixed_list_query, CustomerFilter, CustomerSort,
 };
 use tenantry_server::crm::customers::{Customer, CustomerStatus};
 use tenantry_server::crm::tasks::store::BOARD_SQL;
@@ -18,7 +18,7 @@ use tenantry_server::crm::tasks::{self, Move};
 use tenantry_server::identity;
 use tenantry_server::kernel::input::Valid;
 use tenantry_server::kernel::org_tx::OrgTx;
-use tenantry_server::kernel::page::{Limit, Sorted};
+use tenantry_server::kernel::page::Sorted;
 use uuid::Uuid;
 
 use super::{bench_tenants, compare, get_op, op, report, send, spawn_server, Settings};
@@ -75,18 +75,8 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     let filter = Arc::new(CustomerFilter {
         q: Some(SEARCH.0.into()),
         statuses: vec![SEARCH.2],
-        sources: vec![],
         tags_any: vec![SEARCH.1.into()],
-        tags_all: vec![],
-        assigned_to: None,
-        created_after: None,
-        created_before: None,
-        updated_after: None,
-        updated_before: None,
-        custom: None,
-        sort: CustomerSort::Relevance,
-        limit: Limit::DEFAULT,
-        after: None,
+        ..CustomerFilter::all(CustomerSort::Relevance)
     });
     println!(
         "\n## customer search in the big organization: q={:?}, tags_any={}, status={}, by relevance, 50 a page",
@@ -95,7 +85,7 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
         SEARCH.2.as_str()
     );
     let mut tx = TenantTx::begin(&runtime, &RequestContext::user(user).in_org(big)).await?;
-    let plan: Vec<String> = explain_list_query(big, &filter)
+    let plan: Vec<String> = prefixed_list_query("EXPLAIN (ANALYZE, BUFFERS) ", big, &filter)
         .build_query_scalar()
         .persistent(false)
         .fetch_all(tx.conn())

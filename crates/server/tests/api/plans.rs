@@ -9,6 +9,9 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::Postgres;
 use tenantry_db::RequestContext;
+use tenantry_server::crm::customers::store::{prefixed_list_query, CustomerFilter, CustomerSort};
+use tenantry_server::crm::customers::CustomerStatus;
+use tenantry_server::crm::tasks::store::BOARD_SQL;
 use tenantry_server::fasttrack::{self, Catalog};
 use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kpis::store;
@@ -175,24 +178,29 @@ async fn bulk_load(owner: &tenantry_db::OwnerPool, sql: &str) {
         .expect("vacuum analyze");
 }
 
-/// The data: `big` has 50 KPIs of 1,000 daily points (100 times each of 300 other
-/// organizations' 5 KPIs of 100 points); `whale` has one KPI with a million points a minute
-/// apart (and four small ones). Returns (big's first KPI, the whale KPI).
-async fn skewed_data(app: &TestApp, big: &TestUser, whale: &TestUser) -> (Uuid, Uuid) {
-    // The other organizations, created as their owner would (the database makes the creator
-    // their owner).
+/// `n` other organizations, named `Org 1`…, created as their owner would (the database makes
+/// the creator their owner).
+async fn filler_organizations(app: &TestApp, n: i32) {
     let filler = app.user("filler@example.com").await;
     let mut tx = tenantry_db::TenantTx::begin(&app.db.runtime, &RequestContext::user(filler.id))
         .await
         .expect("begin");
     sqlx::query(
         r"INSERT INTO organizations (id, name, slug)
-          SELECT app.uuid_v7(), 'Org ' || g, 'org-' || g FROM generate_series(1, 300) g",
+          SELECT app.uuid_v7(), 'Org ' || g, 'org-' || g FROM generate_series(1, $1) g",
     )
+    .bind(n)
     .execute(tx.conn())
     .await
     .expect("organizations");
     tx.commit().await.expect("commit");
+}
+
+/// The data: `big` has 50 KPIs of 1,000 daily points (100 times each of 300 other
+/// organizations' 5 KPIs of 100 points); `whale` has one KPI with a million points a minute
+/// apart (and four small ones). Returns (big's first KPI, the whale KPI).
+async fn skewed_data(app: &TestApp, big: &TestUser, whale: &TestUser) -> (Uuid, Uuid) {
+    filler_organizations(app, 300).await;
     let owner = app.db.owner().await;
     bulk_load(
         &owner,
@@ -484,6 +492,102 @@ async fn fast_track_listings_read_the_callers_entries_not_the_organizations() {
             Param::Id(Some(alice.id)),
         ],
         2.0 * 30.0,
+    )
+    .await;
+    tx.commit().await.expect("commit");
+}
+
+/// A customer list's plan as the service runs it (planned for its values), checked like the
+/// others.
+async fn assert_list_reads_at_most(tx: &mut OrgTx, what: &str, filter: &CustomerFilter, most: f64) {
+    let org = tx.org();
+    let plan: Value = prefixed_list_query("EXPLAIN (ANALYZE, FORMAT JSON) ", org, filter)
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(tx.conn())
+        .await
+        .expect("explain");
+    let plan = plan[0]["Plan"].clone();
+    assert!(
+        plan["Actual Rows"].as_f64().unwrap_or(0.0) > 0.0,
+        "{what} answered no rows:\n{plan:#}"
+    );
+    let read = rows_read(&plan);
+    assert!(
+        read <= most,
+        "{what} read {read} rows, more than {most}:\n{plan:#}"
+    );
+}
+
+#[tokio::test]
+async fn crm_reads_read_what_they_return_under_heavy_skew() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    // 200 other organizations with 200 customers and a 20-task project each; alice's has 100
+    // times that: 20,000 customers and a 2,000-task project.
+    filler_organizations(&app, 200).await;
+    let owner = app.db.owner().await;
+    let key = r"(SELECT string_agg(substr('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz',
+                 ((g / power(62, 2 - d)::int) % 62) + 1, 1), '' ORDER BY d) FROM generate_series(0, 2) d) || 'V'";
+    bulk_load(
+        &owner,
+        &format!(
+            r"INSERT INTO customers (organization_id, name, email, status, tags)
+              SELECT o.id, 'Customer ' || g, 'c' || g || '@example.com',
+                     (ARRAY['lead', 'prospect', 'active', 'churned'])[1 + g % 4],
+                     CASE WHEN g % 10 = 0 THEN '{{vip}}'::text[] ELSE '{{}}' END
+                FROM organizations o, generate_series(1, CASE WHEN o.id = '{big}' THEN 20000 ELSE 200 END) g
+               WHERE o.id = '{big}' OR o.name LIKE 'Org %';
+              INSERT INTO projects (organization_id, name)
+              SELECT o.id, 'Project' FROM organizations o WHERE o.id = '{big}' OR o.name LIKE 'Org %';
+              INSERT INTO tasks (organization_id, project_id, title, status, position)
+              SELECT p.organization_id, p.id, 'Task ' || g,
+                     (ARRAY['todo', 'in_progress', 'review', 'done', 'cancelled'])[1 + g % 5], {key}
+                FROM projects p, generate_series(1, CASE WHEN p.organization_id = '{big}' THEN 2000 ELSE 20 END) g",
+            big = alice.org,
+        ),
+    )
+    .await;
+    let project: Uuid = sqlx::query_scalar("SELECT id FROM projects WHERE organization_id = $1")
+        .bind(alice.org)
+        .fetch_one(&owner.0)
+        .await
+        .expect("project");
+
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    assert_reads_at_most(
+        &mut tx,
+        "the board",
+        (BOARD_SQL, Prepared::Kept),
+        &[Param::Id(Some(alice.org)), Param::Id(Some(project))],
+        1.1 * 2000.0,
+    )
+    .await;
+    let page = |sort, statuses: Vec<CustomerStatus>| CustomerFilter {
+        statuses,
+        ..CustomerFilter::all(sort)
+    };
+    for sort in [
+        CustomerSort::Name,
+        CustomerSort::CreatedDesc,
+        CustomerSort::UpdatedDesc,
+    ] {
+        assert_list_reads_at_most(
+            &mut tx,
+            &format!("customers by {}", sort.as_str()),
+            &page(sort, vec![]),
+            2.0 * 51.0,
+        )
+        .await;
+    }
+    // A quarter are active: a page of them is read through the name order, not the 20,000.
+    assert_list_reads_at_most(
+        &mut tx,
+        "active customers by name",
+        &page(CustomerSort::Name, vec![CustomerStatus::Active]),
+        4.0 * 2.0 * 51.0,
     )
     .await;
     tx.commit().await.expect("commit");

@@ -179,6 +179,28 @@ pub struct CustomerFilter {
     pub after: Option<SortCursor>,
 }
 
+impl CustomerFilter {
+    /// Every customer, in `sort` order, a default page at a time (add filters to taste).
+    pub fn all(sort: CustomerSort) -> Self {
+        Self {
+            q: None,
+            statuses: Vec::new(),
+            sources: Vec::new(),
+            tags_any: Vec::new(),
+            tags_all: Vec::new(),
+            assigned_to: None,
+            created_after: None,
+            created_before: None,
+            updated_after: None,
+            updated_before: None,
+            custom: None,
+            sort,
+            limit: Limit::DEFAULT,
+            after: None,
+        }
+    }
+}
+
 /// `text` as a LIKE pattern matching it anywhere.
 fn contains_pattern(text: &str) -> String {
     let escaped = text
@@ -209,15 +231,11 @@ pub async fn list(tx: &mut OrgTx, filter: &CustomerFilter) -> Result<SortedPage<
 /// The SQL of [`list`] with its values bound (for benchmarks too): rows of
 /// [`Sorted<Customer>`], one past the page.
 pub fn list_query(org: Uuid, filter: &CustomerFilter) -> QueryBuilder<'static, Postgres> {
-    list_query_after("", org, filter)
+    prefixed_list_query("", org, filter)
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of [`list_query`] (plan tests, benchmarks).
-pub fn explain_list_query(org: Uuid, filter: &CustomerFilter) -> QueryBuilder<'static, Postgres> {
-    list_query_after("EXPLAIN (ANALYZE, BUFFERS) ", org, filter)
-}
-
-fn list_query_after(
+/// [`list_query`] after `prefix` (an `EXPLAIN …`, for plan tests and benchmarks).
+pub fn prefixed_list_query(
     prefix: &str,
     org: Uuid,
     filter: &CustomerFilter,
