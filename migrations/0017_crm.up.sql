@@ -150,6 +150,10 @@ CREATE TRIGGER check_custom_fields_update BEFORE UPDATE OF custom_fields ON cust
 CREATE FUNCTION app.keep_used_custom_fields() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- The organization itself is going (its customers go with it).
+    IF NOT EXISTS (SELECT FROM public.organizations o WHERE o.id = OLD.organization_id) THEN
+        RETURN OLD;
+    END IF;
     IF EXISTS (SELECT FROM public.customers c
                 WHERE c.organization_id = OLD.organization_id
                   AND c.custom_fields ? OLD.key AND c.custom_fields -> OLD.key <> 'null'

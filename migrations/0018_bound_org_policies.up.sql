@@ -43,6 +43,10 @@ BEGIN
             using_expr := regexp_replace(p.qual, scalar_form, 'organization_id = ANY ((SELECT app.orgs_with_role(''\1''))::uuid[])', 'g');
             check_expr := regexp_replace(p.with_check, scalar_form, 'organization_id = ANY ((SELECT app.orgs_with_role(''\1''))::uuid[])', 'g');
         END IF;
+        -- Every policy of these tables has the form being replaced: one left behind is an error.
+        IF concat(using_expr, ' ', check_expr) ~ (CASE WHEN to_scalar THEN 'orgs_with_role' ELSE 'org_with_role\(' END) THEN
+            RAISE EXCEPTION 'policy % on % was not rewritten: %', p.polname, p.tbl, concat(using_expr, ' ', check_expr);
+        END IF;
         rewrite := format('ALTER POLICY %I ON %s', p.polname, p.tbl);
         IF using_expr IS NOT NULL THEN
             rewrite := rewrite || format(' USING (%s)', using_expr);

@@ -1113,3 +1113,85 @@ async fn an_import_names_every_bad_row_and_writes_nothing() {
     let refused = import(&app, &viewer, "name\nA\n").await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
 }
+
+#[tokio::test]
+async fn an_organization_with_a_crm_can_still_be_deleted() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    define(
+        &app,
+        &alice,
+        json!({"key": "tier", "label": "Tier", "kind": "text"}),
+    )
+    .await;
+    let customer = create(
+        &app,
+        &alice,
+        json!({"name": "Kept", "custom_fields": {"tier": "gold"}}),
+    )
+    .await;
+    let (status, project) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("/v1/orgs/{}/projects", alice.org),
+            Some(json!({"name": "P", "customer_id": id(&customer)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let path = format!("/v1/orgs/{}", alice.org);
+    let (_, org) = app.call(Method::GET, &alice, &path, None).await;
+    let slug = org["slug"].as_str().expect("slug").to_string();
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &alice,
+            &format!("{path}?confirm={slug}"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let gone = app
+        .call(Method::GET, &alice, &customers(&alice), None)
+        .await;
+    assert_problem(&gone, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn an_import_reads_what_spreadsheets_write() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    define(
+        &app,
+        &alice,
+        json!({"key": "motto", "label": "Motto", "kind": "text"}),
+    )
+    .await;
+    // A byte order mark, CRLF line ends, spaces that belong to a text value.
+    let csv = "\u{feff}name,email,custom.motto\r\n Ada ,ada@example.com,\"  spaced out \"\r\n";
+    let (status, body) = import(&app, &alice, csv).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, all) = list(&app, &alice, &[]).await;
+    assert_eq!(names(&all), ["Ada"]);
+    assert_eq!(
+        all["items"][0]["custom_fields"],
+        json!({"motto": "  spaced out "})
+    );
+    // A third repeat of an email names the first row it repeats.
+    let csv = "name,email\nA,x@example.com\nB,x@example.com\nC,X@example.com\n";
+    let got = import(&app, &alice, csv).await;
+    assert_eq!(refused_fields(&got), ["rows[1].email", "rows[2].email"]);
+    let messages: Vec<&str> = got.1["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "repeats the email of rows[0]",
+            "repeats the email of rows[0]"
+        ]
+    );
+}

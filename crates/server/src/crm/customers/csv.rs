@@ -99,7 +99,7 @@ fn read_row(
         header
             .iter()
             .position(|h| h == name)
-            .map(|i| unescape(cells[i].trim()).to_string())
+            .map(|i| unescape(&cells[i]).trim().to_string())
             .filter(|v| !v.is_empty())
     };
     let mut parsed = |name: &str, ok: std::result::Result<(), String>| {
@@ -124,13 +124,14 @@ fn read_row(
         let Some(key) = name.strip_prefix("custom.") else {
             continue;
         };
-        let raw = unescape(cells[i].trim());
+        // Text as written (spaces are part of it); an empty cell is no value.
+        let raw = unescape(&cells[i]);
         if raw.is_empty() {
             continue;
         }
         let value = match kinds.get(key) {
-            Some(FieldKind::Number) => raw.parse::<Number>().map(Value::Number).ok(),
-            Some(FieldKind::Boolean) => raw.parse::<bool>().map(Value::Bool).ok(),
+            Some(FieldKind::Number) => raw.trim().parse::<Number>().map(Value::Number).ok(),
+            Some(FieldKind::Boolean) => raw.trim().parse::<bool>().map(Value::Bool).ok(),
             _ => Some(Value::String(raw.to_string())),
         };
         match value {
@@ -171,6 +172,8 @@ fn read_row(
 pub async fn import(tx: &mut OrgTx, text: &str) -> Result<Imported> {
     let org = tx.org();
     require_role(tx, Role::Member).await?;
+    // Spreadsheets save "CSV UTF-8" with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = records(text).map_err(Error::BadRequest)?.into_iter();
     let header: Vec<String> = rows
         .next()
@@ -230,7 +233,8 @@ pub async fn import(tx: &mut OrgTx, text: &str) -> Result<Imported> {
             Ok(customer) => {
                 if let Some(email) = &customer.email {
                     let key = email_as_stored(email).to_lowercase();
-                    if let Some(first) = emails.insert(key, i) {
+                    let first = *emails.entry(key).or_insert(i);
+                    if first != i {
                         flag("email", format!("repeats the email of rows[{first}]"));
                     }
                 }
