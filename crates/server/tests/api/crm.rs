@@ -123,6 +123,16 @@ async fn viewers_read_members_write_admins_delete() {
 
     let refused = app.call(Method::DELETE, &member, &path, None).await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    // Custom fields are the admins' to define.
+    let refused = app
+        .call(
+            Method::POST,
+            &member,
+            &fields(&alice),
+            Some(json!({"key": "tier", "label": "Tier", "kind": "text"})),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
     let (status, _) = app.call(Method::DELETE, &admin, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let gone = app.call(Method::GET, &alice, &path, None).await;

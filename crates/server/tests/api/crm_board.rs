@@ -547,6 +547,24 @@ async fn viewers_and_other_organizations_cannot_touch_the_board() {
         )
         .await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    // Nor start or change a project.
+    for (method, path, body) in [
+        (Method::POST, "projects".to_string(), json!({"name": "no"})),
+        (
+            Method::PATCH,
+            format!("projects/{project}"),
+            json!({"name": "no"}),
+        ),
+        (
+            Method::DELETE,
+            format!("projects/{project}/tasks/{}", cards[0]),
+            Value::Null,
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let refused = app.call(method, &vera, &org_path(&vera, &path), body).await;
+        assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    }
 
     let (mallorys, _) = project_with_cards(&app, &mallory, &["m"]).await;
     let intruder = TestUser {

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 pub use routes::routes;
 
-use super::customers::normalized_tags;
+use super::customers::{normalized_tags, tag_list};
 use super::projects::Priority;
-use crate::kernel::input::{decimal, set, text, Checks, Rule, Validate};
+use crate::kernel::input::{decimal, set, text, Checks, Validate};
 use crate::text_enum;
 
 text_enum! {
@@ -143,10 +143,6 @@ pub struct Column {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Board {
     pub columns: Vec<Column>,
-}
-
-fn tag_list(tags: &[String]) -> Rule {
-    super::customers::tag_list(tags)
 }
 
 impl Validate for NewTask {
