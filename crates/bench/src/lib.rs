@@ -126,6 +126,9 @@ async fn bench_database(database: &Target) -> Result<ConnectionUrls, AnyError> {
     let owner = OwnerPool::connect(&urls.owner).await?;
     migrate::up(&owner, None).await?;
     owner.0.close().await;
+    if let Some(info) = &database.managed {
+        tenantry_db::leakproof::mark(&info.url(Role::Superuser, BENCH_DATABASE)).await?;
+    }
     Ok(urls)
 }
 

@@ -2,7 +2,7 @@
 //! and `DATABASE_OWNER_URL` (owner role), or else the managed local cluster.
 
 use tenantry_db::cluster::{ClusterInfo, ManagedCluster, Role};
-use tenantry_db::{ConnectionUrls, OwnerPool, RuntimePool, DATABASE_NAME};
+use tenantry_db::{leakproof, migrate, ConnectionUrls, OwnerPool, RuntimePool, DATABASE_NAME};
 
 use crate::AnyError;
 
@@ -35,6 +35,31 @@ impl Database {
 
     pub async fn owner_pool(&self) -> Result<OwnerPool, AnyError> {
         Ok(OwnerPool::connect(&self.urls.owner).await?)
+    }
+
+    /// Applies pending migrations (all, or up to `to`), then the superuser's step after them: the
+    /// managed cluster declares the search operators LEAKPROOF; with an external server, where
+    /// the service has no superuser, the log says what its operator should run.
+    pub async fn migrate(&self, owner: &OwnerPool, to: Option<i64>) -> Result<Vec<i64>, AnyError> {
+        let applied = migrate::up(owner, to).await?;
+        match &self.managed {
+            Some((_, info, _)) => {
+                leakproof::mark(&info.url(Role::Superuser, DATABASE_NAME)).await?
+            }
+            None => {
+                let mut conn = owner.0.acquire().await?;
+                let missing = leakproof::missing(&mut conn).await?;
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        ?missing,
+                        "customer search and tag filters cannot use their index under row-level \
+                         security until a superuser runs, in this database:\n{}",
+                        leakproof::mark_sql()
+                    );
+                }
+            }
+        }
+        Ok(applied)
     }
 
     /// A runtime pool of `max_connections`, holding the service key (read through the owner).

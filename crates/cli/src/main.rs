@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::types::ipnetwork::IpNetwork;
 use tenantry_db::cluster::{ClusterStatus, ManagedCluster, Role};
-use tenantry_db::{guard, migrate};
+use tenantry_db::{guard, leakproof, migrate};
 use tenantry_server::http::{self, AppState, HttpConfig};
 
 use crate::database::Database;
@@ -343,7 +343,7 @@ async fn serve(
     config: HttpConfig,
 ) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
-    let applied = migrate::up(&owner, None).await?;
+    let applied = database.migrate(&owner, None).await?;
     owner.0.close().await;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
@@ -385,7 +385,7 @@ async fn migrate_cmd(database: &Database, action: MigrateAction) -> Result<(), A
     let owner = database.owner_pool().await?;
     match action {
         MigrateAction::Up { to } => {
-            let applied = migrate::up(&owner, to).await?;
+            let applied = database.migrate(&owner, to).await?;
             if applied.is_empty() {
                 println!("nothing to apply");
             }
@@ -426,6 +426,12 @@ async fn db(cluster: &ManagedCluster, action: DbAction) -> Result<(), AnyError> 
             .await?;
             migrate::up(&owner, None).await?;
             owner.0.close().await;
+            leakproof::mark(
+                &running
+                    .info
+                    .url(Role::Superuser, tenantry_db::DATABASE_NAME),
+            )
+            .await?;
             let verb = if running.started_here {
                 "started"
             } else {
@@ -471,6 +477,7 @@ async fn db(cluster: &ManagedCluster, action: DbAction) -> Result<(), AnyError> 
             let owner = database.owner_pool().await?;
             let mut conn = owner.0.acquire().await?;
             let found = guard::violations(&mut conn).await?;
+            let slow = leakproof::missing(&mut conn).await?;
             drop(conn);
             owner.0.close().await;
             database.close().await?;
@@ -478,6 +485,13 @@ async fn db(cluster: &ManagedCluster, action: DbAction) -> Result<(), AnyError> 
                 return Err(format!("isolation rules violated:\n  {}", found.join("\n  ")).into());
             }
             println!("ok: every table is under forced row-level security; the runtime role is unprivileged");
+            if !slow.is_empty() {
+                println!(
+                    "note: customer search and tag filters read whole organizations (correct, but slow) \
+                     until a superuser runs, in this database:\n{}",
+                    leakproof::mark_sql()
+                );
+            }
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tenantry_db::{migrate, RequestContext, RuntimePool};
+use tenantry_db::{RequestContext, RuntimePool};
 use tenantry_server::fasttrack::{self, AccessLevel, Catalog, NewEntry, NewGrant, Status};
 use tenantry_server::goals::{self, Link, NewGoal};
 use tenantry_server::identity::{self, NewAccount};
@@ -25,7 +25,7 @@ const DEMO_EMAIL: &str = "demo@tenantry.local";
 
 pub async fn run(database: &Database, listen: SocketAddr) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
-    migrate::up(&owner, None).await?;
+    database.migrate(&owner, None).await?;
     // Finding an existing account by email is an operator's lookup (the runtime role cannot
     // see users outside its organizations), so it runs as the owner.
     let existing: Option<Uuid> =

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use clap::Subcommand;
-use tenantry_db::{maintenance, migrate};
+use tenantry_db::maintenance;
 use uuid::Uuid;
 
 use crate::database::Database;
@@ -118,7 +118,7 @@ pub async fn run(database: &Database, action: ToolsAction) -> Result<(), AnyErro
         return Ok(());
     }
     let owner = database.owner_pool().await?;
-    migrate::up(&owner, None).await?;
+    database.migrate(&owner, None).await?;
     match action {
         ToolsAction::RefreshReports => {
             maintenance::refresh_reports(&owner).await?;

@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use crate::RUNTIME_ROLE;
+use crate::{leakproof, RUNTIME_ROLE};
 
 /// Schemas that are not ours.
 const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast')";
@@ -100,7 +100,8 @@ const RULES: &[(&str, &str)] = &[
         r"SELECT format('function %s: %s', p.oid::regprocedure, problem) FROM pg_proc p
            JOIN pg_namespace n ON n.oid = p.pronamespace
           CROSS JOIN LATERAL (VALUES
-              (p.proleakproof, 'is LEAKPROOF'),
+              (p.proleakproof AND NOT EXISTS (SELECT FROM unnest(LEAKPROOF_BY_DESIGN) f WHERE to_regprocedure(f) = p.oid),
+               'is LEAKPROOF'),
               (p.prosecdef AND NOT coalesce(EXISTS (SELECT FROM unnest(p.proconfig) s WHERE s LIKE 'search_path=%'), false),
                'is SECURITY DEFINER without a pinned search_path'),
               (p.prosecdef AND has_function_privilege('public', p.oid, 'EXECUTE'),
@@ -149,10 +150,19 @@ const RULES: &[(&str, &str)] = &[
 /// Every violation of the isolation rules in the connected database, as readable sentences.
 pub async fn violations(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
     let mut found = Vec::new();
+    let leakproof_by_design = format!(
+        "ARRAY[{}]",
+        leakproof::FUNCTIONS
+            .iter()
+            .map(|(function, _)| format!("'{function}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (_, sql) in RULES {
         let sql = sql
             .replace("SYSTEM_SCHEMAS", SYSTEM_SCHEMAS)
             .replace("REQUEST_SETTING", REQUEST_SETTING)
+            .replace("LEAKPROOF_BY_DESIGN", &leakproof_by_design)
             .replace("RUNTIME", RUNTIME_ROLE);
         let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *conn).await?;
         found.extend(rows);

@@ -5,10 +5,12 @@
 //! - [`pool`]: connection pools for the two roles (owner and runtime).
 //! - [`tenant`]: the tenant transaction, the only way the service reaches tenant data.
 //! - [`guard`]: the catalog check that every tenant table is protected by row-level security.
+//! - [`leakproof`]: the search operators declared LEAKPROOF so indexes serve them under RLS.
 //! - [`maintenance`]: owner-side upkeep: reports, archival, audit retention.
 
 pub mod cluster;
 pub mod guard;
+pub mod leakproof;
 pub mod maintenance;
 pub mod migrate;
 pub mod pool;

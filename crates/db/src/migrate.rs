@@ -73,13 +73,17 @@ pub fn latest_version() -> i64 {
     ups().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// A fingerprint of every embedded migration (used to name test templates).
+/// A fingerprint of every embedded migration and of the superuser's steps after them (used to
+/// name test templates).
 pub fn fingerprint() -> String {
     let mut acc: u64 = 0xcbf29ce484222325;
-    for m in MIGRATIONS.iter() {
-        for b in m.checksum.iter() {
-            acc = (acc ^ u64::from(*b)).wrapping_mul(0x100000001b3);
-        }
+    let after = crate::leakproof::mark_sql();
+    for b in MIGRATIONS
+        .iter()
+        .flat_map(|m| m.checksum.iter())
+        .chain(after.as_bytes())
+    {
+        acc = (acc ^ u64::from(*b)).wrapping_mul(0x100000001b3);
     }
     format!("{acc:016x}")
 }

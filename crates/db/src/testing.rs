@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::cluster::{ClusterInfo, ManagedCluster, Role};
-use crate::{migrate, OwnerPool, RuntimePool, ServiceKey, OWNER_ROLE};
+use crate::{leakproof, migrate, OwnerPool, RuntimePool, ServiceKey, OWNER_ROLE};
 
 /// The test cluster's data directory: under the system temp dir (the `postgres` OS user must be
 /// able to enter it when tests run as root), one per checkout.
@@ -168,6 +168,9 @@ async fn ensure_template(cluster: &ManagedCluster, info: &ClusterInfo) -> String
             .expect("connect to template as owner");
         migrate::up(&owner, None).await.expect("migrate template");
         owner.0.close().await;
+        leakproof::mark(&info.url(Role::Superuser, &building))
+            .await
+            .expect("declare the search operators leakproof");
         sqlx::raw_sql(&format!(r"ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut admin)
             .await

@@ -1,4 +1,7 @@
+use sqlx::{Connection, PgConnection};
+use tenantry_db::cluster::Role;
 use tenantry_db::guard::violations;
+use tenantry_db::leakproof;
 use tenantry_db::testing::TestDb;
 use tenantry_db::{RequestContext, TenantTx};
 
@@ -59,6 +62,40 @@ async fn a_tenant_table_without_protection_fails_the_guard() {
         "guard violations after cleanup:\n{}",
         found.join("\n")
     );
+}
+
+/// Search operators are declared LEAKPROOF so indexes serve them under RLS; nothing else is,
+/// and never LIKE or a regular expression, whose pattern errors would reveal other rows.
+#[tokio::test]
+async fn only_the_search_operators_are_declared_leakproof() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let mut conn = owner.0.acquire().await.expect("acquire");
+    let missing = leakproof::missing(&mut conn).await.expect("missing");
+    assert!(missing.is_empty(), "not declared: {missing:?}");
+    let pattern_operators: Vec<(String, bool)> = sqlx::query_as(
+        r"SELECT oid::regprocedure::text, proleakproof FROM pg_proc
+           WHERE proname IN ('textlike', 'texticlike', 'textregexeq', 'texticregexeq', 'like_escape')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("pattern operators");
+    assert!(pattern_operators.len() >= 5, "{pattern_operators:?}");
+    assert!(
+        pattern_operators.iter().all(|(_, leakproof)| !leakproof),
+        "{pattern_operators:?}"
+    );
+
+    // Another function of the extension declared LEAKPROOF is a violation.
+    let mut superuser = PgConnection::connect(&db.url(Role::Superuser))
+        .await
+        .expect("superuser");
+    sqlx::raw_sql("ALTER FUNCTION public.similarity_op(text, text) LEAKPROOF")
+        .execute(&mut superuser)
+        .await
+        .expect("declare");
+    let found = violations(&mut conn).await.expect("guard");
+    assert_eq!(found, ["function similarity_op(text,text): is LEAKPROOF"]);
 }
 
 #[tokio::test]

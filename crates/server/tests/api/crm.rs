@@ -494,12 +494,22 @@ async fn search_filters_and_sorts_page_through_every_match_once() {
     assert_eq!(
         names(&search(&app, &alice, "50%").await),
         ["50% Off Shop"],
-        "% is a character"
+        "% is no wildcard"
     );
     assert_eq!(
-        names(&search(&app, &alice, "p_co").await),
+        names(&search(&app, &alice, "%").await),
+        Vec::<&str>::new(),
+        "% alone matches nothing"
+    );
+    assert_eq!(
+        names(&search(&app, &alice, "shop_co").await),
         ["50% Off Shop"],
-        "_ is a character"
+        "_ is no wildcard"
+    );
+    assert_eq!(
+        names(&search(&app, &alice, "_").await),
+        Vec::<&str>::new(),
+        "_ alone matches nothing"
     );
     assert_eq!(
         names(&search(&app, &alice, "'; DROP TABLE customers; --").await),

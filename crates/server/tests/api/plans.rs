@@ -11,7 +11,7 @@ use sqlx::Postgres;
 use tenantry_db::RequestContext;
 use tenantry_server::crm::customers::store::{prefixed_list_query, CustomerFilter, CustomerSort};
 use tenantry_server::crm::customers::CustomerStatus;
-use tenantry_server::crm::tasks::store::BOARD_SQL;
+use tenantry_server::crm::tasks::store::{assigned_sql, BOARD_SQL};
 use tenantry_server::fasttrack::{self, Catalog};
 use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kpis::store;
@@ -533,19 +533,25 @@ async fn crm_reads_read_what_they_return_under_heavy_skew() {
     bulk_load(
         &owner,
         &format!(
-            r"INSERT INTO customers (organization_id, name, email, status, tags)
+            r"INSERT INTO customers (organization_id, name, email, company, status, tags)
               SELECT o.id, 'Customer ' || g, 'c' || g || '@example.com',
+                     CASE WHEN (o.id = '{big}' AND g % 500 = 0) OR (o.id <> '{big}' AND g % 5 = 0)
+                          THEN 'Zephyr Logistics' ELSE 'Company ' || g % 50 END,
                      (ARRAY['lead', 'prospect', 'active', 'churned'])[1 + g % 4],
-                     CASE WHEN g % 10 = 0 THEN '{{vip}}'::text[] ELSE '{{}}' END
+                     CASE WHEN (o.id = '{big}' AND g % 1000 = 0) OR (o.id <> '{big}' AND g % 20 = 0)
+                          THEN '{{rare,vip}}'::text[]
+                          WHEN g % 10 = 0 THEN '{{vip}}' ELSE '{{}}' END
                 FROM organizations o, generate_series(1, CASE WHEN o.id = '{big}' THEN 20000 ELSE 200 END) g
                WHERE o.id = '{big}' OR o.name LIKE 'Org %';
               INSERT INTO projects (organization_id, name)
               SELECT o.id, 'Project' FROM organizations o WHERE o.id = '{big}' OR o.name LIKE 'Org %';
-              INSERT INTO tasks (organization_id, project_id, title, status, position)
+              INSERT INTO tasks (organization_id, project_id, title, status, position, assigned_to)
               SELECT p.organization_id, p.id, 'Task ' || g,
-                     (ARRAY['todo', 'in_progress', 'review', 'done', 'cancelled'])[1 + g % 5], {key}
+                     (ARRAY['todo', 'in_progress', 'review', 'done', 'cancelled'])[1 + g % 5], {key},
+                     CASE WHEN p.organization_id = '{big}' AND g % 100 = 0 THEN '{alice}'::uuid END
                 FROM projects p, generate_series(1, CASE WHEN p.organization_id = '{big}' THEN 2000 ELSE 200 END) g",
             big = alice.org,
+            alice = alice.id,
         ),
     )
     .await;
@@ -589,6 +595,53 @@ async fn crm_reads_read_what_they_return_under_heavy_skew() {
         "active customers by name",
         &page(CustomerSort::Name, vec![CustomerStatus::Active]),
         4.0 * 2.0 * 51.0,
+    )
+    .await;
+    // 40 of the 20,000 work at Zephyr (and 40 in each other organization); 20 carry the rare
+    // tag, which one in twenty of the other organizations' customers carry (so the statistics
+    // call it common). Each is read through the index that starts with the organization, not
+    // by walking the organization's customers in the sort's order.
+    let search = |q: &str| CustomerFilter {
+        q: Some(q.into()),
+        ..CustomerFilter::all(CustomerSort::Relevance)
+    };
+    let by_name = CustomerFilter::all(CustomerSort::Name);
+    for (what, filter, matches) in [
+        ("a search", search("zephyr"), 40.0),
+        ("a misspelled search", search("zefyr logistic"), 40.0),
+        (
+            "customers with a rare tag by name",
+            CustomerFilter {
+                tags_any: vec!["rare".into()],
+                ..by_name.clone()
+            },
+            20.0,
+        ),
+        (
+            "customers with all of a rare tag's tags",
+            CustomerFilter {
+                tags_all: vec!["rare".into(), "vip".into()],
+                ..by_name.clone()
+            },
+            20.0,
+        ),
+    ] {
+        assert_list_reads_at_most(&mut tx, what, &filter, 2.0 * matches).await;
+    }
+    // 20 open tasks of 2,000 are alice's.
+    assert_reads_at_most(
+        &mut tx,
+        "my tasks",
+        (&assigned_sql(), Prepared::PerRun),
+        &[
+            Param::Id(Some(alice.org)),
+            Param::Id(None),
+            Param::Texts(vec!["todo".into(), "in_progress".into(), "review".into()]),
+            Param::Text(None),
+            Param::Id(None),
+            Param::Count(51),
+        ],
+        2.0 * 20.0,
     )
     .await;
     tx.commit().await.expect("commit");

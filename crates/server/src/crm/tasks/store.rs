@@ -413,6 +413,19 @@ pub async fn move_task(tx: &mut OrgTx, project: Uuid, id: Uuid, to: &Valid<Move>
     }
 }
 
+/// The SQL of [`assigned`] (for plan tests too): $1 organization, $2 assignee (NULL: me),
+/// $3 statuses, $4/$5 the cursor's due date and id, $6 the page size plus one. A person's tasks
+/// are few: read them all through `tasks_by_assignee`, then sort.
+pub fn assigned_sql() -> String {
+    format!(
+        r"SELECT {COLUMNS}, coalesce(t.due_date, 'infinity')::text AS sort_key FROM tasks t
+           WHERE t.organization_id = $1 AND t.assigned_to = coalesce($2, (SELECT app.user_id()))
+             AND t.status = ANY ($3)
+             AND ($4::text IS NULL OR (coalesce(t.due_date, 'infinity'), t.id) > ($4::timestamptz, $5))
+           ORDER BY coalesce(t.due_date, 'infinity'), t.id LIMIT $6"
+    )
+}
+
 /// Open (or the given statuses') tasks assigned to someone, across projects, soonest due first
 /// (no due date last).
 pub async fn assigned(
@@ -433,21 +446,15 @@ pub async fn assigned(
         Assignee::User(user) => Some(user),
         Assignee::Me => None,
     };
-    let rows: Vec<Sorted<Task>> = sqlx::query_as(&format!(
-        r"SELECT {COLUMNS}, coalesce(t.due_date, 'infinity')::text AS sort_key FROM tasks t
-           WHERE t.organization_id = $1 AND t.assigned_to = coalesce($2, (SELECT app.user_id()))
-             AND t.status = ANY ($3)
-             AND ($4::text IS NULL OR (coalesce(t.due_date, 'infinity'), t.id) > ($4::timestamptz, $5))
-           ORDER BY coalesce(t.due_date, 'infinity'), t.id LIMIT $6"
-    ))
-    .bind(org)
-    .bind(user)
-    .bind(&statuses)
-    .bind(after.map(|c| c.key.clone()))
-    .bind(after.map(|c| c.id))
-    .bind(i64::from(limit.get()) + 1)
-    .persistent(false)
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<Sorted<Task>> = sqlx::query_as(&assigned_sql())
+        .bind(org)
+        .bind(user)
+        .bind(&statuses)
+        .bind(after.map(|c| c.key.clone()))
+        .bind(after.map(|c| c.id))
+        .bind(i64::from(limit.get()) + 1)
+        .persistent(false)
+        .fetch_all(tx.conn())
+        .await?;
     Ok(SortedPage::from_rows(rows, limit, "due", |t| t.id))
 }
