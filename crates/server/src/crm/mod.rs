@@ -4,7 +4,6 @@
 
 pub mod customers;
 pub mod projects;
-pub mod rank;
 pub mod tasks;
 
 use std::str::FromStr;

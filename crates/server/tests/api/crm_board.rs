@@ -4,8 +4,11 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tenantry_db::RequestContext;
+use sqlx::{Connection, PgConnection};
+use tenantry_db::{cluster, RequestContext};
+use tenantry_server::crm::tasks::{self, Move};
 use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::input::Valid;
 use tenantry_server::kernel::org_tx::OrgTx;
 use uuid::Uuid;
 
@@ -398,6 +401,185 @@ async fn concurrent_moves_converge_and_crowded_gaps_get_fresh_keys() {
         .await
         .expect("longest");
     assert!(longest <= 48, "keys stay short: {longest}");
+}
+
+#[tokio::test]
+async fn a_move_reads_its_column_after_the_move_before_it_committed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let titles = ["card 0", "card 1", "card 2", "card 3", "card 4"];
+    let (project, cards) = project_with_cards(&app, &alice, &titles).await;
+    let uuid = |i: usize| Uuid::parse_str(&cards[i]).expect("uuid");
+    // One transaction moves card 4 right after card 0 and has not committed yet…
+    let mut first = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    let project_id = Uuid::parse_str(&project).expect("uuid");
+    let to = Valid::new(Move {
+        status: None,
+        after: Some(uuid(0)),
+        before: None,
+    })
+    .expect("valid move");
+    tasks::store::move_task(&mut first, project_id, uuid(4), &to)
+        .await
+        .expect("first move");
+    // …when another request moves card 2 right after card 4. It waits for the column, then
+    // places card 2 after where card 4 is now, not after where it was when it started.
+    let second = move_card(
+        &app,
+        &alice,
+        &project,
+        &cards[2],
+        json!({"after": cards[4]}),
+    );
+    let commit_when_waited_for = async {
+        let owner = app.db.owner().await;
+        for _ in 0..500 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+            .fetch_one(&owner.0)
+            .await
+            .expect("locks");
+            if waiting > 0 {
+                return first.commit().await.expect("commit");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the second move never waited for the first");
+    };
+    let ((status, moved), ()) = tokio::join!(second, commit_when_waited_for);
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let after = board(&app, &alice, &project).await;
+    assert_eq!(
+        column(&after, "todo"),
+        ["card 0", "card 4", "card 2", "card 1", "card 3"]
+    );
+}
+
+/// app.rank_between, called as the runtime role.
+async fn between(conn: &mut PgConnection, low: Option<&str>, high: Option<&str>) -> Option<String> {
+    sqlx::query_scalar("SELECT app.rank_between($1, $2)")
+        .bind(low)
+        .bind(high)
+        .fetch_one(conn)
+        .await
+        .expect("rank_between")
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.ends_with('0') && key.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[tokio::test]
+async fn order_keys_fit_between_any_two_and_stay_short() {
+    let app = TestApp::spawn().await;
+    let runtime = &mut PgConnection::connect(&app.db.url(cluster::Role::Runtime))
+        .await
+        .expect("connect as the runtime role");
+    assert_eq!(between(runtime, None, None).await.as_deref(), Some("V"));
+    for (low, high) in [
+        (None, Some("1")),
+        (Some("1"), Some("2")),
+        (Some("1"), Some("11")),
+        (Some("z"), None),
+        (Some("zzz"), None),
+        (Some("0001"), Some("0002")),
+        (Some("V"), Some("V1")),
+        (Some("Az"), Some("B")),
+    ] {
+        let key = between(runtime, low, high).await.expect("a key");
+        assert!(valid_key(&key), "{key}");
+        assert!(low.is_none_or(|low| low < key.as_str()), "{low:?} < {key}");
+        assert!(
+            high.is_none_or(|high| key.as_str() < high),
+            "{key} < {high:?}"
+        );
+    }
+    // Equal, reversed or malformed neighbours have no key between them.
+    for (low, high) in [
+        (Some("V"), Some("V")),
+        (Some("W"), Some("V")),
+        (Some("V0"), None),
+        (Some("V-"), None),
+        (Some(""), None),
+        (None, Some("é")),
+    ] {
+        assert_eq!(between(runtime, low, high).await, None, "{low:?} {high:?}");
+    }
+
+    // Always between the first two cards: the worst case for key length. Each move halves the
+    // gap: a digit (62 values) per about six moves.
+    let mut column = vec![between(runtime, None, None).await.expect("first")];
+    column.push(
+        between(runtime, Some(&column[0]), None)
+            .await
+            .expect("second"),
+    );
+    for _ in 0..300 {
+        let key = between(runtime, Some(&column[0]), Some(&column[1]))
+            .await
+            .expect("between");
+        column.insert(1, key);
+    }
+    let longest = column.iter().map(String::len).max().unwrap_or(0);
+    assert!(
+        longest <= 300 / 5 + 4,
+        "{longest} digits after 300 moves into one gap"
+    );
+    // Pseudo-random places, deterministic.
+    let mut seed: u64 = 7;
+    for _ in 0..1000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = (seed >> 33) as usize % (column.len() + 1);
+        let low = at.checked_sub(1).map(|i| column[i].clone());
+        let high = column.get(at).cloned();
+        let key = between(runtime, low.as_deref(), high.as_deref())
+            .await
+            .expect("between");
+        column.insert(at, key);
+    }
+    assert!(column.windows(2).all(|w| w[0] < w[1]));
+    assert!(column.iter().all(|k| valid_key(k)));
+
+    // Cards added at either end keep short keys; past the last step, halving still finds room.
+    let mut top = between(runtime, None, None).await.expect("first");
+    let mut bottom = top.clone();
+    for _ in 0..2000 {
+        let below = between(runtime, Some(&bottom), None).await.expect("append");
+        assert!(bottom < below);
+        bottom = below;
+        let above = between(runtime, None, Some(&top)).await.expect("prepend");
+        assert!(above < top);
+        top = above;
+    }
+    assert!(top.len() <= 3 && bottom.len() <= 3, "{top} … {bottom}");
+    assert_eq!(
+        between(runtime, Some("zzz"), None).await.as_deref(),
+        Some("zzzV")
+    );
+    assert!(between(runtime, None, Some("001"))
+        .await
+        .is_some_and(|k| k.as_str() < "001"));
+
+    // Evenly spaced keys are ordered, valid and short, with room at both ends.
+    for n in [0, 1, 2, 61, 62, 3843, 5000] {
+        let keys: Vec<String> = sqlx::query_scalar("SELECT app.rank_evenly($1)")
+            .bind(n)
+            .fetch_one(&mut *runtime)
+            .await
+            .expect("rank_evenly");
+        assert_eq!(keys.len(), n as usize);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "n = {n}");
+        assert!(keys.iter().all(|k| valid_key(k) && k.len() <= 3), "n = {n}");
+        if let (Some(first), Some(last)) = (keys.first(), keys.last()) {
+            assert!(between(runtime, None, Some(first)).await.is_some());
+            assert!(between(runtime, Some(last), None).await.is_some());
+        }
+    }
 }
 
 #[tokio::test]

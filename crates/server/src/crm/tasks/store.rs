@@ -5,7 +5,6 @@ use uuid::Uuid;
 use super::{tags, Board, Card, Column, Move, NewTask, Task, TaskChanges, TaskStatus};
 use crate::crm::customers::store::Assignee;
 use crate::crm::projects::Priority;
-use crate::crm::rank;
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
@@ -104,12 +103,13 @@ pub async fn create(tx: &mut OrgTx, project: Uuid, new: &Valid<NewTask>) -> Resu
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let status = new.status.unwrap_or(TaskStatus::Todo);
-    let (_, position) = place(tx, project, Some(status), Placement::End, None).await?;
+    // At the end of its column (app.kanban_place).
     sqlx::query_as(&format!(
         r"INSERT INTO tasks AS t (id, organization_id, project_id, parent_task_id, title, description, status,
                                  priority, assigned_to, due_date, estimated_hours, actual_hours, tags, position)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'medium'), $9, $10, $11::numeric,
-                  $12::numeric, coalesce($13, '{{}}'), $14)
+          SELECT $1, $2, $3, $4, $5, $6, p.status, coalesce($8, 'medium'), $9, $10, $11::numeric,
+                 $12::numeric, coalesce($13, '{{}}'), p.position
+            FROM app.kanban_place($2, $3, $7, NULL, NULL, NULL) p
           RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -125,7 +125,6 @@ pub async fn create(tx: &mut OrgTx, project: Uuid, new: &Valid<NewTask>) -> Resu
     .bind(new.estimated_hours.as_deref())
     .bind(new.actual_hours.as_deref())
     .bind(tags(new.tags.as_deref()))
-    .bind(position)
     .fetch_one(tx.conn())
     .await
     .on_task_constraints()
@@ -140,15 +139,6 @@ pub async fn update(
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let c = &**changes;
-    // A new column: the card goes to its end.
-    let position = match c.status {
-        Some(status) if get(tx, project, id).await?.status != status => Some(
-            place(tx, project, Some(status), Placement::End, Some(id))
-                .await?
-                .1,
-        ),
-        _ => None,
-    };
     sqlx::query_as(&format!(
         r"UPDATE tasks t SET title = coalesce($4, t.title),
             description = CASE WHEN $5 THEN $6 ELSE t.description END,
@@ -160,7 +150,10 @@ pub async fn update(
             estimated_hours = CASE WHEN $15 THEN $16::numeric ELSE t.estimated_hours END,
             actual_hours = CASE WHEN $17 THEN $18::numeric ELSE t.actual_hours END,
             tags = coalesce($19, t.tags),
-            position = coalesce($20, t.position)
+            -- A new column: the card goes to its end.
+            position = CASE WHEN $9 <> t.status
+                THEN (SELECT p.position FROM app.kanban_place($1, $2, $9, NULL, NULL, $3) p)
+                ELSE t.position END
           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.id = $3
           RETURNING {COLUMNS}"
     ))
@@ -183,7 +176,6 @@ pub async fn update(
     .bind(c.actual_hours.is_some())
     .bind(c.actual_hours.clone().flatten())
     .bind(tags(c.tags.as_deref()))
-    .bind(position)
     .fetch_optional(tx.conn())
     .await
     .on_task_constraints()?
@@ -235,182 +227,40 @@ pub async fn board(tx: &mut OrgTx, project: Uuid) -> Result<Board> {
     Ok(Board { columns })
 }
 
-/// Where in a column a card goes.
-enum Placement {
-    End,
-    After(Uuid),
-    Before(Uuid),
-}
-
-/// The column a card goes to (`status`, or the moving card's own) and the neighbours' keys
-/// around the placement there (`moving` itself left out), in one statement: 422 when the named
-/// neighbour is not in that column of this project, 404 when the moving card is not there.
-async fn neighbours(
-    tx: &mut OrgTx,
-    project: Uuid,
-    status: Option<TaskStatus>,
-    placement: &Placement,
-    moving: Option<Uuid>,
-) -> Result<(TaskStatus, Option<String>, Option<String>)> {
-    let org = tx.org();
-    // The target column: the one asked for, or the moving card's.
-    const COLUMN: &str = r"coalesce($3, (SELECT m.status FROM tasks m
-        WHERE m.organization_id = $1 AND m.project_id = $2 AND m.id = $5))";
-    let (sql, card, field) = match placement {
-        Placement::End => (
-            format!(
-                r"SELECT c.status,
-                         (SELECT t.position FROM tasks t
-                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = c.status
-                             AND t.id IS DISTINCT FROM $5
-                           ORDER BY t.status DESC, t.position DESC, t.id DESC LIMIT 1),
-                         NULL::text
-                    FROM (SELECT {COLUMN} AS status, $4::uuid AS unused) c WHERE c.status IS NOT NULL"
-            ),
-            None,
-            "",
-        ),
-        Placement::After(card) => (
-            format!(
-                r"SELECT a.status, a.position,
-                         (SELECT t.position FROM tasks t
-                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = a.status
-                             AND (t.position, t.id) > (a.position, a.id) AND t.id IS DISTINCT FROM $5
-                           ORDER BY t.status, t.position, t.id LIMIT 1)
-                    FROM tasks a
-                   WHERE a.organization_id = $1 AND a.project_id = $2 AND a.id = $4
-                     AND a.id IS DISTINCT FROM $5 AND a.status = {COLUMN}"
-            ),
-            Some(*card),
-            "after",
-        ),
-        Placement::Before(card) => (
-            format!(
-                r"SELECT b.status,
-                         (SELECT t.position FROM tasks t
-                           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = b.status
-                             AND (t.position, t.id) < (b.position, b.id) AND t.id IS DISTINCT FROM $5
-                           ORDER BY t.status DESC, t.position DESC, t.id DESC LIMIT 1),
-                         b.position
-                    FROM tasks b
-                   WHERE b.organization_id = $1 AND b.project_id = $2 AND b.id = $4
-                     AND b.id IS DISTINCT FROM $5 AND b.status = {COLUMN}"
-            ),
-            Some(*card),
-            "before",
-        ),
-    };
-    let found: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(&sql)
-        .bind(org)
-        .bind(project)
-        .bind(status.map(TaskStatus::as_str))
-        .bind(card)
-        .bind(moving)
-        .fetch_optional(tx.conn())
-        .await?;
-    let Some((column, low, high)) = found else {
-        // Not placed: the moving card is not here (404), or the neighbour is not beside it (422).
-        if let Some(moving) = moving {
-            get(tx, project, moving).await?;
-        }
-        if card.is_none() {
-            return Err(Error::NotFound);
-        }
-        return Err(Error::Validation(vec![FieldError::new(
-            field,
-            "must be another card of the target column",
-        )]));
-    };
-    let column =
-        TaskStatus::try_from(column).map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))?;
-    Ok((column, low, high))
-}
-
-/// The column and key for a card at `placement`; when the neighbours leave no room (two cards
-/// with one key, from moves at the same moment) or keys got long, the column gets fresh keys
-/// first.
-async fn place(
-    tx: &mut OrgTx,
-    project: Uuid,
-    status: Option<TaskStatus>,
-    placement: Placement,
-    moving: Option<Uuid>,
-) -> Result<(TaskStatus, String)> {
-    let (column, low, high) = neighbours(tx, project, status, &placement, moving).await?;
-    if let Some(key) =
-        rank::between(low.as_deref(), high.as_deref()).filter(|k| k.len() <= rank::LONG)
-    {
-        return Ok((column, key));
-    }
-    rebalance(tx, project, column).await?;
-    let (column, low, high) = neighbours(tx, project, Some(column), &placement, moving).await?;
-    rank::between(low.as_deref(), high.as_deref())
-        .map(|key| (column, key))
-        .ok_or_else(|| Error::Internal("no kanban key after a rebalance".into()))
-}
-
-/// Gives a column's cards fresh, evenly spaced keys in their current order (rare: see `place`).
-async fn rebalance(tx: &mut OrgTx, project: Uuid, status: TaskStatus) -> Result<()> {
-    let org = tx.org();
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        r"SELECT t.id FROM tasks t
-           WHERE t.organization_id = $1 AND t.project_id = $2 AND t.status = $3
-           ORDER BY t.position, t.id FOR UPDATE",
-    )
-    .bind(org)
-    .bind(project)
-    .bind(status.as_str())
-    .fetch_all(tx.conn())
-    .await?;
-    sqlx::query(
-        r"UPDATE tasks t SET position = k.position
-            FROM unnest($2::uuid[], $3::text[]) AS k (id, position)
-           WHERE t.organization_id = $1 AND t.id = k.id",
-    )
-    .bind(org)
-    .bind(&ids)
-    .bind(rank::evenly(ids.len()))
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-/// Moves a card: into another column and/or next to another card. Writes the card's row only
-/// (outside a rebalance), in two statements: where it goes, then the move. Who may move is
-/// asked only when the move did not happen (403 for a viewer, 404 for a stranger).
+/// Moves a card: into another column and/or next to another card, in one statement
+/// (app.kanban_place finds the key under its column's lock). Writes the card's row only, outside
+/// a rare rebalance. Why a move did not happen is asked only then: 403 for a viewer, 404 for a
+/// card not in the project, 422 for a neighbour not in the target column.
 pub async fn move_task(tx: &mut OrgTx, project: Uuid, id: Uuid, to: &Valid<Move>) -> Result<Task> {
     let org = tx.org();
-    let placement = match (to.after, to.before) {
-        (Some(card), _) => Placement::After(card),
-        (None, Some(card)) => Placement::Before(card),
-        (None, None) => Placement::End,
-    };
-    let (status, position) = match place(tx, project, to.status, placement, Some(id)).await {
-        Ok(placed) => placed,
-        Err(refused) => {
-            require_role(tx, Role::Member).await?;
-            return Err(refused);
-        }
-    };
     let moved: Option<Task> = sqlx::query_as(&format!(
-        r"UPDATE tasks t SET status = $4, position = $5
+        r"UPDATE tasks t SET status = p.status, position = p.position
+            FROM app.kanban_place($1, $2, $4, $5, $6, $3) p
            WHERE t.organization_id = $1 AND t.project_id = $2 AND t.id = $3
            RETURNING {COLUMNS}"
     ))
     .bind(org)
     .bind(project)
     .bind(id)
-    .bind(status.as_str())
-    .bind(position)
+    .bind(to.status.map(TaskStatus::as_str))
+    .bind(to.after)
+    .bind(to.after.is_none().then_some(to.before).flatten())
     .fetch_optional(tx.conn())
     .await?;
-    match moved {
-        Some(task) => Ok(task),
-        None => {
-            require_role(tx, Role::Member).await?;
-            Err(Error::NotFound)
-        }
+    if let Some(task) = moved {
+        return Ok(task);
     }
+    require_role(tx, Role::Member).await?;
+    get(tx, project, id).await?;
+    let field = if to.after.is_some() {
+        "after"
+    } else {
+        "before"
+    };
+    Err(Error::Validation(vec![FieldError::new(
+        field,
+        "must be another card of the target column",
+    )]))
 }
 
 /// The SQL of [`assigned`] (for plan tests too): $1 organization, $2 assignee (NULL: me),
