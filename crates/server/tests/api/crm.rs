@@ -276,6 +276,11 @@ async fn custom_fields_hold_what_their_definitions_allow() {
             json!({"industry": "saas", "colour": "red"}),
             "custom_fields.colour",
         ),
+        // More digits than come back unchanged.
+        (
+            json!({"industry": "saas", "seats": 12345678901234567890_u64}),
+            "custom_fields.seats",
+        ),
     ] {
         let refused = app
             .call(
@@ -295,6 +300,22 @@ async fn custom_fields_hold_what_their_definitions_allow() {
     )
     .await;
     assert_eq!(acme["custom_fields"]["seats"], 12.5);
+    let precise = create(
+        &app,
+        &alice,
+        json!({"name": "Precise", "custom_fields": {"industry": "saas", "seats": 123456789012345_u64}}),
+    )
+    .await;
+    assert_eq!(precise["custom_fields"]["seats"], 123456789012345_u64);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &alice,
+            &format!("{}/{}", customers(&alice), id(&precise)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let path = format!("{}/{}", customers(&alice), id(&acme));
     // PATCH merges: a key set to null is removed, the others stay.
     let (status, merged) = app
@@ -365,7 +386,24 @@ async fn custom_fields_hold_what_their_definitions_allow() {
         (status, &widened["label"]),
         (StatusCode::OK, &json!("Sector"))
     );
-    let (status, _) = app
+    // A field made required later is demanded when values are added or changed, not when
+    // others are taken away: the industry values can still be cleared.
+    define(
+        &app,
+        &alice,
+        json!({"key": "region", "label": "Region", "kind": "text", "required": true}),
+    )
+    .await;
+    let refused = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"custom_fields": {"nda": true}})),
+        )
+        .await;
+    assert_eq!(refused_fields(&refused), ["custom_fields.region"]);
+    let (status, body) = app
         .call(
             Method::DELETE,
             &alice,
@@ -373,7 +411,16 @@ async fn custom_fields_hold_what_their_definitions_allow() {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &alice,
+            &format!("{}/region", fields(&alice)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (_, cleared) = app.call(Method::GET, &alice, &path, None).await;
     assert_eq!(
         cleared["custom_fields"],
