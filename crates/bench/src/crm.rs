@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
 use tenantry_db::pool::pool_options;
 use tenantry_db::{ConnectionUrls, RequestContext, RuntimePool, TenantTx};
 use tenantry_server::crm::customers::store::{
     list_query, prefixed_list_query, CustomerFilter, CustomerSort,
 };
 use tenantry_server::crm::customers::{Customer, CustomerStatus};
+use tenantry_server::crm::dashboard;
 use tenantry_server::crm::tasks::store::BOARD_SQL;
 use tenantry_server::crm::tasks::{self, Move};
 use tenantry_server::identity;
@@ -21,7 +23,10 @@ use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kernel::page::Sorted;
 use uuid::Uuid;
 
-use super::{bench_tenants, compare, get_op, op, report, send, spawn_server, Settings};
+use super::{
+    bench_tenants, compare, get_op, op, report, send, spawn_server, under_rls_and_as_owner,
+    Settings,
+};
 use crate::AnyError;
 
 const CUSTOMERS_PER_ORG: i32 = 1_900;
@@ -102,41 +107,21 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
         SEARCH.2.as_str()
     );
     let over_http = get_op(client.get(&search_url).bearer_auth(&session));
-    let under_rls = op({
-        let (runtime, filter) = (runtime.clone(), filter.clone());
-        move |(user, org): (Uuid, Uuid)| {
-            let (runtime, filter) = (runtime.clone(), filter.clone());
-            async move {
-                let mut tx =
-                    TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+    let (under_rls, as_owner) = under_rls_and_as_owner(
+        &runtime,
+        &direct,
+        Arc::new(move |conn: &mut PgConnection, org| {
+            let filter = filter.clone();
+            Box::pin(async move {
                 let rows: Vec<Sorted<Customer>> = list_query(org, &filter)
                     .build_query_as()
                     .persistent(false)
-                    .fetch_all(tx.conn())
+                    .fetch_all(conn)
                     .await?;
-                tx.commit().await?;
-                expect_some(rows.len())?;
-                Ok(org)
-            }
-        }
-    });
-    let as_owner = op({
-        let (direct, filter) = (direct.clone(), filter.clone());
-        move |(_, org): (Uuid, Uuid)| {
-            let (direct, filter) = (direct.clone(), filter.clone());
-            async move {
-                let mut tx = direct.begin().await?;
-                let rows: Vec<Sorted<Customer>> = list_query(org, &filter)
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                expect_some(rows.len())?;
-                Ok(org)
-            }
-        }
-    });
+                expect_some(rows.len())
+            })
+        }),
+    );
     let mut results = compare(
         &one_at_a_time,
         &me,
@@ -159,41 +144,20 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     );
     let board_url = format!("{base}/v1/orgs/{big}/projects/{project}/board");
     let over_http = get_op(client.get(&board_url).bearer_auth(&session));
-    let under_rls = op({
-        let runtime = runtime.clone();
-        move |(user, org): (Uuid, Uuid)| {
-            let runtime = runtime.clone();
-            async move {
-                let mut tx =
-                    TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+    let (under_rls, as_owner) = under_rls_and_as_owner(
+        &runtime,
+        &direct,
+        Arc::new(move |conn: &mut PgConnection, org| {
+            Box::pin(async move {
                 let rows = sqlx::query(BOARD_SQL)
                     .bind(org)
                     .bind(project)
-                    .fetch_all(tx.conn())
+                    .fetch_all(conn)
                     .await?;
-                tx.commit().await?;
-                expect_cards(rows.len())?;
-                Ok(org)
-            }
-        }
-    });
-    let as_owner = op({
-        let direct = direct.clone();
-        move |(_, org): (Uuid, Uuid)| {
-            let direct = direct.clone();
-            async move {
-                let mut tx = direct.begin().await?;
-                let rows = sqlx::query(BOARD_SQL)
-                    .bind(org)
-                    .bind(project)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                expect_cards(rows.len())?;
-                Ok(org)
-            }
-        }
-    });
+                expect_cards(rows.len())
+            })
+        }),
+    );
     let mut results = compare(
         &one_at_a_time,
         &me,
@@ -210,7 +174,37 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     medians(&mut results);
     report(&mut results);
 
-    // 3. Kanban moves within the big project's `todo` column.
+    // 3. The CRM dashboard of the big organization (three grouped counts).
+    println!("\n## CRM dashboard of the big organization (customers, projects, tasks counted)");
+    let dashboard_url = format!("{base}/v1/orgs/{big}/crm/dashboard");
+    let over_http = get_op(client.get(&dashboard_url).bearer_auth(&session));
+    let (under_rls, as_owner) = under_rls_and_as_owner(
+        &runtime,
+        &direct,
+        Arc::new(|conn: &mut PgConnection, org| {
+            Box::pin(async move {
+                let counted = dashboard::store::counts(conn, org, Utc::now()).await?;
+                expect_customers(counted.customers.total)
+            })
+        }),
+    );
+    let mut results = compare(
+        &one_at_a_time,
+        &me,
+        vec![
+            ("GET …/crm/dashboard (HTTP, auth, RLS)", over_http),
+            (
+                "its three statements in a tenant transaction (RLS)",
+                under_rls,
+            ),
+            ("same statements as owner (RLS off)", as_owner),
+        ],
+    )
+    .await?;
+    medians(&mut results);
+    report(&mut results);
+
+    // 4. Kanban moves within the big project's `todo` column.
     let todo: Vec<Uuid> = sqlx::query_scalar(
         r"SELECT id FROM tasks WHERE organization_id = $1 AND project_id = $2 AND status = 'todo'
            ORDER BY position, id",
@@ -393,6 +387,15 @@ fn medians(results: &mut [(&str, super::Stats)]) {
 fn expect_some(rows: usize) -> Result<(), AnyError> {
     if rows == 0 {
         return Err("the search found nothing".into());
+    }
+    Ok(())
+}
+
+fn expect_customers(total: i64) -> Result<(), AnyError> {
+    if total != i64::from(BIG_ORG_CUSTOMERS) {
+        return Err(
+            format!("the dashboard counts {total} customers, not {BIG_ORG_CUSTOMERS}").into(),
+        );
     }
     Ok(())
 }

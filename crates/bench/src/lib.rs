@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool};
 use tenantry_db::cluster::Role;
 use tenantry_db::pool::pool_options;
 use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx};
@@ -255,6 +255,9 @@ fn get_op(request: reqwest::RequestBuilder) -> Op<(Uuid, Uuid)> {
     })
 }
 
+/// An operation on one (user, organization).
+type TenantOp = Op<(Uuid, Uuid)>;
+
 /// One benchmarked operation on one tenant.
 type Op<T> =
     Arc<dyn Fn(T) -> Pin<Box<dyn Future<Output = Result<Uuid, AnyError>> + Send>> + Send + Sync>;
@@ -265,6 +268,51 @@ where
     Fut: Future<Output = Result<Uuid, AnyError>> + Send + 'static,
 {
     Arc::new(move |t| Box::pin(f(t)))
+}
+
+/// Statements run on one connection for one organization, for [`under_rls_and_as_owner`].
+type SqlWork = Arc<
+    dyn for<'c> Fn(
+            &'c mut PgConnection,
+            Uuid,
+        ) -> Pin<Box<dyn Future<Output = Result<(), AnyError>> + Send + 'c>>
+        + Send
+        + Sync,
+>;
+
+/// The same statements `work` runs, in a tenant transaction of the tenant's user (RLS) and in
+/// an owner transaction (RLS off): the pair every "RLS vs owner" comparison times.
+fn under_rls_and_as_owner(
+    runtime: &RuntimePool,
+    direct: &PgPool,
+    work: SqlWork,
+) -> (TenantOp, TenantOp) {
+    let under_rls = op({
+        let (runtime, work) = (runtime.clone(), work.clone());
+        move |(user, org): (Uuid, Uuid)| {
+            let (runtime, work) = (runtime.clone(), work.clone());
+            async move {
+                let mut tx =
+                    TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+                work(tx.conn(), org).await?;
+                tx.commit().await?;
+                Ok(org)
+            }
+        }
+    });
+    let as_owner = op({
+        let direct = direct.clone();
+        move |(_, org): (Uuid, Uuid)| {
+            let (direct, work) = (direct.clone(), work.clone());
+            async move {
+                let mut tx = direct.begin().await?;
+                work(&mut tx, org).await?;
+                tx.commit().await?;
+                Ok(org)
+            }
+        }
+    });
+    (under_rls, as_owner)
 }
 
 /// Warms every named variant, then alternates rounds of them; each one's totals, in order.

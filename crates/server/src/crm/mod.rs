@@ -1,8 +1,9 @@
-//! Strive CRM (seed 004): customers with per-organization custom fields, projects, and tasks on
-//! a kanban board. Viewers read, members write, admins delete and define the custom fields; API
+//! Strive CRM (seed 004): customers with per-organization custom fields, projects, tasks on a
+//! kanban board, and a dashboard of counts. Viewers read, members write, admins delete and define the custom fields; API
 //! keys need the `crm` module.
 
 pub mod customers;
+pub mod dashboard;
 pub mod projects;
 pub mod tasks;
 
@@ -15,6 +16,7 @@ use crate::kernel::error::{Error, Result};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     customers::routes()
+        .merge(dashboard::routes())
         .merge(projects::routes())
         .merge(tasks::routes())
 }

@@ -837,3 +837,135 @@ async fn viewers_and_other_organizations_cannot_touch_the_board() {
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn the_dashboard_counts_the_organizations_crm_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let vera = app.user("vera@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Member).await;
+    app.add_member(&alice, alice.org, &vera, Role::Viewer).await;
+    let customers = org_path(&alice, "customers");
+    for (name, status, source) in [
+        ("Ada", "lead", "website"),
+        ("Alan", "active", "referral"),
+        ("Grace", "active", "referral"),
+    ] {
+        post(
+            &app,
+            &alice,
+            &customers,
+            json!({"name": name, "status": status, "source": source}),
+        )
+        .await;
+    }
+    // Bob's own organization's customer and project count only there.
+    post(
+        &app,
+        &bob,
+        &org_path(&bob, "customers"),
+        json!({"name": "Bob's"}),
+    )
+    .await;
+    post(
+        &app,
+        &bob,
+        &org_path(&bob, "projects"),
+        json!({"name": "Bob's"}),
+    )
+    .await;
+    let owner = app.db.owner().await;
+    sqlx::query(
+        "UPDATE customers SET created_at = now() - interval '40 days' WHERE organization_id = $1 AND name = 'Ada'",
+    )
+    .bind(alice.org)
+    .execute(&owner.0)
+    .await
+    .expect("an older customer");
+
+    let projects = org_path(&alice, "projects");
+    let late = id(&post(
+        &app,
+        &alice,
+        &projects,
+        json!({"name": "Late", "status": "active", "start_date": "2026-01-01", "due_date": "2026-02-01"}),
+    )
+    .await);
+    post(
+        &app,
+        &alice,
+        &projects,
+        json!({"name": "Shipped", "status": "completed", "start_date": "2026-01-01", "due_date": "2026-02-01"}),
+    )
+    .await;
+    let tasks = org_path(&alice, &format!("projects/{late}/tasks"));
+    for (title, status, assignee, due) in [
+        (
+            "late for bob",
+            "todo",
+            Some(bob.id),
+            Some("2026-03-01T00:00:00Z"),
+        ),
+        (
+            "alice's",
+            "in_progress",
+            Some(alice.id),
+            Some("2099-01-01T00:00:00Z"),
+        ),
+        (
+            "alice's done",
+            "done",
+            Some(alice.id),
+            Some("2026-03-01T00:00:00Z"),
+        ),
+        ("nobody's", "todo", None, None),
+        ("bob's review", "review", Some(bob.id), None),
+    ] {
+        post(
+            &app,
+            &alice,
+            &tasks,
+            json!({"title": title, "status": status, "assigned_to": assignee, "due_date": due}),
+        )
+        .await;
+    }
+
+    let (status, dashboard) = app
+        .call(Method::GET, &vera, &org_path(&alice, "crm/dashboard"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "viewers read it: {dashboard}");
+    assert_eq!(
+        dashboard["customers"],
+        json!({"total": 3, "new_last_30_days": 2,
+               "by_status": {"lead": 1, "prospect": 0, "active": 2, "churned": 0},
+               "by_source": {"website": 1, "referral": 2, "social": 0, "email": 0, "other": 0}})
+    );
+    assert_eq!(
+        dashboard["projects"],
+        json!({"total": 2, "overdue": 1,
+               "by_status": {"planning": 0, "active": 1, "on_hold": 0, "completed": 1, "cancelled": 0}})
+    );
+    assert_eq!(
+        dashboard["tasks"],
+        json!({"total": 5, "overdue": 1, "unassigned_open": 1,
+               "by_status": {"todo": 2, "in_progress": 1, "review": 1, "done": 1, "cancelled": 0}})
+    );
+    assert_eq!(
+        dashboard["assignees"],
+        json!([{"user_id": bob.id, "open": 2, "overdue": 1},
+               {"user_id": alice.id, "open": 1, "overdue": 0}])
+    );
+
+    // Someone outside the organization learns nothing, not even that it exists.
+    let stranger = app.user("mallory@example.com").await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &stranger,
+            &org_path(&alice, "crm/dashboard"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -3,7 +3,7 @@
 //! one organization with 100 times the others' data) after ANALYZE, and fails when it reads
 //! more rows than its answer needs by a wide margin.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -11,6 +11,7 @@ use sqlx::Postgres;
 use tenantry_db::RequestContext;
 use tenantry_server::crm::customers::store::{prefixed_list_query, CustomerFilter, CustomerSort};
 use tenantry_server::crm::customers::CustomerStatus;
+use tenantry_server::crm::dashboard::store::{CUSTOMERS_SQL, PROJECTS_SQL, TASKS_SQL};
 use tenantry_server::crm::tasks::store::{assigned_sql, BOARD_SQL};
 use tenantry_server::fasttrack::{self, Catalog};
 use tenantry_server::kernel::org_tx::OrgTx;
@@ -27,6 +28,7 @@ enum Param {
     Count(i64),
     Text(Option<String>),
     Time(Option<DateTime<Utc>>),
+    Date(NaiveDate),
     Texts(Vec<String>),
 }
 
@@ -38,6 +40,7 @@ impl Param {
             Param::Count(_) => "bigint",
             Param::Text(_) => "text",
             Param::Time(_) => "timestamptz",
+            Param::Date(_) => "date",
             Param::Texts(_) => "text[]",
         }
     }
@@ -54,6 +57,7 @@ impl Param {
             Param::Count(v) => v.to_string(),
             Param::Text(v) => quoted(v.as_ref().map(|v| v.replace('\'', "''"))),
             Param::Time(v) => quoted(v.map(|v| v.to_rfc3339())),
+            Param::Date(v) => quoted(Some(v.to_string())),
             Param::Texts(v) => {
                 let items: Vec<String> = v
                     .iter()
@@ -71,6 +75,7 @@ impl Param {
             Param::Count(v) => query.bind(v),
             Param::Text(v) => query.bind(v),
             Param::Time(v) => query.bind(v),
+            Param::Date(v) => query.bind(v),
             Param::Texts(v) => query.bind(v),
         }
     }
@@ -627,6 +632,38 @@ async fn crm_reads_read_what_they_return_under_heavy_skew() {
         ),
     ] {
         assert_list_reads_at_most(&mut tx, what, &filter, 2.0 * matches).await;
+    }
+    // The dashboard counts every customer, project and task of the organization: it reads
+    // those (20,000, 1 and 2,000), not the other organizations' (40,000, 200 and 40,000).
+    let now = Utc::now();
+    for (what, sql, since, most) in [
+        (
+            "dashboard customers",
+            CUSTOMERS_SQL,
+            Param::Time(Some(now)),
+            20_000.0,
+        ),
+        (
+            "dashboard projects",
+            PROJECTS_SQL,
+            Param::Date(now.date_naive()),
+            1.0,
+        ),
+        (
+            "dashboard tasks",
+            TASKS_SQL,
+            Param::Time(Some(now)),
+            2_000.0,
+        ),
+    ] {
+        assert_reads_at_most(
+            &mut tx,
+            what,
+            (sql, Prepared::Kept),
+            &[Param::Id(Some(alice.org)), since],
+            1.1 * most,
+        )
+        .await;
     }
     // 20 open tasks of 2,000 are alice's.
     assert_reads_at_most(
