@@ -1262,3 +1262,68 @@ async fn an_import_reads_what_spreadsheets_write() {
         ]
     );
 }
+
+#[tokio::test]
+async fn api_keys_need_the_crm_module_and_write_access() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let acme = create(&app, &alice, json!({"name": "Acme"})).await;
+    let mut keys = Vec::new();
+    for (access, modules) in [
+        ("write", json!(["kpis"])),
+        ("read", json!(["crm"])),
+        ("write", json!(["crm"])),
+    ] {
+        let (status, created) = app
+            .call(
+                Method::POST,
+                &alice,
+                &format!("/v1/orgs/{}/api-keys", alice.org),
+                Some(json!({"name": "sync", "access": access, "modules": modules})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        keys.push(TestUser {
+            id: Uuid::nil(),
+            org: alice.org,
+            token: created["secret"].as_str().expect("secret").into(),
+        });
+    }
+    let [other_module, reader, writer] = &keys[..] else {
+        panic!("three keys");
+    };
+    let customer = format!("{}/{}", customers(&alice), id(&acme));
+    let dashboard = format!("/v1/orgs/{}/crm/dashboard", alice.org);
+    let new_customer = Some(json!({"name": "Globex"}));
+
+    for path in [&customer, &dashboard] {
+        let got = app.call(Method::GET, other_module, path, None).await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+        let (status, body) = app.call(Method::GET, reader, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    for key in [other_module, reader] {
+        let got = app
+            .call(Method::POST, key, &customers(&alice), new_customer.clone())
+            .await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+        let got = app
+            .call(
+                Method::PATCH,
+                key,
+                &customer,
+                Some(json!({"status": "active"})),
+            )
+            .await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let (status, created) = app
+        .call(Method::POST, writer, &customers(&alice), new_customer)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, unchanged) = app.call(Method::GET, &alice, &customer, None).await;
+    assert_eq!(
+        unchanged["status"], "lead",
+        "refused writes changed nothing"
+    );
+}
