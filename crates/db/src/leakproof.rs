@@ -68,3 +68,15 @@ pub async fn missing(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error
     .fetch_all(conn)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    /// The README gives an external server's operator the same statements.
+    #[test]
+    fn the_readme_names_every_statement() {
+        let readme = include_str!("../../../README.md");
+        for statement in super::mark_sql().lines() {
+            assert!(readme.contains(statement), "README lacks {statement}");
+        }
+    }
+}
