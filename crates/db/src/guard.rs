@@ -44,6 +44,8 @@ const RULES: &[(&str, &str)] = &[
             AND c.oid <> 'audit.events'::regclass
             -- A tool's history is itself an audit trail, written only by its definer trigger.
             AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\_%')
+            -- Jobs are work, not records: what they write is audited, naming the job.
+            AND n.nspname <> 'queue'
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t

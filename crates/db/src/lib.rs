@@ -7,6 +7,7 @@
 //! - [`guard`]: the catalog check that every tenant table is protected by row-level security.
 //! - [`leakproof`]: the search operators declared LEAKPROOF so indexes serve them under RLS.
 //! - [`maintenance`]: owner-side upkeep: reports, archival, audit retention.
+//! - [`queue`]: the job queue's statements (enqueue, claim with a lease, finish, retry).
 
 pub mod cluster;
 pub mod guard;
@@ -14,6 +15,7 @@ pub mod leakproof;
 pub mod maintenance;
 pub mod migrate;
 pub mod pool;
+pub mod queue;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;

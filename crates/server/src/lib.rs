@@ -11,6 +11,7 @@ pub mod goals;
 pub mod http;
 pub mod identity;
 pub mod invitations;
+pub mod jobs;
 pub mod kernel;
 pub mod kpis;
 pub mod lifecycle;

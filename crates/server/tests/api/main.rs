@@ -13,6 +13,7 @@ mod goals;
 mod helpers;
 mod input;
 mod invitations;
+mod jobs;
 mod kpis;
 mod lifecycle;
 mod oidc;

@@ -1,0 +1,243 @@
+//! The job queue's statements (migration 0022): enqueue in a tenant transaction, and, as the
+//! owner, claim with a lease, renew, finish, fail with a backoff, and requeue what lost its lease.
+//! The worker loop that drives them is the server's (`tenantry_server::jobs`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{DbError, OwnerPool, TenantTx};
+
+/// A job to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// One pending job per (kind, organization, key): a second enqueue is a no-op.
+    pub unique_key: Option<String>,
+    pub priority: i16,
+    /// Not before (default: now).
+    pub run_at: Option<DateTime<Utc>>,
+    pub max_attempts: i32,
+}
+
+impl NewJob {
+    pub fn new(kind: &str, payload: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            unique_key: None,
+            priority: 0,
+            run_at: None,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// A claimed job, leased to the worker that claimed it.
+#[derive(Clone, Debug, FromRow)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub organization_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub payload: Value,
+    /// This run's number, from 1.
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// A job as the operator sees it.
+#[derive(Clone, Debug, FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub organization_id: Option<Uuid>,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const INSERT: &str = r"INSERT INTO queue.jobs (id, kind, organization_id, actor_id, payload, unique_key,
+                                  priority, run_at, max_attempts)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9)
+    ON CONFLICT (kind, organization_id, unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
+    DO NOTHING";
+
+/// Enqueues `job` for the organization `org` the transaction is bound to, acting as its user:
+/// it commits or rolls back with the transaction. None when a job of that kind with that unique
+/// key is already pending.
+pub async fn enqueue(tx: &mut TenantTx, org: Uuid, job: &NewJob) -> Result<Option<Uuid>, DbError> {
+    let actor = tx.user_id().await?;
+    insert(tx.conn(), Some(org), actor, job).await
+}
+
+/// Enqueues a platform job (no organization, no actor), as the owner.
+pub async fn enqueue_platform(owner: &OwnerPool, job: &NewJob) -> Result<Option<Uuid>, DbError> {
+    let mut conn = owner.0.acquire().await?;
+    insert(&mut conn, None, None, job).await
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    org: Option<Uuid>,
+    actor: Option<Uuid>,
+    job: &NewJob,
+) -> Result<Option<Uuid>, DbError> {
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query(INSERT)
+        .bind(id)
+        .bind(&job.kind)
+        .bind(org)
+        .bind(actor)
+        .bind(&job.payload)
+        .bind(&job.unique_key)
+        .bind(job.priority)
+        .bind(job.run_at)
+        .bind(job.max_attempts)
+        .execute(conn)
+        .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Claims up to `limit` due jobs of `kinds`, highest priority then earliest first, leasing them
+/// to `worker` for `lease`. Jobs other workers hold locked are skipped, not waited for.
+pub async fn claim(
+    owner: &PgPool,
+    worker: &str,
+    kinds: &[String],
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<ClaimedJob>, DbError> {
+    Ok(sqlx::query_as(
+        r"WITH next AS (
+              SELECT id FROM queue.jobs
+               WHERE state = 'queued' AND run_at <= now() AND kind = ANY ($2)
+               ORDER BY priority DESC, run_at, id
+               LIMIT $3 FOR UPDATE SKIP LOCKED)
+          UPDATE queue.jobs j
+             SET state = 'running', attempts = j.attempts + 1, worker = $1,
+                 lease_until = now() + make_interval(secs => $4)
+            FROM next WHERE j.id = next.id
+          RETURNING j.id, j.kind, j.organization_id, j.actor_id, j.payload, j.attempts, j.max_attempts",
+    )
+    .bind(worker)
+    .bind(kinds)
+    .bind(limit)
+    .bind(seconds(lease))
+    .fetch_all(owner)
+    .await?)
+}
+
+/// Renews `worker`'s leases on `ids`; returns the ids it still holds (a job whose lease ran out
+/// and went to another worker is no longer this one's).
+pub async fn renew(
+    owner: &PgPool,
+    worker: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<Vec<Uuid>, DbError> {
+    Ok(sqlx::query_scalar(
+        r"UPDATE queue.jobs SET lease_until = now() + make_interval(secs => $3)
+           WHERE id = ANY ($2) AND worker = $1 AND state = 'running'
+          RETURNING id",
+    )
+    .bind(worker)
+    .bind(ids)
+    .bind(seconds(lease))
+    .fetch_all(owner)
+    .await?)
+}
+
+/// Marks `worker`'s job done; false when the worker no longer held it.
+pub async fn complete(owner: &PgPool, worker: &str, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r"UPDATE queue.jobs SET state = 'completed', worker = NULL, lease_until = NULL,
+                 finished_at = now(), last_error = NULL
+           WHERE id = $2 AND worker = $1 AND state = 'running'",
+    )
+    .bind(worker)
+    .bind(id)
+    .execute(owner)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a failed run of `worker`'s job: queued again at `retry_at`, or dead (keeping `error`)
+/// once it used its attempts or when `retry_at` is None (a failure retrying cannot fix).
+/// Returns the job's new state, None when the worker no longer held it.
+pub async fn fail(
+    owner: &PgPool,
+    worker: &str,
+    id: Uuid,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<Option<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        r"UPDATE queue.jobs
+             SET state = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                 run_at = coalesce($4, run_at), worker = NULL, lease_until = NULL, last_error = $3,
+                 finished_at = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN now() END
+           WHERE id = $2 AND worker = $1 AND state = 'running'
+          RETURNING state",
+    )
+    .bind(worker)
+    .bind(id)
+    .bind(error)
+    .bind(retry_at)
+    .fetch_optional(owner)
+    .await?)
+}
+
+/// Gives `worker`'s unstarted or interrupted jobs back (a graceful stop): queued again at once,
+/// the attempt not counted.
+pub async fn release(owner: &PgPool, worker: &str, ids: &[Uuid]) -> Result<u64, DbError> {
+    let released = sqlx::query(
+        r"UPDATE queue.jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, lease_until = NULL
+           WHERE id = ANY ($2) AND worker = $1 AND state = 'running'",
+    )
+    .bind(worker)
+    .bind(ids)
+    .execute(owner)
+    .await?;
+    Ok(released.rows_affected())
+}
+
+/// Jobs whose lease ran out (their worker stopped renewing it: killed, lost, stuck): queued
+/// again, or dead once they used their attempts. Returns how many.
+pub async fn requeue_expired(owner: &PgPool) -> Result<u64, DbError> {
+    let requeued = sqlx::query(
+        r"UPDATE queue.jobs
+             SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                 last_error = format('the lease of worker %s ran out during attempt %s', worker, attempts),
+                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                 worker = NULL, lease_until = NULL
+           WHERE state = 'running' AND lease_until < now()",
+    )
+    .execute(owner)
+    .await?;
+    Ok(requeued.rows_affected())
+}
+
+/// One job, for operators and tests.
+pub async fn get(owner: &PgPool, id: Uuid) -> Result<Option<JobRow>, DbError> {
+    Ok(sqlx::query_as(
+        r"SELECT id, kind, organization_id, state, attempts, max_attempts, run_at, last_error,
+                 created_at, finished_at
+            FROM queue.jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(owner)
+    .await?)
+}

@@ -1,0 +1,528 @@
+//! The job queue and its worker against real PostgreSQL: jobs of rolled-back transactions never
+//! run, no job runs twice at once, unique keys, retries that back off and end dead, leases that
+//! outlive a dead worker, tenant jobs under RLS as their actor, and the runtime role kept out.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tenantry_db::queue::{self, NewJob};
+use tenantry_db::RequestContext;
+use tenantry_server::jobs::{JobError, JobSpec, Registry, Worker, WorkerConfig};
+use tenantry_server::kernel::org_tx::OrgTx;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+const RECORD: JobSpec = JobSpec {
+    kind: "test.record",
+    max_attempts: 3,
+};
+
+/// Settings that make a test quick: short leases, fast polls and backoffs.
+fn quick() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        lease: Duration::from_secs(2),
+        poll: Duration::from_millis(100),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        grace: Duration::from_secs(5),
+        listen: true,
+    }
+}
+
+/// A running worker, stopped (gracefully) by [`Running::stop`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.done.await.expect("the worker stopped");
+    }
+}
+
+async fn start(app: &TestApp, registry: Registry, config: WorkerConfig) -> Running {
+    let owner = app.db.owner().await;
+    let worker = Worker::new(owner.0, app.db.runtime.clone(), registry, config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker");
+    });
+    Running { stop, done }
+}
+
+/// Waits (up to 20 s) until `done` says so.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting until {what}");
+}
+
+async fn states(app: &TestApp) -> HashMap<String, i64> {
+    let owner = app.db.owner().await;
+    sqlx::query_as("SELECT state, count(*) FROM queue.jobs GROUP BY state")
+        .fetch_all(&owner.0)
+        .await
+        .expect("states")
+        .into_iter()
+        .collect()
+}
+
+/// Each run's payload `n` and attempt number.
+type Runs = Arc<Mutex<Vec<(i64, i32)>>>;
+
+/// A registry whose one kind records its runs.
+fn recording() -> (Registry, Runs) {
+    let runs: Runs = Arc::default();
+    let registry = Registry::default().register(RECORD, {
+        let runs = runs.clone();
+        move |run| {
+            let runs = runs.clone();
+            async move {
+                let n = run.job.payload["n"].as_i64().unwrap_or(-1);
+                runs.lock().expect("runs").push((n, run.job.attempts));
+                Ok(())
+            }
+        }
+    });
+    (registry, runs)
+}
+
+#[tokio::test]
+async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let ctx = RequestContext::user(alice.id);
+    let mut rolled_back = OrgTx::begin(&app.db.runtime, &ctx, alice.org)
+        .await
+        .expect("begin");
+    queue::enqueue(&mut rolled_back, alice.org, &RECORD.job(json!({"n": 1})))
+        .await
+        .expect("enqueue");
+    drop(rolled_back);
+    let mut committed = OrgTx::begin(&app.db.runtime, &ctx, alice.org)
+        .await
+        .expect("begin");
+    queue::enqueue(&mut committed, alice.org, &RECORD.job(json!({"n": 2})))
+        .await
+        .expect("enqueue");
+    committed.commit().await.expect("commit");
+
+    let (registry, runs) = recording();
+    let worker = start(&app, registry, quick()).await;
+    until("the committed job ran", || {
+        !runs.lock().expect("runs").is_empty()
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(*runs.lock().expect("runs"), [(2, 1)]);
+    assert_eq!(states(&app).await, HashMap::from([("completed".into(), 1)]));
+}
+
+#[tokio::test]
+async fn two_workers_never_run_one_job_at_once_and_run_each_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    for n in 0..200 {
+        queue::enqueue_platform(&owner, &RECORD.job(json!({"n": n})))
+            .await
+            .expect("enqueue");
+    }
+    let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let overlaps = Arc::new(Mutex::new(0));
+    let runs: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let registry = Registry::default().register(RECORD, {
+        let (in_flight, overlaps, runs) = (in_flight.clone(), overlaps.clone(), runs.clone());
+        move |run| {
+            let (in_flight, overlaps, runs) = (in_flight.clone(), overlaps.clone(), runs.clone());
+            async move {
+                if !in_flight.lock().expect("set").insert(run.job.id) {
+                    *overlaps.lock().expect("overlaps") += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                in_flight.lock().expect("set").remove(&run.job.id);
+                runs.lock().expect("runs").push(run.job.id);
+                Ok(())
+            }
+        }
+    });
+    let first = start(&app, registry.clone(), quick()).await;
+    let second = start(&app, registry, quick()).await;
+    until("all 200 ran", || runs.lock().expect("runs").len() >= 200).await;
+    first.stop().await;
+    second.stop().await;
+    assert_eq!(*overlaps.lock().expect("overlaps"), 0);
+    let runs = runs.lock().expect("runs").clone();
+    let distinct: HashSet<Uuid> = runs.iter().copied().collect();
+    assert_eq!((runs.len(), distinct.len()), (200, 200), "each job once");
+    assert_eq!(
+        states(&app).await,
+        HashMap::from([("completed".into(), 200)])
+    );
+}
+
+#[tokio::test]
+async fn a_unique_key_keeps_a_duplicate_out_while_one_is_pending() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    let job = NewJob {
+        unique_key: Some("reminder:42:24h".into()),
+        ..RECORD.job(json!({"n": 1}))
+    };
+    let first = queue::enqueue_platform(&owner, &job)
+        .await
+        .expect("enqueue");
+    let again = queue::enqueue_platform(&owner, &job)
+        .await
+        .expect("enqueue");
+    assert!(first.is_some());
+    assert_eq!(again, None, "a pending job with that key exists");
+
+    let (registry, runs) = recording();
+    let worker = start(&app, registry, quick()).await;
+    until("the job ran", || !runs.lock().expect("runs").is_empty()).await;
+    worker.stop().await;
+    assert!(
+        queue::enqueue_platform(&owner, &job)
+            .await
+            .expect("enqueue")
+            .is_some(),
+        "once it ran, the key is free again"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_job_backs_off_and_ends_dead_with_its_error() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    const FLAKY: JobSpec = JobSpec {
+        kind: "test.flaky",
+        max_attempts: 3,
+    };
+    const BROKEN: JobSpec = JobSpec {
+        kind: "test.broken",
+        max_attempts: 5,
+    };
+    let attempts: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let registry = Registry::default()
+        .register(FLAKY, {
+            let attempts = attempts.clone();
+            move |run| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts
+                        .lock()
+                        .expect("attempts")
+                        .push(("flaky".into(), run.job.attempts));
+                    Err(JobError::Retry(format!(
+                        "server away (attempt {})",
+                        run.job.attempts
+                    )))
+                }
+            }
+        })
+        .register(BROKEN, {
+            let attempts = attempts.clone();
+            move |run| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts
+                        .lock()
+                        .expect("attempts")
+                        .push(("broken".into(), run.job.attempts));
+                    Err(JobError::Fatal("the payload names no recipient".into()))
+                }
+            }
+        });
+    let flaky = queue::enqueue_platform(&owner, &FLAKY.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let broken = queue::enqueue_platform(&owner, &BROKEN.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let worker = start(&app, registry, quick()).await;
+    let mut dead = Vec::new();
+    until_ended(&app, &[flaky, broken], &mut dead).await;
+    worker.stop().await;
+    let (flaky_job, broken_job) = (&dead[0], &dead[1]);
+    assert_eq!(
+        (flaky_job.state.as_str(), flaky_job.attempts),
+        ("dead", 3),
+        "retried up to its kind's maximum"
+    );
+    assert_eq!(
+        flaky_job.last_error.as_deref(),
+        Some("server away (attempt 3)")
+    );
+    assert!(flaky_job.finished_at.is_some());
+    assert_eq!(
+        (broken_job.state.as_str(), broken_job.attempts),
+        ("dead", 1),
+        "a failure retrying cannot fix is not retried"
+    );
+    let mut seen = attempts.lock().expect("attempts").clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("broken".to_string(), 1),
+            ("flaky".to_string(), 1),
+            ("flaky".to_string(), 2),
+            ("flaky".to_string(), 3)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_runs_again_once_its_lease_runs_out() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    let id = queue::enqueue_platform(&owner, &RECORD.job(json!({"n": 7})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    // A worker claims it and dies without a word: its lease is all that is left of it.
+    let claimed = queue::claim(
+        &owner.0,
+        "dead-worker",
+        &[RECORD.kind.to_string()],
+        10,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed.len(), 1);
+
+    let (registry, runs) = recording();
+    let worker = start(&app, registry, quick()).await;
+    until("the job ran again", || {
+        !runs.lock().expect("runs").is_empty()
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(*runs.lock().expect("runs"), [(7, 2)], "its second attempt");
+    let job = queue::get(&owner.0, id).await.expect("get").expect("job");
+    assert_eq!(job.state, "completed");
+}
+
+#[tokio::test]
+async fn a_tenant_job_acts_as_its_user_under_rls_and_the_audit_trail_names_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(
+        &alice,
+        alice.org,
+        &bob,
+        tenantry_server::kernel::access::Role::Member,
+    )
+    .await;
+    const ADD: JobSpec = JobSpec {
+        kind: "test.add_customer",
+        max_attempts: 3,
+    };
+    let registry = Registry::default().register(ADD, |run| async move {
+        let mut tx = run.org_tx().await?;
+        let org = tx.org();
+        sqlx::query("INSERT INTO customers (organization_id, name) VALUES ($1, $2)")
+            .bind(org)
+            .bind(run.job.payload["name"].as_str().unwrap_or_default())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    });
+    let mut ids = Vec::new();
+    for (user, name) in [
+        (&alice, "Added by alice's job"),
+        (&bob, "Added by bob's job"),
+    ] {
+        let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(user.id), alice.org)
+            .await
+            .expect("begin");
+        let id = queue::enqueue(&mut tx, alice.org, &ADD.job(json!({"name": name})))
+            .await
+            .expect("enqueue")
+            .expect("id");
+        tx.commit().await.expect("commit");
+        ids.push(id);
+    }
+    // Bob leaves before his job runs: it may do no more than he could now, which is nothing.
+    let owner = app.db.owner().await;
+    sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+        .bind(alice.org)
+        .bind(bob.id)
+        .execute(&owner.0)
+        .await
+        .expect("bob leaves");
+
+    let worker = start(&app, registry, quick()).await;
+    let mut ended = Vec::new();
+    until_ended(&app, &ids, &mut ended).await;
+    worker.stop().await;
+    assert_eq!(ended[0].state, "completed");
+    assert_eq!(ended[1].state, "dead", "{:?}", ended[1].last_error);
+    assert!(
+        ended[1]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("row-level security")),
+        "{:?}",
+        ended[1].last_error
+    );
+    let audited: Vec<(Option<Uuid>, Option<String>)> = sqlx::query_as(
+        r"SELECT user_id, request_id FROM audit.events
+           WHERE entity_type = 'customers' AND new_data ->> 'name' LIKE 'Added by%'",
+    )
+    .fetch_all(&owner.0)
+    .await
+    .expect("audit");
+    assert_eq!(
+        audited,
+        [(Some(alice.id), Some(format!("job:{}", ids[0])))],
+        "one customer, by alice, through the job"
+    );
+}
+
+/// Waits until every job of `ids` is completed or dead, and collects them.
+async fn until_ended(app: &TestApp, ids: &[Uuid], ended: &mut Vec<queue::JobRow>) {
+    let owner = app.db.owner().await;
+    for _ in 0..400 {
+        ended.clear();
+        for id in ids {
+            ended.push(queue::get(&owner.0, *id).await.expect("get").expect("job"));
+        }
+        if ended
+            .iter()
+            .all(|j| j.state == "completed" || j.state == "dead")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the jobs did not end: {ended:?}");
+}
+
+#[tokio::test]
+async fn the_runtime_role_only_enqueues_for_its_organization_as_its_user() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let owner = app.db.owner().await;
+    // A platform job with a secret in it.
+    queue::enqueue_platform(
+        &owner,
+        &RECORD.job(json!({"link": "https://example.com/secret"})),
+    )
+    .await
+    .expect("enqueue");
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM queue.jobs")
+        .fetch_one(tx.conn())
+        .await
+        .expect("count");
+    assert_eq!(visible, 0, "no job is visible to the runtime role");
+    drop(tx);
+    let attempts = [
+        ("read a payload", "SELECT payload FROM queue.jobs".to_string()),
+        ("finish a job", "UPDATE queue.jobs SET state = 'completed'".to_string()),
+        ("delete the jobs", "DELETE FROM queue.jobs".to_string()),
+        (
+            "enqueue for another organization",
+            format!(
+                "INSERT INTO queue.jobs (kind, organization_id, actor_id) VALUES ('test.record', '{}', '{}')",
+                bob.org, alice.id
+            ),
+        ),
+        (
+            "enqueue as another user",
+            format!(
+                "INSERT INTO queue.jobs (kind, organization_id, actor_id) VALUES ('test.record', '{}', '{}')",
+                alice.org, bob.id
+            ),
+        ),
+        (
+            "enqueue a job already running",
+            format!(
+                "INSERT INTO queue.jobs (kind, organization_id, actor_id, state, worker, lease_until)
+                 VALUES ('test.record', '{}', '{}', 'running', 'w', now())",
+                alice.org, alice.id
+            ),
+        ),
+    ];
+    for (what, sql) in attempts {
+        let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+            .await
+            .expect("begin");
+        let result = sqlx::raw_sql(&sql).execute(tx.conn()).await;
+        assert!(result.is_err(), "the runtime role could {what}");
+    }
+    assert_eq!(
+        states(&app).await,
+        HashMap::from([("queued".into(), 1)]),
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_stopping_worker_gives_back_the_jobs_it_could_not_finish() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    const SLOW: JobSpec = JobSpec {
+        kind: "test.slow",
+        max_attempts: 3,
+    };
+    let registry = Registry::default().register(SLOW, |_run| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(())
+    });
+    let id = queue::enqueue_platform(&owner, &SLOW.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let worker = start(
+        &app,
+        registry,
+        WorkerConfig {
+            grace: Duration::from_millis(200),
+            ..quick()
+        },
+    )
+    .await;
+    let mut started = false;
+    for _ in 0..200 {
+        let job = queue::get(&owner.0, id).await.expect("get").expect("job");
+        if job.state == "running" {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the worker took the job");
+    worker.stop().await;
+    let job = queue::get(&owner.0, id).await.expect("get").expect("job");
+    assert_eq!(
+        (job.state.as_str(), job.attempts),
+        ("queued", 0),
+        "queued again at once, the interrupted attempt not counted"
+    );
+}

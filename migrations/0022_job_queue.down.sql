@@ -1,0 +1,2 @@
+-- Reverts 0022_job_queue.
+DROP SCHEMA queue CASCADE;
