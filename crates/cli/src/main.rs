@@ -1,6 +1,7 @@
 //! The `tenantry` command.
 
 mod database;
+mod jobs;
 mod seed;
 mod tools;
 
@@ -85,6 +86,25 @@ enum Command {
         trusted_proxies: Vec<IpNetwork>,
         #[command(flatten)]
         sign_in: SignInOptions,
+        #[command(flatten)]
+        worker: jobs::WorkerOptions,
+        /// Serve the API only, and leave background jobs to `tenantry worker` processes.
+        #[arg(long, env = "TENANTRY_NO_WORKER")]
+        no_worker: bool,
+    },
+    /// Run background jobs only (no API): scale workers apart from the API. Stops on SIGTERM or
+    /// Ctrl-C after finishing (or giving back) the jobs in hand.
+    Worker {
+        /// Connections the worker's jobs use.
+        #[arg(long, env = "TENANTRY_DB_POOL", default_value_t = 8)]
+        pool_size: u32,
+        #[command(flatten)]
+        worker: jobs::WorkerOptions,
+    },
+    /// The job queue: list, retry, cancel, or queue platform upkeep now.
+    Jobs {
+        #[command(subcommand)]
+        action: jobs::JobsAction,
     },
     /// Apply, revert or list migrations.
     Migrate {
@@ -267,6 +287,8 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             header_timeout,
             trusted_proxies,
             sign_in,
+            worker,
+            no_worker,
         } => {
             let mut config = HttpConfig {
                 public_url: public_url.unwrap_or_else(|| format!("http://{}", cli.listen)),
@@ -278,7 +300,26 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             };
             sign_in.apply(&mut config)?;
             let database = Database::open(&cluster).await?;
-            let result = serve(&database, cli.listen, pool_size, config).await;
+            let worker = (!no_worker).then_some(worker);
+            let result = serve(&database, cli.listen, pool_size, config, worker).await;
+            database.close().await?;
+            result
+        }
+        Command::Worker { pool_size, worker } => {
+            let database = Database::open(&cluster).await?;
+            let owner = database.owner_pool().await?;
+            let migrated = database.migrate(&owner, None).await;
+            owner.0.close().await;
+            let result = match migrated {
+                Ok(_) => jobs::run_worker(&database, &worker, pool_size, shutdown_signal()).await,
+                Err(e) => Err(e),
+            };
+            database.close().await?;
+            result
+        }
+        Command::Jobs { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = jobs::run(&database, action).await;
             database.close().await?;
             result
         }
@@ -341,6 +382,7 @@ async fn serve(
     listen: SocketAddr,
     pool_size: u32,
     config: HttpConfig,
+    worker: Option<jobs::WorkerOptions>,
 ) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
     let applied = database.migrate(&owner, None).await?;
@@ -355,10 +397,35 @@ async fn serve(
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("Tenantry API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops it");
-    http::serve(listener, state, shutdown_signal()).await?;
+    // One signal stops both the API and the worker beside it.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let api = http::serve(listener, state, stopped(stopping.clone()));
+    let worked = async {
+        match &worker {
+            Some(options) => {
+                jobs::run_worker(
+                    database,
+                    options,
+                    pool_size.div_ceil(4).max(2),
+                    stopped(stopping),
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (served, worked) = tokio::join!(api, worked);
     pool.close().await;
     tracing::info!("stopped serving");
-    Ok(())
+    served?;
+    worked
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -35,16 +35,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(dir: &Path, port: u16) -> Child {
+/// `tenantry ARGS` running in the background on `dir`, its output discarded.
+fn spawn(dir: &Path, args: &[&str]) -> Child {
     Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
+        .args(args)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn serve")
+        .expect("spawn tenantry")
+}
+
+fn serve(dir: &Path, port: u16) -> Child {
+    spawn(dir, &["--listen", &format!("127.0.0.1:{port}"), "serve"])
 }
 
 async fn wait_ready(port: u16) {
@@ -151,5 +156,100 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
         assert!(stdout(&out).contains(said), "{args:?}: {}", stdout(&out));
     }
     assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("stopped"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The job's state and attempts, polled until `wanted` (at most 60 s).
+async fn wait_for_state(owner: &sqlx::PgPool, id: uuid::Uuid, wanted: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (state, attempts): (String, i32) =
+            sqlx::query_as("SELECT state, attempts FROM queue.jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(owner)
+                .await
+                .expect("job");
+        if state == wanted {
+            return attempts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} stayed {state}, never {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_is_killed_runs_again_and_completes() {
+    let dir = data_dir("worker");
+    let started = tenantry(&dir, &["db", "start"]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let enqueued = tenantry(
+        &dir,
+        &[
+            "jobs",
+            "enqueue",
+            "system.sleep",
+            "--payload",
+            r#"{"seconds": 3}"#,
+        ],
+    );
+    assert!(
+        enqueued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enqueued.stderr)
+    );
+    let id: uuid::Uuid = stdout(&enqueued).trim().parse().expect("the job's id");
+    let url = stdout(&tenantry(&dir, &["db", "url", "--role", "owner"]))
+        .trim()
+        .to_string();
+    let owner = sqlx::PgPool::connect(&url).await.expect("connect as owner");
+
+    // A worker takes the job and is killed mid-job: no chance to say anything.
+    let mut doomed = spawn(
+        &dir,
+        &[
+            "worker",
+            "--job-lease-seconds",
+            "2",
+            "--job-poll-seconds",
+            "1",
+        ],
+    );
+    assert_eq!(wait_for_state(&owner, id, "running").await, 1);
+    doomed.kill().expect("SIGKILL");
+    doomed.wait().expect("reaped");
+
+    // `serve` runs a worker too: once the dead worker's lease runs out, the job runs again.
+    let port = free_port();
+    let mut server = spawn(
+        &dir,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "serve",
+            "--job-lease-seconds",
+            "2",
+        ],
+    );
+    assert_eq!(
+        wait_for_state(&owner, id, "completed").await,
+        2,
+        "completed by its second attempt"
+    );
+    let listed = stdout(&tenantry(&dir, &["jobs", "list", "--state", "completed"]));
+    assert!(
+        listed.contains(&id.to_string()) && listed.contains("system.sleep"),
+        "{listed}"
+    );
+    owner.close().await;
+    assert!(terminate(&mut server).success());
+    let stopped = tenantry(&dir, &["db", "stop"]);
+    assert!(stopped.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -241,3 +241,61 @@ pub async fn get(owner: &PgPool, id: Uuid) -> Result<Option<JobRow>, DbError> {
     .fetch_optional(owner)
     .await?)
 }
+
+/// The newest jobs (of `state`, when given), at most `limit`.
+pub async fn list(owner: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<JobRow>, DbError> {
+    Ok(sqlx::query_as(
+        r"SELECT id, kind, organization_id, state, attempts, max_attempts, run_at, last_error,
+                 created_at, finished_at
+            FROM queue.jobs WHERE $1::text IS NULL OR state = $1
+           ORDER BY created_at DESC, id DESC LIMIT $2",
+    )
+    .bind(state)
+    .bind(limit)
+    .fetch_all(owner)
+    .await?)
+}
+
+/// Queues a dead or cancelled job again, its attempts reset; false when it is neither.
+pub async fn retry(owner: &PgPool, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r"UPDATE queue.jobs SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+           WHERE id = $1 AND state IN ('dead', 'cancelled')",
+    )
+    .bind(id)
+    .execute(owner)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Cancels a queued job; false when it is not queued (a running one finishes its attempt).
+pub async fn cancel(owner: &PgPool, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        r"UPDATE queue.jobs SET state = 'cancelled', finished_at = now()
+           WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(id)
+    .execute(owner)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How the queue stands: jobs due and waiting, the oldest one's wait, jobs running.
+#[derive(Clone, Debug, FromRow)]
+pub struct Depth {
+    pub due: i64,
+    pub oldest_due_seconds: Option<f64>,
+    pub running: i64,
+}
+
+pub async fn depth(owner: &PgPool) -> Result<Depth, DbError> {
+    Ok(sqlx::query_as(
+        r"SELECT count(*) FILTER (WHERE state = 'queued' AND run_at <= now()) AS due,
+                 extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))::float8
+                     AS oldest_due_seconds,
+                 count(*) FILTER (WHERE state = 'running') AS running
+            FROM queue.jobs WHERE state IN ('queued', 'running')",
+    )
+    .fetch_one(owner)
+    .await?)
+}

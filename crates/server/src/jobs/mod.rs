@@ -7,6 +7,7 @@
 //! could in a request. A job whose worker dies is queued again when its lease runs out: handlers
 //! must be safe to run twice (delivery at least once).
 
+pub mod upkeep;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tenantry_db::queue::{ClaimedJob, NewJob};
-use tenantry_db::{Actor, DbError, RequestContext, RuntimePool};
+use tenantry_db::{Actor, DbError, OwnerPool, RequestContext, RuntimePool};
 
 use crate::kernel::org_tx::OrgTx;
 
@@ -78,9 +79,22 @@ impl From<crate::kernel::error::Error> for JobError {
 pub struct JobRun {
     pub job: ClaimedJob,
     runtime: RuntimePool,
+    owner: OwnerPool,
 }
 
 impl JobRun {
+    /// The owner's pool, for platform upkeep: refused to a job of an organization, which runs
+    /// only as its actor ([`JobRun::org_tx`]).
+    pub fn owner(&self) -> Result<&OwnerPool, JobError> {
+        match self.job.organization_id {
+            None => Ok(&self.owner),
+            Some(org) => Err(JobError::Fatal(format!(
+                "job {} of organization {org} may not run as the owner",
+                self.job.id
+            ))),
+        }
+    }
+
     /// A tenant transaction bound to the job's organization and the user it acts for (the
     /// service when none), with request id `job:<id>` so the audit trail of its writes names it.
     pub async fn org_tx(&self) -> Result<OrgTx, JobError> {
@@ -123,6 +137,11 @@ impl JobSpec {
 pub struct JobKind {
     pub spec: JobSpec,
     handler: Handler,
+}
+
+/// Every job kind of the service.
+pub fn registry() -> Registry {
+    upkeep::register(Registry::default())
 }
 
 /// The job kinds a worker runs.

@@ -14,7 +14,7 @@ use rand::Rng;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tenantry_db::queue::{self, ClaimedJob};
-use tenantry_db::{DbError, RuntimePool};
+use tenantry_db::{DbError, OwnerPool, RuntimePool};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -57,7 +57,7 @@ impl Default for WorkerConfig {
 /// A worker of one process; several may run against one database.
 pub struct Worker {
     id: String,
-    owner: PgPool,
+    owner: OwnerPool,
     runtime: RuntimePool,
     registry: Arc<Registry>,
     config: WorkerConfig,
@@ -65,7 +65,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        owner: PgPool,
+        owner: OwnerPool,
         runtime: RuntimePool,
         registry: Registry,
         config: WorkerConfig,
@@ -96,12 +96,14 @@ impl Worker {
         let listener = self
             .config
             .listen
-            .then(|| tokio::spawn(listen(self.owner.clone(), wake.clone())));
+            .then(|| tokio::spawn(listen(self.owner.0.clone(), wake.clone())));
         let in_hand: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
         let mut running = JoinSet::new();
         let kinds = self.registry.names();
         let mut renewals = tokio::time::interval(self.config.lease / 3);
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reports = tokio::time::interval(Duration::from_secs(60));
+        reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         tracing::info!(worker = %self.id, ?kinds, "worker started");
         loop {
@@ -129,6 +131,7 @@ impl Worker {
                 () = tokio::time::sleep(self.config.poll) => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = renewals.tick() => self.renew(&in_hand).await,
+                _ = reports.tick() => self.report().await,
             }
         }
         if let Some(listener) = listener {
@@ -139,7 +142,7 @@ impl Worker {
 
     /// Requeues what lost its lease, then claims up to `limit` due jobs.
     async fn claim(&self, kinds: &[String], limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        let requeued = queue::requeue_expired(&self.owner).await?;
+        let requeued = queue::requeue_expired(&self.owner.0).await?;
         if requeued > 0 {
             tracing::warn!(
                 requeued,
@@ -147,7 +150,7 @@ impl Worker {
             );
         }
         queue::claim(
-            &self.owner,
+            &self.owner.0,
             &self.id,
             kinds,
             limit as i64,
@@ -156,12 +159,25 @@ impl Worker {
         .await
     }
 
+    /// The queue's depth and its oldest due job's wait, for the logs (every minute).
+    async fn report(&self) {
+        match queue::depth(&self.owner.0).await {
+            Ok(d) => tracing::info!(
+                due = d.due,
+                oldest_due_seconds = d.oldest_due_seconds.unwrap_or(0.0).round(),
+                running = d.running,
+                "job queue"
+            ),
+            Err(e) => tracing::warn!(error = %e, "reading the queue's depth failed"),
+        }
+    }
+
     async fn renew(&self, in_hand: &Mutex<HashSet<Uuid>>) {
         let ids: Vec<Uuid> = lock(in_hand).iter().copied().collect();
         if ids.is_empty() {
             return;
         }
-        match queue::renew(&self.owner, &self.id, &ids, self.config.lease).await {
+        match queue::renew(&self.owner.0, &self.id, &ids, self.config.lease).await {
             Ok(held) if held.len() < ids.len() => {
                 tracing::warn!(
                     lost = ids.len() - held.len(),
@@ -179,11 +195,12 @@ impl Worker {
         job: ClaimedJob,
         in_hand: Arc<Mutex<HashSet<Uuid>>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (owner, worker, config) = (self.owner.clone(), self.id.clone(), self.config.clone());
+        let (owner, worker, config) = (self.owner.0.clone(), self.id.clone(), self.config.clone());
         let kind = self.registry.get(&job.kind).cloned();
         let run = JobRun {
             job: job.clone(),
             runtime: self.runtime.clone(),
+            owner: self.owner.clone(),
         };
         async move {
             let outcome = match kind {
@@ -238,7 +255,7 @@ impl Worker {
         }
         let unfinished: Vec<Uuid> = lock(in_hand).drain().collect();
         if !unfinished.is_empty() {
-            let released = queue::release(&self.owner, &self.id, &unfinished).await?;
+            let released = queue::release(&self.owner.0, &self.id, &unfinished).await?;
             tracing::info!(released, "unfinished jobs given back");
         }
         tracing::info!(worker = %self.id, "worker stopped");

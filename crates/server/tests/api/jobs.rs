@@ -49,7 +49,7 @@ impl Running {
 
 async fn start(app: &TestApp, registry: Registry, config: WorkerConfig) -> Running {
     let owner = app.db.owner().await;
-    let worker = Worker::new(owner.0, app.db.runtime.clone(), registry, config);
+    let worker = Worker::new(owner, app.db.runtime.clone(), registry, config);
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         worker

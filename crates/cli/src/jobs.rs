@@ -1,0 +1,147 @@
+//! `tenantry worker` (background jobs alone), the worker `serve` runs beside the API, and
+//! `tenantry jobs` (list, retry, cancel, enqueue upkeep).
+
+use std::future::Future;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tenantry_db::queue::{self, NewJob};
+use tenantry_server::jobs::{self, Worker, WorkerConfig};
+use uuid::Uuid;
+
+use crate::database::Database;
+use crate::AnyError;
+
+/// How the worker runs (`serve` and `worker`).
+#[derive(Args, Clone, Debug)]
+pub struct WorkerOptions {
+    /// Jobs run at once by this process.
+    #[arg(long, env = "TENANTRY_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+    /// Seconds a claimed job stays this worker's without renewal; a killed worker's jobs run
+    /// again after it.
+    #[arg(long, env = "TENANTRY_JOB_LEASE_SECONDS", default_value_t = 60)]
+    pub job_lease_seconds: u64,
+    /// Seconds between looks for due jobs when no notification arrives.
+    #[arg(long, env = "TENANTRY_JOB_POLL_SECONDS", default_value_t = 2)]
+    pub job_poll_seconds: u64,
+    /// Poll only, without LISTEN (for PgBouncer in transaction mode).
+    #[arg(long, env = "TENANTRY_JOB_NO_LISTEN")]
+    pub job_no_listen: bool,
+}
+
+impl WorkerOptions {
+    fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.worker_concurrency.max(1),
+            lease: Duration::from_secs(self.job_lease_seconds.max(1)),
+            poll: Duration::from_secs(self.job_poll_seconds.max(1)),
+            listen: !self.job_no_listen,
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+/// Runs the service's job kinds until `shutdown`, then finishes or gives back its jobs.
+pub async fn run_worker(
+    database: &Database,
+    options: &WorkerOptions,
+    pool_size: u32,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AnyError> {
+    let owner = database.owner_pool().await?;
+    let runtime = database.runtime_pool(pool_size).await?;
+    let worker = Worker::new(
+        owner.clone(),
+        runtime.clone(),
+        jobs::registry(),
+        options.config(),
+    );
+    let result = worker.run(shutdown).await;
+    runtime.close().await;
+    owner.0.close().await;
+    Ok(result?)
+}
+
+#[derive(Subcommand)]
+pub enum JobsAction {
+    /// The newest jobs, with their state, attempts and last error.
+    List {
+        /// queued, running, completed, dead or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue a dead or cancelled job again, its attempts reset.
+    Retry { id: Uuid },
+    /// Cancel a queued job.
+    Cancel { id: Uuid },
+    /// Queue a platform upkeep job now (system.sleep, upkeep.refresh_reports, upkeep.archive,
+    /// upkeep.purge_audit) with an optional JSON payload.
+    Enqueue {
+        kind: String,
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+}
+
+pub async fn run(database: &Database, action: JobsAction) -> Result<(), AnyError> {
+    let owner = database.owner_pool().await?;
+    database.migrate(&owner, None).await?;
+    let result = act(&owner, action).await;
+    owner.0.close().await;
+    result
+}
+
+async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), AnyError> {
+    match action {
+        JobsAction::List { state, limit } => {
+            let rows = queue::list(&owner.0, state.as_deref(), limit.clamp(1, 1000)).await?;
+            if rows.is_empty() {
+                println!("no jobs");
+            }
+            for j in rows {
+                println!(
+                    "{}  {:<9}  {}/{}  {}  run at {}{}",
+                    j.id,
+                    j.state,
+                    j.attempts,
+                    j.max_attempts,
+                    j.kind,
+                    j.run_at.to_rfc3339(),
+                    j.last_error
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        JobsAction::Retry { id } => {
+            if !queue::retry(&owner.0, id).await? {
+                return Err(format!("job {id} is not dead or cancelled").into());
+            }
+            println!("job {id} queued again");
+        }
+        JobsAction::Cancel { id } => {
+            if !queue::cancel(&owner.0, id).await? {
+                return Err(format!("job {id} is not queued").into());
+            }
+            println!("job {id} cancelled");
+        }
+        JobsAction::Enqueue { kind, payload } => {
+            let registry = jobs::registry();
+            let spec = registry
+                .get(&kind)
+                .map(|k| k.spec)
+                .ok_or_else(|| format!("no job kind {kind:?}"))?;
+            let payload: serde_json::Value = serde_json::from_str(&payload)
+                .map_err(|e| format!("--payload is not JSON: {e}"))?;
+            let job: NewJob = spec.job(payload);
+            let id = queue::enqueue_platform(owner, &job)
+                .await?
+                .ok_or("a job of that kind and key is already pending")?;
+            println!("{id}");
+        }
+    }
+    Ok(())
+}

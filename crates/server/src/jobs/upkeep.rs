@@ -1,0 +1,77 @@
+//! Platform upkeep: the jobs that belong to no organization and run as the owner.
+
+use chrono::{Duration, Utc};
+use serde_json::Value;
+use tenantry_db::maintenance;
+
+use super::{JobError, JobSpec, Registry};
+
+/// Waits `seconds` (at most 300): a harmless job for drills, tests and checking workers run.
+pub const SLEEP: JobSpec = JobSpec {
+    kind: "system.sleep",
+    max_attempts: 3,
+};
+/// Refreshes the Fast Track reports (`tenantry tools refresh-reports`).
+pub const REFRESH_REPORTS: JobSpec = JobSpec {
+    kind: "upkeep.refresh_reports",
+    max_attempts: 5,
+};
+/// Moves Fast Track entries completed more than `older_than_days` (default 730) ago to the archive.
+pub const ARCHIVE: JobSpec = JobSpec {
+    kind: "upkeep.archive",
+    max_attempts: 5,
+};
+/// Removes audit events and tool history older than `older_than_days` (at least, and by
+/// default, 7 years and 2 days: the retention seed 003 promises).
+pub const PURGE_AUDIT: JobSpec = JobSpec {
+    kind: "upkeep.purge_audit",
+    max_attempts: 5,
+};
+
+const SEVEN_YEARS_DAYS: i64 = 7 * 365 + 2;
+
+/// A whole number of days from the payload, or the default; a wrong value fails the job for good.
+fn days(payload: &Value, default: i64) -> Result<i64, JobError> {
+    match payload.get("older_than_days") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
+            JobError::Fatal(format!(
+                "older_than_days must be a whole number of days, not {v}"
+            ))
+        }),
+    }
+}
+
+pub fn register(registry: Registry) -> Registry {
+    registry
+        .register(SLEEP, |run| async move {
+            let seconds = run.job.payload["seconds"].as_u64().unwrap_or(1).min(300);
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            Ok(())
+        })
+        .register(REFRESH_REPORTS, |run| async move {
+            maintenance::refresh_reports(run.owner()?).await?;
+            Ok(())
+        })
+        .register(ARCHIVE, |run| async move {
+            let before = Utc::now() - Duration::days(days(&run.job.payload, 730)?);
+            let moved = maintenance::archive(run.owner()?, before, |tool, moved| {
+                tracing::info!(tool, moved, "archiving");
+            })
+            .await?;
+            tracing::info!(moved, "archived Fast Track entries");
+            Ok(())
+        })
+        .register(PURGE_AUDIT, |run| async move {
+            let days = days(&run.job.payload, SEVEN_YEARS_DAYS)?;
+            if days < SEVEN_YEARS_DAYS {
+                return Err(JobError::Fatal(format!(
+                    "audit history is kept at least {SEVEN_YEARS_DAYS} days, not {days}"
+                )));
+            }
+            let purged =
+                maintenance::purge_audit(run.owner()?, Utc::now() - Duration::days(days)).await?;
+            tracing::info!(purged, "purged audit history");
+            Ok(())
+        })
+}
