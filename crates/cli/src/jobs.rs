@@ -77,6 +77,23 @@ pub enum JobsAction {
     Retry { id: Uuid },
     /// Cancel a queued job.
     Cancel { id: Uuid },
+    /// The schedules: cron, zone, job kind, next and last run.
+    Schedules,
+    /// Create or change a schedule (five-field cron, in UTC or a named zone).
+    Schedule {
+        name: String,
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Keep it, but stop running it.
+        #[arg(long)]
+        disabled: bool,
+    },
     /// Queue a platform upkeep job now (system.sleep, upkeep.refresh_reports, upkeep.archive,
     /// upkeep.purge_audit) with an optional JSON payload.
     Enqueue {
@@ -128,15 +145,53 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             }
             println!("job {id} cancelled");
         }
+        JobsAction::Schedules => {
+            for s in queue::schedules(&owner.0).await? {
+                println!(
+                    "{:<16} {:<14} {:<14} {:<24} {}  next {}  last {}",
+                    s.name,
+                    s.cron,
+                    s.time_zone,
+                    s.kind,
+                    if s.enabled { "on " } else { "off" },
+                    s.next_run_at
+                        .map_or("(not computed yet)".into(), |t| t.to_rfc3339()),
+                    s.last_run_at.map_or("never".into(), |t| t.to_rfc3339())
+                );
+            }
+        }
+        JobsAction::Schedule {
+            name,
+            cron,
+            kind,
+            time_zone,
+            payload,
+            disabled,
+        } => {
+            jobs::schedule::next_local(&cron, chrono::Utc::now().naive_utc())?;
+            if jobs::registry().get(&kind).is_none() {
+                return Err(format!("no job kind {kind:?}").into());
+            }
+            let row = queue::ScheduleRow {
+                name: name.clone(),
+                cron,
+                time_zone,
+                kind,
+                payload: json_payload(&payload)?,
+                enabled: !disabled,
+                next_run_at: None,
+                last_run_at: None,
+            };
+            queue::set_schedule(&owner.0, &row).await?;
+            println!("schedule {name} saved");
+        }
         JobsAction::Enqueue { kind, payload } => {
             let registry = jobs::registry();
             let spec = registry
                 .get(&kind)
                 .map(|k| k.spec)
                 .ok_or_else(|| format!("no job kind {kind:?}"))?;
-            let payload: serde_json::Value = serde_json::from_str(&payload)
-                .map_err(|e| format!("--payload is not JSON: {e}"))?;
-            let job: NewJob = spec.job(payload);
+            let job: NewJob = spec.job(json_payload(&payload)?);
             let id = queue::enqueue_platform(owner, &job)
                 .await?
                 .ok_or("a job of that kind and key is already pending")?;
@@ -144,4 +199,13 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// A `--payload`: a JSON object.
+fn json_payload(text: &str) -> Result<serde_json::Value, AnyError> {
+    match serde_json::from_str(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err("--payload must be a JSON object".into()),
+        Err(e) => Err(format!("--payload is not JSON: {e}").into()),
+    }
 }

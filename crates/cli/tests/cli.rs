@@ -247,6 +247,65 @@ async fn a_job_whose_worker_is_killed_runs_again_and_completes() {
         listed.contains(&id.to_string()) && listed.contains("system.sleep"),
         "{listed}"
     );
+    // Schedules: listed, changed by operators, wrong ones refused before they are stored.
+    let saved = tenantry(
+        &dir,
+        &[
+            "jobs",
+            "schedule",
+            "nightly-reports",
+            "--cron",
+            "0 2 * * *",
+            "--kind",
+            "upkeep.refresh_reports",
+            "--time-zone",
+            "Europe/Berlin",
+        ],
+    );
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    for wrong in [
+        [
+            "--cron",
+            "0 25 * * *",
+            "--kind",
+            "upkeep.refresh_reports",
+            "--time-zone",
+            "UTC",
+        ],
+        [
+            "--cron",
+            "0 2 * * *",
+            "--kind",
+            "no.such_kind",
+            "--time-zone",
+            "UTC",
+        ],
+        [
+            "--cron",
+            "0 2 * * *",
+            "--kind",
+            "upkeep.refresh_reports",
+            "--time-zone",
+            "Mars/Base",
+        ],
+    ] {
+        let refused = tenantry(
+            &dir,
+            &[&["jobs", "schedule", "wrong"][..], &wrong[..]].concat(),
+        );
+        assert!(!refused.status.success(), "{wrong:?} was accepted");
+    }
+    let listed = stdout(&tenantry(&dir, &["jobs", "schedules"]));
+    assert!(
+        listed.contains("purge-expired")
+            && listed.contains("nightly-reports")
+            && !listed.contains("wrong"),
+        "{listed}"
+    );
     owner.close().await;
     assert!(terminate(&mut server).success());
     let stopped = tenantry(&dir, &["db", "stop"]);

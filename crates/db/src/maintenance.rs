@@ -100,3 +100,24 @@ pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64
     )
     .await
 }
+
+/// Removes what has expired and serves no one: sessions ended more than a day ago (by their
+/// absolute or idle expiry), OpenID Connect flows older than ten minutes (never finished), and
+/// sign-in failures older than the day the limits look back on. Returns how many rows went.
+pub async fn purge_expired(owner: &OwnerPool) -> Result<u64, DbError> {
+    let purged: i64 = sqlx::query_scalar(
+        r"WITH sessions AS (
+              DELETE FROM public.sessions
+               WHERE least(expires_at, last_seen_at + idle_timeout) < now() - interval '1 day'
+              RETURNING 1),
+          flows AS (
+              DELETE FROM app.oidc_flows WHERE created_at < now() - interval '10 minutes' RETURNING 1),
+          failures AS (
+              DELETE FROM app.sign_in_failures WHERE occurred_at < now() - interval '1 day' RETURNING 1)
+          SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM flows)
+                 + (SELECT count(*) FROM failures)",
+    )
+    .fetch_one(&owner.0)
+    .await?;
+    Ok(purged.max(0) as u64)
+}

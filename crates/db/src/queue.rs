@@ -299,3 +299,122 @@ pub async fn depth(owner: &PgPool) -> Result<Depth, DbError> {
     .fetch_one(owner)
     .await?)
 }
+
+/// A schedule as a worker reads it when due.
+#[derive(Clone, Debug, FromRow)]
+pub struct DueSchedule {
+    pub name: String,
+    pub cron: String,
+    pub time_zone: String,
+    pub kind: String,
+    /// The slot due now; None when it was never computed.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// The wall-clock time now in the schedule's zone.
+    pub local_now: chrono::NaiveDateTime,
+}
+
+/// Enabled schedules whose slot is due (or was never computed).
+pub async fn due_schedules(owner: &PgPool) -> Result<Vec<DueSchedule>, DbError> {
+    Ok(sqlx::query_as(
+        r"SELECT name, cron, time_zone, kind, next_run_at, (now() AT TIME ZONE time_zone) AS local_now
+            FROM queue.schedules
+           WHERE enabled AND (next_run_at IS NULL OR next_run_at <= now())
+           ORDER BY name",
+    )
+    .fetch_all(owner)
+    .await?)
+}
+
+/// Moves schedule `name` from slot `due` to the instant of wall-clock time `next_local` in its
+/// zone, and — when `due` was a slot — enqueues its job (platform, unique per slot) in the same
+/// statement. Compare-and-set: of several workers seeing the same slot, one does it. Returns
+/// the job's id when this call enqueued one.
+pub async fn advance_schedule(
+    owner: &PgPool,
+    name: &str,
+    due: Option<DateTime<Utc>>,
+    next_local: chrono::NaiveDateTime,
+    max_attempts: i32,
+) -> Result<Option<Uuid>, DbError> {
+    let job = Uuid::now_v7();
+    let enqueued: Option<Option<Uuid>> = sqlx::query_scalar(
+        r"WITH advanced AS (
+              UPDATE queue.schedules
+                 SET next_run_at = ($3::timestamp AT TIME ZONE time_zone),
+                     last_run_at = CASE WHEN $2::timestamptz IS NULL THEN last_run_at ELSE now() END,
+                     last_job_id = CASE WHEN $2::timestamptz IS NULL THEN last_job_id ELSE $4 END
+               WHERE name = $1 AND next_run_at IS NOT DISTINCT FROM $2
+              RETURNING kind, payload),
+          job AS (
+              INSERT INTO queue.jobs (id, kind, payload, unique_key, max_attempts)
+              SELECT $4, kind, payload, $1 || '@' || $2::timestamptz, $5 FROM advanced
+               WHERE $2::timestamptz IS NOT NULL
+              ON CONFLICT DO NOTHING
+              RETURNING id)
+          SELECT (SELECT id FROM job) FROM advanced",
+    )
+    .bind(name)
+    .bind(due)
+    .bind(next_local)
+    .bind(job)
+    .bind(max_attempts)
+    .fetch_optional(owner)
+    .await?;
+    Ok(enqueued.flatten())
+}
+
+/// The instant of wall-clock time `local` in `time_zone` (PostgreSQL's rules: a time skipped
+/// by a daylight-saving change moves forward).
+pub async fn instant_in_zone(
+    owner: &PgPool,
+    local: chrono::NaiveDateTime,
+    time_zone: &str,
+) -> Result<DateTime<Utc>, DbError> {
+    Ok(sqlx::query_scalar(r"SELECT $1::timestamp AT TIME ZONE $2")
+        .bind(local)
+        .bind(time_zone)
+        .fetch_one(owner)
+        .await?)
+}
+
+/// A schedule as operators see it.
+#[derive(Clone, Debug, FromRow)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub cron: String,
+    pub time_zone: String,
+    pub kind: String,
+    pub payload: Value,
+    pub enabled: bool,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+}
+
+pub async fn schedules(owner: &PgPool) -> Result<Vec<ScheduleRow>, DbError> {
+    Ok(sqlx::query_as(
+        r"SELECT name, cron, time_zone, kind, payload, enabled, next_run_at, last_run_at
+            FROM queue.schedules ORDER BY name",
+    )
+    .fetch_all(owner)
+    .await?)
+}
+
+/// Creates or changes a schedule; its next slot is computed again by the next worker to look.
+pub async fn set_schedule(owner: &PgPool, s: &ScheduleRow) -> Result<(), DbError> {
+    sqlx::query(
+        r"INSERT INTO queue.schedules (name, cron, time_zone, kind, payload, enabled)
+          VALUES ($1, $2, $3, $4, $5, $6)
+          ON CONFLICT (name) DO UPDATE
+             SET cron = EXCLUDED.cron, time_zone = EXCLUDED.time_zone, kind = EXCLUDED.kind,
+                 payload = EXCLUDED.payload, enabled = EXCLUDED.enabled, next_run_at = NULL",
+    )
+    .bind(&s.name)
+    .bind(&s.cron)
+    .bind(&s.time_zone)
+    .bind(&s.kind)
+    .bind(&s.payload)
+    .bind(s.enabled)
+    .execute(owner)
+    .await?;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! could in a request. A job whose worker dies is queued again when its lease runs out: handlers
 //! must be safe to run twice (delivery at least once).
 
+pub mod schedule;
 pub mod upkeep;
 pub mod worker;
 

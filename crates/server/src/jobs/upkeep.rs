@@ -28,6 +28,12 @@ pub const PURGE_AUDIT: JobSpec = JobSpec {
     max_attempts: 5,
 };
 
+/// Removes expired sessions, unfinished OpenID Connect flows and old sign-in failures.
+pub const PURGE_EXPIRED: JobSpec = JobSpec {
+    kind: "upkeep.purge_expired",
+    max_attempts: 5,
+};
+
 const SEVEN_YEARS_DAYS: i64 = 7 * 365 + 2;
 
 /// A whole number of days from the payload, or the default; a wrong value fails the job for good.
@@ -47,6 +53,14 @@ pub fn register(registry: Registry) -> Registry {
         .register(SLEEP, |run| async move {
             let seconds = run.job.payload["seconds"].as_u64().unwrap_or(1).min(300);
             tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            Ok(())
+        })
+        .register(PURGE_EXPIRED, |run| async move {
+            let purged = maintenance::purge_expired(run.owner()?).await?;
+            tracing::info!(
+                purged,
+                "purged expired sessions, sign-in flows and failures"
+            );
             Ok(())
         })
         .register(REFRESH_REPORTS, |run| async move {

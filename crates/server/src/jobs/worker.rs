@@ -2,7 +2,8 @@
 //! leases while they run, records how each ended, and requeues jobs whose lease ran out (their
 //! worker died). It wakes on `NOTIFY queue_jobs` from a dedicated connection and also polls, so
 //! it keeps working where LISTEN does not (PgBouncer in transaction mode) or when that connection
-//! drops. Stopping finishes the jobs in hand, within a grace period, and gives back the rest.
+//! drops. It also enqueues the jobs of due schedules (once per slot across all workers).
+//! Stopping finishes the jobs in hand, within a grace period, and gives back the rest.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -19,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{JobError, JobRun, Registry};
+use super::{schedule, JobError, JobRun, Registry};
 
 /// How a worker paces itself.
 #[derive(Clone, Debug)]
@@ -36,6 +37,9 @@ pub struct WorkerConfig {
     pub backoff_max: Duration,
     /// How long a stop waits for the jobs in hand before giving them back.
     pub grace: Duration,
+    /// How often to look for due schedules (cron slots are minutes); None: this worker leaves
+    /// schedules to others.
+    pub schedules: Option<Duration>,
     /// Wake on NOTIFY (off: polling only, as behind PgBouncer in transaction mode).
     pub listen: bool,
 }
@@ -49,6 +53,7 @@ impl Default for WorkerConfig {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(3600),
             grace: Duration::from_secs(30),
+            schedules: Some(Duration::from_secs(5)),
             listen: true,
         }
     }
@@ -104,6 +109,9 @@ impl Worker {
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reports = tokio::time::interval(Duration::from_secs(60));
         reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut schedules =
+            tokio::time::interval(self.config.schedules.unwrap_or(Duration::from_secs(3600)));
+        schedules.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         tracing::info!(worker = %self.id, ?kinds, "worker started");
         loop {
@@ -132,6 +140,11 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = renewals.tick() => self.renew(&in_hand).await,
                 _ = reports.tick() => self.report().await,
+                _ = schedules.tick(), if self.config.schedules.is_some() => {
+                    if let Err(e) = schedule::run_due(&self.owner.0, &self.registry).await {
+                        tracing::warn!(error = %e, "running due schedules failed");
+                    }
+                }
             }
         }
         if let Some(listener) = listener {

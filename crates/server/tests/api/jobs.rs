@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tenantry_db::queue::{self, NewJob};
 use tenantry_db::RequestContext;
-use tenantry_server::jobs::{JobError, JobSpec, Registry, Worker, WorkerConfig};
+use tenantry_server::jobs::{self, JobError, JobSpec, Registry, Worker, WorkerConfig};
 use tenantry_server::kernel::org_tx::OrgTx;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -30,6 +30,8 @@ fn quick() -> WorkerConfig {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
         grace: Duration::from_secs(5),
+        // The migrated default schedules stay out of these tests (a slot may fall within one).
+        schedules: None,
         listen: true,
     }
 }
@@ -525,4 +527,152 @@ async fn a_stopping_worker_gives_back_the_jobs_it_could_not_finish() {
         ("queued", 0),
         "queued again at once, the interrupted attempt not counted"
     );
+}
+
+#[tokio::test]
+async fn a_schedule_fires_once_per_slot_with_three_workers() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    sqlx::query(
+        r#"INSERT INTO queue.schedules (name, cron, time_zone, kind, payload)
+           VALUES ('every-minute', '* * * * *', 'Europe/Berlin', 'test.record', '{"n": 1}')"#,
+    )
+    .execute(&owner.0)
+    .await
+    .expect("schedule");
+    // Only this schedule: the migrated upkeep ones wait for their slots far away.
+    sqlx::query("UPDATE queue.schedules SET enabled = false WHERE name <> 'every-minute'")
+        .execute(&owner.0)
+        .await
+        .expect("others off");
+    let (registry, runs) = recording();
+    let config = WorkerConfig {
+        schedules: Some(Duration::from_millis(50)),
+        ..quick()
+    };
+    let workers = [
+        start(&app, registry.clone(), config.clone()).await,
+        start(&app, registry.clone(), config.clone()).await,
+        start(&app, registry, config).await,
+    ];
+    // The first look computes the next slot (no job); then two slots are made due by hand.
+    let next_slot = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT next_run_at FROM queue.schedules WHERE name = 'every-minute'",
+        )
+        .fetch_one(&app.db.owner().await.0)
+        .await
+        .expect("next")
+    };
+    for _ in 0..100 {
+        if next_slot().await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = next_slot().await.expect("a slot was computed");
+    assert!(first > chrono::Utc::now(), "the next slot is ahead");
+    for slot in 1..=2 {
+        sqlx::query(
+            "UPDATE queue.schedules SET next_run_at = now() - interval '1 second' WHERE name = 'every-minute'",
+        )
+        .execute(&owner.0)
+        .await
+        .expect("due");
+        until("the slot ran", || runs.lock().expect("runs").len() >= slot).await;
+        // Every worker looked at the schedule a few more times meanwhile.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for worker in workers {
+        worker.stop().await;
+    }
+    assert_eq!(runs.lock().expect("runs").len(), 2, "one job per slot");
+    let (jobs, last): (i64, Option<Uuid>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM queue.jobs), (SELECT last_job_id FROM queue.schedules WHERE name = 'every-minute')",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("jobs");
+    assert_eq!(jobs, 2);
+    assert!(last.is_some());
+}
+
+#[tokio::test]
+async fn a_schedule_keeps_its_wall_clock_time_across_daylight_saving() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    // 09:00 in Berlin every day: 08:00 UTC before the change of 29 March 2026, 07:00 after.
+    let local = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("time");
+    let mut instants = Vec::new();
+    for now in ["2026-03-27 10:00", "2026-03-28 10:00"] {
+        let next =
+            tenantry_server::jobs::schedule::next_local("0 9 * * *", local(now)).expect("next");
+        instants.push(
+            queue::instant_in_zone(&owner.0, next, "Europe/Berlin")
+                .await
+                .expect("instant")
+                .to_rfc3339(),
+        );
+    }
+    assert_eq!(
+        instants,
+        ["2026-03-28T08:00:00+00:00", "2026-03-29T07:00:00+00:00"]
+    );
+    // 02:30 does not exist on 29 March in Berlin: the slot moves to 03:30 CEST (01:30 UTC).
+    let skipped = queue::instant_in_zone(&owner.0, local("2026-03-29 02:30"), "Europe/Berlin")
+        .await
+        .expect("instant");
+    assert_eq!(skipped.to_rfc3339(), "2026-03-29T01:30:00+00:00");
+    assert!(
+        tenantry_server::jobs::schedule::next_local("61 * * * *", local("2026-03-28 10:00"))
+            .is_err(),
+        "a wrong expression is an error, not a guess"
+    );
+}
+
+#[tokio::test]
+async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let owner = app.db.owner().await;
+    sqlx::raw_sql(&format!(
+        r"INSERT INTO sessions (user_id, token_hash, expires_at, last_seen_at)
+          VALUES ('{user}', sha256('ended'), now() - interval '2 days', now() - interval '3 days'),
+                 ('{user}', sha256('idle'), now() + interval '20 days', now() - interval '9 days');
+          INSERT INTO app.sign_in_failures (email, occurred_at)
+          VALUES ('old@example.com', now() - interval '2 days'), ('new@example.com', now());
+          INSERT INTO app.oidc_flows (state_hash, nonce, code_verifier, created_at)
+          VALUES (sha256('abandoned'), 'n', 'v', now() - interval '1 hour'),
+                 (sha256('under way'), 'n', 'v', now());",
+        user = alice.id
+    ))
+    .execute(&owner.0)
+    .await
+    .expect("expired rows");
+    let id = queue::enqueue_platform(&owner, &jobs::upkeep::PURGE_EXPIRED.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let worker = start(&app, jobs::registry(), quick()).await;
+    let mut ended = Vec::new();
+    until_ended(&app, &[id], &mut ended).await;
+    worker.stop().await;
+    assert_eq!(ended[0].state, "completed", "{:?}", ended[0].last_error);
+    let left: (i64, Vec<String>, i64) = sqlx::query_as(
+        r"SELECT (SELECT count(*) FROM sessions WHERE user_id = $1),
+                 (SELECT array_agg(email) FROM app.sign_in_failures),
+                 (SELECT count(*) FROM app.oidc_flows)",
+    )
+    .bind(alice.id)
+    .fetch_one(&owner.0)
+    .await
+    .expect("left");
+    assert_eq!(
+        left,
+        (1, vec!["new@example.com".to_string()], 1),
+        "alice's live session, the recent failure and the flow under way stay"
+    );
+    // And alice's live session still works.
+    let (status, _) = app.call(reqwest::Method::GET, &alice, "/v1/me", None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
 }

@@ -1,0 +1,2 @@
+-- Reverts 0023_job_schedules.
+DROP TABLE queue.schedules;
