@@ -2,10 +2,12 @@
 //! `tenantry jobs` (list, retry, cancel, enqueue upkeep).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tenantry_db::queue::{self, NewJob};
+use tenantry_server::email::Mailer;
 use tenantry_server::jobs::{self, Worker, WorkerConfig};
 use uuid::Uuid;
 
@@ -28,6 +30,18 @@ pub struct WorkerOptions {
     /// Poll only, without LISTEN (for PgBouncer in transaction mode).
     #[arg(long, env = "TENANTRY_JOB_NO_LISTEN")]
     pub job_no_listen: bool,
+    /// The SMTP server outbox messages go through: `smtp://host:port` (STARTTLS when offered,
+    /// `?tls=required` to insist) or `smtps://host:port`, with `user:password@` to sign in.
+    /// Without it, messages stay in the outbox until a worker with it runs.
+    #[arg(long, env = "TENANTRY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of outbox messages.
+    #[arg(
+        long,
+        env = "TENANTRY_SMTP_FROM",
+        default_value = "Tenantry <noreply@localhost>"
+    )]
+    pub smtp_from: String,
 }
 
 impl WorkerOptions {
@@ -50,13 +64,28 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
+    let mailer = match &options.smtp_url {
+        Some(url) => Some(Arc::new(Mailer::new(url, &options.smtp_from)?)),
+        None => {
+            let waiting: i64 =
+                sqlx::query_scalar(r"SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+                    .fetch_one(&owner.0)
+                    .await?;
+            tracing::warn!(
+                waiting,
+                "SMTP is not configured (TENANTRY_SMTP_URL): outbox messages are kept, not sent"
+            );
+            None
+        }
+    };
     let runtime = database.runtime_pool(pool_size).await?;
     let worker = Worker::new(
         owner.clone(),
         runtime.clone(),
-        jobs::registry(),
+        jobs::registry(mailer),
         options.config(),
     );
+
     let result = worker.run(shutdown).await;
     runtime.close().await;
     owner.0.close().await;
@@ -169,7 +198,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             disabled,
         } => {
             jobs::schedule::next_local(&cron, chrono::Utc::now().naive_utc())?;
-            if jobs::registry().get(&kind).is_none() {
+            if jobs::registry(None).get(&kind).is_none() {
                 return Err(format!("no job kind {kind:?}").into());
             }
             let row = queue::ScheduleRow {
@@ -186,7 +215,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             println!("schedule {name} saved");
         }
         JobsAction::Enqueue { kind, payload } => {
-            let registry = jobs::registry();
+            let registry = jobs::registry(None);
             let spec = registry
                 .get(&kind)
                 .map(|k| k.spec)

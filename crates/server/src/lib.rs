@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod crm;
+pub mod email;
 pub mod fasttrack;
 pub mod goals;
 pub mod http;

@@ -5,6 +5,7 @@ use tenantry_db::TenantTx;
 use uuid::Uuid;
 
 use super::{Accepted, Invitation, IssuedInvitation, NewInvitation, TOKEN_PREFIX, VALID_FOR};
+use crate::email::escape_html;
 use crate::identity::{hash_token, new_token};
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
@@ -43,17 +44,27 @@ async fn enqueue_email(tx: &mut OrgTx, invitation: &Invitation, url: &str) -> Re
         .bind(org)
         .fetch_one(tx.conn())
         .await?;
-    sqlx::query(r"INSERT INTO outbox (organization_id, kind, recipient, subject, body) VALUES ($1, 'invitation', $2, $3, $4)")
-        .bind(org)
-        .bind(&invitation.email)
-        .bind(format!("You are invited to {org_name}"))
-        .bind(format!(
-            "You have been invited to join {org_name} as {}.\n\nAccept: {url}\n\nThis link works once and expires on {}.",
-            invitation.role.as_str(),
-            invitation.expires_at.to_rfc3339()
-        ))
-        .execute(tx.conn())
-        .await?;
+    let role = invitation.role.as_str();
+    let expires = invitation.expires_at.to_rfc3339();
+    sqlx::query(
+        r"INSERT INTO outbox (organization_id, kind, recipient, subject, body, html_body)
+          VALUES ($1, 'invitation', $2, $3, $4, $5)",
+    )
+    .bind(org)
+    .bind(&invitation.email)
+    .bind(format!("You are invited to {org_name}"))
+    .bind(format!(
+        "You have been invited to join {org_name} as {role}.\n\nAccept: {url}\n\nThis link works once and expires on {expires}."
+    ))
+    .bind(format!(
+        "<p>You have been invited to join <strong>{name}</strong> as {role}.</p>\n\
+         <p><a href=\"{link}\">Accept the invitation</a></p>\n\
+         <p>This link works once and expires on {expires}.</p>",
+        name = escape_html(&org_name),
+        link = escape_html(url),
+    ))
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 

@@ -140,9 +140,9 @@ pub struct JobKind {
     handler: Handler,
 }
 
-/// Every job kind of the service.
-pub fn registry() -> Registry {
-    upkeep::register(Registry::default())
+/// Every job kind of the service; outbox delivery only with a mailer (SMTP configured).
+pub fn registry(mailer: Option<Arc<crate::email::Mailer>>) -> Registry {
+    crate::email::register(upkeep::register(Registry::default()), mailer)
 }
 
 /// The job kinds a worker runs.

@@ -107,6 +107,10 @@ impl Worker {
         let kinds = self.registry.names();
         let mut renewals = tokio::time::interval(self.config.lease / 3);
         renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Expired leases are looked for twice per lease: a dead worker's job waits at most a
+        // lease and a half.
+        let mut expiries = tokio::time::interval(self.config.lease / 2);
+        expiries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reports = tokio::time::interval(Duration::from_secs(60));
         reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut schedules =
@@ -129,16 +133,17 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
             }
-            // A full batch: more may be due at once.
-            if claimed > 0 && claimed == free {
-                continue;
-            }
+            // A full batch: more may be due at once, so look again without waiting (the timers
+            // below still get their turn: select! picks among ready branches at random).
+            let more = claimed > 0 && claimed == free;
             tokio::select! {
                 () = &mut shutdown => break,
+                () = std::future::ready(()), if more => {}
                 () = wake.notified() => {}
                 () = tokio::time::sleep(self.config.poll) => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = renewals.tick() => self.renew(&in_hand).await,
+                _ = expiries.tick() => self.requeue_expired().await,
                 _ = reports.tick() => self.report().await,
                 _ = schedules.tick(), if self.config.schedules.is_some() => {
                     if let Err(e) = schedule::run_due(&self.owner.0, &self.registry).await {
@@ -153,15 +158,20 @@ impl Worker {
         self.stop(running, &in_hand).await
     }
 
-    /// Requeues what lost its lease, then claims up to `limit` due jobs.
-    async fn claim(&self, kinds: &[String], limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        let requeued = queue::requeue_expired(&self.owner.0).await?;
-        if requeued > 0 {
-            tracing::warn!(
+    /// Queues again the jobs whose worker stopped renewing their lease.
+    async fn requeue_expired(&self) {
+        match queue::requeue_expired(&self.owner.0).await {
+            Ok(0) => {}
+            Ok(requeued) => tracing::warn!(
                 requeued,
                 "jobs whose worker stopped renewing their lease are queued again"
-            );
+            ),
+            Err(e) => tracing::warn!(error = %e, "requeueing expired leases failed"),
         }
+    }
+
+    /// Claims up to `limit` due jobs.
+    async fn claim(&self, kinds: &[String], limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
         queue::claim(
             &self.owner.0,
             &self.id,

@@ -191,3 +191,14 @@ pub fn refused_fields(got: &(StatusCode, Value)) -> Vec<&str> {
         .filter_map(|e| e["field"].as_str())
         .collect()
 }
+
+/// Waits (up to 20 s) until `done` says so.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting until {what}");
+}

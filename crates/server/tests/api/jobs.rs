@@ -14,7 +14,7 @@ use tenantry_server::kernel::org_tx::OrgTx;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use crate::helpers::{until, TestApp};
 
 const RECORD: JobSpec = JobSpec {
     kind: "test.record",
@@ -62,17 +62,6 @@ async fn start(app: &TestApp, registry: Registry, config: WorkerConfig) -> Runni
             .expect("worker");
     });
     Running { stop, done }
-}
-
-/// Waits (up to 20 s) until `done` says so.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gave up waiting until {what}");
 }
 
 async fn states(app: &TestApp) -> HashMap<String, i64> {
@@ -653,7 +642,7 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
         .await
         .expect("enqueue")
         .expect("id");
-    let worker = start(&app, jobs::registry(), quick()).await;
+    let worker = start(&app, jobs::registry(None), quick()).await;
     let mut ended = Vec::new();
     until_ended(&app, &[id], &mut ended).await;
     worker.stop().await;
