@@ -32,6 +32,7 @@ pub struct Target {
 mod burst;
 mod crm;
 mod fasttrack;
+mod jobs;
 mod kpis;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,6 +62,9 @@ pub enum Benchmark {
     /// with 100,000 customers and a 5,000-task project): customer search and the board (HTTP,
     /// RLS, owner), kanban moves vs a plain single-row UPDATE, rows written per move.
     Crm,
+    /// The job queue: no-op jobs per second with 1, 2 and 8 workers vs the same number of plain
+    /// `DELETE … RETURNING` loops, and enqueue-to-start latency with LISTEN/NOTIFY and polling.
+    Jobs,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -84,6 +88,7 @@ pub async fn run(
         Benchmark::HttpAuth => http_auth(&urls, &settings).await,
         Benchmark::Fasttrack => fasttrack::run(&urls, &settings).await,
         Benchmark::Crm => crm::run(&urls, &settings).await,
+        Benchmark::Jobs => jobs::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await

@@ -126,7 +126,8 @@ enum Command {
     /// Run a named benchmark and print ratios measured side by side (in a build with the
     /// `bench` feature: `cargo build --release -p tenantry --features bench`).
     Bench {
-        /// tenant-tx, http-auth, kpi-ingest, kpi-dashboard, kpi-read, sign-in-burst, fasttrack
+        /// tenant-tx, http-auth, kpi-ingest, kpi-dashboard, kpi-read, sign-in-burst, fasttrack, crm,
+        /// jobs
         name: String,
         /// Seconds per measured round (rounds alternate between the compared variants).
         #[arg(long, default_value_t = 3)]

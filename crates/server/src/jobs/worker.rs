@@ -119,6 +119,8 @@ impl Worker {
         tokio::pin!(shutdown);
         tracing::info!(worker = %self.id, ?kinds, "worker started");
         loop {
+            // Finished runs leave the set, so their slots count as free.
+            while running.try_join_next().is_some() {}
             let free = self.config.concurrency.saturating_sub(running.len());
             let mut claimed = 0;
             if free > 0 {
@@ -300,10 +302,13 @@ fn backoff(config: &WorkerConfig, attempt: i32) -> chrono::Duration {
     chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Wakes the worker on each `NOTIFY queue_jobs`; reconnects after a lost connection.
+/// Wakes the worker on each `NOTIFY queue_jobs`; reconnects after a lost connection. The
+/// listening connection is its own, not one of the owner pool's (which the jobs need).
 async fn listen(owner: PgPool, wake: Arc<Notify>) {
+    let dedicated = tenantry_db::pool::pool_options(1)
+        .connect_lazy_with(owner.connect_options().as_ref().clone());
     loop {
-        match PgListener::connect_with(&owner).await {
+        match PgListener::connect_with(&dedicated).await {
             Ok(mut listener) => match listener.listen("queue_jobs").await {
                 Ok(()) => loop {
                     match listener.recv().await {
