@@ -30,9 +30,9 @@ pub struct WorkerOptions {
     /// Poll only, without LISTEN (for PgBouncer in transaction mode).
     #[arg(long, env = "TENANTRY_JOB_NO_LISTEN")]
     pub job_no_listen: bool,
-    /// The SMTP server outbox messages go through: `smtp://host:port` (STARTTLS when offered,
-    /// `?tls=required` to insist) or `smtps://host:port`, with `user:password@` to sign in.
-    /// Without it, messages stay in the outbox until a worker with it runs.
+    /// The SMTP server outbox messages go through: `smtps://host:465` (TLS) or
+    /// `smtp://host:587?tls=required` (STARTTLS), with `user:password@` to sign in; plain
+    /// `smtp://` only to a relay on this machine. Without it, messages stay in the outbox.
     #[arg(long, env = "TENANTRY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The sender of outbox messages.

@@ -140,35 +140,61 @@ pub async fn claim(
     .await?)
 }
 
-/// Renews `worker`'s leases on `ids`; returns the ids it still holds (a job whose lease ran out
-/// and went to another worker is no longer this one's).
+/// A claim: the job and the attempt it was claimed for. Every statement after the claim names
+/// both, so a run whose lease ran out (its job since claimed again, maybe by the same worker)
+/// can no longer renew, finish or give back the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub id: Uuid,
+    pub attempt: i32,
+}
+
+impl ClaimedJob {
+    pub fn claim(&self) -> Claim {
+        Claim {
+            id: self.id,
+            attempt: self.attempts,
+        }
+    }
+}
+
+fn split(claims: &[Claim]) -> (Vec<Uuid>, Vec<i32>) {
+    claims.iter().map(|c| (c.id, c.attempt)).unzip()
+}
+
+/// Renews `worker`'s leases on `claims`; returns the ids it still holds (a job whose lease ran
+/// out and was claimed again is no longer this run's).
 pub async fn renew(
     owner: &PgPool,
     worker: &str,
-    ids: &[Uuid],
+    claims: &[Claim],
     lease: Duration,
 ) -> Result<Vec<Uuid>, DbError> {
+    let (ids, attempts) = split(claims);
     Ok(sqlx::query_scalar(
-        r"UPDATE queue.jobs SET lease_until = now() + make_interval(secs => $3)
-           WHERE id = ANY ($2) AND worker = $1 AND state = 'running'
-          RETURNING id",
+        r"UPDATE queue.jobs j SET lease_until = now() + make_interval(secs => $4)
+            FROM unnest($2::uuid[], $3::int[]) AS c (id, attempt)
+           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1 AND j.state = 'running'
+          RETURNING j.id",
     )
     .bind(worker)
     .bind(ids)
+    .bind(attempts)
     .bind(seconds(lease))
     .fetch_all(owner)
     .await?)
 }
 
-/// Marks `worker`'s job done; false when the worker no longer held it.
-pub async fn complete(owner: &PgPool, worker: &str, id: Uuid) -> Result<bool, DbError> {
+/// Marks `worker`'s claimed job done; false when the claim no longer holds.
+pub async fn complete(owner: &PgPool, worker: &str, claim: Claim) -> Result<bool, DbError> {
     let done = sqlx::query(
         r"UPDATE queue.jobs SET state = 'completed', worker = NULL, lease_until = NULL,
                  finished_at = now(), last_error = NULL
-           WHERE id = $2 AND worker = $1 AND state = 'running'",
+           WHERE id = $2 AND attempts = $3 AND worker = $1 AND state = 'running'",
     )
     .bind(worker)
-    .bind(id)
+    .bind(claim.id)
+    .bind(claim.attempt)
     .execute(owner)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -180,7 +206,7 @@ pub async fn complete(owner: &PgPool, worker: &str, id: Uuid) -> Result<bool, Db
 pub async fn fail(
     owner: &PgPool,
     worker: &str,
-    id: Uuid,
+    claim: Claim,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
 ) -> Result<Option<String>, DbError> {
@@ -189,26 +215,30 @@ pub async fn fail(
              SET state = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                  run_at = coalesce($4, run_at), worker = NULL, lease_until = NULL, last_error = $3,
                  finished_at = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN now() END
-           WHERE id = $2 AND worker = $1 AND state = 'running'
+           WHERE id = $2 AND attempts = $5 AND worker = $1 AND state = 'running'
           RETURNING state",
     )
     .bind(worker)
-    .bind(id)
+    .bind(claim.id)
     .bind(error)
     .bind(retry_at)
+    .bind(claim.attempt)
     .fetch_optional(owner)
     .await?)
 }
 
 /// Gives `worker`'s unstarted or interrupted jobs back (a graceful stop): queued again at once,
 /// the attempt not counted.
-pub async fn release(owner: &PgPool, worker: &str, ids: &[Uuid]) -> Result<u64, DbError> {
+pub async fn release(owner: &PgPool, worker: &str, claims: &[Claim]) -> Result<u64, DbError> {
+    let (ids, attempts) = split(claims);
     let released = sqlx::query(
-        r"UPDATE queue.jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, lease_until = NULL
-           WHERE id = ANY ($2) AND worker = $1 AND state = 'running'",
+        r"UPDATE queue.jobs j SET state = 'queued', attempts = j.attempts - 1, worker = NULL, lease_until = NULL
+            FROM unnest($2::uuid[], $3::int[]) AS c (id, attempt)
+           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1 AND j.state = 'running'",
     )
     .bind(worker)
     .bind(ids)
+    .bind(attempts)
     .execute(owner)
     .await?;
     Ok(released.rows_affected())

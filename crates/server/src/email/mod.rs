@@ -37,10 +37,21 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// `url`: `smtp://host:port` (STARTTLS when offered; `?tls=required` insists),
-    /// `smtps://host:port` (TLS from the start), with `user:password@` to authenticate.
-    /// `from`: the sender, `Name <address>` or an address.
+    /// `url`: `smtps://host:465` (TLS from the start) or `smtp://host:587?tls=required`
+    /// (STARTTLS), with `user:password@` to authenticate; a plain `smtp://host:port` only to a
+    /// relay on this machine (lettre sends plain `smtp://` unencrypted, links and credentials
+    /// included). `from`: the sender, `Name <address>` or an address.
     pub fn new(url: &str, from: &str) -> Result<Self, EmailError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| EmailError::Url(e.to_string()))?;
+        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        let tls_asked = parsed.query_pairs().any(|(k, _)| k == "tls");
+        if parsed.scheme() == "smtp" && !tls_asked && !loopback {
+            return Err(EmailError::Url(
+                "plain smtp:// sends mail unencrypted; use smtps://host:465 or smtp://host:587?tls=required \
+                 (plain smtp:// is accepted only for a relay on this machine)"
+                    .into(),
+            ));
+        }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| EmailError::Url(e.to_string()))?
             .timeout(Some(Duration::from_secs(30)))
@@ -102,18 +113,28 @@ pub fn register(registry: Registry, mailer: Option<Arc<Mailer>>) -> Registry {
                 .as_str()
                 .and_then(|id| id.parse().ok())
                 .ok_or_else(|| JobError::Fatal("the payload names no outbox message".into()))?;
-            let owner = &run.owner()?.0;
+            // The message stays locked while it is sent: a second run of the same job waits,
+            // then finds it sent. A message older than a week (written while no sender ran, or
+            // through a long outage) is not sent late: its link may be dead; the row says why.
+            let mut tx = run.owner()?.0.begin().await?;
             let message: Option<(String, String, String, Option<String>, bool)> = sqlx::query_as(
-                r"SELECT recipient, subject, body, html_body, sent_at IS NOT NULL FROM outbox WHERE id = $1",
+                r"SELECT recipient, subject, body, html_body, created_at < now() - interval '7 days'
+                    FROM outbox WHERE id = $1 AND sent_at IS NULL FOR UPDATE",
             )
             .bind(id)
-            .fetch_optional(owner)
+            .fetch_optional(&mut *tx)
             .await?;
             // Gone with its organization, or sent by an earlier run: nothing to do.
-            let Some((to, subject, text, html, false)) = message else {
+            let Some((to, subject, text, html, stale)) = message else {
                 return Ok(());
             };
-            let sent = mailer.send(&to, &subject, &text, html.as_deref()).await;
+            let sent = if stale {
+                Err(JobError::Fatal(
+                    "not sent: older than 7 days when a sender could take it".into(),
+                ))
+            } else {
+                mailer.send(&to, &subject, &text, html.as_deref()).await
+            };
             sqlx::query(
                 r"UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                         sent_at = CASE WHEN $2::text IS NULL THEN now() END
@@ -121,8 +142,9 @@ pub fn register(registry: Registry, mailer: Option<Arc<Mailer>>) -> Registry {
             )
             .bind(id)
             .bind(sent.as_ref().err().map(ToString::to_string))
-            .execute(owner)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             sent
         }
     })
@@ -142,4 +164,23 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mailer;
+
+    #[test]
+    fn mail_to_another_machine_is_never_sent_in_clear() {
+        let from = "Tenantry <noreply@example.com>";
+        assert!(Mailer::new("smtp://mail.example.com:25", from).is_err());
+        assert!(Mailer::new("smtp://user:secret@mail.example.com:587", from).is_err());
+        assert!(Mailer::new("smtp://mail.example.com:587?tls=required", from).is_ok());
+        assert!(Mailer::new("smtps://user:secret@mail.example.com:465", from).is_ok());
+        assert!(
+            Mailer::new("smtp://127.0.0.1:2525", from).is_ok(),
+            "a local relay"
+        );
+        assert!(Mailer::new("smtps://mail.example.com", "not an address").is_err());
+    }
 }

@@ -36,21 +36,27 @@ pub const PURGE_EXPIRED: JobSpec = JobSpec {
 
 const SEVEN_YEARS_DAYS: i64 = 7 * 365 + 2;
 
-/// A whole number of days from the payload, or the default; a wrong value fails the job for good.
+/// A whole number of days from the payload (at most 100 years), or the default; a wrong value
+/// fails the job for good.
 fn days(payload: &Value, default: i64) -> Result<i64, JobError> {
     match payload.get("older_than_days") {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
-            JobError::Fatal(format!(
-                "older_than_days must be a whole number of days, not {v}"
-            ))
-        }),
+        Some(v) => v
+            .as_i64()
+            .filter(|d| (0..=36_600).contains(d))
+            .ok_or_else(|| {
+                JobError::Fatal(format!(
+                    "older_than_days must be a whole number of days up to 36600, not {v}"
+                ))
+            }),
     }
 }
 
 pub fn register(registry: Registry) -> Registry {
     registry
         .register(SLEEP, |run| async move {
+            // Platform only: an organization's sleeping jobs could hold every worker's slots.
+            run.owner()?;
             let seconds = run.job.payload["seconds"].as_u64().unwrap_or(1).min(300);
             tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
             Ok(())

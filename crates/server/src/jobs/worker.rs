@@ -14,7 +14,7 @@ use chrono::Utc;
 use rand::Rng;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tenantry_db::queue::{self, ClaimedJob};
+use tenantry_db::queue::{self, Claim, ClaimedJob};
 use tenantry_db::{DbError, OwnerPool, RuntimePool};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -102,7 +102,7 @@ impl Worker {
             .config
             .listen
             .then(|| tokio::spawn(listen(self.owner.0.clone(), wake.clone())));
-        let in_hand: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+        let in_hand: Arc<Mutex<HashSet<Claim>>> = Arc::default();
         let mut running = JoinSet::new();
         let kinds = self.registry.names();
         let mut renewals = tokio::time::interval(self.config.lease / 3);
@@ -128,7 +128,7 @@ impl Worker {
                     Ok(jobs) => {
                         claimed = jobs.len();
                         for job in jobs {
-                            lock(&in_hand).insert(job.id);
+                            lock(&in_hand).insert(job.claim());
                             running.spawn(self.execute(job, in_hand.clone()));
                         }
                     }
@@ -197,8 +197,8 @@ impl Worker {
         }
     }
 
-    async fn renew(&self, in_hand: &Mutex<HashSet<Uuid>>) {
-        let ids: Vec<Uuid> = lock(in_hand).iter().copied().collect();
+    async fn renew(&self, in_hand: &Mutex<HashSet<Claim>>) {
+        let ids: Vec<Claim> = lock(in_hand).iter().copied().collect();
         if ids.is_empty() {
             return;
         }
@@ -218,7 +218,7 @@ impl Worker {
     fn execute(
         &self,
         job: ClaimedJob,
-        in_hand: Arc<Mutex<HashSet<Uuid>>>,
+        in_hand: Arc<Mutex<HashSet<Claim>>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let (owner, worker, config) = (self.owner.0.clone(), self.id.clone(), self.config.clone());
         let kind = self.registry.get(&job.kind).cloned();
@@ -229,14 +229,19 @@ impl Worker {
         };
         async move {
             let outcome = match kind {
-                Some(kind) => match tokio::spawn((kind.handler)(run)).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => Err(JobError::Retry(format!("the handler panicked: {e}"))),
-                },
+                Some(kind) => {
+                    // Its own task, so a panic is a failed attempt; aborted with this one (a stop
+                    // past its grace period), so a job given back is no longer running here.
+                    let mut handler = AbortOnDrop(tokio::spawn((kind.handler)(run)));
+                    match (&mut handler.0).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => Err(JobError::Retry(format!("the handler panicked: {e}"))),
+                    }
+                }
                 None => Err(JobError::Fatal(format!("no handler for {}", job.kind))),
             };
             let recorded = match &outcome {
-                Ok(()) => queue::complete(&owner, &worker, job.id)
+                Ok(()) => queue::complete(&owner, &worker, job.claim())
                     .await
                     .map(|held| held.then(|| "completed".to_string())),
                 Err(e) => {
@@ -244,7 +249,7 @@ impl Worker {
                         JobError::Retry(_) => Some(Utc::now() + backoff(&config, job.attempts)),
                         JobError::Fatal(_) => None,
                     };
-                    queue::fail(&owner, &worker, job.id, &e.to_string(), retry_at).await
+                    queue::fail(&owner, &worker, job.claim(), &e.to_string(), retry_at).await
                 }
             };
             match recorded {
@@ -260,7 +265,7 @@ impl Worker {
                     tracing::warn!(job = %job.id, error = %e, "recording the job's end failed")
                 }
             }
-            lock(&in_hand).remove(&job.id);
+            lock(&in_hand).remove(&job.claim());
         }
     }
 
@@ -268,7 +273,7 @@ impl Worker {
     async fn stop(
         &self,
         mut running: JoinSet<()>,
-        in_hand: &Mutex<HashSet<Uuid>>,
+        in_hand: &Mutex<HashSet<Claim>>,
     ) -> Result<(), DbError> {
         let finished = tokio::time::timeout(self.config.grace, async {
             while running.join_next().await.is_some() {}
@@ -278,7 +283,7 @@ impl Worker {
             running.abort_all();
             while running.join_next().await.is_some() {}
         }
-        let unfinished: Vec<Uuid> = lock(in_hand).drain().collect();
+        let unfinished: Vec<Claim> = lock(in_hand).drain().collect();
         if !unfinished.is_empty() {
             let released = queue::release(&self.owner.0, &self.id, &unfinished).await?;
             tracing::info!(released, "unfinished jobs given back");
@@ -324,6 +329,15 @@ async fn listen(owner: PgPool, wake: Arc<Notify>) {
             Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; polling"),
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Aborts the task when dropped (when the task awaiting it is aborted).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

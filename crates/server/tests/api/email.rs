@@ -149,3 +149,28 @@ async fn an_smtp_outage_keeps_the_message_until_the_server_is_back() {
     let (sent, _, error) = outbox(&app, "carol@example.com").await;
     assert_eq!((sent, error), (true, None), "sent, the outage forgotten");
 }
+
+#[tokio::test]
+async fn a_message_older_than_a_week_is_not_sent_late() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    invite(&app, &alice, "dave@example.com").await;
+    // Written while no sender ran, a week and more ago: its link may be dead.
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '8 days' WHERE recipient = 'dave@example.com'")
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("an old message");
+    let smtp = SmtpServer::start(0).await;
+    let stop = worker(&app, &smtp.url()).await;
+    for _ in 0..200 {
+        if outbox(&app, "dave@example.com").await.1 >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    let (sent, attempts, error) = outbox(&app, "dave@example.com").await;
+    assert_eq!((sent, attempts), (false, 1));
+    assert!(error.is_some_and(|e| e.contains("older than 7 days")));
+    assert!(smtp.messages().is_empty(), "nothing went out");
+}

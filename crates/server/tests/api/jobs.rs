@@ -452,6 +452,20 @@ async fn the_runtime_role_only_enqueues_for_its_organization_as_its_user() {
             ),
         ),
         (
+            "enqueue a job ahead of platform work",
+            format!(
+                "INSERT INTO queue.jobs (kind, organization_id, actor_id, priority) VALUES ('test.record', '{}', '{}', 10)",
+                alice.org, alice.id
+            ),
+        ),
+        (
+            "enqueue a job with endless attempts",
+            format!(
+                "INSERT INTO queue.jobs (kind, organization_id, actor_id, max_attempts) VALUES ('test.record', '{}', '{}', 100)",
+                alice.org, alice.id
+            ),
+        ),
+        (
             "enqueue a job already running",
             format!(
                 "INSERT INTO queue.jobs (kind, organization_id, actor_id, state, worker, lease_until)
@@ -632,7 +646,11 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
           VALUES ('old@example.com', now() - interval '2 days'), ('new@example.com', now());
           INSERT INTO app.oidc_flows (state_hash, nonce, code_verifier, created_at)
           VALUES (sha256('abandoned'), 'n', 'v', now() - interval '1 hour'),
-                 (sha256('under way'), 'n', 'v', now());",
+                 (sha256('under way'), 'n', 'v', now());
+          INSERT INTO queue.jobs (kind, state, finished_at)
+          VALUES ('test.record', 'completed', now() - interval '8 days'),
+                 ('test.record', 'dead', now() - interval '8 days'),
+                 ('test.record', 'completed', now() - interval '1 day');",
         user = alice.id
     ))
     .execute(&owner.0)
@@ -647,10 +665,12 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
     until_ended(&app, &[id], &mut ended).await;
     worker.stop().await;
     assert_eq!(ended[0].state, "completed", "{:?}", ended[0].last_error);
-    let left: (i64, Vec<String>, i64) = sqlx::query_as(
+    let left: (i64, Vec<String>, i64, Vec<String>) = sqlx::query_as(
         r"SELECT (SELECT count(*) FROM sessions WHERE user_id = $1),
                  (SELECT array_agg(email) FROM app.sign_in_failures),
-                 (SELECT count(*) FROM app.oidc_flows)",
+                 (SELECT count(*) FROM app.oidc_flows),
+                 (SELECT array_agg(state || ':' || (finished_at > now() - interval '2 days') ORDER BY state)
+                    FROM queue.jobs WHERE kind = 'test.record')",
     )
     .bind(alice.id)
     .fetch_one(&owner.0)
@@ -658,10 +678,62 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
     .expect("left");
     assert_eq!(
         left,
-        (1, vec!["new@example.com".to_string()], 1),
-        "alice's live session, the recent failure and the flow under way stay"
+        (
+            1,
+            vec!["new@example.com".to_string()],
+            1,
+            vec!["completed:true".to_string(), "dead:false".to_string()]
+        ),
+        "alice's live session, the recent failure, the flow under way, the recent and the dead job stay"
     );
     // And alice's live session still works.
     let (status, _) = app.call(reqwest::Method::GET, &alice, "/v1/me", None).await;
     assert_eq!(status, reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_run_that_lost_its_lease_cannot_finish_the_job_claimed_again() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    let id = queue::enqueue_platform(&owner, &RECORD.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let kinds = [RECORD.kind.to_string()];
+    let first = queue::claim(&owner.0, "w", &kinds, 1, Duration::from_millis(200))
+        .await
+        .expect("claim")
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue::requeue_expired(&owner.0).await.expect("requeue"), 1);
+    // The same worker claims it again: only the second run's claim holds now.
+    let second = queue::claim(&owner.0, "w", &kinds, 1, Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!((second.id, second.attempts), (id, 2));
+    assert!(!queue::complete(&owner.0, "w", first.claim())
+        .await
+        .expect("complete"));
+    assert!(
+        queue::renew(&owner.0, "w", &[first.claim()], Duration::from_secs(60))
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    assert_eq!(
+        queue::release(&owner.0, "w", &[first.claim()])
+            .await
+            .expect("release"),
+        0
+    );
+    let job = queue::get(&owner.0, id).await.expect("get").expect("job");
+    assert_eq!(
+        (job.state.as_str(), job.attempts),
+        ("running", 2),
+        "the second run's, untouched"
+    );
+    assert!(queue::complete(&owner.0, "w", second.claim())
+        .await
+        .expect("complete"));
 }
