@@ -8,7 +8,7 @@ use tenantry_server::kernel::access::Role;
 use tenantry_server::kernel::org_tx::OrgTx;
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, refused_fields, TestApp, TestUser};
+use crate::helpers::{api_key, assert_problem, refused_fields, TestApp, TestUser};
 
 fn customers(user: &TestUser) -> String {
     format!("/v1/orgs/{}/customers", user.org)
@@ -1268,30 +1268,11 @@ async fn api_keys_need_the_crm_module_and_write_access() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice@example.com").await;
     let acme = create(&app, &alice, json!({"name": "Acme"})).await;
-    let mut keys = Vec::new();
-    for (access, modules) in [
-        ("write", json!(["kpis"])),
-        ("read", json!(["crm"])),
-        ("write", json!(["crm"])),
-    ] {
-        let (status, created) = app
-            .call(
-                Method::POST,
-                &alice,
-                &format!("/v1/orgs/{}/api-keys", alice.org),
-                Some(json!({"name": "sync", "access": access, "modules": modules})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        keys.push(TestUser {
-            id: Uuid::nil(),
-            org: alice.org,
-            token: created["secret"].as_str().expect("secret").into(),
-        });
-    }
-    let [other_module, reader, writer] = &keys[..] else {
-        panic!("three keys");
-    };
+    let (other_module, reader, writer) = (
+        &api_key(&app, &alice, "write", json!(["kpis"])).await,
+        &api_key(&app, &alice, "read", json!(["crm"])).await,
+        &api_key(&app, &alice, "write", json!(["crm"])).await,
+    );
     let customer = format!("{}/{}", customers(&alice), id(&acme));
     let dashboard = format!("/v1/orgs/{}/crm/dashboard", alice.org);
     let new_customer = Some(json!({"name": "Globex"}));

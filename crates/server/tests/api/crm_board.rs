@@ -957,6 +957,13 @@ async fn the_dashboard_counts_the_organizations_crm_and_nothing_else() {
                {"user_id": alice.id, "open": 1, "overdue": 0}])
     );
 
+    // Without a credential: 401, whatever the path names.
+    let got = app
+        .request(Method::GET, None, &org_path(&alice, "crm/dashboard"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(got.status(), StatusCode::UNAUTHORIZED);
     // Someone outside the organization learns nothing, not even that it exists.
     let stranger = app.user("mallory@example.com").await;
     let (status, _) = app

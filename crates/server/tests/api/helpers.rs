@@ -202,3 +202,26 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
     panic!("gave up waiting until {what}");
 }
+
+/// A new API key of `admin`'s organization (`access` read or write, for `modules`), as a caller.
+pub async fn api_key(
+    app: &TestApp,
+    admin: &TestUser,
+    access: &str,
+    modules: serde_json::Value,
+) -> TestUser {
+    let (status, created) = app
+        .call(
+            reqwest::Method::POST,
+            admin,
+            &format!("/v1/orgs/{}/api-keys", admin.org),
+            Some(serde_json::json!({"name": "sync", "access": access, "modules": modules})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    TestUser {
+        id: Uuid::nil(),
+        org: admin.org,
+        token: created["secret"].as_str().expect("secret").into(),
+    }
+}

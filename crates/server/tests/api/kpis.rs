@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantry_server::kernel::access::Role;
 
-use crate::helpers::{assert_problem, TestApp, TestUser};
+use crate::helpers::{api_key, assert_problem, TestApp, TestUser};
 
 async fn create(app: &TestApp, user: &TestUser, body: Value) -> Value {
     let (status, kpi) = app
@@ -253,19 +253,7 @@ async fn api_keys_need_the_kpis_module_and_write_access() {
         ("read", json!(["kpis"])),
         ("write", json!(["kpis"])),
     ] {
-        let (_, created) = app
-            .call(
-                Method::POST,
-                &alice,
-                &format!("/v1/orgs/{}/api-keys", alice.org),
-                Some(json!({"name": "sync", "access": access, "modules": modules})),
-            )
-            .await;
-        keys.push(TestUser {
-            id: uuid::Uuid::nil(),
-            org: alice.org,
-            token: created["secret"].as_str().expect("secret").into(),
-        });
+        keys.push(api_key(&app, &alice, access, modules).await);
     }
     let body = Some(json!([{"value": 42, "source": "stripe"}]));
     let got = app
