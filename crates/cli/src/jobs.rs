@@ -96,7 +96,7 @@ pub async fn run_worker(
 pub enum JobsAction {
     /// The newest jobs, with their state, attempts and last error.
     List {
-        /// queued, running, completed, dead or cancelled.
+        /// queued, running, dead or cancelled (jobs that succeeded are deleted).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]

@@ -103,9 +103,9 @@ pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64
 
 /// Removes what has expired and serves no one: sessions ended more than a day ago (by their
 /// absolute or idle expiry), OpenID Connect flows older than ten minutes (never finished),
-/// sign-in failures older than the day the limits look back on, and jobs completed or cancelled
-/// more than a week ago (dead ones stay until an operator retries or clears them). Returns how
-/// many rows went.
+/// sign-in failures older than the day the limits look back on, and jobs cancelled more than a
+/// week ago (jobs that succeeded are gone already; dead ones stay until an operator retries or
+/// clears them). Returns how many rows went.
 pub async fn purge_expired(owner: &OwnerPool) -> Result<u64, DbError> {
     let purged: i64 = sqlx::query_scalar(
         r"WITH sessions AS (
@@ -118,7 +118,7 @@ pub async fn purge_expired(owner: &OwnerPool) -> Result<u64, DbError> {
               DELETE FROM app.sign_in_failures WHERE occurred_at < now() - interval '1 day' RETURNING 1),
           jobs AS (
               DELETE FROM queue.jobs
-               WHERE finished_at < now() - interval '7 days' AND state IN ('completed', 'cancelled')
+               WHERE finished_at < now() - interval '7 days' AND state = 'cancelled'
               RETURNING 1)
           SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM flows)
                  + (SELECT count(*) FROM failures) + (SELECT count(*) FROM jobs)",

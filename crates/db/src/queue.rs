@@ -1,5 +1,6 @@
 //! The job queue's statements (migration 0022): enqueue in a tenant transaction, and, as the
-//! owner, claim with a lease, renew, finish, fail with a backoff, and requeue what lost its lease.
+//! owner, claim with a lease, renew, finish (a job that succeeded is deleted), fail with a
+//! backoff, and requeue what lost its lease.
 //! The worker loop that drives them is the server's (`tenantry_server::jobs`).
 
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl NewJob {
 }
 
 /// A claimed job, leased to the worker that claimed it.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug, FromRow, serde::Deserialize)]
 pub struct ClaimedJob {
     pub id: Uuid,
     pub kind: String,
@@ -107,42 +108,31 @@ async fn insert(
     Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
+/// Connections for a worker's bookkeeping of the queue (claims, leases, outcomes), as the owner:
+/// - committed without waiting for the WAL flush: a crash of the database can lose the last
+///   fraction of a second of it, and that only makes jobs run again (delivery is at least once
+///   anyway), never loses one. Enqueueing and what handlers write stay synchronous.
+/// - with generic plans only: the statements below are written to need no parameter values
+///   to plan well (ids looked up, never joined; no `state = 'running'` to lure a plan into a
+///   partial index), and planning the claim on every call cost more than running it.
+pub fn bookkeeping_pool(owner: &OwnerPool, max_connections: u32) -> PgPool {
+    crate::pool::pool_options(max_connections).connect_lazy_with(
+        owner.0.connect_options().as_ref().clone().options([
+            ("synchronous_commit", "off"),
+            ("plan_cache_mode", "force_generic_plan"),
+        ]),
+    )
+}
+
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Claims up to `limit` due jobs of `kinds`, highest priority then earliest first, leasing them
-/// to `worker` for `lease`. Jobs other workers hold locked are skipped, not waited for.
-pub async fn claim(
-    owner: &PgPool,
-    worker: &str,
-    kinds: &[String],
-    limit: i64,
-    lease: Duration,
-) -> Result<Vec<ClaimedJob>, DbError> {
-    Ok(sqlx::query_as(
-        r"WITH next AS (
-              SELECT id FROM queue.jobs
-               WHERE state = 'queued' AND run_at <= now() AND kind = ANY ($2)
-               ORDER BY priority DESC, run_at, id
-               LIMIT $3 FOR UPDATE SKIP LOCKED)
-          UPDATE queue.jobs j
-             SET state = 'running', attempts = j.attempts + 1, worker = $1,
-                 lease_until = now() + make_interval(secs => $4)
-            FROM next WHERE j.id = next.id
-          RETURNING j.id, j.kind, j.organization_id, j.actor_id, j.payload, j.attempts, j.max_attempts",
-    )
-    .bind(worker)
-    .bind(kinds)
-    .bind(limit)
-    .bind(seconds(lease))
-    .fetch_all(owner)
-    .await?)
-}
-
 /// A claim: the job and the attempt it was claimed for. Every statement after the claim names
 /// both, so a run whose lease ran out (its job since claimed again, maybe by the same worker)
-/// can no longer renew, finish or give back the job.
+/// can no longer renew, finish or give back the job. Those statements match `worker` (set only
+/// while running: the `jobs_lease` check) and not `state = 'running'`, which would let a generic
+/// plan walk the `jobs_leased` index, dead entries and all, instead of looking ids up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Claim {
     pub id: Uuid,
@@ -162,6 +152,62 @@ fn split(claims: &[Claim]) -> (Vec<Uuid>, Vec<i32>) {
     claims.iter().map(|c| (c.id, c.attempt)).unzip()
 }
 
+/// What one round of a worker did: how many of the jobs it reported done were still its own
+/// (and are now gone), and the jobs it claimed next.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub completed: u64,
+    pub claimed: Vec<ClaimedJob>,
+}
+
+/// One statement (one commit) per round of a worker: deletes the jobs of `done` that `worker`
+/// still holds (they succeeded) and claims up to `limit` due jobs of `kinds`, highest priority
+/// then earliest first, leased to `worker` for `lease`. Jobs other workers hold locked are
+/// skipped, not waited for.
+pub async fn complete_and_claim(
+    owner: &PgPool,
+    worker: &str,
+    done: &[Claim],
+    kinds: &[String],
+    limit: i64,
+    lease: Duration,
+) -> Result<Round, DbError> {
+    let (ids, attempts) = split(done);
+    // `id = ANY (ARRAY(…))`, not a join to the claimed rows: a generic plan (the statement is
+    // prepared) cannot know LIMIT is small and would hash-join the whole table.
+    let (completed, claimed): (i64, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(
+        r"WITH done AS (
+              DELETE FROM queue.jobs j
+               USING unnest($3::uuid[], $4::int[]) AS c (id, attempt)
+               WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1
+              RETURNING 1),
+          claimed AS (
+              UPDATE queue.jobs j
+                 SET state = 'running', attempts = j.attempts + 1, worker = $1,
+                     lease_until = now() + make_interval(secs => $6)
+               WHERE j.id = ANY (ARRAY(
+                     SELECT id FROM queue.jobs
+                      WHERE state = 'queued' AND run_at <= now() AND kind = ANY ($2)
+                      ORDER BY priority DESC, run_at, id
+                      LIMIT $5 FOR UPDATE SKIP LOCKED))
+              RETURNING j.id, j.kind, j.organization_id, j.actor_id, j.payload, j.attempts, j.max_attempts)
+          SELECT (SELECT count(*) FROM done),
+                 coalesce((SELECT json_agg(claimed) FROM claimed), '[]')",
+    )
+    .bind(worker)
+    .bind(kinds)
+    .bind(ids)
+    .bind(attempts)
+    .bind(limit)
+    .bind(seconds(lease))
+    .fetch_one(owner)
+    .await?;
+    Ok(Round {
+        completed: completed.max(0) as u64,
+        claimed: claimed.0,
+    })
+}
+
 /// Renews `worker`'s leases on `claims`; returns the ids it still holds (a job whose lease ran
 /// out and was claimed again is no longer this run's).
 pub async fn renew(
@@ -174,7 +220,7 @@ pub async fn renew(
     Ok(sqlx::query_scalar(
         r"UPDATE queue.jobs j SET lease_until = now() + make_interval(secs => $4)
             FROM unnest($2::uuid[], $3::int[]) AS c (id, attempt)
-           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1 AND j.state = 'running'
+           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1
           RETURNING j.id",
     )
     .bind(worker)
@@ -183,21 +229,6 @@ pub async fn renew(
     .bind(seconds(lease))
     .fetch_all(owner)
     .await?)
-}
-
-/// Marks `worker`'s claimed job done; false when the claim no longer holds.
-pub async fn complete(owner: &PgPool, worker: &str, claim: Claim) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        r"UPDATE queue.jobs SET state = 'completed', worker = NULL, lease_until = NULL,
-                 finished_at = now(), last_error = NULL
-           WHERE id = $2 AND attempts = $3 AND worker = $1 AND state = 'running'",
-    )
-    .bind(worker)
-    .bind(claim.id)
-    .bind(claim.attempt)
-    .execute(owner)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Records a failed run of `worker`'s job: queued again at `retry_at`, or dead (keeping `error`)
@@ -215,7 +246,7 @@ pub async fn fail(
              SET state = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                  run_at = coalesce($4, run_at), worker = NULL, lease_until = NULL, last_error = $3,
                  finished_at = CASE WHEN $4::timestamptz IS NULL OR attempts >= max_attempts THEN now() END
-           WHERE id = $2 AND attempts = $5 AND worker = $1 AND state = 'running'
+           WHERE id = $2 AND attempts = $5 AND worker = $1
           RETURNING state",
     )
     .bind(worker)
@@ -234,7 +265,7 @@ pub async fn release(owner: &PgPool, worker: &str, claims: &[Claim]) -> Result<u
     let released = sqlx::query(
         r"UPDATE queue.jobs j SET state = 'queued', attempts = j.attempts - 1, worker = NULL, lease_until = NULL
             FROM unnest($2::uuid[], $3::int[]) AS c (id, attempt)
-           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1 AND j.state = 'running'",
+           WHERE j.id = c.id AND j.attempts = c.attempt AND j.worker = $1",
     )
     .bind(worker)
     .bind(ids)

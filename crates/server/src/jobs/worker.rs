@@ -1,16 +1,19 @@
 //! The worker: claims due jobs up to its concurrency, runs each in its own task, renews their
 //! leases while they run, records how each ended, and requeues jobs whose lease ran out (their
-//! worker died). It wakes on `NOTIFY queue_jobs` from a dedicated connection and also polls, so
+//! worker died). Jobs that succeeded are deleted in the statement that claims the next ones, so
+//! a busy worker commits once per round, not twice per job. It wakes on `NOTIFY queue_jobs` from a dedicated connection and also polls, so
 //! it keeps working where LISTEN does not (PgBouncer in transaction mode) or when that connection
 //! drops. It also enqueues the jobs of due schedules (once per slot across all workers).
 //! Stopping finishes the jobs in hand, within a grace period, and gives back the rest.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use rand::Rng;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -63,6 +66,8 @@ impl Default for WorkerConfig {
 pub struct Worker {
     id: String,
     owner: OwnerPool,
+    /// For claims, leases and outcomes (`queue::bookkeeping_pool`: asynchronous commit).
+    bookkeeping: PgPool,
     runtime: RuntimePool,
     registry: Arc<Registry>,
     config: WorkerConfig,
@@ -81,9 +86,11 @@ impl Worker {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
+        let bookkeeping = queue::bookkeeping_pool(&owner, 2);
         Self {
             id,
             owner,
+            bookkeeping,
             runtime,
             registry: Arc::new(registry),
             config,
@@ -103,6 +110,8 @@ impl Worker {
             .listen
             .then(|| tokio::spawn(listen(self.owner.0.clone(), wake.clone())));
         let in_hand: Arc<Mutex<HashSet<Claim>>> = Arc::default();
+        // Succeeded, still in hand (their leases renewed) until the next round deletes them.
+        let succeeded: Arc<Mutex<Vec<Claim>>> = Arc::default();
         let mut running = JoinSet::new();
         let kinds = self.registry.names();
         let mut renewals = tokio::time::interval(self.config.lease / 3);
@@ -122,17 +131,23 @@ impl Worker {
             // Finished runs leave the set, so their slots count as free.
             while running.try_join_next().is_some() {}
             let free = self.config.concurrency.saturating_sub(running.len());
+            let done = std::mem::take(&mut *lock(&succeeded));
             let mut claimed = 0;
-            if free > 0 {
-                match self.claim(&kinds, free).await {
-                    Ok(jobs) => {
-                        claimed = jobs.len();
-                        for job in jobs {
+            if free > 0 || !done.is_empty() {
+                match self.round(&done, &kinds, free).await {
+                    Ok(round) => {
+                        self.forget(&in_hand, &done, round.completed);
+                        claimed = round.claimed.len();
+                        for job in round.claimed {
                             lock(&in_hand).insert(job.claim());
-                            running.spawn(self.execute(job, in_hand.clone()));
+                            running.spawn(self.execute(job, in_hand.clone(), succeeded.clone()));
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming jobs failed");
+                        // Still held: the next round tries again.
+                        lock(&succeeded).extend(done);
+                    }
                 }
             }
             // A full batch: more may be due at once, so look again without waiting (the timers
@@ -157,12 +172,12 @@ impl Worker {
         if let Some(listener) = listener {
             listener.abort();
         }
-        self.stop(running, &in_hand).await
+        self.stop(running, &in_hand, &succeeded).await
     }
 
     /// Queues again the jobs whose worker stopped renewing their lease.
     async fn requeue_expired(&self) {
-        match queue::requeue_expired(&self.owner.0).await {
+        match queue::requeue_expired(&self.bookkeeping).await {
             Ok(0) => {}
             Ok(requeued) => tracing::warn!(
                 requeued,
@@ -172,16 +187,38 @@ impl Worker {
         }
     }
 
-    /// Claims up to `limit` due jobs.
-    async fn claim(&self, kinds: &[String], limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        queue::claim(
-            &self.owner.0,
+    /// Deletes the jobs that succeeded and claims up to `limit` due jobs, in one statement.
+    async fn round(
+        &self,
+        done: &[Claim],
+        kinds: &[String],
+        limit: usize,
+    ) -> Result<queue::Round, DbError> {
+        queue::complete_and_claim(
+            &self.bookkeeping,
             &self.id,
+            done,
             kinds,
             limit as i64,
             self.config.lease,
         )
         .await
+    }
+
+    /// Drops the succeeded jobs a round recorded from the jobs in hand; says so when some of
+    /// them were no longer this worker's (their lease ran out: they may run again).
+    fn forget(&self, in_hand: &Mutex<HashSet<Claim>>, done: &[Claim], completed: u64) {
+        let mut in_hand = lock(in_hand);
+        for claim in done {
+            in_hand.remove(claim);
+        }
+        let lost = (done.len() as u64).saturating_sub(completed);
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "jobs succeeded after their lease ran out: they may run again"
+            );
+        }
     }
 
     /// The queue's depth and its oldest due job's wait, for the logs (every minute).
@@ -202,7 +239,7 @@ impl Worker {
         if ids.is_empty() {
             return;
         }
-        match queue::renew(&self.owner.0, &self.id, &ids, self.config.lease).await {
+        match queue::renew(&self.bookkeeping, &self.id, &ids, self.config.lease).await {
             Ok(held) if held.len() < ids.len() => {
                 tracing::warn!(
                     lost = ids.len() - held.len(),
@@ -214,13 +251,20 @@ impl Worker {
         }
     }
 
-    /// Runs one job in its own task (a panic is a failed attempt) and records how it ended.
+    /// Runs one job (a panic is a failed attempt) and records how it ended. Aborting the task
+    /// this runs in (a stop past its grace period) drops the handler with it, so a job given
+    /// back is no longer running here.
     fn execute(
         &self,
         job: ClaimedJob,
         in_hand: Arc<Mutex<HashSet<Claim>>>,
+        succeeded: Arc<Mutex<Vec<Claim>>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (owner, worker, config) = (self.owner.0.clone(), self.id.clone(), self.config.clone());
+        let (bookkeeping, worker, config) = (
+            self.bookkeeping.clone(),
+            self.id.clone(),
+            self.config.clone(),
+        );
         let kind = self.registry.get(&job.kind).cloned();
         let run = JobRun {
             job: job.clone(),
@@ -229,34 +273,38 @@ impl Worker {
         };
         async move {
             let outcome = match kind {
-                Some(kind) => {
-                    // Its own task, so a panic is a failed attempt; aborted with this one (a stop
-                    // past its grace period), so a job given back is no longer running here.
-                    let mut handler = AbortOnDrop(tokio::spawn((kind.handler)(run)));
-                    match (&mut handler.0).await {
-                        Ok(outcome) => outcome,
-                        Err(e) => Err(JobError::Retry(format!("the handler panicked: {e}"))),
-                    }
-                }
+                Some(kind) => match AssertUnwindSafe((kind.handler)(run)).catch_unwind().await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Err(JobError::Retry(format!(
+                        "the handler panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))),
+                },
                 None => Err(JobError::Fatal(format!("no handler for {}", job.kind))),
             };
-            let recorded = match &outcome {
-                Ok(()) => queue::complete(&owner, &worker, job.claim())
-                    .await
-                    .map(|held| held.then(|| "completed".to_string())),
-                Err(e) => {
-                    let retry_at = match e {
-                        JobError::Retry(_) => Some(Utc::now() + backoff(&config, job.attempts)),
-                        JobError::Fatal(_) => None,
-                    };
-                    queue::fail(&owner, &worker, job.claim(), &e.to_string(), retry_at).await
+            let error = match outcome {
+                Ok(()) => {
+                    // The worker's next round deletes it (its slot is free already).
+                    lock(&succeeded).push(job.claim());
+                    return;
                 }
+                Err(e) => e,
             };
+            let retry_at = match error {
+                JobError::Retry(_) => Some(Utc::now() + backoff(&config, job.attempts)),
+                JobError::Fatal(_) => None,
+            };
+            let recorded = queue::fail(
+                &bookkeeping,
+                &worker,
+                job.claim(),
+                &error.to_string(),
+                retry_at,
+            )
+            .await;
             match recorded {
                 Ok(Some(state)) => {
-                    if let Err(e) = &outcome {
-                        tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %state, error = %e, "job failed");
-                    }
+                    tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %state, %error, "job failed");
                 }
                 Ok(None) => {
                     tracing::warn!(job = %job.id, "the job's lease was lost before it ended: it may run again")
@@ -269,11 +317,13 @@ impl Worker {
         }
     }
 
-    /// Waits up to the grace period for the jobs in hand, then gives back the unfinished ones.
+    /// Waits up to the grace period for the jobs in hand, records those that succeeded, then
+    /// gives back the unfinished ones.
     async fn stop(
         &self,
         mut running: JoinSet<()>,
         in_hand: &Mutex<HashSet<Claim>>,
+        succeeded: &Mutex<Vec<Claim>>,
     ) -> Result<(), DbError> {
         let finished = tokio::time::timeout(self.config.grace, async {
             while running.join_next().await.is_some() {}
@@ -283,9 +333,16 @@ impl Worker {
             running.abort_all();
             while running.join_next().await.is_some() {}
         }
+        let done = std::mem::take(&mut *lock(succeeded));
+        if !done.is_empty() {
+            // Never given back: a job that succeeded must not run again. Should this fail, their
+            // leases run out and they do run again (at least once, never lost).
+            let round = self.round(&done, &[], 0).await?;
+            self.forget(in_hand, &done, round.completed);
+        }
         let unfinished: Vec<Claim> = lock(in_hand).drain().collect();
         if !unfinished.is_empty() {
-            let released = queue::release(&self.owner.0, &self.id, &unfinished).await?;
+            let released = queue::release(&self.bookkeeping, &self.id, &unfinished).await?;
             tracing::info!(released, "unfinished jobs given back");
         }
         tracing::info!(worker = %self.id, "worker stopped");
@@ -332,13 +389,12 @@ async fn listen(owner: PgPool, wake: Arc<Notify>) {
     }
 }
 
-/// Aborts the task when dropped (when the task awaiting it is aborted).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

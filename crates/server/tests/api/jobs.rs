@@ -122,7 +122,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs() {
     .await;
     worker.stop().await;
     assert_eq!(*runs.lock().expect("runs"), [(2, 1)]);
-    assert_eq!(states(&app).await, HashMap::from([("completed".into(), 1)]));
+    assert_eq!(states(&app).await, HashMap::new(), "it succeeded: deleted");
 }
 
 #[tokio::test]
@@ -161,10 +161,7 @@ async fn two_workers_never_run_one_job_at_once_and_run_each_once() {
     let runs = runs.lock().expect("runs").clone();
     let distinct: HashSet<Uuid> = runs.iter().copied().collect();
     assert_eq!((runs.len(), distinct.len()), (200, 200), "each job once");
-    assert_eq!(
-        states(&app).await,
-        HashMap::from([("completed".into(), 200)])
-    );
+    assert_eq!(states(&app).await, HashMap::new(), "all succeeded: deleted");
 }
 
 #[tokio::test]
@@ -209,6 +206,10 @@ async fn a_failing_job_backs_off_and_ends_dead_with_its_error() {
         kind: "test.broken",
         max_attempts: 5,
     };
+    const PANICS: JobSpec = JobSpec {
+        kind: "test.panics",
+        max_attempts: 2,
+    };
     let attempts: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
     let registry = Registry::default()
         .register(FLAKY, {
@@ -239,6 +240,12 @@ async fn a_failing_job_backs_off_and_ends_dead_with_its_error() {
                     Err(JobError::Fatal("the payload names no recipient".into()))
                 }
             }
+        })
+        .register(PANICS, |run| async move {
+            let slot: Option<i64> = run.job.payload["slot"].as_i64();
+            // A bug in a handler: the worker survives it, the attempt counts as failed.
+            let _ = slot.expect("a slot in the payload");
+            Ok(())
         });
     let flaky = queue::enqueue_platform(&owner, &FLAKY.job(json!({})))
         .await
@@ -248,11 +255,30 @@ async fn a_failing_job_backs_off_and_ends_dead_with_its_error() {
         .await
         .expect("enqueue")
         .expect("id");
+    let panics = queue::enqueue_platform(&owner, &PANICS.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
     let worker = start(&app, registry, quick()).await;
     let mut dead = Vec::new();
-    until_ended(&app, &[flaky, broken], &mut dead).await;
+    until_ended(&app, &[flaky, broken, panics], &mut dead).await;
     worker.stop().await;
-    let (flaky_job, broken_job) = (&dead[0], &dead[1]);
+    let [Some(flaky_job), Some(broken_job), Some(panicking_job)] = &dead[..] else {
+        panic!("all three stay, dead: {dead:?}");
+    };
+    assert_eq!(
+        (
+            panicking_job.state.as_str(),
+            panicking_job.attempts,
+            panicking_job.last_error.as_deref()
+        ),
+        (
+            "dead",
+            2,
+            Some("the handler panicked: a slot in the payload")
+        ),
+        "a panic is a failed attempt, retried like any other"
+    );
     assert_eq!(
         (flaky_job.state.as_str(), flaky_job.attempts),
         ("dead", 3),
@@ -290,15 +316,7 @@ async fn a_job_whose_worker_died_runs_again_once_its_lease_runs_out() {
         .expect("enqueue")
         .expect("id");
     // A worker claims it and dies without a word: its lease is all that is left of it.
-    let claimed = queue::claim(
-        &owner.0,
-        "dead-worker",
-        &[RECORD.kind.to_string()],
-        10,
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("claim");
+    let claimed = claim(&owner.0, "dead-worker", 10, Duration::from_secs(1)).await;
     assert_eq!(claimed.len(), 1);
 
     let (registry, runs) = recording();
@@ -309,8 +327,29 @@ async fn a_job_whose_worker_died_runs_again_once_its_lease_runs_out() {
     .await;
     worker.stop().await;
     assert_eq!(*runs.lock().expect("runs"), [(7, 2)], "its second attempt");
-    let job = queue::get(&owner.0, id).await.expect("get").expect("job");
-    assert_eq!(job.state, "completed");
+    let job = queue::get(&owner.0, id).await.expect("get");
+    assert!(job.is_none(), "it succeeded: deleted, {job:?}");
+}
+
+/// Claims up to `limit` test jobs for `worker`, finishing none.
+async fn claim(
+    owner: &sqlx::PgPool,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+) -> Vec<queue::ClaimedJob> {
+    queue::complete_and_claim(owner, worker, &[], &[RECORD.kind.to_string()], limit, lease)
+        .await
+        .expect("claim")
+        .claimed
+}
+
+/// Records `claim` as succeeded, claiming nothing; how many jobs that deleted.
+async fn complete(owner: &sqlx::PgPool, worker: &str, claim: queue::Claim) -> u64 {
+    queue::complete_and_claim(owner, worker, &[claim], &[], 0, Duration::from_secs(60))
+        .await
+        .expect("complete")
+        .completed
 }
 
 #[tokio::test]
@@ -368,15 +407,15 @@ async fn a_tenant_job_acts_as_its_user_under_rls_and_the_audit_trail_names_it() 
     let mut ended = Vec::new();
     until_ended(&app, &ids, &mut ended).await;
     worker.stop().await;
-    assert_eq!(ended[0].state, "completed");
-    assert_eq!(ended[1].state, "dead", "{:?}", ended[1].last_error);
+    assert!(ended[0].is_none(), "alice's job succeeded: {:?}", ended[0]);
+    let bobs = ended[1].as_ref().expect("bob's job stays");
+    assert_eq!(bobs.state, "dead", "{:?}", bobs.last_error);
     assert!(
-        ended[1]
-            .last_error
+        bobs.last_error
             .as_deref()
             .is_some_and(|e| e.contains("row-level security")),
         "{:?}",
-        ended[1].last_error
+        bobs.last_error
     );
     let audited: Vec<(Option<Uuid>, Option<String>)> = sqlx::query_as(
         r"SELECT user_id, request_id FROM audit.events
@@ -392,17 +431,17 @@ async fn a_tenant_job_acts_as_its_user_under_rls_and_the_audit_trail_names_it() 
     );
 }
 
-/// Waits until every job of `ids` is completed or dead, and collects them.
-async fn until_ended(app: &TestApp, ids: &[Uuid], ended: &mut Vec<queue::JobRow>) {
+/// Waits until every job of `ids` succeeded (None: deleted) or is dead, and collects them.
+async fn until_ended(app: &TestApp, ids: &[Uuid], ended: &mut Vec<Option<queue::JobRow>>) {
     let owner = app.db.owner().await;
     for _ in 0..400 {
         ended.clear();
         for id in ids {
-            ended.push(queue::get(&owner.0, *id).await.expect("get").expect("job"));
+            ended.push(queue::get(&owner.0, *id).await.expect("get"));
         }
         if ended
             .iter()
-            .all(|j| j.state == "completed" || j.state == "dead")
+            .all(|j| j.as_ref().is_none_or(|j| j.state == "dead"))
         {
             return;
         }
@@ -435,7 +474,7 @@ async fn the_runtime_role_only_enqueues_for_its_organization_as_its_user() {
     drop(tx);
     let attempts = [
         ("read a payload", "SELECT payload FROM queue.jobs".to_string()),
-        ("finish a job", "UPDATE queue.jobs SET state = 'completed'".to_string()),
+        ("cancel a job", "UPDATE queue.jobs SET state = 'cancelled'".to_string()),
         ("delete the jobs", "DELETE FROM queue.jobs".to_string()),
         (
             "enqueue for another organization",
@@ -596,7 +635,7 @@ async fn a_schedule_fires_once_per_slot_with_three_workers() {
     .fetch_one(&owner.0)
     .await
     .expect("jobs");
-    assert_eq!(jobs, 2);
+    assert_eq!(jobs, 0, "both succeeded: deleted");
     assert!(last.is_some());
 }
 
@@ -648,9 +687,9 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
           VALUES (sha256('abandoned'), 'n', 'v', now() - interval '1 hour'),
                  (sha256('under way'), 'n', 'v', now());
           INSERT INTO queue.jobs (kind, state, finished_at)
-          VALUES ('test.record', 'completed', now() - interval '8 days'),
+          VALUES ('test.record', 'cancelled', now() - interval '8 days'),
                  ('test.record', 'dead', now() - interval '8 days'),
-                 ('test.record', 'completed', now() - interval '1 day');",
+                 ('test.record', 'cancelled', now() - interval '1 day');",
         user = alice.id
     ))
     .execute(&owner.0)
@@ -664,7 +703,7 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
     let mut ended = Vec::new();
     until_ended(&app, &[id], &mut ended).await;
     worker.stop().await;
-    assert_eq!(ended[0].state, "completed", "{:?}", ended[0].last_error);
+    assert!(ended[0].is_none(), "it succeeded: {:?}", ended[0]);
     let left: (i64, Vec<String>, i64, Vec<String>) = sqlx::query_as(
         r"SELECT (SELECT count(*) FROM sessions WHERE user_id = $1),
                  (SELECT array_agg(email) FROM app.sign_in_failures),
@@ -682,7 +721,7 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
             1,
             vec!["new@example.com".to_string()],
             1,
-            vec!["completed:true".to_string(), "dead:false".to_string()]
+            vec!["cancelled:true".to_string(), "dead:false".to_string()]
         ),
         "alice's live session, the recent failure, the flow under way, the recent and the dead job stay"
     );
@@ -699,22 +738,17 @@ async fn a_run_that_lost_its_lease_cannot_finish_the_job_claimed_again() {
         .await
         .expect("enqueue")
         .expect("id");
-    let kinds = [RECORD.kind.to_string()];
-    let first = queue::claim(&owner.0, "w", &kinds, 1, Duration::from_millis(200))
+    let first = claim(&owner.0, "w", 1, Duration::from_millis(200))
         .await
-        .expect("claim")
         .remove(0);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(queue::requeue_expired(&owner.0).await.expect("requeue"), 1);
     // The same worker claims it again: only the second run's claim holds now.
-    let second = queue::claim(&owner.0, "w", &kinds, 1, Duration::from_secs(60))
+    let second = claim(&owner.0, "w", 1, Duration::from_secs(60))
         .await
-        .expect("claim")
         .remove(0);
     assert_eq!((second.id, second.attempts), (id, 2));
-    assert!(!queue::complete(&owner.0, "w", first.claim())
-        .await
-        .expect("complete"));
+    assert_eq!(complete(&owner.0, "w", first.claim()).await, 0);
     assert!(
         queue::renew(&owner.0, "w", &[first.claim()], Duration::from_secs(60))
             .await
@@ -733,7 +767,6 @@ async fn a_run_that_lost_its_lease_cannot_finish_the_job_claimed_again() {
         ("running", 2),
         "the second run's, untouched"
     );
-    assert!(queue::complete(&owner.0, "w", second.claim())
-        .await
-        .expect("complete"));
+    assert_eq!(complete(&owner.0, "w", second.claim()).await, 1);
+    assert!(queue::get(&owner.0, id).await.expect("get").is_none());
 }
