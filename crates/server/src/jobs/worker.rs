@@ -6,7 +6,7 @@
 //! drops. It also enqueues the jobs of due schedules (once per slot across all workers).
 //! Stopping finishes the jobs in hand, within a grace period, and gives back the rest.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tenantry_db::queue::{self, Claim, ClaimedJob};
 use tenantry_db::{DbError, OwnerPool, RuntimePool};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
 use super::{schedule, JobError, JobRun, Registry};
@@ -61,6 +61,10 @@ impl Default for WorkerConfig {
         }
     }
 }
+
+/// The claims a worker holds and their runs (finished runs stay until their success is
+/// recorded, so their leases are renewed meanwhile).
+type InHand = Mutex<HashMap<Claim, AbortHandle>>;
 
 /// A worker of one process; several may run against one database.
 pub struct Worker {
@@ -109,7 +113,7 @@ impl Worker {
             .config
             .listen
             .then(|| tokio::spawn(listen(self.owner.0.clone(), wake.clone())));
-        let in_hand: Arc<Mutex<HashSet<Claim>>> = Arc::default();
+        let in_hand: Arc<InHand> = Arc::default();
         // Succeeded, still in hand (their leases renewed) until the next round deletes them.
         let succeeded: Arc<Mutex<Vec<Claim>>> = Arc::default();
         let mut running = JoinSet::new();
@@ -139,8 +143,12 @@ impl Worker {
                         self.forget(&in_hand, &done, round.completed);
                         claimed = round.claimed.len();
                         for job in round.claimed {
-                            lock(&in_hand).insert(job.claim());
-                            running.spawn(self.execute(job, in_hand.clone(), succeeded.clone()));
+                            let claim = job.claim();
+                            // Held while spawning, so the run cannot leave the set before it
+                            // enters it.
+                            let mut hand = lock(&in_hand);
+                            let run = self.execute(job, in_hand.clone(), succeeded.clone());
+                            hand.insert(claim, running.spawn(run));
                         }
                     }
                     Err(e) => {
@@ -207,7 +215,7 @@ impl Worker {
 
     /// Drops the succeeded jobs a round recorded from the jobs in hand; says so when some of
     /// them were no longer this worker's (their lease ran out: they may run again).
-    fn forget(&self, in_hand: &Mutex<HashSet<Claim>>, done: &[Claim], completed: u64) {
+    fn forget(&self, in_hand: &InHand, done: &[Claim], completed: u64) {
         let mut in_hand = lock(in_hand);
         for claim in done {
             in_hand.remove(claim);
@@ -234,16 +242,25 @@ impl Worker {
         }
     }
 
-    async fn renew(&self, in_hand: &Mutex<HashSet<Claim>>) {
-        let ids: Vec<Claim> = lock(in_hand).iter().copied().collect();
-        if ids.is_empty() {
+    /// Renews the leases in hand. A run whose lease was lost (this worker stalled past it, and
+    /// the job may be running elsewhere now) is stopped: it could no longer record its end.
+    async fn renew(&self, in_hand: &InHand) {
+        let claims: Vec<Claim> = lock(in_hand).keys().copied().collect();
+        if claims.is_empty() {
             return;
         }
-        match queue::renew(&self.bookkeeping, &self.id, &ids, self.config.lease).await {
-            Ok(held) if held.len() < ids.len() => {
+        match queue::renew(&self.bookkeeping, &self.id, &claims, self.config.lease).await {
+            Ok(held) if held.len() < claims.len() => {
+                let held: HashSet<Uuid> = held.into_iter().collect();
+                let mut hand = lock(in_hand);
+                for lost in claims.iter().filter(|c| !held.contains(&c.id)) {
+                    if let Some(run) = hand.remove(lost) {
+                        run.abort();
+                    }
+                }
                 tracing::warn!(
-                    lost = ids.len() - held.len(),
-                    "leases lost: those jobs may run twice"
+                    lost = claims.len() - held.len(),
+                    "leases lost: those runs are stopped, their jobs may run again"
                 )
             }
             Ok(_) => {}
@@ -257,7 +274,7 @@ impl Worker {
     fn execute(
         &self,
         job: ClaimedJob,
-        in_hand: Arc<Mutex<HashSet<Claim>>>,
+        in_hand: Arc<InHand>,
         succeeded: Arc<Mutex<Vec<Claim>>>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let (bookkeeping, worker, config) = (
@@ -322,7 +339,7 @@ impl Worker {
     async fn stop(
         &self,
         mut running: JoinSet<()>,
-        in_hand: &Mutex<HashSet<Claim>>,
+        in_hand: &InHand,
         succeeded: &Mutex<Vec<Claim>>,
     ) -> Result<(), DbError> {
         let finished = tokio::time::timeout(self.config.grace, async {
@@ -340,7 +357,7 @@ impl Worker {
             let round = self.round(&done, &[], 0).await?;
             self.forget(in_hand, &done, round.completed);
         }
-        let unfinished: Vec<Claim> = lock(in_hand).drain().collect();
+        let unfinished: Vec<Claim> = lock(in_hand).drain().map(|(claim, _)| claim).collect();
         if !unfinished.is_empty() {
             let released = queue::release(&self.bookkeeping, &self.id, &unfinished).await?;
             tracing::info!(released, "unfinished jobs given back");

@@ -770,3 +770,68 @@ async fn a_run_that_lost_its_lease_cannot_finish_the_job_claimed_again() {
     assert_eq!(complete(&owner.0, "w", second.claim()).await, 1);
     assert!(queue::get(&owner.0, id).await.expect("get").is_none());
 }
+
+#[tokio::test]
+async fn a_run_whose_lease_was_taken_is_stopped() {
+    let app = TestApp::spawn().await;
+    let owner = app.db.owner().await;
+    const LONG: JobSpec = JobSpec {
+        kind: "test.long",
+        max_attempts: 3,
+    };
+    /// Says when the run it lives in ends, finished or stopped.
+    struct Ended(Arc<Mutex<Option<&'static str>>>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let mut ended = self.0.lock().expect("ended");
+            ended.get_or_insert("stopped");
+        }
+    }
+    let ended: Arc<Mutex<Option<&'static str>>> = Arc::default();
+    let registry = Registry::default().register(LONG, {
+        let ended = ended.clone();
+        move |_run| {
+            let guard = Ended(ended.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                guard.0.lock().expect("ended").replace("finished");
+                Ok(())
+            }
+        }
+    });
+    let id = queue::enqueue_platform(&owner, &LONG.job(json!({})))
+        .await
+        .expect("enqueue")
+        .expect("id");
+    let worker = start(&app, registry, quick()).await;
+    let mut taken = false;
+    for _ in 0..200 {
+        // As if the worker had stalled past its lease and another had claimed the job.
+        taken = sqlx::query(
+            "UPDATE queue.jobs SET worker = 'another', attempts = attempts + 1 WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .execute(&owner.0)
+        .await
+        .expect("take")
+        .rows_affected()
+            == 1;
+        if taken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(taken, "the worker claimed the job");
+    until("the run was stopped", || {
+        ended.lock().expect("ended").is_some()
+    })
+    .await;
+    assert_eq!(*ended.lock().expect("ended"), Some("stopped"));
+    worker.stop().await;
+    let job = queue::get(&owner.0, id).await.expect("get").expect("job");
+    assert_eq!(
+        (job.state.as_str(), job.attempts),
+        ("running", 2),
+        "the other worker's claim, untouched"
+    );
+}
