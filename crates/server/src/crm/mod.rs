@@ -1,7 +1,8 @@
 //! Strive CRM (seed 004): customers with per-organization custom fields, projects, tasks on a
-//! kanban board, and a dashboard of counts. Viewers read, members write, admins delete and define the custom fields; API
+//! kanban board, appointments without double-booking, and a dashboard of counts. Viewers read, members write, admins delete and define the custom fields; API
 //! keys need the `crm` module.
 
+pub mod appointments;
 pub mod customers;
 pub mod dashboard;
 pub mod projects;
@@ -16,6 +17,7 @@ use crate::kernel::error::{Error, Result};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     customers::routes()
+        .merge(appointments::routes())
         .merge(dashboard::routes())
         .merge(projects::routes())
         .merge(tasks::routes())

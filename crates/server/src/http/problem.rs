@@ -24,6 +24,9 @@ pub struct Problem {
     /// With `stale_version`: the version the resource is at now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i32>,
+    /// With `slot_taken`: the appointment the booking would overlap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting_id: Option<uuid::Uuid>,
 }
 
 /// The problem answers operations document, declared once: `responses((status = 200, body = Kpi),
@@ -148,6 +151,13 @@ impl Error {
             Error::Conflict { code, detail } => {
                 (StatusCode::CONFLICT, code, detail.clone(), vec![])
             }
+            Error::SlotTaken { .. } => (
+                StatusCode::CONFLICT,
+                "slot_taken",
+                "the member already has a live appointment overlapping that time; nothing was changed"
+                    .into(),
+                vec![],
+            ),
             Error::StaleVersion { current } => (
                 StatusCode::CONFLICT,
                 "stale_version",
@@ -300,6 +310,10 @@ impl IntoResponse for Error {
             errors,
             current_version: match self {
                 Error::StaleVersion { current } => Some(current),
+                _ => None,
+            },
+            conflicting_id: match self {
+                Error::SlotTaken { conflicting } => conflicting,
                 _ => None,
             },
         };

@@ -50,6 +50,10 @@ pub enum Error {
     Conflict { code: &'static str, detail: String },
     #[error("the resource changed: it is at version {current}")]
     StaleVersion { current: i32 },
+    /// A booking that overlaps a live appointment of the same member (the one named, when the
+    /// caller can see it).
+    #[error("the member is booked at that time")]
+    SlotTaken { conflicting: Option<uuid::Uuid> },
     #[error("the database is not reachable")]
     Unavailable,
     #[error("the server is busy; retry in {retry_after} s")]

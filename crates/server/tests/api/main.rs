@@ -2,6 +2,7 @@
 //! database reached as the runtime role.
 
 mod api_keys;
+mod appointments;
 mod auth;
 mod burst;
 mod crm;

@@ -1,0 +1,486 @@
+//! Strive appointments over HTTP: booking, calendars by range, moves that make sense, no
+//! double-booking even under concurrent requests, and what other organizations, viewers and
+//! API keys cannot do.
+
+use chrono::{Duration, DurationRound, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_server::kernel::access::Role;
+
+use crate::helpers::{api_key, assert_problem, refused_fields, TestApp, TestUser};
+
+/// `user` acting in `org` (the organization a path names).
+fn in_org(user: TestUser, org: uuid::Uuid) -> TestUser {
+    TestUser { org, ..user }
+}
+
+fn path(user: &TestUser, rest: &str) -> String {
+    format!("/v1/orgs/{}/appointments{rest}", user.org)
+}
+
+/// A whole hour `hours` from now, as the API writes instants.
+fn at(hours: i64) -> String {
+    let hour = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncated")
+        + Duration::hours(hours);
+    hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn booking(title: &str, from: i64, to: i64) -> Value {
+    json!({"title": title, "start_time": at(from), "end_time": at(to)})
+}
+
+async fn book(app: &TestApp, user: &TestUser, body: Value) -> (StatusCode, Value) {
+    app.call(Method::POST, user, &path(user, ""), Some(body))
+        .await
+}
+
+async fn booked(app: &TestApp, user: &TestUser, body: Value) -> Value {
+    let (status, created) = book(app, user, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+fn titles(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|a| a["title"].as_str())
+        .collect()
+}
+
+async fn calendar(app: &TestApp, user: &TestUser, query: &str) -> Value {
+    let (status, page) = app
+        .call(Method::GET, user, &path(user, &format!("?{query}")), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+#[tokio::test]
+async fn a_member_books_and_reads_calendars_by_range() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Member).await;
+    let bob = in_org(bob, alice.org);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            "/v1/me",
+            Some(json!({"timezone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let demo = booked(
+        &app,
+        &alice,
+        json!({"title": " Demo ", "start_time": at(2), "end_time": at(3),
+               "meeting_url": "https://meet.example.com/demo", "location": "Online"}),
+    )
+    .await;
+    assert_eq!(demo["title"], "Demo");
+    assert_eq!(demo["status"], "scheduled");
+    assert_eq!(
+        demo["assigned_to"],
+        alice.id.to_string(),
+        "the caller by default"
+    );
+    assert_eq!(
+        demo["timezone"], "Europe/Berlin",
+        "the assignee's zone by default"
+    );
+    assert_eq!(demo["reminders_sent"], json!({}));
+    // Alice books for Bob, in a zone of her choosing.
+    let call = booked(
+        &app,
+        &alice,
+        json!({"title": "Call", "start_time": at(4), "end_time": at(5),
+               "assigned_to": bob.id, "timezone": "America/New_York", "status": "confirmed"}),
+    )
+    .await;
+    assert_eq!(call["timezone"], "America/New_York");
+    assert_eq!(call["status"], "confirmed");
+    booked(&app, &bob, booking("Next week", 24 * 8, 24 * 8 + 1)).await;
+
+    let week = calendar(&app, &alice, "").await;
+    assert_eq!(
+        titles(&week),
+        ["Demo", "Call"],
+        "the next seven days by start"
+    );
+    let bobs = calendar(&app, &bob, "assigned_to=me").await;
+    assert_eq!(titles(&bobs), ["Call"]);
+    let later = calendar(
+        &app,
+        &bob,
+        &format!(
+            "from={}&to={}",
+            urlencoding(&at(24 * 7)),
+            urlencoding(&at(24 * 9))
+        ),
+    )
+    .await;
+    assert_eq!(titles(&later), ["Next week"]);
+    // An appointment under way at `from` is in the range.
+    let half_past = at(4).replace(":00:00Z", ":30:00Z");
+    let under_way = calendar(&app, &alice, &format!("from={}", urlencoding(&half_past))).await;
+    assert_eq!(titles(&under_way), ["Call"]);
+    // Pages follow the start order.
+    let first = calendar(&app, &alice, "limit=1").await;
+    assert_eq!(titles(&first), ["Demo"]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = calendar(&app, &alice, &format!("limit=1&after={cursor}")).await;
+    assert_eq!(titles(&second), ["Call"]);
+    let confirmed = calendar(&app, &alice, "status=confirmed").await;
+    assert_eq!(titles(&confirmed), ["Call"]);
+
+    for query in [
+        format!("from={}&to={}", urlencoding(&at(5)), urlencoding(&at(4))),
+        format!(
+            "from={}&to={}",
+            urlencoding(&at(0)),
+            urlencoding(&at(24 * 93))
+        ),
+        "assigned_to=nobody".to_string(),
+        "status=maybe".to_string(),
+    ] {
+        let got = app
+            .call(
+                Method::GET,
+                &alice,
+                &path(&alice, &format!("?{query}")),
+                None,
+            )
+            .await;
+        assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
+
+fn urlencoding(value: &str) -> String {
+    value.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn a_member_cannot_be_double_booked() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Member).await;
+    let first = booked(&app, &alice, booking("First", 2, 4)).await;
+
+    let overlapping = book(&app, &alice, booking("Overlapping", 3, 5)).await;
+    assert_problem(&overlapping, StatusCode::CONFLICT, "slot_taken");
+    assert_eq!(overlapping.1["conflicting_id"], first["id"]);
+    // Back to back is not an overlap; another member's time is theirs.
+    booked(&app, &alice, booking("Right after", 4, 5)).await;
+    booked(
+        &app,
+        &alice,
+        json!({"title": "Bob's", "start_time": at(2), "end_time": at(4), "assigned_to": bob.id}),
+    )
+    .await;
+
+    // A cancelled appointment frees its slot; restoring it needs the slot free again.
+    let first_path = path(&alice, &format!("/{}", first["id"].as_str().expect("id")));
+    let (status, cancelled) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &first_path,
+            Some(json!({"status": "cancelled"})),
+        )
+        .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let second = booked(&app, &alice, booking("In its place", 3, 4)).await;
+    let restore = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &first_path,
+            Some(json!({"status": "scheduled"})),
+        )
+        .await;
+    assert_problem(&restore, StatusCode::CONFLICT, "slot_taken");
+    assert_eq!(restore.1["conflicting_id"], second["id"]);
+
+    // Rescheduling into a taken slot changes nothing.
+    let late = booked(&app, &alice, booking("Late", 8, 9)).await;
+    let late_path = path(&alice, &format!("/{}", late["id"].as_str().expect("id")));
+    let moved = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &late_path,
+            Some(json!({"start_time": at(3), "end_time": at(4), "title": "Moved"})),
+        )
+        .await;
+    assert_problem(&moved, StatusCode::CONFLICT, "slot_taken");
+    let (_, unchanged) = app.call(Method::GET, &alice, &late_path, None).await;
+    assert_eq!(
+        (
+            unchanged["title"].as_str(),
+            unchanged["start_time"].as_str()
+        ),
+        (Some("Late"), Some(at(8).as_str()))
+    );
+    // Moving it within its own time is no conflict with itself.
+    let (status, shifted) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &late_path,
+            Some(json!({"end_time": at(10)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shifted}");
+}
+
+#[tokio::test]
+async fn concurrent_bookings_of_one_slot_leave_exactly_one() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let attempts = (0..12).map(|n| {
+        let (app, alice) = (&app, &alice);
+        async move { book(app, alice, booking(&format!("Attempt {n}"), 2, 3)).await }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let won = outcomes
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|(status, body)| *status == StatusCode::CONFLICT && body["code"] == "slot_taken")
+        .count();
+    assert_eq!((won, refused), (1, 11), "{outcomes:?}");
+    let owner = app.db.owner().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM appointments")
+        .fetch_one(&owner.0)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn only_moves_that_make_sense_are_allowed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let future = booked(&app, &alice, booking("Future", 2, 3)).await;
+    let future_path = path(&alice, &format!("/{}", future["id"].as_str().expect("id")));
+    for (status, why) in [
+        ("completed", "once it has started"),
+        ("no_show", "once it has started"),
+    ] {
+        let got = app
+            .call(
+                Method::PATCH,
+                &alice,
+                &future_path,
+                Some(json!({"status": status})),
+            )
+            .await;
+        assert_eq!(refused_fields(&got), ["status"]);
+        assert!(
+            got.1["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{}",
+            got.1
+        );
+    }
+    let cancelled = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &future_path,
+            Some(json!({"status": "cancelled"})),
+        )
+        .await;
+    assert_eq!(cancelled.0, StatusCode::OK);
+    let got = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &future_path,
+            Some(json!({"status": "confirmed"})),
+        )
+        .await;
+    assert_eq!(refused_fields(&got), ["status"]);
+    assert!(
+        got.1["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("from cancelled to confirmed")),
+        "{}",
+        got.1
+    );
+
+    // One that started can be completed, and corrected to a no-show.
+    let past = booked(&app, &alice, booking("Past", -2, -1)).await;
+    let past_path = path(&alice, &format!("/{}", past["id"].as_str().expect("id")));
+    for status in ["completed", "no_show"] {
+        let (code, moved) = app
+            .call(
+                Method::PATCH,
+                &alice,
+                &past_path,
+                Some(json!({"status": status})),
+            )
+            .await;
+        assert_eq!(
+            (code, moved["status"].as_str()),
+            (StatusCode::OK, Some(status))
+        );
+    }
+    let got = book(
+        &app,
+        &alice,
+        json!({"title": "Born done", "start_time": at(-4), "end_time": at(-3), "status": "completed"}),
+    )
+    .await;
+    assert_eq!(refused_fields(&got), ["status"]);
+}
+
+#[tokio::test]
+async fn bad_bookings_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let mallory = app.user("mallory@example.com").await;
+    let (_, theirs) = app
+        .call(
+            Method::POST,
+            &mallory,
+            &format!("/v1/orgs/{}/customers", mallory.org),
+            Some(json!({"name": "Mallory's customer"})),
+        )
+        .await;
+    for (body, field) in [
+        (booking("Backwards", 3, 2), "end_time"),
+        (booking("Zero", 3, 3), "end_time"),
+        (booking("Too long", 0, 24 * 32), "end_time"),
+        (booking("", 2, 3), "title"),
+        (
+            json!({"title": "Bad link", "start_time": at(2), "end_time": at(3), "meeting_url": "javascript:alert(1)"}),
+            "meeting_url",
+        ),
+        (
+            json!({"title": "Nowhere", "start_time": at(2), "end_time": at(3), "timezone": "Mars/Olympus"}),
+            "timezone",
+        ),
+        (
+            json!({"title": "Stranger", "start_time": at(2), "end_time": at(3), "assigned_to": mallory.id}),
+            "assigned_to",
+        ),
+        (
+            json!({"title": "Their customer", "start_time": at(2), "end_time": at(3), "customer_id": theirs["id"]}),
+            "customer_id",
+        ),
+    ] {
+        let got = book(&app, &alice, body.clone()).await;
+        assert_eq!(refused_fields(&got), [field], "{body}");
+    }
+    let owner = app.db.owner().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM appointments")
+        .fetch_one(&owner.0)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing written");
+}
+
+#[tokio::test]
+async fn other_organizations_viewers_and_keys_get_no_further_than_allowed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let viewer = app.user("victor@example.com").await;
+    let member = app.user("mia@example.com").await;
+    let mallory = app.user("mallory@example.com").await;
+    app.add_member(&alice, alice.org, &viewer, Role::Viewer)
+        .await;
+    app.add_member(&alice, alice.org, &member, Role::Member)
+        .await;
+    let (viewer, member) = (in_org(viewer, alice.org), in_org(member, alice.org));
+    let demo = booked(&app, &alice, booking("Demo", 2, 3)).await;
+    let demo_path = path(&alice, &format!("/{}", demo["id"].as_str().expect("id")));
+
+    // Another organization: nothing to see, change, delete, or book into.
+    let as_mallory = in_org(mallory.clone(), alice.org);
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"title": "Mine now"}))),
+        (Method::DELETE, None),
+    ] {
+        let got = app.call(method, &mallory, &demo_path, body).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+    let got = book(&app, &as_mallory, booking("Intrusion", 5, 6)).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    let got = app
+        .call(Method::GET, &mallory, &path(&alice, ""), None)
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    // …nor learn alice's schedule by booking her into their own organization.
+    let got = book(
+        &app,
+        &mallory,
+        json!({"title": "Probe", "start_time": at(2), "end_time": at(3), "assigned_to": alice.id}),
+    )
+    .await;
+    assert_eq!(refused_fields(&got), ["assigned_to"]);
+
+    // A viewer reads but does not book; a member books and changes but does not delete.
+    assert_eq!(titles(&calendar(&app, &viewer, "").await), ["Demo"]);
+    let got = book(&app, &viewer, booking("Viewer's", 5, 6)).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = app.call(Method::DELETE, &member, &demo_path, None).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &member,
+            &demo_path,
+            Some(json!({"status": "confirmed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An API key with the crm module books for a member it names; one without it does nothing.
+    let crm_key = api_key(&app, &alice, "write", json!(["crm"])).await;
+    let got = book(&app, &crm_key, booking("By key", 5, 6)).await;
+    assert_eq!(refused_fields(&got), ["assigned_to"]);
+    let by_key = booked(
+        &app,
+        &crm_key,
+        json!({"title": "By key", "start_time": at(5), "end_time": at(6), "assigned_to": member.id}),
+    )
+    .await;
+    assert_eq!(by_key["assigned_to"], member.id.to_string());
+    let kpi_key = api_key(&app, &alice, "write", json!(["kpis"])).await;
+    let got = app
+        .call(Method::GET, &kpi_key, &path(&alice, ""), None)
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+
+    // A member who leaves keeps their appointments in the organization, unassigned.
+    let owner = app.db.owner().await;
+    sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+        .bind(alice.org)
+        .bind(member.id)
+        .execute(&owner.0)
+        .await
+        .expect("mia leaves");
+    let by_key_path = path(&alice, &format!("/{}", by_key["id"].as_str().expect("id")));
+    let (status, kept) = app.call(Method::GET, &alice, &by_key_path, None).await;
+    assert_eq!(
+        (status, kept["assigned_to"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (status, _) = app.call(Method::DELETE, &alice, &demo_path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "admins delete");
+}
