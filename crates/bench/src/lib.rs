@@ -29,6 +29,7 @@ pub struct Target {
     pub managed: Option<tenantry_db::cluster::ClusterInfo>,
 }
 
+mod appointments;
 mod burst;
 mod crm;
 mod fasttrack;
@@ -65,6 +66,10 @@ pub enum Benchmark {
     /// The job queue: no-op jobs per second with 1, 2 and 8 workers vs the same number of plain
     /// `DELETE … RETURNING` loops, and enqueue-to-start latency with LISTEN/NOTIFY and polling.
     Jobs,
+    /// Bookings per second with the exclusion constraint that refuses double-booking vs the same
+    /// table without it, and our whole booking for scale (100 appointments per organization, one
+    /// with 10,000).
+    Appointments,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -89,6 +94,7 @@ pub async fn run(
         Benchmark::Fasttrack => fasttrack::run(&urls, &settings).await,
         Benchmark::Crm => crm::run(&urls, &settings).await,
         Benchmark::Jobs => jobs::run(&urls, &settings).await,
+        Benchmark::Appointments => appointments::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await

@@ -107,41 +107,54 @@ pub async fn list(tx: &mut OrgTx, range: &Range, page: &PageParams) -> Result<Pa
 pub async fn create(tx: &mut OrgTx, new: &Valid<NewAppointment>) -> Result<Appointment> {
     let org = tx.org();
     require_role(tx, Role::Member).await?;
-    let assignee = match new.assigned_to {
-        Some(member) => member,
-        None => tx.user_id().await?.ok_or_else(|| {
-            Error::Validation(vec![FieldError::new(
+    let slot = (new.start_time, new.end_time);
+    // A double booking inserts nothing (`DO NOTHING` takes the exclusion constraint as its
+    // arbiter; a concurrent booking of the slot waits for the first to commit, then inserts
+    // nothing): no error, so no savepoint, and the conflict can be looked up right after.
+    let booked: Option<Appointment> = sqlx::query_as(&format!(
+        r"INSERT INTO appointments AS a (id, organization_id, customer_id, assigned_to, title,
+              description, start_time, end_time, timezone, status, location, meeting_url)
+          VALUES ($1, $2, $3, coalesce($4, (SELECT app.user_id())), $5, $6, $7, $8,
+                  coalesce($9, (SELECT p.timezone FROM profiles p
+                                 WHERE p.user_id = coalesce($4, (SELECT app.user_id()))), 'UTC'),
+                  coalesce($10, 'scheduled'), $11, $12)
+          ON CONFLICT ON CONSTRAINT {DOUBLE_BOOKING} DO NOTHING
+          RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(org)
+    .bind(new.customer_id)
+    .bind(new.assigned_to)
+    .bind(new.title.trim())
+    .bind(new.description.as_deref())
+    .bind(slot.0)
+    .bind(slot.1)
+    .bind(new.timezone.as_deref())
+    .bind(new.status.map(AppointmentStatus::as_str))
+    .bind(new.location.as_deref())
+    .bind(new.meeting_url.as_deref())
+    .fetch_optional(tx.conn())
+    .await
+    .on_appointment_constraints()?;
+    match booked {
+        // An API key has no user to default to. The error keeps the transaction from committing.
+        Some(booked) if booked.assigned_to.is_none() => {
+            Err(Error::Validation(vec![FieldError::new(
                 "assigned_to",
                 "is required when an API key books",
-            )])
-        })?,
-    };
-    let (start, end) = (new.start_time, new.end_time);
-    savepoint(tx).await?;
-    let booked = sqlx::query_as(&format!(
-                r"INSERT INTO appointments AS a (id, organization_id, customer_id, assigned_to, title,
-                      description, start_time, end_time, timezone, status, location, meeting_url)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-                          coalesce($9, (SELECT p.timezone FROM profiles p WHERE p.user_id = $4), 'UTC'),
-                          coalesce($10, 'scheduled'), $11, $12)
-                  RETURNING {COLUMNS}"
-            ))
-            .bind(Uuid::now_v7())
-            .bind(org)
-            .bind(new.customer_id)
-            .bind(assignee)
-            .bind(new.title.trim())
-            .bind(new.description.as_deref())
-            .bind(start)
-            .bind(end)
-            .bind(new.timezone.as_deref())
-            .bind(new.status.map(AppointmentStatus::as_str))
-            .bind(new.location.as_deref())
-            .bind(new.meeting_url.as_deref())
-            .fetch_one(tx.conn())
-            .await
-            .on_appointment_constraints();
-    settle(tx, booked, Some(assignee), (start, end), None).await
+            )]))
+        }
+        Some(booked) => Ok(booked),
+        None => {
+            let assignee = match new.assigned_to {
+                Some(member) => Some(member),
+                None => tx.user_id().await?,
+            };
+            Err(Error::SlotTaken {
+                conflicting: conflicting(tx, assignee, slot, None).await?,
+            })
+        }
+    }
 }
 
 pub async fn update(
@@ -210,7 +223,7 @@ pub async fn delete(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Marks where a write that may double-book starts (see [`settle`]).
+/// Marks where a change that may double-book starts (see [`settle`]).
 async fn savepoint(tx: &mut OrgTx) -> Result<()> {
     sqlx::query("SAVEPOINT booking").execute(tx.conn()).await?;
     Ok(())
@@ -231,23 +244,9 @@ async fn settle(
             sqlx::query("ROLLBACK TO SAVEPOINT booking")
                 .execute(tx.conn())
                 .await?;
-            let org = tx.org();
-            let conflicting: Option<Uuid> = sqlx::query_scalar(
-                r"SELECT a.id FROM appointments a
-                   WHERE a.organization_id = $1 AND a.assigned_to = $2
-                     AND tstzrange(a.start_time, a.end_time) && tstzrange($3, $4)
-                     AND a.status IN ('scheduled', 'confirmed', 'completed')
-                     AND a.id IS DISTINCT FROM $5
-                   ORDER BY a.start_time LIMIT 1",
-            )
-            .bind(org)
-            .bind(assignee)
-            .bind(slot.0)
-            .bind(slot.1)
-            .bind(itself)
-            .fetch_optional(tx.conn())
-            .await?;
-            Err(Error::SlotTaken { conflicting })
+            Err(Error::SlotTaken {
+                conflicting: conflicting(tx, assignee, slot, itself).await?,
+            })
         }
         written => {
             let written = written?;
@@ -257,4 +256,29 @@ async fn settle(
             Ok(written)
         }
     }
+}
+
+/// The live appointment of `assignee` overlapping `slot`, other than `itself`.
+async fn conflicting(
+    tx: &mut OrgTx,
+    assignee: Option<Uuid>,
+    slot: (DateTime<Utc>, DateTime<Utc>),
+    itself: Option<Uuid>,
+) -> Result<Option<Uuid>> {
+    let org = tx.org();
+    Ok(sqlx::query_scalar(
+        r"SELECT a.id FROM appointments a
+           WHERE a.organization_id = $1 AND a.assigned_to = $2
+             AND tstzrange(a.start_time, a.end_time) && tstzrange($3, $4)
+             AND a.status IN ('scheduled', 'confirmed', 'completed')
+             AND a.id IS DISTINCT FROM $5
+           ORDER BY a.start_time LIMIT 1",
+    )
+    .bind(org)
+    .bind(assignee)
+    .bind(slot.0)
+    .bind(slot.1)
+    .bind(itself)
+    .fetch_optional(tx.conn())
+    .await?)
 }
