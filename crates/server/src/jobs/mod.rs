@@ -142,7 +142,8 @@ pub struct JobKind {
 
 /// Every job kind of the service; outbox delivery only with a mailer (SMTP configured).
 pub fn registry(mailer: Option<Arc<crate::email::Mailer>>) -> Registry {
-    crate::email::register(upkeep::register(Registry::default()), mailer)
+    let registry = crate::crm::appointments::reminders::register(Registry::default());
+    crate::email::register(upkeep::register(registry), mailer)
 }
 
 /// The job kinds a worker runs.

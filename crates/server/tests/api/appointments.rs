@@ -484,3 +484,379 @@ async fn other_organizations_viewers_and_keys_get_no_further_than_allowed() {
     let (status, _) = app.call(Method::DELETE, &alice, &demo_path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "admins delete");
 }
+
+/// The appointment's queued reminder jobs: (offset name, run_at, actor), by run_at.
+async fn reminders(
+    app: &TestApp,
+    appointment: &Value,
+) -> Vec<(String, String, Option<uuid::Uuid>)> {
+    let owner = app.db.owner().await;
+    let id = appointment["id"].as_str().expect("id");
+    let rows: Vec<(String, chrono::DateTime<Utc>, Option<uuid::Uuid>)> = sqlx::query_as(
+        r"SELECT split_part(unique_key, '/', 2), run_at, actor_id FROM queue.jobs
+           WHERE kind = 'appointments.remind' AND unique_key LIKE $1 || '/%' AND state = 'queued'
+           ORDER BY run_at",
+    )
+    .bind(id)
+    .fetch_all(&owner.0)
+    .await
+    .expect("jobs");
+    rows.into_iter()
+        .map(|(name, at, actor)| {
+            (
+                name,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                actor,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reminders_follow_the_local_time_and_every_change() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let member = app.user("mia@example.com").await;
+    app.add_member(&alice, alice.org, &member, Role::Member)
+        .await;
+    let member = in_org(member, alice.org);
+    // 10:00 in Berlin on the day summer time starts: the day-before reminder is at 10:00 winter
+    // time (23 hours earlier), the hour-before one an hour earlier.
+    let spring = booked(
+        &app,
+        &alice,
+        json!({"title": "Spring", "start_time": "2027-03-28T08:00:00Z",
+               "end_time": "2027-03-28T09:00:00Z", "timezone": "Europe/Berlin"}),
+    )
+    .await;
+    let some = Some(alice.id);
+    assert_eq!(
+        reminders(&app, &spring).await,
+        [
+            ("1d".into(), "2027-03-27T09:00:00Z".into(), some),
+            ("1h".into(), "2027-03-28T07:00:00Z".into(), some)
+        ]
+    );
+    let spring_path = path(&alice, &format!("/{}", spring["id"].as_str().expect("id")));
+    let patch = |body: Value| {
+        let (app, alice, spring_path) = (&app, &alice, &spring_path);
+        async move {
+            let (status, changed) = app
+                .call(Method::PATCH, alice, spring_path, Some(body))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{changed}");
+        }
+    };
+    // Rescheduled: the pending reminders move with it.
+    patch(json!({"start_time": "2027-04-05T08:00:00Z", "end_time": "2027-04-05T09:00:00Z"})).await;
+    assert_eq!(
+        reminders(&app, &spring).await,
+        [
+            ("1d".into(), "2027-04-04T08:00:00Z".into(), some),
+            ("1h".into(), "2027-04-05T07:00:00Z".into(), some)
+        ]
+    );
+    // Cancelled: they go; restored: they come back; reassigned: they act for the new assignee.
+    patch(json!({"status": "cancelled"})).await;
+    assert_eq!(reminders(&app, &spring).await, []);
+    patch(json!({"status": "scheduled"})).await;
+    assert_eq!(reminders(&app, &spring).await.len(), 2);
+    patch(json!({"assigned_to": member.id})).await;
+    assert!(reminders(&app, &spring)
+        .await
+        .iter()
+        .all(|r| r.2 == Some(member.id)));
+
+    // The organization's offsets: admins set them, the coming reminders follow.
+    let settings = format!("/v1/orgs/{}/appointment-settings", alice.org);
+    let (status, defaults) = app.call(Method::GET, &member, &settings, None).await;
+    assert_eq!(
+        (status, defaults),
+        (
+            StatusCode::OK,
+            json!({"reminder_offsets": ["1d", "1h"], "remind_customers": false})
+        )
+    );
+    let got = app
+        .call(
+            Method::PUT,
+            &member,
+            &settings,
+            Some(json!({"reminder_offsets": ["2h"], "remind_customers": true})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!(["1w"]),
+        json!([]),
+        json!(["1m"]),
+        json!(["1d", "24h"]),
+        json!(["31d"]),
+    ] {
+        let got = app
+            .call(
+                Method::PUT,
+                &alice,
+                &settings,
+                Some(json!({"reminder_offsets": bad, "remind_customers": false})),
+            )
+            .await;
+        assert_eq!(refused_fields(&got), ["reminder_offsets"], "{bad}");
+    }
+    let (status, set) = app
+        .call(
+            Method::PUT,
+            &alice,
+            &settings,
+            Some(json!({"reminder_offsets": ["1d12h", "2h"], "remind_customers": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, set),
+        (
+            StatusCode::OK,
+            json!({"reminder_offsets": ["1d12h", "2h"], "remind_customers": true})
+        )
+    );
+    let member_id = Some(member.id);
+    assert_eq!(
+        reminders(&app, &spring).await,
+        [
+            ("1d12h".into(), "2027-04-03T20:00:00Z".into(), member_id),
+            ("2h".into(), "2027-04-05T06:00:00Z".into(), member_id)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let settings = format!("/v1/orgs/{}/appointment-settings", alice.org);
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            &alice,
+            &settings,
+            Some(json!({"reminder_offsets": ["1d", "1h"], "remind_customers": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, customer) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("/v1/orgs/{}/customers", alice.org),
+            Some(json!({"name": "Carol", "email": "carol@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let demo = booked(
+        &app,
+        &alice,
+        json!({"title": "Demo <b>day</b>", "start_time": at(30), "end_time": at(31),
+               "customer_id": customer["id"], "timezone": "Asia/Tokyo",
+               "meeting_url": "https://meet.example.com/demo"}),
+    )
+    .await;
+    let id = demo["id"].as_str().expect("id").to_string();
+    // The day-before reminder comes due, and a worker that took it dies without a word.
+    let owner = app.db.owner().await;
+    sqlx::query("UPDATE queue.jobs SET run_at = now() WHERE unique_key = $1 || '/1d'")
+        .bind(&id)
+        .execute(&owner.0)
+        .await
+        .expect("due");
+    let taken = tenantry_db::queue::complete_and_claim(
+        &owner.0,
+        "dead-worker",
+        &[],
+        &["appointments.remind".to_string()],
+        1,
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .expect("claim");
+    assert_eq!(taken.claimed.len(), 1);
+
+    let smtp = crate::smtp::SmtpServer::start(0).await;
+    let workers = [
+        crate::email::worker(&app, &smtp.url()).await,
+        crate::email::worker(&app, &smtp.url()).await,
+    ];
+    crate::helpers::until("both reminders arrived", || smtp.messages().len() >= 2).await;
+    // A second run of the same reminder (its job run twice) sends nothing more.
+    let again: uuid::Uuid = sqlx::query_scalar(
+        r"INSERT INTO queue.jobs (kind, organization_id, actor_id, payload)
+          VALUES ('appointments.remind', $1, $2, jsonb_build_object('appointment_id', $3::uuid, 'offset', '1 day',
+                  'remind_at', app.reminder_time($4, 'Asia/Tokyo', '1 day')))
+          RETURNING id",
+    )
+    .bind(alice.org)
+    .bind(alice.id)
+    .bind(&id)
+    .bind(demo["start_time"].as_str().expect("start").parse::<chrono::DateTime<Utc>>().expect("instant"))
+    .fetch_one(&owner.0)
+    .await
+    .expect("again");
+    for _ in 0..400 {
+        if tenantry_db::queue::get(&owner.0, again)
+            .await
+            .expect("get")
+            .is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        tenantry_db::queue::get(&owner.0, again)
+            .await
+            .expect("get")
+            .is_none(),
+        "the repeat ran"
+    );
+    for stop in workers {
+        let _ = stop.send(());
+    }
+    let messages = smtp.messages();
+    let mut to: Vec<&str> = messages.iter().map(|m| m.to[0].as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["alice@example.com", "carol@example.com"], "once each");
+    let data = messages[0].data.replace("=\n", "").replace("=3D", "=");
+    assert!(
+        data.contains("Demo &lt;b&gt;day&lt;/b&gt;"),
+        "escaped in HTML: {data}"
+    );
+    assert!(
+        data.contains("(Asia/Tokyo)"),
+        "in the appointment's zone: {data}"
+    );
+    let (status, after) = app
+        .call(Method::GET, &alice, &path(&alice, &format!("/{id}")), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        after["reminders_sent"]["1d"]["sent_at"].is_string(),
+        "{after}"
+    );
+    assert!(
+        after["reminders_sent"].get("1h").is_none(),
+        "the hour-before one is not due: {after}"
+    );
+}
+
+#[tokio::test]
+async fn a_late_reminder_is_sent_once_or_skipped_after_the_start() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let owner = app.db.owner().await;
+    // Booked 3 hours ahead; the service was down when its hour-before reminder came due.
+    let soon = booked(&app, &alice, booking("Soon", 3, 4)).await;
+    let soon_id = soon["id"].as_str().expect("id").to_string();
+    sqlx::query(
+        "UPDATE queue.jobs SET run_at = now() - interval '1 hour' WHERE unique_key = $1 || '/1h'",
+    )
+    .bind(&soon_id)
+    .execute(&owner.0)
+    .await
+    .expect("overdue");
+    // Already started: a reminder left over for it is skipped, and the row says why.
+    let started = booked(&app, &alice, booking("Started", -1, 1)).await;
+    let started_id = started["id"].as_str().expect("id").to_string();
+    assert_eq!(reminders(&app, &started).await, [], "none ahead");
+    sqlx::query(
+        r"INSERT INTO queue.jobs (kind, organization_id, actor_id, payload)
+          SELECT 'appointments.remind', a.organization_id, a.assigned_to,
+                 jsonb_build_object('appointment_id', a.id, 'offset', '1 hour',
+                                    'remind_at', app.reminder_time(a.start_time, a.timezone, '1 hour'))
+            FROM appointments a WHERE a.id = $1::uuid",
+    )
+    .bind(&started_id)
+    .execute(&owner.0)
+    .await
+    .expect("left over");
+
+    let smtp = crate::smtp::SmtpServer::start(0).await;
+    let stop = crate::email::worker(&app, &smtp.url()).await;
+    crate::helpers::until("the late reminder arrived", || !smtp.messages().is_empty()).await;
+    let mut skipped = Value::Null;
+    for _ in 0..200 {
+        let (_, row) = app
+            .call(
+                Method::GET,
+                &alice,
+                &path(&alice, &format!("/{started_id}")),
+                None,
+            )
+            .await;
+        skipped = row["reminders_sent"]["1h"].clone();
+        if !skipped.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    assert_eq!(smtp.messages().len(), 1, "the late one only");
+    assert!(smtp.messages()[0].data.contains("Soon"));
+    assert_eq!(
+        skipped["reason"], "the appointment had started",
+        "{skipped}"
+    );
+    assert!(skipped.get("sent_at").is_none());
+}
+
+#[tokio::test]
+async fn only_the_assignee_s_job_can_send_a_reminder() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let mallory = app.user("mallory@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Admin).await;
+    let demo = booked(&app, &alice, booking("Demo", 30, 31)).await;
+    let id: uuid::Uuid = demo["id"].as_str().expect("id").parse().expect("uuid");
+    let start: chrono::DateTime<Utc> = demo["start_time"]
+        .as_str()
+        .expect("start")
+        .parse()
+        .expect("instant");
+    for (user, org, expected) in [
+        (&bob, alice.org, "reassigned"),
+        (&mallory, mallory.org, "gone"),
+        (&mallory, alice.org, "gone"),
+    ] {
+        let tx = tenantry_server::kernel::org_tx::OrgTx::begin(
+            &app.db.runtime,
+            &tenantry_db::RequestContext::user(user.id),
+            org,
+        )
+        .await;
+        // A stranger may not even get a transaction bound to the organization.
+        let Ok(mut tx) = tx else {
+            assert_ne!(org, user.org);
+            continue;
+        };
+        let outcome: String =
+            sqlx::query_scalar("SELECT app.send_appointment_reminder($1, '1 day', $2)")
+                .bind(id)
+                .bind(start - Duration::days(1))
+                .fetch_one(tx.conn())
+                .await
+                .expect("call");
+        assert_eq!(outcome, expected);
+        tx.commit().await.expect("commit");
+    }
+    let owner = app.db.owner().await;
+    let (outbox, sent): (i64, Value) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM outbox WHERE kind = 'appointment_reminder'), (SELECT reminders_sent FROM appointments WHERE id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&owner.0)
+    .await
+    .expect("state");
+    assert_eq!(
+        (outbox, sent),
+        (0, json!({})),
+        "nothing sent, nothing recorded"
+    );
+}

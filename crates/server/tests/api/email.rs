@@ -25,7 +25,7 @@ fn quick() -> WorkerConfig {
 }
 
 /// Runs the service's job kinds, mail through `smtp_url`, until the sender is dropped.
-async fn worker(app: &TestApp, smtp_url: &str) -> oneshot::Sender<()> {
+pub(crate) async fn worker(app: &TestApp, smtp_url: &str) -> oneshot::Sender<()> {
     let mailer = Mailer::new(smtp_url, "Tenantry <noreply@tenantry.test>").expect("mailer");
     let worker = Worker::new(
         app.db.owner().await,

@@ -1,7 +1,9 @@
 //! Appointments: a member's calendar in the organization, with a customer or not. The database
 //! refuses a booking that overlaps another live one of the same member (an exclusion
-//! constraint), so concurrent bookings of one slot leave exactly one.
+//! constraint), so concurrent bookings of one slot leave exactly one. Reminders are jobs the
+//! database schedules with each change (see `reminders`).
 
+pub mod reminders;
 pub mod routes;
 pub mod store;
 

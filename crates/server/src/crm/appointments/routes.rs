@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             delete_appointment
         ))
         .layer(axum::Extension(Module::Crm))
+        .merge(super::reminders::routes())
 }
 
 /// The widest range one list covers.
