@@ -107,18 +107,20 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     seed_tools(&mut tx, colleagues[1].0).await?;
     let people = [demo.user.id, colleagues[0].0, colleagues[1].0];
     let customers = seed_crm(&mut tx, &people).await?;
+    let appointments = seed_appointments(&mut tx, &people, &customers).await?;
     tx.commit().await?;
     println!(
-        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants, {customers} CRM customers with custom fields, and projects with a kanban board",
-        DEMO_KPIS.len()
+        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants, {} CRM customers with custom fields, projects with a kanban board, and {appointments} appointments in the coming week",
+        DEMO_KPIS.len(),
+        customers.len()
     );
     Ok(demo.user.id)
 }
 
 /// A small CRM: custom fields, customers with tags and custom values, assigned among `people`
 /// (members who may write); projects for some of them, each with a board of tasks and subtasks
-/// spread over the columns. Returns how many customers.
-async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<usize, AnyError> {
+/// spread over the columns. Returns the customers' ids.
+async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<Vec<Uuid>, AnyError> {
     use tenantry_server::crm::customers::{self, CustomerSource, CustomerStatus, FieldKind};
     use tenantry_server::crm::projects::{self, Priority, ProjectStatus};
     use tenantry_server::crm::tasks::{self, Move, TaskStatus};
@@ -260,7 +262,54 @@ async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<usize, AnyError> {
             }
         }
     }
-    Ok(created.len())
+    Ok(created.iter().map(|c| c.id).collect())
+}
+
+/// A week of appointments: on each of the next five days, a morning meeting with a customer for
+/// each of `people` and an afternoon call (booked the way the API books them: the database
+/// schedules their reminders). Returns how many.
+async fn seed_appointments(
+    tx: &mut OrgTx,
+    people: &[Uuid],
+    customers: &[Uuid],
+) -> Result<usize, AnyError> {
+    use tenantry_server::crm::appointments::{store, AppointmentStatus, NewAppointment};
+    let tomorrow = Utc::now().date_naive() + chrono::Days::new(1);
+    let mut booked = 0;
+    for day in 0..5_u64 {
+        let date = tomorrow + chrono::Days::new(day);
+        for (i, person) in people.iter().enumerate() {
+            for (hour, title, online) in
+                [(9, "Customer meeting", false), (14, "Follow-up call", true)]
+            {
+                let start = date
+                    .and_hms_opt(hour + i as u32, 0, 0)
+                    .ok_or("a time of day")?
+                    .and_utc();
+                let new = NewAppointment {
+                    title: title.into(),
+                    description: Some("Booked by `tenantry seed`".into()),
+                    start_time: start,
+                    end_time: start + chrono::Duration::minutes(45),
+                    timezone: Some("Europe/Berlin".into()),
+                    customer_id: customers
+                        .get((day as usize + i) % customers.len().max(1))
+                        .copied(),
+                    assigned_to: Some(*person),
+                    status: Some(if day == 0 {
+                        AppointmentStatus::Confirmed
+                    } else {
+                        AppointmentStatus::Scheduled
+                    }),
+                    location: (!online).then(|| "Office, room 2".into()),
+                    meeting_url: online.then(|| "https://meet.example.com/demo".into()),
+                };
+                store::create(tx, &Valid::new(new)?).await?;
+                booked += 1;
+            }
+        }
+    }
+    Ok(booked)
 }
 
 /// The founder's first Fast Track entries (WOOP, Know Thyself), and edit grants on both tools

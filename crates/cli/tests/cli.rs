@@ -137,7 +137,8 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
     );
     assert!(stdout(&seeded).contains("tnt_"));
     assert!(
-        stdout(&seeded).contains("24 CRM customers"),
+        stdout(&seeded).contains("24 CRM customers")
+            && stdout(&seeded).contains("30 appointments in the coming week"),
         "{}",
         stdout(&seeded)
     );
