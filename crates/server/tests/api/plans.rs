@@ -9,6 +9,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::Postgres;
 use tenantry_db::RequestContext;
+use tenantry_server::crm::appointments::store as appointments_store;
 use tenantry_server::crm::customers::store::{prefixed_list_query, CustomerFilter, CustomerSort};
 use tenantry_server::crm::customers::CustomerStatus;
 use tenantry_server::crm::dashboard::store::{CUSTOMERS_SQL, PROJECTS_SQL, TASKS_SQL};
@@ -682,4 +683,61 @@ async fn crm_reads_read_what_they_return_under_heavy_skew() {
     )
     .await;
     tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_calendar_reads_its_range_under_heavy_skew() {
+    let app = TestApp::spawn().await;
+    let big = app.user("big@example.com").await;
+    filler_organizations(&app, 300).await;
+    let owner = app.db.owner().await;
+    // 100 past appointments in each of 300 organizations; 10,000 hourly ones, past and coming,
+    // in the big one (100×).
+    bulk_load(
+        &owner,
+        &format!(
+            r"INSERT INTO appointments (organization_id, assigned_to, title, start_time, end_time)
+              SELECT m.organization_id, m.user_id, 'Past', now() - make_interval(days => g),
+                     now() - make_interval(days => g) + interval '45 minutes'
+                FROM organization_members m JOIN organizations o ON o.id = m.organization_id,
+                     generate_series(1, 100) g
+               WHERE o.name LIKE 'Org %' AND m.role = 'owner';
+              INSERT INTO appointments (organization_id, assigned_to, title, start_time, end_time)
+              SELECT '{org}', '{user}', 'Busy', now() + make_interval(hours => g - 5000),
+                     now() + make_interval(hours => g - 5000) + interval '45 minutes'
+                FROM generate_series(1, 10000) g",
+            org = big.org,
+            user = big.id,
+        ),
+    )
+    .await;
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(big.id), big.org)
+        .await
+        .expect("begin");
+    let from = Utc::now();
+    let week = from + Duration::days(7);
+    // A week holds 168 of them; a page is 50 (51 fetched). The B-tree on the start this replaced
+    // read the 744 starting in the 31 days before the week as well.
+    for (what, member) in [
+        ("the organization's week", None),
+        ("a member's week", Some(big.id)),
+    ] {
+        assert_reads_at_most(
+            &mut tx,
+            what,
+            (&appointments_store::list_sql(), Prepared::PerRun),
+            &[
+                Param::Id(Some(big.org)),
+                Param::Time(Some(from)),
+                Param::Time(Some(week)),
+                Param::Id(member),
+                Param::Id(None),
+                Param::Texts(vec![]),
+                Param::Id(None),
+                Param::Count(51),
+            ],
+            400.0,
+        )
+        .await;
+    }
 }

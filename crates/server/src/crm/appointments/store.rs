@@ -71,34 +71,40 @@ pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Appointment> {
     .found()
 }
 
-/// The appointments overlapping a range, by start then id; the cursor is the last one's id.
-pub async fn list(tx: &mut OrgTx, range: &Range, page: &PageParams) -> Result<Page<Appointment>> {
-    let org = tx.org();
-    require_role(tx, Role::Viewer).await?;
-    let statuses: Vec<&str> = range.statuses.iter().map(|s| s.as_str()).collect();
-    // `start_time > from - 31 days` bounds the index scan from below: nothing lasts longer.
-    let rows: Vec<Appointment> = sqlx::query_as(&format!(
+/// The calendar's statement: appointments overlapping [$2, $3) of organization $1 (a member's
+/// with $4, a customer's with $5, of statuses $6 when not empty), by start then id, after the
+/// appointment $7, at most $8. The range is matched through the GiST index on it.
+pub fn list_sql() -> String {
+    format!(
         r"SELECT {COLUMNS} FROM appointments a
            WHERE a.organization_id = $1
-             AND a.start_time < $3 AND a.end_time > $2 AND a.start_time > $2 - interval '31 days'
+             AND a.during && tstzrange($2, $3)
              AND ($4::uuid IS NULL OR a.assigned_to = $4)
              AND ($5::uuid IS NULL OR a.customer_id = $5)
              AND (cardinality($6::text[]) = 0 OR a.status = ANY ($6))
              AND ($7::uuid IS NULL OR (a.start_time, a.id) >
                   (SELECT c.start_time, c.id FROM appointments c WHERE c.organization_id = $1 AND c.id = $7))
            ORDER BY a.start_time, a.id LIMIT $8"
-    ))
-    .bind(org)
-    .bind(range.from)
-    .bind(range.to)
-    .bind(range.assigned_to)
-    .bind(range.customer)
-    .bind(&statuses)
-    .bind(page.after)
-    .bind(page.fetch_limit())
-    .persistent(false)
-    .fetch_all(tx.conn())
-    .await?;
+    )
+}
+
+/// The appointments overlapping a range, by start then id; the cursor is the last one's id.
+pub async fn list(tx: &mut OrgTx, range: &Range, page: &PageParams) -> Result<Page<Appointment>> {
+    require_role(tx, Role::Viewer).await?;
+    let org = tx.org();
+    let statuses: Vec<&str> = range.statuses.iter().map(|s| s.as_str()).collect();
+    let rows: Vec<Appointment> = sqlx::query_as(&list_sql())
+        .bind(org)
+        .bind(range.from)
+        .bind(range.to)
+        .bind(range.assigned_to)
+        .bind(range.customer)
+        .bind(&statuses)
+        .bind(page.after)
+        .bind(page.fetch_limit())
+        .persistent(false)
+        .fetch_all(tx.conn())
+        .await?;
     Ok(Page::from_rows(rows, page, |a| a.id))
 }
 
