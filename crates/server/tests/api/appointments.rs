@@ -626,6 +626,10 @@ async fn reminders_follow_the_local_time_and_every_change() {
             ("2h".into(), "2027-04-05T06:00:00Z".into(), member_id)
         ]
     );
+    // Deleted: its reminders go with it.
+    let (status, _) = app.call(Method::DELETE, &alice, &spring_path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(reminders(&app, &spring).await, []);
 }
 
 #[tokio::test]
