@@ -425,6 +425,23 @@ async fn other_organizations_viewers_and_keys_get_no_further_than_allowed() {
         .call(Method::GET, &mallory, &path(&alice, ""), None)
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    // …nor read or change its reminder settings.
+    let settings = format!("/v1/orgs/{}/appointment-settings", alice.org);
+    for (method, body) in [
+        (Method::GET, None),
+        (
+            Method::PUT,
+            Some(json!({"reminder_offsets": ["5m"], "remind_customers": true})),
+        ),
+    ] {
+        let got = app.call(method, &mallory, &settings, body).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM appointment_settings")
+        .fetch_one(&app.db.owner().await.0)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing written");
     // …nor learn alice's schedule by booking her into their own organization.
     let got = book(
         &app,
@@ -437,6 +454,15 @@ async fn other_organizations_viewers_and_keys_get_no_further_than_allowed() {
     // A viewer reads but does not book; a member books and changes but does not delete.
     assert_eq!(titles(&calendar(&app, &viewer, "").await), ["Demo"]);
     let got = book(&app, &viewer, booking("Viewer's", 5, 6)).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = app
+        .call(
+            Method::PUT,
+            &viewer,
+            &settings,
+            Some(json!({"reminder_offsets": ["5m"], "remind_customers": true})),
+        )
+        .await;
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
     let got = app.call(Method::DELETE, &member, &demo_path, None).await;
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
