@@ -175,7 +175,7 @@ fn expect_rows(got: usize, want: usize) -> Result<(), AnyError> {
 /// only a context bound by app.begin_request answers; the owner reads the service key itself).
 async fn bind_user(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), AnyError> {
     sqlx::query(
-        r"SELECT app.begin_request((SELECT service_key FROM app.secrets), $1, NULL, NULL, NULL, NULL, NULL, NULL)",
+        r"SELECT app.begin_request((SELECT service_key FROM app.secrets), $1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
     )
     .bind(user)
         .execute(tx)

@@ -10,7 +10,7 @@ const SYSTEM_SCHEMAS: &str = "('pg_catalog', 'information_schema', 'pg_toast')";
 
 /// The settings app.begin_request binds (quoted, as a function would name them). Only
 /// app.context() reads them, verifying their MAC; only app.begin_request writes them.
-const REQUEST_SETTING: &str = "$re$'app\\.(?:user_id|session_id|api_key_id|org_id|org_role|service|ip|user_agent|request_id|context_mac)'$re$";
+const REQUEST_SETTING: &str = "$re$'app\\.(?:user_id|session_id|api_key_id|org_id|org_role|service|ip|user_agent|request_id|calendar_of|context_mac)'$re$";
 
 /// Each rule is a query returning one text row per violation.
 const RULES: &[(&str, &str)] = &[
@@ -134,7 +134,7 @@ const RULES: &[(&str, &str)] = &[
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname NOT IN SYSTEM_SCHEMAS AND p.prosrc ~ REQUEST_SETTING
             AND p.oid NOT IN ('app.context()'::regprocedure,
-                              'app.begin_request(bytea, uuid, bytea, bytea, uuid, inet, text, text)'::regprocedure)",
+                              'app.begin_request(bytea, uuid, bytea, bytea, bytea, uuid, text, inet, text, text)'::regprocedure)",
     ),
     (
         "views that run with their owner's rights",

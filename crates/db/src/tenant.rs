@@ -30,6 +30,12 @@ pub enum Actor {
     SessionTokenHash([u8; 32]),
     /// The SHA-256 of an API key; resolved to the key (and its organization) inside the transaction.
     ApiKeyHash([u8; 32]),
+    /// The SHA-256 of a member's calendar feed token: no user, read access to that member's
+    /// appointments in the feed's organization only.
+    CalendarFeedHash([u8; 32]),
+    /// Anyone, reading the public pages of the organization with this slug: no user, no role;
+    /// the policies show that organization's published rows only.
+    PublicReader(String),
 }
 
 /// Everything PostgreSQL learns about a request: identity for the policies, the rest for the audit trail.
@@ -77,12 +83,34 @@ impl TenantTx {
     /// session or key is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
         let service_key = Some(pool.service_key.0.as_slice());
-        let (service_key, actor, session, key, user_id) = match &ctx.actor {
-            Actor::Anonymous => (None, None, None, None, Some(None)),
-            Actor::Service => (service_key, None, None, None, Some(None)),
-            Actor::User(id) => (service_key, Some(*id), None, None, Some(Some(*id))),
-            Actor::SessionTokenHash(hash) => (None, None, Some(hash.as_slice()), None, None),
-            Actor::ApiKeyHash(hash) => (None, None, None, Some(hash.as_slice()), Some(None)),
+        let (mut service, mut actor, mut session, mut key, mut feed, mut org_slug) =
+            (None, None, None, None, None, None);
+        let user_id = match &ctx.actor {
+            Actor::Anonymous => Some(None),
+            Actor::Service => {
+                service = service_key;
+                Some(None)
+            }
+            Actor::User(id) => {
+                (service, actor) = (service_key, Some(*id));
+                Some(Some(*id))
+            }
+            Actor::SessionTokenHash(hash) => {
+                session = Some(hash.as_slice());
+                None
+            }
+            Actor::ApiKeyHash(hash) => {
+                key = Some(hash.as_slice());
+                Some(None)
+            }
+            Actor::CalendarFeedHash(hash) => {
+                feed = Some(hash.as_slice());
+                Some(None)
+            }
+            Actor::PublicReader(slug) => {
+                org_slug = Some(slug.as_str());
+                Some(None)
+            }
         };
         let hex_bytes = |bytes: Option<&[u8]>| {
             bytes.map_or_else(|| "NULL".to_string(), |b| format!("'\\x{}'::bytea", hex(b)))
@@ -97,12 +125,14 @@ impl TenantTx {
         // binding's MAC names that transaction. The text carries credentials: no other session
         // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
         let statement = format!(
-            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}::uuid, {}::inet, {}, {}); BEGIN",
-            hex_bytes(service_key),
+            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {}); BEGIN",
+            hex_bytes(service),
             literal(actor.map(|id| id.to_string())),
             hex_bytes(session),
             hex_bytes(key),
+            hex_bytes(feed),
             literal(ctx.org_id.map(|id| id.to_string())),
+            text_literal(org_slug),
             literal(ctx.ip.map(|ip| ip.to_string())),
             text_literal(ctx.user_agent.as_deref()),
             text_literal(ctx.request_id.as_deref()),

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::support::{add_member, org, user};
 
 /// Every setting app.begin_request binds, in its order.
-const SETTINGS: [&str; 10] = [
+const SETTINGS: [&str; 11] = [
     "app.user_id",
     "app.session_id",
     "app.api_key_id",
@@ -22,6 +22,7 @@ const SETTINGS: [&str; 10] = [
     "app.ip",
     "app.user_agent",
     "app.request_id",
+    "app.calendar_of",
     "app.context_mac",
 ];
 
@@ -31,10 +32,12 @@ const EXPIRED_SESSION: [u8; 32] = [9; 32];
 const A_KEY: [u8; 32] = [10; 32];
 const REVOKED_KEY: [u8; 32] = [11; 32];
 const B_KEY: [u8; 32] = [12; 32];
+const DAVE_FEED: [u8; 32] = [13; 32];
 
 struct World {
     db: TestDb,
     alice: Uuid, // owner of A, the victim
+    dave: Uuid,  // a member of A
     a: Uuid,
     b: Uuid,
 }
@@ -69,7 +72,10 @@ async fn world() -> World {
               VALUES ('{a}', '{dave}', 'woop', 'view');
          INSERT INTO sessions (user_id, token_hash, expires_at) VALUES ('{alice}', '\\x{alice_s}', now() + interval '1 day');
          INSERT INTO sessions (user_id, token_hash, expires_at) VALUES ('{alice}', '\\x{expired}', now() - interval '1 second');
-         INSERT INTO identities (user_id, issuer, subject) VALUES ('{alice}', 'https://idp.example', 'alice');",
+         INSERT INTO identities (user_id, issuer, subject) VALUES ('{alice}', 'https://idp.example', 'alice');
+         INSERT INTO appointments (organization_id, assigned_to, title, start_time, end_time)
+              VALUES ('{a}', '{alice}', 'Board', now() + interval '1 day', now() + interval '25 hours'),
+                     ('{a}', '{dave}', 'Demo', now() + interval '1 day', now() + interval '25 hours');",
         team = Uuid::now_v7(),
         kpi = Uuid::now_v7(),
         goal = Uuid::now_v7(),
@@ -96,7 +102,13 @@ async fn world() -> World {
             .expect("fill an organization");
         tx.commit().await.expect("commit");
     }
-    World { db, alice, a, b }
+    World {
+        db,
+        alice,
+        dave,
+        a,
+        b,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -129,8 +141,17 @@ async fn readable_tables(conn: &mut PgConnection) -> Vec<(String, bool)> {
 
 /// Rows visible in each readable table, in the current transaction.
 async fn visible(conn: &mut PgConnection) -> Vec<(String, i64)> {
+    visible_of(conn, false).await
+}
+
+/// Rows visible in each readable table (or only those of tenants and users), in the current
+/// transaction.
+async fn visible_of(conn: &mut PgConnection, only_private: bool) -> Vec<(String, i64)> {
     let mut counts = Vec::new();
-    for (table, _) in readable_tables(conn).await {
+    for (table, private) in readable_tables(conn).await {
+        if only_private && !private {
+            continue;
+        }
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&mut *conn)
             .await
@@ -229,7 +250,7 @@ async fn begin_request(
     key: Option<[u8; 32]>,
     org: Option<Uuid>,
 ) -> Result<(), String> {
-    sqlx::query("SELECT app.begin_request(NULL, NULL, $1, $2, $3, NULL, NULL, NULL)")
+    sqlx::query("SELECT app.begin_request(NULL, NULL, $1, $2, NULL, $3, NULL, NULL, NULL, NULL)")
         .bind(session.as_ref().map(|h| h.as_slice()))
         .bind(key.as_ref().map(|h| h.as_slice()))
         .bind(org)
@@ -376,22 +397,22 @@ async fn begin_request_refuses_bad_credentials_and_another_tenants_reach_nothing
     for (what, sql, arg) in [
         (
             "expired session",
-            "SELECT app.begin_request(NULL, NULL, $1, NULL, NULL, NULL, NULL, NULL)",
+            "SELECT app.begin_request(NULL, NULL, $1, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             EXPIRED_SESSION.to_vec(),
         ),
         (
             "unknown session",
-            "SELECT app.begin_request(NULL, NULL, $1, NULL, NULL, NULL, NULL, NULL)",
+            "SELECT app.begin_request(NULL, NULL, $1, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             vec![1; 32],
         ),
         (
             "revoked key",
-            "SELECT app.begin_request(NULL, NULL, NULL, $1, NULL, NULL, NULL, NULL)",
+            "SELECT app.begin_request(NULL, NULL, NULL, $1, NULL, NULL, NULL, NULL, NULL, NULL)",
             REVOKED_KEY.to_vec(),
         ),
         (
             "a user named with a made-up service key",
-            "SELECT app.begin_request($1, (SELECT gen_random_uuid()), NULL, NULL, NULL, NULL, NULL, NULL)",
+            "SELECT app.begin_request($1, (SELECT gen_random_uuid()), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
             vec![0; 32],
         ),
     ] {
@@ -401,11 +422,13 @@ async fn begin_request_refuses_bad_credentials_and_another_tenants_reach_nothing
             .and_then(|e| e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()));
         assert_eq!(code.as_deref(), Some("28000"), "{what}");
     }
-    let named = sqlx::query("SELECT app.begin_request(NULL, $1, NULL, NULL, $2, NULL, NULL, NULL)")
-        .bind(w.alice)
-        .bind(w.a)
-        .execute(&mut conn)
-        .await;
+    let named = sqlx::query(
+        "SELECT app.begin_request(NULL, $1, NULL, NULL, NULL, $2, NULL, NULL, NULL, NULL)",
+    )
+    .bind(w.alice)
+    .bind(w.a)
+    .execute(&mut conn)
+    .await;
     let code = named.err().and_then(|e| {
         e.as_database_error()
             .and_then(|d| d.code())
@@ -575,4 +598,128 @@ async fn other_sessions_statements_and_their_credentials_are_hidden() {
         "{seen:?}"
     );
     live.commit().await.expect("commit");
+}
+
+/// The SQLSTATE of a failed statement.
+fn sqlstate<T>(result: Result<T, sqlx::Error>) -> Option<String> {
+    result.err().and_then(|e| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string())
+    })
+}
+
+#[tokio::test]
+async fn anonymous_readers_see_exactly_their_public_rows_and_change_nothing() {
+    let w = world().await;
+    // Dave's calendar feed, made by Dave.
+    let mut tx = TenantTx::begin(&w.db.runtime, &RequestContext::user(w.dave).in_org(w.a))
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO calendar_feeds (organization_id, user_id, token_hash) VALUES ($1, $2, $3)",
+    )
+    .bind(w.a)
+    .bind(w.dave)
+    .bind(DAVE_FEED.as_slice())
+    .execute(tx.conn())
+    .await
+    .expect("dave's feed");
+    tx.commit().await.expect("commit");
+    let mut conn = runtime_conn(&w).await;
+    let feed = "SELECT app.begin_request(NULL, NULL, NULL, NULL, $1, $2, NULL, NULL, NULL, NULL)";
+
+    // The feed reads Dave's appointments in A, and nothing else anywhere.
+    for named_org in [None, Some(w.a)] {
+        run(&mut conn, "BEGIN").await;
+        sqlx::query(feed)
+            .bind(DAVE_FEED.as_slice())
+            .bind(named_org)
+            .execute(&mut conn)
+            .await
+            .expect("the feed binds");
+        // (Of tenants and users: the tool catalog is public to everyone.)
+        let seen: Vec<(String, i64)> = visible_of(&mut conn, true)
+            .await
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert_eq!(seen, [("public.appointments".to_string(), 1)]);
+        let whose: Uuid = sqlx::query_scalar("SELECT assigned_to FROM appointments")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the one appointment");
+        assert_eq!(whose, w.dave);
+        let changed: Vec<_> = try_writes(&mut conn)
+            .await
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert!(changed.is_empty(), "a feed changed {changed:?}");
+        run(&mut conn, "ROLLBACK").await;
+    }
+    // A feed named with another organization, or a made-up one, binds nothing.
+    for (what, hash, org) in [
+        ("Dave's feed naming B", DAVE_FEED, Some(w.b)),
+        ("an unknown feed", [1; 32], None),
+    ] {
+        let refused = sqlx::query(feed)
+            .bind(hash.as_slice())
+            .bind(org)
+            .execute(&mut conn)
+            .await;
+        assert_eq!(sqlstate(refused).as_deref(), Some("28000"), "{what}");
+    }
+    // A feed is one credential: not with a session too.
+    let both = sqlx::query(
+        "SELECT app.begin_request(NULL, NULL, $1, NULL, $2, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .bind(ALICE_SESSION.as_slice())
+    .bind(DAVE_FEED.as_slice())
+    .execute(&mut conn)
+    .await;
+    assert_eq!(sqlstate(both).as_deref(), Some("28000"));
+
+    // A public reader of A (by slug) is bound to A with no user and no role: no row of any
+    // table is public yet, and it changes nothing.
+    for slug in ["acme", "no-such-org"] {
+        run(&mut conn, "BEGIN").await;
+        sqlx::query(
+            "SELECT app.begin_request(NULL, NULL, NULL, NULL, NULL, NULL, $1, NULL, NULL, NULL)",
+        )
+        .bind(slug)
+        .execute(&mut conn)
+        .await
+        .expect("a public reader binds");
+        let bound: (Option<Uuid>, Option<Uuid>, Option<String>) =
+            sqlx::query_as("SELECT app.org_id(), app.user_id(), app.org_role()")
+                .fetch_one(&mut conn)
+                .await
+                .expect("context");
+        assert_eq!(bound, ((slug == "acme").then_some(w.a), None, None));
+        let seen: Vec<(String, i64)> = visible_of(&mut conn, true)
+            .await
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert!(seen.is_empty(), "a public reader of {slug} sees {seen:?}");
+        let changed: Vec<_> = try_writes(&mut conn)
+            .await
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert!(changed.is_empty(), "a public reader changed {changed:?}");
+        run(&mut conn, "ROLLBACK").await;
+    }
+    let twice = sqlx::query(
+        "SELECT app.begin_request(NULL, NULL, NULL, NULL, NULL, $1, 'acme', NULL, NULL, NULL)",
+    )
+    .bind(w.b)
+    .execute(&mut conn)
+    .await;
+    assert_eq!(
+        sqlstate(twice).as_deref(),
+        Some("28000"),
+        "an organization named twice"
+    );
 }

@@ -1,6 +1,7 @@
 //! HTTP assembly: shared state, the router (one `routes()` per domain merged here), middleware,
 //! the OpenAPI document, and serving with graceful shutdown.
 
+mod cache;
 mod docs;
 mod extract;
 mod openapi;
@@ -27,6 +28,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use cache::cacheable;
 pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
@@ -165,7 +167,9 @@ pub fn router(state: AppState) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    // The path only: a query may carry a secret (a calendar feed's token,
+                    // an invitation's), and logs are not the place for it.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 // Failed responses are logged once, by the error that made them (error.rs).

@@ -10,7 +10,7 @@ use tenantry_server::kernel::access::Role;
 use crate::helpers::{api_key, assert_problem, refused_fields, TestApp, TestUser};
 
 /// `user` acting in `org` (the organization a path names).
-fn in_org(user: TestUser, org: uuid::Uuid) -> TestUser {
+pub(crate) fn in_org(user: TestUser, org: uuid::Uuid) -> TestUser {
     TestUser { org, ..user }
 }
 
@@ -19,7 +19,7 @@ fn path(user: &TestUser, rest: &str) -> String {
 }
 
 /// A whole hour `hours` from now, as the API writes instants.
-fn at(hours: i64) -> String {
+pub(crate) fn at(hours: i64) -> String {
     let hour = Utc::now()
         .duration_trunc(Duration::hours(1))
         .expect("truncated")
@@ -27,7 +27,7 @@ fn at(hours: i64) -> String {
     hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn booking(title: &str, from: i64, to: i64) -> Value {
+pub(crate) fn booking(title: &str, from: i64, to: i64) -> Value {
     json!({"title": title, "start_time": at(from), "end_time": at(to)})
 }
 
@@ -36,7 +36,7 @@ async fn book(app: &TestApp, user: &TestUser, body: Value) -> (StatusCode, Value
         .await
 }
 
-async fn booked(app: &TestApp, user: &TestUser, body: Value) -> Value {
+pub(crate) async fn booked(app: &TestApp, user: &TestUser, body: Value) -> Value {
     let (status, created) = book(app, user, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created

@@ -5,6 +5,7 @@ mod api_keys;
 mod appointments;
 mod auth;
 mod burst;
+mod calendar_feed;
 mod crm;
 mod crm_board;
 mod docs;

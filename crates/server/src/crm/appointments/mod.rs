@@ -3,6 +3,8 @@
 //! constraint), so concurrent bookings of one slot leave exactly one. Reminders are jobs the
 //! database schedules with each change (see `reminders`).
 
+pub mod feed;
+pub mod ical;
 pub mod reminders;
 pub mod routes;
 pub mod store;

@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .layer(axum::Extension(Module::Crm))
         .merge(super::reminders::routes())
+        .merge(super::feed::routes())
 }
 
 /// The widest range one list covers.
