@@ -128,6 +128,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::kpis::routes())
         .merge(crate::goals::routes())
         .merge(crate::crm::routes())
+        .merge(crate::content::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

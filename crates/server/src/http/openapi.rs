@@ -21,7 +21,8 @@ use crate::kernel::error::FieldError;
         (name = "api keys", description = "API keys of service accounts"),
         (name = "kpis", description = "KPIs, their history, progress and change"),
         (name = "fasttrack", description = "Fast Track coaching tools: entries, history, grants, progress"),
-        (name = "crm", description = "Customers with custom fields, projects, tasks and their kanban board"),
+        (name = "crm", description = "Customers with custom fields, projects, tasks and their kanban board, appointments, calendar feeds"),
+        (name = "content", description = "Pages, blog posts, documentation and templates; their public site"),
     )
 )]
 pub struct ApiDoc;

@@ -143,6 +143,7 @@ pub struct JobKind {
 /// Every job kind of the service; outbox delivery only with a mailer (SMTP configured).
 pub fn registry(mailer: Option<Arc<crate::email::Mailer>>) -> Registry {
     let registry = crate::crm::appointments::reminders::register(Registry::default());
+    let registry = crate::content::routes::register(registry);
     crate::email::register(upkeep::register(registry), mailer)
 }
 

@@ -83,10 +83,11 @@ pub enum Module {
     Ai,
     Billing,
     Integrations,
+    Content,
 }
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 8] = [
         Module::Orgs,
         Module::Kpis,
         Module::Fasttrack,
@@ -94,6 +95,7 @@ impl Module {
         Module::Ai,
         Module::Billing,
         Module::Integrations,
+        Module::Content,
     ];
 
     /// The name API keys list (and the database compares).
@@ -106,6 +108,7 @@ impl Module {
             Module::Ai => "ai",
             Module::Billing => "billing",
             Module::Integrations => "integrations",
+            Module::Content => "content",
         }
     }
 

@@ -184,6 +184,16 @@ pub fn http_url(value: &str) -> Rule {
         .ok_or_else(|| "must be an http(s) URL of at most 2048 characters".into())
 }
 
+/// An http(s) URL with something after the scheme and no blanks (a link a page or an email
+/// can carry: never `javascript:`).
+pub fn web_link(value: &str) -> Rule {
+    http_url(value)?;
+    let rest = value.split_once("://").map_or("", |(_, rest)| rest);
+    (!rest.is_empty() && !value.chars().any(char::is_whitespace))
+        .then_some(())
+        .ok_or_else(|| "must be an http(s) URL without blanks".into())
+}
+
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`) in PATCH bodies.
 pub fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
 where
@@ -299,6 +309,11 @@ mod tests {
         assert!(http_url("https://example.com/a.png").is_ok());
         assert!(http_url("javascript:alert(1)").is_err());
         assert!(http_url(&format!("https://{}", "x".repeat(2048))).is_err());
+        assert!(web_link("https://meet.example.com/abc").is_ok());
+        assert!(web_link("http://10.0.0.1:8080/room").is_ok());
+        assert!(web_link("javascript:alert(1)").is_err());
+        assert!(web_link("https://").is_err());
+        assert!(web_link("https://meet.example.com/a b").is_err());
     }
 
     struct Pair {

@@ -6,6 +6,7 @@ mod appointments;
 mod auth;
 mod burst;
 mod calendar_feed;
+mod content;
 mod crm;
 mod crm_board;
 mod docs;
