@@ -108,9 +108,14 @@ async fn create_demo(pool: &RuntimePool) -> Result<Uuid, AnyError> {
     let people = [demo.user.id, colleagues[0].0, colleagues[1].0];
     let customers = seed_crm(&mut tx, &people).await?;
     let appointments = seed_appointments(&mut tx, &people, &customers).await?;
+    let published = seed_site(&mut tx).await?;
+    let org_slug: String = sqlx::query_scalar("SELECT slug FROM organizations WHERE id = $1")
+        .bind(org)
+        .fetch_one(tx.conn())
+        .await?;
     tx.commit().await?;
     println!(
-        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants, {} CRM customers with custom fields, projects with a kanban board, and {appointments} appointments in the coming week",
+        "created organization \"Demo Company\" ({org}) with 4 members, a team, {} KPIs with two years of daily data, goals, Fast Track entries and grants, {} CRM customers with custom fields, projects with a kanban board, {appointments} appointments in the coming week, and a site of {published} published pages (public at /v1/public/{org_slug}/content)",
         DEMO_KPIS.len(),
         customers.len()
     );
@@ -310,6 +315,52 @@ async fn seed_appointments(
         }
     }
     Ok(booked)
+}
+
+/// A small public site, written and published by the owner the way the API does: a home page,
+/// an about page, three blog posts and a documentation page, plus a draft the public never sees.
+/// Returns how many are published.
+async fn seed_site(tx: &mut OrgTx) -> Result<usize, AnyError> {
+    use tenantry_server::content::{store, ContentStatus, ContentType, NewContent, SeoMeta};
+    let pages = [
+        ("Welcome to Demo Company", Some("home"), ContentType::Page, ContentStatus::Published,
+         "# Welcome\n\nWe help small teams **grow**. Read [about us](about) or our blog."),
+        ("About us", Some("about"), ContentType::Page, ContentStatus::Published,
+         "# About us\n\nFounded in 2026.\n\n| Team | People |\n|---|---|\n| Growth | 3 |\n| Support | 2 |"),
+        ("We launched", None, ContentType::BlogPost, ContentStatus::Published,
+         "Today we launched.\n\n- KPIs\n- CRM\n- Appointments"),
+        ("Our pricing, explained", None, ContentType::BlogPost, ContentStatus::Published,
+         "Plans start free. ~~Hidden fees~~ none."),
+        ("Three habits of growing teams", None, ContentType::BlogPost, ContentStatus::Published,
+         "1. Measure\n2. Talk to customers\n3. Ship"),
+        ("Getting started", None, ContentType::Documentation, ContentStatus::Published,
+         "## Sign in\n\n```sh\ncurl -X POST /v1/auth/sign-in\n```"),
+        ("Next quarter's plans", None, ContentType::BlogPost, ContentStatus::Draft,
+         "Not ready yet."),
+    ];
+    let mut published = 0;
+    for (title, slug, content_type, status, content) in pages {
+        let new = NewContent {
+            title: title.into(),
+            slug: slug.map(str::to_string),
+            content_type: Some(content_type),
+            content: Some(content.into()),
+            excerpt: content
+                .lines()
+                .find(|l| !l.starts_with('#') && !l.is_empty())
+                .map(str::to_string),
+            status: Some(status),
+            author_id: None,
+            publish_at: None,
+            seo_meta: Some(SeoMeta {
+                title: Some(title.into()),
+                ..SeoMeta::default()
+            }),
+        };
+        store::create(tx, &Valid::new(new)?).await?;
+        published += usize::from(status == ContentStatus::Published);
+    }
+    Ok(published)
 }
 
 /// The founder's first Fast Track entries (WOOP, Know Thyself), and edit grants on both tools

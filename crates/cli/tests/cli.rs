@@ -138,10 +138,41 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
     assert!(stdout(&seeded).contains("tnt_"));
     assert!(
         stdout(&seeded).contains("24 CRM customers")
-            && stdout(&seeded).contains("30 appointments in the coming week"),
+            && stdout(&seeded).contains("30 appointments in the coming week")
+            && stdout(&seeded).contains("a site of 6 published pages"),
         "{}",
         stdout(&seeded)
     );
+    // The seeded site is public: its home page renders, the draft is not served.
+    let said = stdout(&seeded);
+    let site = said
+        .split("(public at ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the site's address")
+        .to_string();
+    let port3 = free_port();
+    let mut server = serve(&dir, port3);
+    wait_ready(port3).await;
+    let home: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port3}{site}/home"))
+        .await
+        .expect("home")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        home["html"]
+            .as_str()
+            .is_some_and(|h| h.contains("<h1>Welcome</h1>")),
+        "{home}"
+    );
+    let draft = reqwest::get(format!(
+        "http://127.0.0.1:{port3}{site}/next-quarter-s-plans"
+    ))
+    .await
+    .expect("draft");
+    assert_eq!(draft.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(terminate(&mut server).success());
     // Fast Track upkeep runs against the seeded data and is idempotent.
     for (args, said) in [
         (&["tools", "refresh-reports"][..], "reports refreshed"),
