@@ -31,6 +31,7 @@ pub struct Target {
 
 mod appointments;
 mod burst;
+mod content;
 mod crm;
 mod fasttrack;
 mod jobs;
@@ -70,6 +71,9 @@ pub enum Benchmark {
     /// table without it, and our whole booking for scale (100 appointments per organization, one
     /// with 10,000).
     Appointments,
+    /// A published page read by the public: over HTTP (rendered) vs its SQL as a public reader
+    /// under RLS vs the same SQL as owner (20 pages per organization, one with 2,000).
+    Content,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -95,6 +99,7 @@ pub async fn run(
         Benchmark::Crm => crm::run(&urls, &settings).await,
         Benchmark::Jobs => jobs::run(&urls, &settings).await,
         Benchmark::Appointments => appointments::run(&urls, &settings).await,
+        Benchmark::Content => content::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await

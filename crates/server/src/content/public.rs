@@ -176,9 +176,11 @@ pub async fn public_list(
     headers: HeaderMap,
 ) -> Result<Response> {
     const SORT: &str = "-published";
+    // An empty `after` is the first page, as no `after` is.
     let after = params
         .after
         .as_deref()
+        .filter(|a| !a.is_empty())
         .map(|a| SortCursor::decode(a, SORT))
         .transpose()?;
     let limit = params.limit.unwrap_or(Limit::DEFAULT);

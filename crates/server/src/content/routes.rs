@@ -17,6 +17,11 @@ use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Limit, Page, PageParams};
 
+/// A page's largest body: 500,000 characters of Markdown even when every one is written as a
+/// JSON escape of a surrogate pair (12 bytes), with room for the other fields. The service's
+/// default limit is 1 MiB.
+const BODY_LIMIT: usize = 8 * 1024 * 1024;
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_content, create_content))
@@ -24,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_versions))
         .routes(routes!(restore_version))
         .layer(axum::Extension(Module::Content))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .merge(super::public::routes())
 }
 

@@ -258,12 +258,30 @@ async fn members_write_drafts_and_only_editors_publish() {
     )
     .await;
     assert_eq!(refused_fields(&got), ["publish_at"]);
+    let got = write(
+        &app,
+        &ed,
+        json!({"title": "x", "content": "x".repeat(500_001)}),
+    )
+    .await;
+    assert_eq!(refused_fields(&got), ["content"]);
     let (status, page) = app.call(Method::GET, &alice, &path(&alice, ""), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         page["items"].as_array().map(Vec::len),
         Some(3),
         "nothing more was written"
+    );
+    // A long page in a script of four-byte characters passes the service's 1 MiB body limit.
+    let long = written(
+        &app,
+        &mia,
+        json!({"title": "Long", "content": "😀".repeat(300_000)}),
+    )
+    .await;
+    assert_eq!(
+        long["content"].as_str().map(|c| c.chars().count()),
+        Some(300_000)
     );
 }
 
