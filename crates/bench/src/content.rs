@@ -60,7 +60,7 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     });
     let under_rls = op({
         let runtime = runtime.clone();
-        move |(org_slug, _, slug): Target| {
+        move |(org_slug, org, slug): Target| {
             let runtime = runtime.clone();
             async move {
                 let ctx = RequestContext {
@@ -68,7 +68,7 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
                     ..RequestContext::default()
                 };
                 let mut tx = TenantTx::begin(&runtime, &ctx).await?;
-                let org = read_page(tx.conn(), None, &slug).await?;
+                read_page(tx.conn(), None, &slug).await?;
                 tx.commit().await?;
                 Ok(org)
             }
@@ -76,11 +76,11 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     });
     let as_owner = op({
         let direct = direct.clone();
-        move |(org_slug, _, slug): Target| {
+        move |(org_slug, org, slug): Target| {
             let direct = direct.clone();
             async move {
                 let mut tx = direct.begin().await?;
-                let org = read_page(&mut tx, Some(&org_slug), &slug).await?;
+                read_page(&mut tx, Some(&org_slug), &slug).await?;
                 tx.commit().await?;
                 Ok(org)
             }
@@ -104,39 +104,35 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
     Ok(())
 }
 
-/// The public route's statements: the organization (bound by slug under RLS; looked up by the
-/// owner), then the page. The owner, whom no policy filters, says `status = 'published'` itself.
+/// The public route's statement: the page by slug, the organization and status the policy's
+/// under RLS; the owner, whom no policy filters, says both itself (the organization looked up
+/// by slug in the same statement).
 async fn read_page(
     conn: &mut PgConnection,
     owner_looks_up: Option<&str>,
     slug: &str,
-) -> Result<Uuid, AnyError> {
-    let org: Uuid = match owner_looks_up {
+) -> Result<(), AnyError> {
+    let row: Option<(String, String)> = match owner_looks_up {
         Some(org_slug) => {
-            sqlx::query_scalar(r"SELECT id FROM organizations WHERE slug = $1")
-                .bind(org_slug)
-                .fetch_one(&mut *conn)
+            sqlx::query_as(
+                r"SELECT title, content FROM content
+                   WHERE organization_id = (SELECT id FROM organizations WHERE slug = $1)
+                     AND slug = $2 AND status = 'published'",
+            )
+            .bind(org_slug)
+            .bind(slug)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query_as(r"SELECT title, content FROM content WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&mut *conn)
                 .await?
         }
-        None => sqlx::query_scalar::<_, Option<Uuid>>(r"SELECT app.org_id()")
-            .fetch_one(&mut *conn)
-            .await?
-            .ok_or("no organization bound")?,
     };
-    let status = if owner_looks_up.is_some() {
-        "AND status = 'published'"
-    } else {
-        ""
-    };
-    let row: Option<(String, String)> = sqlx::query_as(&format!(
-        r"SELECT title, content FROM content WHERE organization_id = $1 AND slug = $2 {status}"
-    ))
-    .bind(org)
-    .bind(slug)
-    .fetch_optional(&mut *conn)
-    .await?;
     row.ok_or("the page is not there")?;
-    Ok(org)
+    Ok(())
 }
 
 /// About 3 KB of Markdown: headings, paragraphs, a list, links, a table, code.

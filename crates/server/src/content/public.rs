@@ -1,7 +1,8 @@
 //! The public site: published content by organization slug and content slug, without a
 //! credential. Each request is bound to the organization as an anonymous reader (no user, no
-//! role) and reads through RLS, where the policy `content_public` shows published rows only —
-//! the queries below do not filter on status themselves. Markdown is rendered to safe HTML.
+//! role) and reads through RLS, where the policy `content_select` shows such a reader the
+//! organization's published rows only — the queries below filter on neither organization nor
+//! status themselves. Markdown is rendered to safe HTML.
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -46,6 +47,10 @@ pub struct PublicContent {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A page by its slug `$1`; the organization and the status are the policy's.
+pub const PAGE_SQL: &str = r"SELECT title, slug, content_type, content, excerpt, seo_meta,
+    published_at, updated_at FROM content WHERE slug = $1";
+
 #[derive(Debug, FromRow)]
 struct PublishedRow {
     title: String,
@@ -75,18 +80,15 @@ pub struct PublicSummary {
     pub published_at: Option<DateTime<Utc>>,
 }
 
-/// A transaction of an anonymous reader of the organization `org_slug`, and the organization
-/// it was bound to (none for an unknown slug: 404).
-async fn reader(state: &AppState, client: &ClientInfo, org_slug: &str) -> Result<(TenantTx, Uuid)> {
+/// A transaction of an anonymous reader of the organization `org_slug`. The queries below name
+/// no organization: the policy's is the bound one (its index condition), and an unknown slug
+/// binds none, so they find nothing.
+async fn reader(state: &AppState, client: &ClientInfo, org_slug: &str) -> Result<TenantTx> {
     if org_slug.is_empty() || org_slug.len() > 63 {
         return Err(Error::NotFound);
     }
     let ctx = client.context(Actor::PublicReader(org_slug.to_string()));
-    let mut tx = TenantTx::begin(&state.db, &ctx).await?;
-    let org: Option<Uuid> = sqlx::query_scalar(r"SELECT app.org_id()")
-        .fetch_one(tx.conn())
-        .await?;
-    Ok((tx, org.ok_or(Error::NotFound)?))
+    Ok(TenantTx::begin(&state.db, &ctx).await?)
 }
 
 /// A published page, rendered. An old slug of a published page answers 301 to its current
@@ -106,22 +108,17 @@ pub async fn public_page(
     Path((org_slug, slug)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (mut tx, org) = reader(&state, &client, &org_slug).await?;
-    let row: Option<PublishedRow> = sqlx::query_as(
-        r"SELECT title, slug, content_type, content, excerpt, seo_meta, published_at, updated_at
-            FROM content WHERE organization_id = $1 AND slug = $2",
-    )
-    .bind(org)
-    .bind(&slug)
-    .fetch_optional(tx.conn())
-    .await?;
+    let mut tx = reader(&state, &client, &org_slug).await?;
+    let row: Option<PublishedRow> = sqlx::query_as(PAGE_SQL)
+        .bind(&slug)
+        .fetch_optional(tx.conn())
+        .await?;
     let Some(row) = row else {
         let moved: Option<String> = sqlx::query_scalar(
             r"SELECT c.slug FROM content_redirects r
                 JOIN content c ON c.organization_id = r.organization_id AND c.id = r.content_id
-               WHERE r.organization_id = $1 AND r.slug = $2",
+               WHERE r.slug = $1",
         )
-        .bind(org)
         .bind(&slug)
         .fetch_optional(tx.conn())
         .await?;
@@ -184,16 +181,15 @@ pub async fn public_list(
         .map(|a| SortCursor::decode(a, SORT))
         .transpose()?;
     let limit = params.limit.unwrap_or(Limit::DEFAULT);
-    let (mut tx, org) = reader(&state, &client, &org_slug).await?;
+    let mut tx = reader(&state, &client, &org_slug).await?;
     let rows: Vec<Sorted<PublicSummary>> = sqlx::query_as(
         r"SELECT id, title, slug, content_type, excerpt, seo_meta, published_at,
                  published_at::text AS sort_key
             FROM content
-           WHERE organization_id = $1 AND ($2::text IS NULL OR content_type = $2)
-             AND ($3::text IS NULL OR (published_at, id) < ($3::timestamptz, $4))
-           ORDER BY published_at DESC, id DESC LIMIT $5",
+           WHERE ($1::text IS NULL OR content_type = $1)
+             AND ($2::text IS NULL OR (published_at, id) < ($2::timestamptz, $3))
+           ORDER BY published_at DESC, id DESC LIMIT $4",
     )
-    .bind(org)
     .bind(params.content_type.map(ContentType::as_str))
     .bind(after.as_ref().map(|c| c.key.clone()))
     .bind(after.as_ref().map(|c| c.id))
