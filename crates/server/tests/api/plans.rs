@@ -187,6 +187,15 @@ async fn bulk_load(owner: &tenantry_db::OwnerPool, sql: &str) {
 
 /// `n` other organizations, named `Org 1`…, created as their owner would (the database makes
 /// the creator their owner).
+/// A service with a big organization among 300 filler ones, and the owner role (to load data).
+async fn big_among_fillers() -> (TestApp, TestUser, tenantry_db::OwnerPool) {
+    let app = TestApp::spawn().await;
+    let big = app.user("big@example.com").await;
+    filler_organizations(&app, 300).await;
+    let owner = app.db.owner().await;
+    (app, big, owner)
+}
+
 async fn filler_organizations(app: &TestApp, n: i32) {
     let filler = app.user("filler@example.com").await;
     let mut tx = tenantry_db::TenantTx::begin(&app.db.runtime, &RequestContext::user(filler.id))
@@ -688,10 +697,7 @@ async fn crm_reads_read_what_they_return_under_heavy_skew() {
 
 #[tokio::test]
 async fn a_calendar_reads_its_range_under_heavy_skew() {
-    let app = TestApp::spawn().await;
-    let big = app.user("big@example.com").await;
-    filler_organizations(&app, 300).await;
-    let owner = app.db.owner().await;
+    let (app, big, owner) = big_among_fillers().await;
     // 100 past appointments in each of 300 organizations; 10,000 hourly ones, past and coming,
     // in the big one (100×).
     bulk_load(
@@ -745,10 +751,7 @@ async fn a_calendar_reads_its_range_under_heavy_skew() {
 
 #[tokio::test]
 async fn a_public_page_is_read_by_its_index_under_heavy_skew() {
-    let app = TestApp::spawn().await;
-    let big = app.user("big@example.com").await;
-    filler_organizations(&app, 300).await;
-    let owner = app.db.owner().await;
+    let (app, big, owner) = big_among_fillers().await;
     // 20 pages (a quarter drafts) in each of 300 organizations, 2,000 in the big one (100×).
     bulk_load(
         &owner,
