@@ -48,24 +48,26 @@ async fn every_change_leaves_an_event_with_its_actor() {
     .expect("read trail");
     tx.commit().await.expect("commit");
 
-    // Creation: the organization and its creator's owner membership; then the update.
+    // Creation: the organization, its creator's owner membership and its subscription to the
+    // default plan; then the update.
     let mut kinds: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.entity_type.as_str(), e.action.as_str()))
         .collect();
-    kinds[..2].sort();
+    kinds[..3].sort();
     assert_eq!(
         kinds,
         vec![
             ("organization_members", "insert"),
             ("organizations", "insert"),
+            ("subscriptions", "insert"),
             ("organizations", "update")
         ]
     );
     assert!(events
         .iter()
         .all(|e| e.user_id == Some(alice) && e.organization_id == Some(a)));
-    let update = &events[2];
+    let update = &events[3];
     assert_eq!(update.entity_id, Some(a));
     assert_eq!(
         update
@@ -268,6 +270,8 @@ async fn every_audited_table_records_inserts_updates_and_deletes() {
         ("organizations", "insert"),
         ("profiles", "insert"),
         ("profiles", "update"),
+        ("subscriptions", "delete"),
+        ("subscriptions", "insert"),
         ("team_members", "delete"),
         ("team_members", "insert"),
         ("teams", "delete"),

@@ -33,7 +33,9 @@ pub use extract::{
     Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 pub use openapi::ApiDoc;
-pub use problem::{Conflict, Forbidden, Invalid, NotFound, Problem, TooLarge, Unauthorized};
+pub use problem::{
+    Conflict, Forbidden, Invalid, NotFound, PaymentRequired, Problem, TooLarge, Unauthorized,
+};
 
 use crate::identity::external::{ExternalAuth, JwtConfig, OidcConfig};
 use crate::kernel::error::Error;
@@ -129,6 +131,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::goals::routes())
         .merge(crate::crm::routes())
         .merge(crate::content::routes())
+        .merge(crate::billing::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

@@ -23,6 +23,7 @@ use crate::kernel::error::FieldError;
         (name = "fasttrack", description = "Fast Track coaching tools: entries, history, grants, progress"),
         (name = "crm", description = "Customers with custom fields, projects, tasks and their kanban board, appointments, calendar feeds"),
         (name = "content", description = "Pages, blog posts, documentation and templates; their public site"),
+        (name = "billing", description = "Plans, the organization's subscription, usage against its limits"),
     )
 )]
 pub struct ApiDoc;

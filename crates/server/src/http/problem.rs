@@ -27,6 +27,14 @@ pub struct Problem {
     /// With `slot_taken`: the appointment the booking would overlap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_id: Option<uuid::Uuid>,
+    /// With `plan_limit`: the entitlement (`seats`, `kpis`, …), its limit in the plan in force,
+    /// and the usage before the refused write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
 }
 
 /// The problem answers operations document, declared once: `responses((status = 200, body = Kpi),
@@ -54,6 +62,14 @@ pub struct Forbidden(pub Problem);
     content_type = "application/problem+json"
 )]
 pub struct NotFound(pub Problem);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 402,
+    description = "`plan_limit`: the plan in force does not allow this (`entitlement`, `limit`, `used`)",
+    content_type = "application/problem+json"
+)]
+pub struct PaymentRequired(pub Problem);
 
 #[derive(utoipa::IntoResponses)]
 #[response(
@@ -226,6 +242,13 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     "no such resource".into(),
                     vec![],
                 ),
+                // A plan limit (app.count_usage): what, the limit and the usage are in the body.
+                crate::kernel::error::PLAN_LIMIT_SQLSTATE => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    "plan_limit",
+                    format!("{}; upgrade the plan to go further", db.message()),
+                    vec![],
+                ),
                 // A slice maps its own named constraints where it writes (OnConstraint).
                 "23505" => (
                     StatusCode::CONFLICT,
@@ -301,6 +324,7 @@ impl IntoResponse for Error {
             _ if status.is_server_error() => tracing::warn!(error = %self, "request failed"),
             _ => {}
         }
+        let limit = self.plan_limit();
         let problem = Problem {
             type_uri: format!("urn:tenantry:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").into(),
@@ -316,6 +340,9 @@ impl IntoResponse for Error {
                 Error::SlotTaken { conflicting } => conflicting,
                 _ => None,
             },
+            entitlement: limit.as_ref().map(|l| l.entitlement.clone()),
+            limit: limit.as_ref().map(|l| l.limit),
+            used: limit.as_ref().map(|l| l.used),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

@@ -7,7 +7,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{store, Acceptance, Accepted, Invitation, IssuedInvitation, NewInvitation};
-use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Problem, Query};
+use crate::http::{
+    AppState, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Problem, Query,
+};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -99,6 +101,7 @@ pub async fn revoke_invitation(
     request_body = Acceptance,
     responses(
         (status = 200, body = Accepted),
+        PaymentRequired,
         (status = 403, description = "sent to another email address", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown, used, revoked or expired", body = Problem, content_type = "application/problem+json"),
     ))]

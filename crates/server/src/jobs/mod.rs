@@ -44,13 +44,14 @@ impl From<DbError> for JobError {
 }
 
 impl From<sqlx::Error> for JobError {
-    /// Refusals (data, integrity, privileges: SQLSTATE classes 22, 23, 42) will be refused again;
-    /// anything else (a lost connection, a deadlock, a restart) may pass next time.
+    /// Refusals (data, integrity, privileges, plan limits: SQLSTATE classes 22, 23, 42, TP) will
+    /// be refused again; anything else (a lost connection, a deadlock, a restart) may pass next
+    /// time.
     fn from(e: sqlx::Error) -> Self {
         let refused = e
             .as_database_error()
             .and_then(|d| d.code())
-            .is_some_and(|code| ["22", "23", "42"].iter().any(|c| code.starts_with(c)));
+            .is_some_and(|code| ["22", "23", "42", "TP"].iter().any(|c| code.starts_with(c)));
         if refused {
             JobError::Fatal(e.to_string())
         } else {

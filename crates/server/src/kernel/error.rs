@@ -68,6 +68,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The SQLSTATE of a write the plan in force does not allow (answered 402 `plan_limit`).
+pub const PLAN_LIMIT_SQLSTATE: &str = "TP402";
+
+/// A limit of the plan in force that a write would have passed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PlanLimit {
+    pub entitlement: String,
+    pub limit: i64,
+    /// Usage before the refused write.
+    pub used: i64,
+}
+
 impl From<DbError> for Error {
     fn from(e: DbError) -> Self {
         match e {
@@ -128,6 +140,21 @@ impl Error {
             Error::Database(sqlx::Error::Database(db)) => Some(db.message()),
             _ => None,
         }
+    }
+
+    /// What a plan limit refused (SQLSTATE TP402, raised by `app.count_usage` with a JSON
+    /// DETAIL), if this is that refusal.
+    pub fn plan_limit(&self) -> Option<PlanLimit> {
+        let Error::Database(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        if db.code().as_deref() != Some(PLAN_LIMIT_SQLSTATE) {
+            return None;
+        }
+        let detail = db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|pg| pg.detail())?;
+        serde_json::from_str(detail).ok()
     }
 
     fn conflict(code: &'static str, detail: &str) -> Self {

@@ -12,7 +12,9 @@ use super::{
     store, Aggregate, Bucket, Dashboard, DataPoint, Kpi, KpiChanges, NewDataPoint, NewKpi,
     SeriesPoint,
 };
-use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Problem, Query, TooLarge};
+use crate::http::{
+    AppState, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Problem, Query, TooLarge,
+};
 use crate::kernel::access::Module;
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
@@ -74,6 +76,7 @@ pub async fn list_kpis(
     params(("org" = Uuid, Path, description = "Organization id")), request_body = NewKpi,
     responses(
         (status = 201, body = Kpi),
+        PaymentRequired,
         Forbidden,
         NotFound,
         Invalid,
@@ -127,7 +130,7 @@ pub async fn delete_kpi(mut tx: OrgTx, Path((_org, kpi)): Path<(Uuid, Uuid)>) ->
 /// Undo a KPI's deletion (members).
 #[utoipa::path(post, path = "/v1/orgs/{org}/kpis/{kpi}/restore", tag = "kpis", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("kpi" = Uuid, Path, description = "KPI id")),
-    responses((status = 200, body = Kpi), NotFound))]
+    responses((status = 200, body = Kpi), PaymentRequired, NotFound))]
 pub async fn restore_kpi(
     mut tx: OrgTx,
     Path((_org, kpi)): Path<(Uuid, Uuid)>,

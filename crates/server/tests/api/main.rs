@@ -4,6 +4,7 @@
 mod api_keys;
 mod appointments;
 mod auth;
+mod billing;
 mod burst;
 mod calendar_feed;
 mod content;

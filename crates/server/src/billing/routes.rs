@@ -1,0 +1,108 @@
+//! HTTP routes of billing: the public plan catalog, an organization's subscription and usage.
+
+use axum::extract::State;
+use tenantry_db::{RequestContext, TenantTx};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Plan, Subscription, Usage};
+use crate::http::{AppState, ClientInfo, Json, NotFound};
+use crate::kernel::access::{require_role, Module, Role};
+use crate::kernel::error::{Found, Result};
+use crate::kernel::org_tx::OrgTx;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_subscription))
+        .routes(routes!(get_usage))
+        .layer(axum::Extension(Module::Billing))
+        .routes(routes!(list_plans))
+}
+
+/// The plans on offer (no credential needed: a pricing page reads them).
+#[utoipa::path(get, path = "/v1/plans", tag = "billing",
+    responses((status = 200, body = Vec<Plan>)))]
+pub async fn list_plans(
+    State(state): State<AppState>,
+    client: ClientInfo,
+) -> Result<Json<Vec<Plan>>> {
+    let ctx: RequestContext = client.context(tenantry_db::Actor::Anonymous);
+    let mut tx = TenantTx::begin(&state.db, &ctx).await?;
+    let plans: Vec<Plan> = sqlx::query_as(
+        r"SELECT code, name, tier, features, limits, prices, trial_days, is_default
+            FROM plans WHERE listed ORDER BY sort_order, code",
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(Json(plans))
+}
+
+/// The subscription and the plan in force. The plan in force is the subscribed one while the
+/// subscription is in good standing, else the default plan.
+const SUBSCRIPTION_SQL: &str = r"SELECT s.plan_code, s.status, s.billing_cycle, s.current_period_start,
+        s.current_period_end, s.trial_ends_at, s.cancel_at_period_end,
+        app.subscription_in_force(s, now()) AS in_good_standing,
+        p.code AS in_force_code, p.tier AS in_force_tier, p.features AS in_force_features,
+        p.limits AS in_force_limits
+   FROM subscriptions s
+   JOIN plans p ON p.code = CASE WHEN app.subscription_in_force(s, now()) THEN s.plan_code
+                                 ELSE (SELECT d.code FROM plans d WHERE d.is_default) END
+  WHERE s.organization_id = $1";
+
+async fn subscription(tx: &mut OrgTx) -> Result<Subscription> {
+    let org = tx.org();
+    require_role(tx, Role::Viewer).await?;
+    sqlx::query_as(SUBSCRIPTION_SQL)
+        .bind(org)
+        .fetch_optional(tx.conn())
+        .await?
+        .found()
+}
+
+/// The organization's subscription and the plan in force (members and viewers).
+#[utoipa::path(get, path = "/v1/orgs/{org}/subscription", tag = "billing", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Subscription), NotFound))]
+pub async fn get_subscription(mut tx: OrgTx) -> Result<Json<Subscription>> {
+    let found = subscription(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Usage of every counted entitlement against the plan in force (members and viewers).
+#[utoipa::path(get, path = "/v1/orgs/{org}/usage", tag = "billing", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")),
+    responses((status = 200, body = Vec<Usage>), NotFound))]
+pub async fn get_usage(mut tx: OrgTx) -> Result<Json<Vec<Usage>>> {
+    let plan = subscription(&mut tx).await?.plan_in_force;
+    let org = tx.org();
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        r"SELECT e.entitlement, coalesce(g.used, 0)
+            FROM unnest(ARRAY['seats', 'kpis']) AS e (entitlement)
+            LEFT JOIN usage_gauges g ON g.organization_id = $1 AND g.entitlement = e.entitlement",
+    )
+    .bind(org)
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    let usage = counted
+        .into_iter()
+        .map(|(entitlement, used)| {
+            let limit = plan.limits.get(&entitlement).and_then(|l| l.as_i64());
+            Usage {
+                percent: limit.map(|l| {
+                    if l == 0 {
+                        100.0
+                    } else {
+                        (used as f64 * 1000.0 / l as f64).round() / 10.0
+                    }
+                }),
+                entitlement,
+                used,
+                limit,
+            }
+        })
+        .collect();
+    Ok(Json(usage))
+}
