@@ -87,6 +87,8 @@ enum Command {
         #[command(flatten)]
         sign_in: SignInOptions,
         #[command(flatten)]
+        stripe: StripeOptions,
+        #[command(flatten)]
         worker: jobs::WorkerOptions,
         /// Serve the API only, and leave background jobs to `tenantry worker` processes.
         #[arg(long, env = "TENANTRY_NO_WORKER")]
@@ -208,6 +210,48 @@ impl SignInOptions {
     }
 }
 
+/// Billing through Stripe (all three, or none: billing then stays on the plans operators set).
+#[derive(clap::Args)]
+struct StripeOptions {
+    /// Stripe's secret API key (`sk_…`).
+    #[arg(long, env = "TENANTRY_STRIPE_SECRET_KEY", hide_env_values = true)]
+    stripe_secret_key: Option<String>,
+    /// The webhook endpoint's signing secrets (`whsec_…`), comma-separated while rotating.
+    #[arg(
+        long,
+        env = "TENANTRY_STRIPE_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    stripe_webhook_secret: Vec<String>,
+    /// Stripe's API base URL.
+    #[arg(
+        long,
+        env = "TENANTRY_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    stripe_api_base: String,
+}
+
+impl StripeOptions {
+    fn config(self) -> Result<Option<tenantry_server::billing::stripe::StripeConfig>, AnyError> {
+        match (
+            self.stripe_secret_key,
+            self.stripe_webhook_secret.is_empty(),
+        ) {
+            (None, true) => Ok(None),
+            (Some(secret_key), false) => Ok(Some(tenantry_server::billing::stripe::StripeConfig {
+                secret_key,
+                webhook_secrets: self.stripe_webhook_secret,
+                api_base: self.stripe_api_base,
+            })),
+            _ => Err(
+                "TENANTRY_STRIPE_SECRET_KEY and TENANTRY_STRIPE_WEBHOOK_SECRET go together".into(),
+            ),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum MigrateAction {
     /// Apply pending migrations (all, or up to --to).
@@ -288,6 +332,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             header_timeout,
             trusted_proxies,
             sign_in,
+            stripe,
             worker,
             no_worker,
         } => {
@@ -300,6 +345,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 ..HttpConfig::default()
             };
             sign_in.apply(&mut config)?;
+            config.stripe = stripe.config()?;
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);
             let result = serve(&database, cli.listen, pool_size, config, worker).await;

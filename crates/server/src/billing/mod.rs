@@ -5,6 +5,8 @@
 //! organization on the default plan's entitlements — nothing is deleted or hidden.
 
 pub mod routes;
+pub mod stripe;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -17,6 +17,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_usage))
         .layer(axum::Extension(Module::Billing))
         .routes(routes!(list_plans))
+        .merge(super::webhooks::routes())
 }
 
 /// The plans on offer (no credential needed: a pricing page reads them).

@@ -66,6 +66,8 @@ pub struct HttpConfig {
     /// Reverse proxies (load balancers) in front of the service: for a request from one of them,
     /// the client's address is read from `X-Forwarded-For`. Empty: the peer is the client.
     pub trusted_proxies: Vec<IpNetwork>,
+    /// Stripe, when billing through it is configured.
+    pub stripe: Option<crate::billing::stripe::StripeConfig>,
 }
 
 impl Default for HttpConfig {
@@ -81,6 +83,7 @@ impl Default for HttpConfig {
             jwt: None,
             jwks_min_refetch: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            stripe: None,
         }
     }
 }
@@ -93,6 +96,8 @@ pub struct AppState {
     pub auth: Arc<ExternalAuth>,
     /// The Fast Track tools this build ships, their schemas compiled once.
     pub tools: Arc<crate::fasttrack::Catalog>,
+    /// Stripe's API, when configured.
+    pub stripe: Option<crate::billing::stripe::StripeClient>,
 }
 
 impl AppState {
@@ -102,11 +107,18 @@ impl AppState {
             config.jwt.clone(),
             config.jwks_min_refetch,
         )?;
+        let stripe = config
+            .stripe
+            .clone()
+            .map(crate::billing::stripe::StripeClient::new)
+            .transpose()
+            .map_err(|e| Error::Internal(format!("the Stripe client: {e}")))?;
         Ok(Self {
             db,
             config: Arc::new(config),
             auth: Arc::new(auth),
             tools: Arc::new(crate::fasttrack::Catalog::shipped()?),
+            stripe,
         })
     }
 }

@@ -49,6 +49,20 @@ async fn new_kpi(app: &TestApp, user: &TestUser, name: &str) -> (StatusCode, Val
     .await
 }
 
+/// The organization's subscription, as its member reads it.
+pub(crate) async fn subscription_of(app: &TestApp, user: &TestUser) -> Value {
+    let (status, sub) = app
+        .call(
+            Method::GET,
+            user,
+            &format!("/v1/orgs/{}/subscription", user.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sub}");
+    sub
+}
+
 async fn usage(app: &TestApp, user: &TestUser, entitlement: &str) -> Value {
     let (status, all) = app
         .call(
@@ -90,15 +104,7 @@ async fn every_organization_starts_on_the_default_plan() {
     assert_eq!(plans[0]["is_default"], true);
     assert_eq!(plans[1]["prices"]["month"]["amount"], 1900);
 
-    let (status, sub) = app
-        .call(
-            Method::GET,
-            &alice,
-            &format!("/v1/orgs/{}/subscription", alice.org),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{sub}");
+    let sub = subscription_of(&app, &alice).await;
     assert_eq!(
         (sub["plan_code"].as_str(), sub["status"].as_str()),
         (Some("free"), Some("active"))
@@ -253,14 +259,7 @@ async fn a_lapsed_plan_keeps_every_row_and_stops_growth_until_it_comes_back() {
 
     // Canceled: the default plan is in force. Everything reads; nothing is lost; no growth.
     set_status(&app, &alice, "canceled").await;
-    let (_, sub) = app
-        .call(
-            Method::GET,
-            &alice,
-            &format!("/v1/orgs/{}/subscription", alice.org),
-            None,
-        )
-        .await;
+    let sub = subscription_of(&app, &alice).await;
     assert_eq!(
         (
             sub["in_good_standing"].as_bool(),

@@ -222,7 +222,9 @@ async fn a_body_of_the_wrong_json_shape_is_a_422_not_read_field_by_field() {
     let mut tried = 0;
     for (path, method, operation) in operations(&doc) {
         let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
-        if schema.is_null() {
+        // A webhook checks its sender's signature over the raw body before reading any of it
+        // (400 without one; stripe.rs).
+        if schema.is_null() || path.starts_with("/v1/webhooks/") {
             continue;
         }
         // serde reads a struct from an array of its fields in order; a list from no object.

@@ -28,4 +28,5 @@ mod platform;
 mod provider;
 mod proxies;
 mod smtp;
+mod stripe;
 mod teams;

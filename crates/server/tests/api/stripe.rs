@@ -1,0 +1,393 @@
+//! Stripe's webhooks over HTTP, with a local server playing Stripe's API (its documented
+//! subscription objects) and events signed as Stripe signs them: forgeries change nothing,
+//! every event applies once however often and however concurrently it arrives, and the final
+//! state is Stripe's whatever order the events come in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::routing::get;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tenantry_server::billing::stripe::{sign, StripeConfig};
+use tenantry_server::http::HttpConfig;
+
+use crate::billing::subscription_of;
+use crate::helpers::{assert_problem, read, TestApp, TestUser};
+
+const SECRET_KEY: &str = "sk_test_tenantry";
+const WEBHOOK_SECRET: &str = "whsec_current";
+
+/// Stripe's API as far as billing reads it: subscriptions by id.
+#[derive(Clone, Default)]
+struct FakeStripe {
+    subscriptions: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+impl FakeStripe {
+    async fn start() -> (Self, String) {
+        let stripe = FakeStripe::default();
+        let app = axum::Router::new()
+            .route("/v1/subscriptions/{id}", get(subscription))
+            .with_state(stripe.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (stripe, base)
+    }
+
+    fn set(&self, subscription: Value) {
+        let id = subscription["id"].as_str().expect("id").to_string();
+        self.subscriptions
+            .lock()
+            .expect("lock")
+            .insert(id, subscription);
+    }
+}
+
+async fn subscription(
+    State(stripe): State<FakeStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, AxumStatus> {
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {SECRET_KEY}"));
+    if !authorized {
+        return Err(AxumStatus::UNAUTHORIZED);
+    }
+    let found = stripe.subscriptions.lock().expect("lock").get(&id).cloned();
+    found.map(axum::Json).ok_or(AxumStatus::NOT_FOUND)
+}
+
+/// A subscription object as Stripe's API returns it (API version 2025: the period on the item).
+fn stripe_subscription(
+    id: &str,
+    customer: &str,
+    status: &str,
+    price: &str,
+    period_end: i64,
+) -> Value {
+    json!({
+        "id": id, "object": "subscription", "customer": customer, "status": status,
+        "cancel_at_period_end": false, "trial_end": null,
+        "items": {"object": "list", "data": [{
+            "id": "si_1", "object": "subscription_item",
+            "current_period_start": period_end - 30 * 86400, "current_period_end": period_end,
+            "price": {"id": price, "object": "price", "recurring": {"interval": "month"}}
+        }]}
+    })
+}
+
+fn event(id: &str, kind: &str, object: Value) -> Value {
+    json!({"id": id, "object": "event", "type": kind, "created": chrono::Utc::now().timestamp(),
+           "data": {"object": object}})
+}
+
+async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> (StatusCode, Value) {
+    let mut req = app
+        .client
+        .post(format!("{}/v1/webhooks/stripe", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(signature) = signature {
+        req = req.header("stripe-signature", signature);
+    }
+    read(req.send().await.expect("send")).await
+}
+
+fn signed(body: &str) -> Option<String> {
+    Some(sign(
+        body.as_bytes(),
+        WEBHOOK_SECRET,
+        chrono::Utc::now().timestamp(),
+    ))
+}
+
+/// A service talking to the fake Stripe, with Alice's organization a Stripe customer.
+async fn setup() -> (TestApp, FakeStripe, TestUser) {
+    let (stripe, base) = FakeStripe::start().await;
+    let app = TestApp::spawn_with(HttpConfig {
+        stripe: Some(StripeConfig {
+            secret_key: SECRET_KEY.into(),
+            webhook_secrets: vec!["whsec_previous".into(), WEBHOOK_SECRET.into()],
+            api_base: base,
+        }),
+        ..HttpConfig::default()
+    })
+    .await;
+    let alice = app.user("alice@example.com").await;
+    let owner = app.db.owner().await;
+    sqlx::query(
+        "UPDATE subscriptions SET stripe_customer_id = 'cus_alice' WHERE organization_id = $1",
+    )
+    .bind(alice.org)
+    .execute(&owner.0)
+    .await
+    .expect("customer");
+    (app, stripe, alice)
+}
+
+async fn ledger(app: &TestApp) -> i64 {
+    let owner = app.db.owner().await;
+    sqlx::query_scalar("SELECT count(*) FROM stripe_events")
+        .fetch_one(&owner.0)
+        .await
+        .expect("ledger")
+}
+
+#[tokio::test]
+async fn forged_stale_or_reserialized_webhooks_change_nothing() {
+    let (app, stripe, alice) = setup().await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    stripe.set(stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "active",
+        "price_pro_month",
+        period_end,
+    ));
+    let body = event(
+        "evt_1",
+        "customer.subscription.updated",
+        stripe_subscription(
+            "sub_1",
+            "cus_alice",
+            "active",
+            "price_pro_month",
+            period_end,
+        ),
+    )
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let reserialized =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).expect("json"))
+            .expect("json");
+    for (what, payload, signature) in [
+        ("no signature", body.clone(), None),
+        (
+            "a forged signature",
+            body.clone(),
+            Some(format!("t={now},v1={}", "ab".repeat(32))),
+        ),
+        (
+            "an unknown secret",
+            body.clone(),
+            Some(sign(body.as_bytes(), "whsec_attacker", now)),
+        ),
+        (
+            "a stale timestamp",
+            body.clone(),
+            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now - 301)),
+        ),
+        (
+            "a timestamp from the future",
+            body.clone(),
+            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now + 301)),
+        ),
+        (
+            "the body re-serialized",
+            reserialized,
+            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now)),
+        ),
+    ] {
+        let got = deliver(&app, &payload, signature).await;
+        assert_problem(&got, StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(ledger(&app).await, 0, "{what}");
+    }
+    assert_eq!(subscription_of(&app, &alice).await["plan_code"], "free");
+    // The rotating secret still in use is accepted.
+    let got = deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), "whsec_previous", now)),
+    )
+    .await;
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{}",
+        got.1
+    );
+    let sub = subscription_of(&app, &alice).await;
+    assert_eq!(
+        (sub["plan_code"].as_str(), sub["status"].as_str()),
+        (Some("pro"), Some("active"))
+    );
+    assert_eq!(sub["billing_cycle"], "month");
+    assert_eq!(sub["plan_in_force"]["code"], "pro");
+}
+
+#[tokio::test]
+async fn an_event_applies_once_however_often_and_however_concurrently_it_arrives() {
+    let (app, stripe, alice) = setup().await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    let sub = stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "active",
+        "price_basic_month",
+        period_end,
+    );
+    stripe.set(sub.clone());
+    let body = event("evt_once", "customer.subscription.created", sub).to_string();
+    let first = deliver(&app, &body, signed(&body)).await;
+    assert_eq!(first.1["outcome"], "applied");
+    let again = deliver(&app, &body, signed(&body)).await;
+    assert_eq!(
+        (again.0, again.1["outcome"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    // Another event, delivered ten times at once.
+    let body = event(
+        "evt_racing",
+        "customer.subscription.updated",
+        stripe_subscription(
+            "sub_1",
+            "cus_alice",
+            "active",
+            "price_basic_month",
+            period_end,
+        ),
+    )
+    .to_string();
+    let deliveries = (0..10).map(|_| deliver(&app, &body, signed(&body)));
+    let outcomes: Vec<String> = futures_util::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .map(|(status, got)| {
+            assert_eq!(status, StatusCode::OK, "{got}");
+            got["outcome"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "applied").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.iter().filter(|o| *o == "duplicate").count(), 9);
+    assert_eq!(ledger(&app).await, 2);
+    // Applied once each: two updates of the subscription in the audit trail, each naming its event.
+    let owner = app.db.owner().await;
+    let updates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE entity_type = 'subscriptions' AND action = 'update'
+           AND organization_id = $1 AND request_id LIKE 'stripe:evt_%'",
+    )
+    .bind(alice.org)
+    .fetch_one(&owner.0)
+    .await
+    .expect("audit");
+    assert_eq!(updates, 2);
+    assert_eq!(subscription_of(&app, &alice).await["plan_code"], "basic");
+}
+
+#[tokio::test]
+async fn events_out_of_order_end_in_stripe_s_state() {
+    let (app, stripe, alice) = setup().await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    // Stripe's state now: canceled. The events arrive newest first, then the stale ones.
+    stripe.set(stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "canceled",
+        "price_pro_month",
+        period_end,
+    ));
+    let deleted = event(
+        "evt_3",
+        "customer.subscription.deleted",
+        stripe_subscription(
+            "sub_1",
+            "cus_alice",
+            "canceled",
+            "price_pro_month",
+            period_end,
+        ),
+    );
+    let updated = event(
+        "evt_2",
+        "customer.subscription.updated",
+        stripe_subscription(
+            "sub_1",
+            "cus_alice",
+            "active",
+            "price_pro_month",
+            period_end,
+        ),
+    );
+    let created = event(
+        "evt_1",
+        "customer.subscription.created",
+        stripe_subscription(
+            "sub_1",
+            "cus_alice",
+            "trialing",
+            "price_pro_month",
+            period_end,
+        ),
+    );
+    for e in [&updated, &deleted, &created, &updated] {
+        let body = e.to_string();
+        let (status, got) = deliver(&app, &body, signed(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+    }
+    let sub = subscription_of(&app, &alice).await;
+    assert_eq!(
+        (sub["status"].as_str(), sub["in_good_standing"].as_bool()),
+        (Some("canceled"), Some(false))
+    );
+    assert_eq!(
+        sub["plan_in_force"]["code"], "free",
+        "a canceled plan falls back to the default"
+    );
+}
+
+#[tokio::test]
+async fn the_organization_comes_from_the_stored_customer_only() {
+    let (app, stripe, alice) = setup().await;
+    let victim = app.user("victor@example.com").await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    // A customer nobody has, with metadata naming the victim's organization.
+    let mut foreign = stripe_subscription(
+        "sub_9",
+        "cus_stranger",
+        "active",
+        "price_pro_month",
+        period_end,
+    );
+    foreign["metadata"] = json!({"organization_id": victim.org.to_string()});
+    stripe.set(foreign.clone());
+    let body = event("evt_x", "customer.subscription.created", foreign).to_string();
+    let got = deliver(&app, &body, signed(&body)).await;
+    assert_eq!(got.1["outcome"], "unknown_customer");
+    assert_eq!(subscription_of(&app, &victim).await["plan_code"], "free");
+    assert_eq!(subscription_of(&app, &alice).await["plan_code"], "free");
+    // Events of types billing does not use are acknowledged and ignored.
+    let body = event("evt_y", "customer.created", json!({"id": "cus_new"})).to_string();
+    let got = deliver(&app, &body, signed(&body)).await;
+    assert_eq!(got.1["outcome"], "ignored");
+    // Without Stripe configured, the endpoint is not there.
+    let plain = TestApp::spawn().await;
+    let got = deliver(&plain, &body, signed(&body)).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    // Stripe's own SQL entry point is the service's alone.
+    let mut tx = tenantry_server::kernel::org_tx::OrgTx::begin(
+        &app.db.runtime,
+        &tenantry_db::RequestContext::user(alice.id),
+        alice.org,
+    )
+    .await
+    .expect("begin");
+    let refused = sqlx::query("SELECT app.apply_stripe_event('evt_z', 'customer.subscription.updated', 'cus_alice', NULL)")
+        .execute(tx.conn())
+        .await;
+    let code = refused.err().and_then(|e| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string())
+    });
+    assert_eq!(code.as_deref(), Some("42501"));
+}
