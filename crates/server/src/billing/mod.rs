@@ -91,3 +91,25 @@ pub struct Usage {
     /// `used` as a percentage of `limit` (absent when unlimited).
     pub percent: Option<f64>,
 }
+
+/// An invoice of the organization's subscription (the transaction history), as Stripe last
+/// reported it.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Invoice {
+    pub id: uuid::Uuid,
+    pub stripe_invoice_id: String,
+    pub number: Option<String>,
+    /// `draft`, `open`, `paid`, `uncollectible` or `void`.
+    pub status: String,
+    /// ISO 4217, lowercase.
+    pub currency: String,
+    /// In the currency's smallest unit.
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    /// Stripe's page of the invoice.
+    pub hosted_invoice_url: Option<String>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub issued_at: DateTime<Utc>,
+}

@@ -5,16 +5,20 @@ use tenantry_db::{RequestContext, TenantTx};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Plan, Subscription, Usage};
-use crate::http::{AppState, ClientInfo, Json, NotFound};
+use super::{Invoice, Plan, Subscription, Usage};
+use crate::http::Query;
+use crate::http::{AppState, ClientInfo, Forbidden, Json, NotFound};
 use crate::kernel::access::{require_role, Module, Role};
 use crate::kernel::error::{Found, Result};
 use crate::kernel::org_tx::OrgTx;
+use crate::kernel::page::{Page, PageParams};
+use uuid::Uuid;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_subscription))
         .routes(routes!(get_usage))
+        .routes(routes!(list_invoices))
         .layer(axum::Extension(Module::Billing))
         .routes(routes!(list_plans))
         .merge(super::webhooks::routes())
@@ -106,4 +110,32 @@ pub async fn get_usage(mut tx: OrgTx) -> Result<Json<Vec<Usage>>> {
         })
         .collect();
     Ok(Json(usage))
+}
+
+/// The organization's invoices, newest first (admins and owners): amounts, currency, status and
+/// Stripe's page of each.
+#[utoipa::path(get, path = "/v1/orgs/{org}/invoices", tag = "billing", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses((status = 200, body = Page<Invoice>), Forbidden, NotFound))]
+pub async fn list_invoices(
+    mut tx: OrgTx,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Invoice>>> {
+    let org = tx.org();
+    require_role(&mut tx, Role::Admin).await?;
+    // Newest first: ids are time-ordered, so the cursor is the last id and pages go down.
+    let after = page.after.unwrap_or(Uuid::max());
+    let rows: Vec<Invoice> = sqlx::query_as(
+        r"SELECT id, stripe_invoice_id, number, status, currency, amount_due, amount_paid,
+                 hosted_invoice_url, period_start, period_end, paid_at, issued_at
+            FROM invoices WHERE organization_id = $1 AND id < $2
+           ORDER BY id DESC LIMIT $3",
+    )
+    .bind(org)
+    .bind(after)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_rows(rows, &page, |i| i.id)))
 }

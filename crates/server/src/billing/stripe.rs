@@ -119,11 +119,21 @@ impl StripeClient {
 
     /// The subscription as Stripe has it now.
     pub async fn subscription(&self, id: &str) -> Result<serde_json::Value, String> {
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        self.object("subscriptions", id).await
+    }
+
+    /// The invoice as Stripe has it now.
+    pub async fn invoice(&self, id: &str) -> Result<serde_json::Value, String> {
+        self.object("invoices", id).await
+    }
+
+    /// `GET /v1/{collection}/{id}`.
+    async fn object(&self, collection: &str, id: &str) -> Result<serde_json::Value, String> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("not a Stripe id: {id:?}"));
         }
         let url = format!(
-            "{}/v1/subscriptions/{id}",
+            "{}/v1/{collection}/{id}",
             self.config.api_base.trim_end_matches('/')
         );
         let response = self
@@ -135,12 +145,12 @@ impl StripeClient {
             .map_err(|e| format!("Stripe did not answer: {e}"))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("Stripe answered {status}"));
+            return Err(format!("Stripe answered {status} for {collection}/{id}"));
         }
         response
             .json()
             .await
-            .map_err(|e| format!("Stripe's answer is not a subscription: {e}"))
+            .map_err(|e| format!("Stripe's answer is not JSON: {e}"))
     }
 }
 

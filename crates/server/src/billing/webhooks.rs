@@ -44,7 +44,8 @@ pub struct Received {
 /// Stripe's webhook endpoint. `Stripe-Signature` must match the raw body under one of the
 /// configured secrets, within 300 s; otherwise 400 and nothing is read further. A subscription
 /// event applies the subscription as Stripe's API has it now (so late or reordered events cannot
-/// move it backwards) to the organization whose Stripe customer it names.
+/// move it backwards) to the organization whose Stripe customer it names; an `invoice.*` event
+/// also records the invoice as Stripe has it now (the transaction history).
 #[utoipa::path(post, path = "/v1/webhooks/stripe", tag = "billing",
     request_body(content = Object, description = "A Stripe event, signed"),
     responses(
@@ -75,11 +76,10 @@ pub async fn stripe_webhook(
         .map_err(|e| Error::BadRequest(format!("not a Stripe event: {e}")))?;
     let object = &event.data.object;
     let text = |key: &str| object.get(key).and_then(|v| v.as_str()).map(str::to_string);
-    let (customer, subscription_id) = match event.kind.as_str() {
-        k if k.starts_with("customer.subscription.") => (text("customer"), text("id")),
-        "checkout.session.completed" | "invoice.paid" | "invoice.payment_failed" => {
-            (text("customer"), text("subscription"))
-        }
+    let (customer, subscription_id, invoice_id) = match event.kind.as_str() {
+        k if k.starts_with("customer.subscription.") => (text("customer"), text("id"), None),
+        "checkout.session.completed" => (text("customer"), text("subscription"), None),
+        k if k.starts_with("invoice.") => (text("customer"), text("subscription"), text("id")),
         _ => {
             return Ok(Json(Received {
                 outcome: "ignored".into(),
@@ -90,11 +90,16 @@ pub async fn stripe_webhook(
         return Err(Error::BadRequest("the event names no customer".into()));
     };
     // Stripe's current state, not the event's copy of it.
+    let unavailable = |e: String| {
+        tracing::warn!(event = %event.id, error = %e, "fetching from Stripe");
+        Error::Unavailable
+    };
     let subscription = match subscription_id {
-        Some(id) => Some(stripe.subscription(&id).await.map_err(|e| {
-            tracing::warn!(event = %event.id, error = %e, "fetching the subscription from Stripe");
-            Error::Unavailable
-        })?),
+        Some(id) => Some(stripe.subscription(&id).await.map_err(unavailable)?),
+        None => None,
+    };
+    let invoice = match invoice_id {
+        Some(id) => Some(stripe.invoice(&id).await.map_err(unavailable)?),
         None => None,
     };
     let ctx = RequestContext {
@@ -109,6 +114,12 @@ pub async fn stripe_webhook(
         .bind(subscription)
         .fetch_one(tx.conn())
         .await?;
+    if let (Some(invoice), "applied") = (invoice, outcome.as_str()) {
+        sqlx::query(r"SELECT app.record_stripe_invoice($1)")
+            .bind(invoice)
+            .execute(tx.conn())
+            .await?;
+    }
     tx.commit().await?;
     Ok(Json(Received { outcome }))
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::get;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantry_server::billing::stripe::{sign, StripeConfig};
 use tenantry_server::http::HttpConfig;
@@ -23,14 +23,14 @@ const WEBHOOK_SECRET: &str = "whsec_current";
 /// Stripe's API as far as billing reads it: subscriptions by id.
 #[derive(Clone, Default)]
 struct FakeStripe {
-    subscriptions: Arc<Mutex<HashMap<String, Value>>>,
+    objects: Arc<Mutex<HashMap<String, Value>>>,
 }
 
 impl FakeStripe {
     async fn start() -> (Self, String) {
         let stripe = FakeStripe::default();
         let app = axum::Router::new()
-            .route("/v1/subscriptions/{id}", get(subscription))
+            .route("/v1/{collection}/{id}", get(object))
             .with_state(stripe.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -40,18 +40,16 @@ impl FakeStripe {
         (stripe, base)
     }
 
-    fn set(&self, subscription: Value) {
-        let id = subscription["id"].as_str().expect("id").to_string();
-        self.subscriptions
-            .lock()
-            .expect("lock")
-            .insert(id, subscription);
+    /// Stripe's current state of an object (a subscription, an invoice).
+    fn set(&self, object: Value) {
+        let id = object["id"].as_str().expect("id").to_string();
+        self.objects.lock().expect("lock").insert(id, object);
     }
 }
 
-async fn subscription(
+async fn object(
     State(stripe): State<FakeStripe>,
-    Path(id): Path<String>,
+    Path((collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, AxumStatus> {
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
@@ -59,8 +57,16 @@ async fn subscription(
     if !authorized {
         return Err(AxumStatus::UNAUTHORIZED);
     }
-    let found = stripe.subscriptions.lock().expect("lock").get(&id).cloned();
-    found.map(axum::Json).ok_or(AxumStatus::NOT_FOUND)
+    let found = stripe.objects.lock().expect("lock").get(&id).cloned();
+    let kind = match collection.as_str() {
+        "subscriptions" => "subscription",
+        "invoices" => "invoice",
+        _ => return Err(AxumStatus::NOT_FOUND),
+    };
+    found
+        .filter(|o| o["object"] == kind)
+        .map(axum::Json)
+        .ok_or(AxumStatus::NOT_FOUND)
 }
 
 /// A subscription object as Stripe's API returns it (API version 2025: the period on the item).
@@ -390,4 +396,130 @@ async fn the_organization_comes_from_the_stored_customer_only() {
             .map(|c| c.to_string())
     });
     assert_eq!(code.as_deref(), Some("42501"));
+}
+
+fn stripe_invoice(id: &str, status: &str, amount: i64) -> Value {
+    let created = chrono::Utc::now().timestamp();
+    json!({
+        "id": id, "object": "invoice", "customer": "cus_alice", "subscription": "sub_1",
+        "number": format!("INV-{id}"), "status": status, "currency": "usd",
+        "amount_due": amount, "amount_paid": if status == "paid" { amount } else { 0 },
+        "hosted_invoice_url": format!("https://invoice.stripe.test/{id}"),
+        "period_start": created - 30 * 86400, "period_end": created, "created": created,
+        "status_transitions": {"paid_at": if status == "paid" { Some(created) } else { None }}
+    })
+}
+
+#[tokio::test]
+async fn invoices_are_the_admins_transaction_history() {
+    let (app, stripe, alice) = setup().await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    stripe.set(stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "active",
+        "price_pro_month",
+        period_end,
+    ));
+    stripe.set(stripe_invoice("in_1", "paid", 4900));
+    let paid = event(
+        "evt_paid",
+        "invoice.paid",
+        stripe_invoice("in_1", "paid", 4900),
+    )
+    .to_string();
+    assert_eq!(
+        deliver(&app, &paid, signed(&paid)).await.1["outcome"],
+        "applied"
+    );
+    // A second invoice fails; its late, stale `payment_failed` for the first changes nothing.
+    stripe.set(stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "past_due",
+        "price_pro_month",
+        period_end,
+    ));
+    stripe.set(stripe_invoice("in_2", "open", 4900));
+    for (id, invoice) in [("evt_failed", "in_2"), ("evt_failed_late", "in_1")] {
+        let body = event(
+            id,
+            "invoice.payment_failed",
+            stripe_invoice(invoice, "open", 4900),
+        )
+        .to_string();
+        assert_eq!(
+            deliver(&app, &body, signed(&body)).await.1["outcome"],
+            "applied"
+        );
+    }
+    let (status, page) = app
+        .call(
+            Method::GET,
+            &alice,
+            &format!("/v1/orgs/{}/invoices", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<(&str, &str, i64, i64)> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["stripe_invoice_id"].as_str().unwrap_or_default(),
+                i["status"].as_str().unwrap_or_default(),
+                i["amount_due"].as_i64().unwrap_or_default(),
+                i["amount_paid"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("in_2", "open", 4900, 0), ("in_1", "paid", 4900, 4900)]
+    );
+    assert_eq!(
+        page["items"][1]["hosted_invoice_url"],
+        "https://invoice.stripe.test/in_1"
+    );
+    assert_eq!(page["items"][1]["currency"], "usd");
+    // Past due: still in good standing during the grace period.
+    let sub = subscription_of(&app, &alice).await;
+    assert_eq!(
+        (sub["status"].as_str(), sub["in_good_standing"].as_bool()),
+        (Some("past_due"), Some(true))
+    );
+    // Members and other organizations see no invoices.
+    let mia = app.user("mia@example.com").await;
+    app.add_member(
+        &alice,
+        alice.org,
+        &mia,
+        tenantry_server::kernel::access::Role::Member,
+    )
+    .await;
+    let mia = TestUser {
+        org: alice.org,
+        ..mia
+    };
+    let got = app
+        .call(
+            Method::GET,
+            &mia,
+            &format!("/v1/orgs/{}/invoices", alice.org),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let mallory = app.user("mallory@example.com").await;
+    let got = app
+        .call(
+            Method::GET,
+            &mallory,
+            &format!("/v1/orgs/{}/invoices", alice.org),
+            None,
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
 }
