@@ -4,6 +4,7 @@
 //! entitlement, the limit and the usage. A subscription not in good standing leaves the
 //! organization on the default plan's entitlements — nothing is deleted or hidden.
 
+pub mod checkout;
 pub mod routes;
 pub mod stripe;
 pub mod webhooks;

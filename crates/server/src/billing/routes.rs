@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .layer(axum::Extension(Module::Billing))
         .routes(routes!(list_plans))
         .merge(super::webhooks::routes())
+        .merge(super::checkout::routes())
 }
 
 /// The plans on offer (no credential needed: a pricing page reads them).

@@ -88,6 +88,20 @@ pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
+fn id_of(object: &serde_json::Value) -> Result<String, String> {
+    object["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "Stripe's answer has no id".into())
+}
+
+fn url_of(session: &serde_json::Value) -> Result<String, String> {
+    session["url"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "Stripe's session has no url".into())
+}
+
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -127,30 +141,100 @@ impl StripeClient {
         self.object("invoices", id).await
     }
 
+    /// A new customer for an organization (its id in Stripe's metadata, for people reading
+    /// Stripe's dashboard; Tenantry itself never trusts metadata).
+    pub async fn create_customer(
+        &self,
+        organization: uuid::Uuid,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<String, String> {
+        let org = organization.to_string();
+        let mut form = vec![("name", name), ("metadata[organization_id]", org.as_str())];
+        if let Some(email) = email {
+            form.push(("email", email));
+        }
+        let created = self.post("customers", &form).await?;
+        id_of(&created)
+    }
+
+    /// A Checkout Session subscribing `customer` to `price`; its URL.
+    pub async fn checkout_session(
+        &self,
+        customer: &str,
+        price: &str,
+        organization: uuid::Uuid,
+        success_url: &str,
+        cancel_url: &str,
+    ) -> Result<String, String> {
+        let org = organization.to_string();
+        let session = self
+            .post(
+                "checkout/sessions",
+                &[
+                    ("mode", "subscription"),
+                    ("customer", customer),
+                    ("line_items[0][price]", price),
+                    ("line_items[0][quantity]", "1"),
+                    ("success_url", success_url),
+                    ("cancel_url", cancel_url),
+                    ("client_reference_id", org.as_str()),
+                ],
+            )
+            .await?;
+        url_of(&session)
+    }
+
+    /// A Customer Portal session of `customer`; its URL.
+    pub async fn portal_session(&self, customer: &str, return_url: &str) -> Result<String, String> {
+        let session = self
+            .post(
+                "billing_portal/sessions",
+                &[("customer", customer), ("return_url", return_url)],
+            )
+            .await?;
+        url_of(&session)
+    }
+
+    /// `POST /v1/{path}`, form-encoded as Stripe's API takes it.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+        let request = self.http.post(self.url(path)).form(form);
+        self.send(request, &format!("POST {path}")).await
+    }
+
     /// `GET /v1/{collection}/{id}`.
     async fn object(&self, collection: &str, id: &str) -> Result<serde_json::Value, String> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("not a Stripe id: {id:?}"));
         }
-        let url = format!(
-            "{}/v1/{collection}/{id}",
-            self.config.api_base.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .get(url)
+        let path = format!("{collection}/{id}");
+        let request = self.http.get(self.url(&path));
+        self.send(request, &format!("GET {path}")).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{path}", self.config.api_base.trim_end_matches('/'))
+    }
+
+    /// Sends `request` with the API key; Stripe's JSON answer, or what went wrong.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<serde_json::Value, String> {
+        let response = request
             .bearer_auth(&self.config.secret_key)
             .send()
             .await
-            .map_err(|e| format!("Stripe did not answer: {e}"))?;
+            .map_err(|e| format!("Stripe did not answer {what}: {e}"))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("Stripe answered {status} for {collection}/{id}"));
+            return Err(format!("Stripe answered {status} to {what}"));
         }
         response
             .json()
             .await
-            .map_err(|e| format!("Stripe's answer is not JSON: {e}"))
+            .map_err(|e| format!("Stripe's answer to {what} is not JSON: {e}"))
     }
 }
 

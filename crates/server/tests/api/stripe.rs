@@ -24,13 +24,21 @@ const WEBHOOK_SECRET: &str = "whsec_current";
 #[derive(Clone, Default)]
 struct FakeStripe {
     objects: Arc<Mutex<HashMap<String, Value>>>,
+    /// Every POST: its path and form.
+    posts: Arc<Mutex<Vec<Post>>>,
 }
+
+/// A POST to the fake Stripe: its path and form fields.
+type Post = (String, HashMap<String, String>);
 
 impl FakeStripe {
     async fn start() -> (Self, String) {
         let stripe = FakeStripe::default();
         let app = axum::Router::new()
             .route("/v1/{collection}/{id}", get(object))
+            .route("/v1/customers", axum::routing::post(create))
+            .route("/v1/checkout/sessions", axum::routing::post(create))
+            .route("/v1/billing_portal/sessions", axum::routing::post(create))
             .with_state(stripe.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -45,6 +53,30 @@ impl FakeStripe {
         let id = object["id"].as_str().expect("id").to_string();
         self.objects.lock().expect("lock").insert(id, object);
     }
+}
+
+/// Creates a customer or a session, as Stripe answers: an id, and a URL for sessions.
+async fn create(
+    State(stripe): State<FakeStripe>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Result<axum::Json<Value>, AxumStatus> {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {SECRET_KEY}"))
+    {
+        return Err(AxumStatus::UNAUTHORIZED);
+    }
+    let mut posts = stripe.posts.lock().expect("lock");
+    posts.push((uri.path().to_string(), form));
+    let n = posts.len();
+    Ok(axum::Json(match uri.path() {
+        "/v1/customers" => json!({"id": format!("cus_new{n}"), "object": "customer"}),
+        "/v1/checkout/sessions" => json!({"id": format!("cs_{n}"), "object": "checkout.session",
+                                          "url": format!("https://checkout.stripe.test/cs_{n}")}),
+        _ => json!({"id": format!("bps_{n}"), "object": "billing_portal.session",
+                    "url": format!("https://billing.stripe.test/bps_{n}")}),
+    }))
 }
 
 async fn object(
@@ -522,4 +554,141 @@ async fn invoices_are_the_admins_transaction_history() {
         )
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn admins_subscribe_through_checkout_and_manage_payment_in_the_portal() {
+    let (app, stripe, _) = setup().await;
+    // A fresh organization: not a Stripe customer yet.
+    let owner = app.user("owen@example.com").await;
+    let checkout = format!("/v1/orgs/{}/subscription/checkout", owner.org);
+    let portal = format!("/v1/orgs/{}/subscription/portal", owner.org);
+    let request = json!({"plan": "pro", "billing_cycle": "year",
+                         "success_url": "https://app.example.com/billing/done",
+                         "cancel_url": "https://app.example.com/billing"});
+    let got = app
+        .call(
+            Method::POST,
+            &owner,
+            &portal,
+            Some(json!({"return_url": "https://app.example.com/billing"})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::CONFLICT, "no_billing_account");
+    let (status, redirect) = app
+        .call(Method::POST, &owner, &checkout, Some(request.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{redirect}");
+    assert!(redirect["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("https://checkout.stripe.test/")));
+    {
+        let posts = stripe.posts.lock().expect("lock");
+        assert_eq!(posts.len(), 2, "a customer, then a session");
+        assert_eq!(posts[0].0, "/v1/customers");
+        assert_eq!(
+            posts[0].1.get("metadata[organization_id]"),
+            Some(&owner.org.to_string())
+        );
+        assert_eq!(posts[1].0, "/v1/checkout/sessions");
+        let session = &posts[1].1;
+        assert_eq!(
+            session.get("customer").map(String::as_str),
+            Some("cus_new1")
+        );
+        assert_eq!(
+            session.get("line_items[0][price]").map(String::as_str),
+            Some("price_pro_year")
+        );
+        assert_eq!(
+            session.get("mode").map(String::as_str),
+            Some("subscription")
+        );
+        assert_eq!(
+            session.get("client_reference_id"),
+            Some(&owner.org.to_string())
+        );
+    }
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM subscriptions WHERE organization_id = $1",
+    )
+    .bind(owner.org)
+    .fetch_one(&app.db.owner().await.0)
+    .await
+    .expect("customer");
+    assert_eq!(stored.as_deref(), Some("cus_new1"));
+    // Again: the same customer, no new one.
+    let (status, _) = app
+        .call(Method::POST, &owner, &checkout, Some(request.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        stripe
+            .posts
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| p == "/v1/customers")
+            .count(),
+        1
+    );
+    // The portal, now that there is a customer.
+    let (status, redirect) = app
+        .call(
+            Method::POST,
+            &owner,
+            &portal,
+            Some(json!({"return_url": "https://app.example.com/billing"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{redirect}");
+    assert!(redirect["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("https://billing.stripe.test/")));
+
+    // A plan without that price, or none at all: 422. A member: 403. Another organization: 404.
+    for (plan, cycle) in [("free", "month"), ("nope", "month"), ("enterprise", "year")] {
+        let got = app
+            .call(Method::POST, &owner, &checkout,
+                  Some(json!({"plan": plan, "billing_cycle": cycle, "success_url": "https://a.example/x", "cancel_url": "https://a.example/y"})))
+            .await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    }
+    let got = app
+        .call(Method::POST, &owner, &checkout,
+              Some(json!({"plan": "pro", "success_url": "javascript:alert(1)", "cancel_url": "https://a.example/y"})))
+        .await;
+    assert_eq!(crate::helpers::refused_fields(&got), ["success_url"]);
+    let mia = app.user("mia@example.com").await;
+    app.add_member(
+        &owner,
+        owner.org,
+        &mia,
+        tenantry_server::kernel::access::Role::Member,
+    )
+    .await;
+    let mia = TestUser {
+        org: owner.org,
+        ..mia
+    };
+    for (path, body) in [
+        (&checkout, request.clone()),
+        (
+            &portal,
+            json!({"return_url": "https://app.example.com/billing"}),
+        ),
+    ] {
+        let got = app.call(Method::POST, &mia, path, Some(body)).await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let mallory = app.user("mallory@example.com").await;
+    let got = app
+        .call(Method::POST, &mallory, &checkout, Some(request))
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        stripe.posts.lock().expect("lock").len(),
+        4,
+        "no call to Stripe for refused requests"
+    );
 }
