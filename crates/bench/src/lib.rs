@@ -36,6 +36,7 @@ mod crm;
 mod fasttrack;
 mod jobs;
 mod kpis;
+mod stripe;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Benchmark {
@@ -74,6 +75,9 @@ pub enum Benchmark {
     /// A published page read by the public: over HTTP (rendered) vs its SQL as a public reader
     /// under RLS vs the same SQL as owner (20 pages per organization, one with 2,000).
     Content,
+    /// Stripe webhook events per second: over HTTP (signature, refetch from a local Stripe,
+    /// ledger, effect) vs the same transaction sent directly vs its writes as owner.
+    StripeWebhooks,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -100,6 +104,7 @@ pub async fn run(
         Benchmark::Jobs => jobs::run(&urls, &settings).await,
         Benchmark::Appointments => appointments::run(&urls, &settings).await,
         Benchmark::Content => content::run(&urls, &settings).await,
+        Benchmark::StripeWebhooks => stripe::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
             kpis::run(&urls, &settings, name).await
@@ -117,9 +122,17 @@ struct Settings {
 async fn spawn_server(
     runtime: &RuntimePool,
 ) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), AnyError> {
+    spawn_server_with(runtime, HttpConfig::default()).await
+}
+
+/// The same with `config`.
+async fn spawn_server_with(
+    runtime: &RuntimePool,
+    config: HttpConfig,
+) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), AnyError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(runtime.clone(), HttpConfig::default())?;
+    let state = AppState::new(runtime.clone(), config)?;
     let server = tokio::spawn(http::serve(listener, state, std::future::pending()));
     Ok((base, server))
 }
