@@ -34,10 +34,12 @@ fn subscription(id: &str, customer: &str) -> serde_json::Value {
 async fn fake_stripe() -> Result<String, AnyError> {
     let app = axum::Router::new().route(
         "/v1/subscriptions/{id}",
-        axum::routing::get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
-            let customer = id.replacen("sub_", "cus_", 1);
-            axum::Json(subscription(&id, &customer))
-        }),
+        axum::routing::get(
+            |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                let customer = id.replacen("sub_", "cus_", 1);
+                axum::Json(subscription(&id, &customer))
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
