@@ -42,6 +42,8 @@ pub struct WorkerOptions {
         default_value = "Tenantry <noreply@localhost>"
     )]
     pub smtp_from: String,
+    #[command(flatten)]
+    pub stripe: crate::StripeOptions,
 }
 
 impl WorkerOptions {
@@ -78,11 +80,16 @@ pub async fn run_worker(
             None
         }
     };
+    let stripe = options
+        .stripe
+        .config()?
+        .map(tenantry_server::billing::stripe::StripeClient::new)
+        .transpose()?;
     let runtime = database.runtime_pool(pool_size).await?;
     let worker = Worker::new(
         owner.clone(),
         runtime.clone(),
-        jobs::registry(mailer),
+        jobs::registry(mailer, stripe),
         options.config(),
     );
 
@@ -198,7 +205,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             disabled,
         } => {
             jobs::schedule::next_local(&cron, chrono::Utc::now().naive_utc())?;
-            if jobs::registry(None).get(&kind).is_none() {
+            if jobs::registry(None, None).get(&kind).is_none() {
                 return Err(format!("no job kind {kind:?}").into());
             }
             let row = queue::ScheduleRow {
@@ -215,7 +222,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             println!("schedule {name} saved");
         }
         JobsAction::Enqueue { kind, payload } => {
-            let registry = jobs::registry(None);
+            let registry = jobs::registry(None, None);
             let spec = registry
                 .get(&kind)
                 .map(|k| k.spec)

@@ -87,8 +87,6 @@ enum Command {
         #[command(flatten)]
         sign_in: SignInOptions,
         #[command(flatten)]
-        stripe: StripeOptions,
-        #[command(flatten)]
         worker: jobs::WorkerOptions,
         /// Serve the API only, and leave background jobs to `tenantry worker` processes.
         #[arg(long, env = "TENANTRY_NO_WORKER")]
@@ -211,8 +209,9 @@ impl SignInOptions {
 }
 
 /// Billing through Stripe (all three, or none: billing then stays on the plans operators set).
-#[derive(clap::Args)]
-struct StripeOptions {
+/// The API takes webhooks and opens checkout with it; workers reconcile with it.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct StripeOptions {
     /// Stripe's secret API key (`sk_…`).
     #[arg(long, env = "TENANTRY_STRIPE_SECRET_KEY", hide_env_values = true)]
     stripe_secret_key: Option<String>,
@@ -234,16 +233,18 @@ struct StripeOptions {
 }
 
 impl StripeOptions {
-    fn config(self) -> Result<Option<tenantry_server::billing::stripe::StripeConfig>, AnyError> {
+    pub(crate) fn config(
+        &self,
+    ) -> Result<Option<tenantry_server::billing::stripe::StripeConfig>, AnyError> {
         match (
-            self.stripe_secret_key,
+            &self.stripe_secret_key,
             self.stripe_webhook_secret.is_empty(),
         ) {
             (None, true) => Ok(None),
             (Some(secret_key), false) => Ok(Some(tenantry_server::billing::stripe::StripeConfig {
-                secret_key,
-                webhook_secrets: self.stripe_webhook_secret,
-                api_base: self.stripe_api_base,
+                secret_key: secret_key.clone(),
+                webhook_secrets: self.stripe_webhook_secret.clone(),
+                api_base: self.stripe_api_base.clone(),
             })),
             _ => Err(
                 "TENANTRY_STRIPE_SECRET_KEY and TENANTRY_STRIPE_WEBHOOK_SECRET go together".into(),
@@ -332,7 +333,6 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             header_timeout,
             trusted_proxies,
             sign_in,
-            stripe,
             worker,
             no_worker,
         } => {
@@ -345,7 +345,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 ..HttpConfig::default()
             };
             sign_in.apply(&mut config)?;
-            config.stripe = stripe.config()?;
+            config.stripe = worker.stripe.config()?;
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);
             let result = serve(&database, cli.listen, pool_size, config, worker).await;

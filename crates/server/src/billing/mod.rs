@@ -5,6 +5,7 @@
 //! organization on the default plan's entitlements — nothing is deleted or hidden.
 
 pub mod checkout;
+pub mod reconcile;
 pub mod routes;
 pub mod stripe;
 pub mod webhooks;

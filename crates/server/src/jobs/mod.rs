@@ -141,10 +141,15 @@ pub struct JobKind {
     handler: Handler,
 }
 
-/// Every job kind of the service; outbox delivery only with a mailer (SMTP configured).
-pub fn registry(mailer: Option<Arc<crate::email::Mailer>>) -> Registry {
+/// Every job kind of the service; outbox delivery only with a mailer (SMTP configured), the
+/// Stripe reconcile comparing only with Stripe configured.
+pub fn registry(
+    mailer: Option<Arc<crate::email::Mailer>>,
+    stripe: Option<crate::billing::stripe::StripeClient>,
+) -> Registry {
     let registry = crate::crm::appointments::reminders::register(Registry::default());
     let registry = crate::content::routes::register(registry);
+    let registry = crate::billing::reconcile::register(registry, stripe);
     crate::email::register(upkeep::register(registry), mailer)
 }
 

@@ -26,6 +26,8 @@ struct FakeStripe {
     objects: Arc<Mutex<HashMap<String, Value>>>,
     /// Every POST: its path and form.
     posts: Arc<Mutex<Vec<Post>>>,
+    /// Where it listens.
+    base: String,
 }
 
 /// A POST to the fake Stripe: its path and form fields.
@@ -33,17 +35,20 @@ type Post = (String, HashMap<String, String>);
 
 impl FakeStripe {
     async fn start() -> (Self, String) {
-        let stripe = FakeStripe::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let stripe = FakeStripe {
+            base: base.clone(),
+            ..FakeStripe::default()
+        };
         let app = axum::Router::new()
             .route("/v1/{collection}/{id}", get(object))
             .route("/v1/customers", axum::routing::post(create))
             .route("/v1/checkout/sessions", axum::routing::post(create))
             .route("/v1/billing_portal/sessions", axum::routing::post(create))
             .with_state(stripe.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         (stripe, base)
     }
@@ -279,19 +284,16 @@ async fn an_event_applies_once_however_often_and_however_concurrently_it_arrives
         (again.0, again.1["outcome"].as_str()),
         (StatusCode::OK, Some("duplicate"))
     );
-    // Another event, delivered ten times at once.
-    let body = event(
-        "evt_racing",
-        "customer.subscription.updated",
-        stripe_subscription(
-            "sub_1",
-            "cus_alice",
-            "active",
-            "price_basic_month",
-            period_end,
-        ),
-    )
-    .to_string();
+    // Another event (an upgrade), delivered ten times at once.
+    let upgraded = stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "active",
+        "price_pro_month",
+        period_end,
+    );
+    stripe.set(upgraded.clone());
+    let body = event("evt_racing", "customer.subscription.updated", upgraded).to_string();
     let deliveries = (0..10).map(|_| deliver(&app, &body, signed(&body)));
     let outcomes: Vec<String> = futures_util::future::join_all(deliveries)
         .await
@@ -319,7 +321,7 @@ async fn an_event_applies_once_however_often_and_however_concurrently_it_arrives
     .await
     .expect("audit");
     assert_eq!(updates, 2);
-    assert_eq!(subscription_of(&app, &alice).await["plan_code"], "basic");
+    assert_eq!(subscription_of(&app, &alice).await["plan_code"], "pro");
 }
 
 #[tokio::test]
@@ -691,4 +693,89 @@ async fn admins_subscribe_through_checkout_and_manage_payment_in_the_portal() {
         4,
         "no call to Stripe for refused requests"
     );
+}
+
+#[tokio::test]
+async fn the_daily_reconcile_repairs_what_a_missed_webhook_left() {
+    let (app, stripe, alice) = setup().await;
+    let period_end = chrono::Utc::now().timestamp() + 30 * 86400;
+    // Alice subscribed (the subscription is known) but the webhook of her upgrade never came.
+    let owner = app.db.owner().await;
+    sqlx::query("UPDATE subscriptions SET stripe_subscription_id = 'sub_1', plan_code = 'basic' WHERE organization_id = $1")
+        .bind(alice.org)
+        .execute(&owner.0)
+        .await
+        .expect("subscribed");
+    stripe.set(stripe_subscription(
+        "sub_1",
+        "cus_alice",
+        "active",
+        "price_pro_month",
+        period_end,
+    ));
+    // A subscription Stripe no longer knows does not stop the others (the job retries later).
+    let bob = app.user("bob@example.com").await;
+    sqlx::query("UPDATE subscriptions SET stripe_customer_id = 'cus_bob', stripe_subscription_id = 'sub_gone' WHERE organization_id = $1")
+        .bind(bob.org)
+        .execute(&owner.0)
+        .await
+        .expect("subscribed");
+    let client = tenantry_server::billing::stripe::StripeClient::new(StripeConfig {
+        secret_key: SECRET_KEY.into(),
+        webhook_secrets: vec![WEBHOOK_SECRET.into()],
+        api_base: stripe.base.clone(),
+    })
+    .expect("client");
+    let worker = tenantry_server::jobs::Worker::new(
+        app.db.owner().await,
+        app.db.runtime.clone(),
+        tenantry_server::jobs::registry(None, Some(client)),
+        tenantry_server::jobs::WorkerConfig {
+            poll: std::time::Duration::from_millis(100),
+            schedules: None,
+            ..tenantry_server::jobs::WorkerConfig::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        let _ = worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    tenantry_db::queue::enqueue_platform(
+        &owner,
+        &tenantry_server::billing::reconcile::RECONCILE.job(json!({})),
+    )
+    .await
+    .expect("enqueue");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while subscription_of(&app, &alice).await["plan_code"] != "pro"
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let _ = running.await;
+    let sub = subscription_of(&app, &alice).await;
+    assert_eq!(
+        (
+            sub["plan_code"].as_str(),
+            sub["plan_in_force"]["code"].as_str()
+        ),
+        (Some("pro"), Some("pro"))
+    );
+    assert_eq!(
+        subscription_of(&app, &bob).await["plan_code"],
+        "free",
+        "Bob's unknown subscription is left as it was"
+    );
+    // The reconcile is on the migrated schedule, daily.
+    let scheduled: String =
+        sqlx::query_scalar("SELECT cron FROM queue.schedules WHERE kind = 'billing.reconcile'")
+            .fetch_one(&owner.0)
+            .await
+            .expect("schedule");
+    assert_eq!(scheduled, "20 2 * * *");
 }
