@@ -73,7 +73,8 @@ impl Validate for PortalRequest {
     }
 }
 
-fn stripe(state: &AppState) -> Result<&StripeClient> {
+/// Stripe's client; without Stripe configured, billing's Stripe routes are not there.
+pub(super) fn stripe(state: &AppState) -> Result<&StripeClient> {
     state.stripe.as_ref().ok_or(Error::NotFound)
 }
 

@@ -60,7 +60,7 @@ pub async fn stripe_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Received>> {
-    let stripe = state.stripe.as_ref().ok_or(Error::NotFound)?;
+    let stripe = super::checkout::stripe(&state)?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())

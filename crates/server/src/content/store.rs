@@ -55,6 +55,16 @@ async fn require_editor(tx: &mut OrgTx) -> Result<()> {
     }
 }
 
+/// Scheduling takes a signed-in user: the publishing job acts for them (an API key is none).
+fn require_scheduler(scheduling: bool, user: Option<Uuid>) -> Result<()> {
+    if scheduling && user.is_none() {
+        return Err(Error::Forbidden(
+            "scheduling needs a signed-in editor (the job publishes as them)",
+        ));
+    }
+    Ok(())
+}
+
 /// Anything but a draft without a schedule takes an editor.
 fn plain_draft(status: ContentStatus, publish_at: bool) -> bool {
     status == ContentStatus::Draft && !publish_at
@@ -107,11 +117,7 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewContent>) -> Result<Content> 
         require_editor(tx).await?;
     }
     let user = tx.user_id().await?;
-    if new.publish_at.is_some() && user.is_none() {
-        return Err(Error::Forbidden(
-            "scheduling needs a signed-in editor (the job publishes as them)",
-        ));
-    }
+    require_scheduler(new.publish_at.is_some(), user)?;
     let seo_meta = serde_json::to_value(new.seo_meta.clone().unwrap_or_default())
         .map_err(|e| Error::Internal(e.to_string()))?;
     // A slug made from the title may be taken by a concurrent insert: make it again then.
@@ -169,11 +175,8 @@ pub async fn update(tx: &mut OrgTx, id: Uuid, changes: &Valid<ContentChanges>) -
     {
         require_editor(tx).await?;
     }
-    if changes.publish_at.flatten().is_some() && tx.user_id().await?.is_none() {
-        return Err(Error::Forbidden(
-            "scheduling needs a signed-in editor (the job publishes as them)",
-        ));
-    }
+    let user = tx.user_id().await?;
+    require_scheduler(changes.publish_at.flatten().is_some(), user)?;
     let seo_meta = changes
         .seo_meta
         .as_ref()
