@@ -46,8 +46,9 @@ const RULES: &[(&str, &str)] = &[
             AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\_%')
             -- Jobs are work, not records: what they write is audited, naming the job.
             AND n.nspname <> 'queue'
-            -- Counts kept by triggers on audited rows (members, KPIs): derived, not records.
-            AND NOT (n.nspname = 'public' AND c.relname = 'usage_gauges')
+            -- Counts kept by triggers on audited rows (members, KPIs) or by the service (requests,
+            -- tokens, bytes), and the alerts they caused: derived, not records.
+            AND NOT (n.nspname = 'public' AND c.relname IN ('usage_gauges', 'usage_tracking', 'usage_alerts'))
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t

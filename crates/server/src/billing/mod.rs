@@ -5,8 +5,10 @@
 //! organization on the default plan's entitlements — nothing is deleted or hidden.
 
 pub mod checkout;
+pub mod meter;
 pub mod reconcile;
 pub mod routes;
+pub mod storage;
 pub mod stripe;
 pub mod webhooks;
 
@@ -92,6 +94,12 @@ pub struct Usage {
     pub limit: Option<i64>,
     /// `used` as a percentage of `limit` (absent when unlimited).
     pub percent: Option<f64>,
+    /// The billing period a metered entitlement (`api_calls`, `ai_tokens`) is counted in: the
+    /// subscription's current period, else the calendar month (UTC). Absent for counts.
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    /// When `storage` was last measured (a daily job); absent before the first measurement.
+    pub measured_at: Option<DateTime<Utc>>,
 }
 
 /// An invoice of the organization's subscription (the transaction history), as Stripe last

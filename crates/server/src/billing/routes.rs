@@ -1,6 +1,8 @@
 //! HTTP routes of billing: the public plan catalog, an organization's subscription and usage.
 
 use axum::extract::State;
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
 use tenantry_db::{RequestContext, TenantTx};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,6 +78,38 @@ pub async fn get_subscription(mut tx: OrgTx) -> Result<Json<Subscription>> {
     Ok(Json(found))
 }
 
+/// What the organization uses: counts kept exact by triggers (seats, KPIs), the current
+/// billing period's metered totals (API calls, AI tokens), the last measured storage.
+const USAGE_SQL: &str = r"
+WITH period AS (SELECT starts_at, ends_at, (starts_at AT TIME ZONE 'UTC')::date AS day
+                  FROM app.billing_period($1, now()))
+SELECT e.entitlement, coalesce(g.used, 0) AS used, NULL::timestamptz AS period_start,
+       NULL::timestamptz AS period_end, NULL::timestamptz AS measured_at
+  FROM unnest(ARRAY['seats', 'kpis']) AS e (entitlement)
+  LEFT JOIN usage_gauges g ON g.organization_id = $1 AND g.entitlement = e.entitlement
+UNION ALL
+SELECT e.entitlement,
+       coalesce((SELECT sum(t.usage_amount) FROM usage_tracking t
+                  WHERE t.organization_id = $1 AND t.billing_period = p.day
+                    AND t.resource_type = e.entitlement), 0)::bigint,
+       p.starts_at, p.ends_at, NULL
+  FROM unnest(ARRAY['api_calls', 'ai_tokens']) AS e (entitlement), period p
+UNION ALL
+SELECT 'storage', coalesce(s.usage_amount, 0), NULL, NULL, s.updated_at
+  FROM (SELECT 1) one
+  LEFT JOIN LATERAL (SELECT t.usage_amount, t.updated_at FROM usage_tracking t
+                      WHERE t.organization_id = $1 AND t.resource_type = 'storage'
+                      ORDER BY t.billing_period DESC LIMIT 1) s ON true";
+
+#[derive(FromRow)]
+struct Counted {
+    entitlement: String,
+    used: i64,
+    period_start: Option<DateTime<Utc>>,
+    period_end: Option<DateTime<Utc>>,
+    measured_at: Option<DateTime<Utc>>,
+}
+
 /// Usage of every counted entitlement against the plan in force (members and viewers).
 #[utoipa::path(get, path = "/v1/orgs/{org}/usage", tag = "billing", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")),
@@ -83,30 +117,29 @@ pub async fn get_subscription(mut tx: OrgTx) -> Result<Json<Subscription>> {
 pub async fn get_usage(mut tx: OrgTx) -> Result<Json<Vec<Usage>>> {
     let plan = subscription(&mut tx).await?.plan_in_force;
     let org = tx.org();
-    let counted: Vec<(String, i64)> = sqlx::query_as(
-        r"SELECT e.entitlement, coalesce(g.used, 0)
-            FROM unnest(ARRAY['seats', 'kpis']) AS e (entitlement)
-            LEFT JOIN usage_gauges g ON g.organization_id = $1 AND g.entitlement = e.entitlement",
-    )
-    .bind(org)
-    .fetch_all(tx.conn())
-    .await?;
+    let counted: Vec<Counted> = sqlx::query_as(USAGE_SQL)
+        .bind(org)
+        .fetch_all(tx.conn())
+        .await?;
     tx.commit().await?;
     let usage = counted
         .into_iter()
-        .map(|(entitlement, used)| {
-            let limit = plan.limits.get(&entitlement).and_then(|l| l.as_i64());
+        .map(|c| {
+            let limit = plan.limits.get(&c.entitlement).and_then(|l| l.as_i64());
             Usage {
                 percent: limit.map(|l| {
                     if l == 0 {
                         100.0
                     } else {
-                        (used as f64 * 1000.0 / l as f64).round() / 10.0
+                        (c.used as f64 * 1000.0 / l as f64).round() / 10.0
                     }
                 }),
-                entitlement,
-                used,
+                entitlement: c.entitlement,
+                used: c.used,
                 limit,
+                period_start: c.period_start,
+                period_end: c.period_end,
+                measured_at: c.measured_at,
             }
         })
         .collect();

@@ -332,25 +332,39 @@ impl Caller {
         Ok(TenantTx::begin(&state.db, &ctx).await?)
     }
 
-    /// Begins the transaction of an organization route of `module`. An API key limited to other
-    /// modules is refused (403).
+    /// Begins the transaction of an organization route of `module`, and counts the call. An API
+    /// key limited to other modules is refused (403); an API key's call once the period's calls
+    /// reached the plan's limit, or a `write` while the organization's storage is over its
+    /// limit, is refused (402).
     pub async fn begin_in(
         &self,
         state: &AppState,
         org: Uuid,
         module: Module,
+        write: bool,
     ) -> Result<TenantTx, Error> {
         let mut tx = self.begin(state, Some(org)).await?;
+        // One round trip for what an API key's request must pass; a person's read needs none.
         if matches!(self.ctx.actor, Actor::ApiKeyHash(_)) {
-            let allowed: bool = sqlx::query_scalar(r"SELECT app.actor_may_use($1)")
-                .bind(module.as_str())
-                .fetch_one(tx.conn())
-                .await?;
+            let allowed: bool = sqlx::query_scalar(
+                r"SELECT CASE WHEN app.actor_may_use($1) THEN app.within_limits($2) ELSE false END",
+            )
+            .bind(module.as_str())
+            .bind(write)
+            .fetch_one(tx.conn())
+            .await?;
             if !allowed {
                 return Err(Error::Forbidden(
                     "this API key is not allowed to use this module",
                 ));
             }
+        } else if write {
+            sqlx::query(r"SELECT app.within_limits(true)")
+                .execute(tx.conn())
+                .await?;
+        }
+        if state.config.metering.is_some() {
+            state.meter.count(org, &self.ctx.actor);
         }
         Ok(tx)
     }
@@ -377,7 +391,13 @@ impl FromRequestParts<AppState> for OrgTx {
             .find(|(name, _)| *name == "org")
             .and_then(|(_, value)| value.parse::<Uuid>().ok());
         match org {
-            Some(org) => Ok(OrgTx::new(caller.begin_in(state, org, module).await?, org)),
+            Some(org) => {
+                // Deletes are not writes here: an organization over its storage limit can
+                // always make room.
+                let write = !parts.method.is_safe() && parts.method != axum::http::Method::DELETE;
+                let tx = caller.begin_in(state, org, module, write).await?;
+                Ok(OrgTx::new(tx, org))
+            }
             None => {
                 // The credential first: a bad one is 401 whatever the path says.
                 caller.begin(state, None).await?;

@@ -68,6 +68,9 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<IpNetwork>,
     /// Stripe, when billing through it is configured.
     pub stripe: Option<crate::billing::stripe::StripeConfig>,
+    /// How often the API calls counted in memory are written to `usage_tracking`; `None`: calls
+    /// are not metered (and the `api_calls` limit is not enforced).
+    pub metering: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -84,6 +87,7 @@ impl Default for HttpConfig {
             jwks_min_refetch: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
             stripe: None,
+            metering: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct AppState {
     pub tools: Arc<crate::fasttrack::Catalog>,
     /// Stripe's API, when configured.
     pub stripe: Option<crate::billing::stripe::StripeClient>,
+    /// API calls counted since the last flush (`HttpConfig::metering`).
+    pub meter: Arc<crate::billing::meter::Meter>,
 }
 
 impl AppState {
@@ -119,6 +125,7 @@ impl AppState {
             auth: Arc::new(auth),
             tools: Arc::new(crate::fasttrack::Catalog::shipped()?),
             stripe,
+            meter: crate::billing::meter::Meter::new(),
         })
     }
 }
@@ -285,6 +292,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = state.config.header_timeout;
+    // Metering stops after the last connection has finished, and flushes what it counted.
+    let (metering_stop, metering_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metering = state.config.metering.map(|interval| {
+        tokio::spawn(state.meter.clone().run(state.db.clone(), interval, async {
+            let _ = metering_stopped.await;
+        }))
+    });
     let app = router(state);
     // Dropped when shutdown begins: each connection then finishes its request and closes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
@@ -337,6 +351,12 @@ pub async fn serve(
     drop(stop_tx);
     drop(done_rx);
     done_tx.closed().await;
+    drop(metering_stop);
+    if let Some(metering) = metering {
+        if let Err(error) = metering.await {
+            tracing::error!(%error, "metering stopped abnormally");
+        }
+    }
     Ok(())
 }
 

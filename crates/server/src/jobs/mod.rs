@@ -150,6 +150,7 @@ pub fn registry(
     let registry = crate::crm::appointments::reminders::register(Registry::default());
     let registry = crate::content::routes::register(registry);
     let registry = crate::billing::reconcile::register(registry, stripe);
+    let registry = crate::billing::storage::register(registry);
     crate::email::register(upkeep::register(registry), mailer)
 }
 

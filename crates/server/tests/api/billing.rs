@@ -8,7 +8,7 @@ use tenantry_server::kernel::access::Role;
 use crate::helpers::{assert_problem, read, TestApp, TestUser};
 
 /// Puts `user`'s organization on a plan `code` with these limits (as an operator would).
-async fn on_plan(app: &TestApp, user: &TestUser, code: &str, limits: Value) {
+pub(crate) async fn on_plan(app: &TestApp, user: &TestUser, code: &str, limits: Value) {
     let owner = app.db.owner().await;
     sqlx::query(
         "INSERT INTO plans (code, name, tier, limits) VALUES ($1, $1, 'pro', $2)
@@ -63,7 +63,7 @@ pub(crate) async fn subscription_of(app: &TestApp, user: &TestUser) -> Value {
     sub
 }
 
-async fn usage(app: &TestApp, user: &TestUser, entitlement: &str) -> Value {
+pub(crate) async fn usage(app: &TestApp, user: &TestUser, entitlement: &str) -> Value {
     let (status, all) = app
         .call(
             Method::GET,

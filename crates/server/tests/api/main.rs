@@ -21,6 +21,7 @@ mod invitations;
 mod jobs;
 mod kpis;
 mod lifecycle;
+mod metering;
 mod oidc;
 mod orgs;
 mod plans;
