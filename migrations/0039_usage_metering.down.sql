@@ -30,4 +30,15 @@ DROP FUNCTION app.measure_storage(), app.record_api_calls(uuid[], bytea[], bytea
     app.require_below_limit(uuid, text), app.usage_of(uuid, text), app.add_usage(uuid, text, text, uuid, bigint),
     app.alert_usage(uuid, text, bigint, bigint);
 DROP TABLE usage_alerts, usage_tracking;
-DROP FUNCTION app.billing_period(uuid, timestamptz);
+DROP FUNCTION app.billing_period(uuid, timestamptz), app.refuse_over_limit(text, bigint, bigint);
+CREATE OR REPLACE FUNCTION app.plan_in_force(org uuid) RETURNS public.plans
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.* FROM public.plans p
+     WHERE p.code = coalesce(
+               (SELECT s.plan_code FROM public.subscriptions s
+                 WHERE s.organization_id = org AND app.subscription_in_force(s, now())),
+               (SELECT d.code FROM public.plans d WHERE d.is_default))
+$$;
+DROP FUNCTION app.plan_applies(public.plans, public.subscriptions, timestamptz),
+    app.period_ends(public.subscriptions, timestamptz), app.period_starts(public.subscriptions, timestamptz),
+    app.in_paid_period(public.subscriptions, timestamptz);

@@ -8,13 +8,14 @@ use std::time::Instant;
 use sqlx::PgPool;
 use tenantry_db::pool::pool_options;
 use tenantry_db::{Actor, ConnectionUrls, RequestContext, RuntimePool, TenantTx};
+use tenantry_server::http::HttpConfig;
 use tenantry_server::identity::hash_token;
 use tenantry_server::kpis::store::{get_sql, DASHBOARD_SQL};
 use uuid::Uuid;
 
 use super::{
-    bench_credentials, bench_tenants, compare, get_op, op, report, send, spawn_server, Benchmark,
-    Settings, Stats,
+    bench_credentials, bench_tenants, compare, get_op, op, report, send, spawn_server,
+    spawn_server_with, Benchmark, Settings, Stats,
 };
 use crate::AnyError;
 
@@ -53,6 +54,9 @@ pub(super) async fn run(
 
     if name == Benchmark::KpiIngest {
         ingest_vs_copy(&http, &direct, &credentials[1], s.rounds).await?;
+    } else if name == Benchmark::Metering {
+        set_skew(&direct, tenants[1].1, true).await?;
+        metering(&http, &runtime, &direct, &credentials, s).await?;
     } else {
         // Twice: on the data as built, then after one KPI of another organization received
         // 1.1 million points and the table was analyzed — the statistics that once made
@@ -389,6 +393,97 @@ fn expect_kpis(rows: usize) -> Result<(), AnyError> {
     Ok(())
 }
 
+/// Every organization's first KPI, with its credentials: (organization, KPI, session, API key).
+async fn first_kpis(
+    direct: &PgPool,
+    credentials: &[(Uuid, String, String)],
+) -> Result<Vec<(Uuid, Uuid, String, String)>, AnyError> {
+    let first_kpis: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        r"SELECT DISTINCT ON (organization_id) organization_id, id FROM kpis
+         WHERE name LIKE 'Bench KPI %' ORDER BY organization_id, name",
+    )
+    .fetch_all(direct)
+    .await?;
+    let first_kpi: std::collections::HashMap<Uuid, Uuid> = first_kpis.into_iter().collect();
+    Ok(credentials
+        .iter()
+        .filter_map(|(org, session, key)| {
+            first_kpi
+                .get(org)
+                .map(|kpi| (*org, *kpi, session.clone(), key.clone()))
+        })
+        .collect())
+}
+
+/// The cost of metering API calls: `GET` one KPI by session and by API key from a server that
+/// meters (flushing every second) and from one that does not, rounds alternating.
+async fn metering(
+    http: &Http,
+    runtime: &RuntimePool,
+    direct: &PgPool,
+    credentials: &[(Uuid, String, String)],
+    s: &Settings,
+) -> Result<(), AnyError> {
+    let targets = Arc::new(first_kpis(direct, credentials).await?);
+    let (unmetered, server) = spawn_server_with(
+        runtime,
+        HttpConfig {
+            metering: None,
+            ..HttpConfig::default()
+        },
+    )
+    .await?;
+    let get = |base: String, by_key: bool| {
+        let client = http.client.clone();
+        op(
+            move |(org, kpi, session, key): (Uuid, Uuid, String, String)| {
+                let request = client
+                    .get(format!("{base}/v1/orgs/{org}/kpis/{kpi}"))
+                    .bearer_auth(if by_key { key } else { session });
+                async move {
+                    send(request).await?;
+                    Ok(kpi)
+                }
+            },
+        )
+    };
+    println!(
+        "metering: {} organizations, {} connections, {} rounds of {:?} per variant",
+        targets.len(),
+        s.connections,
+        s.rounds,
+        s.round
+    );
+    // Each credential on its own, so each ratio is metered / not metered.
+    for (by_key, metered) in [
+        (false, "GET /v1/orgs/{org}/kpis/{kpi} by session, metered"),
+        (
+            true,
+            "GET /v1/orgs/{org}/kpis/{kpi} by API key (with the limit check), metered",
+        ),
+    ] {
+        report(
+            &mut compare(
+                s,
+                &targets,
+                vec![
+                    (metered, get(http.base.clone(), by_key)),
+                    ("the same, not metered", get(unmetered.clone(), by_key)),
+                ],
+            )
+            .await?,
+        );
+    }
+    server.abort();
+    let counted: i64 = sqlx::query_scalar(
+        r"SELECT coalesce(sum(usage_amount), 0)::bigint FROM usage_tracking WHERE resource_type = 'api_calls'",
+    )
+    .fetch_one(direct)
+    .await?;
+    println!("api_calls recorded in usage_tracking so far: {counted}");
+    Ok(())
+}
+
 /// `GET` one KPI (progress, 7/30/90-day change) over HTTP vs the same SQL sent directly by the
 /// owner, cycling through every organization's first KPI.
 async fn get_kpi(
@@ -398,19 +493,11 @@ async fn get_kpi(
     credentials: &[(Uuid, String, String)],
     s: &Settings,
 ) -> Result<(), AnyError> {
-    let first_kpis: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        r"SELECT DISTINCT ON (organization_id) organization_id, id FROM kpis
-         WHERE name LIKE 'Bench KPI %' ORDER BY organization_id, name",
-    )
-    .fetch_all(direct)
-    .await?;
-    let first_kpi: std::collections::HashMap<Uuid, Uuid> = first_kpis.into_iter().collect();
     let targets: Arc<Vec<(Uuid, Uuid, String)>> = Arc::new(
-        credentials
-            .iter()
-            .filter_map(|(org, session, _)| {
-                first_kpi.get(org).map(|kpi| (*org, *kpi, session.clone()))
-            })
+        first_kpis(direct, credentials)
+            .await?
+            .into_iter()
+            .map(|(org, kpi, session, _)| (org, kpi, session))
             .collect(),
     );
     let over_http = op({

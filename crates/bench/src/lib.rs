@@ -78,6 +78,9 @@ pub enum Benchmark {
     /// Stripe webhook events per second: over HTTP (signature, refetch from a local Stripe,
     /// ledger, effect) vs the same transaction sent directly vs its writes as owner.
     StripeWebhooks,
+    /// The cost of metering API calls: `GET` one KPI by session and by API key from a server
+    /// that meters vs one that does not (on the KPI data set, skewed).
+    Metering,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -106,9 +109,10 @@ pub async fn run(
         Benchmark::Content => content::run(&urls, &settings).await,
         Benchmark::StripeWebhooks => stripe::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
-        Benchmark::KpiIngest | Benchmark::KpiDashboard | Benchmark::KpiRead => {
-            kpis::run(&urls, &settings, name).await
-        }
+        Benchmark::KpiIngest
+        | Benchmark::KpiDashboard
+        | Benchmark::KpiRead
+        | Benchmark::Metering => kpis::run(&urls, &settings, name).await,
     }
 }
 
