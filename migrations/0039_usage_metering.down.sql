@@ -29,6 +29,7 @@ DROP FUNCTION app.measure_storage(), app.record_api_calls(uuid[], bytea[], bytea
     app.require_within_budget(text), app.meter_usage(text, text, bigint), app.within_limits(boolean),
     app.require_below_limit(uuid, text), app.usage_of(uuid, text), app.add_usage(uuid, text, text, uuid, bigint),
     app.alert_usage(uuid, text, bigint, bigint);
+DROP FUNCTION app.require_tier(text, text), app.require_feature(text), app.tier_rank(text);
 DROP TABLE usage_alerts, usage_tracking;
 DROP FUNCTION app.billing_period(uuid, timestamptz), app.refuse_over_limit(text, bigint, bigint);
 CREATE OR REPLACE FUNCTION app.plan_in_force(org uuid) RETURNS public.plans

@@ -275,6 +275,57 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION app.require_within_budget(text) TO tenantry_runtime;
 
+-- Features (plans.features: `integrations`, `ai`, …) and tiers (`free` < `basic` < `pro` <
+-- `enterprise`, for what names a required tier, like an AI tool): a module calls these before a
+-- write its plan must allow; they raise SQLSTATE TPF01 with a JSON DETAIL, answered 402
+-- `feature_unavailable`. A lapsed plan falls back to the default plan's features, so what a paid
+-- feature made stays readable and its writes come back with the plan.
+CREATE FUNCTION app.tier_rank(tier text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_position(ARRAY['free', 'basic', 'pro', 'enterprise'], tier)
+$$;
+GRANT EXECUTE ON FUNCTION app.tier_rank(text) TO tenantry_runtime;
+
+CREATE FUNCTION app.require_feature(feature text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    org uuid := app.org_with_role('viewer');
+    p public.plans;
+BEGIN
+    IF org IS NULL THEN
+        RAISE EXCEPTION 'no organization is bound' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    p := app.plan_in_force(org);
+    IF NOT feature = ANY (p.features) THEN
+        RAISE EXCEPTION 'the % plan does not include %', p.name, feature
+            USING ERRCODE = 'TPF01',
+                  DETAIL = jsonb_build_object('entitlement', feature, 'plan', p.code)::text;
+    END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION app.require_feature(text) TO tenantry_runtime;
+
+-- The same for `what` (an AI tool, say) that needs plans of `tier` or above.
+CREATE FUNCTION app.require_tier(tier text, what text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    org uuid := app.org_with_role('viewer');
+    p public.plans;
+BEGIN
+    IF org IS NULL THEN
+        RAISE EXCEPTION 'no organization is bound' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF app.tier_rank(tier) IS NULL THEN
+        RAISE EXCEPTION 'no tier is called %', tier USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    p := app.plan_in_force(org);
+    IF app.tier_rank(p.tier) < app.tier_rank(tier) THEN
+        RAISE EXCEPTION '% needs the % tier; the % plan is %', what, tier, p.name, p.tier
+            USING ERRCODE = 'TPF01',
+                  DETAIL = jsonb_build_object('entitlement', what, 'plan', p.code, 'required_tier', tier)::text;
+    END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION app.require_tier(text, text) TO tenantry_runtime;
+
 -- The service's flush of counted requests: for each organization, the calls of credentials that
 -- belong to it (a session of one of its members, one of its API keys, a member) — a request that
 -- named an organization its caller is not in counts for nobody. One statement for all of them

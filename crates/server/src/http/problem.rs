@@ -28,13 +28,18 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_id: Option<uuid::Uuid>,
     /// With `plan_limit`: the entitlement (`seats`, `kpis`, …), its limit in the plan in force,
-    /// and the usage before the refused write.
+    /// and the usage before the refused write. With `feature_unavailable`: the feature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entitlement: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used: Option<i64>,
+    /// With `feature_unavailable`: the plan in force, and the tier needed when a tier is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_tier: Option<String>,
 }
 
 /// The problem answers operations document, declared once: `responses((status = 200, body = Kpi),
@@ -66,7 +71,7 @@ pub struct NotFound(pub Problem);
 #[derive(utoipa::IntoResponses)]
 #[response(
     status = 402,
-    description = "`plan_limit`: the plan in force does not allow this (`entitlement`, `limit`, `used`)",
+    description = "`plan_limit`: the plan in force does not allow this (`entitlement`, `limit`, `used`); `feature_unavailable`: it lacks the feature (`entitlement`, `plan`, `required_tier`)",
     content_type = "application/problem+json"
 )]
 pub struct PaymentRequired(pub Problem);
@@ -249,6 +254,13 @@ fn database_parts(e: &sqlx::Error) -> (StatusCode, &'static str, String, Vec<Fie
                     format!("{}; upgrade the plan to go further", db.message()),
                     vec![],
                 ),
+                // A feature the plan lacks (app.require_feature, app.require_tier).
+                crate::kernel::error::FEATURE_UNAVAILABLE_SQLSTATE => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    "feature_unavailable",
+                    format!("{}; upgrade the plan to use it", db.message()),
+                    vec![],
+                ),
                 // A slice maps its own named constraints where it writes (OnConstraint).
                 "23505" => (
                     StatusCode::CONFLICT,
@@ -324,7 +336,7 @@ impl IntoResponse for Error {
             _ if status.is_server_error() => tracing::warn!(error = %self, "request failed"),
             _ => {}
         }
-        let limit = self.plan_limit();
+        let refusal = self.plan_refusal().unwrap_or_default();
         let problem = Problem {
             type_uri: format!("urn:tenantry:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").into(),
@@ -340,9 +352,11 @@ impl IntoResponse for Error {
                 Error::SlotTaken { conflicting } => conflicting,
                 _ => None,
             },
-            entitlement: limit.as_ref().map(|l| l.entitlement.clone()),
-            limit: limit.as_ref().map(|l| l.limit),
-            used: limit.as_ref().map(|l| l.used),
+            entitlement: Some(refusal.entitlement).filter(|e| !e.is_empty()),
+            limit: refusal.limit,
+            used: refusal.used,
+            plan: refusal.plan,
+            required_tier: refusal.required_tier,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

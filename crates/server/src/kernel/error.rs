@@ -70,14 +70,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The SQLSTATE of a write the plan in force does not allow (answered 402 `plan_limit`).
 pub const PLAN_LIMIT_SQLSTATE: &str = "TP402";
+/// The SQLSTATE of a feature the plan in force lacks (answered 402 `feature_unavailable`).
+pub const FEATURE_UNAVAILABLE_SQLSTATE: &str = "TPF01";
 
-/// A limit of the plan in force that a write would have passed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct PlanLimit {
+/// What the plan in force refused: a limit a write would have passed (`limit`, `used`), or a
+/// feature it lacks (`plan`, and `required_tier` when a tier is what is missing).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+pub struct PlanRefusal {
+    /// The entitlement: `seats`, `kpis`, `api_calls`, …, or a feature (`integrations`, `ai`).
     pub entitlement: String,
-    pub limit: i64,
+    pub limit: Option<i64>,
     /// Usage before the refused write.
-    pub used: i64,
+    pub used: Option<i64>,
+    /// The code of the plan in force.
+    pub plan: Option<String>,
+    pub required_tier: Option<String>,
 }
 
 impl From<DbError> for Error {
@@ -142,13 +149,16 @@ impl Error {
         }
     }
 
-    /// What a plan limit refused (SQLSTATE TP402, raised by `app.count_usage` with a JSON
-    /// DETAIL), if this is that refusal.
-    pub fn plan_limit(&self) -> Option<PlanLimit> {
+    /// What the plan in force refused (SQLSTATE TP402 or TPF01, raised by the database with a
+    /// JSON DETAIL), if this is such a refusal.
+    pub fn plan_refusal(&self) -> Option<PlanRefusal> {
         let Error::Database(sqlx::Error::Database(db)) = self else {
             return None;
         };
-        if db.code().as_deref() != Some(PLAN_LIMIT_SQLSTATE) {
+        if !matches!(
+            db.code().as_deref(),
+            Some(PLAN_LIMIT_SQLSTATE | FEATURE_UNAVAILABLE_SQLSTATE)
+        ) {
             return None;
         }
         let detail = db

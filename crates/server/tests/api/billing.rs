@@ -314,9 +314,9 @@ async fn a_lapsed_plan_keeps_every_row_and_stops_growth_until_it_comes_back() {
     assert_eq!(
         refused
             .err()
-            .and_then(|e| e.plan_limit())
+            .and_then(|e| e.plan_refusal())
             .map(|l| (l.entitlement, l.limit, l.used)),
-        Some(("seats".to_string(), 2, 3))
+        Some(("seats".to_string(), Some(2), Some(3)))
     );
     drop(tx);
 
@@ -325,4 +325,91 @@ async fn a_lapsed_plan_keeps_every_row_and_stops_growth_until_it_comes_back() {
     let (status, body) = new_kpi(&app, &alice, "One more").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(usage(&app, &alice, "kpis").await["used"], 6);
+}
+
+#[tokio::test]
+async fn a_feature_or_tier_the_plan_lacks_is_refused_402_until_the_plan_has_it() {
+    use axum::response::IntoResponse;
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    // What a module asks before a write (here as Alice's own transaction, under RLS).
+    let ask = |sql: &'static str, user: TestUser| {
+        let db = app.db.runtime.clone();
+        async move {
+            let mut tx = tenantry_server::kernel::org_tx::OrgTx::begin(
+                &db,
+                &tenantry_db::RequestContext::user(user.id),
+                user.org,
+            )
+            .await
+            .expect("begin");
+            let asked = sqlx::query(sql).execute(tx.conn()).await.map(|_| ());
+            asked.map_err(tenantry_server::kernel::error::Error::from)
+        }
+    };
+    let problem = |refused: tenantry_server::kernel::error::Error| async move {
+        let response = refused.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).expect("problem"),
+        )
+    };
+    let integrations = "SELECT app.require_feature('integrations')";
+    let summarise = "SELECT app.require_tier('pro', 'ai_tool:summarise')";
+    // Free: neither.
+    let refused = problem(ask(integrations, alice.clone()).await.expect_err("free")).await;
+    assert_problem(
+        &refused,
+        StatusCode::PAYMENT_REQUIRED,
+        "feature_unavailable",
+    );
+    assert_eq!(refused.1["entitlement"], "integrations");
+    assert_eq!(refused.1["plan"], "free");
+    let refused = problem(ask(summarise, alice.clone()).await.expect_err("free")).await;
+    assert_problem(
+        &refused,
+        StatusCode::PAYMENT_REQUIRED,
+        "feature_unavailable",
+    );
+    assert_eq!(
+        (
+            refused.1["entitlement"].as_str(),
+            refused.1["required_tier"].as_str()
+        ),
+        (Some("ai_tool:summarise"), Some("pro"))
+    );
+    // On the basic plan: integrations, not the pro tier.
+    let owner = app.db.owner().await;
+    sqlx::query("UPDATE subscriptions SET plan_code = 'basic', status = 'active' WHERE organization_id = $1")
+        .bind(alice.org)
+        .execute(&owner.0)
+        .await
+        .expect("basic");
+    assert!(ask(integrations, alice.clone()).await.is_ok());
+    assert!(ask(summarise, alice.clone()).await.is_err());
+    sqlx::query("UPDATE subscriptions SET plan_code = 'pro' WHERE organization_id = $1")
+        .bind(alice.org)
+        .execute(&owner.0)
+        .await
+        .expect("pro");
+    assert!(ask(summarise, alice.clone()).await.is_ok());
+    // Another organization's plan is not Bob's.
+    assert!(ask(integrations, bob.clone()).await.is_err());
+    // Lapsed: the default plan's features again; back with the plan.
+    set_status(&app, &alice, "canceled").await;
+    assert!(ask(integrations, alice.clone()).await.is_err());
+    set_status(&app, &alice, "active").await;
+    assert!(ask(integrations, alice.clone()).await.is_ok());
+    let unknown = problem(
+        ask("SELECT app.require_tier('platinum', 'x')", alice.clone())
+            .await
+            .expect_err("no such tier"),
+    )
+    .await;
+    assert_eq!(unknown.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", unknown.1);
 }
