@@ -17,12 +17,13 @@
 -- * Alerts: the first time in a period an entitlement reaches 80 % or 100 % of its limit, the
 --   organization's owners and admins get an email (outbox) — once per threshold and period.
 
--- The billing period: the running subscription period (Stripe's, in good standing), else the
--- calendar month (UTC). Plain SQL functions of the subscription row, which the planner inlines
+-- The billing period: the running period of a subscription Stripe bills (in good standing),
+-- else the calendar month (UTC) — a plan set by hand has no billing period of its own. Plain SQL functions of the subscription row, which the planner inlines
 -- into the statements that use them (the limit check before every API key's request among them).
 CREATE FUNCTION app.in_paid_period(s public.subscriptions, at timestamptz) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT s.current_period_end IS NOT NULL AND at >= s.current_period_start
+    SELECT s.stripe_subscription_id IS NOT NULL AND s.current_period_end IS NOT NULL
+           AND at >= s.current_period_start
            AND at < s.current_period_end AND app.subscription_in_force(s, at)
 $$;
 CREATE FUNCTION app.period_starts(s public.subscriptions, at timestamptz) RETURNS timestamptz

@@ -4,6 +4,7 @@ mod database;
 mod jobs;
 mod seed;
 mod tools;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,6 +119,11 @@ enum Command {
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
+    /// Accounts: name the first platform admin (who manages roles over the API afterwards).
+    Users {
+        #[command(subcommand)]
+        action: users::UsersAction,
+    },
     /// Fast Track upkeep: reports, archival, audit retention.
     Tools {
         #[command(subcommand)]
@@ -127,7 +133,7 @@ enum Command {
     /// `bench` feature: `cargo build --release -p tenantry --features bench`).
     Bench {
         /// tenant-tx, http-auth, kpi-ingest, kpi-dashboard, kpi-read, sign-in-burst, fasttrack, crm,
-        /// jobs
+        /// jobs, appointments, content, stripe-webhooks, metering
         name: String,
         /// Seconds per measured round (rounds alternate between the compared variants).
         #[arg(long, default_value_t = 3)]
@@ -379,6 +385,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Seed => {
             let database = Database::open(&cluster).await?;
             let result = seed::run(&database, cli.listen).await;
+            database.close().await?;
+            result
+        }
+        Command::Users { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = users::run(&database, action).await;
             database.close().await?;
             result
         }

@@ -19,5 +19,6 @@ pub mod kernel;
 pub mod kpis;
 pub mod lifecycle;
 pub mod orgs;
+pub mod platform;
 
 pub use kernel::error::{Error, Result};

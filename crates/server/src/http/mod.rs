@@ -151,6 +151,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::crm::routes())
         .merge(crate::content::routes())
         .merge(crate::billing::routes())
+        .merge(crate::platform::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

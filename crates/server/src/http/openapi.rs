@@ -24,6 +24,7 @@ use crate::kernel::error::FieldError;
         (name = "crm", description = "Customers with custom fields, projects, tasks and their kanban board, appointments, calendar feeds"),
         (name = "content", description = "Pages, blog posts, documentation and templates; their public site"),
         (name = "billing", description = "Plans, the organization's subscription, usage against its limits"),
+        (name = "platform", description = "Platform administration: organizations, users and roles, for the platform's staff"),
     )
 )]
 pub struct ApiDoc;

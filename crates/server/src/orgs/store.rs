@@ -23,7 +23,8 @@ const LAST_OWNER: &str = "organization_members_last_owner";
 const LAST_OWNER_DETAIL: &str = "an organization must keep at least one owner";
 
 const ORG_SELECT: &str = r"SELECT o.id, o.name, o.slug, o.description, o.industry, o.size, o.settings,
-    o.subscription_status, o.billing_email, app.my_role(o.id) AS my_role, o.created_at, o.updated_at
+    coalesce(app.subscription_status_of(o.id), 'inactive') AS subscription_status, o.billing_email,
+    app.my_role(o.id) AS my_role, o.created_at, o.updated_at
     FROM organizations o";
 
 /// Creates an organization; the database makes the caller its owner. Without a slug, one is

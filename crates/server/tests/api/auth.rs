@@ -19,7 +19,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
 }
 
 /// Signs up `email` with `password`; the user with the issued token.
-async fn sign_up(app: &TestApp, email: &str, password: &str) -> (TestUser, Value) {
+pub(crate) async fn sign_up(app: &TestApp, email: &str, password: &str) -> (TestUser, Value) {
     let (status, body) = post(
         app,
         "/v1/auth/signup",

@@ -26,6 +26,7 @@ mod oidc;
 mod orgs;
 mod plans;
 mod platform;
+mod platform_admin;
 mod provider;
 mod proxies;
 mod smtp;

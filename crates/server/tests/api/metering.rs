@@ -102,7 +102,7 @@ async fn the_period_follows_the_subscription_and_a_stop_flushes_what_was_counted
     let start = chrono::Utc::now() - chrono::Duration::days(3);
     let end = start + chrono::Duration::days(30);
     sqlx::query(
-        "UPDATE subscriptions SET status = 'active', current_period_start = $2, current_period_end = $3
+        "UPDATE subscriptions SET status = 'active', stripe_subscription_id = 'sub_1', current_period_start = $2, current_period_end = $3
           WHERE organization_id = $1",
     )
     .bind(alice.org)
