@@ -2,9 +2,11 @@
 
 mod database;
 mod jobs;
+mod plans;
 mod seed;
 mod tools;
 mod users;
+mod vault;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +46,8 @@ struct Cli {
     /// Log format on stderr: `text` for people, `json` for log collectors.
     #[arg(long, global = true, env = "TENANTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    vault: vault::VaultOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +123,16 @@ enum Command {
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
+    /// The plan catalog: list, export to JSON, import from JSON.
+    Plans {
+        #[command(subcommand)]
+        action: plans::PlansAction,
+    },
+    /// The credential vault: a new key, which keys seal what, rotation.
+    Vault {
+        #[command(subcommand)]
+        action: vault::VaultAction,
+    },
     /// Accounts: name the first platform admin (who manages roles over the API afterwards).
     Users {
         #[command(subcommand)]
@@ -352,6 +366,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             };
             sign_in.apply(&mut config)?;
             config.stripe = worker.stripe.config()?;
+            config.vault = Some(std::sync::Arc::new(cli.vault.load(&cli.data_dir)?));
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);
             let result = serve(&database, cli.listen, pool_size, config, worker).await;
@@ -385,6 +400,18 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Seed => {
             let database = Database::open(&cluster).await?;
             let result = seed::run(&database, cli.listen).await;
+            database.close().await?;
+            result
+        }
+        Command::Plans { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = plans::run(&database, action).await;
+            database.close().await?;
+            result
+        }
+        Command::Vault { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = vault::run(&database, &cli.vault, &cli.data_dir, action).await;
             database.close().await?;
             result
         }

@@ -187,6 +187,104 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
         );
         assert!(stdout(&out).contains(said), "{args:?}: {}", stdout(&out));
     }
+    // Serving made the vault's key file, readable by its owner only; rotation to a new key
+    // given on the command line re-seals what there is (nothing yet) and reports it.
+    let key_file = dir.join("vault.keys");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file)
+            .expect("vault.keys")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let status = stdout(&tenantry(&dir, &["vault", "status"]));
+    assert!(status.contains("no sealed secrets"), "{status}");
+    let new_key = stdout(&tenantry(&dir, &["vault", "new-key", "k2"]))
+        .trim()
+        .to_string();
+    assert!(new_key.starts_with("k2:"), "{new_key}");
+    let old_keys: Vec<String> = std::fs::read_to_string(&key_file)
+        .expect("keys")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let both = format!("{new_key},{}", old_keys.join(","));
+    let rotated = tenantry(&dir, &["--vault-keys", &both, "vault", "rotate"]);
+    assert!(
+        stdout(&rotated).contains("rotation done: 0 secrets re-sealed under k2"),
+        "{}",
+        stdout(&rotated)
+    );
+
+    // The operator names the first platform admin; a wrong email or role is refused.
+    let named = tenantry(&dir, &["users", "set-role", "Demo@tenantry.local", "admin"]);
+    assert!(
+        named.status.success(),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
+    );
+    assert!(!tenantry(
+        &dir,
+        &["users", "set-role", "nobody@tenantry.local", "admin"]
+    )
+    .status
+    .success());
+    let wrong = tenantry(&dir, &["users", "set-role", "demo@tenantry.local", "root"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not a platform role"));
+
+    // The plan catalog goes out as JSON and comes back changed; a bad file changes nothing.
+    let exported = stdout(&tenantry(&dir, &["plans", "export"]));
+    let mut plans: Vec<serde_json::Value> = serde_json::from_str(&exported).expect("plans");
+    assert_eq!(plans.len(), 4, "{exported}");
+    plans[1]["limits"]["seats"] = 20.into();
+    plans[0]["is_default"] = false.into();
+    plans.push(
+        serde_json::json!({"code": "team", "name": "Team", "tier": "pro",
+        "limits": {"seats": 100}, "is_default": true}),
+    );
+    let file = dir.join("plans.json");
+    std::fs::write(&file, serde_json::to_string(&plans).expect("json")).expect("write");
+    let imported = tenantry(&dir, &["plans", "import", file.to_str().expect("path")]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let listed = stdout(&tenantry(&dir, &["plans", "list"]));
+    assert!(
+        listed.contains("team") && listed.contains("\"seats\":20"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().filter(|l| l.contains("default")).count() == 1
+            && listed
+                .lines()
+                .any(|l| l.starts_with("team") && l.contains("default")),
+        "{listed}"
+    );
+    std::fs::write(
+        &file,
+        r#"[{"code": "basic", "name": "Basic", "tier": "basic", "limits": {"seats": 1}},
+            {"code": "bad", "name": "Bad", "tier": "gold"}]"#,
+    )
+    .expect("write");
+    assert!(
+        !tenantry(&dir, &["plans", "import", file.to_str().expect("path")])
+            .status
+            .success()
+    );
+    std::fs::write(
+        &file,
+        r#"[{"code": "x", "name": "X", "tier": "pro", "limit": {}}]"#,
+    )
+    .expect("write");
+    let typo = tenantry(&dir, &["plans", "import", file.to_str().expect("path")]);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown field"));
+    assert_eq!(
+        stdout(&tenantry(&dir, &["plans", "list"])),
+        listed,
+        "nothing changed"
+    );
     assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("stopped"));
     let _ = std::fs::remove_dir_all(&dir);
 }

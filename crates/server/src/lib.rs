@@ -13,6 +13,7 @@ pub mod fasttrack;
 pub mod goals;
 pub mod http;
 pub mod identity;
+pub mod integrations;
 pub mod invitations;
 pub mod jobs;
 pub mod kernel;
@@ -20,5 +21,6 @@ pub mod kpis;
 pub mod lifecycle;
 pub mod orgs;
 pub mod platform;
+pub mod vault;
 
 pub use kernel::error::{Error, Result};

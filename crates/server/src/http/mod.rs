@@ -71,6 +71,8 @@ pub struct HttpConfig {
     /// How often the API calls counted in memory are written to `usage_tracking`; `None`: calls
     /// are not metered (and the `api_calls` limit is not enforced).
     pub metering: Option<Duration>,
+    /// The credential vault's keys; without them, integrations cannot store credentials.
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 impl Default for HttpConfig {
@@ -88,6 +90,7 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             stripe: None,
             metering: Some(Duration::from_secs(1)),
+            vault: None,
         }
     }
 }
@@ -152,6 +155,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::content::routes())
         .merge(crate::billing::routes())
         .merge(crate::platform::routes())
+        .merge(crate::integrations::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

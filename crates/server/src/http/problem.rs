@@ -193,6 +193,12 @@ impl Error {
                 "the database is not reachable; try again".into(),
                 vec![],
             ),
+            Error::NotConfigured(what) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_configured",
+                format!("the server is not configured for this: {what}"),
+                vec![],
+            ),
             Error::Busy { retry_after } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

@@ -56,6 +56,9 @@ pub enum Error {
     SlotTaken { conflicting: Option<uuid::Uuid> },
     #[error("the database is not reachable")]
     Unavailable,
+    /// A capability whose configuration the operator has not given (the vault's keys).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
     #[error("the server is busy; retry in {retry_after} s")]
     Busy { retry_after: u64 },
     #[error("the request took too long")]

@@ -359,16 +359,17 @@ async fn a_feature_or_tier_the_plan_lacks_is_refused_402_until_the_plan_has_it()
             serde_json::from_slice::<Value>(&body).expect("problem"),
         )
     };
-    let integrations = "SELECT app.require_feature('integrations')";
+    let ai = "SELECT app.require_feature('ai')";
+    let outline = "SELECT app.require_tier('basic', 'ai_tool:outline')";
     let summarise = "SELECT app.require_tier('pro', 'ai_tool:summarise')";
     // Free: neither.
-    let refused = problem(ask(integrations, alice.clone()).await.expect_err("free")).await;
+    let refused = problem(ask(ai, alice.clone()).await.expect_err("free")).await;
     assert_problem(
         &refused,
         StatusCode::PAYMENT_REQUIRED,
         "feature_unavailable",
     );
-    assert_eq!(refused.1["entitlement"], "integrations");
+    assert_eq!(refused.1["entitlement"], "ai");
     assert_eq!(refused.1["plan"], "free");
     let refused = problem(ask(summarise, alice.clone()).await.expect_err("free")).await;
     assert_problem(
@@ -383,14 +384,15 @@ async fn a_feature_or_tier_the_plan_lacks_is_refused_402_until_the_plan_has_it()
         ),
         (Some("ai_tool:summarise"), Some("pro"))
     );
-    // On the basic plan: integrations, not the pro tier.
+    // On the basic plan: the basic tier, neither the AI feature nor the pro tier.
     let owner = app.db.owner().await;
     sqlx::query("UPDATE subscriptions SET plan_code = 'basic', status = 'active' WHERE organization_id = $1")
         .bind(alice.org)
         .execute(&owner.0)
         .await
         .expect("basic");
-    assert!(ask(integrations, alice.clone()).await.is_ok());
+    assert!(ask(outline, alice.clone()).await.is_ok());
+    assert!(ask(ai, alice.clone()).await.is_err());
     assert!(ask(summarise, alice.clone()).await.is_err());
     sqlx::query("UPDATE subscriptions SET plan_code = 'pro' WHERE organization_id = $1")
         .bind(alice.org)
@@ -398,13 +400,14 @@ async fn a_feature_or_tier_the_plan_lacks_is_refused_402_until_the_plan_has_it()
         .await
         .expect("pro");
     assert!(ask(summarise, alice.clone()).await.is_ok());
+    assert!(ask(ai, alice.clone()).await.is_ok());
     // Another organization's plan is not Bob's.
-    assert!(ask(integrations, bob.clone()).await.is_err());
+    assert!(ask(ai, bob.clone()).await.is_err());
     // Lapsed: the default plan's features again; back with the plan.
     set_status(&app, &alice, "canceled").await;
-    assert!(ask(integrations, alice.clone()).await.is_err());
+    assert!(ask(ai, alice.clone()).await.is_err());
     set_status(&app, &alice, "active").await;
-    assert!(ask(integrations, alice.clone()).await.is_ok());
+    assert!(ask(ai, alice.clone()).await.is_ok());
     let unknown = problem(
         ask("SELECT app.require_tier('platinum', 'x')", alice.clone())
             .await

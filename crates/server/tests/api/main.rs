@@ -17,6 +17,7 @@ mod faults;
 mod goals;
 mod helpers;
 mod input;
+mod integrations;
 mod invitations;
 mod jobs;
 mod kpis;

@@ -1,0 +1,176 @@
+//! Integrations (migration 0041; issue 19): an organization's connections to Stripe, Google
+//! Analytics and Google Sheets. Credentials are sealed by the vault before they are stored
+//! (`integration_secrets`, admins only) and never returned: the API shows a masked hint.
+
+pub mod routes;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::kernel::input::{json_object, text, Checks, Validate};
+use crate::text_enum;
+
+pub use routes::routes;
+
+text_enum! {
+    /// The service an integration talks to.
+    pub enum Provider {
+        Stripe = "stripe", GoogleAnalytics = "google_analytics", GoogleSheets = "google_sheets",
+    }
+}
+
+impl Provider {
+    /// The credential every integration of this provider needs.
+    pub fn required_credential(self) -> &'static str {
+        match self {
+            Provider::Stripe => "api_key",
+            Provider::GoogleAnalytics | Provider::GoogleSheets => "refresh_token",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Provider::Stripe => "Stripe",
+            Provider::GoogleAnalytics => "Google Analytics",
+            Provider::GoogleSheets => "Google Sheets",
+        }
+    }
+}
+
+/// An integration as members see it: never its credentials, only their hint.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Integration {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub provider: Provider,
+    pub name: String,
+    pub is_active: bool,
+    /// What is not secret: a GA4 property id, a spreadsheet and range.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// When syncs run (five-field cron, UTC).
+    pub schedule: String,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// `pending`, `success` or `error`.
+    pub sync_status: String,
+    pub error_message: Option<String>,
+    /// The stored credentials, masked (`api_key …4242`); to admins only.
+    pub credentials_hint: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Credentials: names to values (`{"api_key": "rk_live_…"}`), write-only.
+pub type Credentials = BTreeMap<String, String>;
+
+/// A new integration.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewIntegration {
+    pub provider: Provider,
+    /// Default: the provider's name. Unique per provider in the organization.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    /// Stripe: `api_key` (a restricted key, `rk_…`, or a secret key, `sk_…`); Google:
+    /// `refresh_token` (and `client_id`, `client_secret` when not the server's).
+    pub credentials: Credentials,
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// Five-field cron in UTC (default: hourly at :15).
+    pub schedule: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// Changes to an integration; new credentials replace the stored ones.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationChanges {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    pub credentials: Option<Credentials>,
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    pub schedule: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+fn check_credentials(checks: &mut Checks, provider: Option<Provider>, credentials: &Credentials) {
+    checks.field("credentials", Some(credentials), |c| {
+        if c.is_empty() || c.len() > 10 {
+            return Err("1 to 10 named values".into());
+        }
+        if c.iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.is_empty() || v.len() > 8192)
+        {
+            return Err("names of 1 to 64 characters, values of 1 to 8192".into());
+        }
+        let Some(provider) = provider else {
+            return Ok(());
+        };
+        let required = provider.required_credential();
+        match c.get(required) {
+            None => Err(format!("{} needs `{required}`", provider.label())),
+            Some(key) if provider == Provider::Stripe && !key.starts_with(['r', 's']) => {
+                Err("a Stripe API key starts with rk_ or sk_".into())
+            }
+            Some(_) => Ok(()),
+        }
+    });
+}
+
+fn check_schedule(checks: &mut Checks, schedule: Option<&str>) {
+    checks.field("schedule", schedule, |s| {
+        if s.split_whitespace().count() != 5 {
+            return Err("five cron fields: minute hour day-of-month month day-of-week".into());
+        }
+        cron_parser::parse(s, &Utc::now())
+            .map(|_| ())
+            .map_err(|e| format!("not a schedule: {e}"))
+    });
+}
+
+impl Validate for NewIntegration {
+    fn check(&self, checks: &mut Checks) {
+        checks.field("name", self.name.as_deref(), text(1, 100));
+        check_credentials(checks, Some(self.provider), &self.credentials);
+        checks.field("config", self.config.as_ref(), json_object);
+        check_schedule(checks, self.schedule.as_deref());
+    }
+}
+
+impl Validate for IntegrationChanges {
+    fn check(&self, checks: &mut Checks) {
+        checks.field("name", self.name.as_deref(), text(1, 100));
+        if let Some(credentials) = &self.credentials {
+            // The provider is known to the store, which checks the required name again.
+            check_credentials(checks, None, credentials);
+        }
+        checks.field("config", self.config.as_ref(), json_object);
+        check_schedule(checks, self.schedule.as_deref());
+    }
+}
+
+/// What the API shows instead of credentials: their names, with the last 4 characters of the
+/// provider's main credential when it is long enough to keep them secret (`api_key …4242`).
+pub fn hint(provider: Provider, credentials: &Credentials) -> String {
+    credentials
+        .iter()
+        .map(|(name, value)| {
+            let count = value.chars().count();
+            if name == provider.required_credential() && count >= 16 {
+                let tail: String = value.chars().skip(count - 4).collect();
+                format!("{name} …{tail}")
+            } else {
+                name.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,106 @@
+//! HTTP routes of integrations under `/v1/orgs/{org}/integrations`: members read their status,
+//! admins manage them. Credentials go in and never come out.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{store, Integration, IntegrationChanges, NewIntegration};
+use crate::http::{
+    AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Query,
+};
+use crate::kernel::access::Module;
+use crate::kernel::error::{Error, Result};
+use crate::kernel::input::Valid;
+use crate::kernel::org_tx::OrgTx;
+use crate::kernel::page::{Page, PageParams};
+use crate::vault::Vault;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_integrations, create_integration))
+        .routes(routes!(
+            get_integration,
+            update_integration,
+            delete_integration
+        ))
+        .layer(axum::Extension(Module::Integrations))
+}
+
+fn vault(state: &AppState) -> Result<&Vault> {
+    state.config.vault.as_deref().ok_or(Error::NotConfigured(
+        "the credential vault has no keys (TENANTRY_VAULT_KEYS)",
+    ))
+}
+
+/// Connect a provider (admins): the credentials are sealed by the vault and never returned.
+#[utoipa::path(post, path = "/v1/orgs/{org}/integrations", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = NewIntegration,
+    responses((status = 201, body = Integration), PaymentRequired, Forbidden, NotFound, Conflict, Invalid))]
+pub async fn create_integration(
+    State(state): State<AppState>,
+    mut tx: OrgTx,
+    new: Valid<NewIntegration>,
+) -> Result<(StatusCode, Json<Integration>)> {
+    let created = store::create(&mut tx, vault(&state)?, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The organization's integrations and their sync status (members and viewers; the credentials'
+/// hint to admins only).
+#[utoipa::path(get, path = "/v1/orgs/{org}/integrations", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), PageParams),
+    responses((status = 200, body = Page<Integration>), NotFound))]
+pub async fn list_integrations(
+    mut tx: OrgTx,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Integration>>> {
+    let found = store::list(&mut tx, &page).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// One integration.
+#[utoipa::path(get, path = "/v1/orgs/{org}/integrations/{integration}", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    responses((status = 200, body = Integration), NotFound))]
+pub async fn get_integration(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Integration>> {
+    let found = store::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Change an integration (admins); new `credentials` replace the stored ones.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/integrations/{integration}", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    request_body = IntegrationChanges,
+    responses((status = 200, body = Integration), Forbidden, NotFound, Conflict, Invalid))]
+pub async fn update_integration(
+    State(state): State<AppState>,
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+    changes: Valid<IntegrationChanges>,
+) -> Result<Json<Integration>> {
+    let changed = store::update(&mut tx, vault(&state)?, id, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(changed))
+}
+
+/// Disconnect (admins): the integration and its credentials are deleted.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/integrations/{integration}", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    responses((status = 204, description = "Deleted"), Forbidden, NotFound))]
+pub async fn delete_integration(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    store::delete(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,244 @@
+//! SQL of integrations and their sealed credentials.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{hint, Credentials, Integration, IntegrationChanges, NewIntegration, Provider};
+use crate::kernel::access::{require_role, Role};
+use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
+use crate::kernel::input::Valid;
+use crate::kernel::org_tx::OrgTx;
+use crate::kernel::page::{Page, PageParams};
+use crate::vault::{Place, Vault, VaultError};
+
+const NAME_KEY: &str = "integrations_organization_id_provider_name_key";
+const NAME_TAKEN: &str = "the organization has an integration of this provider with this name";
+const SECRETS_TABLE: &str = "integration_secrets";
+const SECRETS_COLUMN: &str = "sealed";
+
+/// The vault's place of an integration's credentials.
+fn place(org: Uuid, integration: Uuid) -> Place<'static> {
+    Place {
+        org,
+        table: SECRETS_TABLE,
+        row: integration,
+        column: SECRETS_COLUMN,
+    }
+}
+
+const SELECT: &str = r"SELECT i.id, i.provider, i.name, i.is_active, i.config, i.schedule,
+       i.last_sync_at, i.sync_status, i.error_message, s.hint AS credentials_hint, i.created_by,
+       i.created_at, i.updated_at
+  FROM integrations i
+  LEFT JOIN integration_secrets s ON s.organization_id = i.organization_id AND s.integration_id = i.id";
+
+pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Integration> {
+    let org = tx.org();
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE i.organization_id = $1 AND i.id = $2"
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .found()
+}
+
+pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Integration>> {
+    let org = tx.org();
+    require_role(tx, Role::Viewer).await?;
+    let rows: Vec<Integration> = sqlx::query_as(&format!(
+        "{SELECT} WHERE i.organization_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3"
+    ))
+    .bind(org)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |i| i.id))
+}
+
+pub async fn create(
+    tx: &mut OrgTx,
+    vault: &Vault,
+    new: &Valid<NewIntegration>,
+) -> Result<Integration> {
+    let org = tx.org();
+    require_role(tx, Role::Admin).await?;
+    sqlx::query(r"SELECT app.require_feature('integrations')")
+        .execute(tx.conn())
+        .await?;
+    let id = Uuid::now_v7();
+    let user = tx.user_id().await?;
+    let name = new
+        .name
+        .clone()
+        .unwrap_or_else(|| new.provider.label().to_string());
+    sqlx::query(
+        r"INSERT INTO integrations (id, organization_id, provider, name, is_active, config, schedule, created_by)
+          VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '15 * * * *'), $8)",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(new.provider.as_str())
+    .bind(name.trim())
+    .bind(new.is_active.unwrap_or(true))
+    .bind(new.config.clone().unwrap_or_else(|| serde_json::json!({})))
+    .bind(new.schedule.as_deref())
+    .bind(user)
+    .execute(tx.conn())
+    .await
+    .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
+    store_credentials(tx.conn(), vault, org, id, new.provider, &new.credentials).await?;
+    get(tx, id).await
+}
+
+pub async fn update(
+    tx: &mut OrgTx,
+    vault: &Vault,
+    id: Uuid,
+    changes: &Valid<IntegrationChanges>,
+) -> Result<Integration> {
+    let org = tx.org();
+    require_role(tx, Role::Admin).await?;
+    let provider: Option<String> = sqlx::query_scalar(
+        r"UPDATE integrations
+             SET name = coalesce(btrim($3), name), is_active = coalesce($4, is_active),
+                 config = coalesce($5, config), schedule = coalesce($6, schedule)
+           WHERE organization_id = $1 AND id = $2
+       RETURNING provider",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(changes.name.as_deref())
+    .bind(changes.is_active)
+    .bind(changes.config.as_ref())
+    .bind(changes.schedule.as_deref())
+    .fetch_optional(tx.conn())
+    .await
+    .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
+    let provider = Provider::try_from(provider.found()?)
+        .map_err(|e| Error::Internal(format!("a stored provider: {e}")))?;
+    if let Some(credentials) = &changes.credentials {
+        let required = provider.required_credential();
+        if !credentials.contains_key(required) {
+            return Err(Error::Validation(vec![FieldError::new(
+                "credentials",
+                format!("{} needs `{required}`", provider.label()),
+            )]));
+        }
+        store_credentials(tx.conn(), vault, org, id, provider, credentials).await?;
+    }
+    get(tx, id).await
+}
+
+pub async fn delete(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
+    require_role(tx, Role::Admin).await?;
+    let deleted = sqlx::query(r"DELETE FROM integrations WHERE organization_id = $1 AND id = $2")
+        .bind(org)
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Seals `credentials` for the integration's place and stores them with their hint.
+async fn store_credentials(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    org: Uuid,
+    integration: Uuid,
+    provider: Provider,
+    credentials: &Credentials,
+) -> Result<()> {
+    let plain = zeroize::Zeroizing::new(
+        serde_json::to_vec(credentials).map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    let sealed = vault.seal(&place(org, integration), &plain);
+    sqlx::query(
+        r"INSERT INTO integration_secrets (organization_id, integration_id, sealed, key_id, hint)
+          VALUES ($1, $2, $3, $4, $5)
+          ON CONFLICT (organization_id, integration_id)
+          DO UPDATE SET sealed = excluded.sealed, key_id = excluded.key_id, hint = excluded.hint",
+    )
+    .bind(org)
+    .bind(integration)
+    .bind(&sealed)
+    .bind(vault.primary_key_id())
+    .bind(hint(provider, credentials))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The integration's credentials, opened (admins, and jobs acting for one).
+pub async fn credentials(tx: &mut OrgTx, vault: &Vault, id: Uuid) -> Result<Credentials> {
+    let org = tx.org();
+    let sealed: Vec<u8> = sqlx::query_scalar(
+        r"SELECT sealed FROM integration_secrets WHERE organization_id = $1 AND integration_id = $2",
+    )
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .found()?;
+    let plain = vault.open(&place(org, id), &sealed).map_err(vault_error)?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| Error::Internal("sealed credentials are not JSON".into()))
+}
+
+fn vault_error(e: VaultError) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// Re-seals up to `batch` credentials not under the vault's primary key (as the owner: platform
+/// upkeep); returns how many were re-sealed. Rows are taken with SKIP LOCKED, so runs can
+/// overlap, and each batch commits, so an interrupted rotation resumes where it stopped.
+pub async fn rewrap_batch(owner: &sqlx::PgPool, vault: &Vault, batch: i64) -> Result<u64> {
+    let mut tx = owner.begin().await?;
+    let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+        r"SELECT organization_id, integration_id, sealed FROM integration_secrets
+           WHERE key_id <> $1 ORDER BY organization_id, integration_id LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+    )
+    .bind(vault.primary_key_id())
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut rewrapped = 0;
+    for (org, integration, sealed) in rows {
+        let Some(new) = vault
+            .rewrap(&place(org, integration), &sealed)
+            .map_err(vault_error)?
+        else {
+            continue;
+        };
+        sqlx::query(
+            r"UPDATE integration_secrets SET sealed = $3, key_id = $4
+               WHERE organization_id = $1 AND integration_id = $2",
+        )
+        .bind(org)
+        .bind(integration)
+        .bind(&new)
+        .bind(vault.primary_key_id())
+        .execute(&mut *tx)
+        .await?;
+        rewrapped += 1;
+    }
+    tx.commit().await?;
+    Ok(rewrapped)
+}
+
+/// How many credentials each key seals (for `tenantry vault status`).
+pub async fn sealed_by_key(owner: &sqlx::PgPool) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        r"SELECT key_id, count(*) FROM integration_secrets GROUP BY key_id ORDER BY key_id",
+    )
+    .fetch_all(owner)
+    .await?)
+}

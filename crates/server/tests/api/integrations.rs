@@ -1,0 +1,340 @@
+//! Integrations and the credential vault (migration 0041): credentials sealed, write-only and
+//! masked; another organization, a member or a moved ciphertext gets nothing; rotation re-seals
+//! everything so the old key can go.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_db::RequestContext;
+use tenantry_server::http::HttpConfig;
+use tenantry_server::integrations::store;
+use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::org_tx::OrgTx;
+use tenantry_server::vault::Vault;
+use uuid::Uuid;
+
+use crate::billing::on_plan;
+use crate::helpers::{assert_problem, refused_fields, TestApp, TestUser};
+
+const SECRET: &str = "rk_live_51HxSecretValueThatMustNeverShow4242";
+
+fn vault(spec: &str) -> Arc<Vault> {
+    Arc::new(Vault::from_spec(spec).expect("vault"))
+}
+
+async fn with_vault(spec: &str) -> TestApp {
+    TestApp::spawn_with(HttpConfig {
+        vault: Some(vault(spec)),
+        ..HttpConfig::default()
+    })
+    .await
+}
+
+async fn connect(app: &TestApp, admin: &TestUser, name: &str, key: &str) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        admin,
+        &format!("/v1/orgs/{}/integrations", admin.org),
+        Some(json!({"provider": "stripe", "name": name, "credentials": {"api_key": key}})),
+    )
+    .await
+}
+
+fn id_of(body: &Value) -> Uuid {
+    body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("id")
+}
+
+/// The credentials as a sync would open them: in `user`'s transaction, with `vault`.
+async fn opened(app: &TestApp, vault: &Vault, user: &TestUser, id: Uuid) -> Result<String, String> {
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(user.id), user.org)
+        .await
+        .expect("begin");
+    store::credentials(&mut tx, vault, id)
+        .await
+        .map(|c| c.get("api_key").cloned().unwrap_or_default())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn credentials_are_sealed_write_only_and_shown_only_as_a_hint() {
+    let spec = Vault::new_key_entry("k1");
+    let app = with_vault(&spec).await;
+    let alice = app.user("alice@example.com").await;
+    let carol = app.user("carol@example.com").await;
+    app.add_member(&alice, alice.org, &carol, Role::Member)
+        .await;
+    let (status, created) = connect(&app, &alice, "Billing", SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["credentials_hint"], "api_key …4242");
+    assert_eq!(created["sync_status"], "pending");
+    let id = id_of(&created);
+    let path = format!("/v1/orgs/{}/integrations/{id}", alice.org);
+    // Admins see the hint; members see the status without it; nobody sees the secret.
+    let (_, as_admin) = app.call(Method::GET, &alice, &path, None).await;
+    let (status, as_member) = app.call(Method::GET, &carol, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(as_member["credentials_hint"], Value::Null);
+    assert_eq!(as_member["provider"], "stripe");
+    let (_, listed) = app
+        .call(
+            Method::GET,
+            &carol,
+            &format!("/v1/orgs/{}/integrations", alice.org),
+            None,
+        )
+        .await;
+    for body in [&created, &as_admin, &as_member, &listed] {
+        assert!(!body.to_string().contains("SecretValue"), "{body}");
+    }
+    // Stored sealed, under the primary key; the audit trail never holds it either.
+    let owner = app.db.owner().await;
+    let (sealed, key_id): (Vec<u8>, String) =
+        sqlx::query_as("SELECT sealed, key_id FROM integration_secrets WHERE integration_id = $1")
+            .bind(id)
+            .fetch_one(&owner.0)
+            .await
+            .expect("secret");
+    assert_eq!(key_id, "k1");
+    assert!(!sealed.windows(11).any(|w| w == b"SecretValue"));
+    let leaks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE coalesce(old_data::text, '') || coalesce(new_data::text, '') LIKE '%SecretValue%'",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("audit");
+    assert_eq!(leaks, 0);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE entity_type = 'integration_secrets' AND user_id = $1",
+    )
+    .bind(alice.id)
+    .fetch_one(&owner.0)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1, "that a secret was stored is recorded");
+    // A sync opens them in the admin's transaction; a member's cannot even read the envelope.
+    let keys = vault(&spec);
+    assert_eq!(
+        opened(&app, &keys, &alice, id).await,
+        Ok(SECRET.to_string())
+    );
+    assert!(opened(&app, &keys, &carol, id).await.is_err());
+    // New credentials replace the old; the hint follows.
+    let (status, changed) = app
+        .call(
+            Method::PATCH,
+            &alice,
+            &path,
+            Some(json!({"credentials": {"api_key": "rk_live_51HxAnotherSecretValue9999"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["credentials_hint"], "api_key …9999");
+    assert_eq!(
+        opened(&app, &keys, &alice, id).await,
+        Ok("rk_live_51HxAnotherSecretValue9999".to_string())
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_whole_and_the_plan_limits_integrations() {
+    let app = with_vault(&Vault::new_key_entry("k1")).await;
+    let alice = app.user("alice@example.com").await;
+    let carol = app.user("carol@example.com").await;
+    app.add_member(&alice, alice.org, &carol, Role::Member)
+        .await;
+    let path = format!("/v1/orgs/{}/integrations", alice.org);
+    for (body, field) in [
+        (
+            json!({"provider": "stripe", "credentials": {}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "stripe", "credentials": {"token": "x"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "stripe", "credentials": {"api_key": "pk_live_123"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "google_analytics", "credentials": {"api_key": "rk_1"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "stripe", "credentials": {"api_key": "rk_1"}, "schedule": "every hour"}),
+            "schedule",
+        ),
+        (
+            json!({"provider": "stripe", "credentials": {"api_key": "rk_1"}, "config": []}),
+            "config",
+        ),
+    ] {
+        let got = app
+            .call(Method::POST, &alice, &path, Some(body.clone()))
+            .await;
+        assert_eq!(refused_fields(&got), [field], "{body}");
+    }
+    let got = app
+        .call(
+            Method::POST,
+            &alice,
+            &path,
+            Some(json!({"provider": "zapier", "credentials": {"api_key": "x"}})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", got.1);
+    // Members do not connect.
+    let got = app
+        .call(
+            Method::POST,
+            &carol,
+            &path,
+            Some(json!({"provider": "stripe", "credentials": {"api_key": SECRET}})),
+        )
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // The free plan allows one.
+    assert_eq!(
+        connect(&app, &alice, "First", SECRET).await.0,
+        StatusCode::CREATED
+    );
+    let got = connect(&app, &alice, "Second", SECRET).await;
+    assert_problem(&got, StatusCode::PAYMENT_REQUIRED, "plan_limit");
+    assert_eq!(got.1["entitlement"], "integrations");
+    // More on a bigger plan; a name is unique per provider.
+    on_plan(&app, &alice, "many", json!({"integrations": 10})).await;
+    sqlx::query("UPDATE plans SET features = '{integrations}' WHERE code = 'many'")
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("feature");
+    let got = connect(&app, &alice, "First", SECRET).await;
+    assert_problem(&got, StatusCode::CONFLICT, "integration_name_taken");
+    assert_eq!(
+        connect(&app, &alice, "Second", SECRET).await.0,
+        StatusCode::CREATED
+    );
+    // A plan without the feature: none at all.
+    sqlx::query("UPDATE plans SET features = '{}' WHERE code = 'many'")
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("no feature");
+    let got = connect(&app, &alice, "Third", SECRET).await;
+    assert_problem(&got, StatusCode::PAYMENT_REQUIRED, "feature_unavailable");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM integrations")
+        .fetch_one(&app.db.owner().await.0)
+        .await
+        .expect("count");
+    assert_eq!(count, 2, "nothing of the refused ones was written");
+    // A server without vault keys says so instead of storing anything.
+    let bare = TestApp::spawn().await;
+    let dave = bare.user("dave@example.com").await;
+    let got = connect(&bare, &dave, "Billing", SECRET).await;
+    assert_problem(&got, StatusCode::SERVICE_UNAVAILABLE, "not_configured");
+}
+
+#[tokio::test]
+async fn another_organization_gets_nothing_and_a_moved_ciphertext_does_not_open() {
+    let spec = Vault::new_key_entry("k1");
+    let keys = vault(&spec);
+    let app = with_vault(&spec).await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let (_, mine) = connect(&app, &alice, "Billing", SECRET).await;
+    let (_, his) = connect(&app, &bob, "Billing", "rk_live_51HxBobsOwnSecretKey7777").await;
+    let (mine, his) = (id_of(&mine), id_of(&his));
+    // Bob names Alice's integration under his organization or hers: not found, nothing changed.
+    for org in [bob.org, alice.org] {
+        let path = format!("/v1/orgs/{org}/integrations/{mine}");
+        for (method, body) in [
+            (Method::GET, None),
+            (Method::PATCH, Some(json!({"is_active": false}))),
+            (Method::DELETE, None),
+        ] {
+            let got = app.call(method, &bob, &path, body).await;
+            assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+        }
+    }
+    assert!(opened(&app, &keys, &bob, mine).await.is_err());
+    // In SQL, as the runtime role bound to Bob: none of Alice's rows.
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(bob.id), alice.org)
+        .await
+        .expect("begin");
+    for table in ["integrations", "integration_secrets"] {
+        let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(tx.conn())
+            .await
+            .expect(table);
+        assert_eq!(seen, 0, "{table}");
+    }
+    drop(tx);
+    // Alice's envelope copied onto Bob's row (by someone with the database): it does not open
+    // there, and says so; his own still opens.
+    let owner = app.db.owner().await;
+    sqlx::query(
+        "UPDATE integration_secrets SET sealed = (SELECT sealed FROM integration_secrets WHERE integration_id = $1)
+          WHERE integration_id = $2",
+    )
+    .bind(mine)
+    .bind(his)
+    .execute(&owner.0)
+    .await
+    .expect("moved");
+    let refused = opened(&app, &keys, &bob, his).await.expect_err("moved");
+    assert!(refused.contains("does not open here"), "{refused}");
+    assert_eq!(
+        opened(&app, &keys, &alice, mine).await,
+        Ok(SECRET.to_string())
+    );
+}
+
+#[tokio::test]
+async fn rotation_reseals_everything_so_the_old_key_can_go() {
+    let old = Vault::new_key_entry("k1");
+    let app = with_vault(&old).await;
+    let mut admins = Vec::new();
+    for name in ["alice", "bob", "carol", "dave", "erin"] {
+        let admin = app.user(&format!("{name}@example.com")).await;
+        let (status, body) = connect(&app, &admin, "Billing", &format!("{SECRET}-{name}")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        admins.push((admin, id_of(&body)));
+    }
+    let new = Vault::new_key_entry("k2");
+    let both = vault(&format!("{new},{old}"));
+    let owner = app.db.owner().await;
+    // In batches of 2: 2, 2, 1, then nothing left.
+    let mut batches = Vec::new();
+    loop {
+        let n = store::rewrap_batch(&owner.0, &both, 2)
+            .await
+            .expect("rewrap");
+        if n == 0 {
+            break;
+        }
+        batches.push(n);
+    }
+    assert_eq!(batches, [2, 2, 1]);
+    assert_eq!(
+        store::sealed_by_key(&owner.0).await.expect("keys"),
+        [("k2".to_string(), 5)]
+    );
+    // The old key retired: everything opens with the new one alone.
+    let only_new = vault(&new);
+    for (name, (admin, id)) in ["alice", "bob", "carol", "dave", "erin"]
+        .iter()
+        .zip(&admins)
+    {
+        assert_eq!(
+            opened(&app, &only_new, admin, *id).await,
+            Ok(format!("{SECRET}-{name}"))
+        );
+    }
+    // A vault that lost the new key fails closed and names the key it needs.
+    let refused = opened(&app, &vault(&old), &admins[0].0, admins[0].1)
+        .await
+        .expect_err("k2 missing");
+    assert!(refused.contains("\"k2\""), "{refused}");
+}
