@@ -210,26 +210,30 @@ pub async fn rewrap_batch(owner: &sqlx::PgPool, vault: &Vault, batch: i64) -> Re
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    let mut rewrapped = 0;
+    let (mut orgs, mut integrations, mut envelopes) = (Vec::new(), Vec::new(), Vec::new());
     for (org, integration, sealed) in rows {
-        let Some(new) = vault
+        if let Some(new) = vault
             .rewrap(&place(org, integration), &sealed)
             .map_err(vault_error)?
-        else {
-            continue;
-        };
-        sqlx::query(
-            r"UPDATE integration_secrets SET sealed = $3, key_id = $4
-               WHERE organization_id = $1 AND integration_id = $2",
-        )
-        .bind(org)
-        .bind(integration)
-        .bind(&new)
-        .bind(vault.primary_key_id())
-        .execute(&mut *tx)
-        .await?;
-        rewrapped += 1;
+        {
+            orgs.push(org);
+            integrations.push(integration);
+            envelopes.push(new);
+        }
     }
+    // One statement for the batch.
+    let rewrapped = sqlx::query(
+        r"UPDATE integration_secrets s SET sealed = u.sealed, key_id = $4
+            FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS u (organization_id, integration_id, sealed)
+           WHERE s.organization_id = u.organization_id AND s.integration_id = u.integration_id",
+    )
+    .bind(&orgs)
+    .bind(&integrations)
+    .bind(&envelopes)
+    .bind(vault.primary_key_id())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     tx.commit().await?;
     Ok(rewrapped)
 }
