@@ -34,6 +34,15 @@ impl Provider {
         }
     }
 
+    /// The metrics a sync of this provider can write, each to the KPI it is mapped to.
+    pub fn metrics(self) -> &'static [&'static str] {
+        match self {
+            Provider::Stripe => &["mrr", "active_subscriptions", "new_customers", "revenue"],
+            Provider::GoogleAnalytics => &["active_users", "sessions", "conversions"],
+            Provider::GoogleSheets => &["value"],
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Provider::Stripe => "Stripe",
@@ -65,6 +74,33 @@ pub struct Integration {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which KPI a provider metric feeds.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Mapping {
+    pub metric: String,
+    pub kpi_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// All of an integration's mappings at once: metric → KPI id (an empty object removes them).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingsChange {
+    pub mappings: BTreeMap<String, Uuid>,
+}
+
+impl Validate for MappingsChange {
+    fn check(&self, checks: &mut Checks) {
+        checks.field("mappings", Some(&self.mappings), |m| {
+            if m.len() > 20 {
+                Err("at most 20 metrics".into())
+            } else {
+                Ok(())
+            }
+        });
+    }
 }
 
 /// Credentials: names to values (`{"api_key": "rk_live_…"}`), write-only.

@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{store, Integration, IntegrationChanges, NewIntegration};
+use super::{store, Integration, IntegrationChanges, Mapping, MappingsChange, NewIntegration};
 use crate::http::{
     AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Query,
 };
@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             update_integration,
             delete_integration
         ))
+        .routes(routes!(get_mappings, set_mappings))
         .layer(axum::Extension(Module::Integrations))
 }
 
@@ -103,4 +104,33 @@ pub async fn delete_integration(
     store::delete(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which KPI each of the integration's metrics feeds (members and viewers).
+#[utoipa::path(get, path = "/v1/orgs/{org}/integrations/{integration}/mappings", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    responses((status = 200, body = Vec<Mapping>), NotFound))]
+pub async fn get_mappings(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Vec<Mapping>>> {
+    let found = store::mappings(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(found))
+}
+
+/// Replace the integration's mappings (admins): `{"mappings": {"mrr": "<KPI id>", …}}` — metrics
+/// the provider has, live KPIs of this organization.
+#[utoipa::path(put, path = "/v1/orgs/{org}/integrations/{integration}/mappings", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    request_body = MappingsChange,
+    responses((status = 200, body = Vec<Mapping>), Forbidden, NotFound, Invalid))]
+pub async fn set_mappings(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+    change: Valid<MappingsChange>,
+) -> Result<Json<Vec<Mapping>>> {
+    let set = store::set_mappings(&mut tx, id, &change).await?;
+    tx.commit().await?;
+    Ok(Json(set))
 }

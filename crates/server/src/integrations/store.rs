@@ -3,7 +3,10 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{hint, Credentials, Integration, IntegrationChanges, NewIntegration, Provider};
+use super::{
+    hint, Credentials, Integration, IntegrationChanges, Mapping, MappingsChange, NewIntegration,
+    Provider,
+};
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
@@ -245,4 +248,81 @@ pub async fn sealed_by_key(owner: &sqlx::PgPool) -> Result<Vec<(String, i64)>> {
     )
     .fetch_all(owner)
     .await?)
+}
+
+/// The integration's mappings, by metric (members and viewers).
+pub async fn mappings(tx: &mut OrgTx, id: Uuid) -> Result<Vec<Mapping>> {
+    let org = tx.org();
+    get(tx, id).await?;
+    Ok(sqlx::query_as(
+        r"SELECT metric, kpi_id, created_at FROM integration_mappings
+           WHERE organization_id = $1 AND integration_id = $2 ORDER BY metric",
+    )
+    .bind(org)
+    .bind(id)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Replaces the integration's mappings (admins): every metric must be one the provider has,
+/// every KPI a live one of this organization.
+pub async fn set_mappings(
+    tx: &mut OrgTx,
+    id: Uuid,
+    change: &Valid<MappingsChange>,
+) -> Result<Vec<Mapping>> {
+    let org = tx.org();
+    require_role(tx, Role::Admin).await?;
+    let provider = get(tx, id).await?.provider;
+    let mut errors = Vec::new();
+    for metric in change.mappings.keys() {
+        if !provider.metrics().contains(&metric.as_str()) {
+            errors.push(FieldError::new(
+                &format!("mappings.{metric}"),
+                format!(
+                    "{} has no metric {metric:?}; it has {}",
+                    provider.label(),
+                    provider.metrics().join(", ")
+                ),
+            ));
+        }
+    }
+    let kpis: Vec<Uuid> = change.mappings.values().copied().collect();
+    let live: Vec<Uuid> = sqlx::query_scalar(
+        r"SELECT id FROM kpis WHERE organization_id = $1 AND id = ANY ($2) AND deleted_at IS NULL",
+    )
+    .bind(org)
+    .bind(&kpis)
+    .fetch_all(tx.conn())
+    .await?;
+    for (metric, kpi) in &change.mappings {
+        if !live.contains(kpi) {
+            errors.push(FieldError::new(
+                &format!("mappings.{metric}"),
+                "no such KPI in this organization",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    sqlx::query(
+        r"DELETE FROM integration_mappings WHERE organization_id = $1 AND integration_id = $2",
+    )
+    .bind(org)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    let metrics: Vec<&str> = change.mappings.keys().map(String::as_str).collect();
+    sqlx::query(
+        r"INSERT INTO integration_mappings (organization_id, integration_id, metric, kpi_id)
+          SELECT $1, $2, m, k FROM unnest($3::text[], $4::uuid[]) AS u (m, k)",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(&metrics)
+    .bind(&kpis)
+    .execute(tx.conn())
+    .await?;
+    mappings(tx, id).await
 }

@@ -338,3 +338,114 @@ async fn rotation_reseals_everything_so_the_old_key_can_go() {
         .expect_err("k2 missing");
     assert!(refused.contains("\"k2\""), "{refused}");
 }
+
+#[tokio::test]
+async fn a_mapping_names_a_metric_of_the_provider_and_a_live_kpi_of_this_organization_only() {
+    let app = with_vault(&Vault::new_key_entry("k1")).await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let carol = app.user("carol@example.com").await;
+    app.add_member(&alice, alice.org, &carol, Role::Member)
+        .await;
+    let kpi = |user: TestUser, name: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .call(
+                    Method::POST,
+                    &user,
+                    &format!("/v1/orgs/{}/kpis", user.org),
+                    Some(json!({"name": name})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            id_of(&body)
+        }
+    };
+    let (mrr, revenue) = (
+        kpi(alice.clone(), "MRR").await,
+        kpi(alice.clone(), "Revenue").await,
+    );
+    let bobs = kpi(bob.clone(), "Bob's MRR").await;
+    let (_, created) = connect(&app, &alice, "Billing", SECRET).await;
+    let path = format!(
+        "/v1/orgs/{}/integrations/{}/mappings",
+        alice.org,
+        id_of(&created)
+    );
+    let (status, set) = app
+        .call(
+            Method::PUT,
+            &alice,
+            &path,
+            Some(json!({"mappings": {"mrr": mrr, "revenue": revenue}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set.as_array().map(Vec::len), Some(2));
+    // Members read them; they do not change them.
+    let (status, read) = app.call(Method::GET, &carol, &path, None).await;
+    assert_eq!(
+        (status, read[0]["metric"].as_str()),
+        (StatusCode::OK, Some("mrr"))
+    );
+    let got = app
+        .call(Method::PUT, &carol, &path, Some(json!({"mappings": {}})))
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    // Bob's KPI, a metric Stripe does not have, a KPI in the trash: refused, naming each.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &alice,
+            &format!("/v1/orgs/{}/kpis/{revenue}", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let got = app
+        .call(
+            Method::PUT,
+            &alice,
+            &path,
+            Some(json!({"mappings": {"mrr": bobs, "sessions": mrr, "revenue": revenue}})),
+        )
+        .await;
+    let mut fields = refused_fields(&got);
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["mappings.mrr", "mappings.revenue", "mappings.sessions"]
+    );
+    let (_, unchanged) = app.call(Method::GET, &alice, &path, None).await;
+    assert_eq!(unchanged, read, "nothing changed");
+    // In SQL as Alice's runtime role: the database itself refuses Bob's KPI.
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    let refused = sqlx::query(
+        "INSERT INTO integration_mappings (organization_id, integration_id, metric, kpi_id) VALUES ($1, $2, 'new_customers', $3)",
+    )
+    .bind(alice.org)
+    .bind(id_of(&created))
+    .bind(bobs)
+    .execute(tx.conn())
+    .await
+    .expect_err("another organization's KPI");
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|d| d.code())
+            .as_deref(),
+        Some("23503")
+    );
+    drop(tx);
+    // Bob reads nothing of Alice's mappings.
+    let got = app.call(Method::GET, &bob, &path, None).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+    // An empty set removes them.
+    let (status, none) = app
+        .call(Method::PUT, &alice, &path, Some(json!({"mappings": {}})))
+        .await;
+    assert_eq!((status, none), (StatusCode::OK, json!([])));
+}

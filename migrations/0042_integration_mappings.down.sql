@@ -1,0 +1,2 @@
+-- Reverts 0042_integration_mappings.
+DROP TABLE integration_mappings;
