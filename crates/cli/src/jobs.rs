@@ -62,6 +62,7 @@ impl WorkerOptions {
 pub async fn run_worker(
     database: &Database,
     options: &WorkerOptions,
+    vault: Arc<tenantry_server::vault::Vault>,
     pool_size: u32,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AnyError> {
@@ -89,7 +90,14 @@ pub async fn run_worker(
     let worker = Worker::new(
         owner.clone(),
         runtime.clone(),
-        jobs::registry(mailer, stripe),
+        jobs::registry(
+            mailer,
+            stripe,
+            Some(tenantry_server::integrations::sync::Connectors::new(
+                vault,
+                options.stripe.stripe_api_base.clone(),
+            )?),
+        ),
         options.config(),
     );
 
@@ -205,7 +213,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             disabled,
         } => {
             jobs::schedule::next_local(&cron, chrono::Utc::now().naive_utc())?;
-            if jobs::registry(None, None).get(&kind).is_none() {
+            if jobs::registry(None, None, None).get(&kind).is_none() {
                 return Err(format!("no job kind {kind:?}").into());
             }
             let row = queue::ScheduleRow {
@@ -222,7 +230,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             println!("schedule {name} saved");
         }
         JobsAction::Enqueue { kind, payload } => {
-            let registry = jobs::registry(None, None);
+            let registry = jobs::registry(None, None, None);
             let spec = registry
                 .get(&kind)
                 .map(|k| k.spec)

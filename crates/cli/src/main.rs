@@ -249,7 +249,7 @@ pub(crate) struct StripeOptions {
         env = "TENANTRY_STRIPE_API_BASE",
         default_value = "https://api.stripe.com"
     )]
-    stripe_api_base: String,
+    pub(crate) stripe_api_base: String,
 }
 
 impl StripeOptions {
@@ -379,7 +379,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let migrated = database.migrate(&owner, None).await;
             owner.0.close().await;
             let result = match migrated {
-                Ok(_) => jobs::run_worker(&database, &worker, pool_size, shutdown_signal()).await,
+                Ok(_) => match cli.vault.load(&cli.data_dir) {
+                    Ok(vault) => {
+                        let vault = std::sync::Arc::new(vault);
+                        jobs::run_worker(&database, &worker, vault, pool_size, shutdown_signal())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             database.close().await?;
@@ -477,6 +484,7 @@ async fn serve(
         tracing::info!(?applied, "applied migrations");
     }
     let pool = database.runtime_pool(pool_size).await?;
+    let vault = config.vault.clone().ok_or("serve needs the vault's keys")?;
     let state = AppState::new(pool.clone(), config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -499,6 +507,7 @@ async fn serve(
                 jobs::run_worker(
                     database,
                     options,
+                    vault.clone(),
                     pool_size.div_ceil(4).max(2),
                     stopped(stopping),
                 )

@@ -4,6 +4,8 @@
 
 pub mod routes;
 pub mod store;
+pub mod stripe;
+pub mod sync;
 
 use std::collections::BTreeMap;
 
@@ -43,7 +45,7 @@ impl Provider {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Provider::Stripe => "Stripe",
             Provider::GoogleAnalytics => "Google Analytics",

@@ -7,6 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::sync::SyncRun;
 use super::{store, Integration, IntegrationChanges, Mapping, MappingsChange, NewIntegration};
 use crate::http::{
     AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Query,
@@ -27,6 +28,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
             delete_integration
         ))
         .routes(routes!(get_mappings, set_mappings))
+        .routes(routes!(request_sync))
+        .routes(routes!(list_syncs))
         .layer(axum::Extension(Module::Integrations))
 }
 
@@ -133,4 +136,32 @@ pub async fn set_mappings(
     let set = store::set_mappings(&mut tx, id, &change).await?;
     tx.commit().await?;
     Ok(Json(set))
+}
+
+/// Sync now (admins): a sync job is queued acting for the caller (one waiting absorbs repeats).
+#[utoipa::path(post, path = "/v1/orgs/{org}/integrations/{integration}/sync", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    responses((status = 202, description = "Queued; its run appears in …/syncs"), Forbidden, NotFound))]
+pub async fn request_sync(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    store::request_sync(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The integration's sync runs, newest first: trigger, status, the days covered, points
+/// written, the error (secrets redacted).
+#[utoipa::path(get, path = "/v1/orgs/{org}/integrations/{integration}/syncs", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id"), PageParams),
+    responses((status = 200, body = Page<SyncRun>), NotFound))]
+pub async fn list_syncs(
+    mut tx: OrgTx,
+    Path((_org, id)): Path<(Uuid, Uuid)>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<SyncRun>>> {
+    let found = store::syncs(&mut tx, id, &page).await?;
+    tx.commit().await?;
+    Ok(Json(found))
 }

@@ -326,3 +326,46 @@ pub async fn set_mappings(
     .await?;
     mappings(tx, id).await
 }
+
+/// Queues a sync of the integration, acting for the caller (admins); a sync already waiting
+/// absorbs the request.
+pub async fn request_sync(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    let org = tx.org();
+    require_role(tx, Role::Admin).await?;
+    get(tx, id).await?;
+    let job = super::sync::SYNC.job(serde_json::json!({"integration_id": id, "trigger": "manual"}));
+    tenantry_db::queue::enqueue(
+        tx,
+        org,
+        &tenantry_db::queue::NewJob {
+            unique_key: Some(id.to_string()),
+            ..job
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The integration's sync runs, newest first (members and viewers).
+pub async fn syncs(
+    tx: &mut OrgTx,
+    id: Uuid,
+    page: &PageParams,
+) -> Result<Page<super::sync::SyncRun>> {
+    let org = tx.org();
+    get(tx, id).await?;
+    let before = page.after.unwrap_or(Uuid::max());
+    let rows: Vec<super::sync::SyncRun> = sqlx::query_as(
+        r"SELECT id, trigger, status, started_at, finished_at, range_from, range_to, points_written, error
+            FROM integration_syncs
+           WHERE organization_id = $1 AND integration_id = $2 AND id < $3
+           ORDER BY id DESC LIMIT $4",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(before)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, page, |r| r.id))
+}

@@ -146,8 +146,10 @@ pub struct JobKind {
 pub fn registry(
     mailer: Option<Arc<crate::email::Mailer>>,
     stripe: Option<crate::billing::stripe::StripeClient>,
+    connectors: Option<crate::integrations::sync::Connectors>,
 ) -> Registry {
-    let registry = crate::crm::appointments::reminders::register(Registry::default());
+    let registry = crate::integrations::sync::register(Registry::default(), connectors);
+    let registry = crate::crm::appointments::reminders::register(registry);
     let registry = crate::content::routes::register(registry);
     let registry = crate::billing::reconcile::register(registry, stripe);
     let registry = crate::billing::storage::register(registry);

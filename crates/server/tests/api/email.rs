@@ -30,7 +30,7 @@ pub(crate) async fn worker(app: &TestApp, smtp_url: &str) -> oneshot::Sender<()>
     let worker = Worker::new(
         app.db.owner().await,
         app.db.runtime.clone(),
-        jobs::registry(Some(Arc::new(mailer)), None),
+        jobs::registry(Some(Arc::new(mailer)), None, None),
         quick(),
     );
     let (stop, stopped) = oneshot::channel::<()>();

@@ -225,3 +225,44 @@ pub async fn api_key(
         token: created["secret"].as_str().expect("secret").into(),
     }
 }
+
+/// Runs a worker with `registry` (quick polls and backoff) until no job of `kind` is waiting or
+/// running, at most 20 s.
+pub async fn run_jobs(app: &TestApp, registry: tenantry_server::jobs::Registry, kind: &str) {
+    let worker = tenantry_server::jobs::Worker::new(
+        app.db.owner().await,
+        app.db.runtime.clone(),
+        registry,
+        tenantry_server::jobs::WorkerConfig {
+            poll: Duration::from_millis(50),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(50),
+            schedules: None,
+            ..tenantry_server::jobs::WorkerConfig::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        let _ = worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let owner = app.db.owner().await;
+    for _ in 0..400 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue.jobs WHERE kind = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(kind)
+        .fetch_one(&owner.0)
+        .await
+        .expect("jobs");
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    let _ = running.await;
+}

@@ -449,3 +449,397 @@ async fn a_mapping_names_a_metric_of_the_provider_and_a_live_kpi_of_this_organiz
         .await;
     assert_eq!((status, none), (StatusCode::OK, json!([])));
 }
+
+/// A Stripe account as the connector reads it: lists of balance transactions, customers and
+/// subscriptions, two to a page, behind one API key; or failing with `fail`.
+#[derive(Clone, Default)]
+struct StripeAccount {
+    key: String,
+    lists: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Value>>>>,
+    fail: Arc<std::sync::Mutex<Option<u16>>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn stripe_list(
+    axum::extract::State(account): axum::extract::State<StripeAccount>,
+    axum::extract::Path(list): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    account
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let sent = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim_start_matches("Bearer ")
+        .to_string();
+    if sent != account.key {
+        // Echoing the key, as a careless provider might: the service must redact it.
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"type": "invalid_request_error",
+                "message": format!("Invalid API Key provided: {sent}")}})),
+        );
+    }
+    if let Some(status) = *account.fail.lock().expect("lock") {
+        return (
+            axum::http::StatusCode::from_u16(status).expect("status"),
+            axum::Json(json!({"error": {"type": "api_error", "message": "try again later"}})),
+        );
+    }
+    let all = account
+        .lists
+        .lock()
+        .expect("lock")
+        .get(&list)
+        .cloned()
+        .unwrap_or_default();
+    let bound = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
+    let matching: Vec<Value> = all
+        .into_iter()
+        .filter(|o| {
+            let created = o["created"].as_i64().unwrap_or(0);
+            bound("created[gte]").is_none_or(|b| created >= b)
+                && bound("created[lt]").is_none_or(|b| created < b)
+                && query
+                    .get("status")
+                    .is_none_or(|s| o["status"] == s.as_str())
+        })
+        .collect();
+    let start = query
+        .get("starting_after")
+        .and_then(|after| matching.iter().position(|o| o["id"] == after.as_str()))
+        .map_or(0, |i| i + 1);
+    let page: Vec<Value> = matching.iter().skip(start).take(2).cloned().collect();
+    let has_more = start + page.len() < matching.len();
+    (
+        axum::http::StatusCode::OK,
+        axum::Json(json!({"object": "list", "data": page, "has_more": has_more})),
+    )
+}
+
+impl StripeAccount {
+    async fn start(key: &str) -> (Self, String) {
+        let account = StripeAccount {
+            key: key.into(),
+            ..StripeAccount::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new()
+            .route("/v1/{list}", axum::routing::get(stripe_list))
+            .with_state(account.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (account, base)
+    }
+
+    fn set(&self, list: &str, objects: Vec<Value>) {
+        self.lists
+            .lock()
+            .expect("lock")
+            .insert(list.into(), objects);
+    }
+}
+
+/// Runs the queued syncs with the integrations' connectors (Stripe at `stripe_base`).
+async fn run_jobs(app: &TestApp, keys: Arc<Vault>, stripe_base: &str) {
+    let connectors =
+        tenantry_server::integrations::sync::Connectors::new(keys, stripe_base.to_string())
+            .expect("connectors");
+    crate::helpers::run_jobs(
+        app,
+        tenantry_server::jobs::registry(None, None, Some(connectors)),
+        "integrations.sync",
+    )
+    .await;
+}
+
+/// The integration as Alice reads it.
+async fn integration_of(app: &TestApp, alice: &TestUser, id: Uuid) -> Value {
+    let (status, integration) = app
+        .call(
+            Method::GET,
+            alice,
+            &format!("/v1/orgs/{}/integrations/{id}", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{integration}");
+    integration
+}
+
+fn at(days_ago: u64, hour: u32) -> i64 {
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(days_ago);
+    day.and_hms_opt(hour, 0, 0)
+        .expect("time")
+        .and_utc()
+        .timestamp()
+}
+
+/// Alice's organization with KPIs mapped from a Stripe integration (10 days of backfill).
+async fn mapped(
+    app: &TestApp,
+    alice: &TestUser,
+    key: &str,
+) -> (Uuid, std::collections::HashMap<&'static str, Uuid>) {
+    let mut kpis = std::collections::HashMap::new();
+    for metric in ["revenue", "new_customers", "mrr", "active_subscriptions"] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                alice,
+                &format!("/v1/orgs/{}/kpis", alice.org),
+                Some(json!({"name": metric})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        kpis.insert(metric, id_of(&body));
+    }
+    let (status, created) = app
+        .call(
+            Method::POST,
+            alice,
+            &format!("/v1/orgs/{}/integrations", alice.org),
+            Some(
+                json!({"provider": "stripe", "credentials": {"api_key": key},
+                        "config": {"backfill_days": 10}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = id_of(&created);
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            alice,
+            &format!("/v1/orgs/{}/integrations/{id}/mappings", alice.org),
+            Some(json!({"mappings": kpis})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (id, kpis)
+}
+
+async fn sync_now(app: &TestApp, alice: &TestUser, id: Uuid) {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            alice,
+            &format!("/v1/orgs/{}/integrations/{id}/sync", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+async fn runs(app: &TestApp, alice: &TestUser, id: Uuid) -> Vec<Value> {
+    let (status, page) = app
+        .call(
+            Method::GET,
+            alice,
+            &format!("/v1/orgs/{}/integrations/{id}/syncs", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// A KPI's points (day, value, source) as Alice's runtime role reads them.
+async fn points(
+    app: &TestApp,
+    alice: &TestUser,
+    kpi: Uuid,
+) -> Vec<(chrono::NaiveDate, f64, String)> {
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    sqlx::query_as(
+        "SELECT (observed_at AT TIME ZONE 'UTC')::date, value::float8, source FROM kpi_data_points WHERE kpi_id = $1 ORDER BY observed_at",
+    )
+    .bind(kpi)
+    .fetch_all(tx.conn())
+    .await
+    .expect("points")
+}
+
+#[tokio::test]
+async fn a_first_sync_backfills_from_stripe_and_a_resync_changes_nothing() {
+    let spec = Vault::new_key_entry("k1");
+    let app = with_vault(&spec).await;
+    let alice = app.user("alice@example.com").await;
+    let (stripe, base) = StripeAccount::start(SECRET).await;
+    stripe.set(
+        "balance_transactions",
+        vec![
+            json!({"id": "txn_1", "amount": 1000, "created": at(2, 9), "type": "charge"}),
+            json!({"id": "txn_2", "amount": 2500, "created": at(2, 15), "type": "charge"}),
+            json!({"id": "txn_3", "amount": -500, "created": at(2, 16), "type": "refund"}),
+            json!({"id": "txn_4", "amount": 4000, "created": at(1, 10), "type": "payment"}),
+            json!({"id": "txn_5", "amount": -99999, "created": at(1, 11), "type": "payout"}),
+            json!({"id": "txn_6", "amount": 7777, "created": at(20, 11), "type": "charge"}),
+        ],
+    );
+    stripe.set(
+        "customers",
+        vec![
+            json!({"id": "cus_1", "created": at(2, 8)}),
+            json!({"id": "cus_2", "created": at(2, 9)}),
+            json!({"id": "cus_3", "created": at(0, 0)}),
+        ],
+    );
+    stripe.set(
+        "subscriptions",
+        vec![
+            json!({"id": "sub_1", "status": "active", "created": at(30, 0), "items": {"object": "list", "data": [
+                {"quantity": 1, "price": {"unit_amount": 1900, "recurring": {"interval": "month", "interval_count": 1}}}]}}),
+            json!({"id": "sub_2", "status": "active", "created": at(40, 0), "items": {"object": "list", "data": [
+                {"quantity": 2, "price": {"unit_amount": 12000, "recurring": {"interval": "year"}}}]}}),
+            json!({"id": "sub_3", "status": "canceled", "created": at(50, 0), "items": {"object": "list", "data": [
+                {"quantity": 1, "price": {"unit_amount": 50000, "recurring": {"interval": "month"}}}]}}),
+        ],
+    );
+    let (id, kpis) = mapped(&app, &alice, SECRET).await;
+    sync_now(&app, &alice, id).await;
+    run_jobs(&app, vault(&spec), &base).await;
+
+    let logged = runs(&app, &alice, id).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(
+        (
+            logged[0]["trigger"].as_str(),
+            logged[0]["status"].as_str(),
+            logged[0]["points_written"].as_i64(),
+            logged[0]["range_from"].as_str(),
+        ),
+        (
+            Some("backfill"),
+            Some("success"),
+            Some(22),
+            Some((today - chrono::Days::new(9)).to_string().as_str())
+        ),
+        "{logged:?}"
+    );
+    let revenue = points(&app, &alice, kpis["revenue"]).await;
+    assert_eq!(revenue.len(), 10, "a point for every day, 0 without sales");
+    let on = |day: u64| {
+        revenue
+            .iter()
+            .find(|(d, _, _)| *d == today - chrono::Days::new(day))
+            .map(|(_, v, s)| (*v, s.clone()))
+    };
+    assert_eq!(
+        on(2),
+        Some((30.0, "stripe".to_string())),
+        "charges less the refund"
+    );
+    assert_eq!(
+        on(1),
+        Some((40.0, "stripe".to_string())),
+        "payouts are not revenue"
+    );
+    assert_eq!(on(0), Some((0.0, "stripe".to_string())));
+    let customers = points(&app, &alice, kpis["new_customers"]).await;
+    assert_eq!(customers.iter().map(|p| p.1).sum::<f64>(), 3.0);
+    assert_eq!(
+        points(&app, &alice, kpis["mrr"]).await,
+        [(today, 39.0, "stripe".to_string())],
+        "19 a month plus 2 × 120 a year"
+    );
+    assert_eq!(
+        points(&app, &alice, kpis["active_subscriptions"]).await,
+        [(today, 2.0, "stripe".to_string())]
+    );
+    let integration = integration_of(&app, &alice, id).await;
+    assert_eq!(integration["sync_status"], "success");
+    assert!(integration["last_sync_at"].is_string());
+
+    // Again: the last two days are read again and replace what is there; nothing doubles.
+    sync_now(&app, &alice, id).await;
+    run_jobs(&app, vault(&spec), &base).await;
+    let logged = runs(&app, &alice, id).await;
+    assert_eq!(logged.len(), 2);
+    assert_eq!(
+        (
+            logged[0]["trigger"].as_str(),
+            logged[0]["status"].as_str(),
+            logged[0]["range_from"].as_str()
+        ),
+        (
+            Some("manual"),
+            Some("success"),
+            Some((today - chrono::Days::new(1)).to_string().as_str())
+        )
+    );
+    assert_eq!(points(&app, &alice, kpis["revenue"]).await, revenue);
+    assert_eq!(points(&app, &alice, kpis["new_customers"]).await, customers);
+}
+
+#[tokio::test]
+async fn a_refused_key_turns_the_integration_to_error_without_keeping_the_key_anywhere() {
+    let spec = Vault::new_key_entry("k1");
+    let app = with_vault(&spec).await;
+    let alice = app.user("alice@example.com").await;
+    let (_stripe, base) = StripeAccount::start("rk_live_51HxTheRightKeyIsAnother0000").await;
+    let (id, _) = mapped(&app, &alice, SECRET).await;
+    sync_now(&app, &alice, id).await;
+    run_jobs(&app, vault(&spec), &base).await;
+    let logged = runs(&app, &alice, id).await;
+    assert_eq!(logged.len(), 1, "refused at once, not retried: {logged:?}");
+    assert_eq!(logged[0]["status"], "error");
+    let error = logged[0]["error"].as_str().expect("error");
+    assert!(
+        error.contains("401") && error.contains("[redacted]"),
+        "{error}"
+    );
+    let integration = integration_of(&app, &alice, id).await;
+    assert_eq!(integration["sync_status"], "error");
+    // Nowhere: not in the run, the integration, the job's last error, or the audit trail.
+    let owner = app.db.owner().await;
+    let leaks: i64 = sqlx::query_scalar(
+        r"SELECT (SELECT count(*) FROM integration_syncs WHERE error LIKE '%SecretValue%')
+               + (SELECT count(*) FROM integrations WHERE error_message LIKE '%SecretValue%')
+               + (SELECT count(*) FROM queue.jobs WHERE coalesce(last_error, '') LIKE '%SecretValue%')
+               + (SELECT count(*) FROM audit.events
+                   WHERE coalesce(old_data::text, '') || coalesce(new_data::text, '') LIKE '%SecretValue%')",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("leaks");
+    assert_eq!(leaks, 0);
+    assert!(!integration.to_string().contains("SecretValue"));
+}
+
+#[tokio::test]
+async fn provider_failures_are_retried_and_logged_then_mark_the_integration_error() {
+    let spec = Vault::new_key_entry("k1");
+    let app = with_vault(&spec).await;
+    let alice = app.user("alice@example.com").await;
+    let (stripe, base) = StripeAccount::start(SECRET).await;
+    *stripe.fail.lock().expect("lock") = Some(503);
+    let (id, kpis) = mapped(&app, &alice, SECRET).await;
+    sync_now(&app, &alice, id).await;
+    run_jobs(&app, vault(&spec), &base).await;
+    let logged = runs(&app, &alice, id).await;
+    // Every attempt of the job is a run in the log, each an error; then the job is dead.
+    assert_eq!(logged.len(), 5, "{logged:?}");
+    assert!(logged
+        .iter()
+        .all(|r| r["status"] == "error" && r["error"].as_str().is_some_and(|e| e.contains("503"))));
+    let integration = integration_of(&app, &alice, id).await;
+    assert_eq!(integration["sync_status"], "error");
+    assert!(points(&app, &alice, kpis["revenue"]).await.is_empty());
+    // The provider recovers: the next sync succeeds and the status with it.
+    *stripe.fail.lock().expect("lock") = None;
+    sync_now(&app, &alice, id).await;
+    run_jobs(&app, vault(&spec), &base).await;
+    assert_eq!(runs(&app, &alice, id).await[0]["status"], "success");
+    let integration = integration_of(&app, &alice, id).await;
+    assert_eq!(integration["sync_status"], "success");
+    assert_eq!(points(&app, &alice, kpis["revenue"]).await.len(), 10);
+}

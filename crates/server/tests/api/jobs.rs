@@ -701,7 +701,7 @@ async fn the_upkeep_job_removes_what_expired_and_keeps_what_serves() {
         .await
         .expect("enqueue")
         .expect("id");
-    let worker = start(&app, jobs::registry(None, None), quick()).await;
+    let worker = start(&app, jobs::registry(None, None, None), quick()).await;
     let mut ended = Vec::new();
     until_ended(&app, &[id], &mut ended).await;
     worker.stop().await;

@@ -324,43 +324,18 @@ async fn storage_is_measured_daily_and_over_its_limit_writes_stop_but_reads_and_
 }
 
 async fn run_storage_job(app: &TestApp) {
-    let owner = app.db.owner().await;
-    let worker = tenantry_server::jobs::Worker::new(
-        app.db.owner().await,
-        app.db.runtime.clone(),
-        tenantry_server::jobs::registry(None, None),
-        tenantry_server::jobs::WorkerConfig {
-            poll: Duration::from_millis(50),
-            schedules: None,
-            ..tenantry_server::jobs::WorkerConfig::default()
-        },
-    );
     tenantry_db::queue::enqueue_platform(
-        &owner,
+        &app.db.owner().await,
         &tenantry_server::billing::storage::MEASURE_STORAGE.job(json!({})),
     )
     .await
     .expect("enqueue");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        let _ = worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    for _ in 0..400 {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM queue.jobs")
-            .fetch_one(&owner.0)
-            .await
-            .expect("jobs");
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop.send(());
-    let _ = running.await;
+    crate::helpers::run_jobs(
+        app,
+        tenantry_server::jobs::registry(None, None, None),
+        "billing.storage",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -731,7 +731,7 @@ async fn the_daily_reconcile_repairs_what_a_missed_webhook_left() {
     let worker = tenantry_server::jobs::Worker::new(
         app.db.owner().await,
         app.db.runtime.clone(),
-        tenantry_server::jobs::registry(None, Some(client)),
+        tenantry_server::jobs::registry(None, Some(client), None),
         tenantry_server::jobs::WorkerConfig {
             poll: std::time::Duration::from_millis(100),
             schedules: None,

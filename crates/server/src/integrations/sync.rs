@@ -1,0 +1,308 @@
+//! Syncs (migration 0043): a job per run (`integrations.sync`), acting for the member who asked
+//! (or who connected the integration), under RLS: it opens the credentials, asks the provider for
+//! the days since the last sync (a backfill on the first), writes each mapped metric's daily
+//! values as KPI points with `source` = the provider through the one write path of points
+//! (upserts: a re-sync replaces, never duplicates), and records the run. A failure is recorded
+//! with secrets redacted and retried with the queue's backoff; a refused credential, or
+//! `FAILURES_BEFORE_ERROR` failures in a row, turns the integration to `error`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Days, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{store, Provider};
+use crate::jobs::{JobError, JobRun, JobSpec, Registry};
+use crate::kernel::error::Error;
+use crate::kernel::org_tx::OrgTx;
+use crate::kpis::ingest::{write, Row};
+use crate::vault::Vault;
+
+pub const SYNC: JobSpec = JobSpec {
+    kind: "integrations.sync",
+    max_attempts: 5,
+};
+
+/// Failed runs in a row after which the integration shows `error`.
+pub const FAILURES_BEFORE_ERROR: i32 = 3;
+/// Days read on the first sync, unless `config.backfill_days` says otherwise (at most 1,100).
+pub const BACKFILL_DAYS: u64 = 90;
+
+/// One metric's value on one day (UTC).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyValue {
+    pub metric: &'static str,
+    pub day: NaiveDate,
+    pub value: f64,
+}
+
+/// A provider's failure: worth retrying (429, 5xx, timeouts) or not (a refused credential).
+#[derive(Debug, Clone)]
+pub struct ConnectorError {
+    pub retry: bool,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn retry(message: String) -> Self {
+        Self {
+            retry: true,
+            message,
+        }
+    }
+
+    pub fn fatal(message: String) -> Self {
+        Self {
+            retry: false,
+            message,
+        }
+    }
+}
+
+/// What syncs need: the vault, an HTTP client and the providers' API base URLs.
+#[derive(Clone)]
+pub struct Connectors {
+    pub vault: Arc<Vault>,
+    pub http: reqwest::Client,
+    /// Stripe's API (`https://api.stripe.com`; tests point it at their own server).
+    pub stripe_api_base: String,
+}
+
+impl Connectors {
+    pub fn new(vault: Arc<Vault>, stripe_api_base: String) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            vault,
+            // A provider that stops answering fails the run (retried) instead of holding it.
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()?,
+            stripe_api_base,
+        })
+    }
+}
+
+/// A sync run, as the log shows it.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct SyncRun {
+    pub id: Uuid,
+    /// `schedule`, `manual` or `backfill`.
+    pub trigger: String,
+    /// `running`, `success` or `error`.
+    pub status: String,
+    pub started_at: chrono::DateTime<Utc>,
+    pub finished_at: Option<chrono::DateTime<Utc>>,
+    pub range_from: Option<NaiveDate>,
+    pub range_to: Option<NaiveDate>,
+    pub points_written: i32,
+    /// The provider's error, secrets redacted.
+    pub error: Option<String>,
+}
+
+pub fn register(registry: Registry, connectors: Option<Connectors>) -> Registry {
+    registry.register(SYNC, move |run| {
+        let connectors = connectors.clone();
+        async move {
+            let Some(connectors) = connectors else {
+                return Err(JobError::Retry(
+                    "this worker has no vault keys (TENANTRY_VAULT_KEYS); a worker with them will run the sync".into(),
+                ));
+            };
+            let Some(id) = run.job.payload["integration_id"]
+                .as_str()
+                .and_then(|v| v.parse::<Uuid>().ok())
+            else {
+                return Err(JobError::Fatal(format!(
+                    "the payload names no integration: {}",
+                    run.job.payload
+                )));
+            };
+            let trigger = match run.job.payload["trigger"].as_str() {
+                Some("schedule") => "schedule",
+                _ => "manual",
+            };
+            sync(&run, &connectors, id, trigger).await
+        }
+    })
+}
+
+/// Replaces every credential value in `text` (a provider may echo what it was sent).
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret.as_str(), "[redacted]");
+    }
+    out.chars().take(2000).collect()
+}
+
+async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(), JobError> {
+    let mut tx = run.org_tx().await?;
+    let org = tx.org();
+    let integration = match store::get(&mut tx, id).await {
+        Ok(found) => found,
+        // Deleted since the sync was asked for: nothing to do.
+        Err(Error::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !integration.is_active {
+        return Ok(());
+    }
+    let mappings: HashMap<String, Uuid> = store::mappings(&mut tx, id)
+        .await?
+        .into_iter()
+        .map(|m| (m.metric, m.kpi_id))
+        .collect();
+    let credentials = match store::credentials(&mut tx, &c.vault, id).await {
+        Ok(found) => found,
+        Err(Error::NotFound) => {
+            return Err(JobError::Fatal(format!(
+                "integration {id}: the member this sync acts for may not read its credentials (no longer an admin?); an admin can start it again"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secrets: Vec<String> = credentials.values().cloned().collect();
+    let today = Utc::now().date_naive();
+    let backfill = integration.config["backfill_days"]
+        .as_u64()
+        .unwrap_or(BACKFILL_DAYS)
+        .clamp(1, 1100);
+    let from = match integration.last_sync_at {
+        // The day before the last sync too: late data (refunds, sessions) lands there.
+        Some(last) => last.date_naive().checked_sub_days(Days::new(1)),
+        None => today.checked_sub_days(Days::new(backfill - 1)),
+    }
+    .unwrap_or(today);
+    let trigger = if integration.last_sync_at.is_none() {
+        "backfill"
+    } else {
+        trigger
+    };
+    let run_id: Uuid = sqlx::query_scalar(
+        r"INSERT INTO integration_syncs (organization_id, integration_id, trigger, range_from, range_to)
+          VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(trigger)
+    .bind(from)
+    .bind(today)
+    .fetch_one(tx.conn())
+    .await
+    .map_err(Error::from)?;
+    tx.commit().await?;
+
+    // The provider is asked outside any transaction: no connection waits on the network.
+    let metrics: Vec<&str> = integration
+        .provider
+        .metrics()
+        .iter()
+        .copied()
+        .filter(|m| mappings.contains_key(*m))
+        .collect();
+    let fetched = if metrics.is_empty() {
+        Ok(Vec::new())
+    } else {
+        match integration.provider {
+            Provider::Stripe => match credentials.get("api_key") {
+                Some(key) => {
+                    super::stripe::fetch(
+                        &c.http,
+                        &c.stripe_api_base,
+                        key,
+                        &metrics,
+                        from,
+                        today,
+                        today,
+                    )
+                    .await
+                }
+                None => Err(ConnectorError::fatal("no api_key is stored".into())),
+            },
+            Provider::GoogleAnalytics | Provider::GoogleSheets => {
+                Err(ConnectorError::fatal(format!(
+                    "syncing {} is not available in this version",
+                    integration.provider.label()
+                )))
+            }
+        }
+    };
+
+    let mut tx = run.org_tx().await?;
+    match fetched {
+        Ok(values) => {
+            let source = integration.provider.as_str();
+            let mut rows: Vec<Row> = values
+                .iter()
+                .filter_map(|v| {
+                    Some(Row {
+                        kpi_id: *mappings.get(v.metric)?,
+                        value: v.value,
+                        observed_at: v.day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+                        source: source.to_string(),
+                    })
+                })
+                .collect();
+            let written = write(&mut tx, &mut rows).await?;
+            finish(&mut tx, id, run_id, Ok(written)).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(e) => {
+            let message = redact(&e.message, &secrets);
+            finish(&mut tx, id, run_id, Err((&message, !e.retry))).await?;
+            tx.commit().await?;
+            Err(if e.retry {
+                JobError::Retry(message)
+            } else {
+                JobError::Fatal(message)
+            })
+        }
+    }
+}
+
+/// Records the run's outcome on the run and on the integration.
+async fn finish(
+    tx: &mut OrgTx,
+    id: Uuid,
+    run_id: Uuid,
+    outcome: Result<u64, (&str, bool)>,
+) -> Result<(), Error> {
+    let org = tx.org();
+    let (status, points, error, refused) = match outcome {
+        Ok(points) => ("success", points, None, false),
+        Err((message, refused)) => ("error", 0, Some(message), refused),
+    };
+    sqlx::query(
+        r"UPDATE integration_syncs SET status = $3, finished_at = now(), points_written = $4, error = $5
+           WHERE organization_id = $1 AND id = $2",
+    )
+    .bind(org)
+    .bind(run_id)
+    .bind(status)
+    .bind(i32::try_from(points).unwrap_or(i32::MAX))
+    .bind(error)
+    .execute(tx.conn())
+    .await?;
+    sqlx::query(
+        r"UPDATE integrations
+             SET last_sync_at = CASE WHEN $3 IS NULL THEN now() ELSE last_sync_at END,
+                 consecutive_failures = CASE WHEN $3 IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+                 error_message = $3,
+                 sync_status = CASE WHEN $3 IS NULL THEN 'success'
+                                    WHEN $4 OR consecutive_failures + 1 >= $5 THEN 'error'
+                                    ELSE sync_status END
+           WHERE organization_id = $1 AND id = $2",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(error)
+    .bind(refused)
+    .bind(FAILURES_BEFORE_ERROR)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
