@@ -83,6 +83,17 @@ fn outcome(answer: &str) -> Result<()> {
     }
 }
 
+/// A staff act: the function's answer, as the caller sees it, committed when it is `set`.
+async fn staff_act(
+    mut tx: UserTx,
+    act: sqlx::query::QueryScalar<'_, sqlx::Postgres, String, sqlx::postgres::PgArguments>,
+) -> Result<StatusCode> {
+    let answer = act.fetch_one(tx.conn()).await.map_err(staff_only)?;
+    outcome(&answer)?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Organizations with their plan and usage, by id (staff: admins, moderators, employees).
 #[utoipa::path(get, path = "/v1/platform/organizations", tag = "platform", security(("bearer" = [])),
     params(SearchParams),
@@ -129,21 +140,19 @@ where
     responses((status = 204, description = "The plan is set"), Forbidden, NotFound, Invalid,
         (status = 409, description = "`billed_by_stripe`", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn set_plan(
-    mut tx: UserTx,
+    tx: UserTx,
     Path(org): Path<Uuid>,
     grant: Valid<PlanGrant>,
 ) -> Result<StatusCode> {
-    let answer: String = sqlx::query_scalar(r"SELECT app.platform_set_plan($1, $2, $3, $4)")
-        .bind(org)
-        .bind(&grant.plan)
-        .bind(grant.until)
-        .bind(grant.reason.as_deref())
-        .fetch_one(tx.conn())
-        .await
-        .map_err(staff_only)?;
-    outcome(&answer)?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    staff_act(
+        tx,
+        sqlx::query_scalar(r"SELECT app.platform_set_plan($1, $2, $3, $4)")
+            .bind(org)
+            .bind(&grant.plan)
+            .bind(grant.until)
+            .bind(grant.reason.as_deref()),
+    )
+    .await
 }
 
 /// Users with their platform role and state, by id (staff).
@@ -163,16 +172,14 @@ pub async fn list_users(
     .await
 }
 
-async fn set_active(mut tx: UserTx, user: Uuid, active: bool) -> Result<StatusCode> {
-    let answer: String = sqlx::query_scalar(r"SELECT app.platform_set_active($1, $2)")
-        .bind(user)
-        .bind(active)
-        .fetch_one(tx.conn())
-        .await
-        .map_err(staff_only)?;
-    outcome(&answer)?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+async fn set_active(tx: UserTx, user: Uuid, active: bool) -> Result<StatusCode> {
+    staff_act(
+        tx,
+        sqlx::query_scalar(r"SELECT app.platform_set_active($1, $2)")
+            .bind(user)
+            .bind(active),
+    )
+    .await
 }
 
 /// Deactivate a user: their sessions end at once and signing in is refused (admins and
@@ -197,17 +204,15 @@ pub async fn reactivate_user(tx: UserTx, Path(user): Path<Uuid>) -> Result<Statu
     params(("user" = Uuid, Path, description = "User id")), request_body = RoleChange,
     responses((status = 204, description = "The role is set"), Forbidden, NotFound, Invalid))]
 pub async fn set_role(
-    mut tx: UserTx,
+    tx: UserTx,
     Path(user): Path<Uuid>,
     change: Valid<RoleChange>,
 ) -> Result<StatusCode> {
-    let answer: String = sqlx::query_scalar(r"SELECT app.platform_set_role($1, $2)")
-        .bind(user)
-        .bind(change.role.as_str())
-        .fetch_one(tx.conn())
-        .await
-        .map_err(staff_only)?;
-    outcome(&answer)?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    staff_act(
+        tx,
+        sqlx::query_scalar(r"SELECT app.platform_set_role($1, $2)")
+            .bind(user)
+            .bind(change.role.as_str()),
+    )
+    .await
 }

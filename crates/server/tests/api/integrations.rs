@@ -259,11 +259,53 @@ async fn another_organization_gets_nothing_and_a_moved_ciphertext_does_not_open(
         }
     }
     assert!(opened(&app, &keys, &bob, mine).await.is_err());
+    // Nor can he trigger, read the log of, or map Alice's integration.
+    for org in [bob.org, alice.org] {
+        let base = format!("/v1/orgs/{org}/integrations/{mine}");
+        for (method, path, body) in [
+            (Method::POST, format!("{base}/sync"), None),
+            (Method::GET, format!("{base}/syncs"), None),
+            (Method::GET, format!("{base}/mappings"), None),
+            (
+                Method::PUT,
+                format!("{base}/mappings"),
+                Some(json!({"mappings": {}})),
+            ),
+        ] {
+            let got = app.call(method, &bob, &path, body).await;
+            assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
+        }
+    }
+    // A viewer of Alice's organization reads the log but starts nothing.
+    let vera = app.user("vera@example.com").await;
+    app.add_member(&alice, alice.org, &vera, Role::Viewer).await;
+    let base = format!("/v1/orgs/{}/integrations/{mine}", alice.org);
+    assert_eq!(
+        app.call(Method::GET, &vera, &format!("{base}/syncs"), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let got = app
+        .call(Method::POST, &vera, &format!("{base}/sync"), None)
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM queue.jobs WHERE kind = 'integrations.sync'")
+            .fetch_one(&app.db.owner().await.0)
+            .await
+            .expect("jobs");
+    assert_eq!(queued, 0, "no sync was queued by anyone refused");
     // In SQL, as the runtime role bound to Bob: none of Alice's rows.
     let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(bob.id), alice.org)
         .await
         .expect("begin");
-    for table in ["integrations", "integration_secrets"] {
+    for table in [
+        "integrations",
+        "integration_secrets",
+        "integration_mappings",
+        "integration_syncs",
+    ] {
         let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(tx.conn())
             .await
