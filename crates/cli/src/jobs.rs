@@ -44,6 +44,65 @@ pub struct WorkerOptions {
     pub smtp_from: String,
     #[command(flatten)]
     pub stripe: crate::StripeOptions,
+    #[command(flatten)]
+    pub google: GoogleOptions,
+}
+
+/// Google, for the Analytics and Sheets integrations' syncs.
+#[derive(Args, Clone, Debug)]
+pub struct GoogleOptions {
+    /// The OAuth client Google refresh tokens were issued to (unless an integration stores its
+    /// own `client_id` and `client_secret`).
+    #[arg(long, env = "TENANTRY_GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    #[arg(long, env = "TENANTRY_GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+    /// Google's OAuth 2.0 token endpoint.
+    #[arg(
+        long,
+        env = "TENANTRY_GOOGLE_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub google_token_url: String,
+    /// The Google Analytics Data API's base URL.
+    #[arg(
+        long,
+        env = "TENANTRY_GOOGLE_ANALYTICS_API_BASE",
+        default_value = "https://analyticsdata.googleapis.com"
+    )]
+    pub google_analytics_api_base: String,
+    /// The Google Sheets API's base URL.
+    #[arg(
+        long,
+        env = "TENANTRY_GOOGLE_SHEETS_API_BASE",
+        default_value = "https://sheets.googleapis.com"
+    )]
+    pub google_sheets_api_base: String,
+}
+
+impl WorkerOptions {
+    /// Where the integrations' connectors find their providers.
+    fn endpoints(&self) -> Result<tenantry_server::integrations::sync::Endpoints, AnyError> {
+        let g = &self.google;
+        let google_client = match (&g.google_client_id, &g.google_client_secret) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "TENANTRY_GOOGLE_CLIENT_ID and TENANTRY_GOOGLE_CLIENT_SECRET go together"
+                        .into(),
+                )
+            }
+        };
+        Ok(tenantry_server::integrations::sync::Endpoints {
+            stripe_api: self.stripe.stripe_api_base.clone(),
+            google_token: g.google_token_url.clone(),
+            google_analytics_api: g.google_analytics_api_base.clone(),
+            google_sheets_api: g.google_sheets_api_base.clone(),
+            google_client,
+            ..Default::default()
+        })
+    }
 }
 
 impl WorkerOptions {
@@ -95,7 +154,7 @@ pub async fn run_worker(
             stripe,
             Some(tenantry_server::integrations::sync::Connectors::new(
                 vault,
-                options.stripe.stripe_api_base.clone(),
+                options.endpoints()?,
             )?),
         ),
         options.config(),

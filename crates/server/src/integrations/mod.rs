@@ -2,6 +2,7 @@
 //! Analytics and Google Sheets. Credentials are sealed by the vault before they are stored
 //! (`integration_secrets`, admins only) and never returned: the API shows a masked hint.
 
+pub mod google;
 pub mod routes;
 pub mod store;
 pub mod stripe;
@@ -28,11 +29,68 @@ text_enum! {
 }
 
 impl Provider {
-    /// The credential every integration of this provider needs.
-    pub fn required_credential(self) -> &'static str {
+    /// Checks that `credentials` hold what a sync of this provider needs.
+    pub fn check_credentials(self, credentials: &Credentials) -> Result<(), String> {
         match self {
-            Provider::Stripe => "api_key",
-            Provider::GoogleAnalytics | Provider::GoogleSheets => "refresh_token",
+            Provider::Stripe => match credentials.get("api_key") {
+                None => Err("Stripe needs `api_key`".into()),
+                Some(key) if !key.starts_with(['r', 's']) => {
+                    Err("a Stripe API key starts with rk_ or sk_".into())
+                }
+                Some(_) => Ok(()),
+            },
+            Provider::GoogleAnalytics | Provider::GoogleSheets => {
+                match (
+                    credentials.get("refresh_token"),
+                    credentials.get("service_account_key"),
+                ) {
+                    (Some(_), None) => {}
+                    (None, Some(key)) => {
+                        google::ServiceAccountKey::parse(key)
+                            .map_err(|e| format!("service_account_key: {e}"))?;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{} needs `refresh_token` (OAuth, offline access) or `service_account_key` (a service account's JSON key), one of them",
+                            self.label()
+                        ))
+                    }
+                }
+                if credentials.contains_key("client_id")
+                    != credentials.contains_key("client_secret")
+                {
+                    return Err("`client_id` and `client_secret` go together".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the configuration a sync of this provider needs (what is not secret).
+    pub fn check_config(self, config: &serde_json::Value) -> Result<(), String> {
+        match self {
+            Provider::Stripe => Ok(()),
+            Provider::GoogleAnalytics => {
+                if google::property_id(config).is_none() {
+                    return Err(
+                        "Google Analytics needs `property_id`, the GA4 property's number".into(),
+                    );
+                }
+                match &config["conversions_metric"] {
+                    serde_json::Value::Null => Ok(()),
+                    serde_json::Value::String(m)
+                        if (1..=64).contains(&m.len())
+                            && m.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(
+                        "`conversions_metric` is a GA4 metric's name (default keyEvents)".into(),
+                    ),
+                }
+            }
+            Provider::GoogleSheets => google::SheetConfig::from(config).map(|_| ()),
         }
     }
 
@@ -149,16 +207,9 @@ fn check_credentials(checks: &mut Checks, provider: Option<Provider>, credential
         {
             return Err("names of 1 to 64 characters, values of 1 to 8192".into());
         }
-        let Some(provider) = provider else {
-            return Ok(());
-        };
-        let required = provider.required_credential();
-        match c.get(required) {
-            None => Err(format!("{} needs `{required}`", provider.label())),
-            Some(key) if provider == Provider::Stripe && !key.starts_with(['r', 's']) => {
-                Err("a Stripe API key starts with rk_ or sk_".into())
-            }
-            Some(_) => Ok(()),
+        match provider {
+            Some(provider) => provider.check_credentials(c),
+            None => Ok(()),
         }
     });
 }
@@ -179,6 +230,8 @@ impl Validate for NewIntegration {
         checks.field("name", self.name.as_deref(), text(1, 100));
         check_credentials(checks, Some(self.provider), &self.credentials);
         checks.field("config", self.config.as_ref(), json_object);
+        let config = self.config.clone().unwrap_or_else(|| serde_json::json!({}));
+        checks.field("config", Some(&config), |c| self.provider.check_config(c));
         check_schedule(checks, self.schedule.as_deref());
     }
 }
@@ -195,14 +248,23 @@ impl Validate for IntegrationChanges {
     }
 }
 
-/// What the API shows instead of credentials: their names, with the last 4 characters of the
-/// provider's main credential when it is long enough to keep them secret (`api_key …4242`).
-pub fn hint(provider: Provider, credentials: &Credentials) -> String {
+/// What the API shows instead of credentials: their names, with the last 4 characters of an API
+/// key or refresh token long enough to keep them secret (`api_key …4242`), and a service
+/// account's email (it names the account, and grants nothing).
+pub fn hint(credentials: &Credentials) -> String {
     credentials
         .iter()
         .map(|(name, value)| {
             let count = value.chars().count();
-            if name == provider.required_credential() && count >= 16 {
+            if name == "service_account_key" {
+                match google::ServiceAccountKey::parse(value) {
+                    Ok(key) => format!(
+                        "{name} ({})",
+                        key.client_email.chars().take(100).collect::<String>()
+                    ),
+                    Err(_) => name.clone(),
+                }
+            } else if matches!(name.as_str(), "api_key" | "refresh_token") && count >= 16 {
                 let tail: String = value.chars().skip(count - 4).collect();
                 format!("{name} …{tail}")
             } else {

@@ -92,7 +92,7 @@ pub async fn create(
     .execute(tx.conn())
     .await
     .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
-    store_credentials(tx.conn(), vault, org, id, new.provider, &new.credentials).await?;
+    store_credentials(tx.conn(), vault, org, id, &new.credentials).await?;
     get(tx, id).await
 }
 
@@ -122,15 +122,16 @@ pub async fn update(
     .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
     let provider = Provider::try_from(provider.found()?)
         .map_err(|e| Error::Internal(format!("a stored provider: {e}")))?;
+    if let Some(config) = &changes.config {
+        provider
+            .check_config(config)
+            .map_err(|e| Error::Validation(vec![FieldError::new("config", e)]))?;
+    }
     if let Some(credentials) = &changes.credentials {
-        let required = provider.required_credential();
-        if !credentials.contains_key(required) {
-            return Err(Error::Validation(vec![FieldError::new(
-                "credentials",
-                format!("{} needs `{required}`", provider.label()),
-            )]));
-        }
-        store_credentials(tx.conn(), vault, org, id, provider, credentials).await?;
+        provider
+            .check_credentials(credentials)
+            .map_err(|e| Error::Validation(vec![FieldError::new("credentials", e)]))?;
+        store_credentials(tx.conn(), vault, org, id, credentials).await?;
     }
     get(tx, id).await
 }
@@ -156,7 +157,6 @@ async fn store_credentials(
     vault: &Vault,
     org: Uuid,
     integration: Uuid,
-    provider: Provider,
     credentials: &Credentials,
 ) -> Result<()> {
     let plain = zeroize::Zeroizing::new(
@@ -173,7 +173,7 @@ async fn store_credentials(
     .bind(integration)
     .bind(&sealed)
     .bind(vault.primary_key_id())
-    .bind(hint(provider, credentials))
+    .bind(hint(credentials))
     .execute(conn)
     .await?;
     Ok(())

@@ -63,24 +63,50 @@ impl ConnectorError {
     }
 }
 
-/// What syncs need: the vault, an HTTP client and the providers' API base URLs.
+/// Where the providers' APIs are (the real ones by default; tests point them at their own
+/// servers) and the OAuth client Google refresh tokens belong to.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub stripe_api: String,
+    pub google_token: String,
+    pub google_analytics_api: String,
+    pub google_sheets_api: String,
+    /// The server's Google OAuth client (id, secret), unless an integration stores its own.
+    pub google_client: Option<(String, String)>,
+    /// The first wait after a quota refusal; it doubles with each refusal in a run.
+    pub quota_backoff: std::time::Duration,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            stripe_api: "https://api.stripe.com".into(),
+            google_token: "https://oauth2.googleapis.com/token".into(),
+            google_analytics_api: "https://analyticsdata.googleapis.com".into(),
+            google_sheets_api: "https://sheets.googleapis.com".into(),
+            google_client: None,
+            quota_backoff: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+/// What syncs need: the vault, an HTTP client and the providers' endpoints.
 #[derive(Clone)]
 pub struct Connectors {
     pub vault: Arc<Vault>,
     pub http: reqwest::Client,
-    /// Stripe's API (`https://api.stripe.com`; tests point it at their own server).
-    pub stripe_api_base: String,
+    pub endpoints: Endpoints,
 }
 
 impl Connectors {
-    pub fn new(vault: Arc<Vault>, stripe_api_base: String) -> Result<Self, reqwest::Error> {
+    pub fn new(vault: Arc<Vault>, endpoints: Endpoints) -> Result<Self, reqwest::Error> {
         Ok(Self {
             vault,
             // A provider that stops answering fails the run (retried) instead of holding it.
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
                 .build()?,
-            stripe_api_base,
+            endpoints,
         })
     }
 }
@@ -171,6 +197,10 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         .unwrap_or(BACKFILL_DAYS)
         .clamp(1, 1100);
     let from = match integration.last_sync_at {
+        // A sheet is read whole: a person may correct any row of it.
+        Some(_) if integration.provider == Provider::GoogleSheets => {
+            today.checked_sub_days(Days::new(backfill - 1))
+        }
         // The day before the last sync too: late data (refunds, sessions) lands there.
         Some(last) => last.date_naive().checked_sub_days(Days::new(1)),
         None => today.checked_sub_days(Days::new(backfill - 1)),
@@ -196,7 +226,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     tx.commit().await?;
 
     // The provider is asked outside any transaction: no connection waits on the network.
-    let metrics: Vec<&str> = integration
+    let metrics: Vec<&'static str> = integration
         .provider
         .metrics()
         .iter()
@@ -206,12 +236,13 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     let fetched = if metrics.is_empty() {
         Ok(Vec::new())
     } else {
+        let config = &integration.config;
         match integration.provider {
             Provider::Stripe => match credentials.get("api_key") {
                 Some(key) => {
                     super::stripe::fetch(
                         &c.http,
-                        &c.stripe_api_base,
+                        &c.endpoints.stripe_api,
                         key,
                         &metrics,
                         from,
@@ -222,11 +253,11 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
                 }
                 None => Err(ConnectorError::fatal("no api_key is stored".into())),
             },
-            Provider::GoogleAnalytics | Provider::GoogleSheets => {
-                Err(ConnectorError::fatal(format!(
-                    "syncing {} is not available in this version",
-                    integration.provider.label()
-                )))
+            Provider::GoogleAnalytics => {
+                super::google::analytics(c, &credentials, config, &metrics, from, today).await
+            }
+            Provider::GoogleSheets => {
+                super::google::sheet(c, &credentials, config, from, today).await
             }
         }
     };

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -19,6 +20,33 @@ pub struct TestUser {
     pub id: Uuid,
     pub org: Uuid,
     pub token: String,
+}
+
+/// Everything the process logs from now on, at every level, kept for the test to read (call
+/// it before anything else logs: the first subscriber of a test process stays).
+pub fn capture_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut kept) = self.0.lock() {
+                kept.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(kept.clone());
+    tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_env_filter("trace")
+        .with_ansi(false)
+        .try_init()
+        .expect("the first subscriber of this test process");
+    kept
 }
 
 impl TestApp {

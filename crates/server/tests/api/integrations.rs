@@ -19,11 +19,11 @@ use crate::helpers::{assert_problem, refused_fields, TestApp, TestUser};
 
 const SECRET: &str = "rk_live_51HxSecretValueThatMustNeverShow4242";
 
-fn vault(spec: &str) -> Arc<Vault> {
+pub(crate) fn vault(spec: &str) -> Arc<Vault> {
     Arc::new(Vault::from_spec(spec).expect("vault"))
 }
 
-async fn with_vault(spec: &str) -> TestApp {
+pub(crate) async fn with_vault(spec: &str) -> TestApp {
     TestApp::spawn_with(HttpConfig {
         vault: Some(vault(spec)),
         ..HttpConfig::default()
@@ -41,7 +41,7 @@ async fn connect(app: &TestApp, admin: &TestUser, name: &str, key: &str) -> (Sta
     .await
 }
 
-fn id_of(body: &Value) -> Uuid {
+pub(crate) fn id_of(body: &Value) -> Uuid {
     body["id"]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -161,8 +161,37 @@ async fn bad_input_is_refused_whole_and_the_plan_limits_integrations() {
             "credentials",
         ),
         (
-            json!({"provider": "google_analytics", "credentials": {"api_key": "rk_1"}}),
+            json!({"provider": "google_analytics", "credentials": {"api_key": "rk_1"},
+                   "config": {"property_id": "123"}}),
             "credentials",
+        ),
+        (
+            json!({"provider": "google_analytics",
+                   "credentials": {"refresh_token": "1//x", "service_account_key": "{}"},
+                   "config": {"property_id": "123"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "google_sheets",
+                   "credentials": {"service_account_key": "{\"client_email\": \"a@b\", \"private_key\": \"no\"}"},
+                   "config": {"spreadsheet_id": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "google_sheets", "credentials": {"refresh_token": "1//x", "client_id": "c"},
+                   "config": {"spreadsheet_id": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"}}),
+            "credentials",
+        ),
+        (
+            json!({"provider": "google_analytics", "credentials": {"refresh_token": "1//x"},
+                   "config": {"property_id": "G-ABC123"}}),
+            "config",
+        ),
+        (
+            json!({"provider": "google_sheets", "credentials": {"refresh_token": "1//x"},
+                   "config": {"spreadsheet_id": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms",
+                              "date_column": "B", "value_column": "B"}}),
+            "config",
         ),
         (
             json!({"provider": "stripe", "credentials": {"api_key": "rk_1"}, "schedule": "every hour"}),
@@ -589,9 +618,21 @@ impl StripeAccount {
 
 /// Runs the queued syncs with the integrations' connectors (Stripe at `stripe_base`).
 async fn run_jobs(app: &TestApp, keys: Arc<Vault>, stripe_base: &str) {
+    let endpoints = tenantry_server::integrations::sync::Endpoints {
+        stripe_api: stripe_base.to_string(),
+        ..Default::default()
+    };
+    run_syncs(app, keys, endpoints).await;
+}
+
+/// Runs the queued syncs with connectors to `endpoints`.
+pub(crate) async fn run_syncs(
+    app: &TestApp,
+    keys: Arc<Vault>,
+    endpoints: tenantry_server::integrations::sync::Endpoints,
+) {
     let connectors =
-        tenantry_server::integrations::sync::Connectors::new(keys, stripe_base.to_string())
-            .expect("connectors");
+        tenantry_server::integrations::sync::Connectors::new(keys, endpoints).expect("connectors");
     crate::helpers::run_jobs(
         app,
         tenantry_server::jobs::registry(None, None, Some(connectors)),
@@ -601,7 +642,7 @@ async fn run_jobs(app: &TestApp, keys: Arc<Vault>, stripe_base: &str) {
 }
 
 /// The integration as Alice reads it.
-async fn integration_of(app: &TestApp, alice: &TestUser, id: Uuid) -> Value {
+pub(crate) async fn integration_of(app: &TestApp, alice: &TestUser, id: Uuid) -> Value {
     let (status, integration) = app
         .call(
             Method::GET,
@@ -628,45 +669,55 @@ async fn mapped(
     alice: &TestUser,
     key: &str,
 ) -> (Uuid, std::collections::HashMap<&'static str, Uuid>) {
+    connected(
+        app,
+        alice,
+        json!({"provider": "stripe", "credentials": {"api_key": key}, "config": {"backfill_days": 10}}),
+        &["revenue", "new_customers", "mrr", "active_subscriptions"],
+    )
+    .await
+}
+
+/// Connects an integration (`body` as posted) and maps `metrics` to new KPIs of their names.
+pub(crate) async fn connected(
+    app: &TestApp,
+    alice: &TestUser,
+    body: Value,
+    metrics: &[&'static str],
+) -> (Uuid, std::collections::HashMap<&'static str, Uuid>) {
+    let created = created_id(app, alice, "integrations", body).await;
     let mut kpis = std::collections::HashMap::new();
-    for metric in ["revenue", "new_customers", "mrr", "active_subscriptions"] {
-        let (status, body) = app
-            .call(
-                Method::POST,
-                alice,
-                &format!("/v1/orgs/{}/kpis", alice.org),
-                Some(json!({"name": metric})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        kpis.insert(metric, id_of(&body));
+    for metric in metrics {
+        let kpi = created_id(app, alice, "kpis", json!({"name": metric})).await;
+        kpis.insert(*metric, kpi);
     }
-    let (status, created) = app
-        .call(
-            Method::POST,
-            alice,
-            &format!("/v1/orgs/{}/integrations", alice.org),
-            Some(
-                json!({"provider": "stripe", "credentials": {"api_key": key},
-                        "config": {"backfill_days": 10}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let id = id_of(&created);
     let (status, body) = app
         .call(
             Method::PUT,
             alice,
-            &format!("/v1/orgs/{}/integrations/{id}/mappings", alice.org),
+            &format!("/v1/orgs/{}/integrations/{created}/mappings", alice.org),
             Some(json!({"mappings": kpis})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    (id, kpis)
+    (created, kpis)
 }
 
-async fn sync_now(app: &TestApp, alice: &TestUser, id: Uuid) {
+/// POSTs `body` to the organization's `collection`; the new row's id.
+async fn created_id(app: &TestApp, alice: &TestUser, collection: &str, body: Value) -> Uuid {
+    let (status, created) = app
+        .call(
+            Method::POST,
+            alice,
+            &format!("/v1/orgs/{}/{collection}", alice.org),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    id_of(&created)
+}
+
+pub(crate) async fn sync_now(app: &TestApp, alice: &TestUser, id: Uuid) {
     let (status, body) = app
         .call(
             Method::POST,
@@ -678,7 +729,7 @@ async fn sync_now(app: &TestApp, alice: &TestUser, id: Uuid) {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
-async fn runs(app: &TestApp, alice: &TestUser, id: Uuid) -> Vec<Value> {
+pub(crate) async fn runs(app: &TestApp, alice: &TestUser, id: Uuid) -> Vec<Value> {
     let (status, page) = app
         .call(
             Method::GET,
@@ -692,7 +743,7 @@ async fn runs(app: &TestApp, alice: &TestUser, id: Uuid) -> Vec<Value> {
 }
 
 /// A KPI's points (day, value, source) as Alice's runtime role reads them.
-async fn points(
+pub(crate) async fn points(
     app: &TestApp,
     alice: &TestUser,
     kpi: Uuid,

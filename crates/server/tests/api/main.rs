@@ -18,6 +18,7 @@ mod goals;
 mod helpers;
 mod input;
 mod integrations;
+mod integrations_google;
 mod invitations;
 mod jobs;
 mod kpis;
