@@ -86,6 +86,17 @@ pub async fn enqueue_platform(owner: &OwnerPool, job: &NewJob) -> Result<Option<
     insert(&mut conn, None, None, job).await
 }
 
+/// Enqueues `job` for `org` acting for `actor`, on the owner's connection `conn`: platform
+/// upkeep that queues an organization's own work (scheduled integration syncs).
+pub async fn enqueue_for(
+    conn: &mut PgConnection,
+    org: Uuid,
+    actor: Option<Uuid>,
+    job: &NewJob,
+) -> Result<Option<Uuid>, DbError> {
+    insert(conn, Some(org), actor, job).await
+}
+
 async fn insert(
     conn: &mut PgConnection,
     org: Option<Uuid>,

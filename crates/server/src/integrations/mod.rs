@@ -126,6 +126,12 @@ pub struct Integration {
     /// When syncs run (five-field cron, UTC).
     pub schedule: String,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// When the schedule next queues a sync; null while paused after the provider refused
+    /// (an admin's change to it, or a sync asked for, resumes it).
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// False when the plan in force does not let this integration sync (it lacks the feature,
+    /// or allows fewer active integrations than are connected: the newest wait).
+    pub within_plan: Option<bool>,
     /// `pending`, `success` or `error`.
     pub sync_status: String,
     pub error_message: Option<String>,
@@ -142,6 +148,8 @@ pub struct Mapping {
     pub metric: String,
     pub kpi_id: Uuid,
     pub created_at: DateTime<Utc>,
+    /// The last sync that wrote this mapping's KPI; null until then (the next sync backfills).
+    pub synced_at: Option<DateTime<Utc>>,
 }
 
 /// All of an integration's mappings at once: metric → KPI id (an empty object removes them).

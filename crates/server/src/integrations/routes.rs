@@ -139,9 +139,10 @@ pub async fn set_mappings(
 }
 
 /// Sync now (admins): a sync job is queued acting for the caller (one waiting absorbs repeats).
+/// Refused for a switched-off integration (409) and one the plan does not let sync (402).
 #[utoipa::path(post, path = "/v1/orgs/{org}/integrations/{integration}/sync", tag = "integrations", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
-    responses((status = 202, description = "Queued; its run appears in …/syncs"), Forbidden, NotFound))]
+    responses((status = 202, description = "Queued; its run appears in …/syncs"), PaymentRequired, Forbidden, NotFound, Conflict))]
 pub async fn request_sync(
     mut tx: OrgTx,
     Path((_org, id)): Path<(Uuid, Uuid)>,

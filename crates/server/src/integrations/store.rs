@@ -30,7 +30,7 @@ fn place(org: Uuid, integration: Uuid) -> Place<'static> {
 }
 
 const SELECT: &str = r"SELECT i.id, i.provider, i.name, i.is_active, i.config, i.schedule,
-       i.last_sync_at, i.sync_status, i.error_message, s.hint AS credentials_hint, i.created_by,
+       i.last_sync_at, i.next_sync_at, app.integration_in_plan(i.organization_id, i.id) AS within_plan, i.sync_status, i.error_message, s.hint AS credentials_hint, i.created_by,
        i.created_at, i.updated_at
   FROM integrations i
   LEFT JOIN integration_secrets s ON s.organization_id = i.organization_id AND s.integration_id = i.id";
@@ -107,7 +107,16 @@ pub async fn update(
     let provider: Option<String> = sqlx::query_scalar(
         r"UPDATE integrations
              SET name = coalesce(btrim($3), name), is_active = coalesce($4, is_active),
-                 config = coalesce($5, config), schedule = coalesce($6, schedule)
+                 config = coalesce($5, config), schedule = coalesce($6, schedule),
+                 -- What changes how it syncs makes it due at once (and resumes a paused one);
+                 -- new credentials or configuration start its failures afresh.
+                 next_sync_at = CASE WHEN $4 IS NOT NULL OR $5 IS NOT NULL OR $6 IS NOT NULL OR $7
+                                     THEN now() ELSE next_sync_at END,
+                 sync_status = CASE WHEN ($5 IS NOT NULL OR $7) AND sync_status = 'error'
+                                    THEN 'pending' ELSE sync_status END,
+                 consecutive_failures = CASE WHEN $5 IS NOT NULL OR $7 THEN 0 ELSE consecutive_failures END,
+                 error_message = CASE WHEN $5 IS NOT NULL OR $7 THEN NULL ELSE error_message END,
+                 error_notified_at = CASE WHEN $5 IS NOT NULL OR $7 THEN NULL ELSE error_notified_at END
            WHERE organization_id = $1 AND id = $2
        RETURNING provider",
     )
@@ -117,6 +126,7 @@ pub async fn update(
     .bind(changes.is_active)
     .bind(changes.config.as_ref())
     .bind(changes.schedule.as_deref())
+    .bind(changes.credentials.is_some())
     .fetch_optional(tx.conn())
     .await
     .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
@@ -255,7 +265,7 @@ pub async fn mappings(tx: &mut OrgTx, id: Uuid) -> Result<Vec<Mapping>> {
     let org = tx.org();
     get(tx, id).await?;
     Ok(sqlx::query_as(
-        r"SELECT metric, kpi_id, created_at FROM integration_mappings
+        r"SELECT metric, kpi_id, created_at, synced_at FROM integration_mappings
            WHERE organization_id = $1 AND integration_id = $2 ORDER BY metric",
     )
     .bind(org)
@@ -306,24 +316,41 @@ pub async fn set_mappings(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
+    // A mapping kept as it was keeps its sync state; a new or re-pointed one is backfilled by
+    // the next sync, which is due at once.
+    let metrics: Vec<&str> = change.mappings.keys().map(String::as_str).collect();
     sqlx::query(
-        r"DELETE FROM integration_mappings WHERE organization_id = $1 AND integration_id = $2",
+        r"DELETE FROM integration_mappings
+           WHERE organization_id = $1 AND integration_id = $2 AND NOT metric = ANY ($3)",
     )
     .bind(org)
     .bind(id)
+    .bind(&metrics)
     .execute(tx.conn())
     .await?;
-    let metrics: Vec<&str> = change.mappings.keys().map(String::as_str).collect();
-    sqlx::query(
-        r"INSERT INTO integration_mappings (organization_id, integration_id, metric, kpi_id)
-          SELECT $1, $2, m, k FROM unnest($3::text[], $4::uuid[]) AS u (m, k)",
+    let changed = sqlx::query(
+        r"INSERT INTO integration_mappings AS m (organization_id, integration_id, metric, kpi_id)
+          SELECT $1, $2, u.m, u.k FROM unnest($3::text[], $4::uuid[]) AS u (m, k)
+          ON CONFLICT (organization_id, integration_id, metric)
+          DO UPDATE SET kpi_id = excluded.kpi_id, synced_at = NULL
+           WHERE m.kpi_id IS DISTINCT FROM excluded.kpi_id",
     )
     .bind(org)
     .bind(id)
     .bind(&metrics)
     .bind(&kpis)
     .execute(tx.conn())
-    .await?;
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        sqlx::query(
+            r"UPDATE integrations SET next_sync_at = now() WHERE organization_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    }
     mappings(tx, id).await
 }
 
@@ -332,7 +359,19 @@ pub async fn set_mappings(
 pub async fn request_sync(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
-    get(tx, id).await?;
+    let integration = get(tx, id).await?;
+    if !integration.is_active {
+        return Err(Error::Conflict {
+            code: "integration_inactive",
+            detail: "the integration is switched off (is_active false); switch it on to sync"
+                .into(),
+        });
+    }
+    // The same answer as connecting one more: the feature, or the count, is beyond the plan.
+    sqlx::query(r"SELECT app.require_integration_in_plan($1)")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
     let job = super::sync::SYNC.job(serde_json::json!({"integration_id": id, "trigger": "manual"}));
     tenantry_db::queue::enqueue(
         tx,

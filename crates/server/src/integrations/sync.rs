@@ -1,15 +1,17 @@
-//! Syncs (migration 0043): a job per run (`integrations.sync`), acting for the member who asked
-//! (or who connected the integration), under RLS: it opens the credentials, asks the provider for
-//! the days since the last sync (a backfill on the first), writes each mapped metric's daily
-//! values as KPI points with `source` = the provider through the one write path of points
-//! (upserts: a re-sync replaces, never duplicates), and records the run. A failure is recorded
-//! with secrets redacted and retried with the queue's backoff; a refused credential, or
-//! `FAILURES_BEFORE_ERROR` failures in a row, turns the integration to `error`.
+//! Syncs (migrations 0043, 0044): a job per run (`integrations.sync`), queued on demand or by
+//! the platform's dispatcher on the integration's schedule, acting for an admin, under RLS: it
+//! opens the credentials, asks the provider for the days since its mappings' last sync (a
+//! backfill for a mapping never synced), writes each mapped metric's daily values as KPI points
+//! with `source` = the provider through the one write path of points (upserts: a re-sync
+//! replaces, never duplicates), and records the run. A failure is recorded with secrets
+//! redacted, retried with the queue's backoff, and backs the schedule off; a refused credential,
+//! or `FAILURES_BEFORE_ERROR` failures in a row, turns the integration to `error` and tells its
+//! admins once; a refusal also pauses its schedule until an admin changes something.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;
@@ -119,8 +121,8 @@ pub struct SyncRun {
     pub trigger: String,
     /// `running`, `success` or `error`.
     pub status: String,
-    pub started_at: chrono::DateTime<Utc>,
-    pub finished_at: Option<chrono::DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
     pub range_from: Option<NaiveDate>,
     pub range_to: Option<NaiveDate>,
     pub points_written: i32,
@@ -128,7 +130,32 @@ pub struct SyncRun {
     pub error: Option<String>,
 }
 
+/// The platform's dispatcher (schedule `integration-syncs`, every minute): queues a sync of
+/// every active integration that is due and that its plan lets sync.
+pub const DISPATCH: JobSpec = JobSpec {
+    kind: "integrations.dispatch",
+    max_attempts: 3,
+};
+
+/// Integrations queued per statement by the dispatcher.
+const DISPATCH_BATCH: i64 = 500;
+
 pub fn register(registry: Registry, connectors: Option<Connectors>) -> Registry {
+    let registry = registry.register(DISPATCH, |run| async move {
+        let owner = run.owner()?;
+        let mut queued = 0usize;
+        loop {
+            let (batch, more) = dispatch(owner).await?;
+            queued += batch;
+            if !more {
+                break;
+            }
+        }
+        if queued > 0 {
+            tracing::info!(queued, "integrations.dispatch queued scheduled syncs");
+        }
+        Ok(())
+    });
     registry.register(SYNC, move |run| {
         let connectors = connectors.clone();
         async move {
@@ -155,6 +182,88 @@ pub fn register(registry: Registry, connectors: Option<Connectors>) -> Registry 
     })
 }
 
+/// The first slot of `schedule` (five-field cron, UTC) after `after`.
+pub fn next_slot(schedule: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron_parser::parse(schedule, &after).ok()
+}
+
+/// An integration the dispatcher found due.
+#[derive(FromRow)]
+struct Due {
+    organization_id: Uuid,
+    id: Uuid,
+    schedule: String,
+    /// Whom its sync acts for.
+    actor: Option<Uuid>,
+    in_plan: Option<bool>,
+}
+
+/// Queues one batch of due syncs, as the owner; returns how many and whether more may be due.
+/// Each acts for the admin who connected the integration while they are one, else for the
+/// organization's first owner. An integration its plan does not let sync is not queued, only
+/// moved to its next slot: it resumes when the plan allows it again.
+async fn dispatch(owner: &tenantry_db::OwnerPool) -> Result<(usize, bool), Error> {
+    let mut tx = owner.0.begin().await?;
+    let due: Vec<Due> = sqlx::query_as(
+        r"SELECT i.organization_id, i.id, i.schedule,
+                 coalesce((SELECT m.user_id FROM organization_members m
+                            WHERE m.organization_id = i.organization_id AND m.user_id = i.created_by
+                              AND m.role IN ('owner', 'admin')),
+                          (SELECT m.user_id FROM organization_members m
+                            WHERE m.organization_id = i.organization_id AND m.role = 'owner'
+                            ORDER BY m.created_at LIMIT 1)) AS actor,
+                 app.integration_in_plan(i.organization_id, i.id) AS in_plan
+            FROM integrations i
+           WHERE i.is_active AND i.next_sync_at <= now()
+           ORDER BY i.next_sync_at LIMIT $1
+             FOR UPDATE OF i SKIP LOCKED",
+    )
+    .bind(DISPATCH_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = Utc::now();
+    let mut queued = 0;
+    let (mut orgs, mut ids, mut next) = (Vec::new(), Vec::new(), Vec::new());
+    for Due {
+        organization_id: org,
+        id,
+        schedule,
+        actor,
+        in_plan,
+    } in &due
+    {
+        if *in_plan == Some(true) {
+            let job = tenantry_db::queue::NewJob {
+                unique_key: Some(id.to_string()),
+                ..SYNC.job(serde_json::json!({"integration_id": id, "trigger": "schedule"}))
+            };
+            if tenantry_db::queue::enqueue_for(&mut tx, *org, *actor, &job)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+        orgs.push(*org);
+        ids.push(*id);
+        // A schedule the database holds but cron cannot read (none pass the API's check):
+        // a day later, rather than every minute.
+        next.push(next_slot(schedule, now).unwrap_or(now + chrono::Duration::days(1)));
+    }
+    sqlx::query(
+        r"UPDATE integrations i SET next_sync_at = u.next
+            FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u (org, id, next)
+           WHERE i.organization_id = u.org AND i.id = u.id",
+    )
+    .bind(&orgs)
+    .bind(&ids)
+    .bind(&next)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((queued, due.len() as i64 == DISPATCH_BATCH))
+}
+
 /// Replaces every credential value in `text` (a provider may echo what it was sent).
 fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
@@ -176,11 +285,21 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     if !integration.is_active {
         return Ok(());
     }
-    let mappings: HashMap<String, Uuid> = store::mappings(&mut tx, id)
-        .await?
-        .into_iter()
-        .map(|m| (m.metric, m.kpi_id))
-        .collect();
+    let in_plan: Option<bool> = sqlx::query_scalar(r"SELECT app.integration_in_plan($1, $2)")
+        .bind(org)
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await
+        .map_err(Error::from)?;
+    if in_plan != Some(true) {
+        tracing::info!(%org, integration = %id, "sync skipped: the plan in force does not let this integration sync");
+        return Ok(());
+    }
+    let mapped = store::mappings(&mut tx, id).await?;
+    // The oldest of the mappings' last syncs; None when one was never synced (a backfill).
+    let synced_through = mapped.iter().map(|m| m.synced_at).min().flatten();
+    let mappings: HashMap<String, Uuid> =
+        mapped.into_iter().map(|m| (m.metric, m.kpi_id)).collect();
     let credentials = match store::credentials(&mut tx, &c.vault, id).await {
         Ok(found) => found,
         Err(Error::NotFound) => {
@@ -196,7 +315,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         .as_u64()
         .unwrap_or(BACKFILL_DAYS)
         .clamp(1, 1100);
-    let from = match integration.last_sync_at {
+    let from = match synced_through {
         // A sheet is read whole: a person may correct any row of it.
         Some(_) if integration.provider == Provider::GoogleSheets => {
             today.checked_sub_days(Days::new(backfill - 1))
@@ -206,7 +325,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         None => today.checked_sub_days(Days::new(backfill - 1)),
     }
     .unwrap_or(today);
-    let trigger = if integration.last_sync_at.is_none() {
+    let trigger = if synced_through.is_none() && !mappings.is_empty() {
         "backfill"
     } else {
         trigger
@@ -278,13 +397,28 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
                 })
                 .collect();
             let written = write(&mut tx, &mut rows).await?;
-            finish(&mut tx, id, run_id, Ok(written)).await?;
+            sqlx::query(
+                r"UPDATE integration_mappings SET synced_at = now()
+                   WHERE organization_id = $1 AND integration_id = $2 AND metric = ANY ($3)",
+            )
+            .bind(org)
+            .bind(id)
+            .bind(&metrics)
+            .execute(tx.conn())
+            .await
+            .map_err(Error::from)?;
+            let next = next_slot(&integration.schedule, Utc::now());
+            finish(&mut tx, id, run_id, Outcome::Synced { written, next }).await?;
             tx.commit().await?;
             Ok(())
         }
         Err(e) => {
             let message = redact(&e.message, &secrets);
-            finish(&mut tx, id, run_id, Err((&message, !e.retry))).await?;
+            let outcome = Outcome::Failed {
+                message: &message,
+                refused: !e.retry,
+            };
+            finish(&mut tx, id, run_id, outcome).await?;
             tx.commit().await?;
             Err(if e.retry {
                 JobError::Retry(message)
@@ -295,17 +429,26 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     }
 }
 
-/// Records the run's outcome on the run and on the integration.
-async fn finish(
-    tx: &mut OrgTx,
-    id: Uuid,
-    run_id: Uuid,
-    outcome: Result<u64, (&str, bool)>,
-) -> Result<(), Error> {
+/// How a run ended.
+enum Outcome<'a> {
+    /// Points written; the schedule's next slot (to resume a paused one).
+    Synced {
+        written: u64,
+        next: Option<DateTime<Utc>>,
+    },
+    /// The provider's error, redacted; `refused` when retrying cannot help.
+    Failed { message: &'a str, refused: bool },
+}
+
+/// Records the run's outcome on the run and on the integration: a success clears the failures
+/// (and resumes a paused schedule at `next`); a failure counts, backs the schedule off (1 h,
+/// 2 h, 4 h … at most a day), or pauses it when the provider refused (`refused`); turning
+/// `error` tells the admins, once.
+async fn finish(tx: &mut OrgTx, id: Uuid, run_id: Uuid, outcome: Outcome<'_>) -> Result<(), Error> {
     let org = tx.org();
-    let (status, points, error, refused) = match outcome {
-        Ok(points) => ("success", points, None, false),
-        Err((message, refused)) => ("error", 0, Some(message), refused),
+    let (status, points, next, error, refused) = match outcome {
+        Outcome::Synced { written, next } => ("success", written, next, None, false),
+        Outcome::Failed { message, refused } => ("error", 0, None, Some(message), refused),
     };
     sqlx::query(
         r"UPDATE integration_syncs SET status = $3, finished_at = now(), points_written = $4, error = $5
@@ -318,22 +461,38 @@ async fn finish(
     .bind(error)
     .execute(tx.conn())
     .await?;
-    sqlx::query(
+    let failed: bool = sqlx::query_scalar(
         r"UPDATE integrations
              SET last_sync_at = CASE WHEN $3 IS NULL THEN now() ELSE last_sync_at END,
                  consecutive_failures = CASE WHEN $3 IS NULL THEN 0 ELSE consecutive_failures + 1 END,
                  error_message = $3,
                  sync_status = CASE WHEN $3 IS NULL THEN 'success'
                                     WHEN $4 OR consecutive_failures + 1 >= $5 THEN 'error'
-                                    ELSE sync_status END
-           WHERE organization_id = $1 AND id = $2",
+                                    ELSE sync_status END,
+                 error_notified_at = CASE WHEN $3 IS NULL THEN NULL ELSE error_notified_at END,
+                 next_sync_at = CASE WHEN $3 IS NULL THEN coalesce(next_sync_at, $6)
+                                     WHEN $4 THEN NULL
+                                     ELSE greatest(next_sync_at,
+                                                   now() + least(interval '1 hour' * 2 ^ least(consecutive_failures, 5),
+                                                                 interval '1 day'))
+                                END
+           WHERE organization_id = $1 AND id = $2
+       RETURNING sync_status = 'error'",
     )
     .bind(org)
     .bind(id)
     .bind(error)
     .bind(refused)
     .bind(FAILURES_BEFORE_ERROR)
-    .execute(tx.conn())
-    .await?;
+    .bind(next)
+    .fetch_optional(tx.conn())
+    .await?
+    .unwrap_or(false);
+    if failed {
+        sqlx::query(r"SELECT app.announce_integration_error($1)")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+    }
     Ok(())
 }

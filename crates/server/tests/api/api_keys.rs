@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::helpers::{assert_problem, TestApp, TestUser};
 
-async fn create_key(app: &TestApp, admin: &TestUser, body: Value) -> (Uuid, TestUser) {
+pub(crate) async fn create_key(app: &TestApp, admin: &TestUser, body: Value) -> (Uuid, TestUser) {
     let (status, created) = app
         .call(
             Method::POST,

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::billing::on_plan;
 use crate::helpers::{assert_problem, refused_fields, TestApp, TestUser};
 
-const SECRET: &str = "rk_live_51HxSecretValueThatMustNeverShow4242";
+pub(crate) const SECRET: &str = "rk_live_51HxSecretValueThatMustNeverShow4242";
 
 pub(crate) fn vault(spec: &str) -> Arc<Vault> {
     Arc::new(Vault::from_spec(spec).expect("vault"))
@@ -31,7 +31,12 @@ pub(crate) async fn with_vault(spec: &str) -> TestApp {
     .await
 }
 
-async fn connect(app: &TestApp, admin: &TestUser, name: &str, key: &str) -> (StatusCode, Value) {
+pub(crate) async fn connect(
+    app: &TestApp,
+    admin: &TestUser,
+    name: &str,
+    key: &str,
+) -> (StatusCode, Value) {
     app.call(
         Method::POST,
         admin,
@@ -524,7 +529,7 @@ async fn a_mapping_names_a_metric_of_the_provider_and_a_live_kpi_of_this_organiz
 /// A Stripe account as the connector reads it: lists of balance transactions, customers and
 /// subscriptions, two to a page, behind one API key; or failing with `fail`.
 #[derive(Clone, Default)]
-struct StripeAccount {
+pub(crate) struct StripeAccount {
     key: String,
     lists: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Value>>>>,
     fail: Arc<std::sync::Mutex<Option<u16>>>,
@@ -592,7 +597,7 @@ async fn stripe_list(
 }
 
 impl StripeAccount {
-    async fn start(key: &str) -> (Self, String) {
+    pub(crate) async fn start(key: &str) -> (Self, String) {
         let account = StripeAccount {
             key: key.into(),
             ..StripeAccount::default()
@@ -608,7 +613,7 @@ impl StripeAccount {
         (account, base)
     }
 
-    fn set(&self, list: &str, objects: Vec<Value>) {
+    pub(crate) fn set(&self, list: &str, objects: Vec<Value>) {
         self.lists
             .lock()
             .expect("lock")
@@ -617,7 +622,7 @@ impl StripeAccount {
 }
 
 /// Runs the queued syncs with the integrations' connectors (Stripe at `stripe_base`).
-async fn run_jobs(app: &TestApp, keys: Arc<Vault>, stripe_base: &str) {
+pub(crate) async fn run_jobs(app: &TestApp, keys: Arc<Vault>, stripe_base: &str) {
     let endpoints = tenantry_server::integrations::sync::Endpoints {
         stripe_api: stripe_base.to_string(),
         ..Default::default()
@@ -664,7 +669,7 @@ fn at(days_ago: u64, hour: u32) -> i64 {
 }
 
 /// Alice's organization with KPIs mapped from a Stripe integration (10 days of backfill).
-async fn mapped(
+pub(crate) async fn mapped(
     app: &TestApp,
     alice: &TestUser,
     key: &str,
@@ -704,7 +709,12 @@ pub(crate) async fn connected(
 }
 
 /// POSTs `body` to the organization's `collection`; the new row's id.
-async fn created_id(app: &TestApp, alice: &TestUser, collection: &str, body: Value) -> Uuid {
+pub(crate) async fn created_id(
+    app: &TestApp,
+    alice: &TestUser,
+    collection: &str,
+    body: Value,
+) -> Uuid {
     let (status, created) = app
         .call(
             Method::POST,

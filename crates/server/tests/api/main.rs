@@ -19,6 +19,7 @@ mod helpers;
 mod input;
 mod integrations;
 mod integrations_google;
+mod integrations_schedule;
 mod invitations;
 mod jobs;
 mod kpis;
