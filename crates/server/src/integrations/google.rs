@@ -23,6 +23,20 @@ use super::Credentials;
 pub const ANALYTICS_SCOPE: &str = "https://www.googleapis.com/auth/analytics.readonly";
 pub const SHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets.readonly";
 
+/// GA4 reads at most 10 metrics per report request.
+const METRICS_PER_REQUEST: usize = 10;
+/// Custom metrics one integration may add to the three built in.
+pub const MAX_CUSTOM_METRICS: usize = 30;
+
+/// A GA4 metric's API name (`screenPageViews`, `customEvent:signup`).
+pub fn is_metric_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
 /// Quota refusals waited out in one run before it fails (1 + 2 + 4 + 8 + 16 backoff units).
 const QUOTA_RETRIES: u32 = 5;
 /// GA4 answers at most this many rows per request (its maximum is 250,000).
@@ -218,12 +232,13 @@ async fn call(
     }
 }
 
-/// The GA4 metric each of our metrics reads.
-fn analytics_metric<'a>(metric: &str, config: &'a Value) -> &'a str {
+/// The GA4 metric one of our metrics reads.
+fn analytics_metric<'a>(metric: &str, config: &'a Value) -> Option<&'a str> {
     match metric {
-        "active_users" => "activeUsers",
-        "sessions" => "sessions",
-        _ => config["conversions_metric"].as_str().unwrap_or("keyEvents"),
+        "active_users" => Some("activeUsers"),
+        "sessions" => Some("sessions"),
+        "conversions" => Some(config["conversions_metric"].as_str().unwrap_or("keyEvents")),
+        custom => config["metrics"][custom].as_str(),
     }
 }
 
@@ -237,12 +252,13 @@ pub fn property_id(config: &Value) -> Option<String> {
     (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
 }
 
-/// Daily values of `metrics` for `from..=to` from GA4 (a day without data reads 0).
+/// Daily values of `metrics` for `from..=to` from GA4 (a day without data reads 0), ten
+/// metrics per report request, each report read page by page.
 pub async fn analytics(
     c: &Connectors,
     credentials: &Credentials,
     config: &Value,
-    metrics: &[&'static str],
+    metrics: &[String],
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<DailyValue>, ConnectorError> {
@@ -254,10 +270,38 @@ pub async fn analytics(
         "{}/v1beta/properties/{property}:runReport",
         c.endpoints.google_analytics_api.trim_end_matches('/')
     );
-    let names: Vec<&str> = metrics
-        .iter()
-        .map(|m| analytics_metric(m, config))
-        .collect();
+    let mut values = Vec::new();
+    for batch in metrics.chunks(METRICS_PER_REQUEST) {
+        let names = batch
+            .iter()
+            .map(|m| {
+                analytics_metric(m, config).ok_or_else(|| {
+                    ConnectorError::fatal(format!("config.metrics no longer names {m}"))
+                })
+            })
+            .collect::<Result<Vec<&str>, _>>()?;
+        let per_day = report(c, &url, &token, &names, from, to).await?;
+        for day in from.iter_days().take_while(|d| *d <= to) {
+            let read = per_day.get(&day);
+            values.extend(batch.iter().enumerate().map(|(i, metric)| DailyValue {
+                metric: metric.clone(),
+                day,
+                value: read.and_then(|v| v.get(i)).copied().unwrap_or(0.0),
+            }));
+        }
+    }
+    Ok(values)
+}
+
+/// One report of up to ten GA4 metrics by date: each day's values, in the order asked.
+async fn report(
+    c: &Connectors,
+    url: &str,
+    token: &str,
+    names: &[&str],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<NaiveDate, Vec<f64>>, ConnectorError> {
     let mut per_day: BTreeMap<NaiveDate, Vec<f64>> = BTreeMap::new();
     let mut offset = 0usize;
     loop {
@@ -269,8 +313,8 @@ pub async fn analytics(
             "limit": PAGE_ROWS.to_string(),
             "offset": offset.to_string(),
         });
-        let answer = call(c, "Google Analytics runReport", &token, || {
-            c.http.post(&url).json(&body)
+        let answer = call(c, "Google Analytics runReport", token, || {
+            c.http.post(url).json(&body)
         })
         .await?;
         let rows = answer["rows"].as_array().cloned().unwrap_or_default();
@@ -294,24 +338,9 @@ pub async fn analytics(
         offset += rows.len();
         let total = answer["rowCount"].as_u64().unwrap_or(0) as usize;
         if rows.is_empty() || offset >= total {
-            break;
+            return Ok(per_day);
         }
     }
-    Ok(from
-        .iter_days()
-        .take_while(|d| *d <= to)
-        .flat_map(|day| {
-            let values = per_day.get(&day);
-            metrics
-                .iter()
-                .enumerate()
-                .map(move |(i, metric)| DailyValue {
-                    metric,
-                    day,
-                    value: values.and_then(|v| v.get(i)).copied().unwrap_or(0.0),
-                })
-        })
-        .collect())
 }
 
 /// A column's letters (`A`, `AB`) as its 0-based index.
@@ -482,7 +511,7 @@ pub async fn sheet(
     Ok(per_day
         .into_iter()
         .map(|(day, value)| DailyValue {
-            metric: "value",
+            metric: "value".into(),
             day,
             value,
         })

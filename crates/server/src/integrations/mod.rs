@@ -77,17 +77,32 @@ impl Provider {
                     );
                 }
                 match &config["conversions_metric"] {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(m) if google::is_metric_name(m) => {}
+                    _ => {
+                        return Err(
+                            "`conversions_metric` is a GA4 metric's name (default keyEvents)"
+                                .into(),
+                        )
+                    }
+                }
+                match &config["metrics"] {
                     serde_json::Value::Null => Ok(()),
-                    serde_json::Value::String(m)
-                        if (1..=64).contains(&m.len())
-                            && m.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') =>
+                    serde_json::Value::Object(custom)
+                        if custom.len() <= google::MAX_CUSTOM_METRICS
+                            && custom.iter().all(|(ours, theirs)| {
+                                is_our_metric_name(ours)
+                                    && !self.metrics().contains(&ours.as_str())
+                                    && theirs.as_str().is_some_and(google::is_metric_name)
+                            }) =>
                     {
                         Ok(())
                     }
-                    _ => Err(
-                        "`conversions_metric` is a GA4 metric's name (default keyEvents)".into(),
-                    ),
+                    _ => Err(format!(
+                        "`metrics` names up to {} more metrics to read, as {{\"our_name\": \"ga4MetricName\"}} (our names in lowercase a-z, 0-9 and _, none of {})",
+                        google::MAX_CUSTOM_METRICS,
+                        self.metrics().join(", ")
+                    )),
                 }
             }
             Provider::GoogleSheets => google::SheetConfig::from(config).map(|_| ()),
@@ -142,6 +157,25 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Integration {
+    /// The metrics a sync of this integration can write: its provider's, and for Google
+    /// Analytics the ones its configuration adds (`config.metrics`: our name → GA4's).
+    pub fn metrics(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .provider
+            .metrics()
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        if self.provider == Provider::GoogleAnalytics {
+            if let Some(custom) = self.config["metrics"].as_object() {
+                all.extend(custom.keys().cloned());
+            }
+        }
+        all
+    }
+}
+
 /// Which KPI a provider metric feeds.
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Mapping {
@@ -169,6 +203,14 @@ impl Validate for MappingsChange {
             }
         });
     }
+}
+
+/// A metric's name on our side (what mappings name): as the database's check says.
+fn is_our_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 63
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Credentials: names to values (`{"api_key": "rk_live_…"}`), write-only.

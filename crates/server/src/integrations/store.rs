@@ -283,16 +283,17 @@ pub async fn set_mappings(
 ) -> Result<Vec<Mapping>> {
     let org = tx.org();
     require_role(tx, Role::Admin).await?;
-    let provider = get(tx, id).await?.provider;
+    let integration = get(tx, id).await?;
+    let known = integration.metrics();
     let mut errors = Vec::new();
     for metric in change.mappings.keys() {
-        if !provider.metrics().contains(&metric.as_str()) {
+        if !known.contains(metric) {
             errors.push(FieldError::new(
                 &format!("mappings.{metric}"),
                 format!(
                     "{} has no metric {metric:?}; it has {}",
-                    provider.label(),
-                    provider.metrics().join(", ")
+                    integration.provider.label(),
+                    known.join(", ")
                 ),
             ));
         }

@@ -184,7 +184,7 @@ pub async fn fetch(
         }
         // Every day of the range, so a day without sales reads 0 rather than nothing.
         values.extend(days().map(|day| DailyValue {
-            metric: "revenue",
+            metric: "revenue".into(),
             day,
             value: per_day.get(&day).copied().unwrap_or(0) as f64 / 100.0,
         }));
@@ -198,7 +198,7 @@ pub async fn fetch(
             }
         }
         values.extend(days().map(|day| DailyValue {
-            metric: "new_customers",
+            metric: "new_customers".into(),
             day,
             value: per_day.get(&day).copied().unwrap_or(0) as f64,
         }));
@@ -232,14 +232,14 @@ pub async fn fetch(
             .sum();
         if metrics.contains(&"mrr") {
             values.push(DailyValue {
-                metric: "mrr",
+                metric: "mrr".into(),
                 day: today,
                 value: (monthly_cents / 100.0 * 100.0).round() / 100.0,
             });
         }
         if metrics.contains(&"active_subscriptions") {
             values.push(DailyValue {
-                metric: "active_subscriptions",
+                metric: "active_subscriptions".into(),
                 day: today,
                 value: active.len() as f64,
             });

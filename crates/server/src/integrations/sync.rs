@@ -37,7 +37,7 @@ pub const BACKFILL_DAYS: u64 = 90;
 /// One metric's value on one day (UTC).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyValue {
-    pub metric: &'static str,
+    pub metric: String,
     pub day: NaiveDate,
     pub value: f64,
 }
@@ -345,12 +345,10 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     tx.commit().await?;
 
     // The provider is asked outside any transaction: no connection waits on the network.
-    let metrics: Vec<&'static str> = integration
-        .provider
+    let metrics: Vec<String> = integration
         .metrics()
-        .iter()
-        .copied()
-        .filter(|m| mappings.contains_key(*m))
+        .into_iter()
+        .filter(|m| mappings.contains_key(m))
         .collect();
     let fetched = if metrics.is_empty() {
         Ok(Vec::new())
@@ -363,7 +361,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
                         &c.http,
                         &c.endpoints.stripe_api,
                         key,
-                        &metrics,
+                        &metrics.iter().map(String::as_str).collect::<Vec<_>>(),
                         from,
                         today,
                         today,
@@ -389,7 +387,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
                 .iter()
                 .filter_map(|v| {
                     Some(Row {
-                        kpi_id: *mappings.get(v.metric)?,
+                        kpi_id: *mappings.get(&v.metric)?,
                         value: v.value,
                         observed_at: v.day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
                         source: source.to_string(),

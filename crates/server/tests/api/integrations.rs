@@ -673,7 +673,7 @@ pub(crate) async fn mapped(
     app: &TestApp,
     alice: &TestUser,
     key: &str,
-) -> (Uuid, std::collections::HashMap<&'static str, Uuid>) {
+) -> (Uuid, std::collections::HashMap<String, Uuid>) {
     connected(
         app,
         alice,
@@ -688,13 +688,13 @@ pub(crate) async fn connected(
     app: &TestApp,
     alice: &TestUser,
     body: Value,
-    metrics: &[&'static str],
-) -> (Uuid, std::collections::HashMap<&'static str, Uuid>) {
+    metrics: &[&str],
+) -> (Uuid, std::collections::HashMap<String, Uuid>) {
     let created = created_id(app, alice, "integrations", body).await;
     let mut kpis = std::collections::HashMap::new();
     for metric in metrics {
         let kpi = created_id(app, alice, "kpis", json!({"name": metric})).await;
-        kpis.insert(*metric, kpi);
+        kpis.insert(metric.to_string(), kpi);
     }
     let (status, body) = app
         .call(

@@ -36,7 +36,8 @@ fn ga_value(metric: &str, day: NaiveDate) -> f64 {
     match metric {
         "activeUsers" => 100.0 + n,
         "sessions" => 1000.0 + 2.0 * n,
-        _ => n % 7.0,
+        // keyEvents and any other: different per name too.
+        other => n % 7.0 + 10.0 * other.len() as f64,
     }
 }
 
@@ -184,6 +185,10 @@ async fn run_report(
         .flatten()
         .filter_map(|m| m["name"].as_str().map(str::to_string))
         .collect();
+    if metrics.len() > 10 {
+        // GA4's own limit.
+        return google_error(AxumStatus::BAD_REQUEST, "INVALID_ARGUMENT");
+    }
     g.report_metrics.clone_from(&metrics);
     let date = |key: &str| {
         body["dateRanges"][0][key]
@@ -376,6 +381,73 @@ async fn a_long_backfill_reads_every_page_of_the_report() {
         .iter()
         .all(|(day, value, _)| *value == ga_value("sessions", *day)));
     assert_eq!(google.with(|g| g.report_calls), 3, "pages of 500 rows");
+}
+
+#[tokio::test]
+async fn custom_ga4_metrics_are_read_ten_to_a_request_and_checked_when_configured() {
+    let (spec, app, alice, google, endpoints) = world().await;
+    let custom: serde_json::Map<String, Value> = (1..=12)
+        .map(|i| {
+            (
+                format!("custom_{i:02}"),
+                json!(format!("customEvent:step{i}")),
+            )
+        })
+        .collect();
+    let mut body = analytics(3);
+    body["config"]["metrics"] = Value::Object(custom.clone());
+    let names: Vec<&str> = custom
+        .keys()
+        .map(String::as_str)
+        .chain(["sessions"])
+        .collect();
+    let (id, kpis) = connected(&app, &alice, body, &names).await;
+    sync(&app, &alice, id, &spec, &endpoints).await;
+    assert_eq!(google.with(|g| g.report_calls), 2, "13 metrics: 10 + 3");
+    let today = Utc::now().date_naive();
+    for (ours, theirs) in &custom {
+        let got = points(&app, &alice, kpis[ours]).await;
+        let theirs = theirs.as_str().unwrap_or_default();
+        assert_eq!(got.len(), 3, "{ours}");
+        assert!(
+            got.iter()
+                .all(|(day, value, _)| *value == ga_value(theirs, *day) && *day <= today),
+            "{ours}: {got:?}"
+        );
+    }
+    // A metric neither built in nor configured cannot be mapped; bad names are refused.
+    let got = app
+        .call(
+            Method::PUT,
+            &alice,
+            &format!("/v1/orgs/{}/integrations/{id}/mappings", alice.org),
+            Some(json!({"mappings": {"bounce_rate": kpis["sessions"]}})),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::refused_fields(&got),
+        ["mappings.bounce_rate"]
+    );
+    for metrics in [
+        json!({"sessions": "sessions"}),
+        json!({"Bad-Name": "sessions"}),
+        json!({"fine": "no spaces"}),
+        json!({"fine": 3}),
+    ] {
+        let got = app
+            .call(
+                Method::PATCH,
+                &alice,
+                &format!("/v1/orgs/{}/integrations/{id}", alice.org),
+                Some(json!({"config": {"property_id": PROPERTY, "metrics": metrics}})),
+            )
+            .await;
+        assert_eq!(
+            crate::helpers::refused_fields(&got),
+            ["config"],
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
