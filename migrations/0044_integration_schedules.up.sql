@@ -12,7 +12,7 @@
 --   turn, cleared by the next success.
 -- * `app.integration_in_plan(org, id)`: whether the plan in force lets this integration sync —
 --   the feature is in it, and the integration is among the first `limits.integrations` active
---   ones (oldest first). A plan that lapses to fewer pauses the newest; none is deleted.
+--   ones (oldest first: ids are time-ordered, and the primary key counts them). A plan that lapses to fewer pauses the newest; none is deleted.
 
 ALTER TABLE integrations ADD COLUMN next_sync_at timestamptz DEFAULT now();
 ALTER TABLE integrations ADD COLUMN error_notified_at timestamptz;
@@ -31,8 +31,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'integrations' = ANY (p.features)
            AND (p.limits ->> 'integrations' IS NULL
                 OR (SELECT count(*) FROM public.integrations o
-                     WHERE o.organization_id = org AND o.is_active
-                       AND (o.created_at, o.id) <= (i.created_at, i.id))
+                     WHERE o.organization_id = org AND o.is_active AND o.id <= i.id)
                    <= (p.limits ->> 'integrations')::bigint)
       FROM public.integrations i, app.plan_in_force(org) p
      WHERE i.organization_id = org AND i.id = integration

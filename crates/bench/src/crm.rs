@@ -4,7 +4,7 @@
 //! is built once, by the owner, and kept in `tenantry_bench`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -17,7 +17,6 @@ use tenantry_server::crm::customers::{Customer, CustomerStatus};
 use tenantry_server::crm::dashboard;
 use tenantry_server::crm::tasks::store::BOARD_SQL;
 use tenantry_server::crm::tasks::{self, Move};
-use tenantry_server::identity;
 use tenantry_server::kernel::input::Valid;
 use tenantry_server::kernel::org_tx::OrgTx;
 use tenantry_server::kernel::page::Sorted;
@@ -59,15 +58,7 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
             .bind(BIG_PROJECT)
             .fetch_one(&direct)
             .await?;
-    let session = identity::create_session(
-        &runtime,
-        user,
-        Duration::from_secs(3600),
-        None,
-        Some("tenantry bench"),
-    )
-    .await?
-    .token;
+    let session = super::bench_session(&runtime, user).await?;
     let (base, server) = spawn_server(&runtime).await?;
     let client = reqwest::Client::new();
     let one_at_a_time = Settings {

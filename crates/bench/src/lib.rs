@@ -34,6 +34,7 @@ mod burst;
 mod content;
 mod crm;
 mod fasttrack;
+mod integrations;
 mod jobs;
 mod kpis;
 mod stripe;
@@ -85,6 +86,9 @@ pub enum Benchmark {
     /// The credential vault: seals and opens per second, and the rotation of 100,000 stored
     /// secrets vs a plain rewrite of the same rows.
     Vault,
+    /// A Google Analytics backfill of 3 years × 20 daily metrics by the sync job from a local
+    /// GA4 server vs the same points posted to bulk ingest.
+    Integrations,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -113,6 +117,7 @@ pub async fn run(
         Benchmark::Content => content::run(&urls, &settings).await,
         Benchmark::StripeWebhooks => stripe::run(&urls, &settings).await,
         Benchmark::Vault => vault::run(&urls, &settings).await,
+        Benchmark::Integrations => integrations::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest
         | Benchmark::KpiDashboard
@@ -393,6 +398,39 @@ fn report(variants: &mut [(&str, Stats)]) {
     }
 }
 
+/// A session token of `user` for a benchmark (an hour long).
+async fn bench_session(runtime: &RuntimePool, user: Uuid) -> Result<String, AnyError> {
+    Ok(identity::create_session(
+        runtime,
+        user,
+        Duration::from_secs(3600),
+        None,
+        Some("tenantry bench"),
+    )
+    .await?
+    .token)
+}
+
+/// Puts `org` on `bench-unlimited` (made on first use): every feature a benchmark needs, no limit.
+async fn on_unlimited_plan(owner: &PgPool, org: Uuid) -> Result<(), AnyError> {
+    sqlx::query(
+        r"INSERT INTO plans (code, name, tier, features, limits, listed)
+          VALUES ('bench-unlimited', 'Bench', 'enterprise', '{integrations,ai}', '{}', false)
+          ON CONFLICT (code) DO NOTHING",
+    )
+    .execute(owner)
+    .await?;
+    sqlx::query(
+        r"UPDATE subscriptions SET plan_code = 'bench-unlimited', status = 'active',
+                 stripe_subscription_id = NULL, current_period_end = NULL
+           WHERE organization_id = $1",
+    )
+    .bind(org)
+    .execute(owner)
+    .await?;
+    Ok(())
+}
+
 /// Fresh credentials for every benchmark tenant: a session token and a read API key each.
 async fn bench_credentials(
     urls: &ConnectionUrls,
@@ -409,15 +447,7 @@ async fn bench_credentials(
     owner.0.close().await;
     let mut credentials = Vec::with_capacity(tenants.len());
     for (user, org) in tenants {
-        let session = identity::create_session(
-            runtime,
-            *user,
-            Duration::from_secs(3600),
-            None,
-            Some("tenantry bench"),
-        )
-        .await?
-        .token;
+        let session = bench_session(runtime, *user).await?;
         let mut tx = OrgTx::begin(runtime, &RequestContext::user(*user), *org).await?;
         let key = api_keys::store::create(
             &mut tx,

@@ -138,23 +138,9 @@ async fn build(owner: &PgPool, vault: &Vault, tenants: &[(Uuid, Uuid)]) -> Resul
         return Ok(());
     }
     println!("sealing {SECRETS} secrets into 100 integrations per organization...");
-    sqlx::query(
-        r"INSERT INTO plans (code, name, tier, features, limits, listed)
-          VALUES ('bench-unlimited', 'Bench', 'enterprise', '{integrations,ai}', '{}', false)
-          ON CONFLICT (code) DO NOTHING",
-    )
-    .execute(owner)
-    .await?;
     let per_org = (SECRETS as usize).div_ceil(tenants.len().max(1));
     for (_, org) in tenants {
-        sqlx::query(
-            r"UPDATE subscriptions SET plan_code = 'bench-unlimited', status = 'active',
-                     stripe_subscription_id = NULL, current_period_end = NULL
-               WHERE organization_id = $1",
-        )
-        .bind(org)
-        .execute(owner)
-        .await?;
+        super::on_unlimited_plan(owner, *org).await?;
         let ids: Vec<Uuid> = (0..per_org).map(|_| Uuid::now_v7()).collect();
         let names: Vec<String> = (0..per_org).map(|i| format!("Bench {i}")).collect();
         let sealed: Vec<Vec<u8>> = ids

@@ -47,17 +47,20 @@ pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Integration> {
     .found()
 }
 
+/// A page of the organization's integrations: ($1 organization, $2 after this id, $3 rows).
+pub fn list_sql() -> String {
+    format!("{SELECT} WHERE i.organization_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3")
+}
+
 pub async fn list(tx: &mut OrgTx, page: &PageParams) -> Result<Page<Integration>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
-    let rows: Vec<Integration> = sqlx::query_as(&format!(
-        "{SELECT} WHERE i.organization_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3"
-    ))
-    .bind(org)
-    .bind(page.after())
-    .bind(page.fetch_limit())
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<Integration> = sqlx::query_as(&list_sql())
+        .bind(org)
+        .bind(page.after())
+        .bind(page.fetch_limit())
+        .fetch_all(tx.conn())
+        .await?;
     Ok(Page::from_rows(rows, page, |i| i.id))
 }
 
@@ -386,6 +389,13 @@ pub async fn request_sync(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// A page of an integration's runs, newest first: ($1 organization, $2 integration, $3 before
+/// this id, $4 rows).
+pub const SYNCS_SQL: &str = r"SELECT id, trigger, status, started_at, finished_at, range_from, range_to, points_written, error
+  FROM integration_syncs
+ WHERE organization_id = $1 AND integration_id = $2 AND id < $3
+ ORDER BY id DESC LIMIT $4";
+
 /// The integration's sync runs, newest first (members and viewers).
 pub async fn syncs(
     tx: &mut OrgTx,
@@ -395,17 +405,12 @@ pub async fn syncs(
     let org = tx.org();
     get(tx, id).await?;
     let before = page.after.unwrap_or(Uuid::max());
-    let rows: Vec<super::sync::SyncRun> = sqlx::query_as(
-        r"SELECT id, trigger, status, started_at, finished_at, range_from, range_to, points_written, error
-            FROM integration_syncs
-           WHERE organization_id = $1 AND integration_id = $2 AND id < $3
-           ORDER BY id DESC LIMIT $4",
-    )
-    .bind(org)
-    .bind(id)
-    .bind(before)
-    .bind(page.fetch_limit())
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<super::sync::SyncRun> = sqlx::query_as(SYNCS_SQL)
+        .bind(org)
+        .bind(id)
+        .bind(before)
+        .bind(page.fetch_limit())
+        .fetch_all(tx.conn())
+        .await?;
     Ok(Page::from_rows(rows, page, |r| r.id))
 }

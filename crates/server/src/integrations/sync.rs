@@ -187,6 +187,21 @@ pub fn next_slot(schedule: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> 
     cron_parser::parse(schedule, &after).ok()
 }
 
+/// The dispatcher's batch of due integrations, locked ($1 rows): whom each acts for (the
+/// connecting admin while they are one, else the first owner) and whether its plan lets it sync.
+pub const DUE_SQL: &str = r"SELECT i.organization_id, i.id, i.schedule,
+       coalesce((SELECT m.user_id FROM organization_members m
+                  WHERE m.organization_id = i.organization_id AND m.user_id = i.created_by
+                    AND m.role IN ('owner', 'admin')),
+                (SELECT m.user_id FROM organization_members m
+                  WHERE m.organization_id = i.organization_id AND m.role = 'owner'
+                  ORDER BY m.created_at LIMIT 1)) AS actor,
+       app.integration_in_plan(i.organization_id, i.id) AS in_plan
+  FROM integrations i
+ WHERE i.is_active AND i.next_sync_at <= now()
+ ORDER BY i.next_sync_at LIMIT $1
+   FOR UPDATE OF i SKIP LOCKED";
+
 /// An integration the dispatcher found due.
 #[derive(FromRow)]
 struct Due {
@@ -204,23 +219,10 @@ struct Due {
 /// moved to its next slot: it resumes when the plan allows it again.
 async fn dispatch(owner: &tenantry_db::OwnerPool) -> Result<(usize, bool), Error> {
     let mut tx = owner.0.begin().await?;
-    let due: Vec<Due> = sqlx::query_as(
-        r"SELECT i.organization_id, i.id, i.schedule,
-                 coalesce((SELECT m.user_id FROM organization_members m
-                            WHERE m.organization_id = i.organization_id AND m.user_id = i.created_by
-                              AND m.role IN ('owner', 'admin')),
-                          (SELECT m.user_id FROM organization_members m
-                            WHERE m.organization_id = i.organization_id AND m.role = 'owner'
-                            ORDER BY m.created_at LIMIT 1)) AS actor,
-                 app.integration_in_plan(i.organization_id, i.id) AS in_plan
-            FROM integrations i
-           WHERE i.is_active AND i.next_sync_at <= now()
-           ORDER BY i.next_sync_at LIMIT $1
-             FOR UPDATE OF i SKIP LOCKED",
-    )
-    .bind(DISPATCH_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let due: Vec<Due> = sqlx::query_as(DUE_SQL)
+        .bind(DISPATCH_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
     let now = Utc::now();
     let mut queued = 0;
     let (mut orgs, mut ids, mut next) = (Vec::new(), Vec::new(), Vec::new());

@@ -789,3 +789,95 @@ async fn a_public_page_is_read_by_its_index_under_heavy_skew() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn integration_reads_read_what_they_return_under_heavy_skew() {
+    let (app, big, owner) = big_among_fillers().await;
+    // `big` has 300 integrations (100 times each of the others' 3), one of them with 50,000
+    // runs; five integrations in all are due, the rest an hour away.
+    bulk_load(
+        &owner,
+        &format!(
+            r"UPDATE plans SET limits = limits - 'integrations' WHERE is_default;
+              INSERT INTO integrations (id, organization_id, provider, name, next_sync_at)
+              SELECT app.uuid_v7(), o.id, 'stripe', 'Stripe ' || g, now() + interval '1 hour'
+                FROM organizations o,
+                     generate_series(1, CASE WHEN o.id = '{big}' THEN 300 ELSE 3 END) g;
+              INSERT INTO integration_secrets (organization_id, integration_id, sealed, key_id, hint)
+              SELECT organization_id, id, decode(repeat('ab', 64), 'hex'), 'k1', 'api_key'
+                FROM integrations;
+              UPDATE integrations SET next_sync_at = now() - interval '1 minute'
+               WHERE id IN (SELECT id FROM integrations ORDER BY id DESC LIMIT 5);
+              INSERT INTO integration_syncs (organization_id, integration_id, trigger, status, started_at)
+              SELECT i.organization_id, i.id, 'schedule', 'success', now() - make_interval(mins => g)
+                FROM (SELECT * FROM integrations WHERE organization_id = '{big}' ORDER BY id LIMIT 1) i,
+                     generate_series(1, 50000) g",
+            big = big.org
+        ),
+    )
+    .await;
+    let busy: Uuid = sqlx::query_scalar(
+        "SELECT integration_id FROM integration_syncs GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("busy");
+
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(big.id), big.org)
+        .await
+        .expect("begin");
+    // A page of 20 (21 fetched), each with its secret's hint and its plan check.
+    let list_sql = tenantry_server::integrations::store::list_sql();
+    let list = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(Uuid::nil())),
+        Param::Count(21),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "integration list",
+        (&list_sql, Prepared::Kept),
+        &list,
+        1.5 * 42.0,
+    )
+    .await;
+    // The newest 20 of 50,000 runs.
+    let syncs = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(busy)),
+        Param::Id(Some(Uuid::max())),
+        Param::Count(21),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "sync log",
+        (
+            tenantry_server::integrations::store::SYNCS_SQL,
+            Prepared::Kept,
+        ),
+        &syncs,
+        1.5 * 21.0,
+    )
+    .await;
+    tx.commit().await.expect("commit");
+
+    // The dispatcher, as the owner, every minute: the due five, not the 1,200 waiting.
+    let mut tx = owner.0.begin().await.expect("begin");
+    let row = sqlx::query(&format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        tenantry_server::integrations::sync::DUE_SQL
+    ))
+    .bind(500_i64)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("explain");
+    let plan: Value = sqlx::Row::get(&row, 0);
+    let plan = &plan[0]["Plan"];
+    assert_eq!(plan["Actual Rows"].as_f64(), Some(5.0), "{plan:#}");
+    let read = rows_read(plan);
+    assert!(
+        read <= 5.0 * 6.0,
+        "the dispatcher read {read} rows:\n{plan:#}"
+    );
+    tx.rollback().await.expect("rollback");
+}
