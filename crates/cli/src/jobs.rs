@@ -64,6 +64,17 @@ pub struct GoogleOptions {
         default_value = "https://oauth2.googleapis.com/token"
     )]
     pub google_token_url: String,
+    /// Google's consent screen (connecting an integration with `POST …/authorize`).
+    #[arg(
+        long,
+        env = "TENANTRY_GOOGLE_AUTHORIZATION_URL",
+        default_value = "https://accounts.google.com/o/oauth2/v2/auth"
+    )]
+    pub google_authorization_url: String,
+    /// The callback registered with Google for connecting integrations (default:
+    /// PUBLIC_URL/v1/integrations/oauth/callback).
+    #[arg(long, env = "TENANTRY_GOOGLE_REDIRECT_URL")]
+    pub google_redirect_url: Option<String>,
     /// The Google Analytics Data API's base URL.
     #[arg(
         long,
@@ -80,20 +91,45 @@ pub struct GoogleOptions {
     pub google_sheets_api_base: String,
 }
 
+impl GoogleOptions {
+    /// The server's OAuth client at Google (id, secret), when configured.
+    fn client(&self) -> Result<Option<(String, String)>, AnyError> {
+        match (&self.google_client_id, &self.google_client_secret) {
+            (Some(id), Some(secret)) => Ok(Some((id.clone(), secret.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(
+                "TENANTRY_GOOGLE_CLIENT_ID and TENANTRY_GOOGLE_CLIENT_SECRET go together".into(),
+            ),
+        }
+    }
+
+    /// Connecting integrations on Google's consent screen, when a client is configured.
+    pub fn oauth(
+        &self,
+        public_url: &str,
+    ) -> Result<Option<tenantry_server::integrations::oauth::GoogleOAuthConfig>, AnyError> {
+        Ok(self.client()?.map(|(client_id, client_secret)| {
+            tenantry_server::integrations::oauth::GoogleOAuthConfig {
+                client_id,
+                client_secret,
+                authorization_url: self.google_authorization_url.clone(),
+                token_url: self.google_token_url.clone(),
+                redirect_url: self.google_redirect_url.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}/v1/integrations/oauth/callback",
+                        public_url.trim_end_matches('/')
+                    )
+                }),
+            }
+        }))
+    }
+}
+
 impl WorkerOptions {
     /// Where the integrations' connectors find their providers.
     fn endpoints(&self) -> Result<tenantry_server::integrations::sync::Endpoints, AnyError> {
         let g = &self.google;
-        let google_client = match (&g.google_client_id, &g.google_client_secret) {
-            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-            (None, None) => None,
-            _ => {
-                return Err(
-                    "TENANTRY_GOOGLE_CLIENT_ID and TENANTRY_GOOGLE_CLIENT_SECRET go together"
-                        .into(),
-                )
-            }
-        };
+        let google_client = g.client()?;
         Ok(tenantry_server::integrations::sync::Endpoints {
             stripe_api: self.stripe.stripe_api_base.clone(),
             google_token: g.google_token_url.clone(),

@@ -366,6 +366,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             };
             sign_in.apply(&mut config)?;
             config.stripe = worker.stripe.config()?;
+            config.google_oauth = worker.google.oauth(&config.public_url)?;
             config.vault = Some(std::sync::Arc::new(cli.vault.load(&cli.data_dir)?));
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);

@@ -73,6 +73,8 @@ pub struct HttpConfig {
     pub metering: Option<Duration>,
     /// The credential vault's keys; without them, integrations cannot store credentials.
     pub vault: Option<Arc<crate::vault::Vault>>,
+    /// The server's Google OAuth client, for connecting integrations on Google's consent screen.
+    pub google_oauth: Option<crate::integrations::oauth::GoogleOAuthConfig>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +93,7 @@ impl Default for HttpConfig {
             stripe: None,
             metering: Some(Duration::from_secs(1)),
             vault: None,
+            google_oauth: None,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct AppState {
     pub stripe: Option<crate::billing::stripe::StripeClient>,
     /// API calls counted since the last flush (`HttpConfig::metering`).
     pub meter: Arc<crate::billing::meter::Meter>,
+    /// For requests to other services made while answering (Google's token endpoint).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -129,6 +134,10 @@ impl AppState {
             tools: Arc::new(crate::fasttrack::Catalog::shipped()?),
             stripe,
             meter: crate::billing::meter::Meter::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .map_err(|e| Error::Internal(format!("an HTTP client: {e}")))?,
         })
     }
 }

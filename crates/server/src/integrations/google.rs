@@ -146,12 +146,12 @@ pub async fn access_token(
         .form(&form)
         .send()
         .await
-        .map_err(|e| ConnectorError::retry(format!("Google's token endpoint: {e}")))?;
+        .map_err(|e| ConnectorError::transport("Google's token endpoint", &e))?;
     let status = response.status();
     let body = response
         .text()
         .await
-        .map_err(|e| ConnectorError::retry(format!("Google's token endpoint: {e}")))?;
+        .map_err(|e| ConnectorError::transport("Google's token endpoint", &e))?;
     if status.is_success() {
         return serde_json::from_str::<TokenAnswer>(&body)
             .map(|t| t.access_token)
@@ -189,14 +189,16 @@ async fn call(
     let mut wait = c.endpoints.quota_backoff;
     let mut quota_refusals = 0;
     loop {
-        let response = build().bearer_auth(token).send().await.map_err(|e| {
-            ConnectorError::retry(format!("{what}: {e}").replace(token, "[redacted]"))
-        })?;
+        let response = build()
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::transport(what, &e))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| ConnectorError::retry(format!("{what}: {e}")))?;
+            .map_err(|e| ConnectorError::transport(what, &e))?;
         let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(answer);

@@ -3,6 +3,7 @@
 //! (`integration_secrets`, admins only) and never returned: the API shows a masked hint.
 
 pub mod google;
+pub mod oauth;
 pub mod routes;
 pub mod store;
 pub mod stripe;
@@ -225,8 +226,10 @@ pub struct NewIntegration {
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// Stripe: `api_key` (a restricted key, `rk_…`, or a secret key, `sk_…`); Google:
-    /// `refresh_token` (and `client_id`, `client_secret` when not the server's).
-    pub credentials: Credentials,
+    /// `refresh_token` (and `client_id`, `client_secret` when not the server's) or
+    /// `service_account_key` — or none, to connect it afterwards on Google's consent screen
+    /// (`POST …/authorize`).
+    pub credentials: Option<Credentials>,
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     /// Five-field cron in UTC (default: hourly at :15).
@@ -278,7 +281,15 @@ fn check_schedule(checks: &mut Checks, schedule: Option<&str>) {
 impl Validate for NewIntegration {
     fn check(&self, checks: &mut Checks) {
         checks.field("name", self.name.as_deref(), text(1, 100));
-        check_credentials(checks, Some(self.provider), &self.credentials);
+        match &self.credentials {
+            Some(credentials) => check_credentials(checks, Some(self.provider), credentials),
+            None if self.provider == Provider::Stripe => {
+                checks.field("credentials", Some(()), |()| {
+                    Err("Stripe needs `api_key`".into())
+                });
+            }
+            None => {}
+        }
         checks.field("config", self.config.as_ref(), json_object);
         let config = self.config.clone().unwrap_or_else(|| serde_json::json!({}));
         checks.field("config", Some(&config), |c| self.provider.check_config(c));

@@ -29,6 +29,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(get_mappings, set_mappings))
         .routes(routes!(request_sync))
+        .routes(routes!(authorize))
+        .routes(routes!(oauth_callback))
         .routes(routes!(list_syncs))
         .layer(axum::Extension(Module::Integrations))
 }
@@ -165,4 +167,102 @@ pub async fn list_syncs(
     let found = store::syncs(&mut tx, id, &page).await?;
     tx.commit().await?;
     Ok(Json(found))
+}
+
+/// Where to send the browser to connect Google.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AuthorizationStart {
+    /// Google's consent screen; it returns to `…/v1/integrations/oauth/callback`.
+    pub authorization_url: String,
+}
+
+/// Connect a Google integration through Google's consent screen (admins, signed in as
+/// themselves): the URL to send the browser to. The callback must come back to a browser
+/// signed in as the same person within 10 minutes; it stores the refresh token Google grants.
+#[utoipa::path(post, path = "/v1/orgs/{org}/integrations/{integration}/authorize", tag = "integrations", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("integration" = Uuid, Path, description = "Integration id")),
+    responses((status = 200, body = AuthorizationStart), Forbidden, NotFound, Conflict,
+        (status = 503, description = "not_configured: no Google OAuth client or vault keys", body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut tx: OrgTx,
+    Path((org, id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<AuthorizationStart>> {
+    let vault = vault(&state)?;
+    let (provider, user) = store::authorization_target(&mut tx, id).await?;
+    let oauth = google_oauth(&state)?;
+    let authorization_url = super::oauth::authorization_url(oauth, vault, org, id, provider, user)?;
+    tx.commit().await?;
+    Ok(Json(AuthorizationStart { authorization_url }))
+}
+
+fn google_oauth(state: &AppState) -> Result<&super::oauth::GoogleOAuthConfig> {
+    state
+        .config
+        .google_oauth
+        .as_ref()
+        .ok_or(Error::NotConfigured(
+            "no Google OAuth client (TENANTRY_GOOGLE_CLIENT_ID and TENANTRY_GOOGLE_CLIENT_SECRET)",
+        ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OAuthCallback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// Set by Google when the person declined.
+    pub error: Option<String>,
+}
+
+/// Google's redirect back after consent: checks the state and that the browser is signed in
+/// as the person who started, exchanges the code, and stores the refresh token (the integration
+/// is due at once). Nothing changes on any refusal.
+#[utoipa::path(get, path = "/v1/integrations/oauth/callback", tag = "integrations", security(("bearer" = [])),
+    params(OAuthCallback),
+    responses((status = 200, body = Integration), Forbidden, NotFound, Invalid,
+        (status = 400, description = "Google's refusal, or no code or state", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in, or invalid_token: a state this server did not issue, or expired", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Google refused the code", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "not_configured: no Google OAuth client or vault keys", body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn oauth_callback(
+    State(state): State<AppState>,
+    caller: crate::http::Caller,
+    Query(callback): Query<OAuthCallback>,
+) -> Result<Json<Integration>> {
+    let vault = vault(&state)?;
+    if let Some(error) = callback.error {
+        return Err(Error::BadRequest(format!(
+            "Google did not grant access ({}); nothing changed",
+            error.chars().take(100).collect::<String>()
+        )));
+    }
+    let (Some(code), Some(flow)) = (callback.code, callback.state) else {
+        return Err(Error::BadRequest("code and state are required".into()));
+    };
+    let opened = super::oauth::open_state(vault, &flow)?;
+    let oauth = google_oauth(&state)?;
+    let begin = || async {
+        let tx = caller
+            .begin_in(&state, opened.org, Module::Integrations, true)
+            .await?;
+        let mut tx = OrgTx::new(tx, opened.org);
+        if tx.user_id().await? != Some(opened.user) {
+            return Err(Error::Forbidden(
+                "this connection was started by someone else: start it again signed in as yourself",
+            ));
+        }
+        Ok(tx)
+    };
+    // Checked before Google is asked, and no transaction waits on Google.
+    drop(begin().await?);
+    let refresh_token = super::oauth::exchange(&state.http, oauth, &code, &opened.verifier).await?;
+    let mut tx = begin().await?;
+    let changes = Valid::new(IntegrationChanges {
+        credentials: Some(std::iter::once(("refresh_token".to_string(), refresh_token)).collect()),
+        ..IntegrationChanges::default()
+    })?;
+    let connected = store::update(&mut tx, vault, opened.integration, &changes).await?;
+    tx.commit().await?;
+    Ok(Json(connected))
 }

@@ -95,7 +95,9 @@ pub async fn create(
     .execute(tx.conn())
     .await
     .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;
-    store_credentials(tx.conn(), vault, org, id, &new.credentials).await?;
+    if let Some(credentials) = &new.credentials {
+        store_credentials(tx.conn(), vault, org, id, credentials).await?;
+    }
     get(tx, id).await
 }
 
@@ -356,6 +358,25 @@ pub async fn set_mappings(
         .await?;
     }
     mappings(tx, id).await
+}
+
+/// What connecting `id` through Google's consent needs to know (admins, as themselves): its
+/// provider, and the person connecting.
+pub async fn authorization_target(tx: &mut OrgTx, id: Uuid) -> Result<(Provider, Uuid)> {
+    require_role(tx, Role::Admin).await?;
+    let integration = get(tx, id).await?;
+    if integration.provider == Provider::Stripe {
+        return Err(Error::Conflict {
+            code: "integration_not_oauth",
+            detail:
+                "Stripe is connected with an API key (PATCH its credentials), not a consent screen"
+                    .into(),
+        });
+    }
+    let user = tx.user_id().await?.ok_or(Error::Forbidden(
+        "a person connects Google, signed in as themselves (not an API key)",
+    ))?;
+    Ok((integration.provider, user))
 }
 
 /// Queues a sync of the integration, acting for the caller (admins); a sync already waiting

@@ -108,12 +108,12 @@ async fn list_all<T: for<'de> Deserialize<'de> + Paged>(
             .query(&params)
             .send()
             .await
-            .map_err(|e| ConnectorError::retry(format!("Stripe {path}: {e}")))?;
+            .map_err(|e| ConnectorError::transport(&format!("Stripe {path}"), &e))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| ConnectorError::retry(format!("Stripe {path}: {e}")))?;
+            .map_err(|e| ConnectorError::transport(&format!("Stripe {path}"), &e))?;
         if !status.is_success() {
             let message = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()

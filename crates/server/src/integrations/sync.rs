@@ -63,6 +63,20 @@ impl ConnectorError {
             message,
         }
     }
+
+    /// A request to `what` that got no answer (retried): says so plainly when it timed out.
+    pub fn transport(what: &str, e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return Self::retry(format!("{what}: no answer in time (timed out)"));
+        }
+        let mut message = format!("{what}: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        Self::retry(message)
+    }
 }
 
 /// Where the providers' APIs are (the real ones by default; tests point them at their own
@@ -77,6 +91,8 @@ pub struct Endpoints {
     pub google_client: Option<(String, String)>,
     /// The first wait after a quota refusal; it doubles with each refusal in a run.
     pub quota_backoff: std::time::Duration,
+    /// How long a provider may take to answer one request.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Endpoints {
@@ -88,6 +104,7 @@ impl Default for Endpoints {
             google_sheets_api: "https://sheets.googleapis.com".into(),
             google_client: None,
             quota_backoff: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -106,7 +123,7 @@ impl Connectors {
             vault,
             // A provider that stops answering fails the run (retried) instead of holding it.
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
+                .timeout(endpoints.timeout)
                 .build()?,
             endpoints,
         })
@@ -302,16 +319,6 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     let synced_through = mapped.iter().map(|m| m.synced_at).min().flatten();
     let mappings: HashMap<String, Uuid> =
         mapped.into_iter().map(|m| (m.metric, m.kpi_id)).collect();
-    let credentials = match store::credentials(&mut tx, &c.vault, id).await {
-        Ok(found) => found,
-        Err(Error::NotFound) => {
-            return Err(JobError::Fatal(format!(
-                "integration {id}: the member this sync acts for may not read its credentials (no longer an admin?); an admin can start it again"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let secrets: Vec<String> = credentials.values().cloned().collect();
     let today = Utc::now().date_naive();
     let backfill = integration.config["backfill_days"]
         .as_u64()
@@ -344,6 +351,21 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     .fetch_one(tx.conn())
     .await
     .map_err(Error::from)?;
+    let credentials = match store::credentials(&mut tx, &c.vault, id).await {
+        Ok(found) => found,
+        Err(Error::NotFound) => {
+            let message = "no credentials to read: none are stored yet (connect it: POST …/authorize for Google, or PATCH its credentials), or the member this sync acts for is no longer an admin";
+            let outcome = Outcome::Failed {
+                message,
+                refused: true,
+            };
+            finish(&mut tx, id, run_id, outcome).await?;
+            tx.commit().await?;
+            return Err(JobError::Fatal(format!("integration {id}: {message}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secrets: Vec<String> = credentials.values().cloned().collect();
     tx.commit().await?;
 
     // The provider is asked outside any transaction: no connection waits on the network.

@@ -9,11 +9,14 @@ use std::time::Duration;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::Json;
+use base64::Engine;
 use chrono::{Days, NaiveDate, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::Digest;
 use tenantry_server::integrations::sync::Endpoints;
+use tenantry_server::kernel::access::Role;
 use tenantry_server::vault::Vault;
 use uuid::Uuid;
 
@@ -54,6 +57,10 @@ struct Google {
     sheet_values: Value,
     sheet_requests: Vec<(String, String)>,
     service_account_grants: usize,
+    /// How long `runReport` takes to answer.
+    report_delay: Duration,
+    /// Codes given on consent: code → (PKCE challenge, redirect URI).
+    codes: HashMap<String, (String, String)>,
 }
 
 #[derive(Clone)]
@@ -120,6 +127,37 @@ async fn token(
                 return refused("invalid_grant", "Token has been expired or revoked.");
             }
         }
+        Some("authorization_code") => {
+            if form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+                || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+            {
+                return refused("invalid_client", "Unauthorized");
+            }
+            // A code is good once, for the redirect it was given to, with its PKCE verifier.
+            let Some((challenge, redirect)) = form.get("code").and_then(|c| g.codes.remove(c))
+            else {
+                return refused("invalid_grant", "Malformed auth code.");
+            };
+            let verified = form.get("code_verifier").is_some_and(|v| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(v.as_bytes()))
+                    == challenge
+            });
+            if !verified || form.get("redirect_uri") != Some(&redirect) {
+                return refused("invalid_grant", "Bad code verifier or redirect_uri.");
+            }
+            let refresh = format!("1//0g{}", Uuid::new_v4().simple());
+            g.refresh_tokens.insert(refresh.clone());
+            let access = format!("ya29.{}", Uuid::new_v4().simple());
+            g.access_tokens.insert(access.clone());
+            return (
+                AxumStatus::OK,
+                Json(
+                    json!({"access_token": access, "refresh_token": refresh, "expires_in": 3599,
+                            "token_type": "Bearer", "scope": ANALYTICS_SCOPE}),
+                ),
+            );
+        }
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
             let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
             validation.set_audience(&[g.token_url.clone()]);
@@ -168,6 +206,8 @@ async fn run_report(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (AxumStatus, Json<Value>) {
+    let delay = google.0.lock().expect("lock").report_delay;
+    tokio::time::sleep(delay).await;
     let mut g = google.0.lock().expect("lock");
     g.report_calls += 1;
     if !authorized(&g, &headers) {
@@ -293,7 +333,37 @@ impl FakeGoogle {
     fn with<T>(&self, f: impl FnOnce(&mut Google) -> T) -> T {
         f(&mut self.0.lock().expect("lock"))
     }
+
+    /// What Google's consent screen does when the person agrees: checks the request, and
+    /// gives a code for the redirect. Returns (code, state).
+    fn consent(&self, authorization_url: &str) -> (String, String) {
+        let url = reqwest::Url::parse(authorization_url).expect("url");
+        assert!(url.path().ends_with("/authorize"), "{url}");
+        let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        for (key, value) in [
+            ("response_type", "code"),
+            ("client_id", CLIENT_ID),
+            ("redirect_uri", REDIRECT),
+            ("scope", ANALYTICS_SCOPE),
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("code_challenge_method", "S256"),
+        ] {
+            assert_eq!(query.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        let code = format!("4/0A{}", Uuid::new_v4().simple());
+        self.with(|g| {
+            g.codes.insert(
+                code.clone(),
+                (query["code_challenge"].clone(), REDIRECT.into()),
+            )
+        });
+        (code, query["state"].clone())
+    }
 }
+
+const ANALYTICS_SCOPE: &str = "https://www.googleapis.com/auth/analytics.readonly";
+const REDIRECT: &str = "https://tenantry.example/v1/integrations/oauth/callback";
 
 /// A server with a vault (its key spec), Alice's organization, and Google.
 async fn world() -> (String, TestApp, TestUser, FakeGoogle, Endpoints) {
@@ -493,6 +563,32 @@ async fn quota_refusals_are_waited_out_and_only_persistent_ones_fail_the_run() {
 }
 
 #[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_retried_logged_and_then_marked_error() {
+    let (spec, app, alice, google, endpoints) = world().await;
+    let (id, kpis) = connected(&app, &alice, analytics(5), &["sessions"]).await;
+    google.with(|g| g.report_delay = Duration::from_secs(5));
+    let impatient = Endpoints {
+        timeout: Duration::from_millis(300),
+        ..endpoints.clone()
+    };
+    sync(&app, &alice, id, &spec, &impatient).await;
+    let log = runs(&app, &alice, id).await;
+    assert_eq!(log.len(), 5, "every attempt is a run: {log:?}");
+    assert!(
+        log.iter().all(|r| r["status"] == "error"
+            && r["error"].as_str().is_some_and(|e| e.contains("timed out"))),
+        "{log:?}"
+    );
+    let integration = integration_of(&app, &alice, id).await;
+    assert_eq!(integration["sync_status"], "error");
+    assert!(
+        !integration["next_sync_at"].is_null(),
+        "not a refusal: it keeps trying"
+    );
+    assert!(points(&app, &alice, kpis["sessions"]).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_revoked_refresh_token_marks_the_integration_error_and_no_secret_shows_anywhere() {
     let logs = crate::helpers::capture_logs();
     let (spec, app, alice, google, endpoints) = world().await;
@@ -641,5 +737,209 @@ async fn a_service_account_reads_a_sheet_into_a_kpi_and_a_bad_row_writes_nothing
             .as_str()
             .is_some_and(|m| m.contains("row 3") && m.contains("n/a")),
         "{integration}"
+    );
+}
+
+/// A server whose Google OAuth client is the fake's, and Google.
+async fn consenting_world() -> (String, TestApp, TestUser, FakeGoogle, Endpoints) {
+    let spec = Vault::new_key_entry("k1");
+    let (google, endpoints) = FakeGoogle::start().await;
+    let base = endpoints
+        .google_token
+        .trim_end_matches("/token")
+        .to_string();
+    let app = TestApp::spawn_with(tenantry_server::http::HttpConfig {
+        vault: Some(vault(&spec)),
+        google_oauth: Some(tenantry_server::integrations::oauth::GoogleOAuthConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            authorization_url: format!("{base}/authorize"),
+            token_url: endpoints.google_token.clone(),
+            redirect_url: REDIRECT.into(),
+        }),
+        ..tenantry_server::http::HttpConfig::default()
+    })
+    .await;
+    let alice = app.user("alice@example.com").await;
+    (spec, app, alice, google, endpoints)
+}
+
+/// Google's redirect back, arriving in a browser signed in as `user` (its session cookie), or
+/// in one signed in as nobody.
+async fn callback(
+    app: &TestApp,
+    user: Option<&TestUser>,
+    query: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = app
+        .request(Method::GET, None, "/v1/integrations/oauth/callback")
+        .query(query);
+    if let Some(user) = user {
+        request = request.header("cookie", format!("tenantry_session={}", user.token));
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn authorize(app: &TestApp, user: &TestUser, id: Uuid) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        user,
+        &format!("/v1/orgs/{}/integrations/{id}/authorize", user.org),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_person_who_started() {
+    let (spec, app, alice, google, endpoints) = consenting_world().await;
+    let carol = app.user("carol@example.com").await;
+    app.add_member(&alice, alice.org, &carol, Role::Admin).await;
+    let dave = app.user("dave@example.com").await;
+    app.add_member(&alice, alice.org, &dave, Role::Member).await;
+    crate::billing::on_plan(&app, &alice, "team", json!({"integrations": 5})).await;
+    sqlx::query("UPDATE plans SET features = '{integrations}' WHERE code = 'team'")
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("feature");
+    // Created without credentials: it waits to be connected, and says so if synced.
+    let (id, kpis) = connected(
+        &app,
+        &alice,
+        json!({"provider": "google_analytics", "config": {"property_id": PROPERTY, "backfill_days": 3}}),
+        &["sessions"],
+    )
+    .await;
+    sync(&app, &alice, id, &spec, &endpoints).await;
+    let waiting = integration_of(&app, &alice, id).await;
+    assert_eq!(waiting["sync_status"], "error");
+    assert!(
+        waiting["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("authorize")),
+        "{waiting}"
+    );
+
+    let (status, started) = authorize(&app, &alice, id).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (code, state) = google.consent(started["authorization_url"].as_str().expect("url"));
+
+    // Refused, and nothing stored: nobody signed in, another admin of the organization, a
+    // stranger, a tampered state, a state moved to another integration, Google's refusal.
+    let hint = || async { integration_of(&app, &alice, id).await["credentials_hint"].clone() };
+    assert_eq!(
+        callback(&app, None, &[("code", &code), ("state", &state)])
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let got = callback(&app, Some(&carol), &[("code", &code), ("state", &state)]).await;
+    crate::helpers::assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let stranger = app.user("mallory@example.com").await;
+    let got = callback(&app, Some(&stranger), &[("code", &code), ("state", &state)]).await;
+    assert!(
+        matches!(got.0, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{got:?}"
+    );
+    let mut tampered = state.clone();
+    let last = tampered.pop().expect("char");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &tampered)]).await;
+    crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    let (other, _) = connected(
+        &app,
+        &alice,
+        json!({"provider": "google_sheets", "name": "Sheet",
+               "config": {"spreadsheet_id": SPREADSHEET}}),
+        &[],
+    )
+    .await;
+    let moved = state.replacen(&id.to_string(), &other.to_string(), 1);
+    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &moved)]).await;
+    crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    let got = callback(
+        &app,
+        Some(&alice),
+        &[("error", "access_denied"), ("state", &state)],
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::BAD_REQUEST, "{got:?}");
+    // An expired one (sealed as the server would, 11 minutes ago).
+    let expired = {
+        let flow =
+            json!({"user": alice.id, "verifier": "v", "expires_at": Utc::now().timestamp() - 60});
+        let sealed = vault(&spec).seal(
+            &tenantry_server::vault::Place {
+                org: alice.org,
+                table: "integration_oauth",
+                row: id,
+                column: "state",
+            },
+            flow.to_string().as_bytes(),
+        );
+        format!(
+            "{}.{id}.{}",
+            alice.org,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        )
+    };
+    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &expired)]).await;
+    crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    assert!(hint().await.is_null(), "nothing was stored");
+
+    // The person who started, in their browser: connected, due at once, and it syncs.
+    let (status, connected_now) =
+        callback(&app, Some(&alice), &[("code", &code), ("state", &state)]).await;
+    assert_eq!(status, StatusCode::OK, "{connected_now}");
+    assert_eq!(connected_now["sync_status"], "pending");
+    assert!(
+        connected_now["credentials_hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("refresh_token …")),
+        "{connected_now}"
+    );
+    // The code was good once.
+    let again = callback(&app, Some(&alice), &[("code", &code), ("state", &state)]).await;
+    assert_eq!(again.0, StatusCode::BAD_GATEWAY, "{again:?}");
+    sync(&app, &alice, id, &spec, &endpoints).await;
+    assert_eq!(points(&app, &alice, kpis["sessions"]).await.len(), 3);
+
+    // Only admins start; Stripe has no consent screen; a server without the client says so.
+    let dave_here = TestUser {
+        org: alice.org,
+        ..dave.clone()
+    };
+    crate::helpers::assert_problem(
+        &authorize(&app, &dave_here, id).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (status, stripe) =
+        crate::integrations::connect(&app, &alice, "Billing", crate::integrations::SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{stripe}");
+    let stripe = stripe["id"]
+        .as_str()
+        .and_then(|i| i.parse().ok())
+        .expect("id");
+    crate::helpers::assert_problem(
+        &authorize(&app, &alice, stripe).await,
+        StatusCode::CONFLICT,
+        "integration_not_oauth",
+    );
+    let plain = with_vault(&spec).await;
+    let erin = plain.user("erin@example.com").await;
+    let (lone, _) = connected(
+        &plain,
+        &erin,
+        json!({"provider": "google_analytics", "config": {"property_id": PROPERTY}}),
+        &[],
+    )
+    .await;
+    crate::helpers::assert_problem(
+        &authorize(&plain, &erin, lone).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_configured",
     );
 }
