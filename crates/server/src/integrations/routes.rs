@@ -230,6 +230,8 @@ pub async fn oauth_callback(
     caller: crate::http::Caller,
     Query(callback): Query<OAuthCallback>,
 ) -> Result<Json<Integration>> {
+    // Who is asking, first: a credential that resolves to no one is 401 whatever else is wrong.
+    drop(caller.begin(&state, None).await?);
     let vault = vault(&state)?;
     if let Some(error) = callback.error {
         return Err(Error::BadRequest(format!(
