@@ -24,10 +24,10 @@ CREATE INDEX integrations_due ON integrations (next_sync_at) WHERE is_active;
 ALTER TABLE integration_mappings ADD COLUMN synced_at timestamptz;
 GRANT UPDATE (kpi_id, synced_at) ON integration_mappings TO tenantry_runtime;
 
--- To the runtime role, for the organization it is bound to only (another's answer is NULL); to
--- the owner's dispatcher (its session is the owner: session_user = current_user), for all.
-CREATE FUNCTION app.integration_in_plan(org uuid, integration uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Whether the plan in force lets `integration` of `org` sync. The owner's (the dispatcher's);
+-- the runtime role reaches it only through the function below, for its bound organization.
+CREATE FUNCTION app.integration_allowed(org uuid, integration uuid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'integrations' = ANY (p.features)
            AND (p.limits ->> 'integrations' IS NULL
                 OR (SELECT count(*) FROM public.integrations o
@@ -35,7 +35,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                    <= (p.limits ->> 'integrations')::bigint)
       FROM public.integrations i, app.plan_in_force(org) p
      WHERE i.organization_id = org AND i.id = integration
-       AND (session_user = current_user OR org = app.org_with_role('viewer'))
+$$;
+REVOKE EXECUTE ON FUNCTION app.integration_allowed(uuid, uuid) FROM PUBLIC;
+
+-- The same for the runtime role, about the organization it is bound to only (another's answer
+-- is NULL).
+CREATE FUNCTION app.integration_in_plan(org uuid, integration uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT app.integration_allowed(org, integration) WHERE org = app.org_with_role('viewer')
 $$;
 REVOKE EXECUTE ON FUNCTION app.integration_in_plan(uuid, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.integration_in_plan(uuid, uuid) TO tenantry_runtime;
@@ -47,7 +54,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     org uuid := app.org_with_role('viewer');
 BEGIN
-    IF app.integration_in_plan(org, integration) IS NOT false THEN
+    IF app.integration_allowed(org, integration) IS NOT false THEN
         RETURN;
     END IF;
     PERFORM app.require_feature('integrations');

@@ -294,14 +294,24 @@ fn client_ip(peer: IpAddr, parts: &Parts, trusted_proxies: &[IpNetwork]) -> IpAd
 /// Name of the cookie that binds an OpenID Connect sign-in to the browser that started it.
 pub const OIDC_FLOW_COOKIE: &str = "tenantry_oidc_state";
 
-/// The OpenID Connect flow cookie, if the browser sent one.
-pub struct OidcFlowCookie(pub Option<String>);
+/// Name of the cookie that binds connecting an integration on Google's consent screen to the
+/// browser that started it.
+pub const INTEGRATION_FLOW_COOKIE: &str = "tenantry_integration_flow";
 
-impl<S: Send + Sync> FromRequestParts<S> for OidcFlowCookie {
+/// The flow cookies the browser sent (OpenID Connect sign-in, an integration's connection).
+pub struct FlowCookies {
+    pub oidc: Option<String>,
+    pub integration: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FlowCookies {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        Ok(Self(cookie(parts, OIDC_FLOW_COOKIE).map(str::to_string)))
+        Ok(Self {
+            oidc: cookie(parts, OIDC_FLOW_COOKIE).map(str::to_string),
+            integration: cookie(parts, INTEGRATION_FLOW_COOKIE).map(str::to_string),
+        })
     }
 }
 

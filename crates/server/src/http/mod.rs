@@ -30,7 +30,8 @@ use utoipa_axum::routes;
 
 pub use cache::cacheable;
 pub use extract::{
-    Caller, ClientInfo, Json, OidcFlowCookie, Path, Query, OIDC_FLOW_COOKIE, SESSION_COOKIE,
+    Caller, ClientInfo, FlowCookies, Json, Path, Query, INTEGRATION_FLOW_COOKIE, OIDC_FLOW_COOKIE,
+    SESSION_COOKIE,
 };
 pub use openapi::ApiDoc;
 pub use problem::{

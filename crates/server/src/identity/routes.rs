@@ -14,7 +14,7 @@ use super::{
     SessionInfo, User,
 };
 use crate::http::{
-    AppState, ClientInfo, Invalid, Json, NotFound, OidcFlowCookie, Path, Query, Unauthorized,
+    AppState, ClientInfo, FlowCookies, Invalid, Json, NotFound, Path, Query, Unauthorized,
     OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
@@ -278,7 +278,7 @@ pub struct OidcCallback {
 pub async fn oidc_callback(
     State(state): State<AppState>,
     client: ClientInfo,
-    OidcFlowCookie(flow_cookie): OidcFlowCookie,
+    cookies: FlowCookies,
     Query(callback): Query<OidcCallback>,
 ) -> Result<SessionOpened> {
     let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
@@ -288,7 +288,7 @@ pub async fn oidc_callback(
     let (Some(code), Some(flow_state)) = (callback.code, callback.state) else {
         return Err(Error::InvalidToken("code and state are required"));
     };
-    if flow_cookie.as_deref() != Some(flow_state.as_str()) {
+    if cookies.oidc.as_deref() != Some(flow_state.as_str()) {
         return Err(Error::InvalidToken(
             "this sign-in was started in another browser",
         ));

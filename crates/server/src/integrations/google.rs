@@ -496,7 +496,7 @@ pub async fn sheet(
         let value = match cell(sheet.value_column) {
             Value::Number(n) => n.as_f64(),
             Value::String(s) if s.trim().is_empty() => continue,
-            Value::String(s) => s.trim().replace(',', "").parse::<f64>().ok(),
+            Value::String(s) => sheet_number(s),
             Value::Null => continue,
             _ => None,
         };
@@ -518,6 +518,25 @@ pub async fn sheet(
             value,
         })
         .collect())
+}
+
+/// A number typed as text: `1204.5`, or with commas between thousands (`1,204.5`). A comma
+/// anywhere else (`1,5`, a decimal comma) is not read as a number: it fails the run rather
+/// than turn 1.5 into 15.
+fn sheet_number(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if text.contains(',') {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let mut groups = whole.trim_start_matches(['-', '+']).split(',');
+        let first = groups.next()?;
+        if fraction.contains(',')
+            || !(1..=3).contains(&first.len())
+            || !groups.all(|g| g.len() == 3)
+        {
+            return None;
+        }
+    }
+    text.replace(',', "").parse().ok()
 }
 
 /// Percent-encodes a path segment (an A1 range holds `!`, `'`, `:` and spaces).
@@ -567,6 +586,18 @@ mod tests {
         );
         assert_eq!(sheet_date(&serde_json::json!("Date")), None);
         assert_eq!(sheet_date(&serde_json::json!(-3)), None);
+    }
+
+    #[test]
+    fn sheet_numbers_take_thousands_commas_only() {
+        assert_eq!(sheet_number("1,204.5"), Some(1204.5));
+        assert_eq!(sheet_number(" 1204 "), Some(1204.0));
+        assert_eq!(sheet_number("-1,000,000"), Some(-1_000_000.0));
+        assert_eq!(sheet_number("0.25"), Some(0.25));
+        assert_eq!(sheet_number("1,5"), None);
+        assert_eq!(sheet_number("12,34,567"), None);
+        assert_eq!(sheet_number("1.2,3"), None);
+        assert_eq!(sheet_number("n/a"), None);
     }
 
     #[test]

@@ -119,6 +119,15 @@ impl Provider {
         }
     }
 
+    /// Days before the last sync a later sync reads again: where late data lands (Stripe's
+    /// refunds; GA4 finishes processing a day within two).
+    pub fn late_days(self) -> u64 {
+        match self {
+            Provider::GoogleAnalytics => 3,
+            Provider::Stripe | Provider::GoogleSheets => 1,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Provider::Stripe => "Stripe",

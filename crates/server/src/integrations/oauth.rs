@@ -3,9 +3,10 @@
 //!
 //! The flow's state is sealed by the vault, not kept in a table: `{org}.{integration}.{sealed}`,
 //! the sealed part (bound to that organization and integration) holding who started it, the PKCE
-//! verifier and when it expires. The callback must come from a browser signed in as that same
-//! person: otherwise someone could start a flow for their own integration, send its link to a
-//! victim, and receive the victim's Google access when the victim consents.
+//! verifier, a hash of a nonce kept in an HttpOnly cookie of the browser that started, and when
+//! it expires. The callback must come from that browser (the cookie, cleared when used), signed
+//! in as that same person: otherwise someone could start a flow for their own integration, send
+//! its link to a victim, and receive the victim's Google access when the victim consents.
 
 use base64::Engine;
 use rand::RngCore;
@@ -39,6 +40,8 @@ const FLOW_SECONDS: i64 = 600;
 struct Flow {
     user: Uuid,
     verifier: String,
+    /// SHA-256 of the browser's flow cookie.
+    browser: String,
     expires_at: i64,
 }
 
@@ -58,23 +61,40 @@ fn scope(provider: Provider) -> &'static str {
     }
 }
 
-/// Google's consent URL for `user` to connect `integration` of `org`.
-pub fn authorization_url(
+fn random() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn digest(text: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A started connection: Google's consent URL, and the nonce the browser keeps in its flow
+/// cookie.
+pub struct Started {
+    pub authorization_url: String,
+    pub browser_nonce: String,
+}
+
+/// Starts connecting `integration` of `org` for `user`.
+pub fn start(
     config: &GoogleOAuthConfig,
     vault: &Vault,
     org: Uuid,
     integration: Uuid,
     provider: Provider,
     user: Uuid,
-) -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
+) -> Result<Started, Error> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let verifier = b64.encode(bytes);
-    let challenge = b64.encode(Sha256::digest(verifier.as_bytes()));
+    let verifier = random();
+    let challenge = digest(&verifier);
+    let browser_nonce = random();
     let flow = Flow {
         user,
         verifier,
+        browser: digest(&browser_nonce),
         expires_at: chrono::Utc::now().timestamp() + FLOW_SECONDS,
     };
     let plain = serde_json::to_vec(&flow).map_err(|e| Error::Internal(e.to_string()))?;
@@ -95,7 +115,10 @@ pub fn authorization_url(
         .append_pair("state", &state)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    Ok(url.into())
+    Ok(Started {
+        authorization_url: url.into(),
+        browser_nonce,
+    })
 }
 
 /// A callback's state, opened: whose it is and for what.
@@ -106,8 +129,13 @@ pub struct Opened {
     pub verifier: String,
 }
 
-/// Opens a callback's `state`; anything this server did not issue, or that expired, is refused.
-pub fn open_state(vault: &Vault, state: &str) -> Result<Opened, Error> {
+/// Opens a callback's `state`, arriving with the browser's flow cookie; anything this server did
+/// not issue, that expired, or that another browser started, is refused.
+pub fn open_state(
+    vault: &Vault,
+    state: &str,
+    browser_nonce: Option<&str>,
+) -> Result<Opened, Error> {
     let refused = || Error::InvalidToken("the state is not one this server issued");
     let mut parts = state.splitn(3, '.');
     let (Some(org), Some(integration), Some(sealed)) = (parts.next(), parts.next(), parts.next())
@@ -123,6 +151,11 @@ pub fn open_state(vault: &Vault, state: &str) -> Result<Opened, Error> {
         .open(&place(org, integration), &sealed)
         .map_err(|_| refused())?;
     let flow: Flow = serde_json::from_slice(&plain).map_err(|_| refused())?;
+    if browser_nonce.map(digest) != Some(flow.browser) {
+        return Err(Error::InvalidToken(
+            "this connection was started in another browser; start it again here",
+        ));
+    }
     if flow.expires_at < chrono::Utc::now().timestamp() {
         return Err(Error::InvalidToken(
             "this connection was started more than 10 minutes ago; start it again",

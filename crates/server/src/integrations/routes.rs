@@ -2,7 +2,8 @@
 //! admins manage them. Credentials go in and never come out.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -10,7 +11,8 @@ use uuid::Uuid;
 use super::sync::SyncRun;
 use super::{store, Integration, IntegrationChanges, Mapping, MappingsChange, NewIntegration};
 use crate::http::{
-    AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired, Query,
+    AppState, Conflict, FlowCookies, Forbidden, Invalid, Json, NotFound, Path, PaymentRequired,
+    Query, INTEGRATION_FLOW_COOKIE,
 };
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, Result};
@@ -187,13 +189,26 @@ pub async fn authorize(
     State(state): State<AppState>,
     mut tx: OrgTx,
     Path((org, id)): Path<(Uuid, Uuid)>,
-) -> Result<Json<AuthorizationStart>> {
+) -> Result<([(HeaderName, HeaderValue); 1], Json<AuthorizationStart>)> {
     let vault = vault(&state)?;
     let (provider, user) = store::authorization_target(&mut tx, id).await?;
     let oauth = google_oauth(&state)?;
-    let authorization_url = super::oauth::authorization_url(oauth, vault, org, id, provider, user)?;
+    let started = super::oauth::start(oauth, vault, org, id, provider, user)?;
     tx.commit().await?;
-    Ok(Json(AuthorizationStart { authorization_url }))
+    Ok((
+        [(SET_COOKIE, flow_cookie(&started.browser_nonce, 600)?)],
+        Json(AuthorizationStart {
+            authorization_url: started.authorization_url,
+        }),
+    ))
+}
+
+/// The cookie binding a connection to this browser (`max_age` 0 clears it).
+fn flow_cookie(nonce: &str, max_age: u32) -> Result<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{INTEGRATION_FLOW_COOKIE}={nonce}; Path=/v1/integrations/oauth; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+    ))
+    .map_err(|e| Error::Internal(format!("cookie: {e}")))
 }
 
 fn google_oauth(state: &AppState) -> Result<&super::oauth::GoogleOAuthConfig> {
@@ -228,8 +243,9 @@ pub struct OAuthCallback {
 pub async fn oauth_callback(
     State(state): State<AppState>,
     caller: crate::http::Caller,
+    cookies: FlowCookies,
     Query(callback): Query<OAuthCallback>,
-) -> Result<Json<Integration>> {
+) -> Result<([(HeaderName, HeaderValue); 1], Json<Integration>)> {
     // Who is asking, first: a credential that resolves to no one is 401 whatever else is wrong.
     drop(caller.begin(&state, None).await?);
     let vault = vault(&state)?;
@@ -242,7 +258,7 @@ pub async fn oauth_callback(
     let (Some(code), Some(flow)) = (callback.code, callback.state) else {
         return Err(Error::BadRequest("code and state are required".into()));
     };
-    let opened = super::oauth::open_state(vault, &flow)?;
+    let opened = super::oauth::open_state(vault, &flow, cookies.integration.as_deref())?;
     let oauth = google_oauth(&state)?;
     let begin = || async {
         let tx = caller
@@ -266,5 +282,6 @@ pub async fn oauth_callback(
     })?;
     let connected = store::update(&mut tx, vault, opened.integration, &changes).await?;
     tx.commit().await?;
-    Ok(Json(connected))
+    // Used: the browser forgets it, so the state cannot be replayed here.
+    Ok(([(SET_COOKIE, flow_cookie("", 0)?)], Json(connected)))
 }

@@ -81,8 +81,8 @@ pub async fn create(
         .clone()
         .unwrap_or_else(|| new.provider.label().to_string());
     sqlx::query(
-        r"INSERT INTO integrations (id, organization_id, provider, name, is_active, config, schedule, created_by)
-          VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '15 * * * *'), $8)",
+        r"INSERT INTO integrations (id, organization_id, provider, name, is_active, config, schedule, created_by, next_sync_at)
+          VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '15 * * * *'), $8, CASE WHEN $9 THEN now() END)",
     )
     .bind(id)
     .bind(org)
@@ -92,6 +92,8 @@ pub async fn create(
     .bind(new.config.clone().unwrap_or_else(|| serde_json::json!({})))
     .bind(new.schedule.as_deref())
     .bind(user)
+    // Without credentials it waits, paused, to be connected (`…/authorize`).
+    .bind(new.credentials.is_some())
     .execute(tx.conn())
     .await
     .on_conflict(NAME_KEY, "integration_name_taken", NAME_TAKEN)?;

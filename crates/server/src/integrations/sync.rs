@@ -213,7 +213,7 @@ pub const DUE_SQL: &str = r"SELECT i.organization_id, i.id, i.schedule,
                 (SELECT m.user_id FROM organization_members m
                   WHERE m.organization_id = i.organization_id AND m.role = 'owner'
                   ORDER BY m.created_at LIMIT 1)) AS actor,
-       app.integration_in_plan(i.organization_id, i.id) AS in_plan
+       app.integration_allowed(i.organization_id, i.id) AS in_plan
   FROM integrations i
  WHERE i.is_active AND i.next_sync_at <= now()
  ORDER BY i.next_sync_at LIMIT $1
@@ -240,7 +240,10 @@ async fn dispatch(owner: &tenantry_db::OwnerPool) -> Result<(usize, bool), Error
         .bind(DISPATCH_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-    let now = Utc::now();
+    // The database's clock decides what is due, so it decides the next slots too.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     let mut queued = 0;
     let (mut orgs, mut ids, mut next) = (Vec::new(), Vec::new(), Vec::new());
     for Due {
@@ -314,7 +317,14 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         tracing::info!(%org, integration = %id, "sync skipped: the plan in force does not let this integration sync");
         return Ok(());
     }
-    let mapped = store::mappings(&mut tx, id).await?;
+    let known = integration.metrics();
+    // Mappings of metrics the integration still has (a custom GA4 metric may have been removed
+    // from its configuration since).
+    let mapped: Vec<_> = store::mappings(&mut tx, id)
+        .await?
+        .into_iter()
+        .filter(|m| known.contains(&m.metric))
+        .collect();
     // The oldest of the mappings' last syncs; None when one was never synced (a backfill).
     let synced_through = mapped.iter().map(|m| m.synced_at).min().flatten();
     let mappings: HashMap<String, Uuid> =
@@ -329,8 +339,11 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         Some(_) if integration.provider == Provider::GoogleSheets => {
             today.checked_sub_days(Days::new(backfill - 1))
         }
-        // The day before the last sync too: late data (refunds, sessions) lands there.
-        Some(last) => last.date_naive().checked_sub_days(Days::new(1)),
+        // Days before the last sync too: late data lands there (refunds; GA4 takes up to two
+        // days to finish processing a day).
+        Some(last) => last
+            .date_naive()
+            .checked_sub_days(Days::new(integration.provider.late_days())),
         None => today.checked_sub_days(Days::new(backfill - 1)),
     }
     .unwrap_or(today);
@@ -339,6 +352,18 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
     } else {
         trigger
     };
+    // One sync of an integration runs at a time (the queue's unique key): a run still marked
+    // running is one whose worker stopped mid-way.
+    sqlx::query(
+        r"UPDATE integration_syncs SET status = 'error', finished_at = now(),
+                 error = 'interrupted: the worker running it stopped'
+           WHERE organization_id = $1 AND integration_id = $2 AND status = 'running'",
+    )
+    .bind(org)
+    .bind(id)
+    .execute(tx.conn())
+    .await
+    .map_err(Error::from)?;
     let run_id: Uuid = sqlx::query_scalar(
         r"INSERT INTO integration_syncs (organization_id, integration_id, trigger, range_from, range_to)
           VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -365,7 +390,7 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         }
         Err(e) => return Err(e.into()),
     };
-    let secrets: Vec<String> = credentials.values().cloned().collect();
+    let secrets = secrets_of(&credentials, c);
     tx.commit().await?;
 
     // The provider is asked outside any transaction: no connection waits on the network.
@@ -403,52 +428,99 @@ async fn sync(run: &JobRun, c: &Connectors, id: Uuid, trigger: &str) -> Result<(
         }
     };
 
-    let mut tx = run.org_tx().await?;
-    match fetched {
-        Ok(values) => {
-            let source = integration.provider.as_str();
-            let mut rows: Vec<Row> = values
-                .iter()
-                .filter_map(|v| {
-                    Some(Row {
-                        kpi_id: *mappings.get(&v.metric)?,
-                        value: v.value,
-                        observed_at: v.day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
-                        source: source.to_string(),
-                    })
-                })
-                .collect();
-            let written = write(&mut tx, &mut rows).await?;
-            sqlx::query(
-                r"UPDATE integration_mappings SET synced_at = now()
-                   WHERE organization_id = $1 AND integration_id = $2 AND metric = ANY ($3)",
-            )
-            .bind(org)
-            .bind(id)
-            .bind(&metrics)
-            .execute(tx.conn())
-            .await
-            .map_err(Error::from)?;
-            let next = next_slot(&integration.schedule, Utc::now());
-            finish(&mut tx, id, run_id, Outcome::Synced { written, next }).await?;
-            tx.commit().await?;
-            Ok(())
-        }
+    let written = match fetched {
+        Ok(values) => write_points(run, &integration, &mappings, &metrics, values).await,
         Err(e) => {
             let message = redact(&e.message, &secrets);
+            let mut tx = run.org_tx().await?;
             let outcome = Outcome::Failed {
                 message: &message,
                 refused: !e.retry,
             };
             finish(&mut tx, id, run_id, outcome).await?;
             tx.commit().await?;
-            Err(if e.retry {
+            return Err(if e.retry {
                 JobError::Retry(message)
             } else {
                 JobError::Fatal(message)
-            })
+            });
+        }
+    };
+    let mut tx = run.org_tx().await?;
+    match written {
+        Ok(written) => {
+            let next = next_slot(&integration.schedule, Utc::now());
+            finish(&mut tx, id, run_id, Outcome::Synced { written, next }).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        // Writing failed (the points rolled back): the run says so, and the queue retries.
+        Err(e) => {
+            let message = format!("writing the points failed: {e}");
+            let outcome = Outcome::Failed {
+                message: &message,
+                refused: false,
+            };
+            finish(&mut tx, id, run_id, outcome).await?;
+            tx.commit().await?;
+            Err(JobError::Retry(message))
         }
     }
+}
+
+/// The values as points of their mapped KPIs, and the mappings marked synced: one
+/// transaction, all or nothing.
+async fn write_points(
+    run: &JobRun,
+    integration: &super::Integration,
+    mappings: &HashMap<String, Uuid>,
+    metrics: &[String],
+    values: Vec<DailyValue>,
+) -> Result<u64, Error> {
+    let mut tx = run
+        .org_tx()
+        .await
+        .map_err(|e| Error::Internal(format!("{e:?}")))?;
+    let source = integration.provider.as_str();
+    let mut rows: Vec<Row> = values
+        .iter()
+        .filter_map(|v| {
+            Some(Row {
+                kpi_id: *mappings.get(&v.metric)?,
+                value: v.value,
+                observed_at: v.day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+                source: source.to_string(),
+            })
+        })
+        .collect();
+    let written = write(&mut tx, &mut rows).await?;
+    sqlx::query(
+        r"UPDATE integration_mappings SET synced_at = now()
+           WHERE organization_id = $1 AND integration_id = $2 AND metric = ANY ($3)",
+    )
+    .bind(tx.org())
+    .bind(integration.id)
+    .bind(metrics)
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Every secret a run's errors must not show: the stored credentials, a service account's
+/// private key as decoded, and the server's OAuth client secret.
+fn secrets_of(credentials: &super::Credentials, c: &Connectors) -> Vec<String> {
+    let mut secrets: Vec<String> = credentials.values().cloned().collect();
+    if let Some(key) = credentials
+        .get("service_account_key")
+        .and_then(|k| super::google::ServiceAccountKey::parse(k).ok())
+    {
+        secrets.push(key.private_key);
+    }
+    if let Some((_, secret)) = &c.endpoints.google_client {
+        secrets.push(secret.clone());
+    }
+    secrets
 }
 
 /// How a run ended.
@@ -492,8 +564,10 @@ async fn finish(tx: &mut OrgTx, id: Uuid, run_id: Uuid, outcome: Outcome<'_>) ->
                                     WHEN $4 OR consecutive_failures + 1 >= $5 THEN 'error'
                                     ELSE sync_status END,
                  error_notified_at = CASE WHEN $3 IS NULL THEN NULL ELSE error_notified_at END,
-                 next_sync_at = CASE WHEN $3 IS NULL THEN coalesce(next_sync_at, $6)
-                                     WHEN $4 THEN NULL
+                 -- A success returns to the schedule (a paused one resumes); a refusal pauses;
+                 -- another failure backs off, and leaves a paused one paused.
+                 next_sync_at = CASE WHEN $3 IS NULL THEN coalesce($6, next_sync_at)
+                                     WHEN $4 OR next_sync_at IS NULL THEN NULL
                                      ELSE greatest(next_sync_at,
                                                    now() + least(interval '1 hour' * 2 ^ least(consecutive_failures, 5),
                                                                  interval '1 day'))

@@ -945,4 +945,11 @@ async fn provider_failures_are_retried_and_logged_then_mark_the_integration_erro
     let integration = integration_of(&app, &alice, id).await;
     assert_eq!(integration["sync_status"], "success");
     assert_eq!(points(&app, &alice, kpis["revenue"]).await.len(), 10);
+    // The failures had pushed the schedule back hours; the success returns it to its slot.
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(integration["next_sync_at"].clone()).expect("next");
+    assert!(
+        next <= chrono::Utc::now() + chrono::Duration::hours(1),
+        "{integration}"
+    );
 }

@@ -420,7 +420,7 @@ async fn a_first_ga4_sync_backfills_every_day_and_a_resync_changes_nothing() {
     let integration = integration_of(&app, &alice, id).await;
     assert_eq!(integration["sync_status"], "success", "{integration}");
 
-    // Again: the last two days are read again and replaced, nothing added.
+    // Again: the last days are read again and replaced, nothing added.
     sync(&app, &alice, id, &spec, &endpoints).await;
     assert_eq!(points(&app, &alice, kpis["sessions"]).await.len(), 40);
     let log = runs(&app, &alice, id).await;
@@ -433,9 +433,10 @@ async fn a_first_ga4_sync_backfills_every_day_and_a_resync_changes_nothing() {
         .iter()
         .find(|r| r["trigger"] == "manual")
         .expect("incremental run");
+    // GA4 finishes a day within two: the three days before the last sync are read again.
     assert_eq!(
         incremental["range_from"],
-        json!((today - Days::new(1)).to_string())
+        json!((today - Days::new(3)).to_string())
     );
 }
 
@@ -765,31 +766,55 @@ async fn consenting_world() -> (String, TestApp, TestUser, FakeGoogle, Endpoints
 }
 
 /// Google's redirect back, arriving in a browser signed in as `user` (its session cookie), or
-/// in one signed in as nobody.
+/// in one signed in as nobody, holding the flow cookie `browser` or none.
 async fn callback(
     app: &TestApp,
     user: Option<&TestUser>,
+    browser: Option<&str>,
     query: &[(&str, &str)],
 ) -> (StatusCode, Value) {
     let mut request = app
         .request(Method::GET, None, "/v1/integrations/oauth/callback")
         .query(query);
+    let mut cookies = Vec::new();
     if let Some(user) = user {
-        request = request.header("cookie", format!("tenantry_session={}", user.token));
+        cookies.push(format!("tenantry_session={}", user.token));
+    }
+    if let Some(browser) = browser {
+        cookies.push(format!("tenantry_integration_flow={browser}"));
+    }
+    if !cookies.is_empty() {
+        request = request.header("cookie", cookies.join("; "));
     }
     let response = request.send().await.expect("send");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn authorize(app: &TestApp, user: &TestUser, id: Uuid) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        user,
-        &format!("/v1/orgs/{}/integrations/{id}/authorize", user.org),
-        None,
+/// Starts connecting as `user`: the answer, and the flow cookie it set.
+async fn authorize(app: &TestApp, user: &TestUser, id: Uuid) -> ((StatusCode, Value), String) {
+    let response = app
+        .request(
+            Method::POST,
+            Some(&user.token),
+            &format!("/v1/orgs/{}/integrations/{id}/authorize", user.org),
+        )
+        .send()
+        .await
+        .expect("send");
+    let browser = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("tenantry_integration_flow="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    let status = response.status();
+    (
+        (status, response.json().await.unwrap_or(Value::Null)),
+        browser,
     )
-    .await
 }
 
 #[tokio::test]
@@ -822,23 +847,27 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
         "{waiting}"
     );
 
-    let (status, started) = authorize(&app, &alice, id).await;
+    let ((status, started), flow_cookie) = authorize(&app, &alice, id).await;
     assert_eq!(status, StatusCode::OK, "{started}");
+    assert!(!flow_cookie.is_empty(), "the flow cookie is set");
+    let browser = Some(flow_cookie.as_str());
     let (code, state) = google.consent(started["authorization_url"].as_str().expect("url"));
+    // The callback with Google's code, as `user` in a browser holding `browser`, for `state`.
+    let with_code = async |user: Option<&TestUser>, browser: Option<&str>, state: &str| {
+        callback(&app, user, browser, &[("code", &code), ("state", state)]).await
+    };
 
     // Refused, and nothing stored: nobody signed in, another admin of the organization, a
     // stranger, a tampered state, a state moved to another integration, Google's refusal.
     let hint = || async { integration_of(&app, &alice, id).await["credentials_hint"].clone() };
     assert_eq!(
-        callback(&app, None, &[("code", &code), ("state", &state)])
-            .await
-            .0,
+        with_code(None, browser, &state).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let got = callback(&app, Some(&carol), &[("code", &code), ("state", &state)]).await;
+    let got = with_code(Some(&carol), browser, &state).await;
     crate::helpers::assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
     let stranger = app.user("mallory@example.com").await;
-    let got = callback(&app, Some(&stranger), &[("code", &code), ("state", &state)]).await;
+    let got = with_code(Some(&stranger), browser, &state).await;
     assert!(
         matches!(got.0, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
         "{got:?}"
@@ -846,7 +875,7 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
     let mut tampered = state.clone();
     let last = tampered.pop().expect("char");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &tampered)]).await;
+    let got = with_code(Some(&alice), browser, &tampered).await;
     crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
     let (other, _) = connected(
         &app,
@@ -857,19 +886,22 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
     )
     .await;
     let moved = state.replacen(&id.to_string(), &other.to_string(), 1);
-    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &moved)]).await;
+    let got = with_code(Some(&alice), browser, &moved).await;
     crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
     let got = callback(
         &app,
         Some(&alice),
+        browser,
         &[("error", "access_denied"), ("state", &state)],
     )
     .await;
     assert_eq!(got.0, StatusCode::BAD_REQUEST, "{got:?}");
-    // An expired one (sealed as the server would, 11 minutes ago).
+    // An expired one (sealed as the server would, a minute past its 10).
     let expired = {
-        let flow =
-            json!({"user": alice.id, "verifier": "v", "expires_at": Utc::now().timestamp() - 60});
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(flow_cookie.as_bytes()));
+        let flow = json!({"user": alice.id, "verifier": "v", "browser": digest,
+                          "expires_at": Utc::now().timestamp() - 60});
         let sealed = vault(&spec).seal(
             &tenantry_server::vault::Place {
                 org: alice.org,
@@ -885,13 +917,15 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
         )
     };
-    let got = callback(&app, Some(&alice), &[("code", &code), ("state", &expired)]).await;
+    let got = with_code(Some(&alice), browser, &expired).await;
+    crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
+    // Alice herself, in a browser that did not start it (no flow cookie).
+    let got = with_code(Some(&alice), None, &state).await;
     crate::helpers::assert_problem(&got, StatusCode::UNAUTHORIZED, "invalid_token");
     assert!(hint().await.is_null(), "nothing was stored");
 
     // The person who started, in their browser: connected, due at once, and it syncs.
-    let (status, connected_now) =
-        callback(&app, Some(&alice), &[("code", &code), ("state", &state)]).await;
+    let (status, connected_now) = with_code(Some(&alice), browser, &state).await;
     assert_eq!(status, StatusCode::OK, "{connected_now}");
     assert_eq!(connected_now["sync_status"], "pending");
     assert!(
@@ -901,7 +935,7 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
         "{connected_now}"
     );
     // The code was good once.
-    let again = callback(&app, Some(&alice), &[("code", &code), ("state", &state)]).await;
+    let again = with_code(Some(&alice), browser, &state).await;
     assert_eq!(again.0, StatusCode::BAD_GATEWAY, "{again:?}");
     sync(&app, &alice, id, &spec, &endpoints).await;
     assert_eq!(points(&app, &alice, kpis["sessions"]).await.len(), 3);
@@ -912,7 +946,7 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
         ..dave.clone()
     };
     crate::helpers::assert_problem(
-        &authorize(&app, &dave_here, id).await,
+        &authorize(&app, &dave_here, id).await.0,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
@@ -924,7 +958,7 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
         .and_then(|i| i.parse().ok())
         .expect("id");
     crate::helpers::assert_problem(
-        &authorize(&app, &alice, stripe).await,
+        &authorize(&app, &alice, stripe).await.0,
         StatusCode::CONFLICT,
         "integration_not_oauth",
     );
@@ -938,7 +972,7 @@ async fn connecting_on_googles_consent_screen_stores_a_refresh_token_for_the_per
     )
     .await;
     crate::helpers::assert_problem(
-        &authorize(&plain, &erin, lone).await,
+        &authorize(&plain, &erin, lone).await.0,
         StatusCode::SERVICE_UNAVAILABLE,
         "not_configured",
     );

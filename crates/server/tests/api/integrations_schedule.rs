@@ -301,11 +301,36 @@ async fn turning_error_emails_the_admins_once_and_a_refusal_pauses_the_schedule(
     .await;
     assert_eq!(fixed["sync_status"], "pending", "{fixed}");
     assert!(fixed["error_message"].is_null(), "{fixed}");
+    // A run whose worker died stays `running`; the next run of the integration closes it.
+    sqlx::query(
+        "INSERT INTO integration_syncs (organization_id, integration_id, trigger) VALUES ($1, $2, 'schedule')",
+    )
+    .bind(alice.org)
+    .bind(id)
+    .execute(&app.db.owner().await.0)
+    .await
+    .expect("orphan");
     dispatch(&app).await;
     run_jobs(&app, vault(&spec), &base).await;
-    assert_eq!(
-        integration_of(&app, &alice, id).await["sync_status"],
-        "success"
+    let recovered = integration_of(&app, &alice, id).await;
+    assert_eq!(recovered["sync_status"], "success");
+    // Back on its schedule (the next :15), not where the failures had pushed it.
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(recovered["next_sync_at"].clone()).expect("next");
+    assert!(
+        next <= chrono::Utc::now() + chrono::Duration::hours(1),
+        "{recovered}"
+    );
+    let log = runs(&app, &alice, id).await;
+    assert!(
+        log.iter().all(|r| r["status"] != "running"),
+        "no run is left running: {log:?}"
+    );
+    assert!(
+        log.iter().any(|r| r["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("interrupted"))),
+        "{log:?}"
     );
     patch(&app, &alice, id, json!({"credentials": {"api_key": wrong}})).await;
     sync_now(&app, &alice, id).await;
