@@ -3,6 +3,7 @@
 //! Each domain is a vertical slice: its model and SQL in `mod.rs`/`store.rs`, its HTTP routes in
 //! `routes.rs`. Every store function takes a [`tenantry_db::TenantTx`], never a pool.
 
+pub mod ai;
 pub mod api_keys;
 pub mod audit;
 pub mod billing;

@@ -166,6 +166,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .merge(crate::billing::routes())
         .merge(crate::platform::routes())
         .merge(crate::integrations::routes())
+        .merge(crate::ai::routes())
         .merge(crate::fasttrack::routes())
         .layer(time_limit(config.request_timeout))
         .merge(bulk)

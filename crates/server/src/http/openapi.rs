@@ -25,6 +25,8 @@ use crate::kernel::error::FieldError;
         (name = "content", description = "Pages, blog posts, documentation and templates; their public site"),
         (name = "billing", description = "Plans, the organization's subscription, usage against its limits"),
         (name = "platform", description = "Platform administration: organizations, users and roles, for the platform's staff"),
+        (name = "integrations", description = "Stripe, Google Analytics and Google Sheets connections that feed KPIs; their syncs"),
+        (name = "ai", description = "The AI assistant: conversations, their messages, and the AI tools the plan unlocks"),
     )
 )]
 pub struct ApiDoc;

@@ -127,7 +127,10 @@ pub async fn update(tx: &mut OrgTx, changes: &Valid<OrganizationChanges>) -> Res
     .bind(changes.settings.as_ref())
     .execute(tx.conn())
     .await
-    .on_conflict(SLUG_KEY, "slug_taken", "this slug is already taken")?;
+    .on_conflict(SLUG_KEY, "slug_taken", "this slug is already taken")
+    .on_constraint("organizations_ai_settings", |_| {
+        Error::Forbidden("only an owner changes settings.ai")
+    })?;
     updated.found()?;
     get(tx, id).await?.found()
 }

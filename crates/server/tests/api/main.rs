@@ -1,6 +1,7 @@
 //! HTTP API tests: the real router on a random port, over real HTTP, against a per-test
 //! database reached as the runtime role.
 
+mod ai;
 mod api_keys;
 mod appointments;
 mod auth;

@@ -881,3 +881,65 @@ async fn integration_reads_read_what_they_return_under_heavy_skew() {
     );
     tx.rollback().await.expect("rollback");
 }
+
+#[tokio::test]
+async fn my_conversations_read_what_they_return_under_heavy_skew() {
+    let (app, big, owner) = big_among_fillers().await;
+    // `big`'s owner has 10,000 conversations among 300 organizations with 10 each (by their
+    // owner), and 20,000 messages in one of them.
+    bulk_load(
+        &owner,
+        &format!(
+            r"INSERT INTO ai_conversations (id, organization_id, user_id, title)
+              SELECT app.uuid_v7(), o.id, m.user_id, 'Chat ' || g
+                FROM organizations o JOIN organization_members m ON m.organization_id = o.id AND m.role = 'owner',
+                     generate_series(1, CASE WHEN o.id = '{big}' THEN 10000 ELSE 10 END) g;
+              INSERT INTO ai_messages (organization_id, conversation_id, user_id, role, content)
+              SELECT c.organization_id, c.id, c.user_id, CASE WHEN g % 2 = 0 THEN 'user' ELSE 'assistant' END, 'turn ' || g
+                FROM (SELECT * FROM ai_conversations WHERE organization_id = '{big}' ORDER BY id LIMIT 1) c,
+                     generate_series(1, 20000) g",
+            big = big.org
+        ),
+    )
+    .await;
+    let busy: Uuid = sqlx::query_scalar(
+        "SELECT conversation_id FROM ai_messages GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("busy");
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(big.id), big.org)
+        .await
+        .expect("begin");
+    // The newest 20 (21 fetched) of 10,000.
+    let mine = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(big.id)),
+        Param::Flag(false),
+        Param::Id(Some(Uuid::max())),
+        Param::Count(21),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "my conversations",
+        (tenantry_server::ai::store::MINE_SQL, Prepared::Kept),
+        &mine,
+        1.5 * 21.0,
+    )
+    .await;
+    // The first 50 (51 fetched) of 20,000 turns.
+    let messages = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(busy)),
+        Param::Id(Some(Uuid::nil())),
+        Param::Count(51),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "a conversation's messages",
+        (tenantry_server::ai::store::MESSAGES_SQL, Prepared::Kept),
+        &messages,
+        1.5 * 51.0,
+    )
+    .await;
+}
