@@ -1,5 +1,6 @@
 //! The `tenantry` command.
 
+mod ai;
 mod database;
 mod jobs;
 mod plans;
@@ -93,6 +94,8 @@ enum Command {
         sign_in: SignInOptions,
         #[command(flatten)]
         worker: jobs::WorkerOptions,
+        #[command(flatten)]
+        ai: ai::AiOptions,
         /// Serve the API only, and leave background jobs to `tenantry worker` processes.
         #[arg(long, env = "TENANTRY_NO_WORKER")]
         no_worker: bool,
@@ -354,6 +357,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             trusted_proxies,
             sign_in,
             worker,
+            ai,
             no_worker,
         } => {
             let mut config = HttpConfig {
@@ -367,6 +371,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             sign_in.apply(&mut config)?;
             config.stripe = worker.stripe.config()?;
             config.google_oauth = worker.google.oauth(&config.public_url)?;
+            config.ai = ai.config();
             config.vault = Some(std::sync::Arc::new(cli.vault.load(&cli.data_dir)?));
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);

@@ -47,8 +47,10 @@ const RULES: &[(&str, &str)] = &[
             -- Jobs are work, not records: what they write is audited, naming the job.
             AND n.nspname <> 'queue'
             -- Counts kept by triggers on audited rows (members, KPIs) or by the service (requests,
-            -- tokens, bytes), and the alerts they caused: derived, not records.
-            AND NOT (n.nspname = 'public' AND c.relname IN ('usage_gauges', 'usage_tracking', 'usage_alerts'))
+            -- tokens, bytes), the alerts they caused, and tokens held for replies in flight:
+            -- derived, not records.
+            AND NOT (n.nspname = 'public' AND c.relname IN ('usage_gauges', 'usage_tracking', 'usage_alerts',
+                                                            'ai_token_reservations'))
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t

@@ -2,11 +2,13 @@
 
 use uuid::Uuid;
 
-use super::{AiTool, Conversation, ConversationChanges, Message, NewConversation};
+use super::{
+    AiTool, CatalogTool, Conversation, ConversationChanges, Message, NewConversation, ToolChange,
+};
 use crate::kernel::access::{require_role, Role};
 use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
-use crate::kernel::org_tx::OrgTx;
+use crate::kernel::org_tx::{OrgTx, UserTx};
 use crate::kernel::page::{Page, PageParams};
 
 const COLUMNS: &str = r"id, user_id, title, context_type, context_id, ai_model, usage_tokens,
@@ -154,5 +156,216 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<AiTool>> {
            ORDER BY t.name",
     )
     .fetch_all(tx.conn())
+    .await?)
+}
+
+/// An active tool of the catalog by name, with what it needs.
+pub async fn tool(
+    tx: &mut OrgTx,
+    name: &str,
+) -> Result<Option<(String, String, serde_json::Value)>> {
+    Ok(sqlx::query_as(
+        r"SELECT name, required_tier, configuration FROM ai_tools WHERE name = $1 AND is_active",
+    )
+    .bind(name)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// Refuses (402 `feature_unavailable`) a tool whose tier is above the plan in force.
+pub async fn require_tier(tx: &mut OrgTx, tier: &str, tool: &str) -> Result<()> {
+    sqlx::query("SELECT app.require_tier($1, $2)")
+        .bind(tier)
+        .bind(tool)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Turns of a conversation sent to the model, at most this many (the latest).
+const HISTORY_TURNS: i64 = 40;
+/// And at most this many bytes of them.
+const HISTORY_BYTES: usize = 64 * 1024;
+
+/// The latest turns of a conversation, oldest first: `(role, content)`.
+pub async fn history(tx: &mut OrgTx, id: Uuid) -> Result<Vec<(String, String)>> {
+    let org = tx.org();
+    let latest: Vec<(String, String)> = sqlx::query_as(
+        r"SELECT role, content FROM ai_messages
+           WHERE organization_id = $1 AND conversation_id = $2
+           ORDER BY id DESC LIMIT $3",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(HISTORY_TURNS)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut bytes = 0;
+    let mut kept: Vec<(String, String)> = latest
+        .into_iter()
+        .take_while(|(_, content)| {
+            bytes += content.len();
+            bytes <= HISTORY_BYTES
+        })
+        .collect();
+    kept.reverse();
+    Ok(kept)
+}
+
+/// One turn to add to a conversation.
+pub struct NewTurn<'a> {
+    pub id: Uuid,
+    pub conversation: Uuid,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub status: &'a str,
+    pub model: Option<&'a str>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+}
+
+/// Adds a turn (the conversation's author only: the policy says so).
+pub async fn add_message(tx: &mut OrgTx, turn: &NewTurn<'_>) -> Result<Message> {
+    let org = tx.org();
+    let user = tx.user_id().await?.ok_or(Error::Forbidden(
+        "conversations are a person's, not an API key's",
+    ))?;
+    let tokens = |n: Option<i64>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    Ok(sqlx::query_as(
+        r"INSERT INTO ai_messages (id, organization_id, conversation_id, user_id, role, content, status,
+                                   model, input_tokens, output_tokens)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+          RETURNING id, role, content, status, model, input_tokens, output_tokens, created_at",
+    )
+    .bind(turn.id)
+    .bind(org)
+    .bind(turn.conversation)
+    .bind(user)
+    .bind(turn.role)
+    .bind(turn.content)
+    .bind(turn.status)
+    .bind(turn.model)
+    .bind(tokens(turn.input_tokens))
+    .bind(tokens(turn.output_tokens))
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Names an untitled conversation after its first message.
+pub async fn title_from(tx: &mut OrgTx, id: Uuid, first_message: &str) -> Result<()> {
+    let org = tx.org();
+    sqlx::query(
+        r"UPDATE ai_conversations SET title = $3
+           WHERE organization_id = $1 AND id = $2 AND title = $4",
+    )
+    .bind(org)
+    .bind(id)
+    .bind(title_of(first_message))
+    .bind(UNTITLED)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// A title from a message: its first line, cut at a word before 60 characters.
+pub fn title_of(message: &str) -> String {
+    const MOST: usize = 60;
+    let line = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(UNTITLED);
+    if line.chars().count() <= MOST {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(MOST).collect();
+    let at_word = cut
+        .rfind(' ')
+        .filter(|&i| i >= MOST / 2)
+        .unwrap_or(cut.len());
+    format!("{}…", cut[..at_word].trim_end())
+}
+
+/// Reserves `tokens` of the organization's budget for a reply in `conversation` (402 when
+/// they would pass it).
+pub async fn reserve(tx: &mut OrgTx, conversation: Uuid, tokens: i64) -> Result<Uuid> {
+    Ok(sqlx::query_scalar("SELECT app.reserve_ai_tokens($1, $2)")
+        .bind(conversation)
+        .bind(tokens)
+        .fetch_one(tx.conn())
+        .await?)
+}
+
+/// Settles a reservation with the tokens actually spent.
+pub async fn settle(
+    tx: &mut OrgTx,
+    reservation: Uuid,
+    conversation: Uuid,
+    model: &str,
+    input: i64,
+    output: i64,
+) -> Result<()> {
+    sqlx::query("SELECT app.settle_ai_tokens($1, $2, $3, $4, $5)")
+        .bind(reservation)
+        .bind(conversation)
+        .bind(model)
+        .bind(input)
+        .bind(output)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Refuses (403) callers who are not platform staff of `roles`.
+async fn require_platform_role(tx: &mut UserTx, roles: &[&str]) -> Result<()> {
+    sqlx::query("SELECT app.require_platform_role($1)")
+        .bind(roles)
+        .execute(tx.conn())
+        .await
+        .map_err(
+            |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+                Some("42501") => Error::Forbidden("platform staff only"),
+                _ => Error::from(e),
+            },
+        )?;
+    Ok(())
+}
+
+const CATALOG_COLUMNS: &str = r"id, name, description, tool_type, required_tier, configuration,
+    is_active, created_at, updated_at";
+
+/// The whole catalog, switched-off tools included (platform staff).
+pub async fn catalog(tx: &mut UserTx) -> Result<Vec<CatalogTool>> {
+    require_platform_role(tx, &["admin", "moderator", "employee"]).await?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CATALOG_COLUMNS} FROM ai_tools ORDER BY name"
+    ))
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Adds or replaces the tool `name` (platform admins).
+pub async fn put_tool(
+    tx: &mut UserTx,
+    name: &str,
+    tool: &Valid<ToolChange>,
+) -> Result<CatalogTool> {
+    require_platform_role(tx, &["admin"]).await?;
+    let id: Uuid = sqlx::query_scalar("SELECT app.platform_put_ai_tool($1, $2, $3, $4, $5, $6)")
+        .bind(name)
+        .bind(tool.description.trim())
+        .bind(tool.tool_type.as_str())
+        .bind(tool.required_tier.as_str())
+        .bind(sqlx::types::Json(
+            tool.configuration.clone().unwrap_or_default(),
+        ))
+        .bind(tool.is_active.unwrap_or(true))
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CATALOG_COLUMNS} FROM ai_tools WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(tx.conn())
     .await?)
 }

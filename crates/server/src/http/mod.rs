@@ -76,6 +76,8 @@ pub struct HttpConfig {
     pub vault: Option<Arc<crate::vault::Vault>>,
     /// The server's Google OAuth client, for connecting integrations on Google's consent screen.
     pub google_oauth: Option<crate::integrations::oauth::GoogleOAuthConfig>,
+    /// The AI providers the assistant's replies come from.
+    pub ai: crate::ai::provider::AiConfig,
 }
 
 impl Default for HttpConfig {
@@ -95,6 +97,7 @@ impl Default for HttpConfig {
             metering: Some(Duration::from_secs(1)),
             vault: None,
             google_oauth: None,
+            ai: crate::ai::provider::AiConfig::default(),
         }
     }
 }
@@ -113,6 +116,9 @@ pub struct AppState {
     pub meter: Arc<crate::billing::meter::Meter>,
     /// For requests to other services made while answering (Google's token endpoint).
     pub http: reqwest::Client,
+    /// For AI providers: no limit on a whole response (replies stream for as long as they
+    /// take); silence is limited per read instead (`AiConfig::idle_timeout`).
+    pub ai_http: reqwest::Client,
 }
 
 impl AppState {
@@ -139,6 +145,10 @@ impl AppState {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .map_err(|e| Error::Internal(format!("an HTTP client: {e}")))?,
+            ai_http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| Error::Internal(format!("an HTTP client: {e}")))?,
         })
     }
 }
@@ -150,6 +160,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
     let bulk = crate::kpis::bulk_routes()
         .merge(crate::crm::bulk_routes())
+        .merge(crate::ai::reply_routes())
         .layer(time_limit(config.bulk_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))

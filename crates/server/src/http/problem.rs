@@ -40,6 +40,9 @@ pub struct Problem {
     pub plan: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_tier: Option<String>,
+    /// With `plan_limit` on `ai_tokens`: the most tokens the refused reply could have needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
 }
 
 /// The problem answers operations document, declared once: `responses((status = 200, body = Kpi),
@@ -151,6 +154,12 @@ impl Error {
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
                 "the identity provider could not be reached or answered wrongly".into(),
+                vec![],
+            ),
+            Error::Provider(detail) => (
+                StatusCode::BAD_GATEWAY,
+                "provider_failed",
+                detail.clone(),
                 vec![],
             ),
             Error::CsrfFailed => (
@@ -329,12 +338,13 @@ fn field_of_constraint<'a>(constraint: &'a str, table: Option<&str>, message: &'
         .unwrap_or(trimmed)
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    /// The problem document answering this error (logged as it deserves).
+    pub fn problem(&self) -> Problem {
         let (status, code, detail, errors) = self.parts();
         // A bug is an error; an outage is worth a warning; a full hashing queue is load being
         // shed as designed (a burst would flood the log), visible at debug level.
-        match (status, &self) {
+        match (status, self) {
             (_, Error::Busy { .. }) => tracing::debug!(error = %self, "request shed"),
             (StatusCode::INTERNAL_SERVER_ERROR, _) => {
                 tracing::error!(error = %self, ?self, "request failed")
@@ -351,11 +361,11 @@ impl IntoResponse for Error {
             code: code.into(),
             errors,
             current_version: match self {
-                Error::StaleVersion { current } => Some(current),
+                Error::StaleVersion { current } => Some(*current),
                 _ => None,
             },
             conflicting_id: match self {
-                Error::SlotTaken { conflicting } => conflicting,
+                Error::SlotTaken { conflicting } => *conflicting,
                 _ => None,
             },
             entitlement: Some(refusal.entitlement).filter(|e| !e.is_empty()),
@@ -363,7 +373,17 @@ impl IntoResponse for Error {
             used: refusal.used,
             plan: refusal.plan,
             required_tier: refusal.required_tier,
+            requested: refusal.requested,
         };
+        problem
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

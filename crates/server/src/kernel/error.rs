@@ -42,6 +42,9 @@ pub enum Error {
     InvalidToken(&'static str),
     #[error("an identity provider failed: {0}")]
     Upstream(String),
+    /// An AI provider refused or failed (its message, keys taken out).
+    #[error("{0}")]
+    Provider(String),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("not found")]
@@ -88,6 +91,8 @@ pub struct PlanRefusal {
     /// The code of the plan in force.
     pub plan: Option<String>,
     pub required_tier: Option<String>,
+    /// With an `ai_tokens` reservation: the tokens the refused reply could have needed.
+    pub requested: Option<i64>,
 }
 
 impl From<DbError> for Error {

@@ -86,8 +86,10 @@ pub fn text(min: usize, max: usize) -> impl Fn(&str) -> Rule {
 /// sending can tell. Blanks are Unicode's white space and U+FEFF: the document's pattern says
 /// the same in ECMAScript's `\s` and U+0085.
 pub fn email(value: &str) -> Rule {
+    // The document's maxLength is of the value as sent, blanks around it included.
+    let sent = value.chars().count();
     let value = value.trim_matches(is_blank);
-    let ok = value.chars().count() <= 254
+    let ok = sent <= 254
         && !value.chars().any(is_blank)
         && value.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && !domain.is_empty() && !domain.contains('@')

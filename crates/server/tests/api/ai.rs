@@ -38,35 +38,32 @@ fn in_org(user: &TestUser, org: Uuid) -> TestUser {
 }
 
 async fn mine(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
-    let (status, page) = app
-        .call(
-            Method::GET,
-            user,
-            &format!("/v1/orgs/{}/conversations{query}", user.org),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["items"].as_array().cloned().unwrap_or_default()
+    let path = format!("/v1/orgs/{}/conversations{query}", user.org);
+    crate::helpers::items(app, user, &path).await
+}
+
+/// Bob (member), Carol (admin) and Vic (viewer) of `owner`'s organization, acting in it.
+pub(crate) async fn member_admin_viewer(
+    app: &TestApp,
+    owner: &TestUser,
+) -> (TestUser, TestUser, TestUser) {
+    let joined = |name: &'static str, role: Role| async move {
+        let user = app.user(&format!("{name}@example.com")).await;
+        app.add_member(owner, owner.org, &user, role).await;
+        in_org(&user, owner.org)
+    };
+    (
+        joined("bob", Role::Member).await,
+        joined("carol", Role::Admin).await,
+        joined("vic", Role::Viewer).await,
+    )
 }
 
 #[tokio::test]
 async fn a_conversation_is_its_authors_alone_unless_the_owner_lets_admins_read() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice@example.com").await;
-    let (bob, carol, vic) = (
-        app.user("bob@example.com").await,
-        app.user("carol@example.com").await,
-        app.user("vic@example.com").await,
-    );
-    app.add_member(&alice, alice.org, &bob, Role::Member).await;
-    app.add_member(&alice, alice.org, &carol, Role::Admin).await;
-    app.add_member(&alice, alice.org, &vic, Role::Viewer).await;
-    let (bob, carol, vic) = (
-        in_org(&bob, alice.org),
-        in_org(&carol, alice.org),
-        in_org(&vic, alice.org),
-    );
+    let (bob, carol, vic) = member_admin_viewer(&app, &alice).await;
     let (status, created) = start(&app, &bob, json!({"title": "Pricing ideas"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["context_type"], "general");

@@ -220,6 +220,13 @@ pub fn refused_fields(got: &(StatusCode, Value)) -> Vec<&str> {
         .collect()
 }
 
+/// The items of the page `GET path` answers (which must be 200).
+pub async fn items(app: &TestApp, user: &TestUser, path: &str) -> Vec<Value> {
+    let (status, page) = app.call(Method::GET, user, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
 /// Waits (up to 20 s) until `done` says so.
 pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..400 {

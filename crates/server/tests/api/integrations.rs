@@ -740,16 +740,8 @@ pub(crate) async fn sync_now(app: &TestApp, alice: &TestUser, id: Uuid) {
 }
 
 pub(crate) async fn runs(app: &TestApp, alice: &TestUser, id: Uuid) -> Vec<Value> {
-    let (status, page) = app
-        .call(
-            Method::GET,
-            alice,
-            &format!("/v1/orgs/{}/integrations/{id}/syncs", alice.org),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["items"].as_array().cloned().unwrap_or_default()
+    let path = format!("/v1/orgs/{}/integrations/{id}/syncs", alice.org);
+    crate::helpers::items(app, alice, &path).await
 }
 
 /// A KPI's points (day, value, source) as Alice's runtime role reads them.

@@ -2,6 +2,7 @@
 //! database reached as the runtime role.
 
 mod ai;
+mod ai_replies;
 mod api_keys;
 mod appointments;
 mod auth;
@@ -13,6 +14,7 @@ mod crm;
 mod crm_board;
 mod docs;
 mod email;
+mod fake_ai;
 mod fasttrack;
 mod faults;
 mod goals;

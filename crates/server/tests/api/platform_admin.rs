@@ -11,7 +11,7 @@ use crate::auth::sign_up;
 use crate::billing::subscription_of;
 use crate::helpers::{assert_problem, read, TestApp, TestUser};
 
-async fn make_staff(app: &TestApp, user: &TestUser, role: &str) {
+pub(crate) async fn make_staff(app: &TestApp, user: &TestUser, role: &str) {
     sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
         .bind(user.id)
         .bind(role)

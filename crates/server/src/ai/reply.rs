@@ -1,0 +1,350 @@
+//! A turn of a conversation: the user's message, the provider's reply streamed as it comes, the
+//! tokens reserved before and settled after.
+//!
+//! 1. One transaction as the caller: the conversation (its author only), the tool and its tier
+//!    (402), the record's summary under the caller's RLS, the user's message stored, the most
+//!    the reply can cost reserved against the monthly budget (402 before any provider call).
+//! 2. The provider is asked; a refusal before it streams releases the reservation and is 502.
+//! 3. A task relays the reply's pieces to the client and, at the end, stores the reply in a
+//!    second transaction — `complete`, or `partial` when the provider failed mid-stream or the
+//!    client left (then the provider connection is dropped) — and settles the tokens (the
+//!    provider's counts, estimated where it sent none). The task, not the request, owns that
+//!    ending, so a client that disconnects cannot skip it.
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::context;
+use super::provider::{self, Prompt, Provider, ReplyStream, Speaker};
+use super::store::{self, NewTurn};
+use super::{ContextType, Message, NewMessage};
+use crate::http::{AppState, Caller};
+use crate::kernel::access::{require_role, Module, Role};
+use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::org_tx::OrgTx;
+
+/// The tool a message without one uses: plain conversation.
+pub const CHAT_TOOL: &str = "assistant";
+
+/// What step 1 settled for the rest of the turn.
+pub struct Prepared {
+    pub org: Uuid,
+    pub conversation: Uuid,
+    pub provider: Provider,
+    pub prompt: Prompt,
+    pub reservation: Uuid,
+    /// The user's message, stored.
+    pub message: Message,
+    /// The id the reply will have (taken now: it sorts after the message).
+    pub reply_id: Uuid,
+}
+
+/// What the relay tells the client.
+#[derive(Debug)]
+pub enum Relayed {
+    /// A piece of the reply's text.
+    Delta(String),
+    /// The provider failed mid-reply (the stored partial reply follows).
+    Failed(String),
+    /// The reply as stored (`complete` or `partial`).
+    Done(Message),
+    /// Storing the reply failed (its tokens were still counted where the database allowed).
+    Lost(Error),
+}
+
+fn invalid(field: &str, message: &str) -> Error {
+    Error::Validation(vec![FieldError {
+        field: field.into(),
+        message: message.into(),
+    }])
+}
+
+const SYSTEM: &str = "You are the assistant of a business workspace. Answer the user's questions \
+clearly and briefly. Base statements about their records on the context given; say when it does \
+not contain what is asked.";
+
+/// Step 1, in one transaction as the caller.
+pub async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    org: Uuid,
+    conversation_id: Uuid,
+    new: &NewMessage,
+) -> Result<Prepared> {
+    let mut tx = OrgTx::new(caller.begin_in(state, org, Module::Ai, true).await?, org);
+    let conversation = store::get(&mut tx, conversation_id).await?;
+    require_role(&mut tx, Role::Member).await?;
+    if tx.user_id().await? != Some(conversation.user_id) {
+        return Err(Error::Forbidden("only its author talks in a conversation"));
+    }
+    let tool_name = new.tool.as_deref().unwrap_or(CHAT_TOOL);
+    let (tool, tier, configuration) = store::tool(&mut tx, tool_name)
+        .await?
+        .ok_or_else(|| invalid("tool", "no active tool of the catalog has this name"))?;
+    store::require_tier(&mut tx, &tier, &tool).await?;
+    let provider = state
+        .config
+        .ai
+        .provider(conversation.ai_model)
+        .cloned()
+        .ok_or(Error::NotConfigured(
+            "no AI provider is configured for this conversation's model",
+        ))?;
+
+    // What the tool needs and what the model is told come from the catalog.
+    let mut system = SYSTEM.to_owned();
+    if let Some(instructions) = configuration.get("instructions").and_then(|i| i.as_str()) {
+        system.push_str("\n\nTask: ");
+        system.push_str(instructions);
+    }
+    match configuration.get("context").and_then(|c| c.as_str()) {
+        Some("project") if conversation.context_type != ContextType::Project => {
+            return Err(invalid("tool", "works in a conversation about a project"));
+        }
+        Some("kpi") => {
+            let kpi = new
+                .kpi_id
+                .ok_or_else(|| invalid("kpi_id", "names the KPI this tool explains"))?;
+            let summary = match context::kpi(&mut tx, kpi).await {
+                Err(Error::NotFound) => {
+                    return Err(invalid("kpi_id", "no KPI of this organization has this id"))
+                }
+                other => other?,
+            };
+            system.push_str("\n\nThe KPI:\n");
+            system.push_str(&summary);
+        }
+        _ => {}
+    }
+    if let Some(summary) = context::summary(&mut tx, &conversation).await? {
+        system.push_str("\n\nThe conversation is about this record:\n");
+        system.push_str(&summary);
+    }
+
+    let history = store::history(&mut tx, conversation_id).await?;
+    let mut turns: Vec<(Speaker, String)> = history
+        .into_iter()
+        .map(|(role, content)| {
+            let speaker = if role == "assistant" {
+                Speaker::Assistant
+            } else {
+                Speaker::User
+            };
+            (speaker, content)
+        })
+        .collect();
+    if turns.is_empty() {
+        store::title_from(&mut tx, conversation_id, &new.content).await?;
+    }
+    turns.push((Speaker::User, new.content.clone()));
+    let max_tokens = new
+        .max_tokens
+        .unwrap_or(state.config.ai.max_output_tokens)
+        .min(state.config.ai.max_output_tokens);
+    let prompt = Prompt {
+        system,
+        turns,
+        max_tokens,
+    };
+    let message = store::add_message(
+        &mut tx,
+        &NewTurn {
+            id: Uuid::now_v7(),
+            conversation: conversation_id,
+            role: "user",
+            content: &new.content,
+            status: "complete",
+            model: None,
+            input_tokens: None,
+            output_tokens: None,
+        },
+    )
+    .await?;
+    let reservation = store::reserve(&mut tx, conversation_id, prompt.token_bound()).await?;
+    tx.commit().await?;
+    Ok(Prepared {
+        org,
+        conversation: conversation_id,
+        provider,
+        prompt,
+        reservation,
+        message,
+        reply_id: Uuid::now_v7(),
+    })
+}
+
+/// Step 2: asks the provider; a refusal releases the reservation and is 502.
+pub async fn open(state: &AppState, caller: &Caller, prepared: &Prepared) -> Result<ReplyStream> {
+    match provider::open(
+        &state.ai_http,
+        &prepared.provider,
+        &prepared.prompt,
+        state.config.ai.idle_timeout,
+    )
+    .await
+    {
+        Ok(stream) => Ok(stream),
+        Err(failure) => {
+            tracing::warn!(error = %failure, "an AI provider refused a reply");
+            if let Err(e) = settle_only(state, caller, prepared, 0, 0).await {
+                tracing::error!(error = %e, "releasing a reservation failed (it expires)");
+            }
+            Err(Error::Provider(failure.to_string()))
+        }
+    }
+}
+
+/// Step 3: relays the reply to `sender` until it ends, the provider fails or the client leaves
+/// (`sender` closed); then stores it and settles.
+pub async fn relay(
+    state: AppState,
+    caller: Caller,
+    prepared: Prepared,
+    mut stream: ReplyStream,
+    sender: mpsc::Sender<Relayed>,
+) {
+    let mut text = String::new();
+    let mut failure = None;
+    let mut left = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = sender.closed() => {
+                left = true;
+                break;
+            }
+            piece = stream.next() => match piece {
+                Ok(Some(piece)) => {
+                    text.push_str(&piece);
+                    if sender.send(Relayed::Delta(piece)).await.is_err() {
+                        left = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    let usage = stream.usage.clone();
+    // Closes the provider's connection: a reply nobody reads stops costing.
+    drop(stream);
+    let complete = failure.is_none() && !left;
+    if let Some(failure) = &failure {
+        tracing::warn!(error = %failure, "an AI provider failed mid-reply");
+    }
+    // Counts reported for a reply cut short are the provider's so far; missing ones estimated.
+    let input = usage
+        .input_tokens
+        .unwrap_or_else(|| prepared.prompt.estimated_input_tokens());
+    let output = match usage.output_tokens {
+        Some(n) if complete => n,
+        reported => reported.unwrap_or(0).max(provider::estimate_tokens(&text)),
+    };
+    let model = usage
+        .model
+        .unwrap_or_else(|| prepared.provider.model.clone());
+    let stored = store_reply(
+        &state,
+        &caller,
+        &prepared,
+        &Reply {
+            text: &text,
+            complete,
+            model: &model,
+            input,
+            output,
+        },
+    )
+    .await;
+    if let Some(failure) = failure {
+        let _ = sender.send(Relayed::Failed(failure)).await;
+    }
+    let _ = sender
+        .send(match stored {
+            Ok(message) => Relayed::Done(message),
+            Err(e) => Relayed::Lost(e),
+        })
+        .await;
+}
+
+struct Reply<'a> {
+    text: &'a str,
+    complete: bool,
+    model: &'a str,
+    input: i64,
+    output: i64,
+}
+
+/// Stores the reply and settles its tokens in one transaction; when the reply cannot be stored
+/// (the conversation was deleted meanwhile), the tokens are settled alone: they were spent.
+async fn store_reply(
+    state: &AppState,
+    caller: &Caller,
+    prepared: &Prepared,
+    reply: &Reply<'_>,
+) -> Result<Message> {
+    let stored = async {
+        let mut tx = OrgTx::new(caller.begin(state, Some(prepared.org)).await?, prepared.org);
+        let message = store::add_message(
+            &mut tx,
+            &NewTurn {
+                id: prepared.reply_id,
+                conversation: prepared.conversation,
+                role: "assistant",
+                content: reply.text,
+                status: if reply.complete {
+                    "complete"
+                } else {
+                    "partial"
+                },
+                model: Some(reply.model),
+                input_tokens: Some(reply.input),
+                output_tokens: Some(reply.output),
+            },
+        )
+        .await?;
+        store::settle(
+            &mut tx,
+            prepared.reservation,
+            prepared.conversation,
+            reply.model,
+            reply.input,
+            reply.output,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, Error>(message)
+    }
+    .await;
+    if let Err(e) = &stored {
+        tracing::warn!(error = %e, "storing a reply failed; settling its tokens alone");
+        if let Err(e) = settle_only(state, caller, prepared, reply.input, reply.output).await {
+            tracing::error!(error = %e, "settling a reply's tokens failed (its reservation expires)");
+        }
+    }
+    stored
+}
+
+async fn settle_only(
+    state: &AppState,
+    caller: &Caller,
+    prepared: &Prepared,
+    input: i64,
+    output: i64,
+) -> Result<()> {
+    let mut tx = OrgTx::new(caller.begin(state, Some(prepared.org)).await?, prepared.org);
+    store::settle(
+        &mut tx,
+        prepared.reservation,
+        prepared.conversation,
+        &prepared.provider.model,
+        input,
+        output,
+    )
+    .await?;
+    tx.commit().await
+}
