@@ -29,6 +29,7 @@ pub struct Target {
     pub managed: Option<tenantry_db::cluster::ClusterInfo>,
 }
 
+mod ai;
 mod appointments;
 mod burst;
 mod content;
@@ -89,6 +90,9 @@ pub enum Benchmark {
     /// A Google Analytics backfill of 3 years × 20 daily metrics by the sync job from a local
     /// GA4 server vs the same points posted to bulk ingest.
     Integrations,
+    /// The assistant: time to the first streamed piece of a reply through Tenantry vs straight
+    /// from the local provider; a user's 10,000 conversations listed and read (HTTP, RLS, owner).
+    Ai,
 }
 
 const BENCH_DATABASE: &str = "tenantry_bench";
@@ -118,6 +122,7 @@ pub async fn run(
         Benchmark::StripeWebhooks => stripe::run(&urls, &settings).await,
         Benchmark::Vault => vault::run(&urls, &settings).await,
         Benchmark::Integrations => integrations::run(&urls, &settings).await,
+        Benchmark::Ai => ai::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest
         | Benchmark::KpiDashboard
