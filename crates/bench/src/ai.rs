@@ -124,10 +124,11 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
         "stream_options": {"include_usage": true},
         "messages": [{"role": "system", "content": "You are the assistant of a business workspace."},
                      {"role": "user", "content": "How are we doing this month?"}]});
-    let (mut ours, mut direct) = (Stats::default(), Stats::default());
+    let (mut ours, mut direct, mut start) = (Stats::default(), Stats::default(), Stats::default());
     // Round 0 warms up and is not counted.
     for round in 0..=s.rounds {
         for _ in 0..SAMPLES {
+            let started = Instant::now();
             let response = client
                 .post(format!("{base}/v1/orgs/{org}/conversations"))
                 .bearer_auth(&session)
@@ -135,6 +136,9 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
                 .send()
                 .await?;
             let created: Value = response.json().await?;
+            if round > 0 {
+                start.record(1, started.elapsed());
+            }
             let id = created["id"].as_str().ok_or("no conversation id")?;
             let took = until_marker(
                 client
@@ -164,6 +168,10 @@ pub(super) async fn run(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyEr
         (
             "through Tenantry: POST …/messages (SSE) to the first `delta` event",
             ours,
+        ),
+        (
+            "for scale: POST …/conversations (one write transaction over HTTP)",
+            start,
         ),
         (
             "straight from the local provider: POST /chat/completions to the first piece",

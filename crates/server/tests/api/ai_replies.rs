@@ -858,3 +858,28 @@ async fn platform_admins_manage_the_tool_catalog_and_a_new_tool_works_without_a_
     assert_eq!(refused_fields(&got), ["tool"]);
     assert_eq!(fake.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn gemini_conversations_go_to_its_openai_compatible_endpoint_with_its_model() {
+    let (fake, base) = Fake::start(Script::reply(&["Ciao"], 9, 1)).await;
+    let mut ai = fake_ai::config(&base);
+    ai.gemini = ai.openai.clone().map(|mut gemini| {
+        gemini.model = "gemini-2.5-flash".into();
+        gemini
+    });
+    let app = TestApp::spawn_with(HttpConfig {
+        ai,
+        ..HttpConfig::default()
+    })
+    .await;
+    let alice = member_with_budget(&app, "alice@example.com", 100_000).await;
+    let id = conversation(&app, &alice, json!({"ai_model": "gemini"})).await;
+    let (status, exchange) = say(&app, &alice, id, json!({"content": "Hello"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{exchange}");
+    assert_eq!(exchange["reply"]["content"], "Ciao");
+    let (api, sent) = &fake.requests()[0];
+    assert_eq!(
+        (*api, &sent["model"]),
+        (Api::OpenAi, &json!("gemini-2.5-flash"))
+    );
+}
