@@ -276,7 +276,7 @@ pub async fn list_catalog(mut tx: UserTx) -> Result<Json<Vec<CatalogTool>>> {
 /// Add the tool `name` to the catalog, or replace it (platform admins). A tool is never
 /// deleted: switch it off with `is_active: false`.
 #[utoipa::path(put, path = "/v1/platform/ai-tools/{name}", tag = "platform", security(("bearer" = [])),
-    params(("name" = String, Path, description = "The tool's name: a lowercase identifier")),
+    params(("name" = String, Path, pattern = "^[a-z][a-z0-9_]{0,62}$", description = "The tool's name: a lowercase identifier")),
     request_body = ToolChange,
     responses((status = 200, body = CatalogTool), Forbidden, Invalid))]
 pub async fn put_tool(
