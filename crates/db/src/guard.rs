@@ -48,9 +48,10 @@ const RULES: &[(&str, &str)] = &[
             AND n.nspname <> 'queue'
             -- Counts kept by triggers on audited rows (members, KPIs) or by the service (requests,
             -- tokens, bytes), the alerts they caused, and tokens held for replies in flight:
-            -- derived, not records.
+            -- derived, not records. An assistant's turns: immutable rows with their author and
+            -- time, private to that author (their events would tell admins who asked what when).
             AND NOT (n.nspname = 'public' AND c.relname IN ('usage_gauges', 'usage_tracking', 'usage_alerts',
-                                                            'ai_token_reservations'))
+                                                            'ai_token_reservations', 'ai_messages'))
             AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
                  OR c.oid = 'public.organizations'::regclass)
             AND (SELECT count(DISTINCT t.tgtype) FROM pg_trigger t

@@ -1,10 +1,13 @@
 //! A turn of a conversation: the user's message, the provider's reply streamed as it comes, the
 //! tokens reserved before and settled after.
 //!
-//! 1. One transaction as the caller: the conversation (its author only), the tool and its tier
-//!    (402), the record's summary under the caller's RLS, the user's message stored, the most
-//!    the reply can cost reserved against the monthly budget (402 before any provider call).
-//! 2. The provider is asked; a refusal before it streams releases the reservation and is 502.
+//! 1. One transaction as the caller: the conversation (its author only), the tool, the record's
+//!    summary under the caller's RLS; then in one statement the user's message stored, the
+//!    tool's tier checked and the most the reply can cost reserved against the monthly budget
+//!    (402 before any provider call). The title an untitled conversation takes from its first
+//!    message is set at the end, with the tokens: nothing but the reservation waits for it.
+//! 2. The transaction commits while the provider is asked; a refusal before it streams
+//!    releases the reservation and is 502.
 //! 3. A task relays the reply's pieces to the client and, at the end, stores the reply in a
 //!    second transaction — `complete`, or `partial` when the provider failed mid-stream or the
 //!    client left (then the provider connection is dropped) — and settles the tokens (the
@@ -19,8 +22,8 @@ use super::provider::{self, Prompt, Provider, ReplyStream, Speaker};
 use super::store::{self, NewTurn};
 use super::{ContextType, Message, NewMessage};
 use crate::http::{AppState, Caller};
-use crate::kernel::access::{require_role, Module, Role};
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::access::Module;
+use crate::kernel::error::{Error, Result};
 use crate::kernel::org_tx::OrgTx;
 
 /// The tool a message without one uses: plain conversation.
@@ -37,6 +40,21 @@ pub struct Prepared {
     pub message: Message,
     /// The id the reply will have (taken now: it sorts after the message).
     pub reply_id: Uuid,
+    /// The title the conversation takes when the reply is settled (its first message's).
+    pub title: Option<String>,
+}
+
+impl Prepared {
+    fn settlement<'a>(&'a self, model: &'a str, input: i64, output: i64) -> store::Settlement<'a> {
+        store::Settlement {
+            reservation: self.reservation,
+            conversation: self.conversation,
+            model,
+            input,
+            output,
+            title: self.title.as_deref(),
+        }
+    }
 }
 
 /// What the relay tells the client.
@@ -52,36 +70,33 @@ pub enum Relayed {
     Lost(Error),
 }
 
-fn invalid(field: &str, message: &str) -> Error {
-    Error::Validation(vec![FieldError {
-        field: field.into(),
-        message: message.into(),
-    }])
-}
-
 const SYSTEM: &str = "You are the assistant of a business workspace. Answer the user's questions \
 clearly and briefly. Base statements about their records on the context given; say when it does \
 not contain what is asked.";
 
-/// Step 1, in one transaction as the caller.
+/// Step 1, in one transaction as the caller: three statements before the provider is asked
+/// (the context's, where there is one, besides). Returns the transaction to commit in step 2.
 pub async fn prepare(
     state: &AppState,
     caller: &Caller,
     org: Uuid,
     conversation_id: Uuid,
     new: &NewMessage,
-) -> Result<Prepared> {
+) -> Result<(Prepared, OrgTx)> {
     let mut tx = OrgTx::new(caller.begin_in(state, org, Module::Ai, true).await?, org);
-    let conversation = store::get(&mut tx, conversation_id).await?;
-    require_role(&mut tx, Role::Member).await?;
-    if tx.user_id().await? != Some(conversation.user_id) {
+    let tool_name = new.tool.as_deref().unwrap_or(CHAT_TOOL);
+    let mut start = store::turn_start(&mut tx, conversation_id, tool_name).await?;
+    if !start.member {
+        return Err(Error::Forbidden("viewers do not talk to the assistant"));
+    }
+    if !start.mine {
         return Err(Error::Forbidden("only its author talks in a conversation"));
     }
-    let tool_name = new.tool.as_deref().unwrap_or(CHAT_TOOL);
-    let (tool, tier, configuration) = store::tool(&mut tx, tool_name)
-        .await?
-        .ok_or_else(|| invalid("tool", "no active tool of the catalog has this name"))?;
-    store::require_tier(&mut tx, &tier, &tool).await?;
+    let configuration = start
+        .tool_configuration
+        .take()
+        .ok_or_else(|| Error::invalid("tool", "no active tool of the catalog has this name"))?;
+    let conversation = &start.conversation;
     let provider = state
         .config
         .ai
@@ -99,15 +114,21 @@ pub async fn prepare(
     }
     match configuration.get("context").and_then(|c| c.as_str()) {
         Some("project") if conversation.context_type != ContextType::Project => {
-            return Err(invalid("tool", "works in a conversation about a project"));
+            return Err(Error::invalid(
+                "tool",
+                "works in a conversation about a project",
+            ));
         }
         Some("kpi") => {
             let kpi = new
                 .kpi_id
-                .ok_or_else(|| invalid("kpi_id", "names the KPI this tool explains"))?;
+                .ok_or_else(|| Error::invalid("kpi_id", "names the KPI this tool explains"))?;
             let summary = match context::kpi(&mut tx, kpi).await {
                 Err(Error::NotFound) => {
-                    return Err(invalid("kpi_id", "no KPI of this organization has this id"))
+                    return Err(Error::invalid(
+                        "kpi_id",
+                        "no KPI of this organization has this id",
+                    ))
                 }
                 other => other?,
             };
@@ -116,13 +137,13 @@ pub async fn prepare(
         }
         _ => {}
     }
-    if let Some(summary) = context::summary(&mut tx, &conversation).await? {
+    if let Some(summary) = context::summary(&mut tx, conversation).await? {
         system.push_str("\n\nThe conversation is about this record:\n");
         system.push_str(&summary);
     }
 
-    let history = store::history(&mut tx, conversation_id).await?;
-    let mut turns: Vec<(Speaker, String)> = history
+    let mut turns: Vec<(Speaker, String)> = start
+        .history()
         .into_iter()
         .map(|(role, content)| {
             let speaker = if role == "assistant" {
@@ -133,9 +154,9 @@ pub async fn prepare(
             (speaker, content)
         })
         .collect();
-    if turns.is_empty() {
-        store::title_from(&mut tx, conversation_id, &new.content).await?;
-    }
+    // The first message names an untitled conversation when the reply is settled.
+    let title = (turns.is_empty() && start.conversation.title == store::UNTITLED)
+        .then(|| store::title_of(&new.content));
     turns.push((Speaker::User, new.content.clone()));
     let max_tokens = new
         .max_tokens
@@ -146,23 +167,19 @@ pub async fn prepare(
         turns,
         max_tokens,
     };
-    let message = store::add_message(
+    let (message, reservation) = store::start_turn(
         &mut tx,
-        &NewTurn {
+        &store::UserTurn {
             id: Uuid::now_v7(),
             conversation: conversation_id,
-            role: "user",
+            author: start.conversation.user_id,
             content: &new.content,
-            status: "complete",
-            model: None,
-            input_tokens: None,
-            output_tokens: None,
         },
+        tool_name,
+        prompt.token_bound(),
     )
     .await?;
-    let reservation = store::reserve(&mut tx, conversation_id, prompt.token_bound()).await?;
-    tx.commit().await?;
-    Ok(Prepared {
+    let prepared = Prepared {
         org,
         conversation: conversation_id,
         provider,
@@ -170,19 +187,32 @@ pub async fn prepare(
         reservation,
         message,
         reply_id: Uuid::now_v7(),
-    })
+        title,
+    };
+    Ok((prepared, tx))
 }
 
-/// Step 2: asks the provider; a refusal releases the reservation and is 502.
-pub async fn open(state: &AppState, caller: &Caller, prepared: &Prepared) -> Result<ReplyStream> {
-    match provider::open(
-        &state.ai_http,
-        &prepared.provider,
-        &prepared.prompt,
-        state.config.ai.idle_timeout,
-    )
-    .await
-    {
+/// Step 2: commits step 1 while the provider is asked. The reservation was taken under the
+/// organization's lock, which the commit releases, so the budget holds either way; the first
+/// piece of the reply need not wait for the commit's flush. A failed commit hangs up on the
+/// provider (nothing was stored); a provider's refusal releases the reservation and is 502.
+pub async fn open(
+    state: &AppState,
+    caller: &Caller,
+    prepared: &Prepared,
+    tx: OrgTx,
+) -> Result<ReplyStream> {
+    let (committed, opened) = tokio::join!(
+        tx.commit(),
+        provider::open(
+            &state.ai_http,
+            &prepared.provider,
+            &prepared.prompt,
+            state.config.ai.idle_timeout,
+        )
+    );
+    committed?;
+    match opened {
         Ok(stream) => Ok(stream),
         Err(failure) => {
             tracing::warn!(error = %failure, "an AI provider refused a reply");
@@ -309,11 +339,7 @@ async fn store_reply(
         .await?;
         store::settle(
             &mut tx,
-            prepared.reservation,
-            prepared.conversation,
-            reply.model,
-            reply.input,
-            reply.output,
+            &prepared.settlement(reply.model, reply.input, reply.output),
         )
         .await?;
         tx.commit().await?;
@@ -339,11 +365,7 @@ async fn settle_only(
     let mut tx = OrgTx::new(caller.begin(state, Some(prepared.org)).await?, prepared.org);
     store::settle(
         &mut tx,
-        prepared.reservation,
-        prepared.conversation,
-        &prepared.provider.model,
-        input,
-        output,
+        &prepared.settlement(&prepared.provider.model, input, output),
     )
     .await?;
     tx.commit().await

@@ -211,8 +211,8 @@ pub async fn post_message(
             return Err(e);
         }
     };
-    let prepared = reply::prepare(&state, &caller, org, id, &new).await?;
-    let stream = reply::open(&state, &caller, &prepared).await?;
+    let (prepared, tx) = reply::prepare(&state, &caller, org, id, &new).await?;
+    let stream = reply::open(&state, &caller, &prepared, tx).await?;
     let message = prepared.message.clone();
     let (sender, mut receiver) = mpsc::channel(64);
     tokio::spawn(reply::relay(
@@ -285,12 +285,10 @@ pub async fn put_tool(
     tool: Valid<ToolChange>,
 ) -> Result<Json<CatalogTool>> {
     if crate::kernel::input::slug_key(63)(&name).is_err() {
-        return Err(Error::Validation(vec![
-            crate::kernel::error::FieldError::new(
-                "name",
-                "a lowercase identifier (a-z, 0-9, _) of at most 63 characters",
-            ),
-        ]));
+        return Err(Error::invalid(
+            "name",
+            "a lowercase identifier (a-z, 0-9, _) of at most 63 characters",
+        ));
     }
     let saved = store::put_tool(&mut tx, &name, &tool).await?;
     tx.commit().await?;

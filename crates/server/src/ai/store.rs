@@ -159,57 +159,116 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<AiTool>> {
     .await?)
 }
 
-/// An active tool of the catalog by name, with what it needs.
-pub async fn tool(
-    tx: &mut OrgTx,
-    name: &str,
-) -> Result<Option<(String, String, serde_json::Value)>> {
-    Ok(sqlx::query_as(
-        r"SELECT name, required_tier, configuration FROM ai_tools WHERE name = $1 AND is_active",
-    )
-    .bind(name)
-    .fetch_optional(tx.conn())
-    .await?)
-}
-
-/// Refuses (402 `feature_unavailable`) a tool whose tier is above the plan in force.
-pub async fn require_tier(tx: &mut OrgTx, tier: &str, tool: &str) -> Result<()> {
-    sqlx::query("SELECT app.require_tier($1, $2)")
-        .bind(tier)
-        .bind(tool)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
 /// Turns of a conversation sent to the model, at most this many (the latest).
 const HISTORY_TURNS: i64 = 40;
 /// And at most this many bytes of them.
 const HISTORY_BYTES: usize = 64 * 1024;
 
-/// The latest turns of a conversation, oldest first: `(role, content)`.
-pub async fn history(tx: &mut OrgTx, id: Uuid) -> Result<Vec<(String, String)>> {
+/// What a turn starts from, read in one statement.
+#[derive(sqlx::FromRow)]
+pub struct TurnStart {
+    #[sqlx(flatten)]
+    pub conversation: Conversation,
+    /// The caller wrote it (only its author talks in it).
+    pub mine: bool,
+    /// The caller is a member (viewers do not ask).
+    pub member: bool,
+    /// The active tool's configuration; `None` when no active tool has the name.
+    pub tool_configuration: Option<serde_json::Value>,
+    roles: Option<Vec<String>>,
+    contents: Option<Vec<String>>,
+}
+
+impl TurnStart {
+    /// The latest turns, oldest first, at most `HISTORY_BYTES` of them: `(role, content)`.
+    pub fn history(&mut self) -> Vec<(String, String)> {
+        let roles = self.roles.take().unwrap_or_default();
+        let contents = self.contents.take().unwrap_or_default();
+        let mut bytes = 0;
+        let mut kept: Vec<(String, String)> = roles
+            .into_iter()
+            .zip(contents)
+            .rev()
+            .take_while(|(_, content)| {
+                bytes += content.len();
+                bytes <= HISTORY_BYTES
+            })
+            .collect();
+        kept.reverse();
+        kept
+    }
+}
+
+/// The conversation `id` (404 when the caller cannot see it), whether the caller may talk in
+/// it, the tool `tool` and the conversation's latest turns.
+pub async fn turn_start(tx: &mut OrgTx, id: Uuid, tool: &str) -> Result<TurnStart> {
     let org = tx.org();
-    let latest: Vec<(String, String)> = sqlx::query_as(
-        r"SELECT role, content FROM ai_messages
-           WHERE organization_id = $1 AND conversation_id = $2
-           ORDER BY id DESC LIMIT $3",
+    sqlx::query_as(
+        r"SELECT c.id, c.user_id, c.title, c.context_type, c.context_id, c.ai_model, c.usage_tokens,
+                 c.is_archived, c.created_at, c.updated_at,
+                 coalesce(c.user_id = (SELECT app.user_id()), false) AS mine,
+                 (SELECT app.org_with_role('member')) IS NOT NULL AS member,
+                 t.configuration AS tool_configuration, h.roles, h.contents
+            FROM ai_conversations c
+            LEFT JOIN ai_tools t ON t.name = $3 AND t.is_active
+            LEFT JOIN LATERAL (
+                 SELECT array_agg(l.role ORDER BY l.id) AS roles, array_agg(l.content ORDER BY l.id) AS contents
+                   FROM (SELECT m.id, m.role, m.content FROM ai_messages m
+                          WHERE m.organization_id = c.organization_id AND m.conversation_id = c.id
+                          ORDER BY m.id DESC LIMIT $4) l) h ON true
+           WHERE c.organization_id = $1 AND c.id = $2",
     )
     .bind(org)
     .bind(id)
+    .bind(tool)
     .bind(HISTORY_TURNS)
-    .fetch_all(tx.conn())
-    .await?;
-    let mut bytes = 0;
-    let mut kept: Vec<(String, String)> = latest
-        .into_iter()
-        .take_while(|(_, content)| {
-            bytes += content.len();
-            bytes <= HISTORY_BYTES
-        })
-        .collect();
-    kept.reverse();
-    Ok(kept)
+    .fetch_optional(tx.conn())
+    .await?
+    .found()
+}
+
+/// A message of the caller to add to their conversation.
+pub struct UserTurn<'a> {
+    pub id: Uuid,
+    pub conversation: Uuid,
+    pub author: Uuid,
+    pub content: &'a str,
+}
+
+/// Stores the caller's message and starts the reply with `tool`: its tier checked (402
+/// `feature_unavailable`) and `tokens` reserved against the month's budget (402 `plan_limit`),
+/// in one statement. Returns the stored message and the reservation.
+pub async fn start_turn(
+    tx: &mut OrgTx,
+    turn: &UserTurn<'_>,
+    tool: &str,
+    tokens: i64,
+) -> Result<(Message, Uuid)> {
+    #[derive(sqlx::FromRow)]
+    struct Started {
+        #[sqlx(flatten)]
+        message: Message,
+        reservation: Uuid,
+    }
+    let org = tx.org();
+    let started: Started = sqlx::query_as(
+        r"WITH turn AS (
+               INSERT INTO ai_messages (id, organization_id, conversation_id, user_id, role, content, status)
+               VALUES ($1, $2, $3, $4, 'user', $5, 'complete')
+               RETURNING id, role, content, status, model, input_tokens, output_tokens, created_at)
+          SELECT turn.*, app.start_ai_reply($3, $6, $7) AS reservation FROM turn",
+    )
+    .bind(turn.id)
+    .bind(org)
+    .bind(turn.conversation)
+    .bind(turn.author)
+    .bind(turn.content)
+    .bind(tool)
+    .bind(tokens)
+    .fetch_one(tx.conn())
+    .await
+    .map_err(|e| Error::forbidden_if_refused(e, "only its author talks in a conversation"))?;
+    Ok((started.message, started.reservation))
 }
 
 /// One turn to add to a conversation.
@@ -251,22 +310,6 @@ pub async fn add_message(tx: &mut OrgTx, turn: &NewTurn<'_>) -> Result<Message> 
     .await?)
 }
 
-/// Names an untitled conversation after its first message.
-pub async fn title_from(tx: &mut OrgTx, id: Uuid, first_message: &str) -> Result<()> {
-    let org = tx.org();
-    sqlx::query(
-        r"UPDATE ai_conversations SET title = $3
-           WHERE organization_id = $1 AND id = $2 AND title = $4",
-    )
-    .bind(org)
-    .bind(id)
-    .bind(title_of(first_message))
-    .bind(UNTITLED)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
 /// A title from a message: its first line, cut at a word before 60 characters.
 pub fn title_of(message: &str) -> String {
     const MOST: usize = 60;
@@ -286,35 +329,32 @@ pub fn title_of(message: &str) -> String {
     format!("{}…", cut[..at_word].trim_end())
 }
 
-/// Reserves `tokens` of the organization's budget for a reply in `conversation` (402 when
-/// they would pass it).
-pub async fn reserve(tx: &mut OrgTx, conversation: Uuid, tokens: i64) -> Result<Uuid> {
-    Ok(sqlx::query_scalar("SELECT app.reserve_ai_tokens($1, $2)")
-        .bind(conversation)
-        .bind(tokens)
-        .fetch_one(tx.conn())
-        .await?)
+/// A reply's settlement: the reservation it replaces, the tokens actually spent.
+pub struct Settlement<'a> {
+    pub reservation: Uuid,
+    pub conversation: Uuid,
+    pub model: &'a str,
+    pub input: i64,
+    pub output: i64,
+    /// The title an untitled conversation takes (its first message's).
+    pub title: Option<&'a str>,
 }
 
-/// Settles a reservation with the tokens actually spent.
-pub async fn settle(
-    tx: &mut OrgTx,
-    reservation: Uuid,
-    conversation: Uuid,
-    model: &str,
-    input: i64,
-    output: i64,
-) -> Result<()> {
-    sqlx::query("SELECT app.settle_ai_tokens($1, $2, $3, $4, $5)")
-        .bind(reservation)
-        .bind(conversation)
-        .bind(model)
-        .bind(input)
-        .bind(output)
+/// Settles a reservation with the tokens actually spent (and names an untitled conversation).
+pub async fn settle(tx: &mut OrgTx, settlement: &Settlement<'_>) -> Result<()> {
+    sqlx::query("SELECT app.settle_ai_tokens($1, $2, $3, $4, $5, $6)")
+        .bind(settlement.reservation)
+        .bind(settlement.conversation)
+        .bind(settlement.model)
+        .bind(settlement.input)
+        .bind(settlement.output)
+        .bind(settlement.title)
         .execute(tx.conn())
         .await?;
     Ok(())
 }
+
+const STAFF_ONLY: &str = "platform staff only";
 
 /// Refuses (403) callers who are not platform staff of `roles`.
 async fn require_platform_role(tx: &mut UserTx, roles: &[&str]) -> Result<()> {
@@ -322,12 +362,7 @@ async fn require_platform_role(tx: &mut UserTx, roles: &[&str]) -> Result<()> {
         .bind(roles)
         .execute(tx.conn())
         .await
-        .map_err(
-            |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
-                Some("42501") => Error::Forbidden("platform staff only"),
-                _ => Error::from(e),
-            },
-        )?;
+        .map_err(|e| Error::forbidden_if_refused(e, STAFF_ONLY))?;
     Ok(())
 }
 
@@ -344,13 +379,12 @@ pub async fn catalog(tx: &mut UserTx) -> Result<Vec<CatalogTool>> {
     .await?)
 }
 
-/// Adds or replaces the tool `name` (platform admins).
+/// Adds or replaces the tool `name` (platform admins: the function refuses anyone else).
 pub async fn put_tool(
     tx: &mut UserTx,
     name: &str,
     tool: &Valid<ToolChange>,
 ) -> Result<CatalogTool> {
-    require_platform_role(tx, &["admin"]).await?;
     let id: Uuid = sqlx::query_scalar("SELECT app.platform_put_ai_tool($1, $2, $3, $4, $5, $6)")
         .bind(name)
         .bind(tool.description.trim())
@@ -361,7 +395,8 @@ pub async fn put_tool(
         ))
         .bind(tool.is_active.unwrap_or(true))
         .fetch_one(tx.conn())
-        .await?;
+        .await
+        .map_err(|e| Error::forbidden_if_refused(e, STAFF_ONLY))?;
     Ok(sqlx::query_as(&format!(
         "SELECT {CATALOG_COLUMNS} FROM ai_tools WHERE id = $1"
     ))

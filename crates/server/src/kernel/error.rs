@@ -175,6 +175,26 @@ impl Error {
         serde_json::from_str(detail).ok()
     }
 
+    /// 422 naming one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A refusal a database function raised on purpose (SQLSTATE 42501: it checks who calls
+    /// it) is 403 with `reason`; a row-level security refusal and every other error keep their
+    /// own meaning.
+    pub fn forbidden_if_refused(e: sqlx::Error, reason: &'static str) -> Self {
+        match e.as_database_error() {
+            Some(db)
+                if db.code().as_deref() == Some("42501")
+                    && !db.message().contains("row-level security") =>
+            {
+                Error::Forbidden(reason)
+            }
+            _ => Error::from(e),
+        }
+    }
+
     fn conflict(code: &'static str, detail: &str) -> Self {
         Error::Conflict {
             code,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{PlanGrant, PlatformOrganization, PlatformUser, RoleChange};
 use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Query};
-use crate::kernel::error::{Error, FieldError, Result};
+use crate::kernel::error::{Error, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::UserTx;
 use crate::kernel::page::{Limit, Page};
@@ -53,10 +53,7 @@ impl SearchParams {
 
 /// The functions refuse anyone but staff with SQLSTATE 42501; that is 403 here.
 fn staff_only(e: sqlx::Error) -> Error {
-    match e.as_database_error().and_then(|d| d.code()).as_deref() {
-        Some("42501") => Error::Forbidden("platform staff only"),
-        _ => Error::from(e),
-    }
+    Error::forbidden_if_refused(e, "platform staff only")
 }
 
 /// What a staff act's function answered, as the caller sees it.
@@ -64,10 +61,7 @@ fn outcome(answer: &str) -> Result<()> {
     match answer {
         "set" => Ok(()),
         "no_such_organization" | "no_such_user" => Err(Error::NotFound),
-        "no_such_plan" => Err(Error::Validation(vec![FieldError::new(
-            "plan",
-            "no plan has this code",
-        )])),
+        "no_such_plan" => Err(Error::invalid("plan", "no plan has this code")),
         "billed_by_stripe" => Err(Error::Conflict {
             code: "billed_by_stripe",
             detail: "Stripe bills this organization: cancel its subscription there first".into(),

@@ -857,6 +857,24 @@ async fn platform_admins_manage_the_tool_catalog_and_a_new_tool_works_without_a_
     .await;
     assert_eq!(refused_fields(&got), ["tool"]);
     assert_eq!(fake.requests().len(), 1);
+
+    // Both changes are in the trail, with the admin as actor and under no organization.
+    let owner = app.db.owner().await;
+    let trail: Vec<(String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        r"SELECT action, user_id, organization_id FROM audit.events
+           WHERE entity_type = 'ai_tools' AND entity_id = $1 ORDER BY occurred_at, id",
+    )
+    .bind(Uuid::parse_str(saved["id"].as_str().expect("id")).expect("uuid"))
+    .fetch_all(&owner.0)
+    .await
+    .expect("trail");
+    assert_eq!(
+        trail,
+        [
+            ("insert".to_owned(), Some(admin.id), None),
+            ("update".to_owned(), Some(admin.id), None)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -882,4 +900,57 @@ async fn gemini_conversations_go_to_its_openai_compatible_endpoint_with_its_mode
         (*api, &sent["model"]),
         (Api::OpenAi, &json!("gemini-2.5-flash"))
     );
+}
+
+#[tokio::test]
+async fn the_trail_admins_read_holds_no_conversation_title_and_no_turn() {
+    let (app, _fake) = app_with(Script::reply(&["Noted."], 10, 2)).await;
+    let alice = member_with_budget(&app, "alice@example.com", 100_000).await;
+    let (bob, carol, _vic) = crate::ai::member_admin_viewer(&app, &alice).await;
+    let secret = "Acquire Contoso before the merger leaks";
+    let id = conversation(&app, &bob, json!({})).await;
+    let (status, body) = say(&app, &bob, id, json!({"content": secret})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The first message named the conversation, for its author.
+    let (_, mine) = app
+        .call(
+            Method::GET,
+            &bob,
+            &format!("/v1/orgs/{}/conversations/{id}", bob.org),
+            None,
+        )
+        .await;
+    assert_eq!(mine["title"], secret);
+
+    // The admin sees that a conversation was started, not what it is called or what was said.
+    let (status, trail) = app
+        .call(
+            Method::GET,
+            &carol,
+            &format!("/v1/orgs/{}/activity?limit=100", alice.org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{trail}");
+    let events = trail["items"].as_array().expect("items");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["entity_type"] == "ai_conversations" && e["entity_id"] == id.to_string()),
+        "{trail}"
+    );
+    assert!(
+        !events.iter().any(|e| e["entity_type"] == "ai_messages"),
+        "{trail}"
+    );
+    assert!(!trail.to_string().contains("Contoso"), "{trail}");
+    // Nor does the table itself, read by its owner.
+    let owner = app.db.owner().await;
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.events WHERE concat(old_data, new_data)::text LIKE '%Contoso%'",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("count");
+    assert_eq!(leaked, 0);
 }
