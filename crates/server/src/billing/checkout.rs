@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::stripe::StripeClient;
 use crate::http::{AppState, ClientInfo, Conflict, Forbidden, Invalid, Json, NotFound};
 use crate::kernel::access::{require_role, Module, Role};
-use crate::kernel::error::{Error, FieldError, Found, Result};
+use crate::kernel::error::{Error, Found, Result};
 use crate::kernel::input::{web_link, Checks, Valid, Validate};
 use crate::kernel::org_tx::OrgTx;
 
@@ -135,10 +135,10 @@ pub async fn start_checkout(
             .await?
             .flatten();
     let Some(price) = price else {
-        return Err(Error::Validation(vec![FieldError::new(
+        return Err(Error::invalid(
             "plan",
             format!("no plan {:?} with a {cycle}ly price", request.plan),
-        )]));
+        ));
     };
     let (stored, name, email): (Option<String>, String, Option<String>) = sqlx::query_as(
         r"SELECT s.stripe_customer_id, o.name, o.billing_email

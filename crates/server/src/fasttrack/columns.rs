@@ -24,10 +24,7 @@ pub struct Column {
 /// neither a default nor `NULL` allowed.
 pub fn chosen(row: &Value, columns: &[Column], inserting: bool) -> Result<Vec<String>> {
     let Some(fields) = row.as_object() else {
-        return Err(Error::Validation(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
+        return Err(Error::invalid("body", "must be a JSON object"));
     };
     let mut errors: Vec<FieldError> = fields
         .keys()

@@ -357,7 +357,7 @@ pub async fn grant(tx: &mut OrgTx, catalog: &Catalog, new: &NewGrant) -> Result<
     let org = tx.org();
     let tool = catalog
         .get(&new.tool)
-        .map_err(|_| Error::Validation(vec![FieldError::new("tool", "no tool has this slug")]))?;
+        .map_err(|_| Error::invalid("tool", "no tool has this slug"))?;
     require_role(tx, Role::Admin).await?;
     Ok(sqlx::query_as(
         r"INSERT INTO tool_access.permissions (organization_id, user_id, tool_slug, access_level, expires_at)
@@ -500,10 +500,7 @@ pub async fn update_row(
     let org = tx.org();
     let columns = of.columns_to_write(tx, row, false).await?;
     if columns.is_empty() {
-        return Err(Error::Validation(vec![FieldError::new(
-            "body",
-            "name at least one field to change",
-        )]));
+        return Err(Error::invalid("body", "name at least one field to change"));
     }
     let list = columns.join(", ");
     let changed: Option<Value> = sqlx::query_scalar(&format!(

@@ -271,12 +271,10 @@ pub async fn change_password(tx: &mut TenantTx, change: &Valid<PasswordChange>) 
         .verify(change.current_password.clone(), stored)
         .await?
     {
-        return Err(Error::Validation(vec![
-            crate::kernel::error::FieldError::new(
-                "current_password",
-                "is not the current password",
-            ),
-        ]));
+        return Err(Error::invalid(
+            "current_password",
+            "is not the current password",
+        ));
     }
     let hash = ticket.hash(change.new_password.clone()).await?;
     let user_id = tx.user_id().await?.ok_or(Error::Unauthenticated)?;

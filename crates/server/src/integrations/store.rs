@@ -142,12 +142,12 @@ pub async fn update(
     if let Some(config) = &changes.config {
         provider
             .check_config(config)
-            .map_err(|e| Error::Validation(vec![FieldError::new("config", e)]))?;
+            .map_err(|e| Error::invalid("config", e))?;
     }
     if let Some(credentials) = &changes.credentials {
         provider
             .check_credentials(credentials)
-            .map_err(|e| Error::Validation(vec![FieldError::new("credentials", e)]))?;
+            .map_err(|e| Error::invalid("credentials", e))?;
         store_credentials(tx.conn(), vault, org, id, credentials).await?;
     }
     get(tx, id).await

@@ -361,10 +361,7 @@ pub async fn ingest(tx: &mut OrgTx, format: Format, body: Body) -> Result<Ingest
         return Err(Error::Validation(errors));
     }
     if rows == 0 {
-        return Err(Error::Validation(vec![FieldError::new(
-            "rows",
-            "the body holds no rows",
-        )]));
+        return Err(Error::invalid("rows", "the body holds no rows"));
     }
     if !batch.is_empty() {
         written += write(tx, &mut batch).await?;

@@ -141,9 +141,10 @@ pub async fn delete(tx: &mut OrgTx, confirm: &str) -> Result<()> {
     require_role(tx, Role::Owner).await?;
     let org = get(tx, id).await?.found()?;
     if confirm != org.slug {
-        return Err(Error::Validation(vec![
-            crate::kernel::error::FieldError::new("confirm", "must repeat the organization's slug"),
-        ]));
+        return Err(Error::invalid(
+            "confirm",
+            "must repeat the organization's slug",
+        ));
     }
     sqlx::query(r"DELETE FROM organizations WHERE id = $1")
         .bind(id)
@@ -380,17 +381,13 @@ pub async fn transfer_ownership(tx: &mut OrgTx, to: Uuid) -> Result<Member> {
     require_role(tx, Role::Owner).await?;
     let me = tx.user_id().await?.ok_or(Error::Unauthenticated)?;
     if me == to {
-        return Err(Error::Validation(vec![
-            crate::kernel::error::FieldError::new("user_id", "is already the owner"),
-        ]));
+        return Err(Error::invalid("user_id", "is already the owner"));
     }
     if get_member(tx, to).await?.is_none() {
-        return Err(Error::Validation(vec![
-            crate::kernel::error::FieldError::new(
-                "user_id",
-                "must be a member of the organization",
-            ),
-        ]));
+        return Err(Error::invalid(
+            "user_id",
+            "must be a member of the organization",
+        ));
     }
     // Promote first: the organization is never without an owner.
     for (user, role) in [(to, Role::Owner), (me, Role::Admin)] {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::http::{AppState, Forbidden, Invalid, Json, NotFound};
 use crate::jobs::{JobError, JobSpec, Registry};
 use crate::kernel::access::{require_role, Module, Role};
-use crate::kernel::error::{Error, FieldError, OnConstraint, Result};
+use crate::kernel::error::{Error, OnConstraint, Result};
 use crate::kernel::input::{Checks, Valid, Validate};
 use crate::kernel::org_tx::OrgTx;
 
@@ -175,10 +175,7 @@ pub async fn put_settings(
     .fetch_one(tx.conn())
     .await
     .on_constraint("appointment_settings_offsets", |_| {
-        Error::Validation(vec![FieldError::new(
-            "reminder_offsets",
-            "each must be 5 minutes to 30 days, and name a different time",
-        )])
+        Error::invalid("reminder_offsets", "each must be 5 minutes to 30 days, and name a different time")
     })?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(stored)))

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Appointment, AppointmentChanges, AppointmentStatus, NewAppointment};
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Page, PageParams};
@@ -43,7 +43,7 @@ impl<T, E: Into<Error>> AppointmentConstraints<T> for std::result::Result<T, E> 
                 .database_message()
                 .unwrap_or("not a possible move")
                 .to_string();
-            Error::Validation(vec![FieldError::new("status", message)])
+            Error::invalid("status", message)
         })
     }
 }
@@ -144,12 +144,10 @@ pub async fn create(tx: &mut OrgTx, new: &Valid<NewAppointment>) -> Result<Appoi
     .on_appointment_constraints()?;
     match booked {
         // An API key has no user to default to. The error keeps the transaction from committing.
-        Some(booked) if booked.assigned_to.is_none() => {
-            Err(Error::Validation(vec![FieldError::new(
-                "assigned_to",
-                "is required when an API key books",
-            )]))
-        }
+        Some(booked) if booked.assigned_to.is_none() => Err(Error::invalid(
+            "assigned_to",
+            "is required when an API key books",
+        )),
         Some(booked) => Ok(booked),
         None => {
             let assignee = match new.assigned_to {

@@ -198,14 +198,14 @@ pub async fn import(tx: &mut OrgTx, text: &str) -> Result<Imported> {
         })
         .collect();
     if !unknown.is_empty() || !header.iter().any(|h| h == "name") {
-        return Err(Error::Validation(vec![FieldError::new(
+        return Err(Error::invalid(
             "header",
             format!(
                 "needs a name column; columns are {} and custom.<key> of a defined field; not {}",
                 COLUMNS.join(", "),
                 unknown.join(", ")
             ),
-        )]));
+        ));
     }
     let mut errors = Vec::new();
     let mut customers = Vec::new();

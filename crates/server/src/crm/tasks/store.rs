@@ -6,7 +6,7 @@ use super::{tags, Board, Card, Column, Move, NewTask, Task, TaskChanges, TaskSta
 use crate::crm::customers::store::Assignee;
 use crate::crm::projects::Priority;
 use crate::kernel::access::{require_role, Role};
-use crate::kernel::error::{Error, FieldError, Found, OnConstraint, Result};
+use crate::kernel::error::{Error, Found, OnConstraint, Result};
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
 use crate::kernel::page::{Limit, Page, PageParams, SortCursor, Sorted, SortedPage};
@@ -257,10 +257,10 @@ pub async fn move_task(tx: &mut OrgTx, project: Uuid, id: Uuid, to: &Valid<Move>
     } else {
         "before"
     };
-    Err(Error::Validation(vec![FieldError::new(
+    Err(Error::invalid(
         field,
         "must be another card of the target column",
-    )]))
+    ))
 }
 
 /// The SQL of [`assigned`] (for plan tests too): $1 organization, $2 assignee (NULL: me),
