@@ -82,6 +82,16 @@ impl TenantTx {
     /// Begins a transaction and binds the context. A credential that does not resolve to a live
     /// session or key is [`DbError::Unauthenticated`].
     pub async fn begin(pool: &RuntimePool, ctx: &RequestContext) -> Result<Self, DbError> {
+        Self::begin_checked(pool, ctx, None).await
+    }
+
+    /// [`TenantTx::begin`], with `checks` (SQL statements, no parameters) run right after the
+    /// binding, in the same round trip: one that raises leaves no transaction and is the error.
+    pub async fn begin_checked(
+        pool: &RuntimePool,
+        ctx: &RequestContext,
+        checks: Option<&str>,
+    ) -> Result<Self, DbError> {
         let service_key = Some(pool.service_key.0.as_slice());
         let (mut service, mut actor, mut session, mut key, mut feed, mut org_slug) =
             (None, None, None, None, None, None);
@@ -119,13 +129,14 @@ impl TenantTx {
             |value: Option<String>| value.map_or_else(|| "NULL".to_string(), |v| format!("'{v}'"));
         // One simple query, which takes no parameters: every value is spelled with characters
         // that cannot end a literal (UUIDs and IPs as Rust formats them, the rest as hex).
-        // app.begin_request runs first and BEGIN last: a refused credential (SQLSTATE 28000)
-        // never starts a transaction, and the connection goes back to the pool idle. BEGIN
+        // app.begin_request runs first and BEGIN last: a refused credential (SQLSTATE 28000) or
+        // a failed check never starts a transaction, and the connection goes back to the pool
+        // idle. BEGIN
         // adopts the implicit transaction, so the settings stay transaction-local, and the
         // binding's MAC names that transaction. The text carries credentials: no other session
         // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
         let statement = format!(
-            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {}); BEGIN",
+            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",
             hex_bytes(service),
             literal(actor.map(|id| id.to_string())),
             hex_bytes(session),
@@ -136,6 +147,7 @@ impl TenantTx {
             literal(ctx.ip.map(|ip| ip.to_string())),
             text_literal(ctx.user_agent.as_deref()),
             text_literal(ctx.request_id.as_deref()),
+            checks.map_or_else(String::new, |checks| format!(" {checks};")),
         );
         // A pooled connection the server dropped since its last use (a restart, an idle reaper)
         // fails on this first statement. Nothing of the request ran, so another connection is

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::types::ipnetwork::IpNetwork;
-use tenantry_db::{Actor, RequestContext, TenantTx};
+use tenantry_db::{Actor, DbError, RequestContext, TenantTx};
 use uuid::Uuid;
 
 use super::{AppState, REQUEST_ID};
@@ -67,10 +67,10 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
         }
     })?;
     if let Some(field) = nul_field(&bytes) {
-        return Err(Error::Validation(vec![FieldError::new(
+        return Err(Error::invalid(
             &field,
             "must not contain the NUL character (\\u0000)",
-        )]));
+        ));
     }
     let opens_array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if opens_array != list {
@@ -79,10 +79,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
         } else {
             "a JSON object"
         };
-        return Err(Error::Validation(vec![FieldError::new(
-            "body",
-            format!("must be {expected}"),
-        )]));
+        return Err(Error::invalid("body", format!("must be {expected}")));
     }
     Ok(axum::Json::<T>::from_bytes(&bytes)?.0)
 }
@@ -194,10 +191,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 .iter()
                 .find(|(k, v)| k.contains('\0') || v.contains('\0'))
             {
-                return Err(Error::Validation(vec![FieldError::new(
+                return Err(Error::invalid(
                     &name.replace('\0', "%00"),
                     "must not contain the NUL character (%00)",
-                )]));
+                ));
             }
         }
         Ok(Query(
@@ -353,26 +350,26 @@ impl Caller {
         module: Module,
         write: bool,
     ) -> Result<TenantTx, Error> {
-        let mut tx = self.begin(state, Some(org)).await?;
-        // One round trip for what an API key's request must pass; a person's read needs none.
-        if matches!(self.ctx.actor, Actor::ApiKeyHash(_)) {
-            let allowed: bool = sqlx::query_scalar(
-                r"SELECT CASE WHEN app.actor_may_use($1) THEN app.within_limits($2) ELSE false END",
-            )
-            .bind(module.as_str())
-            .bind(write)
-            .fetch_one(tx.conn())
-            .await?;
-            if !allowed {
-                return Err(Error::Forbidden(
-                    "this API key is not allowed to use this module",
-                ));
-            }
-        } else if write {
-            sqlx::query(r"SELECT app.within_limits(true)")
-                .execute(tx.conn())
-                .await?;
-        }
+        // Checked in the binding's own round trip; a person's read needs no check. (The
+        // module's name is a fixed identifier: it can be spelled into the SQL.)
+        let checks = match (&self.ctx.actor, write) {
+            (Actor::ApiKeyHash(_), _) => Some(format!(
+                "SELECT app.require_module('{}'); SELECT app.within_limits({write})",
+                module.as_str()
+            )),
+            (_, true) => Some("SELECT app.within_limits(true)".to_owned()),
+            (_, false) => None,
+        };
+        let mut ctx = self.ctx.clone();
+        ctx.org_id = Some(org);
+        let tx = TenantTx::begin_checked(&state.db, &ctx, checks.as_deref())
+            .await
+            .map_err(|e| match e {
+                DbError::Sqlx(e) => {
+                    Error::forbidden_if_refused(e, "this API key is not allowed to use this module")
+                }
+                other => Error::from(other),
+            })?;
         if state.config.metering.is_some() {
             state.meter.count(org, &self.ctx.actor);
         }

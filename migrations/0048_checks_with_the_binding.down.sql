@@ -1,0 +1,1 @@
+DROP FUNCTION app.require_module(text);
