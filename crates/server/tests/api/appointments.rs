@@ -2,7 +2,7 @@
 //! double-booking even under concurrent requests, and what other organizations, viewers and
 //! API keys cannot do.
 
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{Datelike, Duration, DurationRound, NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantry_server::kernel::access::Role;
@@ -538,6 +538,19 @@ async fn reminders(
         .collect()
 }
 
+/// The day European summer time starts (the last Sunday of March), the first one more than two
+/// days ahead.
+fn next_spring_forward() -> NaiveDate {
+    let today = Utc::now().date_naive();
+    (today.year()..)
+        .find_map(|year| {
+            let last = NaiveDate::from_ymd_opt(year, 3, 31)?;
+            let sunday = last - Duration::days(i64::from(last.weekday().num_days_from_sunday()));
+            (sunday > today + Duration::days(2)).then_some(sunday)
+        })
+        .expect("a spring ahead")
+}
+
 #[tokio::test]
 async fn reminders_follow_the_local_time_and_every_change() {
     let app = TestApp::spawn().await;
@@ -547,20 +560,24 @@ async fn reminders_follow_the_local_time_and_every_change() {
         .await;
     let member = in_org(member, alice.org);
     // 10:00 in Berlin on the day summer time starts: the day-before reminder is at 10:00 winter
-    // time (23 hours earlier), the hour-before one an hour earlier.
+    // time (23 hours earlier), the hour-before one an hour earlier. (Times as `at(days after
+    // that day, UTC time)`; the next such day ahead, so the reminders are still to come.)
+    let spring_forward = next_spring_forward();
+    let at =
+        |days: i64, time: &str| format!("{}T{time}:00Z", spring_forward + Duration::days(days));
     let spring = booked(
         &app,
         &alice,
-        json!({"title": "Spring", "start_time": "2027-03-28T08:00:00Z",
-               "end_time": "2027-03-28T09:00:00Z", "timezone": "Europe/Berlin"}),
+        json!({"title": "Spring", "start_time": at(0, "08:00"),
+               "end_time": at(0, "09:00"), "timezone": "Europe/Berlin"}),
     )
     .await;
     let some = Some(alice.id);
     assert_eq!(
         reminders(&app, &spring).await,
         [
-            ("1d".into(), "2027-03-27T09:00:00Z".into(), some),
-            ("1h".into(), "2027-03-28T07:00:00Z".into(), some)
+            ("1d".into(), at(-1, "09:00"), some),
+            ("1h".into(), at(0, "07:00"), some)
         ]
     );
     let spring_path = path(&alice, &format!("/{}", spring["id"].as_str().expect("id")));
@@ -574,12 +591,12 @@ async fn reminders_follow_the_local_time_and_every_change() {
         }
     };
     // Rescheduled: the pending reminders move with it.
-    patch(json!({"start_time": "2027-04-05T08:00:00Z", "end_time": "2027-04-05T09:00:00Z"})).await;
+    patch(json!({"start_time": at(8, "08:00"), "end_time": at(8, "09:00")})).await;
     assert_eq!(
         reminders(&app, &spring).await,
         [
-            ("1d".into(), "2027-04-04T08:00:00Z".into(), some),
-            ("1h".into(), "2027-04-05T07:00:00Z".into(), some)
+            ("1d".into(), at(7, "08:00"), some),
+            ("1h".into(), at(8, "07:00"), some)
         ]
     );
     // Cancelled: they go; restored: they come back; reassigned: they act for the new assignee.
@@ -648,8 +665,8 @@ async fn reminders_follow_the_local_time_and_every_change() {
     assert_eq!(
         reminders(&app, &spring).await,
         [
-            ("1d12h".into(), "2027-04-03T20:00:00Z".into(), member_id),
-            ("2h".into(), "2027-04-05T06:00:00Z".into(), member_id)
+            ("1d12h".into(), at(6, "20:00"), member_id),
+            ("2h".into(), at(8, "06:00"), member_id)
         ]
     );
     // Deleted: its reminders go with it.
