@@ -124,6 +124,19 @@ pub async fn up(pool: &OwnerPool, to: Option<i64>) -> Result<Vec<i64>, DbError> 
                 }
             }
         }
+        if !done.is_empty() {
+            // Zones an upgraded tz database added become valid (migration 0049's table).
+            sqlx::query(
+                r"DO $$ BEGIN
+                    IF to_regprocedure('app.refresh_time_zones()') IS NOT NULL THEN
+                        PERFORM app.refresh_time_zones();
+                    END IF;
+                  END $$",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(MigrateError::Execute)?;
+        }
         Ok(done)
     })
     .await

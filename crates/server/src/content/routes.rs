@@ -152,7 +152,7 @@ pub async fn update_content(
     Ok(Json(updated))
 }
 
-/// Delete content and its versions (members their plain drafts; editors anything).
+/// Delete content and its versions (members their drafts never published; editors anything).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/content/{content}", tag = "content", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id"), ("content" = Uuid, Path, description = "Content id")),
     responses(

@@ -220,7 +220,9 @@ pub async fn delete(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     let org = tx.org();
     require_role(tx, Role::Member).await?;
     let current = get(tx, id).await?;
-    if !plain_draft(current.status, current.publish_at.is_some()) {
+    // Deleting a page once published deletes its published versions too: editors only.
+    if !plain_draft(current.status, current.publish_at.is_some()) || current.published_at.is_some()
+    {
         require_editor(tx).await?;
     }
     sqlx::query(r"DELETE FROM content WHERE organization_id = $1 AND id = $2")

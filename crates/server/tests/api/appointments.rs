@@ -5,7 +5,9 @@
 use chrono::{Datelike, Duration, DurationRound, NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tenantry_db::RequestContext;
 use tenantry_server::kernel::access::Role;
+use tenantry_server::kernel::org_tx::OrgTx;
 
 use crate::helpers::{api_key, assert_problem, refused_fields, TestApp, TestUser};
 
@@ -374,6 +376,11 @@ async fn bad_bookings_are_refused_naming_the_field() {
             json!({"title": "Nowhere", "start_time": at(2), "end_time": at(3), "timezone": "Mars/Olympus"}),
             "timezone",
         ),
+        // A POSIX zone PostgreSQL would take (three hours *west* of UTC), not an IANA name.
+        (
+            json!({"title": "Posix", "start_time": at(2), "end_time": at(3), "timezone": "UTC+3"}),
+            "timezone",
+        ),
         (
             json!({"title": "Stranger", "start_time": at(2), "end_time": at(3), "assigned_to": mallory.id}),
             "assigned_to",
@@ -392,6 +399,34 @@ async fn bad_bookings_are_refused_naming_the_field() {
         .await
         .expect("count");
     assert_eq!(stored, 0, "nothing written");
+
+    // In SQL as the runtime role: no booking for no one, no clearing its member by hand.
+    let booked = book(&app, &alice, booking("Kept", 2, 3)).await;
+    assert_eq!(booked.0, StatusCode::CREATED, "{}", booked.1);
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(alice.id), alice.org)
+        .await
+        .expect("begin");
+    for sql in [
+        "INSERT INTO appointments (organization_id, title, start_time, end_time)
+         VALUES ($1, 'Nobody', now() + interval '5 days', now() + interval '5 days 1 hour')",
+        "UPDATE appointments SET assigned_to = NULL WHERE organization_id = $1",
+    ] {
+        sqlx::query("SAVEPOINT attempt")
+            .execute(tx.conn())
+            .await
+            .expect("savepoint");
+        let refused = sqlx::query(sql).bind(alice.org).execute(tx.conn()).await;
+        let code = refused.err().and_then(|e| {
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string())
+        });
+        assert_eq!(code.as_deref(), Some("23502"), "{sql}");
+        sqlx::query("ROLLBACK TO SAVEPOINT attempt")
+            .execute(tx.conn())
+            .await
+            .expect("rollback");
+    }
 }
 
 #[tokio::test]

@@ -370,6 +370,54 @@ async fn a_member_without_content_publish_cannot_publish_in_sql_either() {
 }
 
 #[tokio::test]
+async fn what_was_once_public_stays_an_editors_to_remove() {
+    let Site { app, ed, mia, .. } = site().await;
+    // Ed publishes a page, renames it (its old address redirects) and takes it back to draft.
+    let page = written(&app, &ed, json!({"title": "Prices", "status": "published"})).await;
+    let page = changed(&app, &ed, &page, json!({"slug": "pricing"})).await;
+    let page = changed(&app, &ed, &page, json!({"status": "draft"})).await;
+    let page_path = path(&ed, &format!("/{}", page["id"].as_str().expect("id")));
+
+    // Mia may edit the draft, not delete it with its published versions: over HTTP or in SQL.
+    let got = app.call(Method::DELETE, &mia, &page_path, None).await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let page_id: uuid::Uuid = page["id"].as_str().expect("id").parse().expect("uuid");
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(mia.id), mia.org)
+        .await
+        .expect("begin");
+    let deleted = sqlx::query("DELETE FROM content WHERE id = $1")
+        .bind(page_id)
+        .execute(tx.conn())
+        .await
+        .expect("delete")
+        .rows_affected();
+    assert_eq!(deleted, 0);
+    drop(tx);
+    let (status, versions) = app
+        .call(Method::GET, &ed, &format!("{page_path}/versions"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{versions}");
+    assert!(
+        versions.as_array().is_some_and(|v| !v.is_empty()),
+        "{versions}"
+    );
+
+    // Nor may her draft take the old address that leads to it; a title-made slug avoids it.
+    let got = write(&app, &mia, json!({"title": "Mine", "slug": "prices"})).await;
+    assert_eq!(got.0, StatusCode::CONFLICT, "{}", got.1);
+    let made = written(&app, &mia, json!({"title": "Prices"})).await;
+    assert_eq!(made["slug"], "prices-2");
+    // Her own never-published draft is hers to delete; an editor may give the address away.
+    let mine = path(&mia, &format!("/{}", made["id"].as_str().expect("id")));
+    assert_eq!(
+        app.call(Method::DELETE, &mia, &mine, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let got = write(&app, &ed, json!({"title": "New prices", "slug": "prices"})).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+}
+
+#[tokio::test]
 async fn every_published_version_is_kept_and_a_page_rolls_back() {
     let Site { app, ed, mia, .. } = site().await;
     let page = written(
