@@ -97,14 +97,6 @@ pub async fn prepare(
         .take()
         .ok_or_else(|| Error::invalid("tool", "no active tool of the catalog has this name"))?;
     let conversation = &start.conversation;
-    let provider = state
-        .config
-        .ai
-        .provider(conversation.ai_model)
-        .cloned()
-        .ok_or(Error::NotConfigured(
-            "no AI provider is configured for this conversation's model",
-        ))?;
 
     // What the tool needs and what the model is told come from the catalog.
     let mut system = SYSTEM.to_owned();
@@ -179,6 +171,16 @@ pub async fn prepare(
         prompt.token_bound(),
     )
     .await?;
+    // Checked last, like a plan's refusal before it: what a request lacks comes first (422,
+    // then 402), and returning drops the transaction, so nothing of this turn stays.
+    let provider = state
+        .config
+        .ai
+        .provider(start.conversation.ai_model)
+        .cloned()
+        .ok_or(Error::NotConfigured(
+            "no AI provider is configured for this conversation's model",
+        ))?;
     let prepared = Prepared {
         org,
         conversation: conversation_id,

@@ -36,6 +36,11 @@ impl<T, E: Into<Error>> ContentConstraints<T> for std::result::Result<T, E> {
             "publish_at",
             "only a draft is scheduled",
         )
+        .on_field(
+            "content_slug_redirects",
+            "slug",
+            "leads to a page that was published; an editor may give it to another page",
+        )
         .on_field("content_seo_meta", "seo_meta", "is not valid")
     }
 }

@@ -475,12 +475,17 @@ async fn only_the_author_talks_in_a_conversation_and_nothing_is_stored_for_other
     }
     assert!(messages(&app, &bob, id).await.is_empty());
 
-    // A model no provider serves is 503, before anything is stored.
+    // A model no provider serves is 503, and nothing of the turn stays: message or reservation.
     let gemini = conversation(&app, &bob, json!({"ai_model": "gemini"})).await;
     let got = say(&app, &bob, gemini, json!({"content": "Hello"})).await;
     assert_problem(&got, StatusCode::SERVICE_UNAVAILABLE, "not_configured");
     assert!(messages(&app, &bob, gemini).await.is_empty());
     assert!(fake.requests().is_empty());
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM ai_token_reservations")
+        .fetch_one(&app.db.owner().await.0)
+        .await
+        .expect("count");
+    assert_eq!(held, 0);
 }
 
 #[tokio::test]
