@@ -131,9 +131,8 @@ impl TenantTx {
         // that cannot end a literal (UUIDs and IPs as Rust formats them, the rest as hex).
         // app.begin_request runs first and BEGIN last: a refused credential (SQLSTATE 28000) or
         // a failed check never starts a transaction, and the connection goes back to the pool
-        // idle. BEGIN
-        // adopts the implicit transaction, so the settings stay transaction-local, and the
-        // binding's MAC names that transaction. The text carries credentials: no other session
+        // idle. BEGIN adopts the implicit transaction, so the settings stay transaction-local,
+        // and the binding's MAC names that transaction. The text carries credentials: no other session
         // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
         let statement = format!(
             r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",

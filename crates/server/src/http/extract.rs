@@ -334,9 +334,13 @@ pub struct Caller {
 impl Caller {
     /// Begins the request's tenant transaction, scoped to `org` when the route names one.
     pub async fn begin(&self, state: &AppState, org: Option<Uuid>) -> Result<TenantTx, Error> {
+        Ok(TenantTx::begin(&state.db, &self.ctx_in(org)).await?)
+    }
+
+    fn ctx_in(&self, org: Option<Uuid>) -> RequestContext {
         let mut ctx = self.ctx.clone();
         ctx.org_id = org;
-        Ok(TenantTx::begin(&state.db, &ctx).await?)
+        ctx
     }
 
     /// Begins the transaction of an organization route of `module`, and counts the call. An API
@@ -352,20 +356,20 @@ impl Caller {
     ) -> Result<TenantTx, Error> {
         // Checked in the binding's own round trip; a person's read needs no check. (The
         // module's name is a fixed identifier: it can be spelled into the SQL.)
-        let checks = match (&self.ctx.actor, write) {
-            (Actor::ApiKeyHash(_), _) => Some(format!(
+        let by_key = matches!(self.ctx.actor, Actor::ApiKeyHash(_));
+        let checks = match (by_key, write) {
+            (true, _) => Some(format!(
                 "SELECT app.require_module('{}'); SELECT app.within_limits({write})",
                 module.as_str()
             )),
-            (_, true) => Some("SELECT app.within_limits(true)".to_owned()),
-            (_, false) => None,
+            (false, true) => Some("SELECT app.within_limits(true)".to_owned()),
+            (false, false) => None,
         };
-        let mut ctx = self.ctx.clone();
-        ctx.org_id = Some(org);
-        let tx = TenantTx::begin_checked(&state.db, &ctx, checks.as_deref())
+        let tx = TenantTx::begin_checked(&state.db, &self.ctx_in(Some(org)), checks.as_deref())
             .await
             .map_err(|e| match e {
-                DbError::Sqlx(e) => {
+                // app.require_module's refusal.
+                DbError::Sqlx(e) if by_key => {
                     Error::forbidden_if_refused(e, "this API key is not allowed to use this module")
                 }
                 other => Error::from(other),
