@@ -150,7 +150,7 @@ enum Command {
     /// `bench` feature: `cargo build --release -p tenantry --features bench`).
     Bench {
         /// tenant-tx, http-auth, kpi-ingest, kpi-dashboard, kpi-read, sign-in-burst, fasttrack, crm,
-        /// jobs, appointments, content, stripe-webhooks, metering, vault, integrations
+        /// jobs, appointments, content, stripe-webhooks, metering, vault, integrations, ai
         name: String,
         /// Seconds per measured round (rounds alternate between the compared variants).
         #[arg(long, default_value_t = 3)]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -270,9 +270,9 @@ async fn seed_crm(tx: &mut OrgTx, people: &[Uuid]) -> Result<Vec<Uuid>, AnyError
     Ok(created.iter().map(|c| c.id).collect())
 }
 
-/// A week of appointments: on each of the next five days, a morning meeting with a customer for
-/// each of `people` and an afternoon call (booked the way the API books them: the database
-/// schedules their reminders). Returns how many.
+/// A week of appointments: on each working day of the next seven (always five), a morning
+/// meeting with a customer for each of `people` and an afternoon call (booked the way the API
+/// books them: the database schedules their reminders). Returns how many.
 async fn seed_appointments(
     tx: &mut OrgTx,
     people: &[Uuid],
@@ -281,8 +281,10 @@ async fn seed_appointments(
     use tenantry_server::crm::appointments::{store, AppointmentStatus, NewAppointment};
     let tomorrow = Utc::now().date_naive() + chrono::Days::new(1);
     let mut booked = 0;
-    for day in 0..5_u64 {
-        let date = tomorrow + chrono::Days::new(day);
+    let working_days = (0..7_u64)
+        .map(|day| tomorrow + chrono::Days::new(day))
+        .filter(|date| date.weekday().num_days_from_monday() < 5);
+    for (day, date) in working_days.enumerate() {
         for (i, person) in people.iter().enumerate() {
             for (hour, title, online) in
                 [(9, "Customer meeting", false), (14, "Follow-up call", true)]
@@ -297,9 +299,7 @@ async fn seed_appointments(
                     start_time: start,
                     end_time: start + chrono::Duration::minutes(45),
                     timezone: Some("Europe/Berlin".into()),
-                    customer_id: customers
-                        .get((day as usize + i) % customers.len().max(1))
-                        .copied(),
+                    customer_id: customers.get((day + i) % customers.len().max(1)).copied(),
                     assigned_to: Some(*person),
                     status: Some(if day == 0 {
                         AppointmentStatus::Confirmed

@@ -573,17 +573,21 @@ async fn reminders(
         .collect()
 }
 
-/// The day European summer time starts (the last Sunday of March), the first one more than two
-/// days ahead.
-fn next_spring_forward() -> NaiveDate {
+/// The last Sunday of `month` (which has 31 days) more than two days ahead: in Europe, the day
+/// summer time starts (March) or ends (October).
+fn next_last_sunday(month: u32) -> NaiveDate {
     let today = Utc::now().date_naive();
     (today.year()..)
         .find_map(|year| {
-            let last = NaiveDate::from_ymd_opt(year, 3, 31)?;
+            let last = NaiveDate::from_ymd_opt(year, month, 31)?;
             let sunday = last - Duration::days(i64::from(last.weekday().num_days_from_sunday()));
             (sunday > today + Duration::days(2)).then_some(sunday)
         })
-        .expect("a spring ahead")
+        .expect("a last Sunday ahead")
+}
+
+fn next_spring_forward() -> NaiveDate {
+    next_last_sunday(3)
 }
 
 #[tokio::test]
@@ -613,6 +617,25 @@ async fn reminders_follow_the_local_time_and_every_change() {
         [
             ("1d".into(), at(-1, "09:00"), some),
             ("1h".into(), at(0, "07:00"), some)
+        ]
+    );
+    // 10:00 on the day summer time ends (09:00 UTC): the day before at 10:00 summer time (08:00
+    // UTC, 25 hours earlier), the hour before at 08:00 UTC too.
+    let fall_back = next_last_sunday(10);
+    let autumn_at =
+        |days: i64, time: &str| format!("{}T{time}:00Z", fall_back + Duration::days(days));
+    let autumn = booked(
+        &app,
+        &alice,
+        json!({"title": "Autumn", "start_time": autumn_at(0, "09:00"),
+               "end_time": autumn_at(0, "10:00"), "timezone": "Europe/Berlin"}),
+    )
+    .await;
+    assert_eq!(
+        reminders(&app, &autumn).await,
+        [
+            ("1d".into(), autumn_at(-1, "08:00"), some),
+            ("1h".into(), autumn_at(0, "08:00"), some)
         ]
     );
     let spring_path = path(&alice, &format!("/{}", spring["id"].as_str().expect("id")));
@@ -710,6 +733,33 @@ async fn reminders_follow_the_local_time_and_every_change() {
     assert_eq!(reminders(&app, &spring).await, []);
 }
 
+/// A new customer of `user`'s organization.
+async fn new_customer(app: &TestApp, user: &TestUser, body: Value) -> Value {
+    let (status, created) = app
+        .call(
+            Method::POST,
+            user,
+            &format!("/v1/orgs/{}/customers", user.org),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+/// Makes the day-before reminders of `appointments` due now.
+async fn day_before_due_now(app: &TestApp, appointments: &[&Value]) {
+    let ids: Vec<String> = appointments
+        .iter()
+        .map(|a| format!("{}/1d", a["id"].as_str().expect("id")))
+        .collect();
+    sqlx::query("UPDATE queue.jobs SET run_at = now() WHERE unique_key = ANY($1)")
+        .bind(&ids)
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("due");
+}
+
 #[tokio::test]
 async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
     let app = TestApp::spawn().await;
@@ -724,15 +774,12 @@ async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, customer) = app
-        .call(
-            Method::POST,
-            &alice,
-            &format!("/v1/orgs/{}/customers", alice.org),
-            Some(json!({"name": "Carol", "email": "carol@example.com"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let customer = new_customer(
+        &app,
+        &alice,
+        json!({"name": "Carol", "email": "carol@example.com"}),
+    )
+    .await;
     let demo = booked(
         &app,
         &alice,
@@ -742,13 +789,18 @@ async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
     )
     .await;
     let id = demo["id"].as_str().expect("id").to_string();
-    // The day-before reminder comes due, and a worker that took it dies without a word.
+    // A customer without an email: only the assignee hears of that one.
+    let dan = new_customer(&app, &alice, json!({"name": "Dan"})).await;
+    let call = booked(
+        &app,
+        &alice,
+        json!({"title": "Call", "start_time": at(40), "end_time": at(41),
+               "customer_id": dan["id"]}),
+    )
+    .await;
+    // The day-before reminders come due, and a worker that took one dies without a word.
+    day_before_due_now(&app, &[&demo, &call]).await;
     let owner = app.db.owner().await;
-    sqlx::query("UPDATE queue.jobs SET run_at = now() WHERE unique_key = $1 || '/1d'")
-        .bind(&id)
-        .execute(&owner.0)
-        .await
-        .expect("due");
     let taken = tenantry_db::queue::complete_and_claim(
         &owner.0,
         "dead-worker",
@@ -766,7 +818,7 @@ async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
         crate::email::worker(&app, &smtp.url()).await,
         crate::email::worker(&app, &smtp.url()).await,
     ];
-    crate::helpers::until("both reminders arrived", || smtp.messages().len() >= 2).await;
+    crate::helpers::until("the three reminders arrived", || smtp.messages().len() >= 3).await;
     // A second run of the same reminder (its job run twice) sends nothing more.
     let again: uuid::Uuid = sqlx::query_scalar(
         r"INSERT INTO queue.jobs (kind, organization_id, actor_id, payload)
@@ -804,8 +856,20 @@ async fn a_reminder_is_sent_once_even_with_two_workers_and_a_dead_one() {
     let messages = smtp.messages();
     let mut to: Vec<&str> = messages.iter().map(|m| m.to[0].as_str()).collect();
     to.sort();
-    assert_eq!(to, ["alice@example.com", "carol@example.com"], "once each");
-    let data = messages[0].data.replace("=\n", "").replace("=3D", "=");
+    assert_eq!(
+        to,
+        [
+            "alice@example.com",
+            "alice@example.com",
+            "carol@example.com"
+        ],
+        "once each"
+    );
+    let carol = messages
+        .iter()
+        .find(|m| m.to[0] == "carol@example.com")
+        .expect("Carol's");
+    let data = carol.data.replace("=\n", "").replace("=3D", "=");
     assert!(
         data.contains("Demo &lt;b&gt;day&lt;/b&gt;"),
         "escaped in HTML: {data}"
@@ -941,4 +1005,66 @@ async fn only_the_assignee_s_job_can_send_a_reminder() {
         (0, json!({})),
         "nothing sent, nothing recorded"
     );
+}
+
+#[tokio::test]
+async fn a_reminder_is_delivered_once_when_its_sender_dies_mid_send() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@example.com").await;
+    // Customers are not reminded unless the organization says so: Carol's address gets nothing.
+    let customer = new_customer(
+        &app,
+        &alice,
+        json!({"name": "Carol", "email": "carol@example.com"}),
+    )
+    .await;
+    let demo = booked(
+        &app,
+        &alice,
+        json!({"title": "Demo", "start_time": at(30), "end_time": at(31),
+               "customer_id": customer["id"]}),
+    )
+    .await;
+    day_before_due_now(&app, &[&demo]).await;
+    let owner = app.db.owner().await;
+    // The first worker gets as far as the message's final dot, and dies waiting for the answer.
+    let smtp = crate::smtp::SmtpServer::start(0).await;
+    smtp.hold_the_next_message();
+    let dying = crate::email::killable_worker(&app, &smtp.url()).await;
+    crate::helpers::until("the first sender is mid-send", || smtp.held() == 1).await;
+    dying.abort();
+    assert!(dying.await.is_err_and(|e| e.is_cancelled()), "killed");
+    let unsent =
+        "SELECT count(*) FROM outbox WHERE kind = 'appointment_reminder' AND sent_at IS NULL";
+    let pending: i64 = sqlx::query_scalar(unsent)
+        .fetch_one(&owner.0)
+        .await
+        .expect("outbox");
+    assert_eq!(pending, 1, "what it was sending is not recorded as sent");
+
+    // Two workers take over once the dead one's lease runs out; the message goes out once.
+    let workers = [
+        crate::email::worker(&app, &smtp.url()).await,
+        crate::email::worker(&app, &smtp.url()).await,
+    ];
+    crate::helpers::until("the reminder arrived", || !smtp.messages().is_empty()).await;
+    let mut left: (i64, i64) = (1, 1);
+    for _ in 0..400 {
+        left = sqlx::query_as(&format!(
+            "SELECT ({unsent}), (SELECT count(*) FROM queue.jobs WHERE kind IN ('outbox.deliver', 'appointments.remind') AND state <> 'queued')"
+        ))
+        .fetch_one(&owner.0)
+        .await
+        .expect("state");
+        if left == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for stop in workers {
+        let _ = stop.send(());
+    }
+    assert_eq!(left, (0, 0), "(unsent messages, jobs in hand) at the end");
+    let to: Vec<Vec<String>> = smtp.messages().into_iter().map(|m| m.to).collect();
+    assert_eq!(to, [["alice@example.com"]], "once, to the assignee only");
 }

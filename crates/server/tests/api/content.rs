@@ -662,6 +662,39 @@ async fn the_public_site_serves_published_pages_only() {
 }
 
 #[tokio::test]
+async fn an_admin_publishes_without_a_grant_and_the_public_list_revalidates() {
+    let Site {
+        app, alice, mia, ..
+    } = site().await;
+    let bob = app.user("bob@example.com").await;
+    app.add_member(&alice, alice.org, &bob, Role::Admin).await;
+    let bob = in_org(bob, alice.org);
+    let first = written(&app, &mia, json!({"title": "First"})).await;
+    let live = changed(&app, &bob, &first, json!({"status": "published"})).await;
+    assert_eq!(live["status"], "published");
+
+    let list = format!("/v1/public/{}/content", org_slug(&app, &alice).await);
+    let (status, headers, page) = public(&app, &list, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(headers[CACHE_CONTROL], "public, max-age=60");
+    let etag = headers[ETAG].to_str().expect("etag").to_string();
+    let (status, _, _) = public(&app, &list, Some(&etag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    // A draft changes nothing there; a page published changes the list and its ETag.
+    let second = written(&app, &mia, json!({"title": "Second"})).await;
+    let (status, _, _) = public(&app, &list, Some(&etag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    changed(&app, &bob, &second, json!({"status": "published"})).await;
+    let (status, headers, page) = public(&app, &list, Some(&etag)).await;
+    assert_eq!(
+        (status, page["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2))
+    );
+    assert_ne!(headers[ETAG].to_str().expect("etag"), etag);
+}
+
+#[tokio::test]
 async fn content_is_its_organization_s_and_keys_need_the_content_module() {
     let Site { app, alice, ed, .. } = site().await;
     let page = written(&app, &ed, json!({"title": "Ours", "status": "published"})).await;
@@ -689,6 +722,16 @@ async fn content_is_its_organization_s_and_keys_need_the_content_module() {
             .await;
         assert_problem(&got, StatusCode::NOT_FOUND, "not_found");
     }
+    // Nor is a page written in the name of someone outside the organization.
+    let got = write(
+        &app,
+        &ed,
+        json!({"title": "Ghost", "author_id": mallory.id}),
+    )
+    .await;
+    assert_eq!(refused_fields(&got), ["author_id"]);
+    let got = change(&app, &ed, &page, json!({"author_id": mallory.id})).await;
+    assert_eq!(refused_fields(&got), ["author_id"]);
     let crm_key = api_key(&app, &alice, "write", json!(["crm"])).await;
     let got = app
         .call(Method::GET, &crm_key, &path(&alice, ""), None)

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tenantry_server::email::Mailer;
 use tenantry_server::jobs::{self, Worker, WorkerConfig};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::helpers::{until, TestApp, TestUser};
 use crate::smtp::SmtpServer;
@@ -26,6 +27,26 @@ fn quick() -> WorkerConfig {
 
 /// Runs the service's job kinds, mail through `smtp_url`, until the sender is dropped.
 pub(crate) async fn worker(app: &TestApp, smtp_url: &str) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    spawn_worker(app, smtp_url, async {
+        let _ = stopped.await;
+    })
+    .await;
+    stop
+}
+
+/// A worker that never stops by itself: aborting its task is the worker dying mid-job (its
+/// running jobs are dropped where they wait, their connections closed, their leases not given
+/// back).
+pub(crate) async fn killable_worker(app: &TestApp, smtp_url: &str) -> JoinHandle<()> {
+    spawn_worker(app, smtp_url, std::future::pending()).await
+}
+
+async fn spawn_worker(
+    app: &TestApp,
+    smtp_url: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
     let mailer = Mailer::new(smtp_url, "Tenantry <noreply@tenantry.test>").expect("mailer");
     let worker = Worker::new(
         app.db.owner().await,
@@ -33,15 +54,9 @@ pub(crate) async fn worker(app: &TestApp, smtp_url: &str) -> oneshot::Sender<()>
         jobs::registry(Some(Arc::new(mailer)), None, None),
         quick(),
     );
-    let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
+        let _ = worker.run(shutdown).await;
+    })
 }
 
 async fn invite(app: &TestApp, admin: &TestUser, email: &str) -> Value {

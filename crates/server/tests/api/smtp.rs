@@ -2,6 +2,7 @@
 //! RCPT, DATA, RSET, NOOP, QUIT) and records every message it accepts.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -20,7 +21,16 @@ pub struct Received {
 pub struct SmtpServer {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    stalls: Arc<Stalls>,
     task: JoinHandle<()>,
+}
+
+/// Messages the server is to take in without ever answering their final dot (so the client
+/// waits, mid-send, and the message is not accepted), and how many it has held so far.
+#[derive(Default)]
+struct Stalls {
+    to_hold: AtomicUsize,
+    held: AtomicUsize,
 }
 
 impl SmtpServer {
@@ -31,19 +41,33 @@ impl SmtpServer {
             .expect("bind the test SMTP server");
         let addr = listener.local_addr().expect("addr");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let stalls: Arc<Stalls> = Arc::default();
         let task = tokio::spawn({
-            let received = received.clone();
+            let (received, stalls) = (received.clone(), stalls.clone());
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(session(stream, received.clone()));
+                    tokio::spawn(session(stream, received.clone(), stalls.clone()));
                 }
             }
         });
         Self {
             addr,
             received,
+            stalls,
             task,
         }
+    }
+
+    /// The next message's DATA is read to its end and never answered: the sender hangs there
+    /// until it gives up or dies, and the message counts as not accepted (RFC 5321 §4.1.1.4: the
+    /// server takes responsibility only with its 250).
+    pub fn hold_the_next_message(&self) {
+        self.stalls.to_hold.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many messages have been held so far.
+    pub fn held(&self) -> usize {
+        self.stalls.held.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -61,7 +85,11 @@ impl Drop for SmtpServer {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<Received>>>) {
+async fn session(
+    stream: tokio::net::TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    stalls: Arc<Stalls>,
+) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let _ = write.write_all(b"220 test.local ESMTP\r\n").await;
@@ -88,6 +116,16 @@ async fn session(stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<Received
                 }
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 data.push('\n');
+            }
+            let hold = stalls
+                .to_hold
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if hold {
+                stalls.held.fetch_add(1, Ordering::SeqCst);
+                // Silent until the client hangs up; the message is dropped with the session.
+                while let Ok(Some(_)) = lines.next_line().await {}
+                return;
             }
             received.lock().expect("received").push(Received {
                 from: from.clone(),
