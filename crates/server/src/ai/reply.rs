@@ -195,8 +195,8 @@ pub async fn prepare(
 }
 
 /// Step 2: commits step 1 while the provider is asked. The reservation was taken under the
-/// organization's lock, which the commit releases, so the budget holds either way; the first
-/// piece of the reply need not wait for the commit's flush. A failed commit hangs up on the
+/// organization's lock, which the commit releases, so the budget holds either way; the commit
+/// does not wait for the disk (see [`store::start_turn`]). A failed commit hangs up on the
 /// provider (nothing was stored); a provider's refusal releases the reservation and is 502.
 pub async fn open(
     state: &AppState,

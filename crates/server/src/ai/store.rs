@@ -160,7 +160,7 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<AiTool>> {
 }
 
 /// Turns of a conversation sent to the model, at most this many (the latest).
-const HISTORY_TURNS: i64 = 40;
+pub const HISTORY_TURNS: i64 = 40;
 /// And at most this many bytes of them.
 const HISTORY_BYTES: usize = 64 * 1024;
 
@@ -199,32 +199,33 @@ impl TurnStart {
     }
 }
 
+/// The read a turn starts from (`$1` organization, `$2` conversation, `$3` tool, `$4` most turns).
+pub const TURN_START_SQL: &str = r"SELECT c.id, c.user_id, c.title, c.context_type, c.context_id, c.ai_model, c.usage_tokens,
+         c.is_archived, c.created_at, c.updated_at,
+         coalesce(c.user_id = (SELECT app.user_id()), false) AS mine,
+         (SELECT app.org_with_role('member')) IS NOT NULL AS member,
+         t.configuration AS tool_configuration, h.roles, h.contents
+    FROM ai_conversations c
+    LEFT JOIN ai_tools t ON t.name = $3 AND t.is_active
+    LEFT JOIN LATERAL (
+         SELECT array_agg(l.role ORDER BY l.id) AS roles, array_agg(l.content ORDER BY l.id) AS contents
+           FROM (SELECT m.id, m.role, m.content FROM ai_messages m
+                  WHERE m.organization_id = c.organization_id AND m.conversation_id = c.id
+                  ORDER BY m.id DESC LIMIT $4) l) h ON true
+   WHERE c.organization_id = $1 AND c.id = $2";
+
 /// The conversation `id` (404 when the caller cannot see it), whether the caller may talk in
 /// it, the tool `tool` and the conversation's latest turns.
 pub async fn turn_start(tx: &mut OrgTx, id: Uuid, tool: &str) -> Result<TurnStart> {
     let org = tx.org();
-    sqlx::query_as(
-        r"SELECT c.id, c.user_id, c.title, c.context_type, c.context_id, c.ai_model, c.usage_tokens,
-                 c.is_archived, c.created_at, c.updated_at,
-                 coalesce(c.user_id = (SELECT app.user_id()), false) AS mine,
-                 (SELECT app.org_with_role('member')) IS NOT NULL AS member,
-                 t.configuration AS tool_configuration, h.roles, h.contents
-            FROM ai_conversations c
-            LEFT JOIN ai_tools t ON t.name = $3 AND t.is_active
-            LEFT JOIN LATERAL (
-                 SELECT array_agg(l.role ORDER BY l.id) AS roles, array_agg(l.content ORDER BY l.id) AS contents
-                   FROM (SELECT m.id, m.role, m.content FROM ai_messages m
-                          WHERE m.organization_id = c.organization_id AND m.conversation_id = c.id
-                          ORDER BY m.id DESC LIMIT $4) l) h ON true
-           WHERE c.organization_id = $1 AND c.id = $2",
-    )
-    .bind(org)
-    .bind(id)
-    .bind(tool)
-    .bind(HISTORY_TURNS)
-    .fetch_optional(tx.conn())
-    .await?
-    .found()
+    sqlx::query_as(TURN_START_SQL)
+        .bind(org)
+        .bind(id)
+        .bind(tool)
+        .bind(HISTORY_TURNS)
+        .fetch_optional(tx.conn())
+        .await?
+        .found()
 }
 
 /// A message of the caller to add to their conversation.
@@ -238,6 +239,14 @@ pub struct UserTurn<'a> {
 /// Stores the caller's message and starts the reply with `tool`: its tier checked (402
 /// `feature_unavailable`) and `tokens` reserved against the month's budget (402 `plan_limit`),
 /// in one statement. Returns the stored message and the reservation.
+///
+/// The transaction's commit does not wait for its flush to disk (`synchronous_commit = off`
+/// for it alone): the first piece of the reply need not wait for a disk. The turn becomes durable
+/// with the settlement's commit at its end, which flushes everything written before it, and the
+/// client learns that the turn was stored only then (`done`). Should the database crash in
+/// between (under a second), the turn is lost together with its reply, whose settlement fails,
+/// and the client is told so; its reservation is lost too, but its tokens are still counted by
+/// that settlement, so the budget is exceeded by at most that one reply.
 pub async fn start_turn(
     tx: &mut OrgTx,
     turn: &UserTurn<'_>,
@@ -256,7 +265,8 @@ pub async fn start_turn(
                INSERT INTO ai_messages (id, organization_id, conversation_id, user_id, role, content, status)
                VALUES ($1, $2, $3, $4, 'user', $5, 'complete')
                RETURNING id, role, content, status, model, input_tokens, output_tokens, created_at)
-          SELECT turn.*, app.start_ai_reply($3, $6, $7) AS reservation FROM turn",
+          SELECT turn.*, app.start_ai_reply($3, $6, $7) AS reservation
+            FROM turn, (SELECT set_config('synchronous_commit', 'off', true)) AS commit_unflushed",
     )
     .bind(turn.id)
     .bind(org)

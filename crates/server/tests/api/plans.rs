@@ -942,4 +942,19 @@ async fn my_conversations_read_what_they_return_under_heavy_skew() {
         1.5 * 51.0,
     )
     .await;
+    // A turn's start in that conversation: it, the tool and the latest 40 of its 20,000 turns.
+    let turn = [
+        Param::Id(Some(big.org)),
+        Param::Id(Some(busy)),
+        Param::Text(Some("assistant".into())),
+        Param::Count(tenantry_server::ai::store::HISTORY_TURNS),
+    ];
+    assert_reads_at_most(
+        &mut tx,
+        "a turn's start",
+        (tenantry_server::ai::store::TURN_START_SQL, Prepared::Kept),
+        &turn,
+        1.5 * (2.0 + 40.0),
+    )
+    .await;
 }
