@@ -1,8 +1,10 @@
 //! The `tenantry` command.
 
 mod ai;
+mod backup;
 mod database;
 mod jobs;
+mod key_file;
 mod plans;
 mod seed;
 mod tools;
@@ -49,6 +51,8 @@ struct Cli {
     log_format: LogFormat,
     #[command(flatten)]
     vault: vault::VaultOptions,
+    #[command(flatten)]
+    backup: backup::BackupOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +127,23 @@ enum Command {
     Db {
         #[command(subcommand)]
         action: DbAction,
+    },
+    /// Backups of the managed cluster (pgBackRest: compressed, encrypted; its WAL is archived
+    /// continuously, so a restore reaches any moment since the oldest backup).
+    Backup {
+        #[command(subcommand)]
+        action: backup::BackupAction,
+    },
+    /// Bring the stopped managed cluster back to a moment (or the latest archived commit) from
+    /// its backups and WAL archive.
+    Restore {
+        /// The moment to restore to (RFC 3339, e.g. 2026-12-01T10:43:59Z): every commit before
+        /// it, none after.
+        #[arg(long, conflicts_with = "latest")]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Every archived commit.
+        #[arg(long)]
+        latest: bool,
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
@@ -345,8 +366,14 @@ async fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<(), AnyError> {
-    let cluster = ManagedCluster::new(&cli.data_dir);
+    let mut cluster = ManagedCluster::new(&cli.data_dir);
+    // The managed cluster archives its WAL for backups; an external server's are its operator's.
+    if std::env::var_os("DATABASE_URL").is_none() {
+        cluster = cluster.with_backups(cli.backup.settings(&cli.data_dir)?);
+    }
     match cli.command {
+        Command::Backup { action } => backup::run(&cluster, action).await,
+        Command::Restore { to, latest } => backup::restore(&cluster, to, latest).await,
         Command::Db { action } => db(&cluster, action).await,
         Command::Serve {
             pool_size,

@@ -1,7 +1,6 @@
 //! The credential vault's keys and `tenantry vault …`: where the keys come from (never the
 //! database), a new key, which keys seal how many secrets, and rotation.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tenantry_server::vault::Vault;
@@ -32,41 +31,23 @@ impl VaultOptions {
         if let Some(spec) = &self.vault_keys {
             return Ok(Vault::from_spec(spec)?);
         }
-        let file = match &self.vault_keys_file {
-            Some(file) => file.clone(),
-            None => {
-                let file = data_dir.join("vault.keys");
-                if !file.exists() {
-                    create_key_file(&file)?;
-                    tracing::info!(file = %file.display(), "vault: generated a key (back this file up: the secrets open only with it)");
-                }
-                file
-            }
-        };
+        let file = crate::key_file::locate(
+            self.vault_keys_file.as_deref(),
+            data_dir,
+            "vault.keys",
+            || {
+                let id = format!("k{}", chrono::Utc::now().format("%Y%m%d"));
+                format!(
+                    "# Tenantry vault keys: id:base64, the first seals new secrets. Keep a copy apart from backups of the database.\n{}\n",
+                    Vault::new_key_entry(&id)
+                )
+            },
+            "the vault's secrets open only with it: back this file up",
+        )?;
         let spec = std::fs::read_to_string(&file)
             .map_err(|e| format!("vault keys {}: {e}", file.display()))?;
         Ok(Vault::from_spec(&spec).map_err(|e| format!("{}: {e}", file.display()))?)
     }
-}
-
-fn create_key_file(file: &Path) -> Result<(), AnyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let id = format!("k{}", chrono::Utc::now().format("%Y%m%d"));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .map_err(|e| format!("vault keys {}: {e}", file.display()))?;
-    writeln!(
-        out,
-        "# Tenantry vault keys: id:base64, the first seals new secrets. Keep a copy apart from backups of the database.\n{}",
-        Vault::new_key_entry(&id)
-    )?;
-    Ok(())
 }
 
 #[derive(clap::Subcommand)]

@@ -441,3 +441,90 @@ async fn a_job_whose_worker_is_killed_runs_again_and_completes() {
     assert!(stopped.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The managed cluster's superuser, for what only it may do (switching WAL files at once).
+async fn superuser(dir: &Path) -> sqlx::PgPool {
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).expect("cluster.json"))
+            .expect("json");
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/tenantry",
+        info["superuser_password"].as_str().expect("password"),
+        info["port"]
+    );
+    sqlx::PgPool::connect(&url)
+        .await
+        .expect("connect as superuser")
+}
+
+#[tokio::test]
+async fn a_restore_brings_back_the_moment_before_a_delete() {
+    let dir = data_dir("backup");
+    assert!(stdout(&tenantry(&dir, &["db", "start"])).starts_with("started"));
+    let taken = tenantry(&dir, &["backup", "take"]);
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    assert!(stdout(&taken).contains("(full)"), "{}", stdout(&taken));
+    let key = std::fs::read_to_string(dir.join("backup.key")).expect("a key was made");
+    let config = std::fs::read_to_string(dir.join("pgbackrest.conf")).expect("config");
+    assert!(
+        config.contains("repo1-cipher-type=aes-256-cbc")
+            && config.contains(key.lines().last().expect("key")),
+        "backups are encrypted with the key"
+    );
+
+    // Rows written after the backup; the moment noted; then most of them deleted.
+    let db = superuser(&dir).await;
+    sqlx::raw_sql(
+        "CREATE TABLE restore_probe (n int PRIMARY KEY); INSERT INTO restore_probe SELECT generate_series(1, 1000)",
+    )
+    .execute(&db)
+    .await
+    .expect("rows");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_delete: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&db)
+        .await
+        .expect("now");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::raw_sql("DELETE FROM restore_probe WHERE n > 10; SELECT pg_switch_wal()")
+        .execute(&db)
+        .await
+        .expect("delete");
+    db.close().await;
+
+    // Not while it runs; not without a target.
+    let to = before_delete.to_rfc3339();
+    let refused = tenantry(&dir, &["restore", "--to", &to]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the cluster is running"));
+    assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
+    assert!(!tenantry(&dir, &["restore"]).status.success());
+
+    let restored = tenantry(&dir, &["restore", "--to", &to]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(stdout(&tenantry(&dir, &["db", "start"])).starts_with("started"));
+    let db = superuser(&dir).await;
+    let (rows, sum): (i64, i64) = sqlx::query_as("SELECT count(*), sum(n) FROM restore_probe")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!((rows, sum), (1000, 500_500), "every row back, exactly");
+    // The restored cluster takes writes (it left recovery) and keeps archiving.
+    sqlx::query("INSERT INTO restore_probe VALUES (1001)")
+        .execute(&db)
+        .await
+        .expect("writable");
+    db.close().await;
+    let listed = stdout(&tenantry(&dir, &["backup", "list"]));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

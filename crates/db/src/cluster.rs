@@ -65,11 +65,13 @@ pub enum ClusterError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("backup: {0}")]
+    Backup(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
     move |source| ClusterError::Io {
         path: path.to_path_buf(),
         source,
@@ -90,7 +92,7 @@ fn percent_encode_path(path: &Path) -> String {
         .collect()
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -236,7 +238,7 @@ impl PgBinaries {
     }
 }
 
-async fn run(mut cmd: Command, what: &str) -> Result<String, ClusterError> {
+pub(crate) async fn run(mut cmd: Command, what: &str) -> Result<String, ClusterError> {
     let out = cmd.output().await.map_err(|e| ClusterError::Command {
         command: what.into(),
         detail: e.to_string(),
@@ -270,6 +272,9 @@ pub struct ManagedCluster {
     root: PathBuf,
     /// Extra `postgresql.conf` settings written at creation (the test cluster trades durability for speed).
     extra_settings: Vec<(String, String)>,
+    /// Where backups go and their key; with them, the cluster archives its WAL (see
+    /// [`crate::backup`]).
+    pub(crate) backups: Option<crate::backup::BackupSettings>,
 }
 
 /// A running cluster and whether this process started it (and so should stop it).
@@ -284,7 +289,14 @@ impl ManagedCluster {
         Self {
             root: root.into(),
             extra_settings: Vec::new(),
+            backups: None,
         }
+    }
+
+    /// Backups on: the cluster archives its WAL into the repository `settings` name.
+    pub fn with_backups(mut self, settings: crate::backup::BackupSettings) -> Self {
+        self.backups = Some(settings);
+        self
     }
 
     pub fn with_settings(mut self, settings: &[(&str, &str)]) -> Self {
@@ -298,10 +310,10 @@ impl ManagedCluster {
     pub fn root(&self) -> &Path {
         &self.root
     }
-    fn pgdata(&self) -> PathBuf {
+    pub(crate) fn pgdata(&self) -> PathBuf {
         self.root.join("pgdata")
     }
-    fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }
     fn info_file(&self) -> PathBuf {
@@ -320,7 +332,7 @@ impl ManagedCluster {
         })
     }
 
-    fn data_major(&self) -> Option<u32> {
+    pub(crate) fn data_major(&self) -> Option<u32> {
         fs::read_to_string(self.pgdata().join("PG_VERSION"))
             .ok()
             .and_then(|v| v.trim().parse().ok())
@@ -337,7 +349,7 @@ impl ManagedCluster {
     }
 
     /// The postmaster's pid, if `postmaster.pid` names a live postgres serving this data directory.
-    fn live_postmaster(&self) -> Option<u32> {
+    pub(crate) fn live_postmaster(&self) -> Option<u32> {
         let pidfile = fs::read_to_string(self.pgdata().join("postmaster.pid")).ok()?;
         let pid: u32 = pidfile.lines().next()?.trim().parse().ok()?;
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
@@ -348,7 +360,7 @@ impl ManagedCluster {
     }
 
     /// Holds the data directory's lock file while `work` runs (blocking; others wait their turn).
-    fn lock(&self) -> Result<fs::File, ClusterError> {
+    pub(crate) fn lock(&self) -> Result<fs::File, ClusterError> {
         fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
         let path = self.root.join("lock");
         let file = fs::OpenOptions::new()
@@ -395,6 +407,7 @@ impl ManagedCluster {
         }
         self.start(&binaries).await?;
         self.bootstrap(&info).await?;
+        self.ensure_stanza().await?;
         Ok(RunningCluster {
             info,
             started_here: true,
@@ -403,28 +416,13 @@ impl ManagedCluster {
 
     async fn init(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
         let as_root = running_as_root();
-        let postgres_user = match as_root {
-            true => Some(
-                nix::unistd::User::from_name("postgres")
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| ClusterError::Command {
-                        command: "look up the postgres OS user".into(),
-                        detail: "no such user; install the postgresql package".into(),
-                    })?,
-            ),
-            false => None,
-        };
         // The root must be enterable by the postgres user; pgdata itself stays private (0700).
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
             .map_err(io_err(&self.root))?;
         for dir in [self.pgdata(), self.run_dir()] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-            if let Some(user) = &postgres_user {
-                std::os::unix::fs::chown(&dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                    .map_err(io_err(&dir))?;
-            }
+            self.give_to_postgres(&dir)?;
         }
         if as_root {
             let mut probe = Command::new("runuser");
@@ -457,10 +455,7 @@ impl ManagedCluster {
         };
         let pwfile = self.run_dir().join("initdb.pw");
         write_private(&pwfile, info.superuser_password.as_bytes())?;
-        if let Some(user) = &postgres_user {
-            std::os::unix::fs::chown(&pwfile, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                .map_err(io_err(&pwfile))?;
-        }
+        self.give_to_postgres(&pwfile)?;
         let mut initdb = binaries.command("initdb");
         initdb
             .arg("-D")
@@ -494,11 +489,15 @@ impl ManagedCluster {
         Ok(())
     }
 
-    async fn start(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
+    pub(crate) async fn start(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
         // A killed postmaster's backends outlive it until they finish their statement, and
         // PostgreSQL refuses to start while they hold its shared memory ("pre-existing shared
         // memory block is still in use"); a supervisor restarting at once would always fail.
         // So wait for them, and retry once more should one slip past the look.
+        self.write_archive_settings()?;
+        if let Some(settings) = &self.backups {
+            self.write_backup_config(settings)?;
+        }
         let mut attempt = 1;
         loop {
             self.wait_for_leftover_processes().await?;
@@ -513,6 +512,22 @@ impl ManagedCluster {
                 result => return result,
             }
         }
+    }
+
+    /// Makes `path` the cluster's OS user's when we are root (PostgreSQL and pgBackRest run as it).
+    pub(crate) fn give_to_postgres(&self, path: &Path) -> Result<(), ClusterError> {
+        if !running_as_root() {
+            return Ok(());
+        }
+        let user = nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .ok_or_else(|| ClusterError::Command {
+                command: "look up the postgres OS user".into(),
+                detail: "no such user; install the postgresql package".into(),
+            })?;
+        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .map_err(io_err(path))
     }
 
     /// Waits (up to a minute) until no process works in the data directory — PostgreSQL's
@@ -704,7 +719,7 @@ fn free_port() -> Result<u16, ClusterError> {
     Ok(port)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClusterError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClusterError> {
     let mut file = fs::OpenOptions::new()
         .create(true)
         .truncate(true)

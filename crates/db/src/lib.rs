@@ -1,6 +1,7 @@
 //! PostgreSQL for Tenantry.
 //!
 //! - [`cluster`]: the managed local PostgreSQL cluster (the embedded default).
+//! - [`backup`]: its WAL archiving, backups and point-in-time restore (pgBackRest).
 //! - [`migrate`]: the embedded, numbered, reversible SQL migrations.
 //! - [`pool`]: connection pools for the two roles (owner and runtime).
 //! - [`tenant`]: the tenant transaction, the only way the service reaches tenant data.
@@ -9,6 +10,7 @@
 //! - [`maintenance`]: owner-side upkeep: reports, archival, audit retention.
 //! - [`queue`]: the job queue's statements (enqueue, claim with a lease, finish, retry).
 
+pub mod backup;
 pub mod cluster;
 pub mod guard;
 pub mod leakproof;

@@ -1,0 +1,176 @@
+//! `tenantry backup` and `tenantry restore`: the managed cluster's backups (pgBackRest), and the
+//! options that say where they go and what seals them.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rand::distributions::{Alphanumeric, DistString};
+use tenantry_db::backup::{BackupKind, BackupSettings, RestoreTarget};
+use tenantry_db::cluster::ManagedCluster;
+
+use crate::AnyError;
+
+#[derive(clap::Args)]
+pub struct BackupOptions {
+    /// The key backups are encrypted with (prefer a file or a secret store's environment).
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTRY_BACKUP_KEY",
+        hide_env_values = true
+    )]
+    backup_key: Option<String>,
+    /// A file holding the backup key (default: DATA_DIR/backup.key, made on first use).
+    #[arg(long, global = true, env = "TENANTRY_BACKUP_KEY_FILE")]
+    backup_key_file: Option<PathBuf>,
+    /// Where backups and the WAL archive go: best another disk than the data directory
+    /// (default: DATA_DIR/backups).
+    #[arg(long, global = true, env = "TENANTRY_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+}
+
+impl BackupOptions {
+    /// The managed cluster's backup settings; with no key given, the data directory's key file,
+    /// generated (readable by this user only) when it does not exist.
+    pub fn settings(&self, data_dir: &Path) -> Result<BackupSettings, AnyError> {
+        let repository = self
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("backups"));
+        let repository = std::path::absolute(&repository)?;
+        if let Some(key) = &self.backup_key {
+            return Ok(BackupSettings {
+                repository,
+                key: checked_key(key.trim())?,
+            });
+        }
+        let file = crate::key_file::locate(
+            self.backup_key_file.as_deref(),
+            data_dir,
+            "backup.key",
+            || {
+                format!(
+                    "# Tenantry backup key: backups and the WAL archive are encrypted with it. Keep a copy apart from the backups.\n{}\n",
+                    Alphanumeric.sample_string(&mut rand::thread_rng(), 48)
+                )
+            },
+            "backups open only with it: keep a copy apart from them",
+        )?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("backup key {}: {e}", file.display()))?;
+        let key = text
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty() && !line.starts_with('#'))
+            .ok_or_else(|| format!("backup key {}: no key in the file", file.display()))?;
+        Ok(BackupSettings {
+            repository,
+            key: checked_key(key).map_err(|e| format!("{}: {e}", file.display()))?,
+        })
+    }
+}
+
+/// A key pgBackRest's configuration file can hold as is: letters and digits, long enough.
+fn checked_key(key: &str) -> Result<String, AnyError> {
+    if key.len() < 32 || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err("the backup key must be at least 32 letters and digits".into());
+    }
+    Ok(key.to_string())
+}
+
+#[derive(clap::Subcommand)]
+pub enum BackupAction {
+    /// Back up the running cluster (it is started for the backup if it is not running).
+    Take {
+        #[arg(long, value_enum, default_value_t = Kind::Full)]
+        kind: Kind,
+    },
+    /// The backups in the repository, oldest first.
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Kind {
+    /// Everything.
+    Full,
+    /// What changed since the last full backup.
+    Diff,
+    /// What changed since the last backup.
+    Incr,
+}
+
+pub async fn run(cluster: &ManagedCluster, action: BackupAction) -> Result<(), AnyError> {
+    require_managed()?;
+    match action {
+        BackupAction::Take { kind } => {
+            let running = cluster.ensure_running().await?;
+            let kind = match kind {
+                Kind::Full => BackupKind::Full,
+                Kind::Diff => BackupKind::Diff,
+                Kind::Incr => BackupKind::Incr,
+            };
+            let taken = cluster.backup(kind).await;
+            if running.started_here {
+                cluster.stop().await?;
+            }
+            let set = taken?;
+            println!(
+                "backed up: {} ({}), {} of data in {:.1} s, {} written to the repository",
+                set.label,
+                set.kind,
+                megabytes(set.database_bytes),
+                (set.finished_at - set.started_at).num_milliseconds() as f64 / 1000.0,
+                megabytes(set.repository_bytes)
+            );
+        }
+        BackupAction::List => {
+            let running = cluster.ensure_running().await?;
+            let sets = cluster.backups().await;
+            if running.started_here {
+                cluster.stop().await?;
+            }
+            for set in sets? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    set.label,
+                    set.kind,
+                    set.finished_at.to_rfc3339(),
+                    megabytes(set.repository_bytes)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tenantry restore`: the stopped cluster brought back to `to` (or the latest archived commit).
+pub async fn restore(
+    cluster: &ManagedCluster,
+    to: Option<DateTime<Utc>>,
+    latest: bool,
+) -> Result<(), AnyError> {
+    require_managed()?;
+    let target = match (to, latest) {
+        (Some(at), false) => RestoreTarget::Time(at),
+        (None, true) => RestoreTarget::Latest,
+        _ => return Err("say where to restore to: --to TIME or --latest".into()),
+    };
+    let started = std::time::Instant::now();
+    cluster.restore(target).await?;
+    println!(
+        "restored to {target} in {:.1} s; the cluster is stopped and starts with the next command",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn require_managed() -> Result<(), AnyError> {
+    if std::env::var_os("DATABASE_URL").is_some() {
+        return Err("backups are the managed cluster's; with DATABASE_URL set, back up that server with its own tools (docs/OPERATIONS.md)".into());
+    }
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
