@@ -528,3 +528,52 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
     assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_failing_wal_archive_makes_the_service_say_degraded() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir("archive");
+    let port = free_port();
+    let mut server = serve(&dir, port);
+    wait_ready(port).await;
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let health = || async {
+        reqwest::get(&readyz)
+            .await
+            .expect("readyz")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    assert_eq!(health().await, serde_json::json!({"status": "ready"}));
+
+    // The repository's archive can no longer be written, and a segment is due.
+    let archive = dir.join("backups").join("archive");
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let db = superuser(&dir).await;
+    sqlx::raw_sql(
+        "CREATE TABLE wal_probe AS SELECT generate_series(1, 1000) AS n; SELECT pg_switch_wal()",
+    )
+    .execute(&db)
+    .await
+    .expect("a segment to archive");
+    db.close().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let degraded = loop {
+        let now = health().await;
+        if now["status"] == "degraded" || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    assert!(
+        degraded["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("WAL archiving is failing")),
+        "{degraded}"
+    );
+    assert!(terminate(&mut server).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,6 +93,52 @@ pub struct BackupSet {
     pub repository_bytes: u64,
 }
 
+/// Whether WAL archiving keeps up, from PostgreSQL's archiver statistics (any role may read
+/// them; an external server's archiving counts too).
+#[derive(Clone, Debug)]
+pub struct ArchiveHealth {
+    /// `archive_mode` is on.
+    pub archiving: bool,
+    pub last_archived_at: Option<DateTime<Utc>>,
+    /// The latest failure, and the segment that failed.
+    pub last_failed_at: Option<DateTime<Utc>>,
+    pub last_failed_wal: Option<String>,
+}
+
+impl ArchiveHealth {
+    /// What is wrong, when the latest attempt to archive failed (a later success clears it).
+    pub fn problem(&self) -> Option<String> {
+        let failed_at = self.last_failed_at?;
+        if self.last_archived_at.is_some_and(|ok| ok > failed_at) {
+            return None;
+        }
+        Some(format!(
+            "WAL archiving is failing: segment {} could not be archived at {} (last archived: {}); \
+             the server keeps the WAL until it can, see the PostgreSQL log",
+            self.last_failed_wal.as_deref().unwrap_or("?"),
+            failed_at.to_rfc3339(),
+            self.last_archived_at
+                .map_or_else(|| "never".to_string(), |at| at.to_rfc3339()),
+        ))
+    }
+}
+
+/// Reads the archiver's statistics.
+pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::Error> {
+    let (archiving, last_archived_at, last_failed_at, last_failed_wal) = sqlx::query_as(
+        r"SELECT current_setting('archive_mode') <> 'off', last_archived_time, last_failed_time, last_failed_wal
+            FROM pg_stat_archiver",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(ArchiveHealth {
+        archiving,
+        last_archived_at,
+        last_failed_at,
+        last_failed_wal,
+    })
+}
+
 impl ManagedCluster {
     fn backup_config(&self) -> PathBuf {
         self.root().join("pgbackrest.conf")
@@ -367,6 +413,25 @@ fn parse_info(json: &str) -> Result<Vec<BackupSet>, ClusterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archiving_is_failing_until_a_later_success() {
+        let at = |s: i64| DateTime::from_timestamp(1_764_585_840 + s, 0);
+        let health = |ok: Option<DateTime<Utc>>, failed: Option<DateTime<Utc>>| ArchiveHealth {
+            archiving: true,
+            last_archived_at: ok,
+            last_failed_at: failed,
+            last_failed_wal: Some("000000010000000000000003".into()),
+        };
+        assert!(health(at(0), None).problem().is_none());
+        assert!(health(at(10), at(5)).problem().is_none(), "recovered");
+        let problem = health(at(0), at(5)).problem().expect("failing");
+        assert!(problem.contains("000000010000000000000003"), "{problem}");
+        assert!(health(None, at(5))
+            .problem()
+            .expect("never archived")
+            .contains("never"));
+    }
 
     #[test]
     fn a_path_with_a_quote_stays_one_shell_word() {

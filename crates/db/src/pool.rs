@@ -109,9 +109,10 @@ impl RuntimePool {
         Self::connect(&urls.runtime, max_connections, service_key?).await
     }
 
-    /// True when the database answers (for readiness probes). Touches no table.
-    pub async fn ping(&self) -> bool {
-        sqlx::query(r"SELECT 1").execute(&self.pool).await.is_ok()
+    /// Whether the server's WAL archiving keeps up (an error: the database does not answer).
+    /// For readiness probes; reads no tenant table.
+    pub async fn archive_health(&self) -> Result<crate::backup::ArchiveHealth, sqlx::Error> {
+        crate::backup::archive_health(&self.pool).await
     }
 
     pub async fn close(&self) {

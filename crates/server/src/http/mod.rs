@@ -289,26 +289,43 @@ fn time_limit(
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok` (alive), `ready`, or `degraded`: ready, but something an operator must fix.
     pub status: &'static str,
+    /// What is degraded (e.g. WAL archiving failing: backups stop covering new commits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok" })
+    axum::Json(Health {
+        status: "ok",
+        problems: Vec::new(),
+    })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers (503 otherwise). `degraded` (still 200: requests are
+/// served) when WAL archiving fails.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health),
     (status = 503, body = crate::http::Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Error> {
-    if state.db.ping().await {
-        Ok(axum::Json(Health { status: "ready" }))
-    } else {
-        Err(Error::Unavailable)
-    }
+    let health = state
+        .db
+        .archive_health()
+        .await
+        .map_err(|_| Error::Unavailable)?;
+    let problems: Vec<String> = health.problem().into_iter().collect();
+    Ok(axum::Json(Health {
+        status: if problems.is_empty() {
+            "ready"
+        } else {
+            "degraded"
+        },
+        problems,
+    }))
 }
 
 /// Serves the API of `state` on `listener` until `shutdown` resolves, then finishes in-flight

@@ -240,6 +240,15 @@ impl Worker {
             ),
             Err(e) => tracing::warn!(error = %e, "reading the queue's depth failed"),
         }
+        // Every minute while it lasts: backups stop covering new commits.
+        match tenantry_db::backup::archive_health(&self.owner.0).await {
+            Ok(health) => {
+                if let Some(problem) = health.problem() {
+                    tracing::error!(%problem, "WAL archive");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the WAL archiver's state failed"),
+        }
     }
 
     /// Renews the leases in hand. A run whose lease was lost (this worker stalled past it, and
