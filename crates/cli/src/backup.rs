@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use tenantry_db::backup::{BackupKind, BackupSettings, RestoreTarget};
 use tenantry_db::cluster::ManagedCluster;
+use tenantry_db::{queue, OwnerPool};
+use tenantry_server::jobs::{JobError, JobSpec, Registry};
 
 use crate::AnyError;
 
@@ -138,6 +140,66 @@ pub async fn run(cluster: &ManagedCluster, action: BackupAction) -> Result<(), A
                     megabytes(set.repository_bytes)
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// Takes a backup of the managed cluster: payload `{"kind": "full" | "diff" | "incr"}`.
+pub const TAKE: JobSpec = JobSpec {
+    kind: "backup.take",
+    max_attempts: 3,
+};
+
+/// The managed cluster's backups, scheduled unless an operator changed them (seed 003): a full
+/// backup daily at 02:00 and an incremental at half past every hour, in UTC.
+const SCHEDULES: [(&str, &str, &str); 2] = [
+    ("backup-full", "0 2 * * *", "full"),
+    ("backup-incr", "30 * * * *", "incr"),
+];
+
+/// Registers the backup job when there is a managed cluster to back up: a worker of an external
+/// server leaves backups to that server's operator.
+pub fn register(registry: Registry, cluster: Option<&ManagedCluster>) -> Registry {
+    let Some(cluster) = cluster.cloned() else {
+        return registry;
+    };
+    registry.register(TAKE, move |run| {
+        let cluster = cluster.clone();
+        async move {
+            let kind = match run.job.payload["kind"].as_str() {
+                Some("full") => BackupKind::Full,
+                Some("diff") => BackupKind::Diff,
+                Some("incr") | None => BackupKind::Incr,
+                Some(other) => {
+                    return Err(JobError::Fatal(format!("no backup kind {other:?}")));
+                }
+            };
+            let set = cluster
+                .backup(kind)
+                .await
+                .map_err(|e| JobError::Retry(e.to_string()))?;
+            tracing::info!(label = %set.label, kind = %set.kind, "backup taken");
+            Ok(())
+        }
+    })
+}
+
+/// Adds the default backup schedules that do not exist yet.
+pub async fn schedule(owner: &OwnerPool) -> Result<(), AnyError> {
+    for (name, cron, kind) in SCHEDULES {
+        let row = queue::ScheduleRow {
+            name: name.into(),
+            cron: cron.into(),
+            time_zone: "UTC".into(),
+            kind: TAKE.kind.into(),
+            payload: serde_json::json!({ "kind": kind }),
+            enabled: true,
+            next_run_at: None,
+            last_run_at: None,
+        };
+        if queue::add_schedule(&owner.0, &row).await? {
+            tracing::info!(schedule = name, cron, "backups scheduled");
         }
     }
     Ok(())

@@ -33,6 +33,11 @@ impl Database {
         })
     }
 
+    /// The managed cluster, when this database is it (None with an external server).
+    pub fn managed_cluster(&self) -> Option<&ManagedCluster> {
+        self.managed.as_ref().map(|(cluster, _, _)| cluster)
+    }
+
     pub async fn owner_pool(&self) -> Result<OwnerPool, AnyError> {
         Ok(OwnerPool::connect(&self.urls.owner).await?)
     }

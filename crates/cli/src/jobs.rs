@@ -182,17 +182,21 @@ pub async fn run_worker(
         .map(tenantry_server::billing::stripe::StripeClient::new)
         .transpose()?;
     let runtime = database.runtime_pool(pool_size).await?;
+    if database.managed_cluster().is_some() {
+        crate::backup::schedule(&owner).await?;
+    }
+    let registry = jobs::registry(
+        mailer,
+        stripe,
+        Some(tenantry_server::integrations::sync::Connectors::new(
+            vault,
+            options.endpoints()?,
+        )?),
+    );
     let worker = Worker::new(
         owner.clone(),
         runtime.clone(),
-        jobs::registry(
-            mailer,
-            stripe,
-            Some(tenantry_server::integrations::sync::Connectors::new(
-                vault,
-                options.endpoints()?,
-            )?),
-        ),
+        crate::backup::register(registry, database.managed_cluster()),
         options.config(),
     );
 
@@ -245,12 +249,16 @@ pub enum JobsAction {
 pub async fn run(database: &Database, action: JobsAction) -> Result<(), AnyError> {
     let owner = database.owner_pool().await?;
     database.migrate(&owner, None).await?;
-    let result = act(&owner, action).await;
+    let result = act(&owner, &known_kinds(database), action).await;
     owner.0.close().await;
     result
 }
 
-async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), AnyError> {
+async fn act(
+    owner: &tenantry_db::OwnerPool,
+    known_kinds: &jobs::Registry,
+    action: JobsAction,
+) -> Result<(), AnyError> {
     match action {
         JobsAction::List { state, limit } => {
             let rows = queue::list(&owner.0, state.as_deref(), limit.clamp(1, 1000)).await?;
@@ -308,7 +316,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             disabled,
         } => {
             jobs::schedule::next_local(&cron, chrono::Utc::now().naive_utc())?;
-            if jobs::registry(None, None, None).get(&kind).is_none() {
+            if known_kinds.get(&kind).is_none() {
                 return Err(format!("no job kind {kind:?}").into());
             }
             let row = queue::ScheduleRow {
@@ -325,8 +333,7 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
             println!("schedule {name} saved");
         }
         JobsAction::Enqueue { kind, payload } => {
-            let registry = jobs::registry(None, None, None);
-            let spec = registry
+            let spec = known_kinds
                 .get(&kind)
                 .map(|k| k.spec)
                 .ok_or_else(|| format!("no job kind {kind:?}"))?;
@@ -338,6 +345,11 @@ async fn act(owner: &tenantry_db::OwnerPool, action: JobsAction) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// Every job kind a worker on this database runs (their handlers unconfigured).
+fn known_kinds(database: &Database) -> jobs::Registry {
+    crate::backup::register(jobs::registry(None, None, None), database.managed_cluster())
 }
 
 /// A `--payload`: a JSON object.

@@ -577,3 +577,52 @@ async fn a_failing_wal_archive_makes_the_service_say_degraded() {
     assert!(terminate(&mut server).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn backups_are_scheduled_and_the_worker_takes_them() {
+    let dir = data_dir("backup-job");
+    let port = free_port();
+    let mut server = serve(&dir, port);
+    wait_ready(port).await;
+    let schedules = stdout(&tenantry(&dir, &["jobs", "schedules"]));
+    for (name, cron) in [("backup-full", "0 2 * * *"), ("backup-incr", "30 * * * *")] {
+        assert!(
+            schedules
+                .lines()
+                .any(|l| l.contains(name) && l.contains(cron) && l.contains("backup.take")),
+            "{schedules}"
+        );
+    }
+    // A schedule's slot comes as a job like this one; the service's worker runs it.
+    let queued = tenantry(
+        &dir,
+        &[
+            "jobs",
+            "enqueue",
+            "backup.take",
+            "--payload",
+            r#"{"kind": "full"}"#,
+        ],
+    );
+    assert!(
+        queued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listed = loop {
+        let listed = stdout(&tenantry(&dir, &["backup", "list"]));
+        if listed.lines().count() == 1 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(listed.contains("\tfull\t"), "{listed}");
+    let bad = tenantry(
+        &dir,
+        &["jobs", "enqueue", "backup.nothing", "--payload", "{}"],
+    );
+    assert!(!bad.status.success());
+    assert!(terminate(&mut server).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -471,15 +471,35 @@ pub async fn schedules(owner: &PgPool) -> Result<Vec<ScheduleRow>, DbError> {
     .await?)
 }
 
+/// Creates a schedule unless one of its name exists (what an operator changed stays); true
+/// when created.
+pub async fn add_schedule(owner: &PgPool, s: &ScheduleRow) -> Result<bool, DbError> {
+    Ok(write_schedule(owner, s, "DO NOTHING").await? == 1)
+}
+
 /// Creates or changes a schedule; its next slot is computed again by the next worker to look.
 pub async fn set_schedule(owner: &PgPool, s: &ScheduleRow) -> Result<(), DbError> {
-    sqlx::query(
+    write_schedule(
+        owner,
+        s,
+        r"DO UPDATE SET cron = EXCLUDED.cron, time_zone = EXCLUDED.time_zone, kind = EXCLUDED.kind,
+                        payload = EXCLUDED.payload, enabled = EXCLUDED.enabled, next_run_at = NULL",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts `s`, `on_conflict` deciding what happens to a schedule of that name; rows written.
+async fn write_schedule(
+    owner: &PgPool,
+    s: &ScheduleRow,
+    on_conflict: &'static str,
+) -> Result<u64, DbError> {
+    let written = sqlx::query(&format!(
         r"INSERT INTO queue.schedules (name, cron, time_zone, kind, payload, enabled)
           VALUES ($1, $2, $3, $4, $5, $6)
-          ON CONFLICT (name) DO UPDATE
-             SET cron = EXCLUDED.cron, time_zone = EXCLUDED.time_zone, kind = EXCLUDED.kind,
-                 payload = EXCLUDED.payload, enabled = EXCLUDED.enabled, next_run_at = NULL",
-    )
+          ON CONFLICT (name) {on_conflict}"
+    ))
     .bind(&s.name)
     .bind(&s.cron)
     .bind(&s.time_zone)
@@ -488,5 +508,5 @@ pub async fn set_schedule(owner: &PgPool, s: &ScheduleRow) -> Result<(), DbError
     .bind(s.enabled)
     .execute(owner)
     .await?;
-    Ok(())
+    Ok(written.rows_affected())
 }
