@@ -460,7 +460,12 @@ async fn superuser(dir: &Path) -> sqlx::PgPool {
 #[tokio::test]
 async fn a_restore_brings_back_the_moment_before_a_delete() {
     let dir = data_dir("backup");
-    assert!(stdout(&tenantry(&dir, &["db", "start"])).starts_with("started"));
+    let started = tenantry(&dir, &["db", "start"]);
+    assert!(
+        stdout(&started).starts_with("started"),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     let taken = tenantry(&dir, &["backup", "take"]);
     assert!(
         taken.status.success(),
@@ -484,7 +489,7 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
     .execute(&db)
     .await
     .expect("rows");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let before_delete: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&db)
         .await
@@ -499,9 +504,17 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
     // Not while it runs; not without a target.
     let to = before_delete.to_rfc3339();
     let refused = tenantry(&dir, &["restore", "--to", &to]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("the cluster is running"));
-    assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("the cluster is running"),
+        "{said}"
+    );
+    let stopped = tenantry(&dir, &["db", "stop"]);
+    assert!(
+        stdout(&stopped).starts_with("stopped"),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
     assert!(!tenantry(&dir, &["restore"]).status.success());
 
     let restored = tenantry(&dir, &["restore", "--to", &to]);
@@ -510,7 +523,12 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
         "{}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    assert!(stdout(&tenantry(&dir, &["db", "start"])).starts_with("started"));
+    let started = tenantry(&dir, &["db", "start"]);
+    assert!(
+        stdout(&started).starts_with("started"),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     let db = superuser(&dir).await;
     let (rows, sum): (i64, i64) = sqlx::query_as("SELECT count(*), sum(n) FROM restore_probe")
         .fetch_one(&db)
