@@ -602,15 +602,25 @@ async fn backups_are_scheduled_and_the_worker_takes_them() {
     let port = free_port();
     let mut server = serve(&dir, port);
     wait_ready(port).await;
-    let schedules = stdout(&tenantry(&dir, &["jobs", "schedules"]));
-    for (name, cron) in [("backup-full", "0 2 * * *"), ("backup-incr", "30 * * * *")] {
-        assert!(
-            schedules
-                .lines()
-                .any(|l| l.contains(name) && l.contains(cron) && l.contains("backup.take")),
-            "{schedules}"
-        );
-    }
+    // The worker adds them as it starts, beside the API.
+    let scheduled = |schedules: &str| {
+        [("backup-full", "0 2 * * *"), ("backup-incr", "30 * * * *")]
+            .iter()
+            .all(|(name, cron)| {
+                schedules
+                    .lines()
+                    .any(|l| l.contains(name) && l.contains(cron) && l.contains("backup.take"))
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let schedules = loop {
+        let schedules = stdout(&tenantry(&dir, &["jobs", "schedules"]));
+        if scheduled(&schedules) || Instant::now() > deadline {
+            break schedules;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(scheduled(&schedules), "{schedules}");
     // A schedule's slot comes as a job like this one; the service's worker runs it.
     let queued = tenantry(
         &dir,

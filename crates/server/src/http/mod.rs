@@ -305,8 +305,9 @@ async fn healthz() -> axum::Json<Health> {
     })
 }
 
-/// Readiness: the database answers (503 otherwise). `degraded` (still 200: requests are
-/// served) when WAL archiving fails.
+/// Readiness: the database answers.
+///
+/// 503 while it does not; `degraded` (still 200: requests are served) while WAL archiving fails.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Health),
     (status = 503, body = crate::http::Problem, content_type = "application/problem+json"),
