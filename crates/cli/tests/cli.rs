@@ -35,20 +35,51 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `tenantry ARGS` running in the background on `dir`, its output discarded.
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tenantry")
+/// A `tenantry` process in the background. Dropped while it still runs (a test failed before
+/// stopping it), it is stopped as an operator would, so its cluster stops too.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds.
+        if matches!(self.0.try_wait(), Ok(None)) && stop_gently(&mut self.0).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
-fn serve(dir: &Path, port: u16) -> Child {
+/// SIGTERM, then up to a minute for the process to finish; None if it did not.
+fn stop_gently(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// `tenantry ARGS` running in the background on `dir`, its output discarded.
+fn spawn(dir: &Path, args: &[&str]) -> Background {
+    Background(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tenantry"),
+    )
+}
+
+fn serve(dir: &Path, port: u16) -> Background {
     spawn(dir, &["--listen", &format!("127.0.0.1:{port}"), "serve"])
 }
 
@@ -65,18 +96,11 @@ async fn wait_ready(port: u16) {
     panic!("the API on port {port} did not become ready");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn terminate(process: &mut Background) -> std::process::ExitStatus {
+    stop_gently(&mut process.0).unwrap_or_else(|| {
+        let _ = process.0.kill();
+        panic!("tenantry did not stop on SIGTERM")
+    })
 }
 
 #[tokio::test]
@@ -353,8 +377,8 @@ async fn a_job_whose_worker_is_killed_runs_again_and_completes() {
         ],
     );
     wait_for_job(&owner, id, Some(("running", 1))).await;
-    doomed.kill().expect("SIGKILL");
-    doomed.wait().expect("reaped");
+    doomed.0.kill().expect("SIGKILL");
+    doomed.0.wait().expect("reaped");
 
     // `serve` runs a worker too: once the dead worker's lease runs out, the job runs again.
     let port = free_port();
