@@ -42,6 +42,14 @@ pub struct WorkerOptions {
         default_value = "Tenantry <noreply@localhost>"
     )]
     pub smtp_from: String,
+    /// Who hears of the platform's own problems (WAL archiving failing), by email through the
+    /// SMTP server, once per episode.
+    #[arg(long, env = "TENANTRY_OPERATOR_EMAIL")]
+    pub operator_email: Option<String>,
+    /// Seconds between the worker's reports: the queue's depth in the log, the WAL archive
+    /// checked (an error logged each time it fails, the operator alerted once).
+    #[arg(long, env = "TENANTRY_WORKER_REPORT_SECONDS", default_value_t = 60)]
+    pub worker_report_seconds: u64,
     #[command(flatten)]
     pub stripe: crate::StripeOptions,
     #[command(flatten)]
@@ -148,6 +156,7 @@ impl WorkerOptions {
             lease: Duration::from_secs(self.job_lease_seconds.max(1)),
             poll: Duration::from_secs(self.job_poll_seconds.max(1)),
             listen: !self.job_no_listen,
+            report: Duration::from_secs(self.worker_report_seconds.max(1)),
             ..WorkerConfig::default()
         }
     }
@@ -185,13 +194,22 @@ pub async fn run_worker(
     if database.managed_cluster().is_some() {
         crate::backup::schedule(&owner).await?;
     }
-    let registry = jobs::registry(
+    if options.operator_email.is_none() {
+        tracing::warn!(
+            "no operator address (TENANTRY_OPERATOR_EMAIL): the platform's problems are only logged"
+        );
+    }
+    let registry = tenantry_server::email::register_alerts(
+        jobs::registry(
+            mailer.clone(),
+            stripe,
+            Some(tenantry_server::integrations::sync::Connectors::new(
+                vault,
+                options.endpoints()?,
+            )?),
+        ),
         mailer,
-        stripe,
-        Some(tenantry_server::integrations::sync::Connectors::new(
-            vault,
-            options.endpoints()?,
-        )?),
+        options.operator_email.clone(),
     );
     let worker = Worker::new(
         owner.clone(),

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
 
+/// The API tests' SMTP server, for the operator's alerts.
+#[allow(dead_code)]
+#[path = "../../server/tests/api/smtp.rs"]
+mod smtp;
+
 fn data_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tenantry-cli-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -572,52 +577,114 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
 }
 
 #[tokio::test]
-async fn a_failing_wal_archive_makes_the_service_say_degraded() {
+async fn a_failing_wal_archive_makes_the_service_say_degraded_and_the_operator_hears_once() {
     use std::os::unix::fs::PermissionsExt;
+    let smtp = smtp::SmtpServer::start(0).await;
     let dir = data_dir("archive");
     let port = free_port();
-    let mut server = serve(&dir, port);
+    let mut server = spawn(
+        &dir,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "serve",
+            "--smtp-url",
+            &smtp.url(),
+            "--operator-email",
+            "ops@example.com",
+            // The archive checked every second, so one episode is seen many times.
+            "--worker-report-seconds",
+            "1",
+        ],
+    );
     wait_ready(port).await;
     let readyz = format!("http://127.0.0.1:{port}/readyz");
-    let health = || async {
-        reqwest::get(&readyz)
+    let status = || async {
+        let health = reqwest::get(&readyz)
             .await
             .expect("readyz")
             .json::<serde_json::Value>()
             .await
-            .expect("json")
+            .expect("json");
+        (health["status"].as_str().unwrap_or("?").to_string(), health)
     };
-    assert_eq!(health().await, serde_json::json!({"status": "ready"}));
-
-    // The repository's archive can no longer be written, and a segment is due.
-    let archive = dir.join("backups").join("archive");
-    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    assert_eq!(status().await.0, "ready");
     let db = superuser(&dir).await;
-    sqlx::raw_sql(
-        "CREATE TABLE wal_probe AS SELECT generate_series(1, 1000) AS n; SELECT pg_switch_wal()",
-    )
-    .execute(&db)
-    .await
-    .expect("a segment to archive");
-    db.close().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let degraded = loop {
-        let now = health().await;
-        if now["status"] == "degraded" || Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let archive = dir.join("backups").join("archive");
+    let alerts = || {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.data.contains("WAL archiving is failing"))
+            .inspect(|m| assert_eq!(m.to, ["ops@example.com"]))
+            .count()
     };
-    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o750)).expect("chmod");
-    assert_eq!(degraded["status"], "degraded", "{degraded}");
-    assert!(
-        degraded["problems"][0]
-            .as_str()
-            .is_some_and(|p| p.contains("WAL archiving is failing")),
-        "{degraded}"
-    );
+    let fail_then_recover = |episode: usize| {
+        let (db, archive) = (&db, &archive);
+        async move {
+            // The repository's archive can no longer be written, and a segment is due.
+            std::fs::set_permissions(archive, std::fs::Permissions::from_mode(0o000))
+                .expect("chmod");
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS wal_probe (n int);
+                 INSERT INTO wal_probe SELECT generate_series(1, 1000); SELECT pg_switch_wal()",
+            )
+            .execute(db)
+            .await
+            .expect("a segment to archive");
+            let (state, health) = poll_until(60, || async {
+                let now = status().await;
+                (now.0 == "degraded").then_some(now)
+            })
+            .await
+            .unwrap_or(status().await);
+            assert_eq!(state, "degraded", "{health}");
+            assert!(
+                health["problems"][0]
+                    .as_str()
+                    .is_some_and(|p| p.contains("WAL archiving is failing")),
+                "{health}"
+            );
+            // The operator hears of it, and of this episode once, however often it is seen.
+            let heard = poll_until(60, || async { (alerts() == episode).then_some(()) }).await;
+            assert!(heard.is_some(), "{} alert(s), {episode} expected", alerts());
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_eq!(alerts(), episode, "one alert per episode");
+            // Writable again: the next segment takes the waiting ones with it.
+            std::fs::set_permissions(archive, std::fs::Permissions::from_mode(0o750))
+                .expect("chmod");
+            sqlx::raw_sql("INSERT INTO wal_probe VALUES (1); SELECT pg_switch_wal()")
+                .execute(db)
+                .await
+                .expect("a segment to archive");
+            let ready =
+                poll_until(90, || async { (status().await.0 == "ready").then_some(()) }).await;
+            assert!(ready.is_some(), "{}", status().await.1);
+        }
+    };
+    fail_then_recover(1).await;
+    // The same problem again after a recovery is a new episode.
+    fail_then_recover(2).await;
+    db.close().await;
     assert!(terminate(&mut server).success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `probe` until it gives a value, for at most `seconds`.
+async fn poll_until<T, F, Fut>(seconds: u64, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]

@@ -123,6 +123,28 @@ impl ArchiveHealth {
     }
 }
 
+impl ArchiveHealth {
+    /// The alert for the operator while archiving fails: one per episode, keyed by the last
+    /// segment archived before the failures (it stays the same until archiving works again).
+    pub fn alert(&self, host: &str) -> Option<crate::queue::Alert> {
+        let problem = self.problem()?;
+        let since = self
+            .last_archived_at
+            .map_or_else(|| "never".to_string(), |at| at.to_rfc3339());
+        Some(crate::queue::Alert {
+            key: format!("wal-archive:{since}"),
+            subject: format!("Tenantry on {host}: WAL archiving is failing"),
+            body: format!(
+                "{problem}.\n\n\
+                 Until it works again, backups do not cover new commits and the server's disk \
+                 fills with the WAL it keeps. Check the backup repository (TENANTRY_BACKUP_DIR): \
+                 free space, permissions, the backup key; pgBackRest's log is in DATA_DIR/run/. \
+                 /readyz says \"degraded\" while this lasts; this email is sent once per episode.\n"
+            ),
+        })
+    }
+}
+
 /// Reads the archiver's statistics.
 pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::Error> {
     let (archiving, last_archived_at, last_failed_at, last_failed_wal) = sqlx::query_as(

@@ -510,3 +510,42 @@ async fn write_schedule(
     .await?;
     Ok(written.rows_affected())
 }
+
+/// The job that emails an alert to the operator (payload `{"key": …}`).
+pub const ALERT_KIND: &str = "operator.alert";
+
+/// A problem of the platform for the operator; `key` names its episode (the same while the
+/// problem lasts).
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub key: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Raises `alert` once per key: records it and queues its email in one transaction; false when
+/// that episode was already raised (by this worker or another).
+pub async fn raise_alert(owner: &PgPool, alert: &Alert) -> Result<bool, DbError> {
+    let mut tx = owner.begin().await?;
+    let raised = sqlx::query(
+        r"INSERT INTO queue.alerts (key, subject, body) VALUES ($1, $2, $3)
+          ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&alert.key)
+    .bind(&alert.subject)
+    .bind(&alert.body)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if raised {
+        let job = NewJob {
+            unique_key: Some(alert.key.clone()),
+            max_attempts: 20,
+            ..NewJob::new(ALERT_KIND, serde_json::json!({ "key": alert.key }))
+        };
+        insert(&mut tx, None, None, &job).await?;
+    }
+    tx.commit().await?;
+    Ok(raised)
+}

@@ -150,6 +150,56 @@ pub fn register(registry: Registry, mailer: Option<Arc<Mailer>>) -> Registry {
     })
 }
 
+/// Emails the operator an alert the worker raised (payload `{"key": …}`, queued with the alert).
+pub const ALERT: JobSpec = JobSpec {
+    kind: tenantry_db::queue::ALERT_KIND,
+    max_attempts: 20,
+};
+
+/// Registers the operator's alerts when there is both a mailer and an operator address;
+/// without them the alerts wait (recorded, and logged every minute) for a worker that has them.
+pub fn register_alerts(
+    registry: Registry,
+    mailer: Option<Arc<Mailer>>,
+    operator: Option<String>,
+) -> Registry {
+    let (Some(mailer), Some(operator)) = (mailer, operator) else {
+        return registry;
+    };
+    registry.register(ALERT, move |run| {
+        let (mailer, operator) = (mailer.clone(), operator.clone());
+        async move {
+            let key = run.job.payload["key"]
+                .as_str()
+                .ok_or_else(|| JobError::Fatal("the payload names no alert".into()))?;
+            // Locked while sent, as an outbox message is: a second run finds it sent.
+            let mut tx = run.owner()?.0.begin().await?;
+            let alert: Option<(String, String)> = sqlx::query_as(
+                r"SELECT subject, body FROM queue.alerts
+                   WHERE key = $1 AND sent_at IS NULL FOR UPDATE",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((subject, body)) = alert else {
+                return Ok(());
+            };
+            let sent = mailer.send(&operator, &subject, &body, None).await;
+            sqlx::query(
+                r"UPDATE queue.alerts SET attempts = attempts + 1, last_error = $2,
+                        sent_at = CASE WHEN $2::text IS NULL THEN now() END
+                   WHERE key = $1",
+            )
+            .bind(key)
+            .bind(sent.as_ref().err().map(ToString::to_string))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            sent
+        }
+    })
+}
+
 /// `text` safe inside HTML.
 pub fn escape_html(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());

@@ -45,6 +45,8 @@ pub struct WorkerConfig {
     pub schedules: Option<Duration>,
     /// Wake on NOTIFY (off: polling only, as behind PgBouncer in transaction mode).
     pub listen: bool,
+    /// How often the queue's depth is logged and the WAL archive checked.
+    pub report: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +60,7 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(30),
             schedules: Some(Duration::from_secs(5)),
             listen: true,
+            report: Duration::from_secs(60),
         }
     }
 }
@@ -124,7 +127,7 @@ impl Worker {
         // lease and a half.
         let mut expiries = tokio::time::interval(self.config.lease / 2);
         expiries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reports = tokio::time::interval(Duration::from_secs(60));
+        let mut reports = tokio::time::interval(self.config.report);
         reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut schedules =
             tokio::time::interval(self.config.schedules.unwrap_or(Duration::from_secs(3600)));
@@ -229,7 +232,8 @@ impl Worker {
         }
     }
 
-    /// The queue's depth and its oldest due job's wait, for the logs (every minute).
+    /// The queue's depth and its oldest due job's wait, for the logs, and the WAL archive's
+    /// health: an error in the log each time, an alert to the operator once per episode.
     async fn report(&self) {
         match queue::depth(&self.owner.0).await {
             Ok(d) => tracing::info!(
@@ -245,6 +249,13 @@ impl Worker {
             Ok(health) => {
                 if let Some(problem) = health.problem() {
                     tracing::error!(%problem, "WAL archive");
+                }
+                if let Some(alert) = health.alert(&hostname()) {
+                    match queue::raise_alert(&self.owner.0, &alert).await {
+                        Ok(true) => tracing::info!(key = %alert.key, "operator alerted"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "raising the operator's alert failed"),
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the WAL archiver's state failed"),

@@ -33,6 +33,7 @@ fn quick() -> WorkerConfig {
         // The migrated default schedules stay out of these tests (a slot may fall within one).
         schedules: None,
         listen: true,
+        report: Duration::from_secs(60),
     }
 }
 

@@ -1,0 +1,2 @@
+-- Reverts 0050_operator_alerts.
+DROP TABLE queue.alerts;
