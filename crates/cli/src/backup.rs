@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use tenantry_db::backup::{BackupKind, BackupSettings, RestoreTarget};
 use tenantry_db::cluster::ManagedCluster;
-use tenantry_db::{queue, OwnerPool};
+use tenantry_db::{drill, queue, OwnerPool, DATABASE_NAME};
 use tenantry_server::jobs::{JobError, JobSpec, Registry};
 
 use crate::AnyError;
@@ -89,6 +89,15 @@ pub enum BackupAction {
     },
     /// The backups in the repository, oldest first.
     List,
+    /// The restore drill: restore the latest backup into a scratch directory up to a point
+    /// marked now, start it on a port of its own, and compare every table (per organization)
+    /// with the running cluster at that point; fails on any difference. Prints the RTO.
+    Verify {
+        /// Where the copy is restored (absent or empty; removed afterwards; needs room for the
+        /// whole cluster). Default: DATA_DIR/verify.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -141,8 +150,55 @@ pub async fn run(cluster: &ManagedCluster, action: BackupAction) -> Result<(), A
                 );
             }
         }
+        BackupAction::Verify { scratch } => {
+            let running = cluster.ensure_running().await?;
+            let verified = verify(cluster, scratch.as_deref()).await;
+            if running.started_here {
+                cluster.stop().await?;
+            }
+            println!("{}", verified?);
+        }
     }
     Ok(())
+}
+
+/// Runs the restore drill (into `scratch`, or DATA_DIR/verify, cleared of a killed drill's
+/// leftovers first); its one-line summary, or an error saying what differed.
+async fn verify(cluster: &ManagedCluster, scratch: Option<&Path>) -> Result<String, AnyError> {
+    let scratch = match scratch {
+        Some(dir) => std::path::absolute(dir)?,
+        None => {
+            let dir = cluster.root().join("verify");
+            drill::remove_copy(&dir).await?;
+            dir
+        }
+    };
+    let report = drill::verify(cluster, DATABASE_NAME, &scratch).await?;
+    let summary = format!(
+        "{} tables, {} rows, {} organizations at {}: restored and started in {:.1} s (the RTO)",
+        report.tables,
+        report.rows,
+        report.organizations,
+        report.restore_point,
+        report.restored_in.as_secs_f64()
+    );
+    if report.differences.is_empty() {
+        return Ok(format!(
+            "verified: the backup restores exactly what the cluster held; {summary}"
+        ));
+    }
+    let shown = report.differences.len().min(20);
+    Err(format!(
+        "the restored copy differs from the cluster in {} place(s); {summary}:\n  {}{}",
+        report.differences.len(),
+        report.differences[..shown].join("\n  "),
+        if shown < report.differences.len() {
+            "\n  …"
+        } else {
+            ""
+        }
+    )
+    .into())
 }
 
 /// Takes a backup of the managed cluster: payload `{"kind": "full" | "diff" | "incr"}`.
@@ -151,11 +207,19 @@ pub const TAKE: JobSpec = JobSpec {
     max_attempts: 3,
 };
 
+/// Runs the restore drill (`tenantry backup verify`); a drill that fails alerts the operator.
+pub const VERIFY: JobSpec = JobSpec {
+    kind: "backup.verify",
+    max_attempts: 2,
+};
+
 /// The managed cluster's backups, scheduled unless an operator changed them (seed 003): a full
-/// backup daily at 02:00 and an incremental at half past every hour, in UTC.
-const SCHEDULES: [(&str, &str, &str); 2] = [
-    ("backup-full", "0 2 * * *", "full"),
-    ("backup-incr", "30 * * * *", "incr"),
+/// backup daily at 02:00 and an incremental at half past every hour, and the restore drill
+/// monthly (the 1st, 04:00), in UTC: name, cron, job kind, payload.
+const SCHEDULES: [(&str, &str, &str, Option<&str>); 3] = [
+    ("backup-full", "0 2 * * *", TAKE.kind, Some("full")),
+    ("backup-incr", "30 * * * *", TAKE.kind, Some("incr")),
+    ("backup-verify", "0 4 1 * *", VERIFY.kind, None),
 ];
 
 /// Registers the backup job when there is a managed cluster to back up: a worker of an external
@@ -164,6 +228,31 @@ pub fn register(registry: Registry, cluster: Option<&ManagedCluster>) -> Registr
     let Some(cluster) = cluster.cloned() else {
         return registry;
     };
+    let drilled = cluster.clone();
+    let registry = registry.register(VERIFY, move |run| {
+        let cluster = drilled.clone();
+        async move {
+            match verify(&cluster, None).await {
+                Ok(summary) => {
+                    tracing::info!(%summary, "restore drill");
+                    Ok(())
+                }
+                Err(e) => {
+                    let alert = queue::Alert {
+                        key: format!("restore-drill:{}", run.job.id),
+                        subject: "Tenantry: the restore drill failed".into(),
+                        body: format!(
+                            "The monthly restore drill (tenantry backup verify) failed:\n\n{e}\n\n\
+                             Until a drill passes, the backups are not known to restore. \
+                             Run `tenantry backup verify` to try again (docs/OPERATIONS.md).\n"
+                        ),
+                    };
+                    queue::raise_alert(&run.owner()?.0, &alert).await?;
+                    Err(JobError::Retry(e.to_string()))
+                }
+            }
+        }
+    });
     registry.register(TAKE, move |run| {
         let cluster = cluster.clone();
         async move {
@@ -187,13 +276,16 @@ pub fn register(registry: Registry, cluster: Option<&ManagedCluster>) -> Registr
 
 /// Adds the default backup schedules that do not exist yet.
 pub async fn schedule(owner: &OwnerPool) -> Result<(), AnyError> {
-    for (name, cron, kind) in SCHEDULES {
+    for (name, cron, job, kind) in SCHEDULES {
         let row = queue::ScheduleRow {
             name: name.into(),
             cron: cron.into(),
             time_zone: "UTC".into(),
-            kind: TAKE.kind.into(),
-            payload: serde_json::json!({ "kind": kind }),
+            kind: job.into(),
+            payload: kind.map_or_else(
+                || serde_json::json!({}),
+                |kind| serde_json::json!({ "kind": kind }),
+            ),
             enabled: true,
             next_run_at: None,
             last_run_at: None,
@@ -205,11 +297,13 @@ pub async fn schedule(owner: &OwnerPool) -> Result<(), AnyError> {
     Ok(())
 }
 
-/// `tenantry restore`: the stopped cluster brought back to `to` (or the latest archived commit).
+/// `tenantry restore`: the stopped cluster brought back to `to` (or the latest archived commit)
+/// in place, or a copy of it made in the new data directory `into` (the cluster may run).
 pub async fn restore(
     cluster: &ManagedCluster,
     to: Option<DateTime<Utc>>,
     latest: bool,
+    into: Option<PathBuf>,
 ) -> Result<(), AnyError> {
     require_managed()?;
     let target = match (to, latest) {
@@ -218,11 +312,26 @@ pub async fn restore(
         _ => return Err("say where to restore to: --to TIME or --latest".into()),
     };
     let started = std::time::Instant::now();
-    cluster.restore(target).await?;
-    println!(
-        "restored to {target} in {:.1} s; the cluster is stopped and starts with the next command",
-        started.elapsed().as_secs_f64()
-    );
+    match into {
+        None => {
+            cluster.restore(&target).await?;
+            println!(
+                "restored to {target} in {:.1} s; the cluster is stopped and starts with the next command",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Some(into) => {
+            let into = std::path::absolute(&into)?;
+            let copy = cluster.restore_copy(&target, &into).await?;
+            copy.stop().await?;
+            println!(
+                "restored to {target} into {} in {:.1} s; it is stopped: run it with `tenantry --data-dir {} serve` (it makes its own backup repository and key there unless given others: never the original's while the original runs)",
+                into.display(),
+                started.elapsed().as_secs_f64(),
+                into.display()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -144,6 +144,10 @@ enum Command {
         /// Every archived commit.
         #[arg(long)]
         latest: bool,
+        /// Restore a copy into this new data directory (absent or empty) instead of in place;
+        /// the cluster may keep running.
+        #[arg(long)]
+        into: Option<std::path::PathBuf>,
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
@@ -373,7 +377,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
     }
     match cli.command {
         Command::Backup { action } => backup::run(&cluster, action).await,
-        Command::Restore { to, latest } => backup::restore(&cluster, to, latest).await,
+        Command::Restore { to, latest, into } => backup::restore(&cluster, to, latest, into).await,
         Command::Db { action } => db(&cluster, action).await,
         Command::Serve {
             pool_size,

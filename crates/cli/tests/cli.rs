@@ -524,14 +524,65 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
         .await
         .expect("now");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sqlx::raw_sql("DELETE FROM restore_probe WHERE n > 10; SELECT pg_switch_wal()")
+    sqlx::raw_sql("DELETE FROM restore_probe WHERE n > 10")
         .execute(&db)
         .await
         .expect("delete");
+    // A copy is made while the cluster runs: from what is archived by then, so wait for it.
+    let (segment,): (String,) = sqlx::query_as("SELECT pg_walfile_name(pg_switch_wal())")
+        .fetch_one(&db)
+        .await
+        .expect("switch");
+    let archived = poll_until(60, || async {
+        let done: bool = sqlx::query_scalar(
+            "SELECT coalesce(last_archived_wal >= $1, false) FROM pg_stat_archiver",
+        )
+        .bind(&segment)
+        .fetch_one(&db)
+        .await
+        .expect("archiver");
+        done.then_some(())
+    })
+    .await;
+    assert!(archived.is_some(), "{segment} archived");
     db.close().await;
 
-    // Not while it runs; not without a target.
+    // A copy at that moment, in a new directory, while the cluster runs.
     let to = before_delete.to_rfc3339();
+    let copy_dir = data_dir("backup-copy");
+    let copied = tenantry(
+        &dir,
+        &[
+            "restore",
+            "--to",
+            &to,
+            "--into",
+            &copy_dir.to_string_lossy(),
+        ],
+    );
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let started = tenantry(&copy_dir, &["db", "start"]);
+    assert!(
+        stdout(&started).starts_with("started"),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let copy = superuser(&copy_dir).await;
+    let (rows, sum): (i64, i64) = sqlx::query_as("SELECT count(*), sum(n) FROM restore_probe")
+        .fetch_one(&copy)
+        .await
+        .expect("count in the copy");
+    assert_eq!((rows, sum), (1000, 500_500), "the copy holds the moment");
+    copy.close().await;
+    assert!(stdout(&tenantry(&copy_dir, &["db", "stop"])).starts_with("stopped"));
+    let _ = std::fs::remove_dir_all(&copy_dir);
+
+    // Not in place while it runs; not without a target.
+
     let refused = tenantry(&dir, &["restore", "--to", &to]);
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -574,6 +625,125 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Two threads: the writer runs while this one waits for `tenantry backup verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_drill_passes_under_writes_and_fails_on_a_corrupted_backup() {
+    let dir = data_dir("drill");
+    let seeded = tenantry(&dir, &["seed"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let taken = tenantry(&dir, &["backup", "take"]);
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    assert!(stdout(&tenantry(&dir, &["db", "start"])).starts_with("started"));
+
+    // Writes go on all through the drill, into a table of their own and an organization's.
+    let db = superuser(&dir).await;
+    sqlx::raw_sql(
+        "CREATE TABLE drill_probe (n bigserial PRIMARY KEY, at timestamptz DEFAULT now())",
+    )
+    .execute(&db)
+    .await
+    .expect("probe table");
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let (db, writing) = (db.clone(), writing.clone());
+        async move {
+            let mut written = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                sqlx::raw_sql(
+                    "INSERT INTO drill_probe DEFAULT VALUES;
+                     UPDATE organizations SET name = CASE WHEN name LIKE '%.' THEN rtrim(name, '.') ELSE name || '.' END
+                      WHERE id = (SELECT id FROM organizations ORDER BY id LIMIT 1)",
+                )
+                .execute(&db)
+                .await
+                .expect("a write during the drill");
+                written += 1;
+            }
+            written
+        }
+    });
+    let verified = tenantry(&dir, &["backup", "verify"]);
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    let said = stdout(&verified);
+    assert!(
+        verified.status.success() && said.starts_with("verified"),
+        "{said}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(written > 10, "the writes went on ({written})");
+    assert!(
+        said.contains("organizations") && said.contains("RTO"),
+        "{said}"
+    );
+    let organizations: usize = said
+        .split(" organizations")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the organizations compared");
+    assert!(organizations >= 1, "{said}");
+    assert!(!dir.join("verify").exists(), "the scratch copy is removed");
+
+    // A bit flipped in the backup's largest file of the cluster's (not a manifest, which
+    // pgBackRest keeps twice): the drill fails, and says where.
+    let backup_dir = dir.join("backups").join("backup").join("tenantry");
+    let label = stdout(&tenantry(&dir, &["backup", "list"]))
+        .split('\t')
+        .next()
+        .expect("a backup")
+        .to_string();
+    let largest = largest_file(&backup_dir.join(label).join("pg_data")).expect("a backed-up file");
+    let mut bytes = std::fs::read(&largest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&largest, bytes).expect("corrupt");
+    let failed = tenantry(&dir, &["backup", "verify"]);
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{said}");
+    assert!(
+        said.contains("pgbackrest restore") && said.contains("checksum"),
+        "{said}"
+    );
+    assert!(!dir.join("verify").exists(), "the scratch copy is removed");
+    // The cluster itself is untouched.
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM drill_probe")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(rows as u64, written);
+    db.close().await;
+    assert!(stdout(&tenantry(&dir, &["db", "stop"])).starts_with("stopped"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The largest file under `dir`, at any depth.
+fn largest_file(dir: &Path) -> Option<PathBuf> {
+    let mut largest: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            largest_file(&path).and_then(|p| Some((std::fs::metadata(&p).ok()?.len(), p)))
+        } else {
+            Some((entry.metadata().ok()?.len(), path))
+        };
+        if let Some((len, path)) = candidate {
+            if largest.as_ref().is_none_or(|(max, _)| len > *max) {
+                largest = Some((len, path));
+            }
+        }
+    }
+    largest.map(|(_, path)| path)
 }
 
 #[tokio::test]
@@ -695,13 +865,17 @@ async fn backups_are_scheduled_and_the_worker_takes_them() {
     wait_ready(port).await;
     // The worker adds them as it starts, beside the API.
     let scheduled = |schedules: &str| {
-        [("backup-full", "0 2 * * *"), ("backup-incr", "30 * * * *")]
-            .iter()
-            .all(|(name, cron)| {
-                schedules
-                    .lines()
-                    .any(|l| l.contains(name) && l.contains(cron) && l.contains("backup.take"))
-            })
+        [
+            ("backup-full", "0 2 * * *", "backup.take"),
+            ("backup-incr", "30 * * * *", "backup.take"),
+            ("backup-verify", "0 4 1 * *", "backup.verify"),
+        ]
+        .iter()
+        .all(|(name, cron, kind)| {
+            schedules
+                .lines()
+                .any(|l| l.contains(name) && l.contains(cron) && l.contains(kind))
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let schedules = loop {

@@ -64,12 +64,33 @@ impl BackupKind {
 }
 
 /// How far a restore replays the archived WAL.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum RestoreTarget {
     /// Every archived commit.
     Latest,
     /// Commits up to this moment, none after it.
     Time(DateTime<Utc>),
+    /// Commits up to a restore point (`pg_create_restore_point`), none after it.
+    Point(String),
+}
+
+impl RestoreTarget {
+    /// pgBackRest's options for the target; the cluster promotes itself there.
+    fn args(&self) -> Vec<String> {
+        match self {
+            RestoreTarget::Latest => vec!["--type=default".into()],
+            RestoreTarget::Time(at) => vec![
+                "--type=time".into(),
+                format!("--target={}", at.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+                "--target-action=promote".into(),
+            ],
+            RestoreTarget::Point(name) => vec![
+                "--type=name".into(),
+                format!("--target={name}"),
+                "--target-action=promote".into(),
+            ],
+        }
+    }
 }
 
 impl fmt::Display for RestoreTarget {
@@ -77,6 +98,7 @@ impl fmt::Display for RestoreTarget {
         match self {
             RestoreTarget::Latest => write!(f, "the latest archived commit"),
             RestoreTarget::Time(at) => write!(f, "{}", at.to_rfc3339()),
+            RestoreTarget::Point(name) => write!(f, "the restore point {name}"),
         }
     }
 }
@@ -166,10 +188,18 @@ impl ManagedCluster {
         self.root().join("pgbackrest.conf")
     }
 
-    /// The settings file included by `postgresql.conf` and rewritten at every start: WAL
-    /// archiving on when backups are configured, off otherwise.
+    /// The settings file included by `postgresql.conf` and rewritten at every start: where the
+    /// cluster listens (`cluster.json`'s port, its own socket directory: a copy restored into
+    /// another directory listens apart from its original), and WAL archiving on when backups
+    /// are configured, off otherwise (a copy never pushes WAL into its original's archive).
     pub(crate) fn write_archive_settings(&self) -> Result<(), ClusterError> {
-        let settings = match &self.backups {
+        let info = self.info()?;
+        let listen = format!(
+            "port = {}\nunix_socket_directories = '{}'\n",
+            info.port,
+            self.run_dir().display().to_string().replace('\'', "''")
+        );
+        let archive = match &self.backups {
             Some(_) => {
                 require_pgbackrest()?;
                 // Run by the server through /bin/sh: the path is single-quoted for the shell,
@@ -179,17 +209,15 @@ impl ManagedCluster {
                     shell_quote(&self.backup_config())
                 );
                 format!(
-                    "# Written by Tenantry at every start: WAL archiving for backups.\n\
-                     archive_mode = on\n\
+                    "archive_mode = on\n\
                      archive_command = '{}'\n\
                      archive_timeout = {ARCHIVE_TIMEOUT_SECONDS}\n",
                     command.replace('\'', "''")
                 )
             }
-            None => "# Written by Tenantry at every start: no backups are configured.\n\
-                     archive_mode = off\n"
-                .to_string(),
+            None => "# No backups are configured.\narchive_mode = off\n".to_string(),
         };
+        let settings = format!("# Written by Tenantry at every start.\n{listen}{archive}");
         let path = self.pgdata().join("tenantry.conf");
         fs::write(&path, settings).map_err(io_err(&path))?;
         self.give_to_postgres(&path)?;
@@ -285,7 +313,7 @@ impl ManagedCluster {
 
     /// Restores the (stopped) cluster from the repository up to `target`, replays the WAL and
     /// leaves the cluster stopped, open for writes again at its next start.
-    pub async fn restore(&self, target: RestoreTarget) -> Result<(), ClusterError> {
+    pub async fn restore(&self, target: &RestoreTarget) -> Result<(), ClusterError> {
         self.require_backups()?;
         {
             let _lock = self.lock()?;
@@ -297,26 +325,76 @@ impl ManagedCluster {
             }
             let binaries = PgBinaries::locate(self.data_major())?;
             let mut args = vec!["restore".to_string(), "--delta".to_string()];
-            match target {
-                RestoreTarget::Latest => args.push("--type=default".into()),
-                RestoreTarget::Time(at) => {
-                    args.push("--type=time".into());
-                    args.push(format!(
-                        "--target={}",
-                        at.format("%Y-%m-%d %H:%M:%S%.6f+00")
-                    ));
-                    args.push("--target-action=promote".into());
-                }
-            }
+            args.extend(target.args());
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             self.pgbackrest(&args).await?;
-            // The WAL is replayed at this start; the cluster promotes itself at the target.
-            self.start(&binaries).await?;
-            self.wait_for_recovery().await?;
+            self.recover(&binaries, target).await?;
         }
         // Left as found: stopped.
         self.stop().await?;
         Ok(())
+    }
+
+    /// Restores the repository's latest backup up to `target` into `into`, a new data
+    /// directory (absent or empty), and starts the copy there: on a free port of 127.0.0.1 and
+    /// its own socket, with the original's credentials, WAL archiving off. Returns it running;
+    /// the original is not touched and may keep running.
+    pub async fn restore_copy(
+        &self,
+        target: &RestoreTarget,
+        into: &Path,
+    ) -> Result<ManagedCluster, ClusterError> {
+        self.require_backups()?;
+        let occupied = fs::read_dir(into).is_ok_and(|mut entries| entries.next().is_some());
+        if occupied {
+            return Err(ClusterError::Backup(format!(
+                "{} is not empty: a copy is restored into a new directory",
+                into.display()
+            )));
+        }
+        let copy = ManagedCluster::new(into);
+        copy.make_directories().await?;
+        copy.write_info(&crate::cluster::ClusterInfo {
+            port: crate::cluster::free_port()?,
+            ..self.info()?
+        })?;
+        let mut args = vec![
+            "restore".to_string(),
+            format!("--pg1-path={}", copy.pgdata().display()),
+            // Also in the copy's own settings at every start; here for its first.
+            "--archive-mode=off".to_string(),
+            // A file that fails its checksum in a local repository fails again: say so at once
+            // (pgBackRest otherwise tries twice more, 15 s apart).
+            "--job-retry=0".to_string(),
+        ];
+        args.extend(target.args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.pgbackrest(&args).await?;
+        let binaries = PgBinaries::locate(copy.data_major())?;
+        copy.recover(&binaries, target).await?;
+        Ok(copy)
+    }
+
+    /// Starts the restored cluster: it replays the WAL to `target` and promotes itself there.
+    async fn recover(
+        &self,
+        binaries: &PgBinaries,
+        target: &RestoreTarget,
+    ) -> Result<(), ClusterError> {
+        let started = self.start(binaries).await;
+        if started.is_err()
+            && self
+                .log_tail()
+                .contains("before configured recovery target")
+        {
+            return Err(ClusterError::Backup(format!(
+                "the WAL archive does not reach {target} yet: commits reach it within \
+                 {ARCHIVE_TIMEOUT_SECONDS} s of being made; try again in a minute, or restore \
+                 to an earlier moment or --latest (nothing was lost; run the restore again)"
+            )));
+        }
+        started?;
+        self.wait_for_recovery().await
     }
 
     /// Waits until the started cluster has replayed its WAL and accepts writes.

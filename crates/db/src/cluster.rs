@@ -414,9 +414,9 @@ impl ManagedCluster {
         })
     }
 
-    async fn init(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
-        let as_root = running_as_root();
-        // The root must be enterable by the postgres user; pgdata itself stays private (0700).
+    /// Makes the root (enterable by the cluster's OS user), `pgdata` and `run` (private to it).
+    pub(crate) async fn make_directories(&self) -> Result<(), ClusterError> {
+        fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o755))
             .map_err(io_err(&self.root))?;
         for dir in [self.pgdata(), self.run_dir()] {
@@ -424,7 +424,7 @@ impl ManagedCluster {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
             self.give_to_postgres(&dir)?;
         }
-        if as_root {
+        if running_as_root() {
             let mut probe = Command::new("runuser");
             probe.args(["-u", "postgres", "--", "test", "-w"]);
             probe.arg(self.run_dir());
@@ -432,7 +432,20 @@ impl ManagedCluster {
                 return Err(ClusterError::NotAccessible(self.root.clone()));
             }
         }
+        Ok(())
+    }
 
+    /// Writes `cluster.json` (readable by this user only).
+    pub(crate) fn write_info(&self, info: &ClusterInfo) -> Result<(), ClusterError> {
+        let json = serde_json::to_vec_pretty(info).map_err(|source| ClusterError::Json {
+            path: self.info_file(),
+            source,
+        })?;
+        write_private(&self.info_file(), &json)
+    }
+
+    async fn init(&self, binaries: &PgBinaries) -> Result<(), ClusterError> {
+        self.make_directories().await?;
         // Credentials are written before initdb, so a half-made cluster can always be reached.
         let info = match self.info() {
             Ok(info) => info,
@@ -444,12 +457,7 @@ impl ManagedCluster {
                     runtime_password: secret(),
                     socket_dir: Some(self.run_dir()),
                 };
-                let json =
-                    serde_json::to_vec_pretty(&info).map_err(|source| ClusterError::Json {
-                        path: self.info_file(),
-                        source,
-                    })?;
-                write_private(&self.info_file(), &json)?;
+                self.write_info(&info)?;
                 info
             }
         };
@@ -581,7 +589,7 @@ impl ManagedCluster {
     }
 
     /// The end of PostgreSQL's log, where a failed start says why.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.run_dir().join("postgres.log")).unwrap_or_default();
         let start = log.len().saturating_sub(4096);
         log.get(start..).unwrap_or_default().to_string()
@@ -709,7 +717,7 @@ fn secret() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
-fn free_port() -> Result<u16, ClusterError> {
+pub(crate) fn free_port() -> Result<u16, ClusterError> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err(Path::new("127.0.0.1:0")))?;
     let port = listener

@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod cluster;
+pub mod drill;
 pub mod guard;
 pub mod leakproof;
 pub mod maintenance;
