@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use tenantry_db::backup::{BackupKind, BackupSettings, RestoreTarget};
 use tenantry_db::cluster::ManagedCluster;
-use tenantry_db::{drill, queue, OwnerPool, DATABASE_NAME};
+use tenantry_db::{drill, queue, OwnerPool};
 use tenantry_server::jobs::{JobError, JobSpec, Registry};
 
 use crate::AnyError;
@@ -173,7 +173,7 @@ async fn verify(cluster: &ManagedCluster, scratch: Option<&Path>) -> Result<Stri
             dir
         }
     };
-    let report = drill::verify(cluster, DATABASE_NAME, &scratch).await?;
+    let report = drill::verify(cluster, &scratch).await?;
     let summary = format!(
         "{} tables, {} rows, {} organizations at {}: restored and started in {:.1} s (the RTO)",
         report.tables,

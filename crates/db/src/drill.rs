@@ -1,14 +1,14 @@
 //! The restore drill (`tenantry backup verify`): proves the backups restore what the cluster
 //! holds. It marks one point where the running cluster and its WAL archive agree exactly, reads
-//! a checksum of every table (per organization where a table has one) as of that point, restores
-//! the latest backup into a scratch directory up to that point, reads the same checksums there,
-//! and compares them.
+//! a checksum of every table of every database (per organization where a table has one) as of
+//! that point, restores the latest backup into a scratch directory up to that point, reads the
+//! same checksums there, and compares them.
 //!
-//! The same point, without stopping the service: one session takes `SHARE` locks on every table
-//! (they wait out writes in flight and hold new ones back; reads go on), then exports its
-//! snapshot and writes a restore point in one statement — with no write able to commit in
-//! between, the snapshot and the restore point are the same state. A second session adopts the
-//! snapshot, and the first commits: writes were held for the milliseconds that took. The locks
+//! The same point, without stopping the service: one session per database takes `SHARE` locks
+//! on every table (they hold writes back; reads go on), then each exports its snapshot and one
+//! writes a restore point — with no write able to commit in between, the snapshots and the
+//! restore point are the same state. A second session per database adopts its snapshot, and the
+//! first ones commit: writes were held for the milliseconds that took. The locks
 //! are taken all at once without waiting (`NOWAIT`): a table a write holds fails the try, which
 //! gives back what it took and comes again moments later, so the drill never waits holding locks
 //! (no deadlock with a request, no request held behind a long write) and only the drill waits.
@@ -21,7 +21,7 @@ use rand::Rng;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::backup::RestoreTarget;
-use crate::cluster::{ClusterError, ManagedCluster, Role};
+use crate::cluster::{ClusterError, ClusterInfo, ManagedCluster, Role};
 
 /// How long the drill tries to find every table free of writes at once.
 const LOCKING_FOR: Duration = Duration::from_secs(60);
@@ -43,18 +43,13 @@ pub struct DrillReport {
 /// Rows and the sum of their hashes, per table and organization (`None`: a table without one).
 type Checksums = BTreeMap<(String, Option<String>), (i64, String)>;
 
-/// Runs the drill on `database` of the running `cluster`, restoring into `scratch` (absent or
-/// empty; removed afterwards, whatever happened).
-pub async fn verify(
-    cluster: &ManagedCluster,
-    database: &str,
-    scratch: &Path,
-) -> Result<DrillReport, ClusterError> {
+/// Runs the drill on every database of the running `cluster`, restoring into `scratch`
+/// (absent or empty; removed afterwards, whatever happened).
+pub async fn verify(cluster: &ManagedCluster, scratch: &Path) -> Result<DrillReport, ClusterError> {
     let info = cluster.info()?;
-    let source_url = info.url(Role::Superuser, database);
     let restore_point = format!("verify-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
-    let (source, segment) = checksums_at_a_new_point(&source_url, &restore_point).await?;
-    wait_until_archived(&source_url, &segment).await?;
+    let (source, segment) = checksums_at_a_new_point(&info, &restore_point).await?;
+    wait_until_archived(&info.url(Role::Superuser, "postgres"), &segment).await?;
 
     let started = Instant::now();
     let copied = cluster
@@ -62,10 +57,7 @@ pub async fn verify(
         .await;
     let restored_in = started.elapsed();
     let compared = match &copied {
-        Ok(copy) => {
-            let copy_url = copy.info()?.url(Role::Superuser, database);
-            read_checksums_alone(&copy_url).await
-        }
+        Ok(copy) => read_checksums_alone(&copy.info()?).await,
         Err(_) => Ok(Checksums::new()),
     };
     // The scratch copy goes, whatever happened.
@@ -87,75 +79,144 @@ pub async fn verify(
     })
 }
 
-/// Marks a restore point and reads the checksums as of it; returns them with the WAL segment
-/// that holds the point (archived once complete).
+/// The cluster's databases (templates aside), each with its superuser URL.
+async fn databases(info: &ClusterInfo) -> Result<Vec<(String, String)>, ClusterError> {
+    let mut conn = PgConnection::connect(&info.url(Role::Superuser, "postgres")).await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let url = info.url(Role::Superuser, &name);
+            (name, url)
+        })
+        .collect())
+}
+
+/// One database's session that locks its tables and exports its snapshot.
+struct Locker {
+    database: String,
+    url: String,
+    conn: PgConnection,
+    tables: Vec<(String, bool)>,
+    lock: String,
+}
+
+/// Marks a restore point and reads every database's checksums as of it; returns them with the
+/// WAL segment that holds the point (archived once complete).
 async fn checksums_at_a_new_point(
-    url: &str,
+    info: &ClusterInfo,
     restore_point: &str,
 ) -> Result<(Checksums, String), ClusterError> {
-    let mut locker = PgConnection::connect(url).await?;
-    let tables = tables(&mut locker).await?;
-    let names: Vec<&str> = tables.iter().map(|(name, _)| name.as_str()).collect();
-    let lock = format!("LOCK TABLE {} IN SHARE MODE NOWAIT", names.join(", "));
-    // All at once or none: a table a write holds fails the statement at once (no lock is
-    // waited for while others are held, so no deadlock with a request), and it is tried again
-    // a moment later, until one try finds every table between writes.
+    let mut lockers = Vec::new();
+    for (database, url) in databases(info).await? {
+        let mut conn = PgConnection::connect(&url).await?;
+        let tables = tables(&mut conn).await?;
+        let names: Vec<&str> = tables.iter().map(|(name, _)| name.as_str()).collect();
+        let lock = format!("LOCK TABLE {} IN SHARE MODE NOWAIT", names.join(", "));
+        lockers.push(Locker {
+            database,
+            url,
+            conn,
+            lock: if tables.is_empty() {
+                String::new()
+            } else {
+                lock
+            },
+            tables,
+        });
+    }
+    // Every table of every database at once, or none: a table a write holds fails the try at
+    // once (no lock is waited for while others are held, so no deadlock with a request), and it
+    // is tried again a moment later, until one try finds every table between writes.
     let started = Instant::now();
     let mut attempts = 0u32;
-    loop {
+    'locking: loop {
         attempts += 1;
-        // LOCK takes no snapshot: the transaction's is the next statement's, every lock held.
-        locker
-            .execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await?;
-        match locker.execute(lock.as_str()).await {
-            Ok(_) => break,
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("55P03") && started.elapsed() < LOCKING_FOR =>
-            {
-                locker.execute("ROLLBACK").await?;
-                let pause = rand::thread_rng().gen_range(10..60);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+        for (i, locker) in lockers.iter_mut().enumerate() {
+            // LOCK takes no snapshot: the transaction's is the next statement's, every lock held.
+            locker
+                .conn
+                .execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            if locker.lock.is_empty() {
+                continue;
             }
-            Err(e) => {
-                return Err(ClusterError::Backup(format!(
-                    "no moment without writes to some table came in {} s ({attempts} tries; the last: {e}); \
-                     run the drill at a quieter time",
-                    LOCKING_FOR.as_secs()
-                )))
+            match locker.conn.execute(locker.lock.as_str()).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55P03") && started.elapsed() < LOCKING_FOR =>
+                {
+                    for begun in &mut lockers[..=i] {
+                        begun.conn.execute("ROLLBACK").await?;
+                    }
+                    let pause = rand::thread_rng().gen_range(10..60);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    continue 'locking;
+                }
+                Err(e) => {
+                    return Err(ClusterError::Backup(format!(
+                        "no moment without writes to some table came in {} s ({attempts} tries; the last: {e}); \
+                         run the drill at a quieter time",
+                        LOCKING_FOR.as_secs()
+                    )))
+                }
             }
         }
+        break;
     }
     tracing::info!(attempts, "the drill's point is marked");
-    let (snapshot,): (String,) =
-        sqlx::query_as("SELECT pg_export_snapshot() FROM pg_create_restore_point($1)")
-            .bind(restore_point)
-            .fetch_one(&mut locker)
+    let mut readers = Vec::new();
+    for locker in &mut lockers {
+        let (snapshot,): (String,) = sqlx::query_as("SELECT pg_export_snapshot()")
+            .fetch_one(&mut locker.conn)
             .await?;
-    let mut reader = PgConnection::connect(url).await?;
-    let adopt = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-        snapshot.replace('\'', "''")
-    );
-    reader.execute(adopt.as_str()).await?;
-    locker.execute("COMMIT").await?;
+        let mut reader = PgConnection::connect(&locker.url).await?;
+        let adopt = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        );
+        reader.execute(adopt.as_str()).await?;
+        readers.push(reader);
+    }
+    // With every snapshot taken and every lock still held: the restore point is their state.
+    let first = lockers
+        .first_mut()
+        .ok_or_else(|| ClusterError::Backup("the cluster has no database".into()))?;
+    sqlx::query("SELECT pg_create_restore_point($1)")
+        .bind(restore_point)
+        .execute(&mut first.conn)
+        .await?;
+    for locker in &mut lockers {
+        locker.conn.execute("COMMIT").await?;
+    }
     // The segment holding the restore point is archived once complete: complete it now.
     let (segment,): (String,) = sqlx::query_as("SELECT pg_walfile_name(pg_switch_wal())")
-        .fetch_one(&mut locker)
+        .fetch_one(&mut lockers[0].conn)
         .await?;
-    locker.close().await?;
-    let sums = checksums(&mut reader, &tables).await?;
-    reader.execute("COMMIT").await?;
-    reader.close().await?;
+    let mut sums = Checksums::new();
+    for (locker, mut reader) in lockers.into_iter().zip(readers) {
+        locker.conn.close().await?;
+        sums.extend(checksums(&mut reader, &locker.database, &locker.tables).await?);
+        reader.execute("COMMIT").await?;
+        reader.close().await?;
+    }
     Ok((sums, segment))
 }
 
-/// The checksums of a database nothing else writes to (the restored copy).
-async fn read_checksums_alone(url: &str) -> Result<Checksums, ClusterError> {
-    let mut conn = PgConnection::connect(url).await?;
-    let tables = tables(&mut conn).await?;
-    let sums = checksums(&mut conn, &tables).await?;
-    conn.close().await?;
+/// The checksums of a cluster nothing else writes to (the restored copy).
+async fn read_checksums_alone(info: &ClusterInfo) -> Result<Checksums, ClusterError> {
+    let mut sums = Checksums::new();
+    for (database, url) in databases(info).await? {
+        let mut conn = PgConnection::connect(&url).await?;
+        let tables = tables(&mut conn).await?;
+        sums.extend(checksums(&mut conn, &database, &tables).await?);
+        conn.close().await?;
+    }
     Ok(sums)
 }
 
@@ -181,6 +242,7 @@ async fn tables(conn: &mut PgConnection) -> Result<Vec<(String, bool)>, ClusterE
 /// (time zone, float digits), set the same on both sides.
 async fn checksums(
     conn: &mut PgConnection,
+    database: &str,
     tables: &[(String, bool)],
 ) -> Result<Checksums, ClusterError> {
     conn.execute(
@@ -202,6 +264,7 @@ async fn checksums(
         let rows = sqlx::query_as::<_, (Option<String>, i64, String)>(&sql)
             .fetch_all(&mut *conn)
             .await?;
+        let table = format!("{database}: {table}");
         // An empty table still counts, as a table.
         if rows.is_empty() {
             sums.insert((table.clone(), None), (0, "0".into()));
