@@ -18,8 +18,12 @@ impl Database {
             let owner = std::env::var("DATABASE_OWNER_URL").map_err(|_| {
                 "DATABASE_URL is set but DATABASE_OWNER_URL is not: the owner role's URL is needed to run migrations"
             })?;
+            let urls = ConnectionUrls { runtime, owner };
+            for problem in urls.tls_problems() {
+                tracing::warn!("{problem}");
+            }
             return Ok(Self {
-                urls: ConnectionUrls { runtime, owner },
+                urls,
                 managed: None,
             });
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgPool};
 
 use crate::DbError;
@@ -12,6 +12,34 @@ use crate::DbError;
 pub struct ConnectionUrls {
     pub runtime: String,
     pub owner: String,
+}
+
+impl ConnectionUrls {
+    /// What is wrong with how the URLs reach a server on another machine: anything short of
+    /// `sslmode=verify-full` (or `verify-ca`) there lets someone on the path read every query
+    /// or pose as the server. A socket or loopback address is fine as it is.
+    pub fn tls_problems(&self) -> Vec<String> {
+        [("DATABASE_URL", &self.runtime), ("DATABASE_OWNER_URL", &self.owner)]
+            .into_iter()
+            .filter_map(|(name, url)| {
+                let options = url.parse::<PgConnectOptions>().ok()?;
+                let host = options.get_host();
+                let local = options.get_socket().is_some()
+                    || host.starts_with('/')
+                    || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+                let verified = matches!(
+                    options.get_ssl_mode(),
+                    PgSslMode::VerifyFull | PgSslMode::VerifyCa
+                );
+                (!local && !verified).then(|| {
+                    format!(
+                        "{name} reaches {host} without a verified TLS connection: add \
+                         sslmode=verify-full&sslrootcert=/path/to/ca.pem to it (docs/OPERATIONS.md, TLS)"
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// A connection idle for longer than this is pinged before it is handed out.
@@ -117,5 +145,37 @@ impl RuntimePool {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::ConnectionUrls;
+
+    fn problems(url: &str) -> usize {
+        ConnectionUrls {
+            runtime: url.into(),
+            owner: url.into(),
+        }
+        .tls_problems()
+        .len()
+    }
+
+    #[test]
+    fn a_remote_server_needs_verified_tls() {
+        assert_eq!(problems("postgres://u:p@db.example.com/t"), 2);
+        assert_eq!(
+            problems("postgres://u:p@db.example.com/t?sslmode=require"),
+            2
+        );
+        assert_eq!(
+            problems("postgres://u:p@db.example.com/t?sslmode=verify-full&sslrootcert=/ca.pem"),
+            0
+        );
+        assert_eq!(problems("postgres://u:p@127.0.0.1:5432/t"), 0);
+        assert_eq!(
+            problems("postgres://u:p@localhost/t?host=/run/postgresql"),
+            0
+        );
     }
 }

@@ -114,3 +114,117 @@ async fn creates_reuses_recovers_and_stops() {
     assert!(!cluster.stop().await.expect("stop again is a no-op"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Makes, with the `openssl` command, a CA and a server certificate for `localhost` signed by
+/// it, and a second CA that signed nothing of this server's; returns the directory.
+fn certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    std::fs::write(tls.join("san.ext"), "subjectAltName=DNS:localhost\n").expect("ext");
+    let openssl = |args: &str| {
+        let out = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(&tls)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    for ca in ["ca", "other-ca"] {
+        openssl(&format!(
+            "req -x509 -days 2 -subj /CN=Tenantry-test-CA {ec} -keyout {ca}.key -out {ca}.crt"
+        ));
+    }
+    openssl(&format!(
+        "req -subj /CN=localhost {ec} -keyout server.key -out server.csr"
+    ));
+    openssl(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile san.ext -out server.crt",
+    );
+    // PostgreSQL reads its key only when the key is its own and private.
+    let key = tls.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("id");
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&tls)
+            .status()
+            .expect("chown");
+        assert!(chowned.success());
+    }
+    tls
+}
+
+#[tokio::test]
+async fn tls_verify_full_reaches_the_right_server_and_refuses_a_wrong_certificate() {
+    let dir = scratch_dir("tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tls = certificates(&dir);
+    let quoted = |file: &str| format!("'{}'", tls.join(file).display());
+    let cluster = ManagedCluster::new(&dir).with_settings(&[
+        ("ssl", "on"),
+        ("ssl_cert_file", &quoted("server.crt")),
+        ("ssl_key_file", &quoted("server.key")),
+    ]);
+    let running = cluster.ensure_running().await.expect("start with TLS");
+    let url = |host: &str, ca: &str| {
+        format!(
+            "postgres://{}:{}@{host}:{}/tenantry?sslmode=verify-full&sslrootcert={}",
+            tenantry_db::OWNER_ROLE,
+            running.info.owner_password,
+            running.info.port,
+            tls.join(ca).display()
+        )
+    };
+
+    // The service's own pool, over TLS it verified.
+    let owner = tenantry_db::OwnerPool::connect(&url("localhost", "ca.crt"))
+        .await
+        .expect("verify-full with the right CA and name");
+    let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&owner.0)
+        .await
+        .expect("pid");
+    // Other sessions' state is the superuser's to read (it is hidden from the service's roles).
+    let superuser = running.info.url(Role::Superuser, "postgres");
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&superuser)
+        .await
+        .expect("superuser");
+    let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = $1")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .expect("ssl state");
+    assert!(encrypted, "the service's connection is encrypted");
+    owner.0.close().await;
+
+    // A certificate from a CA we do not trust, or for another name: refused before any query.
+    let untrusted = tenantry_db::OwnerPool::connect(&url("localhost", "other-ca.crt")).await;
+    let refusal = |result: Result<tenantry_db::OwnerPool, tenantry_db::DbError>| match result {
+        Ok(_) => "connected".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let said = refusal(untrusted);
+    assert!(
+        said.contains("invalid peer certificate: BadSignature"),
+        "a server whose CA is not ours (an impostor of the same name) is refused: {said}"
+    );
+    let said = refusal(tenantry_db::OwnerPool::connect(&url("127.0.0.1", "ca.crt")).await);
+    assert!(
+        said.contains("certificate not valid for name \"127.0.0.1\""),
+        "a certificate for another name (localhost, not 127.0.0.1) is refused: {said}"
+    );
+
+    cluster.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
