@@ -46,6 +46,10 @@ struct Cli {
         default_value = "127.0.0.1:8080"
     )]
     listen: SocketAddr,
+    /// Where `serve` and `worker` answer Prometheus at /metrics (default: nowhere). Keep it
+    /// private: it tells routes, volumes and queue depth.
+    #[arg(long, global = true, env = "TENANTRY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Log format on stderr: `text` for people, `json` for log collectors.
     #[arg(long, global = true, env = "TENANTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -406,7 +410,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             config.vault = Some(std::sync::Arc::new(cli.vault.load(&cli.data_dir)?));
             let database = Database::open(&cluster).await?;
             let worker = (!no_worker).then_some(worker);
-            let result = serve(&database, cli.listen, pool_size, config, worker).await;
+            let result = serve(
+                &database,
+                (cli.listen, cli.metrics_listen),
+                pool_size,
+                config,
+                worker,
+            )
+            .await;
             database.close().await?;
             result
         }
@@ -419,8 +430,28 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 Ok(_) => match cli.vault.load(&cli.data_dir) {
                     Ok(vault) => {
                         let vault = std::sync::Arc::new(vault);
-                        jobs::run_worker(&database, &worker, vault, pool_size, shutdown_signal())
-                            .await
+                        let (stop, stopping) = tokio::sync::watch::channel(false);
+                        tokio::spawn(async move {
+                            shutdown_signal().await;
+                            let _ = stop.send(true);
+                        });
+                        let metrics =
+                            serve_metrics(&database, cli.metrics_listen, None, &stopping).await;
+                        match metrics {
+                            Ok(metrics) => {
+                                let worked = jobs::run_worker(
+                                    &database,
+                                    &worker,
+                                    vault,
+                                    pool_size,
+                                    stopped(stopping),
+                                )
+                                .await;
+                                finish_metrics(metrics).await;
+                                worked
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 },
@@ -507,9 +538,51 @@ async fn bench(_: &ManagedCluster, _: &str, _: u64, _: u32, _: u32) -> Result<()
         .into())
 }
 
+/// Resolves once `stopping` says stop.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Starts the metrics listener when one is configured; it stops with `stopping`.
+async fn serve_metrics(
+    database: &Database,
+    listen: Option<SocketAddr>,
+    runtime: Option<tenantry_db::RuntimePool>,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AnyError> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    tenantry_server::metrics::install()?;
+    let sources = tenantry_server::metrics::Sources {
+        runtime,
+        owner: database.owner_pool().await?,
+        cluster: database.managed_cluster().cloned(),
+    };
+    let stop = stopped(stopping.clone());
+    // Bound here, so a taken address fails the start instead of a task later.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} for metrics: {e}"))?;
+    Ok(Some(tokio::spawn(async move {
+        let owner = sources.owner.clone();
+        if let Err(e) = tenantry_server::metrics::serve(listener, sources, stop).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+        owner.0.close().await;
+    })))
+}
+
+/// Waits for the metrics listener to finish (it stops with the service).
+async fn finish_metrics(metrics: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
+}
+
 async fn serve(
     database: &Database,
-    listen: SocketAddr,
+    (listen, metrics_listen): (SocketAddr, Option<SocketAddr>),
     pool_size: u32,
     config: HttpConfig,
     worker: Option<jobs::WorkerOptions>,
@@ -534,9 +607,7 @@ async fn serve(
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
-    };
+    let metrics = serve_metrics(database, metrics_listen, Some(pool.clone()), &stopping).await?;
     let api = http::serve(listener, state, stopped(stopping.clone()));
     let worked = async {
         match &worker {
@@ -554,6 +625,7 @@ async fn serve(
         }
     };
     let (served, worked) = tokio::join!(api, worked);
+    finish_metrics(metrics).await;
     pool.close().await;
     tracing::info!("stopped serving");
     served?;

@@ -111,10 +111,68 @@ fn terminate(process: &mut Background) -> std::process::ExitStatus {
 #[tokio::test]
 async fn serve_brings_up_its_own_postgres_and_stops_it() {
     let dir = data_dir("serve");
-    let port = free_port();
-    let mut first = serve(&dir, port);
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut first = spawn(
+        &dir,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "serve",
+        ],
+    );
     wait_ready(port).await;
     assert!(stdout(&tenantry(&dir, &["db", "status"])).starts_with("running"));
+
+    // Metrics on their own address: requests by route template (never an id), status and
+    // time; the pool, the queue, the WAL archive and the last backup read at the scrape.
+    let org = uuid::Uuid::new_v4();
+    let api = |path: String| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(api(format!("/v1/orgs/{org}/kpis")).await, 401);
+    let signed_up = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/auth/signup"))
+        .json(&serde_json::json!({
+            "email": "metrics@example.com",
+            "password": "a long passphrase",
+            "organization_name": "Metrics"
+        }))
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(signed_up.status(), 201, "a request through a tenant transaction");
+    assert_eq!(api("/nowhere".into()).await, 404);
+    assert_eq!(
+        api("/metrics".into()).await,
+        404,
+        "not on the API's address"
+    );
+    let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("scrape");
+    assert!(scraped.status().is_success());
+    let text = scraped.text().await.expect("text");
+    for expected in [
+        r#"tenantry_http_requests_total{method="GET",route="/v1/orgs/{org}/kpis",status="401"} 1"#,
+        r#"tenantry_http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
+        r#"tenantry_http_request_duration_seconds_bucket{method="GET",route="/readyz",status="200",le="0.005"}"#,
+        r#"tenantry_db_pool_connections{state="idle"}"#,
+        "tenantry_db_begin_seconds_count",
+        "tenantry_jobs_due 0",
+        "tenantry_wal_archiving 1",
+        "tenantry_wal_archive_failing 0",
+        // No backup taken yet: as old as can be.
+        "tenantry_backup_last_age_seconds inf",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    assert!(!text.contains(&org.to_string()), "no id in a label");
 
     // The printed URL works with the runtime role, which is unprivileged.
     let url = stdout(&tenantry(&dir, &["db", "url", "--role", "runtime"]))

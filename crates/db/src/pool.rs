@@ -143,6 +143,15 @@ impl RuntimePool {
         crate::backup::archive_health(&self.pool).await
     }
 
+    /// Connections open, and of them idle; the most the pool opens.
+    pub fn usage(&self) -> (u32, usize, u32) {
+        (
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -152,12 +152,16 @@ impl TenantTx {
         // fails on this first statement. Nothing of the request ran, so another connection is
         // tried: each failure removes a dead one, at most the whole pool.
         let mut attempts = 0;
+        let started = std::time::Instant::now();
         let begun = loop {
             match pool.pool.begin_with(statement.clone()).await {
                 Err(e) if connection_lost(&e) && attempts < pool.pool.size() => attempts += 1,
                 begun => break begun,
             }
         };
+        // The wait for a pooled connection and the binding's round trip: a pool too small
+        // for the load shows here first.
+        metrics::histogram!("tenantry_db_begin_seconds").record(started.elapsed().as_secs_f64());
         let tx =
             begun.map_err(
                 |e| match e.as_database_error().and_then(|d| d.code()).as_deref() {

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod kernel;
 pub mod kpis;
 pub mod lifecycle;
+pub mod metrics;
 pub mod orgs;
 pub mod platform;
 pub mod vault;

@@ -208,6 +208,8 @@ pub fn router(state: AppState) -> Router {
     .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(docs::routes())
+        // Inside the routing, where each request's route template is known.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
