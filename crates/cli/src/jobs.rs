@@ -256,7 +256,8 @@ pub enum JobsAction {
         disabled: bool,
     },
     /// Queue a platform upkeep job now (system.sleep, upkeep.refresh_reports, upkeep.archive,
-    /// upkeep.purge_audit) with an optional JSON payload.
+    /// upkeep.purge_audit, upkeep.audit_partitions, backup.take, backup.verify) with an optional
+    /// JSON payload.
     Enqueue {
         kind: String,
         #[arg(long, default_value = "{}")]

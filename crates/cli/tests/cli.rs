@@ -146,7 +146,11 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
         .send()
         .await
         .expect("sign up");
-    assert_eq!(signed_up.status(), 201, "a request through a tenant transaction");
+    assert_eq!(
+        signed_up.status(),
+        201,
+        "a request through a tenant transaction"
+    );
     assert_eq!(api("/nowhere".into()).await, 404);
     assert_eq!(
         api("/metrics".into()).await,

@@ -41,7 +41,9 @@ const RULES: &[(&str, &str)] = &[
         r"SELECT format('%s: holds organization_id but has no audit trigger', c.oid::regclass)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
+            -- The trail itself, and its months.
             AND c.oid <> 'audit.events'::regclass
+            AND c.oid NOT IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.events'::regclass)
             -- A tool's history is itself an audit trail, written only by its definer trigger.
             AND NOT (c.relname = 'audit_log' AND n.nspname LIKE 'sprint\_%')
             -- Jobs are work, not records: what they write is audited, naming the job.
@@ -63,6 +65,7 @@ const RULES: &[(&str, &str)] = &[
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN SYSTEM_SCHEMAS
             AND c.oid <> 'audit.events'::regclass
+            AND c.oid NOT IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.events'::regclass)
             -- Nothing references a job by (organization, id); the runtime role only inserts them.
             AND n.nspname <> 'queue'
             AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)

@@ -86,6 +86,16 @@ pub async fn restore(owner: &OwnerPool, tool: &str, org: Option<Uuid>) -> Result
     .await
 }
 
+/// Makes the audit trail's monthly partitions through `months_ahead` months from now that do
+/// not exist yet; returns how many it made.
+pub async fn ensure_audit_partitions(owner: &OwnerPool, months_ahead: i32) -> Result<u64, DbError> {
+    let made: i32 = sqlx::query_scalar(r"SELECT audit.ensure_partitions($1)")
+        .bind(months_ahead)
+        .fetch_one(&owner.0)
+        .await?;
+    Ok(made as u64)
+}
+
 /// Removes audit events and tool history older than `before` (at least 7 years ago; the
 /// database refuses anything more recent). Returns how many rows went.
 pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64, DbError> {

@@ -370,3 +370,138 @@ async fn writes_by_an_api_key_are_audited_as_the_key() {
     .expect("event");
     assert_eq!((user_id, api_key_id), (None, Some(key_id)));
 }
+
+#[tokio::test]
+async fn the_trail_is_kept_in_months_and_let_go_a_month_at_a_time() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    let owner = db.owner().await;
+
+    // A new event lands in this month's partition.
+    let (month,): (String,) = sqlx::query_as(
+        r"SELECT tableoid::regclass::text FROM audit.events WHERE organization_id = $1
+           ORDER BY id DESC LIMIT 1",
+    )
+    .bind(a)
+    .fetch_one(&owner.0)
+    .await
+    .expect("newest event");
+    let this_month = format!("audit.events_{}", chrono::Utc::now().format("%Y_%m"));
+    assert_eq!(month, this_month);
+
+    // Every partition keeps the guarantees: the parent's indexes, TRUNCATE refused, row-level
+    // security forced with nothing opened.
+    let unguarded: Vec<String> = sqlx::query_scalar(
+        r"SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'audit.events'::regclass
+             AND NOT (c.relrowsecurity AND c.relforcerowsecurity
+                      AND (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid)
+                          = (SELECT count(*) FROM pg_index x WHERE x.indrelid = 'audit.events'::regclass)
+                      AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'events_no_truncate')
+                      AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'events_append_only')
+                      AND EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)
+                      AND NOT EXISTS (SELECT FROM pg_policy p
+                                       WHERE p.polrelid = c.oid AND pg_get_expr(p.polqual, p.polrelid) <> 'false'))",
+    )
+    .fetch_all(&owner.0)
+    .await
+    .expect("partitions");
+    assert!(unguarded.is_empty(), "{unguarded:?}");
+    let months: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit.events'::regclass",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("count");
+    assert!(
+        months >= 14,
+        "this month, a year ahead and the default: {months}"
+    );
+
+    // A month is not the runtime role's to read, and not even the owner's to change.
+    let direct = exec_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        &format!("SELECT count(*) FROM {this_month}"),
+        &[],
+    )
+    .await;
+    assert_eq!(direct, Err("42501".to_string()));
+    for sql in [
+        format!("UPDATE {this_month} SET action = 'delete'"),
+        format!("DELETE FROM {this_month}"),
+        format!("TRUNCATE {this_month}"),
+    ] {
+        let err = sqlx::query(&sql).execute(&owner.0).await.expect_err(&sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+
+    // Months are made once; past what exists, only the missing ones. An event already in the
+    // default partition keeps its month from being made, and is not lost.
+    let ensure = |ahead: i32| {
+        let owner = owner.clone();
+        async move {
+            tenantry_db::maintenance::ensure_audit_partitions(&owner, ahead)
+                .await
+                .expect("ensure")
+        }
+    };
+    assert_eq!(ensure(12).await, 0, "made by the migration already");
+    sqlx::query(
+        r"INSERT INTO audit.events (occurred_at, action, entity_type)
+          VALUES (date_trunc('month', now(), 'UTC') + interval '13 months 2 days', 'insert', 'future')",
+    )
+    .execute(&owner.0)
+    .await
+    .expect("an event beyond the months made");
+    assert_eq!(
+        ensure(14).await,
+        1,
+        "month 14 made, month 13 left in the default"
+    );
+    let future: String = sqlx::query_scalar(
+        "SELECT tableoid::regclass::text FROM audit.events WHERE entity_type = 'future'",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("the future event");
+    assert_eq!(future, "audit.events_default");
+
+    // Retention: a whole month older than seven years goes at once; old events in the default
+    // partition go the old way; nothing younger is touched.
+    sqlx::raw_sql(
+        r"SELECT audit.make_partition('events_2015_03', format('FOR VALUES FROM (%L) TO (%L)',
+                 '2015-03-01 00:00+00'::timestamptz, '2015-04-01 00:00+00'::timestamptz));
+          INSERT INTO audit.events (occurred_at, action, entity_type)
+          SELECT '2015-03-10 00:00+00'::timestamptz + make_interval(hours => n), 'insert', 'old'
+            FROM generate_series(1, 3) n;
+          INSERT INTO audit.events (occurred_at, action, entity_type)
+          VALUES ('2014-06-01 00:00+00', 'insert', 'old'), ('2014-07-01 00:00+00', 'insert', 'old')",
+    )
+    .execute(&owner.0)
+    .await
+    .expect("old events");
+    let young = "SELECT count(*) FROM audit.events WHERE entity_type <> 'old'";
+    let young_before: i64 = sqlx::query_scalar(young)
+        .fetch_one(&owner.0)
+        .await
+        .expect("n");
+    let purged = tenantry_db::maintenance::purge_audit(
+        &owner,
+        chrono::Utc::now() - chrono::Duration::days(7 * 365 + 2),
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 5);
+    let (gone, old_left, young_after): (bool, i64, i64) = sqlx::query_as(&format!(
+        "SELECT to_regclass('audit.events_2015_03') IS NULL,
+                (SELECT count(*) FROM audit.events WHERE entity_type = 'old'), ({young})"
+    ))
+    .fetch_one(&owner.0)
+    .await
+    .expect("after");
+    assert!(gone, "the whole month was dropped");
+    assert_eq!((old_left, young_after), (0, young_before));
+}

@@ -75,3 +75,43 @@ async fn up_down_up_leaves_an_identical_schema() {
     migrate::up(&owner, None).await.expect("up again");
     assert_eq!(first, schema_dump(&db).await);
 }
+
+#[tokio::test]
+async fn the_audit_trail_moves_into_months_without_losing_an_event() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    // The trail as it was before it was partitioned, with events of many ages in it.
+    migrate::down(&owner, Some(50)).await.expect("down to 50");
+    sqlx::raw_sql(
+        r"INSERT INTO audit.events (occurred_at, organization_id, action, entity_type, entity_id, new_data)
+          SELECT now() - make_interval(days => n * 37), gen_random_uuid(), 'insert', 'kpis', gen_random_uuid(),
+                 jsonb_build_object('n', n)
+            FROM generate_series(0, 99) n",
+    )
+    .execute(&owner.0)
+    .await
+    .expect("events of ten years");
+    let fingerprint =
+        r"SELECT count(*), md5(string_agg(e::text, ',' ORDER BY id)) FROM audit.events e";
+    let before: (i64, String) = sqlx::query_as(fingerprint)
+        .fetch_one(&owner.0)
+        .await
+        .expect("before");
+
+    migrate::up(&owner, None).await.expect("up");
+    let after: (i64, String) = sqlx::query_as(fingerprint)
+        .fetch_one(&owner.0)
+        .await
+        .expect("after");
+    assert_eq!(before, after, "every event, unchanged");
+    let (partitioned, misplaced): (bool, i64) = sqlx::query_as(
+        r"SELECT (SELECT relkind = 'p' FROM pg_class WHERE oid = 'audit.events'::regclass),
+                 (SELECT count(*) FROM audit.events
+                   WHERE tableoid::regclass::text <> 'audit.events_' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY_MM'))",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("where they went");
+    assert!(partitioned);
+    assert_eq!(misplaced, 0, "each event in its month's partition");
+}

@@ -28,6 +28,12 @@ pub const PURGE_AUDIT: JobSpec = JobSpec {
     max_attempts: 5,
 };
 
+/// Makes the audit trail's months a year ahead (`months_ahead`, default 12).
+pub const AUDIT_PARTITIONS: JobSpec = JobSpec {
+    kind: "upkeep.audit_partitions",
+    max_attempts: 5,
+};
+
 /// Removes expired sessions, unfinished OpenID Connect flows and old sign-in failures.
 pub const PURGE_EXPIRED: JobSpec = JobSpec {
     kind: "upkeep.purge_expired",
@@ -80,6 +86,20 @@ pub fn register(registry: Registry) -> Registry {
             })
             .await?;
             tracing::info!(moved, "archived Fast Track entries");
+            Ok(())
+        })
+        .register(AUDIT_PARTITIONS, |run| async move {
+            let ahead = match run.job.payload.get("months_ahead") {
+                None | Some(Value::Null) => 12,
+                Some(v) => v
+                    .as_i64()
+                    .filter(|m| (1..=120).contains(m))
+                    .ok_or_else(|| {
+                        JobError::Fatal(format!("months_ahead must be 1 to 120, not {v}"))
+                    })?,
+            };
+            let made = maintenance::ensure_audit_partitions(run.owner()?, ahead as i32).await?;
+            tracing::info!(made, months_ahead = ahead, "audit partitions made");
             Ok(())
         })
         .register(PURGE_AUDIT, |run| async move {

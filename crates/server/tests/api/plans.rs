@@ -958,3 +958,70 @@ async fn my_conversations_read_what_they_return_under_heavy_skew() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_activity_feed_reads_a_page_whatever_the_trail_holds() {
+    let (app, big, owner) = big_among_fillers().await;
+    // Thirteen months of the trail: 100,000 events of big's, 30 of each of 300 other
+    // organizations', spread over the months (each in its month's partition).
+    bulk_load(
+        &owner,
+        &format!(
+            r"SELECT audit.ensure_partitions(12, now() - interval '12 months');
+              INSERT INTO audit.events (occurred_at, organization_id, action, entity_type, entity_id)
+              SELECT now() - make_interval(mins => g * 5), '{big}', 'update', 'kpis', gen_random_uuid()
+                FROM generate_series(1, 100000) g;
+              INSERT INTO audit.events (occurred_at, organization_id, action, entity_type, entity_id)
+              SELECT now() - make_interval(days => g * 11), o.id, 'update', 'kpis', gen_random_uuid()
+                FROM organizations o, generate_series(1, 30) g WHERE o.id <> '{big}'",
+            big = big.org
+        ),
+    )
+    .await;
+    let months: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit.events'::regclass",
+    )
+    .fetch_one(&owner.0)
+    .await
+    .expect("months");
+    assert!(
+        months >= 25,
+        "the past year, the year ahead and the default: {months}"
+    );
+
+    let mut tx = OrgTx::begin(&app.db.runtime, &RequestContext::user(big.id), big.org)
+        .await
+        .expect("begin");
+    let page = |org: Uuid, entity_type: Option<&str>| {
+        vec![
+            Param::Id(Some(org)),
+            Param::Id(None),
+            Param::Id(None),
+            Param::Id(None),
+            Param::Text(entity_type.map(str::to_string)),
+            Param::Id(None),
+            Param::Text(None),
+            Param::Time(None),
+            Param::Time(None),
+            Param::Count(51),
+        ]
+    };
+    // A page of 51 (and at most a row more from each month), not 100,000 sorted.
+    assert_reads_at_most(
+        &mut tx,
+        "the activity feed",
+        (tenantry_server::audit::store::FEED_SQL, Prepared::Kept),
+        &page(big.org, None),
+        2.0 * 51.0 + months as f64,
+    )
+    .await;
+    assert_reads_at_most(
+        &mut tx,
+        "the activity feed of one kind of record",
+        (tenantry_server::audit::store::FEED_SQL, Prepared::Kept),
+        &page(big.org, Some("kpis")),
+        2.0 * 51.0 + months as f64,
+    )
+    .await;
+    tx.commit().await.expect("commit");
+}
