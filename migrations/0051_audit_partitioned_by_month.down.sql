@@ -8,6 +8,7 @@ ALTER INDEX audit.events_org_time RENAME TO events_partitioned_org_time;
 ALTER INDEX audit.events_user_time RENAME TO events_partitioned_user_time;
 ALTER INDEX audit.events_entity RENAME TO events_partitioned_entity;
 ALTER INDEX audit.events_tool_time RENAME TO events_partitioned_tool_time;
+ALTER INDEX audit.events_time RENAME TO events_partitioned_time;
 
 CREATE TABLE audit.events (
     id              uuid PRIMARY KEY DEFAULT app.uuid_v7(),
@@ -61,6 +62,7 @@ BEGIN
     END IF;
 END $$;
 DROP TABLE audit.events_partitioned;
+DROP FUNCTION audit.drop_oldest_month(timestamptz);
 DROP FUNCTION audit.ensure_partitions(int, timestamptz);
 DROP FUNCTION audit.make_partition(text, text);
 

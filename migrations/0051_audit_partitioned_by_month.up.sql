@@ -46,6 +46,8 @@ CREATE INDEX events_org_time ON audit.events (organization_id, occurred_at DESC)
 CREATE INDEX events_user_time ON audit.events (user_id, occurred_at DESC);
 CREATE INDEX events_entity ON audit.events (entity_type, entity_id);
 CREATE INDEX events_tool_time ON audit.events (tool_slug, occurred_at DESC) WHERE tool_slug IS NOT NULL;
+-- The default partition's retention deletes its oldest first.
+CREATE INDEX events_time ON audit.events (occurred_at);
 
 ALTER TABLE audit.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit.events FORCE ROW LEVEL SECURITY;
@@ -95,6 +97,9 @@ DECLARE
     made int := 0;
     name text;
 BEGIN
+    -- Making a month locks the trail for a moment: wait for readers briefly, not forever (the
+    -- daily job tries again).
+    PERFORM set_config('lock_timeout', '5s', true);
     FOR month IN SELECT generate_series(date_trunc('month', from_month, 'UTC'),
                                         date_trunc('month', now(), 'UTC') + make_interval(months => months_ahead),
                                         interval '1 month') LOOP
@@ -126,39 +131,50 @@ BEGIN
 END $$;
 DROP TABLE audit.events_unpartitioned;
 
--- Retention (seed: keep audit logs for 7 years): whole months wholly older than `before` are
--- dropped (counted first); then up to `batch` old rows of the default partition and of tool
--- history go the old way. Returns how many rows went.
-CREATE OR REPLACE FUNCTION tool_access.purge_audit(before timestamptz, batch int) RETURNS int
+-- Retention (seed: keep audit logs for 7 years), in two parts the service runs one transaction
+-- at a time: the oldest month that ended before `before` is counted and dropped (NULL when none
+-- is left) — dropping takes the trail's lock, held only until this call commits, at most 5 s
+-- waited for; then the old rows of the default partition and of tool history go in batches.
+CREATE FUNCTION audit.drop_oldest_month(before timestamptz) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    purged int := 0;
-    more int;
-    tool record;
-    part record;
+    oldest regclass;
+    events bigint;
 BEGIN
     IF before > now() - interval '7 years' THEN
         RAISE EXCEPTION 'audit events are kept for 7 years; % is too recent', before
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Dropping a partition locks the trail for a moment: wait for readers briefly, not forever.
+    SELECT c.oid::regclass INTO oldest
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'audit.events'::regclass
+       AND (substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)'))::timestamptz <= before
+     ORDER BY c.relname LIMIT 1;
+    IF oldest IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Counted before the trail is locked: the count reads only this month.
+    EXECUTE format('SELECT count(*) FROM %s', oldest) INTO events;
     PERFORM set_config('lock_timeout', '5s', true);
-    FOR part IN
-        SELECT c.oid::regclass AS partition
-          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = 'audit.events'::regclass
-           AND (substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)'))::timestamptz
-               <= before
-    LOOP
-        EXECUTE format('SELECT count(*) FROM %s', part.partition) INTO more;
-        EXECUTE format('DROP TABLE %s', part.partition);
-        purged := purged + more;
-    END LOOP;
+    EXECUTE format('DROP TABLE %s', oldest);
+    RETURN events;
+END $$;
+
+CREATE OR REPLACE FUNCTION tool_access.purge_audit(before timestamptz, batch int) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    purged int;
+    more int;
+    tool record;
+BEGIN
+    IF before > now() - interval '7 years' THEN
+        RAISE EXCEPTION 'audit events are kept for 7 years; % is too recent', before
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM set_config('app.purging_audit', 'on', true);
     DELETE FROM audit.events_default WHERE id IN (
         SELECT id FROM audit.events_default WHERE occurred_at < before ORDER BY occurred_at LIMIT batch);
-    GET DIAGNOSTICS more = ROW_COUNT;
-    purged := purged + more;
+    GET DIAGNOSTICS purged = ROW_COUNT;
     FOR tool IN SELECT schema_name FROM tool_access.tools LOOP
         EXECUTE format('DELETE FROM %1$I.audit_log WHERE (organization_id, id) IN (
                           SELECT organization_id, id FROM %1$I.audit_log WHERE occurred_at < $1 LIMIT $2)',

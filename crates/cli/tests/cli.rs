@@ -642,6 +642,24 @@ async fn a_restore_brings_back_the_moment_before_a_delete() {
     copy.close().await;
     assert!(stdout(&tenantry(&copy_dir, &["db", "stop"])).starts_with("stopped"));
     let _ = std::fs::remove_dir_all(&copy_dir);
+    // A moment the archive does not reach: refused saying so, and nothing half-made stays.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let too_late = tenantry(
+        &dir,
+        &[
+            "restore",
+            "--to",
+            &later,
+            "--into",
+            &copy_dir.to_string_lossy(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&too_late.stderr);
+    assert!(
+        !too_late.status.success() && said.contains("does not reach"),
+        "{said}"
+    );
+    assert!(!copy_dir.exists(), "the failed copy is removed");
 
     // Not in place while it runs; not without a target.
 
@@ -734,6 +752,22 @@ async fn the_restore_drill_passes_under_writes_and_fails_on_a_corrupted_backup()
             written
         }
     });
+    // A scratch directory that holds anything else is refused, and left as it was.
+    let occupied = data_dir("drill-occupied");
+    std::fs::create_dir_all(&occupied).expect("dir");
+    std::fs::write(occupied.join("keep.txt"), "mine").expect("file");
+    let refused = tenantry(
+        &dir,
+        &["backup", "verify", "--scratch", &occupied.to_string_lossy()],
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("not a drill's scratch"),
+        "{said}"
+    );
+    assert!(occupied.join("keep.txt").exists());
+    let _ = std::fs::remove_dir_all(&occupied);
+
     let verified = tenantry(&dir, &["backup", "verify"]);
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     let written = writer.await.expect("writer");

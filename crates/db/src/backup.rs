@@ -125,6 +125,8 @@ pub struct ArchiveHealth {
     /// The latest failure, and the segment that failed.
     pub last_failed_at: Option<DateTime<Utc>>,
     pub last_failed_wal: Option<String>,
+    /// When these statistics were last reset (a crash resets them too).
+    pub stats_reset: Option<DateTime<Utc>>,
 }
 
 impl ArchiveHealth {
@@ -146,15 +148,20 @@ impl ArchiveHealth {
 }
 
 impl ArchiveHealth {
-    /// The alert for the operator while archiving fails: one per episode, keyed by the last
-    /// segment archived before the failures (it stays the same until archiving works again).
+    /// The alert for the operator while archiving fails: one per episode, keyed by when the
+    /// last segment before the failures was archived (the same until archiving works again) and
+    /// when the statistics began (a crash or a reset starts them anew, "never archived" too).
     pub fn alert(&self, host: &str) -> Option<crate::queue::Alert> {
         let problem = self.problem()?;
-        let since = self
-            .last_archived_at
-            .map_or_else(|| "never".to_string(), |at| at.to_rfc3339());
+        let time = |at: Option<DateTime<Utc>>| {
+            at.map_or_else(|| "never".to_string(), |at| at.to_rfc3339())
+        };
         Some(crate::queue::Alert {
-            key: format!("wal-archive:{since}"),
+            key: format!(
+                "wal-archive:{}:{}",
+                time(self.stats_reset),
+                time(self.last_archived_at)
+            ),
             subject: format!("Tenantry on {host}: WAL archiving is failing"),
             body: format!(
                 "{problem}.\n\n\
@@ -169,8 +176,9 @@ impl ArchiveHealth {
 
 /// Reads the archiver's statistics.
 pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::Error> {
-    let (archiving, last_archived_at, last_failed_at, last_failed_wal) = sqlx::query_as(
-        r"SELECT current_setting('archive_mode') <> 'off', last_archived_time, last_failed_time, last_failed_wal
+    let (archiving, last_archived_at, last_failed_at, last_failed_wal, stats_reset) = sqlx::query_as(
+        r"SELECT current_setting('archive_mode') <> 'off', last_archived_time, last_failed_time, last_failed_wal,
+                 stats_reset
             FROM pg_stat_archiver",
     )
     .fetch_one(pool)
@@ -180,6 +188,7 @@ pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::
         last_archived_at,
         last_failed_at,
         last_failed_wal,
+        stats_reset,
     })
 }
 
@@ -353,25 +362,44 @@ impl ManagedCluster {
             )));
         }
         let copy = ManagedCluster::new(into);
-        copy.make_directories().await?;
-        copy.write_info(&crate::cluster::ClusterInfo {
-            port: crate::cluster::free_port()?,
-            ..self.info()?
-        })?;
-        let mut args = vec![
-            "restore".to_string(),
-            format!("--pg1-path={}", copy.pgdata().display()),
-            // Also in the copy's own settings at every start; here for its first.
-            "--archive-mode=off".to_string(),
-            // A file that fails its checksum in a local repository fails again: say so at once
-            // (pgBackRest otherwise tries twice more, 15 s apart).
-            "--job-retry=0".to_string(),
-        ];
-        args.extend(target.args());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.pgbackrest(&args).await?;
-        let binaries = PgBinaries::locate(copy.data_major())?;
-        copy.recover(&binaries, target).await?;
+        let made = async {
+            copy.make_directories().await?;
+            copy.write_info(&crate::cluster::ClusterInfo {
+                port: crate::cluster::free_port()?,
+                ..self.info()?
+            })?;
+            // Archiving stays off by the copy's own settings (`tenantry.conf`, written at each
+            // start without backups), not pgBackRest's `--archive-mode=off`, which would pin it
+            // off in postgresql.auto.conf even once the copy runs with backups of its own.
+            let mut args = vec![
+                "restore".to_string(),
+                format!("--pg1-path={}", copy.pgdata().display()),
+                // A file that fails its checksum in a local repository fails again: say so at
+                // once (pgBackRest otherwise tries twice more, 15 s apart).
+                "--job-retry=0".to_string(),
+            ];
+            args.extend(target.args());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.pgbackrest(&args).await?;
+            let binaries = PgBinaries::locate(copy.data_major())?;
+            copy.recover(&binaries, target).await
+        }
+        .await;
+        if let Err(e) = made {
+            // Nothing half-made stays (the directory was absent or empty): the same command
+            // can simply be run again.
+            if copy.live_postmaster().is_some() {
+                // It may be on its way down already (a failed recovery stops it).
+                if let Err(stopping) = copy.stop().await {
+                    tracing::debug!(error = %stopping, "stopping the failed copy");
+                }
+            }
+            copy.wait_for_leftover_processes().await?;
+            if into.exists() {
+                fs::remove_dir_all(into).map_err(io_err(into))?;
+            }
+            return Err(e);
+        }
         Ok(copy)
     }
 
@@ -381,8 +409,14 @@ impl ManagedCluster {
         binaries: &PgBinaries,
         target: &RestoreTarget,
     ) -> Result<(), ClusterError> {
-        let started = self.start(binaries).await;
-        if started.is_err()
+        // A target past the archive ends the recovery with a FATAL: at the start, or (once it
+        // took read-only connections) while it is awaited.
+        let recovered = async {
+            self.start(binaries).await?;
+            self.wait_for_recovery().await
+        }
+        .await;
+        if recovered.is_err()
             && self
                 .log_tail()
                 .contains("before configured recovery target")
@@ -393,8 +427,7 @@ impl ManagedCluster {
                  to an earlier moment or --latest (nothing was lost; run the restore again)"
             )));
         }
-        started?;
-        self.wait_for_recovery().await
+        recovered
     }
 
     /// Waits until the started cluster has replayed its WAL and accepts writes.
@@ -522,8 +555,17 @@ mod tests {
             last_archived_at: ok,
             last_failed_at: failed,
             last_failed_wal: Some("000000010000000000000003".into()),
+            stats_reset: at(-100),
         };
         assert!(health(at(0), None).problem().is_none());
+        // One alert per episode: the same key while it lasts, another after a recovery or a
+        // reset of the statistics (which "never archived" alone would not tell apart).
+        let key = |h: ArchiveHealth| h.alert("host").map(|a| a.key);
+        assert_eq!(key(health(at(0), at(5))), key(health(at(0), at(65))));
+        assert_ne!(key(health(at(0), at(5))), key(health(at(70), at(95))));
+        let mut reset = health(None, at(5));
+        reset.stats_reset = at(200);
+        assert_ne!(key(health(None, at(5))), key(reset));
         assert!(health(at(10), at(5)).problem().is_none(), "recovered");
         let problem = health(at(0), at(5)).problem().expect("failing");
         assert!(problem.contains("000000010000000000000003"), "{problem}");

@@ -540,7 +540,7 @@ impl ManagedCluster {
 
     /// Waits (up to a minute) until no process works in the data directory — PostgreSQL's
     /// processes all do — saying what it waits for.
-    async fn wait_for_leftover_processes(&self) -> Result<(), ClusterError> {
+    pub(crate) async fn wait_for_leftover_processes(&self) -> Result<(), ClusterError> {
         const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
         let started = std::time::Instant::now();
         let mut reported = false;

@@ -12,6 +12,8 @@
 //! are taken all at once without waiting (`NOWAIT`): a table a write holds fails the try, which
 //! gives back what it took and comes again moments later, so the drill never waits holding locks
 //! (no deadlock with a request, no request held behind a long write) and only the drill waits.
+//! A vacuum yields only to a lock that waits, so after 20 s the tries wait (a second at most,
+//! giving way at once in a deadlock).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +27,8 @@ use crate::cluster::{ClusterError, ClusterInfo, ManagedCluster, Role};
 
 /// How long the drill tries to find every table free of writes at once.
 const LOCKING_FOR: Duration = Duration::from_secs(60);
+/// After this, its tries wait for locks (briefly), so a vacuum gives way.
+const WAIT_AFTER: Duration = Duration::from_secs(20);
 
 /// What a drill found.
 #[derive(Clone, Debug)]
@@ -43,25 +47,47 @@ pub struct DrillReport {
 /// Rows and the sum of their hashes, per table and organization (`None`: a table without one).
 type Checksums = BTreeMap<(String, Option<String>), (i64, String)>;
 
-/// Runs the drill on every database of the running `cluster`, restoring into `scratch`
-/// (absent or empty; removed afterwards, whatever happened).
+/// The file that marks a directory as a drill's scratch (and is locked while the drill runs):
+/// only a directory holding it is ever removed, and never while another drill holds it.
+const MARKER: &str = ".tenantry-drill";
+
+/// Runs the drill on every database of the running `cluster`, restoring into `scratch` (absent
+/// or empty; made a drill's scratch, removed afterwards whatever happened).
 pub async fn verify(cluster: &ManagedCluster, scratch: &Path) -> Result<DrillReport, ClusterError> {
+    let _held = claim_scratch(scratch)?;
+    // What a drill killed midway left.
+    let copy_dir = scratch.join("copy");
+    remove_copy(&copy_dir).await?;
     let info = cluster.info()?;
     let restore_point = format!("verify-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
-    let (source, segment) = checksums_at_a_new_point(&info, &restore_point).await?;
-    wait_until_archived(&info.url(Role::Superuser, "postgres"), &segment).await?;
+    let marked = async {
+        let (source, segment) = checksums_at_a_new_point(&info, &restore_point).await?;
+        wait_until_archived(&info.url(Role::Superuser, "postgres"), &segment).await?;
+        Ok::<_, ClusterError>(source)
+    }
+    .await;
+    let source = match marked {
+        Ok(source) => source,
+        Err(e) => {
+            remove_scratch(scratch).await?;
+            return Err(e);
+        }
+    };
 
     let started = Instant::now();
     let copied = cluster
-        .restore_copy(&RestoreTarget::Point(restore_point.clone()), scratch)
+        .restore_copy(&RestoreTarget::Point(restore_point.clone()), &copy_dir)
         .await;
     let restored_in = started.elapsed();
     let compared = match &copied {
-        Ok(copy) => read_checksums_alone(&copy.info()?).await,
+        Ok(copy) => match copy.info() {
+            Ok(copy_info) => read_checksums_alone(&copy_info).await,
+            Err(e) => Err(e),
+        },
         Err(_) => Ok(Checksums::new()),
     };
     // The scratch copy goes, whatever happened.
-    let removed = remove_copy(scratch).await;
+    let removed = remove_scratch(scratch).await;
     let copy = compared?;
     copied?;
     removed?;
@@ -102,8 +128,8 @@ struct Locker {
     database: String,
     url: String,
     conn: PgConnection,
+    /// Its tables as of the try that took the locks.
     tables: Vec<(String, bool)>,
-    lock: String,
 }
 
 /// Marks a restore point and reads every database's checksums as of it; returns them with the
@@ -114,43 +140,68 @@ async fn checksums_at_a_new_point(
 ) -> Result<(Checksums, String), ClusterError> {
     let mut lockers = Vec::new();
     for (database, url) in databases(info).await? {
-        let mut conn = PgConnection::connect(&url).await?;
-        let tables = tables(&mut conn).await?;
-        let names: Vec<&str> = tables.iter().map(|(name, _)| name.as_str()).collect();
-        let lock = format!("LOCK TABLE {} IN SHARE MODE NOWAIT", names.join(", "));
+        let conn = PgConnection::connect(&url).await?;
         lockers.push(Locker {
             database,
             url,
             conn,
-            lock: if tables.is_empty() {
-                String::new()
-            } else {
-                lock
-            },
-            tables,
+            tables: Vec::new(),
         });
     }
-    // Every table of every database at once, or none: a table a write holds fails the try at
-    // once (no lock is waited for while others are held, so no deadlock with a request), and it
-    // is tried again a moment later, until one try finds every table between writes.
+    // Every table of every database at once, or none. First without waiting (`NOWAIT`): a table
+    // a write holds fails the try at once, so no lock is waited for while others are held (no
+    // deadlock with a request, no request held behind a long write), and it is tried again a
+    // moment later. A vacuum holds its table for long and gives way only to a lock that waits:
+    // after `WAIT_AFTER` the tries wait up to a second per table, giving way at once in a
+    // deadlock. The tables are listed again at each try (one made or dropped meanwhile counts).
     let started = Instant::now();
     let mut attempts = 0u32;
+    let mut last_error = String::new();
     'locking: loop {
         attempts += 1;
-        for (i, locker) in lockers.iter_mut().enumerate() {
+        if started.elapsed() > LOCKING_FOR {
+            return Err(ClusterError::Backup(format!(
+                "no moment without writes to some table came in {} s ({attempts} tries; the last: {last_error}); \
+                 run the drill at a quieter time",
+                LOCKING_FOR.as_secs()
+            )));
+        }
+        let waiting = started.elapsed() > WAIT_AFTER;
+        for i in 0..lockers.len() {
+            let locker = &mut lockers[i];
+            locker.tables = tables(&mut locker.conn).await?;
+            let settings = if waiting {
+                "SET lock_timeout = '1s'; SET deadlock_timeout = '100ms'"
+            } else {
+                "SET lock_timeout = 0; SET deadlock_timeout = '1s'"
+            };
+            locker.conn.execute(settings).await?;
             // LOCK takes no snapshot: the transaction's is the next statement's, every lock held.
             locker
                 .conn
                 .execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
                 .await?;
-            if locker.lock.is_empty() {
+            if locker.tables.is_empty() {
                 continue;
             }
-            match locker.conn.execute(locker.lock.as_str()).await {
+            let names: Vec<&str> = locker
+                .tables
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let lock = format!(
+                "LOCK TABLE {} IN SHARE MODE{}",
+                names.join(", "),
+                if waiting { "" } else { " NOWAIT" }
+            );
+            match locker.conn.execute(lock.as_str()).await {
                 Ok(_) => {}
+                // Held by another (55P03), given way in a deadlock (40P01), or a table dropped
+                // since it was listed (42P01): everything back, and again.
                 Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some("55P03") && started.elapsed() < LOCKING_FOR =>
+                    if matches!(e.code().as_deref(), Some("55P03" | "40P01" | "42P01")) =>
                 {
+                    last_error = e.to_string();
                     for begun in &mut lockers[..=i] {
                         begun.conn.execute("ROLLBACK").await?;
                     }
@@ -158,13 +209,7 @@ async fn checksums_at_a_new_point(
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                     continue 'locking;
                 }
-                Err(e) => {
-                    return Err(ClusterError::Backup(format!(
-                        "no moment without writes to some table came in {} s ({attempts} tries; the last: {e}); \
-                         run the drill at a quieter time",
-                        LOCKING_FOR.as_secs()
-                    )))
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         break;
@@ -308,16 +353,50 @@ async fn wait_until_archived(url: &str, segment: &str) -> Result<(), ClusterErro
     Ok(())
 }
 
-/// Stops the copy in `scratch` (if it runs) and removes the directory: also what a drill that
-/// was killed midway left.
-pub async fn remove_copy(scratch: &Path) -> Result<(), ClusterError> {
-    if !scratch.exists() {
+/// Makes `scratch` (absent, empty, or a killed drill's) a drill's scratch and holds its marker's
+/// lock. Another drill running there, or a directory that holds anything else, is refused:
+/// nothing of it is touched.
+fn claim_scratch(scratch: &Path) -> Result<std::fs::File, ClusterError> {
+    let io = crate::cluster::io_err;
+    let marker = scratch.join(MARKER);
+    let occupied = std::fs::read_dir(scratch).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied && !marker.exists() {
+        return Err(ClusterError::Backup(format!(
+            "{} is not empty and not a drill's scratch: give an empty or absent directory",
+            scratch.display()
+        )));
+    }
+    std::fs::create_dir_all(scratch).map_err(io(scratch))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&marker)
+        .map_err(io(&marker))?;
+    if file.try_lock().is_err() {
+        return Err(ClusterError::Backup(format!(
+            "another drill is running in {}",
+            scratch.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Stops the copy in `copy_dir` (if it runs) and removes it.
+async fn remove_copy(copy_dir: &Path) -> Result<(), ClusterError> {
+    if !copy_dir.exists() {
         return Ok(());
     }
-    let copy = ManagedCluster::new(scratch);
+    let copy = ManagedCluster::new(copy_dir);
     if copy.data_major().is_some() {
         copy.stop().await?;
     }
+    std::fs::remove_dir_all(copy_dir).map_err(crate::cluster::io_err(copy_dir))
+}
+
+/// Removes the drill's copy and its scratch directory.
+async fn remove_scratch(scratch: &Path) -> Result<(), ClusterError> {
+    remove_copy(&scratch.join("copy")).await?;
     std::fs::remove_dir_all(scratch).map_err(crate::cluster::io_err(scratch))
 }
 

@@ -99,7 +99,20 @@ pub async fn ensure_audit_partitions(owner: &OwnerPool, months_ahead: i32) -> Re
 /// Removes audit events and tool history older than `before` (at least 7 years ago; the
 /// database refuses anything more recent). Returns how many rows went.
 pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64, DbError> {
-    until_done(
+    // Whole months of the trail first, one per transaction (each holds the trail's lock only
+    // for its drop).
+    let mut dropped = 0u64;
+    loop {
+        let events: Option<i64> = sqlx::query_scalar(r"SELECT audit.drop_oldest_month($1)")
+            .bind(before)
+            .fetch_one(&owner.0)
+            .await?;
+        match events {
+            Some(events) => dropped += events as u64,
+            None => break,
+        }
+    }
+    let batched = until_done(
         || {
             sqlx::query_scalar(r"SELECT tool_access.purge_audit($1, $2)")
                 .bind(before)
@@ -108,7 +121,8 @@ pub async fn purge_audit(owner: &OwnerPool, before: DateTime<Utc>) -> Result<u64
         },
         |_| {},
     )
-    .await
+    .await?;
+    Ok(dropped + batched)
 }
 
 /// Removes what has expired and serves no one: sessions ended more than a day ago (by their

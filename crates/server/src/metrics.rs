@@ -53,7 +53,13 @@ pub async fn track(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let started = Instant::now();
-    let method = request.method().to_string();
+    // The methods the API serves by name; any other token a client sends is one label, so
+    // no request can mint new series.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -180,9 +186,20 @@ pub async fn serve(
             }
         }),
     );
+    // Histograms keep their samples until upkeep folds them in: without it, memory would grow
+    // between scrapes (or forever, with no scraper).
+    let upkeep = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
     tracing::info!(%listen, "metrics on http://{listen}/metrics");
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| MetricsError::Listen(listen, e))
+        .map_err(|e| MetricsError::Listen(listen, e));
+    upkeep.abort();
+    served
 }
