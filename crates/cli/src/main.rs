@@ -5,6 +5,7 @@ mod backup;
 mod database;
 mod jobs;
 mod key_file;
+mod orgs;
 mod plans;
 mod seed;
 mod tools;
@@ -155,6 +156,11 @@ enum Command {
     },
     /// Create a demo organization with members and teams, and print how to sign in.
     Seed,
+    /// One organization's data: export it as a bundle, import a bundle, erase it for good.
+    Org {
+        #[command(subcommand)]
+        action: orgs::OrgAction,
+    },
     /// The plan catalog: list, export to JSON, import from JSON.
     Plans {
         #[command(subcommand)]
@@ -475,6 +481,12 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Seed => {
             let database = Database::open(&cluster).await?;
             let result = seed::run(&database, cli.listen).await;
+            database.close().await?;
+            result
+        }
+        Command::Org { action } => {
+            let database = Database::open(&cluster).await?;
+            let result = orgs::run(&database, action).await;
             database.close().await?;
             result
         }

@@ -136,21 +136,8 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
             .as_u16()
     };
     assert_eq!(api(format!("/v1/orgs/{org}/kpis")).await, 401);
-    let signed_up = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/auth/signup"))
-        .json(&serde_json::json!({
-            "email": "metrics@example.com",
-            "password": "a long passphrase",
-            "organization_name": "Metrics"
-        }))
-        .send()
-        .await
-        .expect("sign up");
-    assert_eq!(
-        signed_up.status(),
-        201,
-        "a request through a tenant transaction"
-    );
+    // A request through a tenant transaction.
+    sign_up(port, "metrics@example.com", "Metrics").await;
     assert_eq!(api("/nowhere".into()).await, 404);
     assert_eq!(
         api("/metrics".into()).await,
@@ -1014,4 +1001,294 @@ async fn backups_are_scheduled_and_the_worker_takes_them() {
     assert!(!bad.status.success());
     assert!(terminate(&mut server).success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Signs up through the API: the account, its organization and a session.
+async fn sign_up(port: u16, email: &str, organization: &str) -> serde_json::Value {
+    let signed_up = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/auth/signup"))
+        .json(&serde_json::json!({
+            "email": email,
+            "password": "a long passphrase",
+            "organization_name": organization
+        }))
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(signed_up.status(), 201);
+    signed_up.json().await.expect("json")
+}
+
+/// Runs `tenantry` and insists it succeeded; its standard output.
+fn succeed(dir: &Path, args: &[&str]) -> String {
+    let out = tenantry(dir, args);
+    assert!(
+        out.status.success(),
+        "tenantry {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+/// Runs `tenantry` and insists it failed; its standard error.
+fn refuse(dir: &Path, args: &[&str]) -> String {
+    let out = tenantry(dir, args);
+    assert!(
+        !out.status.success(),
+        "tenantry {args:?} should have failed: {}",
+        stdout(&out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `tenantry org export ORG --out OUT`, insisting it succeeded.
+fn export(dir: &Path, org: &str, out: &Path) -> String {
+    succeed(
+        dir,
+        &["org", "export", org, "--out", out.to_str().expect("path")],
+    )
+}
+
+/// Every file of a bundle, by name, with its bytes.
+fn bundle_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("bundle")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .filter(|(name, _)| name.ends_with(".ndjson"))
+        .collect()
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+        .expect("json")
+}
+
+/// Relations (tables and reports, from the catalog) holding the text `needle` in any row, with
+/// how many rows.
+async fn relations_holding(db: &sqlx::PgPool, needle: &str) -> Vec<(String, i64)> {
+    let relations: Vec<String> = sqlx::query_scalar(
+        r"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+           ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await
+    .expect("catalog");
+    let mut holding = Vec::new();
+    for relation in relations {
+        let rows: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {relation} t WHERE strpos(to_jsonb(t)::text, $1) > 0"
+        ))
+        .bind(needle)
+        .fetch_one(db)
+        .await
+        .expect("count");
+        if rows > 0 {
+            holding.push((relation, rows));
+        }
+    }
+    holding
+}
+
+#[tokio::test]
+async fn an_organization_moves_to_a_fresh_instance_unchanged_and_erasure_leaves_nothing_of_it() {
+    let (here, there) = (data_dir("org-here"), data_dir("org-there"));
+    let work = data_dir("org-bundles");
+    std::fs::create_dir_all(&work).expect("bundles");
+    succeed(&here, &["db", "start"]);
+    succeed(&here, &["seed"]);
+    // A second organization, made through the API, that nothing below may touch.
+    let port = free_port();
+    let mut api = serve(&here, port);
+    wait_ready(port).await;
+    let signed_up = sign_up(port, "other@example.com", "Other Company").await;
+    let other = signed_up["organization"]["id"]
+        .as_str()
+        .expect("org")
+        .to_owned();
+    let token = signed_up["session"]["token"].as_str().expect("token");
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/orgs/{other}/customers"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "Kept Customer"}))
+        .send()
+        .await
+        .expect("customer");
+    assert_eq!(created.status(), 201);
+    assert!(terminate(&mut api).success());
+
+    let demo_bundle = work.join("demo");
+    let said = export(&here, "demo-company", &demo_bundle);
+    assert!(said.starts_with("exported demo-company"), "{said}");
+    let demo = manifest(&demo_bundle);
+    let demo_id = demo["organization"]["id"].as_str().expect("id").to_owned();
+    let count = |table: &str| {
+        demo["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["table"] == table)
+            .map(|t| t["rows"].as_u64().expect("rows"))
+    };
+    // Every domain the demo fills is in the bundle, the accounts of its four members included.
+    for (table, at_least) in [
+        ("public.organizations", 1),
+        ("public.users", 4),
+        ("public.profiles", 4),
+        ("public.organization_members", 4),
+        ("public.kpi_data_points", 1000),
+        ("public.customers", 10),
+        ("public.tasks", 10),
+        ("public.appointments", 1),
+        ("public.content", 1),
+        ("sprint_00_woop.tool_data", 1),
+        ("tool_access.permissions", 1),
+        ("audit.events", 10),
+    ] {
+        assert!(count(table).expect(table) >= at_least, "{table}");
+    }
+    let other_before = work.join("other-before");
+    export(&here, &other, &other_before);
+    assert_eq!(
+        manifest(&other_before)["tables"].as_array().map(Vec::len),
+        demo["tables"].as_array().map(Vec::len)
+    );
+    assert!(
+        !bundle_files(&other_before)["public.users.ndjson"].is_empty()
+            && !String::from_utf8_lossy(&bundle_files(&other_before)["public.users.ndjson"])
+                .contains("tenantry.local"),
+        "another organization's bundle holds its own account only"
+    );
+
+    // Into a fresh instance: refused whole while an account there has a member's address.
+    succeed(&there, &["db", "start"]);
+    let there_db = superuser(&there).await;
+    sqlx::query("INSERT INTO users (email, name) VALUES ('ada@tenantry.local', 'Someone else')")
+        .execute(&there_db)
+        .await
+        .expect("an account with the same address");
+    let refused = refuse(
+        &there,
+        &["org", "import", demo_bundle.to_str().expect("path")],
+    );
+    assert!(
+        refused.contains("collides") && refused.contains("ada@tenantry.local"),
+        "{refused}"
+    );
+    let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&there_db)
+        .await
+        .expect("count");
+    assert_eq!(organizations, 0, "a refused import writes nothing");
+    sqlx::query("DELETE FROM users WHERE email = 'ada@tenantry.local'")
+        .execute(&there_db)
+        .await
+        .expect("gone");
+
+    // A changed byte anywhere refuses the bundle before anything is written.
+    let tampered = work.join("tampered");
+    std::fs::create_dir_all(&tampered).expect("dir");
+    for (name, bytes) in bundle_files(&demo_bundle) {
+        let bytes = if name == "public.customers.ndjson" {
+            String::from_utf8(bytes)
+                .expect("utf8")
+                .replacen("\"status\":\"lead\"", "\"status\":\"won\" ", 1)
+                .into_bytes()
+        } else {
+            bytes
+        };
+        std::fs::write(tampered.join(name), bytes).expect("write");
+    }
+    std::fs::copy(
+        demo_bundle.join("manifest.json"),
+        tampered.join("manifest.json"),
+    )
+    .expect("manifest");
+    let refused = refuse(&there, &["org", "import", tampered.to_str().expect("path")]);
+    assert!(
+        refused.contains("public.customers.ndjson: damaged"),
+        "{refused}"
+    );
+
+    // Imported, then exported again: the same bundle, byte for byte.
+    let said = succeed(
+        &there,
+        &["org", "import", demo_bundle.to_str().expect("path")],
+    );
+    assert!(said.starts_with("imported demo-company"), "{said}");
+    let again = work.join("again");
+    export(&there, &demo_id, &again);
+    assert_eq!(manifest(&again)["checksum"], demo["checksum"]);
+    assert_eq!(manifest(&again)["tables"], demo["tables"]);
+    assert!(
+        bundle_files(&again) == bundle_files(&demo_bundle),
+        "identical files"
+    );
+    let refused = refuse(
+        &there,
+        &["org", "import", demo_bundle.to_str().expect("path")],
+    );
+    assert!(refused.contains("is here already"), "{refused}");
+    // Its members' accounts came along.
+    let members: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM organization_members m JOIN users u ON u.id = m.user_id WHERE m.organization_id = $1::uuid",
+    )
+    .bind(&demo_id)
+    .fetch_one(&there_db)
+    .await
+    .expect("members");
+    assert_eq!(members, 4);
+    there_db.close().await;
+    succeed(&there, &["db", "stop"]);
+
+    // Erasure: the slug must be repeated; then no row of the organization is left anywhere but
+    // its audit events, which keep nothing of who or what.
+    let refused = refuse(&here, &["org", "erase", &demo_id, "--confirm", "demo"]);
+    assert!(
+        refused.contains("repeat the organization's slug"),
+        "{refused}"
+    );
+    let said = succeed(
+        &here,
+        &["org", "erase", &demo_id, "--confirm", "demo-company"],
+    );
+    assert!(said.starts_with("erased demo-company"), "{said}");
+    let db = superuser(&here).await;
+    let holding = relations_holding(&db, &demo_id).await;
+    assert_eq!(holding.len(), 1, "{holding:?}");
+    assert_eq!(holding[0].0, "audit.events");
+    let (kept, personal): (i64, i64) = sqlx::query_as(
+        r"SELECT count(*), count(*) FILTER (WHERE user_id IS NOT NULL OR api_key_id IS NOT NULL
+                 OR old_data IS NOT NULL OR ip_address IS NOT NULL OR user_agent IS NOT NULL
+                 OR request_id IS NOT NULL OR (new_data IS NOT NULL AND NOT new_data ? 'erased'))
+            FROM audit.events WHERE organization_id = $1::uuid",
+    )
+    .bind(&demo_id)
+    .fetch_one(&db)
+    .await
+    .expect("trail");
+    assert_eq!(kept, holding[0].1);
+    assert_eq!(personal, 0, "the kept events hold no personal data");
+    assert!(
+        relations_holding(&db, "Ada Johnson").await.is_empty(),
+        "a customer's name is nowhere"
+    );
+    db.close().await;
+    // The other organization is as it was.
+    let other_after = work.join("other-after");
+    export(&here, &other, &other_after);
+    assert_eq!(
+        manifest(&other_after)["checksum"],
+        manifest(&other_before)["checksum"]
+    );
+    succeed(&here, &["db", "stop"]);
+    let _ = std::fs::remove_dir_all(&work);
 }

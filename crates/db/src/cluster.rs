@@ -650,6 +650,19 @@ impl ManagedCluster {
                 .execute(&mut conn)
                 .await?;
         }
+        // Loading or erasing one organization's rows exactly (`bundle`) turns triggers off for
+        // its transaction; the owner may already disable its tables' triggers, so this grants
+        // nothing new (PostgreSQL 15 and later; earlier, only a superuser may).
+        let version: i32 = sqlx::query_scalar(r"SELECT current_setting('server_version_num')::int")
+            .fetch_one(&mut conn)
+            .await?;
+        if version >= 150000 {
+            sqlx::raw_sql(&format!(
+                "GRANT SET ON PARAMETER session_replication_role TO {OWNER_ROLE}"
+            ))
+            .execute(&mut conn)
+            .await?;
+        }
         create_database_if_missing(&mut conn, DATABASE_NAME).await?;
         // Every database, template1 included (databases made later copy it).
         let databases: Vec<String> =

@@ -11,6 +11,7 @@
 //! - [`queue`]: the job queue's statements (enqueue, claim with a lease, finish, retry).
 
 pub mod backup;
+pub mod bundle;
 pub mod cluster;
 pub mod drill;
 pub mod guard;

@@ -168,6 +168,17 @@ async fn nobody_can_alter_the_trail() {
         let result = exec_as(&db.runtime, alice, Some(a), sql, bind).await;
         assert_eq!(result, Err("42501".to_string()), "{sql}");
     }
+    // Nor turn triggers off, which would skip the audit triggers and the trail's own: only the
+    // owner role may (to load or erase one organization's rows exactly).
+    let result = exec_as(
+        &db.runtime,
+        alice,
+        Some(a),
+        "SET LOCAL session_replication_role = replica",
+        &[],
+    )
+    .await;
+    assert_eq!(result, Err("42501".to_string()));
     // Not even the owner role: the trail is append-only.
     let owner = db.owner().await;
     for sql in [

@@ -1,0 +1,854 @@
+//! One organization's data as a bundle, moved between Tenantry instances or erased for good.
+//!
+//! A bundle is a directory: one `SCHEMA.TABLE.ndjson` file per table (each line one row as
+//! `row_to_json` writes it, in primary-key order, times in UTC) and `manifest.json` naming each
+//! file with its row count and SHA-256, and a checksum over them all. Export reads one snapshot;
+//! import loads a bundle in one transaction (ids kept, refused whole if anything collides or
+//! refers to what the target lacks); erase removes every row of an organization in one
+//! transaction and keeps its audit events with the personal data taken out.
+//!
+//! The rows are found through the catalog, so a table a later migration adds is covered without
+//! a change here: every table with `organization_id`; `organizations` itself; tables without the
+//! column that hang off a tenant table by a foreign key (an API key's usage); and the accounts
+//! the rows name (users, their profiles and sign-in identities). Platform data (plans, the tool
+//! and assistant catalogs, sessions, jobs' schedules) is not the organization's and stays.
+//!
+//! Import and erase write with `session_replication_role = replica`: triggers do not fire, so the
+//! rows arrive exactly as they left (no audit events for the load itself, no counters counted
+//! twice, no history rewritten) and erasure cascades by the catalog, not by foreign keys. What the
+//! foreign keys would have checked, import checks itself before it commits.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection, Row};
+use uuid::Uuid;
+
+/// What a bundle's manifest says it is.
+pub const FORMAT: &str = "tenantry-organization-bundle";
+pub const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+/// COPY's CSV format with a quote and a delimiter no JSON text contains (JSON escapes every
+/// control character): each line is one row's JSON exactly, nothing escaped or unescaped.
+const LINES: &str = r"(FORMAT csv, DELIMITER E'\x02', QUOTE E'\x01')";
+
+/// Account tables: the people an organization's rows name, keyed by this column.
+const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("public.users", "id"),
+    ("public.profiles", "user_id"),
+    ("public.identities", "user_id"),
+];
+
+/// The columns of an audit event that say who and what; erasure clears them and keeps when,
+/// which action on which kind of record, and that record's id.
+const PERSONAL_AUDIT_COLUMNS: &[&str] = &[
+    "user_id",
+    "api_key_id",
+    "old_data",
+    "new_data",
+    "ip_address",
+    "user_agent",
+    "request_id",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The request cannot be carried out as asked; nothing was written.
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// The last migration of the instance it came from: a bundle loads into the same version.
+    pub schema_version: i64,
+    pub organization: Organization,
+    pub exported_at: DateTime<Utc>,
+    pub tables: Vec<TableEntry>,
+    /// SHA-256 over every table's `file rows sha256` line: equal bundles have equal checksums,
+    /// whenever they were exported.
+    pub checksum: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Organization {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableEntry {
+    /// `schema.table`.
+    pub table: String,
+    pub file: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+fn bundle_checksum(tables: &[TableEntry]) -> String {
+    let mut hash = Sha256::new();
+    for t in tables {
+        hash.update(format!("{} {} {}\n", t.file, t.rows, t.sha256));
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// Which of a table's rows belong to the organization.
+#[derive(Clone, Debug)]
+enum Rows {
+    /// `organizations`: the row itself.
+    Organization,
+    /// A table with `organization_id`.
+    Tenant,
+    /// A table without it, whose foreign key (`child column = parent column` pairs) points
+    /// into a tenant table.
+    Dependent {
+        parent: String,
+        pairs: Vec<(String, String)>,
+    },
+    /// An account table, by the people the organization's rows name.
+    Account { column: String },
+}
+
+/// A table holding rows of the organization.
+#[derive(Clone, Debug)]
+struct Source {
+    /// `schema.table`, as the manifest and file names say it.
+    name: String,
+    /// The same, quoted for SQL.
+    sql: String,
+    /// Columns an INSERT sets (generated ones are computed), quoted.
+    columns: Vec<String>,
+    /// The primary key's columns, quoted: the order rows are written in.
+    key: Vec<String>,
+    rows: Rows,
+}
+
+impl Source {
+    fn file(&self) -> String {
+        format!("{}.ndjson", self.name)
+    }
+
+    /// A condition on alias `t`. Ids are inlined (COPY takes no parameters); they are UUIDs
+    /// formatted by the uuid crate, so nothing else can reach the SQL.
+    fn filter(&self, org: Uuid, people: &[Uuid]) -> String {
+        match &self.rows {
+            Rows::Organization => format!("t.id = '{org}'"),
+            Rows::Tenant => format!("t.organization_id = '{org}'"),
+            Rows::Dependent { parent, pairs } => {
+                let join: Vec<String> = pairs
+                    .iter()
+                    .map(|(child, parent)| format!("p.{parent} = t.{child}"))
+                    .collect();
+                format!(
+                    "EXISTS (SELECT FROM {parent} p WHERE p.organization_id = '{org}' AND {})",
+                    join.join(" AND ")
+                )
+            }
+            Rows::Account { column } => format!("t.{column} = ANY({})", uuid_array(people)),
+        }
+    }
+
+    fn select(&self, org: Uuid, people: &[Uuid]) -> String {
+        format!(
+            "SELECT row_to_json(t) FROM {} t WHERE {} ORDER BY {}",
+            self.sql,
+            self.filter(org, people),
+            self.key
+                .iter()
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn uuid_array(ids: &[Uuid]) -> String {
+    let list: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    format!("'{{{}}}'::uuid[]", list.join(","))
+}
+
+/// A foreign key, as the catalog says it (on a partitioned table, the parent's only).
+struct ForeignKey {
+    /// `schema.table` of the referring table.
+    child: String,
+    name: String,
+    /// The referenced table, quoted for SQL.
+    parent: String,
+    /// Referring and referenced columns, quoted, in pairs.
+    pairs: Vec<(String, String)>,
+    /// Whether each side has `organization_id`.
+    child_tenant: bool,
+    parent_tenant: bool,
+}
+
+async fn foreign_keys(conn: &mut PgConnection) -> Result<Vec<ForeignKey>, BundleError> {
+    let rows = sqlx::query(
+        r"SELECT n.nspname || '.' || c.relname AS child, f.conname::text AS name,
+                 format('%I.%I', pn.nspname, pc.relname) AS parent,
+                 (SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord)
+                    FROM unnest(f.conkey) WITH ORDINALITY k(attnum, ord)
+                    JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum) AS child_columns,
+                 (SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord)
+                    FROM unnest(f.confkey) WITH ORDINALITY k(attnum, ord)
+                    JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum) AS parent_columns,
+                 EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = f.conrelid
+                            AND a.attname = 'organization_id' AND NOT a.attisdropped) AS child_tenant,
+                 EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = f.confrelid
+                            AND a.attname = 'organization_id' AND NOT a.attisdropped) AS parent_tenant
+            FROM pg_constraint f
+            JOIN pg_class c ON c.oid = f.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_class pc ON pc.oid = f.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+           WHERE f.contype = 'f' AND f.conparentid = 0
+           ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let child_columns: Vec<String> = row.get("child_columns");
+            let parent_columns: Vec<String> = row.get("parent_columns");
+            ForeignKey {
+                child: row.get("child"),
+                name: row.get("name"),
+                parent: row.get("parent"),
+                pairs: child_columns.into_iter().zip(parent_columns).collect(),
+                child_tenant: row.get("child_tenant"),
+                parent_tenant: row.get("parent_tenant"),
+            }
+        })
+        .collect())
+}
+
+/// The tables holding an organization's rows, in a fixed order (by name).
+async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
+    let tables = sqlx::query(
+        r"SELECT n.nspname || '.' || c.relname AS name,
+                 format('%I.%I', n.nspname, c.relname) AS sql,
+                 (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attgenerated = '') AS columns,
+                 (SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord)
+                    FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+                   WHERE p.conrelid = c.oid AND p.contype = 'p'
+                     AND a.attrelid = c.oid AND a.attnum = k.attnum) AS key,
+                 EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
+                            AND a.attname = 'organization_id' AND NOT a.attisdropped) AS tenant
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+             AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
+           ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let keys = foreign_keys(conn).await?;
+    let mut found = Vec::new();
+    for table in tables {
+        let name: String = table.get("name");
+        let key: Option<Vec<String>> = table.get("key");
+        let columns: Vec<String> = table.get("columns");
+        let rows = if name == "public.organizations" {
+            Rows::Organization
+        } else if table.get::<bool, _>("tenant") {
+            Rows::Tenant
+        } else if let Some(key) = keys
+            .iter()
+            .find(|k| k.child == name && k.parent_tenant && !k.child_tenant)
+        {
+            Rows::Dependent {
+                parent: key.parent.clone(),
+                pairs: key.pairs.clone(),
+            }
+        } else if let Some((_, column)) = ACCOUNT_TABLES.iter().find(|(t, _)| *t == name) {
+            Rows::Account {
+                column: (*column).to_owned(),
+            }
+        } else {
+            continue;
+        };
+        // Without a primary key the order would be the table's order, which no two copies share.
+        let key = key.ok_or_else(|| {
+            BundleError::Refused(format!("{name} has no primary key to order its rows by"))
+        })?;
+        found.push(Source {
+            sql: table.get("sql"),
+            name,
+            columns,
+            key,
+            rows,
+        });
+    }
+    Ok(found)
+}
+
+/// The accounts the organization's rows name: every value of a foreign key into `users`.
+async fn people(
+    conn: &mut PgConnection,
+    sources: &[Source],
+    org: Uuid,
+) -> Result<Vec<Uuid>, BundleError> {
+    let references: Vec<(String, String)> = foreign_keys(conn)
+        .await?
+        .into_iter()
+        .filter(|k| k.parent == "public.users" && k.pairs.len() == 1)
+        .map(|k| (k.child, k.pairs[0].0.clone()))
+        .collect();
+    let mut found = BTreeSet::new();
+    for (table, column) in references {
+        let Some(source) = sources
+            .iter()
+            .find(|s| s.name == table && !matches!(s.rows, Rows::Account { .. }))
+        else {
+            continue;
+        };
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "SELECT DISTINCT t.{column} FROM {} t WHERE {} AND t.{column} IS NOT NULL",
+            source.sql,
+            source.filter(org, &[])
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        found.extend(ids);
+    }
+    Ok(found.into_iter().collect())
+}
+
+async fn schema_version(conn: &mut PgConnection) -> Result<i64, BundleError> {
+    let version: Option<i64> =
+        sqlx::query_scalar(r"SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await?;
+    version.ok_or_else(|| BundleError::Refused("the database is not migrated".into()))
+}
+
+/// The organization named by id or slug.
+async fn find_organization(
+    conn: &mut PgConnection,
+    org: &str,
+    lock: bool,
+) -> Result<Organization, BundleError> {
+    let row: Option<(Uuid, String, String)> = sqlx::query_as(&format!(
+        r"SELECT id, slug, name FROM organizations WHERE id::text = $1 OR slug = $1 {}",
+        if lock { "FOR UPDATE" } else { "" }
+    ))
+    .bind(org)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (id, slug, name) =
+        row.ok_or_else(|| BundleError::Refused(format!("no organization {org} here")))?;
+    Ok(Organization { id, slug, name })
+}
+
+/// Writes organization `org` (id or slug) into `out` (absent or empty; removed again if the
+/// export fails). `progress` hears each table as it is written.
+pub async fn export(
+    conn: &mut PgConnection,
+    org: &str,
+    out: &Path,
+    mut progress: impl FnMut(&TableEntry),
+) -> Result<Manifest, BundleError> {
+    prepare_out(out)?;
+    let result = write_bundle(conn, org, out, &mut progress).await;
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
+fn prepare_out(out: &Path) -> Result<(), BundleError> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(BundleError::Refused(format!(
+                    "{} is not empty: export into a new directory",
+                    out.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(out).map_err(io_err(out))
+        }
+        Err(e) => Err(io_err(out)(e)),
+    }
+}
+
+async fn write_bundle(
+    conn: &mut PgConnection,
+    org: &str,
+    out: &Path,
+    progress: &mut impl FnMut(&TableEntry),
+) -> Result<Manifest, BundleError> {
+    // One snapshot for every table: the bundle is the organization at one moment. Read only,
+    // so it ends with a rollback.
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'; \
+         SET LOCAL statement_timeout = 0",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let conn = &mut *tx;
+    let manifest = {
+        let organization = find_organization(conn, org, false).await?;
+        let schema_version = schema_version(conn).await?;
+        let sources = sources(conn).await?;
+        let people = people(conn, &sources, organization.id).await?;
+        let mut tables = Vec::with_capacity(sources.len());
+        for source in &sources {
+            let path = out.join(source.file());
+            let mut file = BufWriter::new(File::create(&path).map_err(io_err(&path))?);
+            let mut hash = Sha256::new();
+            let mut rows = 0u64;
+            let copy = format!(
+                "COPY ({}) TO STDOUT {LINES}",
+                source.select(organization.id, &people)
+            );
+            let mut stream = conn.copy_out_raw(&copy).await?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                hash.update(&chunk);
+                file.write_all(&chunk).map_err(io_err(&path))?;
+            }
+            drop(stream);
+            file.into_inner()
+                .map_err(|e| io_err(&path)(e.into_error()))?
+                .sync_all()
+                .map_err(io_err(&path))?;
+            let entry = TableEntry {
+                table: source.name.clone(),
+                file: source.file(),
+                rows,
+                sha256: format!("{:x}", hash.finalize()),
+            };
+            progress(&entry);
+            tables.push(entry);
+        }
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            schema_version,
+            organization,
+            exported_at: Utc::now(),
+            checksum: bundle_checksum(&tables),
+            tables,
+        }
+    };
+    tx.rollback().await?;
+    // The manifest last: a directory without one is not a bundle.
+    let path = out.join(MANIFEST);
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&path)(e.into()))?;
+    let mut file = File::create(&path).map_err(io_err(&path))?;
+    file.write_all(&text).map_err(io_err(&path))?;
+    file.sync_all().map_err(io_err(&path))?;
+    Ok(manifest)
+}
+
+/// Reads a bundle's manifest and checks every file against it, before anything is written.
+pub fn read_bundle(dir: &Path) -> Result<Manifest, BundleError> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read(&path).map_err(io_err(&path))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        BundleError::Refused(format!("{}: not a bundle's manifest: {e}", path.display()))
+    })?;
+    if manifest.format != FORMAT || manifest.format_version != FORMAT_VERSION {
+        return Err(BundleError::Refused(format!(
+            "{}: a {} version {} bundle; this Tenantry reads {FORMAT} version {FORMAT_VERSION}",
+            path.display(),
+            manifest.format,
+            manifest.format_version
+        )));
+    }
+    if bundle_checksum(&manifest.tables) != manifest.checksum {
+        return Err(BundleError::Refused(format!(
+            "{}: the checksum does not match its tables: the manifest was changed",
+            path.display()
+        )));
+    }
+    for entry in &manifest.tables {
+        // A file name is the table's name; anything else could reach outside the bundle.
+        if entry.file != format!("{}.ndjson", entry.table) || entry.file.contains(['/', '\\']) {
+            return Err(BundleError::Refused(format!(
+                "{}: unexpected file name {:?}",
+                path.display(),
+                entry.file
+            )));
+        }
+        let path = dir.join(&entry.file);
+        let mut file = BufReader::new(File::open(&path).map_err(io_err(&path))?);
+        let mut hash = Sha256::new();
+        let mut rows = 0u64;
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buffer).map_err(io_err(&path))?;
+            if n == 0 {
+                break;
+            }
+            rows += buffer[..n].iter().filter(|b| **b == b'\n').count() as u64;
+            hash.update(&buffer[..n]);
+        }
+        if format!("{:x}", hash.finalize()) != entry.sha256 || rows != entry.rows {
+            return Err(BundleError::Refused(format!(
+                "{}: damaged: its rows or checksum differ from the manifest's",
+                path.display()
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Loads the bundle in `dir` in one transaction: everything or nothing. Ids are kept; an
+/// organization, slug or row that exists here already refuses the whole import, as does a
+/// row referring to what this Tenantry lacks (a plan, a tool). An account already here (the
+/// same id) is kept as it is here, and the organization's rows attach to it.
+pub async fn import(
+    conn: &mut PgConnection,
+    dir: &Path,
+    mut progress: impl FnMut(&TableEntry),
+) -> Result<Manifest, BundleError> {
+    let manifest = read_bundle(dir)?;
+    let here = schema_version(conn).await?;
+    if here != manifest.schema_version {
+        return Err(BundleError::Refused(format!(
+            "the bundle comes from schema version {} and this Tenantry is at {here}: migrate both to the same version first",
+            manifest.schema_version
+        )));
+    }
+    let sources = sources(conn).await?;
+    let ours: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let theirs: BTreeSet<&str> = manifest.tables.iter().map(|t| t.table.as_str()).collect();
+    if ours != theirs {
+        let missing: Vec<&&str> = ours.difference(&theirs).collect();
+        let extra: Vec<&&str> = theirs.difference(&ours).collect();
+        return Err(BundleError::Refused(format!(
+            "the bundle's tables differ from this Tenantry's (missing: {missing:?}, unknown: {extra:?})"
+        )));
+    }
+    let org = manifest.organization.id;
+    let people = bundle_people(dir)?;
+
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql("SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    replica_mode(&mut tx).await?;
+    let taken: Option<(Uuid, String)> =
+        sqlx::query_as(r"SELECT id, slug FROM organizations WHERE id = $1 OR slug = $2")
+            .bind(org)
+            .bind(&manifest.organization.slug)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((id, slug)) = taken {
+        return Err(BundleError::Refused(if id == org {
+            format!("organization {org} is here already")
+        } else {
+            format!("the slug {slug} belongs to another organization here")
+        }));
+    }
+    sqlx::raw_sql(
+        r"CREATE TEMPORARY TABLE bundle_rows (line text) ON COMMIT DROP;
+          CREATE TEMPORARY TABLE bundle_accounts_here (id uuid PRIMARY KEY) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(r"INSERT INTO bundle_accounts_here SELECT id FROM users WHERE id = ANY($1)")
+        .bind(&people)
+        .execute(&mut *tx)
+        .await?;
+
+    for entry in &manifest.tables {
+        let Some(source) = sources.iter().find(|s| s.name == entry.table) else {
+            continue;
+        };
+        sqlx::raw_sql("TRUNCATE bundle_rows")
+            .execute(&mut *tx)
+            .await?;
+        let path = dir.join(&entry.file);
+        let file = tokio::fs::File::open(&path).await.map_err(io_err(&path))?;
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY bundle_rows FROM STDIN {LINES}"))
+            .await?;
+        copy.read_from(file).await?;
+        copy.finish().await?;
+        let columns = source.columns.join(", ");
+        let picked: Vec<String> = source.columns.iter().map(|c| format!("r.{c}")).collect();
+        // An account here already stays as it is here.
+        let keep = match &source.rows {
+            Rows::Account { column } => {
+                format!("WHERE r.{column} NOT IN (SELECT id FROM bundle_accounts_here)")
+            }
+            _ => String::new(),
+        };
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {} ({columns}) SELECT {} FROM bundle_rows b, json_populate_record(NULL::{}, b.line::json) r {keep}",
+            source.sql,
+            picked.join(", "),
+            source.sql
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| collision(&source.name, e))?
+        .rows_affected();
+        if !matches!(source.rows, Rows::Account { .. }) && inserted != entry.rows {
+            return Err(BundleError::Refused(format!(
+                "{}: {inserted} rows loaded of {}",
+                source.name, entry.rows
+            )));
+        }
+        progress(entry);
+    }
+    check_references(&mut tx, &sources, org, &people).await?;
+    refresh_reports(&mut tx).await?;
+    tx.commit().await?;
+    Ok(manifest)
+}
+
+/// The account ids in the bundle's users file.
+fn bundle_people(dir: &Path) -> Result<Vec<Uuid>, BundleError> {
+    #[derive(Deserialize)]
+    struct Account {
+        id: Uuid,
+    }
+    let path = dir.join("public.users.ndjson");
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    text.lines()
+        .map(|line| {
+            serde_json::from_str::<Account>(line)
+                .map(|a| a.id)
+                .map_err(|e| BundleError::Refused(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// A unique violation is a collision with what is here; say which.
+fn collision(table: &str, e: sqlx::Error) -> BundleError {
+    if let Some(db) = e.as_database_error() {
+        if db.code().as_deref() == Some("23505") {
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+                .unwrap_or_default()
+                .to_owned();
+            return BundleError::Refused(format!(
+                "{table}: a row of the bundle collides with one here ({}): {detail}",
+                db.constraint().unwrap_or("a unique key")
+            ));
+        }
+        if db.code().as_deref() == Some("22P02") || db.code().as_deref() == Some("23502") {
+            return BundleError::Refused(format!("{table}: a row does not fit: {}", db.message()));
+        }
+    }
+    BundleError::Sqlx(e)
+}
+
+/// Triggers off for this transaction (the owner role is granted the setting at bootstrap).
+async fn replica_mode(conn: &mut PgConnection) -> Result<(), BundleError> {
+    sqlx::raw_sql("SET LOCAL session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
+            Some(code) if code == "42501" => BundleError::Refused(
+                "this role may not set session_replication_role; as a superuser run: \
+                 GRANT SET ON PARAMETER session_replication_role TO <the owner role> \
+                 (a managed cluster does it at start)"
+                    .into(),
+            ),
+            _ => BundleError::Sqlx(e),
+        })?;
+    Ok(())
+}
+
+/// What the foreign keys would have checked: every reference from a loaded row finds its row.
+async fn check_references(
+    conn: &mut PgConnection,
+    sources: &[Source],
+    org: Uuid,
+    people: &[Uuid],
+) -> Result<(), BundleError> {
+    let keys = foreign_keys(conn).await?;
+    for key in keys {
+        let Some(source) = sources.iter().find(|s| s.name == key.child) else {
+            continue;
+        };
+        let present: Vec<String> = key
+            .pairs
+            .iter()
+            .map(|(c, _)| format!("t.{c} IS NOT NULL"))
+            .collect();
+        let join: Vec<String> = key
+            .pairs
+            .iter()
+            .map(|(c, p)| format!("p.{p} = t.{c}"))
+            .collect();
+        let missing: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {} t WHERE {} AND {} AND NOT EXISTS (SELECT FROM {} p WHERE {})",
+            source.sql,
+            source.filter(org, people),
+            present.join(" AND "),
+            key.parent,
+            join.join(" AND ")
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        if missing > 0 {
+            return Err(BundleError::Refused(format!(
+                "{missing} rows of {} refer to {} rows this Tenantry lacks ({}): add those first \
+                 (the plan catalog: tenantry plans import)",
+                key.child, key.parent, key.name,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reports (materialized views) read tenant rows: brought up to date with the change, in its
+/// transaction, so no report shows an imported organization late or an erased one at all.
+async fn refresh_reports(conn: &mut PgConnection) -> Result<(), BundleError> {
+    let views: Vec<String> = sqlx::query_scalar(
+        r"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'm' AND c.relispopulated ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for view in views {
+        sqlx::raw_sql(&format!("REFRESH MATERIALIZED VIEW {view}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What an erasure removed.
+#[derive(Clone, Debug)]
+pub struct Erased {
+    pub organization: Organization,
+    /// Rows removed, over every table.
+    pub rows: u64,
+    /// Audit events kept with their personal data cleared.
+    pub redacted_events: u64,
+}
+
+/// Removes organization `org` (id or slug; `confirm` must repeat its slug) for good, in one
+/// transaction: every row of it in every table, except its audit events, which stay (the
+/// seven years the trail is kept) with who and what cleared — `PERSONAL_AUDIT_COLUMNS` — and
+/// one event recording the erasure. Accounts stay: a person may belong to other organizations,
+/// and deletes their own account (`DELETE /v1/me`). An organization Stripe still bills is
+/// refused: erasing it would leave the charges running with no one to stop them.
+pub async fn erase(
+    conn: &mut PgConnection,
+    org: &str,
+    confirm: &str,
+) -> Result<Erased, BundleError> {
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '30s'")
+        .execute(&mut *tx)
+        .await?;
+    replica_mode(&mut tx).await?;
+    // Locked first: a request writing to it waits, then finds it gone.
+    let organization = find_organization(&mut tx, org, true).await?;
+    if confirm != organization.slug {
+        return Err(BundleError::Refused(
+            "the confirmation must repeat the organization's slug".into(),
+        ));
+    }
+    let billed: Option<String> = sqlx::query_scalar(
+        r"SELECT status FROM subscriptions WHERE organization_id = $1
+             AND stripe_subscription_id IS NOT NULL AND status NOT IN ('canceled', 'incomplete_expired')",
+    )
+    .bind(organization.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(status) = billed {
+        return Err(BundleError::Refused(format!(
+            "its Stripe subscription is {status}: cancel it first (DELETE /v1/orgs/{}/billing/subscription), \
+             or Stripe goes on charging",
+            organization.id
+        )));
+    }
+    let sources = sources(&mut tx).await?;
+    let mut rows = 0u64;
+    // Dependents first: their filter looks through the rows they hang off.
+    let order = sources
+        .iter()
+        .filter(|s| matches!(s.rows, Rows::Dependent { .. }))
+        .chain(
+            sources
+                .iter()
+                .filter(|s| matches!(s.rows, Rows::Tenant) && s.name != "audit.events"),
+        )
+        .chain(
+            sources
+                .iter()
+                .filter(|s| matches!(s.rows, Rows::Organization)),
+        );
+    for source in order {
+        rows += sqlx::query(&format!(
+            "DELETE FROM {} t WHERE {}",
+            source.sql,
+            source.filter(organization.id, &[])
+        ))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    let cleared: Vec<String> = PERSONAL_AUDIT_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = NULL"))
+        .collect();
+    let any: Vec<String> = PERSONAL_AUDIT_COLUMNS
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect();
+    let redacted_events = sqlx::query(&format!(
+        "UPDATE audit.events SET {} WHERE organization_id = $1 AND ({})",
+        cleared.join(", "),
+        any.join(" OR ")
+    ))
+    .bind(organization.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        r"INSERT INTO audit.events (organization_id, action, entity_type, entity_id, new_data)
+          VALUES ($1, 'delete', 'organizations', $1, jsonb_build_object('erased', true, 'rows', $2::bigint))",
+    )
+    .bind(organization.id)
+    .bind(rows as i64)
+    .execute(&mut *tx)
+    .await?;
+    refresh_reports(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Erased {
+        organization,
+        rows,
+        redacted_events,
+    })
+}
