@@ -30,6 +30,15 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
+/// Runs statements without parameters, one by one (`sqlx::raw_sql`'s future is not `Send`
+/// for a borrowed connection, which a request handler needs).
+async fn run(conn: &mut PgConnection, statements: &[&str]) -> Result<(), sqlx::Error> {
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// What a bundle's manifest says it is.
 pub const FORMAT: &str = "tenantry-organization-bundle";
 pub const FORMAT_VERSION: u32 = 1;
@@ -85,6 +94,9 @@ pub struct Manifest {
     pub format_version: u32,
     /// The last migration of the instance it came from: a bundle loads into the same version.
     pub schema_version: i64,
+    /// Every row and column of the organization (an operator's export); false for a download
+    /// through the API, which holds what its owner may read and cannot be imported.
+    pub complete: bool,
     pub organization: Organization,
     pub exported_at: DateTime<Utc>,
     pub tables: Vec<TableEntry>,
@@ -141,6 +153,8 @@ struct Source {
     name: String,
     /// The same, quoted for SQL.
     sql: String,
+    /// Columns this role may read, quoted (all of them for the owner role).
+    readable: Vec<String>,
     /// Columns an INSERT sets (generated ones are computed), quoted.
     columns: Vec<String>,
     /// The primary key's columns, quoted: the order rows are written in.
@@ -153,9 +167,10 @@ impl Source {
         format!("{}.ndjson", self.name)
     }
 
-    /// A condition on alias `t`. Ids are inlined (COPY takes no parameters); they are UUIDs
-    /// formatted by the uuid crate, so nothing else can reach the SQL.
-    fn filter(&self, org: Uuid, people: &[Uuid]) -> String {
+    /// A condition on alias `t`; `people` is a query of the account ids. Ids are inlined (COPY
+    /// takes no parameters); they are UUIDs formatted by the uuid crate, so nothing else can
+    /// reach the SQL.
+    fn filter(&self, org: Uuid, people: &str) -> String {
         match &self.rows {
             Rows::Organization => format!("t.id = '{org}'"),
             Rows::Tenant => format!("t.organization_id = '{org}'"),
@@ -169,27 +184,29 @@ impl Source {
                     join.join(" AND ")
                 )
             }
-            Rows::Account { column } => format!("t.{column} = ANY({})", uuid_array(people)),
+            Rows::Account { column } => format!("t.{column} IN ({people})"),
         }
     }
 
-    fn select(&self, org: Uuid, people: &[Uuid]) -> String {
+    /// The table's name and each row's JSON (the columns this role may read), in key order.
+    fn select(&self, org: Uuid, people: &str) -> String {
+        let columns: Vec<String> = self.readable.iter().map(|c| format!("t.{c}")).collect();
+        let key: Vec<String> = self.key.iter().map(|c| format!("t.{c}")).collect();
         format!(
-            "SELECT row_to_json(t) FROM {} t WHERE {} ORDER BY {}",
+            "(SELECT '{}', row_to_json(r) FROM (SELECT {} FROM {} t WHERE {} ORDER BY {}) r)",
+            self.name,
+            columns.join(", "),
             self.sql,
             self.filter(org, people),
-            self.key
-                .iter()
-                .map(|c| format!("t.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            key.join(", ")
         )
     }
 }
 
-fn uuid_array(ids: &[Uuid]) -> String {
+/// A query of the given account ids.
+fn listed(ids: &[Uuid]) -> String {
     let list: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    format!("'{{{}}}'::uuid[]", list.join(","))
+    format!("SELECT unnest('{{{}}}'::uuid[])", list.join(","))
 }
 
 /// A foreign key, as the catalog says it (on a partitioned table, the parent's only).
@@ -245,11 +262,26 @@ async fn foreign_keys(conn: &mut PgConnection) -> Result<Vec<ForeignKey>, Bundle
         .collect())
 }
 
-/// The tables holding an organization's rows, in a fixed order (by name).
-async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
-    let tables = sqlx::query(
+/// A table as the catalog describes it to this role.
+struct Table {
+    name: String,
+    sql: String,
+    readable: Vec<String>,
+    columns: Vec<String>,
+    key: Option<Vec<String>>,
+    tenant: bool,
+    /// The column naming the person a row is about: `user_id`, or `id` in `users`.
+    person: Option<String>,
+}
+
+/// Every table of ours this role may read, by name.
+async fn tables(conn: &mut PgConnection) -> Result<Vec<Table>, BundleError> {
+    let rows = sqlx::query(
         r"SELECT n.nspname || '.' || c.relname AS name,
                  format('%I.%I', n.nspname, c.relname) AS sql,
+                 (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     AND has_column_privilege(c.oid, a.attnum, 'SELECT')) AS readable,
                  (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                      AND a.attgenerated = '') AS columns,
@@ -258,24 +290,50 @@ async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
                    WHERE p.conrelid = c.oid AND p.contype = 'p'
                      AND a.attrelid = c.oid AND a.attnum = k.attnum) AS key,
                  EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
-                            AND a.attname = 'organization_id' AND NOT a.attisdropped) AS tenant
+                            AND a.attname = 'organization_id' AND NOT a.attisdropped) AS tenant,
+                 CASE WHEN c.oid = 'public.users'::regclass THEN 'id'
+                      WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
+                                      AND a.attname = 'user_id' AND NOT a.attisdropped
+                                      AND has_column_privilege(c.oid, a.attnum, 'SELECT'))
+                      THEN 'user_id' END AS person
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
              AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
              AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
+             -- What this role may read at all, if only some columns (the owner role: everything).
+             AND has_any_column_privilege(c.oid, 'SELECT')
            ORDER BY 1",
     )
     .fetch_all(&mut *conn)
     .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let readable: Option<Vec<String>> = row.get("readable");
+            Table {
+                name: row.get("name"),
+                sql: row.get("sql"),
+                readable: readable.unwrap_or_default(),
+                columns: row.get("columns"),
+                key: row.get("key"),
+                tenant: row.get("tenant"),
+                person: row.get("person"),
+            }
+        })
+        .collect())
+}
+
+/// The tables holding an organization's rows, in a fixed order (by name).
+async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
+    let tables = tables(conn).await?;
     let keys = foreign_keys(conn).await?;
+    let tenant_column = "organization_id".to_owned();
     let mut found = Vec::new();
     for table in tables {
-        let name: String = table.get("name");
-        let key: Option<Vec<String>> = table.get("key");
-        let columns: Vec<String> = table.get("columns");
+        let name = table.name;
         let rows = if name == "public.organizations" {
             Rows::Organization
-        } else if table.get::<bool, _>("tenant") {
+        } else if table.tenant {
             Rows::Tenant
         } else if let Some(key) = keys
             .iter()
@@ -293,13 +351,28 @@ async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
             continue;
         };
         // Without a primary key the order would be the table's order, which no two copies share.
-        let key = key.ok_or_else(|| {
+        let key = table.key.ok_or_else(|| {
             BundleError::Refused(format!("{name} has no primary key to order its rows by"))
         })?;
+        // A role that may not read the columns that pick and order the rows reads none of them.
+        let picking: Vec<&String> = match &rows {
+            Rows::Organization => vec![],
+            Rows::Tenant => vec![&tenant_column],
+            Rows::Dependent { pairs, .. } => pairs.iter().map(|(child, _)| child).collect(),
+            Rows::Account { column } => vec![column],
+        };
+        if !key
+            .iter()
+            .chain(picking)
+            .all(|c| table.readable.contains(c))
+        {
+            continue;
+        }
         found.push(Source {
-            sql: table.get("sql"),
+            sql: table.sql,
             name,
-            columns,
+            readable: table.readable,
+            columns: table.columns,
             key,
             rows,
         });
@@ -307,36 +380,74 @@ async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
     Ok(found)
 }
 
-/// The accounts the organization's rows name: every value of a foreign key into `users`.
-async fn people(
+/// One person's rows as the connection's binding may read them, by table: in every table
+/// with a `user_id` column (and `users` itself), the rows that are theirs — of organization
+/// `org` in tables with `organization_id`, or with `None`, in tables without it (the account).
+pub async fn personal_rows(
     conn: &mut PgConnection,
-    sources: &[Source],
-    org: Uuid,
-) -> Result<Vec<Uuid>, BundleError> {
-    let references: Vec<(String, String)> = foreign_keys(conn)
-        .await?
-        .into_iter()
-        .filter(|k| k.parent == "public.users" && k.pairs.len() == 1)
-        .map(|k| (k.child, k.pairs[0].0.clone()))
-        .collect();
-    let mut found = BTreeSet::new();
-    for (table, column) in references {
-        let Some(source) = sources
-            .iter()
-            .find(|s| s.name == table && !matches!(s.rows, Rows::Account { .. }))
-        else {
+    user: Uuid,
+    org: Option<Uuid>,
+) -> Result<serde_json::Map<String, serde_json::Value>, BundleError> {
+    run(conn, &["SET LOCAL TimeZone = 'UTC'"]).await?;
+    let mut found = serde_json::Map::new();
+    for table in tables(conn).await? {
+        let Some(person) = &table.person else {
             continue;
         };
-        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
-            "SELECT DISTINCT t.{column} FROM {} t WHERE {} AND t.{column} IS NOT NULL",
-            source.sql,
-            source.filter(org, &[])
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
-        found.extend(ids);
+        if table.tenant != org.is_some() || table.readable.is_empty() {
+            continue;
+        }
+        let columns: Vec<String> = table.readable.iter().map(|c| format!("t.{c}")).collect();
+        let order = table.key.unwrap_or_else(|| vec![person.clone()]);
+        let order: Vec<String> = order.iter().map(|c| format!("t.{c}")).collect();
+        let of_org = if org.is_some() {
+            "AND t.organization_id = $2"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT coalesce(json_agg(row_to_json(r)), '[]') FROM (SELECT {} FROM {} t
+              WHERE t.{person} = $1 {of_org} ORDER BY {}) r",
+            columns.join(", "),
+            table.sql,
+            order.join(", ")
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(user);
+        if let Some(org) = org {
+            query = query.bind(org);
+        }
+        let rows: serde_json::Value = query.fetch_one(&mut *conn).await?;
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            found.insert(table.name, rows);
+        }
     }
-    Ok(found.into_iter().collect())
+    Ok(found)
+}
+
+/// A query of the accounts the organization's rows name: every value of a foreign key into
+/// `users` (run in the export's own statement, so it sees the rows' snapshot).
+fn people(keys: &[ForeignKey], sources: &[Source], org: Uuid) -> String {
+    let mut queries: Vec<String> = keys
+        .iter()
+        .filter(|k| k.parent == "public.users" && k.pairs.len() == 1)
+        .filter_map(|k| {
+            let column = &k.pairs[0].0;
+            let source = sources.iter().find(|s| {
+                s.name == k.child
+                    && !matches!(s.rows, Rows::Account { .. })
+                    && s.readable.contains(column)
+            })?;
+            Some(format!(
+                "SELECT t.{column} FROM {} t WHERE {}",
+                source.sql,
+                source.filter(org, "")
+            ))
+        })
+        .collect();
+    if queries.is_empty() {
+        queries.push("SELECT NULL::uuid".into());
+    }
+    queries.join(" UNION ")
 }
 
 async fn schema_version(conn: &mut PgConnection) -> Result<i64, BundleError> {
@@ -366,7 +477,7 @@ async fn find_organization(
 }
 
 /// Writes organization `org` (id or slug) into `out` (absent or empty; removed again if the
-/// export fails). `progress` hears each table as it is written.
+/// export fails), every row and column: run as the owner role. `progress` hears each table.
 pub async fn export(
     conn: &mut PgConnection,
     org: &str,
@@ -374,7 +485,34 @@ pub async fn export(
     mut progress: impl FnMut(&TableEntry),
 ) -> Result<Manifest, BundleError> {
     prepare_out(out)?;
-    let result = write_bundle(conn, org, out, &mut progress).await;
+    let result = async {
+        let mut tx = conn.begin().await?;
+        let organization = find_organization(&mut tx, org, false).await?;
+        let version = schema_version(&mut tx).await?;
+        let manifest =
+            write_bundle(&mut tx, organization, version, true, out, &mut progress).await?;
+        // It only read.
+        tx.rollback().await?;
+        Ok(manifest)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
+/// Writes `organization` into `out` (absent or empty; removed again on failure) as what the
+/// connection's role and binding may read — a request's transaction: row-level security and
+/// column privileges decide. Marked incomplete: an import needs an operator's export.
+pub async fn export_readable(
+    conn: &mut PgConnection,
+    organization: Organization,
+    schema_version: i64,
+    out: &Path,
+) -> Result<Manifest, BundleError> {
+    prepare_out(out)?;
+    let result = write_bundle(conn, organization, schema_version, false, out, &mut |_| {}).await;
     if result.is_err() {
         let _ = std::fs::remove_dir_all(out);
     }
@@ -399,69 +537,113 @@ fn prepare_out(out: &Path) -> Result<(), BundleError> {
     }
 }
 
+/// One table's file as it is written.
+struct TableFile {
+    path: PathBuf,
+    file: BufWriter<File>,
+    hash: Sha256,
+    rows: u64,
+}
+
+/// Writes every table's rows and then the manifest, in the caller's transaction. All rows come
+/// from one statement: one snapshot, the organization at one moment, under any isolation level.
 async fn write_bundle(
     conn: &mut PgConnection,
-    org: &str,
+    organization: Organization,
+    schema_version: i64,
+    complete: bool,
     out: &Path,
     progress: &mut impl FnMut(&TableEntry),
 ) -> Result<Manifest, BundleError> {
-    // One snapshot for every table: the bundle is the organization at one moment. Read only,
-    // so it ends with a rollback.
-    let mut tx = conn.begin().await?;
-    sqlx::raw_sql(
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'; \
-         SET LOCAL statement_timeout = 0",
+    // Times in UTC whatever the server's zone; no time limit; no parallel plan, which could
+    // interleave a table's rows out of key order.
+    run(
+        conn,
+        &[
+            "SET LOCAL TimeZone = 'UTC'",
+            "SET LOCAL statement_timeout = 0",
+            "SET LOCAL max_parallel_workers_per_gather = 0",
+        ],
     )
-    .execute(&mut *tx)
     .await?;
-    let conn = &mut *tx;
-    let manifest = {
-        let organization = find_organization(conn, org, false).await?;
-        let schema_version = schema_version(conn).await?;
-        let sources = sources(conn).await?;
-        let people = people(conn, &sources, organization.id).await?;
-        let mut tables = Vec::with_capacity(sources.len());
-        for source in &sources {
-            let path = out.join(source.file());
-            let mut file = BufWriter::new(File::create(&path).map_err(io_err(&path))?);
-            let mut hash = Sha256::new();
-            let mut rows = 0u64;
-            let copy = format!(
-                "COPY ({}) TO STDOUT {LINES}",
-                source.select(organization.id, &people)
-            );
-            let mut stream = conn.copy_out_raw(&copy).await?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-                hash.update(&chunk);
-                file.write_all(&chunk).map_err(io_err(&path))?;
+    let sources = sources(conn).await?;
+    let keys = foreign_keys(conn).await?;
+    let people = people(&keys, &sources, organization.id);
+    let mut files = Vec::with_capacity(sources.len());
+    for source in &sources {
+        let path = out.join(source.file());
+        let file = BufWriter::new(File::create(&path).map_err(io_err(&path))?);
+        files.push(TableFile {
+            path,
+            file,
+            hash: Sha256::new(),
+            rows: 0,
+        });
+    }
+    let selects: Vec<String> = sources
+        .iter()
+        .filter(|s| !s.readable.is_empty())
+        .map(|s| s.select(organization.id, &people))
+        .collect();
+    if !selects.is_empty() {
+        let copy = format!("COPY ({}) TO STDOUT {LINES}", selects.join(" UNION ALL "));
+        let mut stream = conn.copy_out_raw(&copy).await?;
+        // Lines are `table \x02 json \n`; a line may span chunks.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut current = 0usize;
+        while let Some(chunk) = stream.next().await {
+            pending.extend_from_slice(&chunk?);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &pending[start..=start + end];
+                start += end + 1;
+                let split = line.iter().position(|b| *b == 2).ok_or_else(|| {
+                    BundleError::Refused("an exported line without its table".into())
+                })?;
+                let (table, row) = (&line[..split], &line[split + 1..]);
+                if sources[current].name.as_bytes() != table {
+                    current = sources
+                        .iter()
+                        .position(|s| s.name.as_bytes() == table)
+                        .ok_or_else(|| {
+                            BundleError::Refused("an exported line of an unknown table".into())
+                        })?;
+                }
+                let target = &mut files[current];
+                target.rows += 1;
+                target.hash.update(row);
+                target.file.write_all(row).map_err(io_err(&target.path))?;
             }
-            drop(stream);
-            file.into_inner()
-                .map_err(|e| io_err(&path)(e.into_error()))?
-                .sync_all()
-                .map_err(io_err(&path))?;
-            let entry = TableEntry {
-                table: source.name.clone(),
-                file: source.file(),
-                rows,
-                sha256: format!("{:x}", hash.finalize()),
-            };
-            progress(&entry);
-            tables.push(entry);
+            pending.drain(..start);
         }
-        Manifest {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            schema_version,
-            organization,
-            exported_at: Utc::now(),
-            checksum: bundle_checksum(&tables),
-            tables,
-        }
+    }
+    let mut tables = Vec::with_capacity(sources.len());
+    for (source, written) in sources.iter().zip(files) {
+        written
+            .file
+            .into_inner()
+            .map_err(|e| io_err(&written.path)(e.into_error()))?
+            .sync_all()
+            .map_err(io_err(&written.path))?;
+        let entry = TableEntry {
+            table: source.name.clone(),
+            file: source.file(),
+            rows: written.rows,
+            sha256: format!("{:x}", written.hash.finalize()),
+        };
+        progress(&entry);
+        tables.push(entry);
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        schema_version,
+        complete,
+        organization,
+        exported_at: Utc::now(),
+        checksum: bundle_checksum(&tables),
+        tables,
     };
-    tx.rollback().await?;
     // The manifest last: a directory without one is not a bundle.
     let path = out.join(MANIFEST);
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&path)(e.into()))?;
@@ -534,6 +716,13 @@ pub async fn import(
     mut progress: impl FnMut(&TableEntry),
 ) -> Result<Manifest, BundleError> {
     let manifest = read_bundle(dir)?;
+    if !manifest.complete {
+        return Err(BundleError::Refused(format!(
+            "{}: a download through the API, holding what its owner may read: an import needs \
+             an operator's export (tenantry org export)",
+            dir.display()
+        )));
+    }
     let here = schema_version(conn).await?;
     if here != manifest.schema_version {
         return Err(BundleError::Refused(format!(
@@ -555,9 +744,14 @@ pub async fn import(
     let people = bundle_people(dir)?;
 
     let mut tx = conn.begin().await?;
-    sqlx::raw_sql("SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    run(
+        &mut tx,
+        &[
+            "SET LOCAL TimeZone = 'UTC'",
+            "SET LOCAL statement_timeout = 0",
+        ],
+    )
+    .await?;
     replica_mode(&mut tx).await?;
     let taken: Option<(Uuid, String)> =
         sqlx::query_as(r"SELECT id, slug FROM organizations WHERE id = $1 OR slug = $2")
@@ -572,11 +766,13 @@ pub async fn import(
             format!("the slug {slug} belongs to another organization here")
         }));
     }
-    sqlx::raw_sql(
-        r"CREATE TEMPORARY TABLE bundle_rows (line text) ON COMMIT DROP;
-          CREATE TEMPORARY TABLE bundle_accounts_here (id uuid PRIMARY KEY) ON COMMIT DROP",
+    run(
+        &mut tx,
+        &[
+            "CREATE TEMPORARY TABLE bundle_rows (line text) ON COMMIT DROP",
+            "CREATE TEMPORARY TABLE bundle_accounts_here (id uuid PRIMARY KEY) ON COMMIT DROP",
+        ],
     )
-    .execute(&mut *tx)
     .await?;
     sqlx::query(r"INSERT INTO bundle_accounts_here SELECT id FROM users WHERE id = ANY($1)")
         .bind(&people)
@@ -587,9 +783,7 @@ pub async fn import(
         let Some(source) = sources.iter().find(|s| s.name == entry.table) else {
             continue;
         };
-        sqlx::raw_sql("TRUNCATE bundle_rows")
-            .execute(&mut *tx)
-            .await?;
+        run(&mut tx, &["TRUNCATE bundle_rows"]).await?;
         let path = dir.join(&entry.file);
         let file = tokio::fs::File::open(&path).await.map_err(io_err(&path))?;
         let mut copy = tx
@@ -624,7 +818,7 @@ pub async fn import(
         }
         progress(entry);
     }
-    check_references(&mut tx, &sources, org, &people).await?;
+    check_references(&mut tx, &sources, org, &listed(&people)).await?;
     refresh_reports(&mut tx).await?;
     tx.commit().await?;
     Ok(manifest)
@@ -670,8 +864,7 @@ fn collision(table: &str, e: sqlx::Error) -> BundleError {
 
 /// Triggers off for this transaction (the owner role is granted the setting at bootstrap).
 async fn replica_mode(conn: &mut PgConnection) -> Result<(), BundleError> {
-    sqlx::raw_sql("SET LOCAL session_replication_role = replica")
-        .execute(&mut *conn)
+    run(conn, &["SET LOCAL session_replication_role = replica"])
         .await
         .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
             Some(code) if code == "42501" => BundleError::Refused(
@@ -690,7 +883,7 @@ async fn check_references(
     conn: &mut PgConnection,
     sources: &[Source],
     org: Uuid,
-    people: &[Uuid],
+    people: &str,
 ) -> Result<(), BundleError> {
     let keys = foreign_keys(conn).await?;
     for key in keys {
@@ -739,9 +932,7 @@ async fn refresh_reports(conn: &mut PgConnection) -> Result<(), BundleError> {
     .fetch_all(&mut *conn)
     .await?;
     for view in views {
-        sqlx::raw_sql(&format!("REFRESH MATERIALIZED VIEW {view}"))
-            .execute(&mut *conn)
-            .await?;
+        run(conn, &[&format!("REFRESH MATERIALIZED VIEW {view}")]).await?;
     }
     Ok(())
 }
@@ -768,9 +959,14 @@ pub async fn erase(
     confirm: &str,
 ) -> Result<Erased, BundleError> {
     let mut tx = conn.begin().await?;
-    sqlx::raw_sql("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '30s'")
-        .execute(&mut *tx)
-        .await?;
+    run(
+        &mut tx,
+        &[
+            "SET LOCAL statement_timeout = 0",
+            "SET LOCAL lock_timeout = '30s'",
+        ],
+    )
+    .await?;
     replica_mode(&mut tx).await?;
     // Locked first: a request writing to it waits, then finds it gone.
     let organization = find_organization(&mut tx, org, true).await?;
@@ -813,7 +1009,7 @@ pub async fn erase(
         rows += sqlx::query(&format!(
             "DELETE FROM {} t WHERE {}",
             source.sql,
-            source.filter(organization.id, &[])
+            source.filter(organization.id, "")
         ))
         .execute(&mut *tx)
         .await?

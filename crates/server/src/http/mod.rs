@@ -161,6 +161,7 @@ fn api_routes(config: &HttpConfig) -> OpenApiRouter<AppState> {
     let bulk = crate::kpis::bulk_routes()
         .merge(crate::crm::bulk_routes())
         .merge(crate::ai::reply_routes())
+        .merge(crate::orgs::export::routes())
         .layer(time_limit(config.bulk_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))

@@ -14,7 +14,7 @@ use super::{
     SessionInfo, User,
 };
 use crate::http::{
-    AppState, ClientInfo, FlowCookies, Invalid, Json, NotFound, Path, Query, Unauthorized,
+    AppState, Caller, ClientInfo, FlowCookies, Invalid, Json, NotFound, Path, Query, Unauthorized,
     OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
@@ -30,6 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oidc_start))
         .routes(routes!(oidc_callback))
         .routes(routes!(me, update_me, delete_me))
+        .routes(routes!(export_me))
         .routes(routes!(change_password))
         .routes(routes!(list_sessions, end_all_sessions))
         .routes(routes!(end_session))
@@ -219,6 +220,59 @@ pub async fn delete_me(mut tx: UserTx) -> Result<(StatusCode, [(HeaderName, Head
     store::delete_me(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cleared_cookie())]))
+}
+
+/// Everything the signed-in person may read that is theirs (right of access): `account` holds,
+/// by table, their rows outside any organization (the account without its password hash, the
+/// profile, sign-in identities, sessions); `organizations` lists each of theirs with their
+/// role and, by table, their rows there (membership, assistant conversations, Fast Track
+/// entries and progress, calendar feeds…): every table with a `user_id` column, read under
+/// their own binding, so nothing another person's rules hide is in it.
+#[utoipa::path(get, path = "/v1/me/export", tag = "identity", security(("bearer" = [])),
+    responses(
+        (status = 200, body = Object, description = "The person's data, as JSON (attachment)"),
+        Unauthorized,
+        (status = 403, description = "forbidden: an API key speaks for an organization, not a person", body = crate::http::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<([(HeaderName, HeaderValue); 1], Json<serde_json::Value>)> {
+    let mut tx = caller.begin(&state, None).await?;
+    let user = tx.user_id().await?.ok_or(Error::Forbidden(
+        "an API key speaks for an organization, not a person",
+    ))?;
+    let account = tenantry_db::bundle::personal_rows(tx.conn(), user, None).await?;
+    let memberships: Vec<(uuid::Uuid, String, String, String)> = sqlx::query_as(
+        r"SELECT o.id, o.slug, o.name, m.role FROM organization_members m
+            JOIN organizations o ON o.id = m.organization_id
+           WHERE m.user_id = $1 ORDER BY o.name, o.id",
+    )
+    .bind(user)
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    let mut organizations = Vec::with_capacity(memberships.len());
+    for (id, slug, name, role) in memberships {
+        let mut tx = caller.begin(&state, Some(id)).await?;
+        let records = tenantry_db::bundle::personal_rows(tx.conn(), user, Some(id)).await?;
+        tx.commit().await?;
+        organizations.push(serde_json::json!({
+            "id": id, "slug": slug, "name": name, "role": role, "records": records,
+        }));
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"my-tenantry-data.json\""),
+        )],
+        Json(serde_json::json!({
+            "exported_at": chrono::Utc::now(),
+            "user_id": user,
+            "account": account,
+            "organizations": organizations,
+        })),
+    ))
 }
 
 /// Where to send the browser to sign in with the OpenID Connect provider.

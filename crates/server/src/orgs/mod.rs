@@ -1,5 +1,6 @@
 //! Organizations (the tenant), their members with roles, and teams.
 
+pub mod export;
 pub mod routes;
 pub mod store;
 

@@ -14,6 +14,7 @@ mod crm;
 mod crm_board;
 mod docs;
 mod email;
+mod export;
 mod fake_ai;
 mod fasttrack;
 mod faults;
