@@ -34,6 +34,7 @@ mod appointments;
 mod burst;
 mod content;
 mod crm;
+mod export;
 mod fasttrack;
 mod integrations;
 mod jobs;
@@ -90,6 +91,9 @@ pub enum Benchmark {
     /// A Google Analytics backfill of 3 years × 20 daily metrics by the sync job from a local
     /// GA4 server vs the same points posted to bulk ingest.
     Integrations,
+    /// One organization's export (`tenantry org export`) of the largest benchmark organization
+    /// vs plain `COPY` of its rows from every table, into files: rows per second.
+    OrgExport,
     /// The assistant: time to the first streamed piece of a reply through Tenantry vs straight
     /// from the local provider; a user's 10,000 conversations listed and read (HTTP, RLS, owner).
     Ai,
@@ -123,6 +127,7 @@ pub async fn run(
         Benchmark::Vault => vault::run(&urls, &settings).await,
         Benchmark::Integrations => integrations::run(&urls, &settings).await,
         Benchmark::Ai => ai::run(&urls, &settings).await,
+        Benchmark::OrgExport => export::run(&urls, &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest
         | Benchmark::KpiDashboard

@@ -185,7 +185,8 @@ enum Command {
     /// `bench` feature: `cargo build --release -p tenantry --features bench`).
     Bench {
         /// tenant-tx, http-auth, kpi-ingest, kpi-dashboard, kpi-read, sign-in-burst, fasttrack, crm,
-        /// jobs, appointments, content, stripe-webhooks, metering, vault, integrations, ai
+        /// jobs, appointments, content, stripe-webhooks, metering, vault, integrations, ai,
+        /// org-export
         name: String,
         /// Seconds per measured round (rounds alternate between the compared variants).
         #[arg(long, default_value_t = 3)]
