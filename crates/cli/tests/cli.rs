@@ -1049,6 +1049,52 @@ fn export(dir: &Path, org: &str, out: &Path) -> String {
     )
 }
 
+/// A copy of bundle `from` in `to` with `file` changed by `edit` and every checksum recomputed
+/// as an export computes them (`crates/db/src/bundle.rs`): a forgery that only the import's own
+/// checks can catch.
+fn copy_bundle(from: &Path, to: &Path, file: &str, edit: impl Fn(&str) -> String) {
+    use sha2::{Digest, Sha256};
+    std::fs::create_dir_all(to).expect("dir");
+    let mut manifest = manifest(from);
+    for (name, bytes) in bundle_files(from) {
+        let bytes = if name == file {
+            edit(&String::from_utf8(bytes).expect("utf8")).into_bytes()
+        } else {
+            bytes
+        };
+        for table in manifest["tables"].as_array_mut().expect("tables") {
+            if table["file"] == name.as_str() {
+                table["sha256"] = format!("{:x}", Sha256::digest(&bytes)).into();
+                table["rows"] = bytes.iter().filter(|b| **b == b'\n').count().into();
+            }
+        }
+        std::fs::write(to.join(name), bytes).expect("write");
+    }
+    let mut hash = Sha256::new();
+    let head = serde_json::json!([
+        manifest["format"],
+        manifest["format_version"],
+        manifest["schema_version"],
+        manifest["complete"],
+        manifest["organization"]
+    ]);
+    hash.update(format!("{head}\n"));
+    for t in manifest["tables"].as_array().expect("tables") {
+        hash.update(format!(
+            "{} {} {}\n",
+            t["file"].as_str().expect("file"),
+            t["rows"],
+            t["sha256"].as_str().expect("sha")
+        ));
+    }
+    manifest["checksum"] = format!("{:x}", hash.finalize()).into();
+    std::fs::write(
+        to.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .expect("manifest");
+}
+
 /// Every file of a bundle, by name, with its bytes.
 fn bundle_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
@@ -1129,6 +1175,12 @@ async fn an_organization_moves_to_a_fresh_instance_unchanged_and_erasure_leaves_
     let said = export(&here, "demo-company", &demo_bundle);
     assert!(said.starts_with("exported demo-company"), "{said}");
     let demo = manifest(&demo_bundle);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&demo_bundle), 0o700, "the bundle is its owner's alone");
+        assert_eq!(mode(&demo_bundle.join("public.users.ndjson")), 0o600);
+    }
     let demo_id = demo["organization"]["id"].as_str().expect("id").to_owned();
     let count = |table: &str| {
         demo["tables"]
@@ -1217,6 +1269,49 @@ async fn an_organization_moves_to_a_fresh_instance_unchanged_and_erasure_leaves_
         refused.contains("public.customers.ndjson: damaged"),
         "{refused}"
     );
+
+    // A bundle edited by someone who recomputes every checksum: a row moved into another
+    // organization, or an account no row names (a platform admin, say), refuses it whole.
+    let forged = work.join("forged");
+    copy_bundle(&demo_bundle, &forged, "public.customers.ndjson", |text| {
+        text.replacen(&demo_id, &uuid::Uuid::new_v4().to_string(), 1)
+    });
+    let refused = refuse(&there, &["org", "import", forged.to_str().expect("path")]);
+    assert!(
+        refused.contains("public.customers: 1 of its") && refused.contains("another organization"),
+        "{refused}"
+    );
+    let stray = work.join("stray");
+    copy_bundle(&demo_bundle, &stray, "public.users.ndjson", |text| {
+        let mut line: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("a user")).expect("json");
+        line["id"] = uuid::Uuid::new_v4().to_string().into();
+        line["email"] = "intruder@example.com".into();
+        line["role"] = "admin".into();
+        format!("{text}{line}\n")
+    });
+    let refused = refuse(&there, &["org", "import", stray.to_str().expect("path")]);
+    assert!(
+        refused.contains("accounts that no row of the organization names"),
+        "{refused}"
+    );
+    // The manifest's own fields are checked too.
+    let renamed = work.join("renamed");
+    copy_bundle(&demo_bundle, &renamed, "", |text| text.to_owned());
+    let manifest_path = renamed.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest");
+    std::fs::write(
+        &manifest_path,
+        text.replacen("Demo Company", "Other Name", 1),
+    )
+    .expect("write");
+    let refused = refuse(&there, &["org", "import", renamed.to_str().expect("path")]);
+    assert!(refused.contains("the manifest was changed"), "{refused}");
+    let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&there_db)
+        .await
+        .expect("count");
+    assert_eq!(organizations, 0, "nothing of a refused import stays");
 
     // Imported, then exported again: the same bundle, byte for byte.
     let said = succeed(

@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -54,6 +55,10 @@ const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("public.profiles", "user_id"),
     ("public.identities", "user_id"),
 ];
+
+/// Tables of nothing but credentials sealed with the vault's keys: an operator's export carries
+/// them (a moved organization keeps its connections), a download through the API does not.
+const SEALED_TABLES: &[&str] = &["public.integration_secrets"];
 
 /// The columns of an audit event that say who and what; erasure clears them and keeps when,
 /// which action on which kind of record, and that record's id.
@@ -100,8 +105,10 @@ pub struct Manifest {
     pub organization: Organization,
     pub exported_at: DateTime<Utc>,
     pub tables: Vec<TableEntry>,
-    /// SHA-256 over every table's `file rows sha256` line: equal bundles have equal checksums,
-    /// whenever they were exported.
+    /// SHA-256 over the manifest's fields but `exported_at` (as the JSON array `[format,
+    /// format_version, schema_version, complete, organization]` and a newline) and every table's
+    /// `file rows sha256` line: equal data has an equal checksum whenever it was exported. It
+    /// finds damage, not forgery: whoever can change a bundle can recompute it.
     pub checksum: String,
 }
 
@@ -121,8 +128,21 @@ pub struct TableEntry {
     pub sha256: String,
 }
 
-fn bundle_checksum(tables: &[TableEntry]) -> String {
+fn bundle_checksum(
+    schema_version: i64,
+    complete: bool,
+    organization: &Organization,
+    tables: &[TableEntry],
+) -> String {
     let mut hash = Sha256::new();
+    let head = serde_json::json!([
+        FORMAT,
+        FORMAT_VERSION,
+        schema_version,
+        complete,
+        organization
+    ]);
+    hash.update(format!("{head}\n"));
     for t in tables {
         hash.update(format!("{} {} {}\n", t.file, t.rows, t.sha256));
     }
@@ -157,8 +177,8 @@ struct Source {
     readable: Vec<String>,
     /// Columns an INSERT sets (generated ones are computed), quoted.
     columns: Vec<String>,
-    /// The primary key's columns, quoted: the order rows are written in.
-    key: Vec<String>,
+    /// ORDER BY expressions of the key on alias `t` (text in byte order).
+    sort: Vec<String>,
     rows: Rows,
 }
 
@@ -191,14 +211,13 @@ impl Source {
     /// The table's name and each row's JSON (the columns this role may read), in key order.
     fn select(&self, org: Uuid, people: &str) -> String {
         let columns: Vec<String> = self.readable.iter().map(|c| format!("t.{c}")).collect();
-        let key: Vec<String> = self.key.iter().map(|c| format!("t.{c}")).collect();
         format!(
             "(SELECT '{}', row_to_json(r) FROM (SELECT {} FROM {} t WHERE {} ORDER BY {}) r)",
-            self.name,
+            self.name.replace('\'', "''"),
             columns.join(", "),
             self.sql,
             self.filter(org, people),
-            key.join(", ")
+            self.sort.join(", ")
         )
     }
 }
@@ -269,6 +288,8 @@ struct Table {
     readable: Vec<String>,
     columns: Vec<String>,
     key: Option<Vec<String>>,
+    /// ORDER BY expressions of the key on alias `t`.
+    sort: Option<Vec<String>>,
     tenant: bool,
     /// The column naming the person a row is about: `user_id`, or `id` in `users`.
     person: Option<String>,
@@ -277,7 +298,7 @@ struct Table {
 /// Every table of ours this role may read, by name.
 async fn tables(conn: &mut PgConnection) -> Result<Vec<Table>, BundleError> {
     let rows = sqlx::query(
-        r"SELECT n.nspname || '.' || c.relname AS name,
+        r#"SELECT n.nspname || '.' || c.relname AS name,
                  format('%I.%I', n.nspname, c.relname) AS sql,
                  (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -289,6 +310,13 @@ async fn tables(conn: &mut PgConnection) -> Result<Vec<Table>, BundleError> {
                     FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                    WHERE p.conrelid = c.oid AND p.contype = 'p'
                      AND a.attrelid = c.oid AND a.attnum = k.attnum) AS key,
+                 -- The same columns to sort by: text in byte order, so every server sorts alike.
+                 (SELECT array_agg('t.' || quote_ident(a.attname)
+                                   || CASE WHEN a.attcollation <> 0 THEN ' COLLATE "C"' ELSE '' END
+                                   ORDER BY k.ord)
+                    FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+                   WHERE p.conrelid = c.oid AND p.contype = 'p'
+                     AND a.attrelid = c.oid AND a.attnum = k.attnum) AS sort,
                  EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
                             AND a.attname = 'organization_id' AND NOT a.attisdropped) AS tenant,
                  CASE WHEN c.oid = 'public.users'::regclass THEN 'id'
@@ -302,7 +330,7 @@ async fn tables(conn: &mut PgConnection) -> Result<Vec<Table>, BundleError> {
              AND n.nspname NOT LIKE 'pg_temp%' AND c.relname <> '_sqlx_migrations'
              -- What this role may read at all, if only some columns (the owner role: everything).
              AND has_any_column_privilege(c.oid, 'SELECT')
-           ORDER BY 1",
+           ORDER BY (n.nspname || '.' || c.relname) COLLATE "C""#,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -314,8 +342,11 @@ async fn tables(conn: &mut PgConnection) -> Result<Vec<Table>, BundleError> {
                 name: row.get("name"),
                 sql: row.get("sql"),
                 readable: readable.unwrap_or_default(),
-                columns: row.get("columns"),
+                columns: row
+                    .get::<Option<Vec<String>>, _>("columns")
+                    .unwrap_or_default(),
                 key: row.get("key"),
+                sort: row.get("sort"),
                 tenant: row.get("tenant"),
                 person: row.get("person"),
             }
@@ -373,7 +404,7 @@ async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
             name,
             readable: table.readable,
             columns: table.columns,
-            key,
+            sort: table.sort.unwrap_or_default(),
             rows,
         });
     }
@@ -398,8 +429,7 @@ pub async fn personal_rows(
             continue;
         }
         let columns: Vec<String> = table.readable.iter().map(|c| format!("t.{c}")).collect();
-        let order = table.key.unwrap_or_else(|| vec![person.clone()]);
-        let order: Vec<String> = order.iter().map(|c| format!("t.{c}")).collect();
+        let order = table.sort.unwrap_or_else(|| vec![format!("t.{person}")]);
         let of_org = if org.is_some() {
             "AND t.organization_id = $2"
         } else {
@@ -426,7 +456,7 @@ pub async fn personal_rows(
 
 /// A query of the accounts the organization's rows name: every value of a foreign key into
 /// `users` (run in the export's own statement, so it sees the rows' snapshot).
-fn people(keys: &[ForeignKey], sources: &[Source], org: Uuid) -> String {
+fn people_of(keys: &[ForeignKey], sources: &[Source], org: Uuid) -> String {
     let mut queries: Vec<String> = keys
         .iter()
         .filter(|k| k.parent == "public.users" && k.pairs.len() == 1)
@@ -487,6 +517,7 @@ pub async fn export(
     prepare_out(out)?;
     let result = async {
         let mut tx = conn.begin().await?;
+        run(&mut tx, &["SET LOCAL statement_timeout = 0"]).await?;
         let organization = find_organization(&mut tx, org, false).await?;
         let version = schema_version(&mut tx).await?;
         let manifest =
@@ -530,11 +561,23 @@ fn prepare_out(out: &Path) -> Result<(), BundleError> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(out).map_err(io_err(out))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(out)
+            .map_err(io_err(out)),
         Err(e) => Err(io_err(out)(e)),
     }
+}
+
+/// A new file only its owner reads: a bundle holds personal data and credentials' hashes.
+fn private_file(path: &Path) -> Result<File, BundleError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 /// One table's file as it is written.
@@ -555,24 +598,27 @@ async fn write_bundle(
     out: &Path,
     progress: &mut impl FnMut(&TableEntry),
 ) -> Result<Manifest, BundleError> {
-    // Times in UTC whatever the server's zone; no time limit; no parallel plan, which could
-    // interleave a table's rows out of key order.
+    // Times in UTC whatever the server's zone; no parallel plan, which could interleave a
+    // table's rows out of key order. (A request's time limit is its caller's to set.)
     run(
         conn,
         &[
             "SET LOCAL TimeZone = 'UTC'",
-            "SET LOCAL statement_timeout = 0",
             "SET LOCAL max_parallel_workers_per_gather = 0",
         ],
     )
     .await?;
-    let sources = sources(conn).await?;
+    let sources: Vec<Source> = sources(conn)
+        .await?
+        .into_iter()
+        .filter(|s| complete || !SEALED_TABLES.contains(&s.name.as_str()))
+        .collect();
     let keys = foreign_keys(conn).await?;
-    let people = people(&keys, &sources, organization.id);
+    let people = people_of(&keys, &sources, organization.id);
     let mut files = Vec::with_capacity(sources.len());
     for source in &sources {
         let path = out.join(source.file());
-        let file = BufWriter::new(File::create(&path).map_err(io_err(&path))?);
+        let file = BufWriter::new(private_file(&path)?);
         files.push(TableFile {
             path,
             file,
@@ -616,15 +662,23 @@ async fn write_bundle(
             }
             pending.drain(..start);
         }
+        if !pending.is_empty() {
+            return Err(BundleError::Refused(
+                "the export ended inside a line".into(),
+            ));
+        }
     }
     let mut tables = Vec::with_capacity(sources.len());
     for (source, written) in sources.iter().zip(files) {
-        written
+        let file = written
             .file
             .into_inner()
-            .map_err(|e| io_err(&written.path)(e.into_error()))?
-            .sync_all()
-            .map_err(io_err(&written.path))?;
+            .map_err(|e| io_err(&written.path)(e.into_error()))?;
+        // A bundle meant to be kept is on disk before its manifest says so; a download is read
+        // once, at once.
+        if complete {
+            file.sync_all().map_err(io_err(&written.path))?;
+        }
         let entry = TableEntry {
             table: source.name.clone(),
             file: source.file(),
@@ -639,17 +693,19 @@ async fn write_bundle(
         format_version: FORMAT_VERSION,
         schema_version,
         complete,
-        organization,
         exported_at: Utc::now(),
-        checksum: bundle_checksum(&tables),
+        checksum: bundle_checksum(schema_version, complete, &organization, &tables),
+        organization,
         tables,
     };
     // The manifest last: a directory without one is not a bundle.
     let path = out.join(MANIFEST);
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&path)(e.into()))?;
-    let mut file = File::create(&path).map_err(io_err(&path))?;
+    let mut file = private_file(&path)?;
     file.write_all(&text).map_err(io_err(&path))?;
-    file.sync_all().map_err(io_err(&path))?;
+    if complete {
+        file.sync_all().map_err(io_err(&path))?;
+    }
     Ok(manifest)
 }
 
@@ -668,9 +724,15 @@ pub fn read_bundle(dir: &Path) -> Result<Manifest, BundleError> {
             manifest.format_version
         )));
     }
-    if bundle_checksum(&manifest.tables) != manifest.checksum {
+    if bundle_checksum(
+        manifest.schema_version,
+        manifest.complete,
+        &manifest.organization,
+        &manifest.tables,
+    ) != manifest.checksum
+    {
         return Err(BundleError::Refused(format!(
-            "{}: the checksum does not match its tables: the manifest was changed",
+            "{}: the checksum does not match: the manifest was changed",
             path.display()
         )));
     }
@@ -774,10 +836,13 @@ pub async fn import(
         ],
     )
     .await?;
-    sqlx::query(r"INSERT INTO bundle_accounts_here SELECT id FROM users WHERE id = ANY($1)")
-        .bind(&people)
-        .execute(&mut *tx)
-        .await?;
+    // Accounts here that the organization's rows attach to stay until this commits.
+    sqlx::query(
+        r"INSERT INTO bundle_accounts_here SELECT id FROM users WHERE id = ANY($1) FOR KEY SHARE",
+    )
+    .bind(&people)
+    .execute(&mut *tx)
+    .await?;
 
     for entry in &manifest.tables {
         let Some(source) = sources.iter().find(|s| s.name == entry.table) else {
@@ -818,6 +883,7 @@ pub async fn import(
         }
         progress(entry);
     }
+    check_belonging(&mut tx, &manifest, &sources, &people).await?;
     check_references(&mut tx, &sources, org, &listed(&people)).await?;
     refresh_reports(&mut tx).await?;
     tx.commit().await?;
@@ -860,6 +926,63 @@ fn collision(table: &str, e: sqlx::Error) -> BundleError {
         }
     }
     BundleError::Sqlx(e)
+}
+
+/// Every loaded row is the organization's: each table holds as many rows of it as the bundle
+/// brought (a row naming another organization would not count), and every new account is one
+/// its rows name. New accounts hold no platform role here: that is this platform's to give.
+async fn check_belonging(
+    conn: &mut PgConnection,
+    manifest: &Manifest,
+    sources: &[Source],
+    people: &[Uuid],
+) -> Result<(), BundleError> {
+    let org = manifest.organization.id;
+    for entry in &manifest.tables {
+        let Some(source) = sources.iter().find(|s| s.name == entry.table) else {
+            continue;
+        };
+        if matches!(source.rows, Rows::Account { .. }) {
+            continue;
+        }
+        let found: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {} t WHERE {}",
+            source.sql,
+            source.filter(org, "")
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        if found as u64 != entry.rows {
+            return Err(BundleError::Refused(format!(
+                "{}: {} of its {} rows belong to another organization or to none",
+                entry.table,
+                entry.rows.saturating_sub(found as u64),
+                entry.rows
+            )));
+        }
+    }
+    let keys = foreign_keys(conn).await?;
+    let strays: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM users WHERE id = ANY($1)
+            AND id NOT IN (SELECT id FROM bundle_accounts_here) AND id NOT IN ({})",
+        people_of(&keys, sources, org)
+    ))
+    .bind(people)
+    .fetch_one(&mut *conn)
+    .await?;
+    if strays > 0 {
+        return Err(BundleError::Refused(format!(
+            "public.users: {strays} accounts that no row of the organization names"
+        )));
+    }
+    sqlx::query(
+        r"UPDATE users SET role = 'user' WHERE id = ANY($1)
+             AND id NOT IN (SELECT id FROM bundle_accounts_here) AND role <> 'user'",
+    )
+    .bind(people)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Triggers off for this transaction (the owner role is granted the setting at bootstrap).
@@ -937,6 +1060,38 @@ async fn refresh_reports(conn: &mut PgConnection) -> Result<(), BundleError> {
     Ok(())
 }
 
+/// Indexes of `sources` with every table after the tables its foreign keys point to (a cycle,
+/// which no schema of ours has, is broken in name order).
+fn parents_first(sources: &[Source], keys: &[ForeignKey]) -> Vec<usize> {
+    let parents: Vec<Vec<usize>> = sources
+        .iter()
+        .map(|s| {
+            keys.iter()
+                .filter(|k| k.child == s.name)
+                .filter_map(|k| sources.iter().position(|p| p.sql == k.parent))
+                .filter(|p| sources[*p].name != s.name)
+                .collect()
+        })
+        .collect();
+    let mut placed = vec![false; sources.len()];
+    let mut order = Vec::with_capacity(sources.len());
+    while order.len() < sources.len() {
+        let ready: Vec<usize> = (0..sources.len())
+            .filter(|i| !placed[*i] && parents[*i].iter().all(|p| placed[*p]))
+            .collect();
+        let next = if ready.is_empty() {
+            (0..sources.len()).filter(|i| !placed[*i]).take(1).collect()
+        } else {
+            ready
+        };
+        for i in next {
+            placed[i] = true;
+            order.push(i);
+        }
+    }
+    order
+}
+
 /// What an erasure removed.
 #[derive(Clone, Debug)]
 pub struct Erased {
@@ -990,30 +1145,46 @@ pub async fn erase(
         )));
     }
     let sources = sources(&mut tx).await?;
+    let keys = foreign_keys(&mut tx).await?;
+    let org = organization.id;
+    // A dependent's rows are found through the rows they hang off, which go first: their keys
+    // are noted now (no new ones can appear: a new row of the organization waits for its lock).
+    for (i, source) in sources.iter().enumerate() {
+        if let Rows::Dependent { parent, pairs } = &source.rows {
+            let columns: Vec<String> = pairs.iter().map(|(_, p)| format!("p.{p}")).collect();
+            run(
+                &mut tx,
+                &[&format!(
+                    "CREATE TEMPORARY TABLE erased_keys_{i} ON COMMIT DROP AS
+                     SELECT {} FROM {parent} p WHERE p.organization_id = '{org}'",
+                    columns.join(", ")
+                )],
+            )
+            .await?;
+        }
+    }
+    // Parents before children: a request adding a child row while this runs checks its parent,
+    // finds it deleted and waits for this transaction, then fails; a child added before its
+    // parent went is deleted after it.
     let mut rows = 0u64;
-    // Dependents first: their filter looks through the rows they hang off.
-    let order = sources
-        .iter()
-        .filter(|s| matches!(s.rows, Rows::Dependent { .. }))
-        .chain(
-            sources
-                .iter()
-                .filter(|s| matches!(s.rows, Rows::Tenant) && s.name != "audit.events"),
-        )
-        .chain(
-            sources
-                .iter()
-                .filter(|s| matches!(s.rows, Rows::Organization)),
-        );
-    for source in order {
-        rows += sqlx::query(&format!(
-            "DELETE FROM {} t WHERE {}",
-            source.sql,
-            source.filter(organization.id, "")
-        ))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    for i in parents_first(&sources, &keys) {
+        let source = &sources[i];
+        let filter = match &source.rows {
+            Rows::Account { .. } => continue,
+            Rows::Tenant if source.name == "audit.events" => continue,
+            Rows::Dependent { pairs, .. } => {
+                let columns: Vec<String> = pairs.iter().map(|(c, _)| format!("t.{c}")).collect();
+                format!(
+                    "({}) IN (SELECT * FROM erased_keys_{i})",
+                    columns.join(", ")
+                )
+            }
+            _ => source.filter(org, ""),
+        };
+        rows += sqlx::query(&format!("DELETE FROM {} t WHERE {filter}", source.sql))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     }
     let cleared: Vec<String> = PERSONAL_AUDIT_COLUMNS
         .iter()
@@ -1047,4 +1218,57 @@ pub async fn erase(
         rows,
         redacted_events,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, rows: Rows) -> Source {
+        Source {
+            name: name.into(),
+            sql: name.into(),
+            readable: vec![],
+            columns: vec![],
+            sort: vec![],
+            rows,
+        }
+    }
+
+    fn key(child: &str, parent: &str) -> ForeignKey {
+        ForeignKey {
+            child: child.into(),
+            name: format!("{child}_fkey"),
+            parent: parent.into(),
+            pairs: vec![],
+            child_tenant: true,
+            parent_tenant: true,
+        }
+    }
+
+    #[test]
+    fn erasure_deletes_every_parent_before_its_children() {
+        // In name order a child comes before its parent, and a table refers to itself.
+        let sources = vec![
+            table("a.points", Rows::Tenant),
+            table("b.kpis", Rows::Tenant),
+            table("c.tasks", Rows::Tenant),
+            table("d.organizations", Rows::Organization),
+        ];
+        let keys = vec![
+            key("a.points", "b.kpis"),
+            key("a.points", "d.organizations"),
+            key("b.kpis", "d.organizations"),
+            key("c.tasks", "c.tasks"),
+            key("c.tasks", "d.organizations"),
+        ];
+        let order: Vec<&str> = parents_first(&sources, &keys)
+            .into_iter()
+            .map(|i| sources[i].name.as_str())
+            .collect();
+        let at = |name: &str| order.iter().position(|n| *n == name).expect(name);
+        assert_eq!(order.len(), 4);
+        assert_eq!(at("d.organizations"), 0);
+        assert!(at("b.kpis") < at("a.points"));
+    }
 }

@@ -1,12 +1,14 @@
 //! An owner's download of their organization's data: the bundle `tenantry org export` writes
 //! (manifest.json and one NDJSON file per table), as a tar, holding what the owner may read —
 //! row-level security and column privileges decide, so it adds no privileged path (another
-//! member's private assistant conversations, credential hashes and sealed secrets stay out).
+//! member's private assistant conversations and credential hashes stay out; so do the vault's
+//! sealed credentials, which the runtime role reads to use them).
 //! The manifest says `"complete": false`: moving an organization is an operator's export.
 
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use tenantry_db::bundle::{self, BundleError};
@@ -43,8 +45,12 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!("tenantry-export-{}", Uuid::new_v4()));
-        std::fs::create_dir(&dir)
+        // Only the service's own user reads what it holds.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
         Ok(Self(dir))
     }
@@ -66,8 +72,15 @@ impl Drop for Scratch {
         Forbidden,
         NotFound,
     ))]
-pub async fn export_org(mut tx: OrgTx) -> Result<Response> {
+pub async fn export_org(State(state): State<AppState>, mut tx: OrgTx) -> Result<Response> {
     require_role(&mut tx, Role::Owner).await?;
+    // The statement may take as long as the route (the pool's own limit is a request's).
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        state.config.bulk_timeout.as_millis()
+    ))
+    .execute(tx.conn())
+    .await?;
     let id = tx.org();
     let org = store::get(&mut tx, id).await?.ok_or(Error::NotFound)?;
     let scratch = Scratch::new()?;

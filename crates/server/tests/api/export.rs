@@ -109,6 +109,10 @@ async fn an_owner_downloads_what_an_owner_may_read_and_nobody_else_downloads_any
         );
     }
     assert!(files[&format!("{slug}/public.customers.ndjson")].contains("Exported Customer"));
+    assert!(
+        !files.contains_key(&format!("{slug}/public.integration_secrets.ndjson")),
+        "sealed credentials stay in the vault"
+    );
     let members = &files[&format!("{slug}/public.organization_members.ndjson")];
     assert_eq!(members.lines().count(), 4);
     let everything: String = files.values().cloned().collect();
