@@ -370,23 +370,17 @@ async fn serve_brings_up_its_own_postgres_and_stops_it() {
 /// Polls the job's state and attempt until they are `wanted` (None: the job is gone, as a job
 /// that succeeded is), at most 60 s.
 async fn wait_for_job(owner: &sqlx::PgPool, id: uuid::Uuid, wanted: Option<(&str, i32)>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let reached = poll_until(60, || async {
         let seen: Option<(String, i32)> =
             sqlx::query_as("SELECT state, attempts FROM queue.jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(owner)
                 .await
                 .expect("job");
-        if seen.as_ref().map(|(s, a)| (s.as_str(), *a)) == wanted {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} stayed {seen:?}, never {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (seen.as_ref().map(|(s, a)| (s.as_str(), *a)) == wanted).then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "job {id} never became {wanted:?}");
 }
 
 #[tokio::test]
@@ -960,15 +954,13 @@ async fn backups_are_scheduled_and_the_worker_takes_them() {
                 .any(|l| l.contains(name) && l.contains(cron) && l.contains(kind))
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let schedules = loop {
-        let schedules = stdout(&tenantry(&dir, &["jobs", "schedules"]));
-        if scheduled(&schedules) || Instant::now() > deadline {
-            break schedules;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(scheduled(&schedules), "{schedules}");
+    let listing = || stdout(&tenantry(&dir, &["jobs", "schedules"]));
+    let schedules = poll_until(30, || async {
+        let schedules = listing();
+        scheduled(&schedules).then_some(schedules)
+    })
+    .await;
+    assert!(schedules.is_some(), "{}", listing());
     // A schedule's slot comes as a job like this one; the service's worker runs it.
     let queued = tenantry(
         &dir,
@@ -985,14 +977,13 @@ async fn backups_are_scheduled_and_the_worker_takes_them() {
         "{}",
         String::from_utf8_lossy(&queued.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let listed = loop {
-        let listed = stdout(&tenantry(&dir, &["backup", "list"]));
-        if listed.lines().count() == 1 || Instant::now() > deadline {
-            break listed;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let listing = || stdout(&tenantry(&dir, &["backup", "list"]));
+    let listed = poll_until(120, || async {
+        let listed = listing();
+        (listed.lines().count() == 1).then_some(listed)
+    })
+    .await
+    .unwrap_or_else(listing);
     assert!(listed.contains("\tfull\t"), "{listed}");
     let bad = tenantry(
         &dir,
@@ -1351,12 +1342,30 @@ async fn an_organization_moves_to_a_fresh_instance_unchanged_and_erasure_leaves_
         refused.contains("repeat the organization's slug"),
         "{refused}"
     );
+    // Nor while Stripe still bills it.
+    let db = superuser(&here).await;
+    let billed = |status: &'static str| {
+        sqlx::query(
+            "UPDATE subscriptions SET stripe_subscription_id = 'sub_erase', status = $2 WHERE organization_id = $1::uuid",
+        )
+        .bind(demo_id.clone())
+        .bind(status)
+    };
+    billed("past_due").execute(&db).await.expect("billed");
+    let refused = refuse(
+        &here,
+        &["org", "erase", &demo_id, "--confirm", "demo-company"],
+    );
+    assert!(
+        refused.contains("Stripe subscription is past_due"),
+        "{refused}"
+    );
+    billed("canceled").execute(&db).await.expect("canceled");
     let said = succeed(
         &here,
         &["org", "erase", &demo_id, "--confirm", "demo-company"],
     );
     assert!(said.starts_with("erased demo-company"), "{said}");
-    let db = superuser(&here).await;
     let holding = relations_holding(&db, &demo_id).await;
     assert_eq!(holding.len(), 1, "{holding:?}");
     assert_eq!(holding[0].0, "audit.events");

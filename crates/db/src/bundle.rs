@@ -40,6 +40,9 @@ async fn run(conn: &mut PgConnection, statements: &[&str]) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// The tenants' table, as the catalog quotes it.
+const ORGANIZATIONS: &str = "public.organizations";
+
 /// What a bundle's manifest says it is.
 pub const FORMAT: &str = "tenantry-organization-bundle";
 pub const FORMAT_VERSION: u32 = 1;
@@ -157,10 +160,12 @@ enum Rows {
     /// A table with `organization_id`.
     Tenant,
     /// A table without it, whose foreign key (`child column = parent column` pairs) points
-    /// into a tenant table.
+    /// into a tenant table or `organizations`; the parent's rows of the organization are those
+    /// whose `owner` column (`organization_id`, or `id` in `organizations`) names it.
     Dependent {
         parent: String,
         pairs: Vec<(String, String)>,
+        owner: &'static str,
     },
     /// An account table, by the people the organization's rows name.
     Account { column: String },
@@ -194,13 +199,17 @@ impl Source {
         match &self.rows {
             Rows::Organization => format!("t.id = '{org}'"),
             Rows::Tenant => format!("t.organization_id = '{org}'"),
-            Rows::Dependent { parent, pairs } => {
+            Rows::Dependent {
+                parent,
+                pairs,
+                owner,
+            } => {
                 let join: Vec<String> = pairs
                     .iter()
                     .map(|(child, parent)| format!("p.{parent} = t.{child}"))
                     .collect();
                 format!(
-                    "EXISTS (SELECT FROM {parent} p WHERE p.organization_id = '{org}' AND {})",
+                    "EXISTS (SELECT FROM {parent} p WHERE p.{owner} = '{org}' AND {})",
                     join.join(" AND ")
                 )
             }
@@ -362,17 +371,21 @@ async fn sources(conn: &mut PgConnection) -> Result<Vec<Source>, BundleError> {
     let mut found = Vec::new();
     for table in tables {
         let name = table.name;
-        let rows = if name == "public.organizations" {
+        let rows = if name == ORGANIZATIONS {
             Rows::Organization
         } else if table.tenant {
             Rows::Tenant
-        } else if let Some(key) = keys
-            .iter()
-            .find(|k| k.child == name && k.parent_tenant && !k.child_tenant)
-        {
+        } else if let Some(key) = keys.iter().find(|k| {
+            k.child == name && !k.child_tenant && (k.parent_tenant || k.parent == ORGANIZATIONS)
+        }) {
             Rows::Dependent {
                 parent: key.parent.clone(),
                 pairs: key.pairs.clone(),
+                owner: if key.parent == ORGANIZATIONS {
+                    "id"
+                } else {
+                    "organization_id"
+                },
             }
         } else if let Some((_, column)) = ACCOUNT_TABLES.iter().find(|(t, _)| *t == name) {
             Rows::Account {
@@ -1150,13 +1163,18 @@ pub async fn erase(
     // A dependent's rows are found through the rows they hang off, which go first: their keys
     // are noted now (no new ones can appear: a new row of the organization waits for its lock).
     for (i, source) in sources.iter().enumerate() {
-        if let Rows::Dependent { parent, pairs } = &source.rows {
+        if let Rows::Dependent {
+            parent,
+            pairs,
+            owner,
+        } = &source.rows
+        {
             let columns: Vec<String> = pairs.iter().map(|(_, p)| format!("p.{p}")).collect();
             run(
                 &mut tx,
                 &[&format!(
                     "CREATE TEMPORARY TABLE erased_keys_{i} ON COMMIT DROP AS
-                     SELECT {} FROM {parent} p WHERE p.organization_id = '{org}'",
+                     SELECT {} FROM {parent} p WHERE p.{owner} = '{org}'",
                     columns.join(", ")
                 )],
             )
