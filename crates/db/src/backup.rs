@@ -181,6 +181,8 @@ pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::
                  stats_reset
             FROM pg_stat_archiver",
     )
+    // Outside a transaction: unnamed, so it also works through a pooler in transaction mode.
+    .persistent(false)
     .fetch_one(pool)
     .await?;
     Ok(ArchiveHealth {

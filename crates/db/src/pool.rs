@@ -106,6 +106,10 @@ impl std::fmt::Debug for ServiceKey {
 pub struct RuntimePool {
     pub(crate) pool: PgPool,
     pub(crate) service_key: ServiceKey,
+    /// The URL turns sqlx's statement cache off (`statement-cache-capacity=0`): the service is
+    /// behind a pooler in transaction mode (PgBouncer), so each transaction starts by dropping
+    /// the statements the server connection holds from whoever used it before.
+    pub(crate) behind_pooler: bool,
 }
 
 impl RuntimePool {
@@ -114,19 +118,21 @@ impl RuntimePool {
         max_connections: u32,
         service_key: ServiceKey,
     ) -> Result<Self, DbError> {
-        // Server-side limits, so work abandoned by a cancelled request cannot run or hold locks forever.
-        let options = url.parse::<PgConnectOptions>()?.options([
-            ("statement_timeout", "30s"),
-            ("idle_in_transaction_session_timeout", "60s"),
-            // CRM search: a word of the query matches a word it resembles this much (pg_trgm's
-            // default, 0.6, misses "smiht" for "smith"; 0.4 takes "hopper" for "hopkin").
-            ("pg_trgm.word_similarity_threshold", "0.5"),
-        ]);
+        // No startup options: a pooler in transaction mode refuses them, and the request's
+        // settings come with each transaction's binding (`tenant::REQUEST_SETTINGS`).
+        let options = url.parse::<PgConnectOptions>()?;
+        let behind_pooler = url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|p| p == "statement-cache-capacity=0"));
         let pool = pool_options(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, service_key })
+        Ok(Self {
+            pool,
+            service_key,
+            behind_pooler,
+        })
     }
 
     /// A pool on `urls.runtime` holding the service key, read through `urls.owner`.

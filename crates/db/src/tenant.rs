@@ -72,6 +72,16 @@ impl RequestContext {
 
 /// A transaction of the runtime role with the request's identity bound. Store functions take
 /// `&mut TenantTx`; dropping it without [`TenantTx::commit`] rolls everything back.
+/// The request's server-side settings, sent with its binding (in the same message: no round
+/// trip) rather than once per connection, so they hold whichever server connection a pooler in
+/// transaction mode (PgBouncer) hands the transaction: limits so work abandoned by a cancelled
+/// request cannot run or hold locks forever, and the CRM search's word similarity (a word of
+/// the query matches a word it resembles this much: pg_trgm's default, 0.6, misses "smiht" for
+/// "smith"; 0.4 takes "hopper" for "hopkin").
+const REQUEST_SETTINGS: &str = "SET LOCAL statement_timeout = '30s'; \
+     SET LOCAL idle_in_transaction_session_timeout = '60s'; \
+     SET LOCAL pg_trgm.word_similarity_threshold = 0.5;";
+
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     /// The acting user once known (`Some(None)`: anonymous).
@@ -134,8 +144,15 @@ impl TenantTx {
         // idle. BEGIN adopts the implicit transaction, so the settings stay transaction-local,
         // and the binding's MAC names that transaction. The text carries credentials: no other session
         // of the runtime role can read it (pg_stat_activity is closed to it; the guard checks).
+        // Behind a pooler, the server connection may hold another client's statements, whose
+        // names (sqlx numbers them per client connection, even with its cache off) ours repeat.
+        let forget = if pool.behind_pooler {
+            "DEALLOCATE ALL;"
+        } else {
+            ""
+        };
         let statement = format!(
-            r"SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",
+            r"{forget} {REQUEST_SETTINGS} SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",
             hex_bytes(service),
             literal(actor.map(|id| id.to_string())),
             hex_bytes(session),
