@@ -176,15 +176,24 @@ impl ArchiveHealth {
 
 /// Reads the archiver's statistics.
 pub async fn archive_health(pool: &sqlx::PgPool) -> Result<ArchiveHealth, sqlx::Error> {
-    let (archiving, last_archived_at, last_failed_at, last_failed_wal, stats_reset) = sqlx::query_as(
+    use sqlx::Row;
+    // The simple protocol, one message: no prepared statement, so it works the same behind a
+    // pooler in transaction mode (the runtime role's `/readyz`), where a statement prepared
+    // outside a transaction may be run on another server connection.
+    let row = sqlx::raw_sql(
         r"SELECT current_setting('archive_mode') <> 'off', last_archived_time, last_failed_time, last_failed_wal,
                  stats_reset
             FROM pg_stat_archiver",
     )
-    // Outside a transaction: unnamed, so it also works through a pooler in transaction mode.
-    .persistent(false)
     .fetch_one(pool)
     .await?;
+    let (archiving, last_archived_at, last_failed_at, last_failed_wal, stats_reset) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    );
     Ok(ArchiveHealth {
         archiving,
         last_archived_at,

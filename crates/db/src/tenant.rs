@@ -70,8 +70,6 @@ impl RequestContext {
     }
 }
 
-/// A transaction of the runtime role with the request's identity bound. Store functions take
-/// `&mut TenantTx`; dropping it without [`TenantTx::commit`] rolls everything back.
 /// The request's server-side settings, sent with its binding (in the same message: no round
 /// trip) rather than once per connection, so they hold whichever server connection a pooler in
 /// transaction mode (PgBouncer) hands the transaction: limits so work abandoned by a cancelled
@@ -82,6 +80,8 @@ const REQUEST_SETTINGS: &str = "SET LOCAL statement_timeout = '30s'; \
      SET LOCAL idle_in_transaction_session_timeout = '60s'; \
      SET LOCAL pg_trgm.word_similarity_threshold = 0.5;";
 
+/// A transaction of the runtime role with the request's identity bound. Store functions take
+/// `&mut TenantTx`; dropping it without [`TenantTx::commit`] rolls everything back.
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     /// The acting user once known (`Some(None)`: anonymous).
