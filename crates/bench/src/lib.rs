@@ -11,7 +11,9 @@ use clap::ValueEnum;
 use sqlx::{Connection, PgConnection, PgPool};
 use tenantry_db::cluster::Role;
 use tenantry_db::pool::pool_options;
-use tenantry_db::{migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx};
+use tenantry_db::{
+    migrate, ConnectionUrls, OwnerPool, RequestContext, RuntimePool, TenantTx, REQUEST_SETTINGS,
+};
 use tenantry_server::api_keys::{self, Access, NewApiKey};
 use tenantry_server::http::{self, AppState, HttpConfig};
 use tenantry_server::identity::{self, NewAccount};
@@ -39,6 +41,7 @@ mod fasttrack;
 mod integrations;
 mod jobs;
 mod kpis;
+mod pooler;
 mod stripe;
 mod vault;
 
@@ -94,6 +97,10 @@ pub enum Benchmark {
     /// One organization's export (`tenantry org export`) of the largest benchmark organization
     /// vs plain `COPY` of its rows from every table, into files: rows per second.
     OrgExport,
+    /// The runtime role through PgBouncer in transaction mode (started here, before the managed
+    /// cluster) vs direct connections with and without the statement cache: tenant transactions
+    /// and `GET /v1/orgs/{org}` over HTTP.
+    Pgbouncer,
     /// The assistant: time to the first streamed piece of a reply through Tenantry vs straight
     /// from the local provider; a user's 10,000 conversations listed and read (HTTP, RLS, owner).
     Ai,
@@ -128,6 +135,7 @@ pub async fn run(
         Benchmark::Integrations => integrations::run(&urls, &settings).await,
         Benchmark::Ai => ai::run(&urls, &settings).await,
         Benchmark::OrgExport => export::run(&urls, &settings).await,
+        Benchmark::Pgbouncer => pooler::run(&urls, database.managed.as_ref(), &settings).await,
         Benchmark::SignInBurst => burst::run(&urls, settings.rounds).await,
         Benchmark::KpiIngest
         | Benchmark::KpiDashboard
@@ -228,37 +236,26 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
     let runtime = RuntimePool::open(urls, s.connections).await?;
     let direct = pool_options(s.connections).connect(&urls.owner).await?;
     let tenants = Arc::new(bench_tenants(urls, &runtime).await?);
-    const SELECT: &str = r"SELECT id, name, slug FROM organizations WHERE id = $1";
 
-    let ours = op({
-        let runtime = runtime.clone();
-        move |(user, org): (Uuid, Uuid)| {
-            let runtime = runtime.clone();
+    let ours = tenant_transaction(&runtime);
+    // The same statements sent directly, with or without the limits every request sets in its
+    // binding's message (`REQUEST_SETTINGS`): what those `SET LOCAL`s cost by themselves.
+    let direct_sql = |begin: &'static str| {
+        let direct = direct.clone();
+        op(move |(_, org): (Uuid, Uuid)| {
+            let direct = direct.clone();
             async move {
-                let mut tx =
-                    TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
-                let row: (Uuid, String, String) = sqlx::query_as(SELECT)
+                let mut tx = direct.begin_with(begin).await?;
+                let row: (Uuid, String, String) = sqlx::query_as(TENANT_SELECT)
                     .bind(org)
-                    .fetch_one(tx.conn())
+                    .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 Ok::<_, AnyError>(row.0)
             }
-        }
-    });
-    let same_sql_direct = op({
-        let direct = direct.clone();
-        move |(_, org): (Uuid, Uuid)| {
-            let direct = direct.clone();
-            async move {
-                let mut tx = direct.begin().await?;
-                let row: (Uuid, String, String) =
-                    sqlx::query_as(SELECT).bind(org).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok::<_, AnyError>(row.0)
-            }
-        }
-    });
+        })
+    };
+    let with_settings: &'static str = format!("{REQUEST_SETTINGS} BEGIN").leak();
 
     println!(
         "tenant-tx: {} organizations, {} connections, {} rounds of {:?} per variant",
@@ -276,7 +273,11 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
                     "tenant transaction (runtime role, RLS, context bound)",
                     ours,
                 ),
-                ("same SQL direct (owner, RLS bypassed)", same_sql_direct),
+                (
+                    "same SQL direct with the request's SET LOCALs (owner, RLS bypassed)",
+                    direct_sql(with_settings),
+                ),
+                ("same SQL direct (owner, RLS bypassed)", direct_sql("BEGIN")),
             ],
         )
         .await?,
@@ -284,6 +285,27 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
     runtime.close().await;
     direct.close().await;
     Ok(())
+}
+
+/// What [`tenant_transaction`] reads: its organization's row.
+const TENANT_SELECT: &str = r"SELECT id, name, slug FROM organizations WHERE id = $1";
+
+/// A tenant transaction of the tenant's owner on `runtime` (bind the context, read its
+/// organization's row under RLS, commit).
+fn tenant_transaction(runtime: &RuntimePool) -> TenantOp {
+    let runtime = runtime.clone();
+    op(move |(user, org): (Uuid, Uuid)| {
+        let runtime = runtime.clone();
+        async move {
+            let mut tx = TenantTx::begin(&runtime, &RequestContext::user(user).in_org(org)).await?;
+            let row: (Uuid, String, String) = sqlx::query_as(TENANT_SELECT)
+                .bind(org)
+                .fetch_one(tx.conn())
+                .await?;
+            tx.commit().await?;
+            Ok::<_, AnyError>(row.0)
+        }
+    })
 }
 
 /// Sends a request and reads its whole answer, which must be a success.

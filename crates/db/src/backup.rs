@@ -240,7 +240,7 @@ impl ManagedCluster {
         let settings = format!("# Written by Tenantry at every start.\n{listen}{archive}");
         let path = self.pgdata().join("tenantry.conf");
         fs::write(&path, settings).map_err(io_err(&path))?;
-        self.give_to_postgres(&path)?;
+        crate::cluster::give_to_postgres(&path)?;
         // Clusters made before archiving existed do not include the file yet.
         let conf = self.pgdata().join("postgresql.conf");
         let text = fs::read_to_string(&conf).map_err(io_err(&conf))?;
@@ -260,7 +260,7 @@ impl ManagedCluster {
         let (repository, key) = (&settings.repository, &settings.key);
         fs::create_dir_all(repository).map_err(io_err(repository))?;
         set_private(repository, 0o700)?;
-        self.give_to_postgres(repository)?;
+        crate::cluster::give_to_postgres(repository)?;
         let config = format!(
             "[global]\n\
              repo1-path={repository}\n\
@@ -287,7 +287,7 @@ impl ManagedCluster {
         );
         let path = self.backup_config();
         crate::cluster::write_private(&path, config.as_bytes())?;
-        self.give_to_postgres(&path)
+        crate::cluster::give_to_postgres(&path)
     }
 
     /// Creates the stanza once (after the first start with backups): WAL can be archived from

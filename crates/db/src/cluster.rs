@@ -422,7 +422,7 @@ impl ManagedCluster {
         for dir in [self.pgdata(), self.run_dir()] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
-            self.give_to_postgres(&dir)?;
+            give_to_postgres(&dir)?;
         }
         if running_as_root() {
             let mut probe = Command::new("runuser");
@@ -463,7 +463,7 @@ impl ManagedCluster {
         };
         let pwfile = self.run_dir().join("initdb.pw");
         write_private(&pwfile, info.superuser_password.as_bytes())?;
-        self.give_to_postgres(&pwfile)?;
+        give_to_postgres(&pwfile)?;
         let mut initdb = binaries.command("initdb");
         initdb
             .arg("-D")
@@ -523,21 +523,6 @@ impl ManagedCluster {
     }
 
     /// Makes `path` the cluster's OS user's when we are root (PostgreSQL and pgBackRest run as it).
-    pub(crate) fn give_to_postgres(&self, path: &Path) -> Result<(), ClusterError> {
-        if !running_as_root() {
-            return Ok(());
-        }
-        let user = nix::unistd::User::from_name("postgres")
-            .ok()
-            .flatten()
-            .ok_or_else(|| ClusterError::Command {
-                command: "look up the postgres OS user".into(),
-                detail: "no such user; install the postgresql package".into(),
-            })?;
-        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-            .map_err(io_err(path))
-    }
-
     /// Waits (up to a minute) until no process works in the data directory — PostgreSQL's
     /// processes all do — saying what it waits for.
     pub(crate) async fn wait_for_leftover_processes(&self) -> Result<(), ClusterError> {
@@ -650,6 +635,14 @@ impl ManagedCluster {
                 .execute(&mut conn)
                 .await?;
         }
+        // Every request sets its own limits (`tenant::REQUEST_SETTINGS`); these hold for
+        // anything else the runtime role runs, whichever server connection a pooler hands it.
+        sqlx::raw_sql(&format!(
+            "ALTER ROLE {RUNTIME_ROLE} SET statement_timeout = '60s'; \
+             ALTER ROLE {RUNTIME_ROLE} SET idle_in_transaction_session_timeout = '60s'"
+        ))
+        .execute(&mut conn)
+        .await?;
         // Loading or erasing one organization's rows exactly (`bundle`) turns triggers off for
         // its transaction; the owner may already disable its tables' triggers, so this grants
         // nothing new (PostgreSQL 15 and later; earlier, only a superuser may).
@@ -728,6 +721,23 @@ pub async fn create_database_if_missing(
 
 fn secret() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+}
+
+/// Makes `path` the `postgres` OS user's when running as root (PostgreSQL and PgBouncer refuse
+/// to run as root, so they run as that user).
+pub(crate) fn give_to_postgres(path: &Path) -> Result<(), ClusterError> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let user = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .ok_or_else(|| ClusterError::Command {
+            command: "look up the postgres OS user".into(),
+            detail: "no such user; install the postgresql package".into(),
+        })?;
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .map_err(io_err(path))
 }
 
 pub(crate) fn free_port() -> Result<u16, ClusterError> {

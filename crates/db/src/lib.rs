@@ -18,6 +18,8 @@ pub mod guard;
 pub mod leakproof;
 pub mod maintenance;
 pub mod migrate;
+#[cfg(feature = "testing")]
+pub mod pgbouncer;
 pub mod pool;
 pub mod queue;
 pub mod tenant;
@@ -25,7 +27,7 @@ pub mod tenant;
 pub mod testing;
 
 pub use pool::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey};
-pub use tenant::{connection_lost, Actor, RequestContext, TenantTx};
+pub use tenant::{connection_lost, Actor, RequestContext, TenantTx, REQUEST_SETTINGS};
 
 /// Name of the role the service connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
 /// Migrations grant to it by this name.

@@ -121,9 +121,14 @@ impl RuntimePool {
         // No startup options: a pooler in transaction mode refuses them, and the request's
         // settings come with each transaction's binding (`tenant::REQUEST_SETTINGS`).
         let options = url.parse::<PgConnectOptions>()?;
-        let behind_pooler = url
-            .split_once('?')
-            .is_some_and(|(_, query)| query.split('&').any(|p| p == "statement-cache-capacity=0"));
+        // The one option a pooled deployment sets (sqlx reads it too; it offers no getter).
+        let behind_pooler = url.split_once('?').is_some_and(|(_, query)| {
+            query.split('&').any(|p| {
+                p.split_once('=').is_some_and(|(key, value)| {
+                    key == "statement-cache-capacity" && value.parse() == Ok(0_usize)
+                })
+            })
+        });
         let pool = pool_options(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)

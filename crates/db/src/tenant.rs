@@ -76,7 +76,7 @@ impl RequestContext {
 /// request cannot run or hold locks forever, and the CRM search's word similarity (a word of
 /// the query matches a word it resembles this much: pg_trgm's default, 0.6, misses "smiht" for
 /// "smith"; 0.4 takes "hopper" for "hopkin").
-const REQUEST_SETTINGS: &str = "SET LOCAL statement_timeout = '30s'; \
+pub const REQUEST_SETTINGS: &str = "SET LOCAL statement_timeout = '30s'; \
      SET LOCAL idle_in_transaction_session_timeout = '60s'; \
      SET LOCAL pg_trgm.word_similarity_threshold = 0.5;";
 

@@ -8,7 +8,8 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::cluster::{ClusterInfo, ManagedCluster, Role};
-use crate::{leakproof, migrate, OwnerPool, RuntimePool, ServiceKey, OWNER_ROLE, RUNTIME_ROLE};
+use crate::pgbouncer::PgBouncer;
+use crate::{leakproof, migrate, OwnerPool, RuntimePool, ServiceKey, OWNER_ROLE};
 
 /// The test cluster's data directory: under the system temp dir (the `postgres` OS user must be
 /// able to enter it when tests run as root), one per checkout.
@@ -135,90 +136,15 @@ impl Drop for TestDb {
 }
 
 /// Where a test's runtime pool connects. With `TENANTRY_TEST_PGBOUNCER` set, through PgBouncer in
-/// transaction mode (one per test cluster, started on first use), as a service behind one
-/// connects: `statement-cache-capacity=0` in the URL is the one setting that takes.
+/// transaction mode (one per test cluster, started on first use; `.ci/run` stops it), with few
+/// server connections handed round robin, so transactions of different clients share them.
 fn runtime_url(info: &ClusterInfo, database: &str) -> String {
     if std::env::var_os("TENANTRY_TEST_PGBOUNCER").is_none() {
         return info.url(Role::Runtime, database);
     }
-    let port = ensure_pgbouncer(info);
-    format!(
-        "postgres://{RUNTIME_ROLE}:{}@127.0.0.1:{port}/{database}?statement-cache-capacity=0",
-        info.runtime_password
-    )
-}
-
-/// The test cluster's PgBouncer (Debian's package), started once however many test processes
-/// ask (under a lock file); its port. It runs as the `postgres` OS user when tests run as root,
-/// and stops with `kill $(cat DIR/pgbouncer/pgbouncer.pid)` (`.ci/run` does).
-fn ensure_pgbouncer(info: &ClusterInfo) -> u16 {
-    let cluster = test_cluster();
-    let dir = cluster.root().join("pgbouncer");
-    std::fs::create_dir_all(&dir).expect("pgbouncer directory");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("start.lock"))
-        .expect("open the pgbouncer lock");
-    lock.lock().expect("lock pgbouncer");
-    let running = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-    if let Some(port) = std::fs::read_to_string(dir.join("port"))
-        .ok()
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .filter(|port| running(*port))
-    {
-        return port;
-    }
-    let port = crate::cluster::free_port().expect("a free port");
-    let d = dir.display();
-    let config = format!(
-        "[databases]\n* = host=127.0.0.1 port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
-         listen_port = {port}\nunix_socket_dir =\nauth_type = scram-sha-256\n\
-         auth_file = {d}/userlist.txt\npool_mode = transaction\nmax_client_conn = 2000\n\
-         default_pool_size = 20\nignore_startup_parameters = extra_float_digits\n\
-         logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n",
-        info.port
-    );
-    std::fs::write(dir.join("pgbouncer.ini"), config).expect("pgbouncer.ini");
-    std::fs::write(
-        dir.join("userlist.txt"),
-        format!("\"{RUNTIME_ROLE}\" \"{}\"\n", info.runtime_password),
-    )
-    .expect("userlist.txt");
-    for path in ["", "pgbouncer.ini", "userlist.txt"] {
-        cluster
-            .give_to_postgres(&dir.join(path))
-            .expect("give pgbouncer's files to postgres");
-    }
-    let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("pgbouncer");
-    let mut command = if crate::cluster::running_as_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", binary]);
-        c
-    } else {
-        std::process::Command::new(binary)
-    };
-    let status = command
-        .arg("-d")
-        .arg(dir.join("pgbouncer.ini"))
-        .status()
-        .expect("run pgbouncer (apt-get install pgbouncer)");
-    assert!(
-        status.success(),
-        "pgbouncer did not start: see {d}/pgbouncer.log"
-    );
-    for _ in 0..100 {
-        if running(port) {
-            std::fs::write(dir.join("port"), port.to_string()).expect("port file");
-            return port;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("pgbouncer did not listen on {port}: see {d}/pgbouncer.log");
+    PgBouncer::ensure(info, &test_cluster().root().join("pgbouncer"), 4)
+        .expect("start PgBouncer")
+        .runtime_url(info, database)
 }
 
 /// Creates `tmpl_<fingerprint>` once per migration set (under the cluster's lock file, so

@@ -1,5 +1,6 @@
 //! The tenant transaction itself: context binding, session tokens, connection hygiene.
 
+use sqlx::{Connection, PgConnection};
 use tenantry_db::cluster::Role;
 use tenantry_db::testing::TestDb;
 use tenantry_db::{Actor, DbError, RequestContext, RuntimePool, TenantTx};
@@ -55,6 +56,49 @@ async fn a_refused_token_leaves_the_connection_clean() {
         .expect("count");
     assert_eq!(seen, 1);
     tx.commit().await.expect("commit");
+}
+
+/// The request's limits hold inside every tenant transaction, on whichever connection (through
+/// PgBouncer too: `TENANTRY_TEST_PGBOUNCER`), and the role's own, longer ones outside it.
+#[tokio::test]
+async fn every_transaction_runs_under_the_request_limits() {
+    let db = TestDb::new().await;
+    let alice = user(&db.runtime, "alice@example.com").await;
+    let a = org(&db.runtime, alice, "acme").await;
+    const SETTINGS: &str = r"SELECT current_setting('statement_timeout'),
+                                  current_setting('idle_in_transaction_session_timeout'),
+                                  current_setting('pg_trgm.word_similarity_threshold', true)";
+    for ctx in [
+        RequestContext::default(),
+        RequestContext::user(alice),
+        RequestContext::user(alice).in_org(a),
+    ] {
+        for _ in 0..4 {
+            let mut tx = TenantTx::begin(&db.runtime, &ctx).await.expect("begin");
+            let settings: (String, String, Option<String>) = sqlx::query_as(SETTINGS)
+                .fetch_one(tx.conn())
+                .await
+                .expect("settings");
+            assert_eq!(
+                settings,
+                ("30s".into(), "1min".into(), Some("0.5".into())),
+                "in a transaction of {ctx:?}"
+            );
+            tx.commit().await.expect("commit");
+        }
+    }
+    let mut direct = PgConnection::connect(&db.url(Role::Runtime))
+        .await
+        .expect("connect as runtime role");
+    let outside: (String, String, Option<String>) = sqlx::query_as(SETTINGS)
+        .fetch_one(&mut direct)
+        .await
+        .expect("settings");
+    assert_eq!(outside.0, "1min", "the runtime role's statement_timeout");
+    assert_eq!(
+        outside.1, "1min",
+        "the runtime role's idle-in-transaction limit"
+    );
 }
 
 #[tokio::test]
