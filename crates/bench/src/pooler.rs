@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tenantry_db::cluster::ClusterInfo;
 use tenantry_db::pgbouncer::PgBouncer;
-use tenantry_db::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey};
+use tenantry_db::{ConnectionUrls, OwnerPool, RuntimePool, ServiceKey, RUNTIME_ROLE};
 use uuid::Uuid;
 
 use super::{
@@ -27,19 +27,33 @@ pub(super) async fn run(
     )?;
     let dir = std::env::temp_dir().join(format!("tenantry-bench-pgbouncer-{}", info.port));
     let bouncer = PgBouncer::ensure(info, &dir, s.connections)?;
-    let result = compare_paths(urls, &bouncer.runtime_url(info, BENCH_DATABASE), s).await;
+    // The same hop PgBouncer makes to the cluster, without PgBouncer: what the pooler adds.
+    let tcp = format!(
+        "postgres://{RUNTIME_ROLE}:{}@127.0.0.1:{}/{BENCH_DATABASE}?statement-cache-capacity=0",
+        info.runtime_password, info.port
+    );
+    let result = compare_paths(urls, &bouncer.runtime_url(info, BENCH_DATABASE), &tcp, s).await;
     bouncer.stop();
     result
 }
 
-async fn compare_paths(urls: &ConnectionUrls, pooled: &str, s: &Settings) -> Result<(), AnyError> {
+async fn compare_paths(
+    urls: &ConnectionUrls,
+    pooled: &str,
+    tcp: &str,
+    s: &Settings,
+) -> Result<(), AnyError> {
     let owner = OwnerPool::connect(&urls.owner).await?;
     let key = ServiceKey::load(&owner).await?;
     owner.0.close().await;
     let separator = if urls.runtime.contains('?') { '&' } else { '?' };
     let uncached = format!("{}{separator}statement-cache-capacity=0", urls.runtime);
     let paths = [
-        ("through PgBouncer (statement cache off)", pooled),
+        (
+            "through PgBouncer (loopback TCP, statement cache off)",
+            pooled,
+        ),
+        ("direct over loopback TCP, statement cache off", tcp),
         ("direct, statement cache off", uncached.as_str()),
         ("direct", urls.runtime.as_str()),
     ];
@@ -50,10 +64,10 @@ async fn compare_paths(urls: &ConnectionUrls, pooled: &str, s: &Settings) -> Res
             RuntimePool::connect(url, s.connections, key.clone()).await?,
         ));
     }
-    let tenants = Arc::new(bench_tenants(urls, &pools[2].1).await?);
+    let tenants = Arc::new(bench_tenants(urls, &pools[3].1).await?);
     println!(
         "pgbouncer: {} organizations, {} clients and {} connections per path (PgBouncer: as many \
-         server connections, loopback TCP; direct: the cluster's Unix socket), {} rounds of {:?} per variant",
+         server connections; direct: the cluster's Unix socket unless said), {} rounds of {:?} per variant",
         tenants.len(),
         s.connections,
         s.connections,
@@ -69,7 +83,7 @@ async fn compare_paths(urls: &ConnectionUrls, pooled: &str, s: &Settings) -> Res
     report(&mut compare(s, &tenants, transactions).await?);
 
     println!("\nGET /v1/orgs/{{org}} by session token (HTTP, auth, RLS):");
-    let credentials = Arc::new(bench_credentials(urls, &pools[2].1, &tenants).await?);
+    let credentials = Arc::new(bench_credentials(urls, &pools[3].1, &tenants).await?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(s.connections as usize)
         .build()?;
@@ -93,11 +107,9 @@ async fn compare_paths(urls: &ConnectionUrls, pooled: &str, s: &Settings) -> Res
         ));
     }
     report(&mut compare(s, &credentials, requests).await?);
+    // The pools are dropped, not closed: a server's meter still flushes its counts as it stops.
     for server in servers {
         server.abort();
-    }
-    for (_, pool) in pools {
-        pool.close().await;
     }
     Ok(())
 }

@@ -155,6 +155,18 @@ async fn an_owner_downloads_what_an_owner_may_read_and_nobody_else_downloads_any
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // An organization named by anything but an id is no organization.
+    for malformed in ["not-an-id", "%27%20OR%201%3D1--", "00000000-0000-0000-0000"] {
+        let got = app
+            .call(
+                Method::GET,
+                &alice,
+                &format!("/v1/orgs/{malformed}/export"),
+                None,
+            )
+            .await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{malformed}: {}", got.1);
+    }
     // The scratch files of the downloads are gone.
     let left = std::fs::read_dir(std::env::temp_dir())
         .expect("temp")
@@ -220,8 +232,14 @@ async fn a_person_downloads_their_own_data_and_nobody_elses() {
         );
     }
 
-    // An API key is no person.
+    // An API key is no person; nobody is no person either.
     let key = api_key(&app, &alice, "read", json!(["crm"])).await;
     let got = app.call(Method::GET, &key, "/v1/me/export", None).await;
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    let response = app
+        .request(Method::GET, None, "/v1/me/export")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
