@@ -522,7 +522,6 @@ impl ManagedCluster {
         }
     }
 
-    /// Makes `path` the cluster's OS user's when we are root (PostgreSQL and pgBackRest run as it).
     /// Waits (up to a minute) until no process works in the data directory — PostgreSQL's
     /// processes all do — saying what it waits for.
     pub(crate) async fn wait_for_leftover_processes(&self) -> Result<(), ClusterError> {

@@ -3,13 +3,12 @@
 //! compares requests through it with direct connections. The service itself never starts one.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cluster::{give_to_postgres, running_as_root, ClusterError, ClusterInfo};
+use crate::cluster::{give_to_postgres, running_as_root, write_private, ClusterError, ClusterInfo};
 use crate::RUNTIME_ROLE;
 
 /// A running PgBouncer and the directory holding its configuration, log and pid file.
@@ -49,9 +48,16 @@ impl PgBouncer {
         }
         .stop();
         let port = crate::cluster::free_port()?;
-        write_private(&ini, &config(info, dir, port, pool_size)).map_err(io("pgbouncer.ini"))?;
+        // Written anew, so that the mode is ours whatever an older file had (the list holds a
+        // password).
         let users = format!("\"{RUNTIME_ROLE}\" \"{}\"\n", info.runtime_password);
-        write_private(&dir.join("userlist.txt"), &users).map_err(io("userlist.txt"))?;
+        for (path, text) in [
+            (ini.clone(), config(info, dir, port, pool_size)),
+            (dir.join("userlist.txt"), users),
+        ] {
+            let _ = fs::remove_file(&path);
+            write_private(&path, text.as_bytes())?;
+        }
         for path in ["", "pgbouncer.ini", "userlist.txt"] {
             give_to_postgres(&dir.join(path))?;
         }
@@ -143,15 +149,4 @@ fn config(info: &ClusterInfo, dir: &Path, port: u16, pool_size: u32) -> String {
          logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n",
         info.port
     )
-}
-
-/// Writes `text` to a file only its owner may read (the user list holds a password).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let _ = fs::remove_file(path);
-    fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(text.as_bytes())
 }
