@@ -239,7 +239,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
 
     let ours = tenant_transaction(&runtime);
     // The same statements sent directly, with or without the limits every request sets in its
-    // binding's message (`REQUEST_SETTINGS`): what those `SET LOCAL`s cost by themselves.
+    // binding's message (`REQUEST_SETTINGS`): what those settings cost by themselves.
     let direct_sql = |begin: &'static str| {
         let direct = direct.clone();
         op(move |(_, org): (Uuid, Uuid)| {
@@ -255,7 +255,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
             }
         })
     };
-    let with_settings: &'static str = format!("{REQUEST_SETTINGS} BEGIN").leak();
+    let with_settings: &'static str = format!("SELECT {REQUEST_SETTINGS}; BEGIN").leak();
 
     println!(
         "tenant-tx: {} organizations, {} connections, {} rounds of {:?} per variant",
@@ -274,7 +274,7 @@ async fn tenant_tx(urls: &ConnectionUrls, s: &Settings) -> Result<(), AnyError> 
                     ours,
                 ),
                 (
-                    "same SQL direct with the request's SET LOCALs (owner, RLS bypassed)",
+                    "same SQL direct with the request's settings (owner, RLS bypassed)",
                     direct_sql(with_settings),
                 ),
                 ("same SQL direct (owner, RLS bypassed)", direct_sql("BEGIN")),

@@ -75,10 +75,12 @@ impl RequestContext {
 /// transaction mode (PgBouncer) hands the transaction: limits so work abandoned by a cancelled
 /// request cannot run or hold locks forever, and the CRM search's word similarity (a word of
 /// the query matches a word it resembles this much: pg_trgm's default, 0.6, misses "smiht" for
-/// "smith"; 0.4 takes "hopper" for "hopkin").
-pub const REQUEST_SETTINGS: &str = "SET LOCAL statement_timeout = '30s'; \
-     SET LOCAL idle_in_transaction_session_timeout = '60s'; \
-     SET LOCAL pg_trgm.word_similarity_threshold = 0.5;";
+/// "smith"; 0.4 takes "hopper" for "hopkin"). They are expressions of the binding's own
+/// `SELECT` (transaction-local `set_config`s): three `SET LOCAL` statements cost the binding
+/// 0.25 ms more (pgbench, docs/BENCHMARKS.md).
+pub const REQUEST_SETTINGS: &str = "set_config('statement_timeout', '30s', true), \
+     set_config('idle_in_transaction_session_timeout', '60s', true), \
+     set_config('pg_trgm.word_similarity_threshold', '0.5', true)";
 
 /// A transaction of the runtime role with the request's identity bound. Store functions take
 /// `&mut TenantTx`; dropping it without [`TenantTx::commit`] rolls everything back.
@@ -152,7 +154,7 @@ impl TenantTx {
             ""
         };
         let statement = format!(
-            r"{forget} {REQUEST_SETTINGS} SELECT app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",
+            r"{forget} SELECT {REQUEST_SETTINGS}, app.begin_request({}, {}::uuid, {}, {}, {}, {}::uuid, {}, {}::inet, {}, {});{} BEGIN",
             hex_bytes(service),
             literal(actor.map(|id| id.to_string())),
             hex_bytes(session),
