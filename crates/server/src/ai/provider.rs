@@ -154,12 +154,23 @@ pub struct Prompt {
     pub max_tokens: u32,
 }
 
+/// Tokens the chat format adds to a prompt, beyond its texts' (see [`Prompt::token_bound`]).
+pub const FRAME_TOKENS: usize = 16;
+/// Tokens the chat format adds to each turn, beyond its text's.
+pub const TURN_TOKENS: usize = 8;
+
 impl Prompt {
     /// The most tokens answering this can cost: the input's bytes (no tokenizer makes more
     /// tokens than bytes) with the chat format's few tokens per turn, plus the output cap.
+    /// `ai::store::start_turn` reserves the same sum, computed in SQL before the prompt exists.
     pub fn token_bound(&self) -> i64 {
-        let input: usize =
-            self.system.len() + 16 + self.turns.iter().map(|(_, t)| t.len() + 8).sum::<usize>();
+        let input: usize = self.system.len()
+            + FRAME_TOKENS
+            + self
+                .turns
+                .iter()
+                .map(|(_, t)| t.len() + TURN_TOKENS)
+                .sum::<usize>();
         input as i64 + i64::from(self.max_tokens)
     }
 

@@ -1,11 +1,12 @@
 //! A turn of a conversation: the user's message, the provider's reply streamed as it comes, the
 //! tokens reserved before and settled after.
 //!
-//! 1. One transaction as the caller: the conversation (its author only), the tool, the record's
-//!    summary under the caller's RLS; then in one statement the user's message stored, the
-//!    tool's tier checked and the most the reply can cost reserved against the monthly budget
-//!    (402 before any provider call). The title an untitled conversation takes from its first
-//!    message is set at the end, with the tokens: nothing but the reservation waits for it.
+//! 1. One transaction as the caller, one statement: the conversation (its author only), the
+//!    tool and the latest turns read, and when the caller may talk, the user's message stored,
+//!    the tool's tier checked and the most the reply can cost reserved against the monthly
+//!    budget (402 before any provider call); then the record's summary, where there is one,
+//!    under the caller's RLS. The title an untitled conversation takes from its first message
+//!    is set at the end, with the tokens: nothing but the reservation waits for it.
 //! 2. The transaction commits while the provider is asked; a refusal before it streams
 //!    releases the reservation and is 502.
 //! 3. A task relays the reply's pieces to the client and, at the end, stores the reply in a
@@ -74,8 +75,30 @@ const SYSTEM: &str = "You are the assistant of a business workspace. Answer the 
 clearly and briefly. Base statements about their records on the context given; say when it does \
 not contain what is asked.";
 
-/// Step 1, in one transaction as the caller: three statements before the provider is asked
-/// (the context's, where there is one, besides). Returns the transaction to commit in step 2.
+/// Introduces a tool's instructions in the system prompt.
+const TASK_HEADING: &str = "\n\nTask: ";
+/// Introduces the KPI a tool explains.
+const KPI_HEADING: &str = "\n\nThe KPI:\n";
+/// Introduces the record a conversation is about.
+const RECORD_HEADING: &str = "\n\nThe conversation is about this record:\n";
+/// The most bytes of a record's or KPI's summary the model is sent (the reservation counts
+/// them before the summary is read).
+const SUMMARY_BYTES: usize = 8 * 1024;
+
+/// Appends `heading` and `summary`, cut to [`SUMMARY_BYTES`] at a character's boundary.
+fn push_summary(system: &mut String, heading: &str, summary: &str) {
+    let mut end = summary.len().min(SUMMARY_BYTES);
+    while !summary.is_char_boundary(end) {
+        end -= 1;
+    }
+    system.push_str(heading);
+    system.push_str(&summary[..end]);
+}
+
+/// Step 1, in one transaction as the caller: one statement reads the turn's start and, when
+/// the caller may talk, stores the message and reserves the reply's tokens (see
+/// [`store::start_turn`]); the context's, where there is one, besides. Returns the
+/// transaction to commit in step 2.
 pub async fn prepare(
     state: &AppState,
     caller: &Caller,
@@ -83,9 +106,34 @@ pub async fn prepare(
     conversation_id: Uuid,
     new: &NewMessage,
 ) -> Result<(Prepared, OrgTx)> {
-    let mut tx = OrgTx::new(caller.begin_in(state, org, Module::Ai, true).await?, org);
+    // Not a `write` for the binding: the storage check is app.start_ai_reply's, with the plan
+    // it reads anyway.
+    let mut tx = OrgTx::new(caller.begin_in(state, org, Module::Ai, false).await?, org);
     let tool_name = new.tool.as_deref().unwrap_or(CHAT_TOOL);
-    let mut start = store::turn_start(&mut tx, conversation_id, tool_name).await?;
+    let max_tokens = new
+        .max_tokens
+        .unwrap_or(state.config.ai.max_output_tokens)
+        .min(state.config.ai.max_output_tokens);
+    let count = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
+    let message_id = Uuid::now_v7();
+    let mut start = store::start_turn(
+        &mut tx,
+        &store::TurnRequest {
+            conversation: conversation_id,
+            tool: tool_name,
+            message_id,
+            content: &new.content,
+            kpi: new.kpi_id,
+            fixed_tokens: count(
+                SYSTEM.len() + provider::FRAME_TOKENS + new.content.len() + provider::TURN_TOKENS,
+            ) + i64::from(max_tokens),
+            turn_tokens: count(provider::TURN_TOKENS),
+            instructions_tokens: count(TASK_HEADING.len()),
+            summary_tokens: count(KPI_HEADING.len().max(RECORD_HEADING.len()) + SUMMARY_BYTES),
+        },
+    )
+    .await?;
+    // What the request lacks, in this order (the statement wrote nothing then).
     if !start.member {
         return Err(Error::Forbidden("viewers do not talk to the assistant"));
     }
@@ -97,13 +145,6 @@ pub async fn prepare(
         .take()
         .ok_or_else(|| Error::invalid("tool", "no active tool of the catalog has this name"))?;
     let conversation = &start.conversation;
-
-    // What the tool needs and what the model is told come from the catalog.
-    let mut system = SYSTEM.to_owned();
-    if let Some(instructions) = configuration.get("instructions").and_then(|i| i.as_str()) {
-        system.push_str("\n\nTask: ");
-        system.push_str(instructions);
-    }
     match configuration.get("context").and_then(|c| c.as_str()) {
         Some("project") if conversation.context_type != ContextType::Project => {
             return Err(Error::invalid(
@@ -111,27 +152,51 @@ pub async fn prepare(
                 "works in a conversation about a project",
             ));
         }
-        Some("kpi") => {
-            let kpi = new
-                .kpi_id
-                .ok_or_else(|| Error::invalid("kpi_id", "names the KPI this tool explains"))?;
-            let summary = match context::kpi(&mut tx, kpi).await {
-                Err(Error::NotFound) => {
-                    return Err(Error::invalid(
-                        "kpi_id",
-                        "no KPI of this organization has this id",
-                    ))
-                }
-                other => other?,
-            };
-            system.push_str("\n\nThe KPI:\n");
-            system.push_str(&summary);
+        Some("kpi") if new.kpi_id.is_none() => {
+            return Err(Error::invalid("kpi_id", "names the KPI this tool explains"));
+        }
+        Some("kpi") if !start.kpi_found => {
+            return Err(Error::invalid(
+                "kpi_id",
+                "no KPI of this organization has this id",
+            ));
         }
         _ => {}
     }
+    let (Some(reserved), Some(reservation), Some(stored_at)) =
+        (start.reserved, start.reservation, start.stored_at)
+    else {
+        return Err(Error::Internal(
+            "a turn that passed its checks was not started".into(),
+        ));
+    };
+
+    // What the tool needs and what the model is told come from the catalog.
+    let mut system = SYSTEM.to_owned();
+    if let Some(instructions) = configuration.get("instructions").and_then(|i| i.as_str()) {
+        system.push_str(TASK_HEADING);
+        system.push_str(instructions);
+    }
+    let mut summarised = false;
+    if let (Some("kpi"), Some(kpi)) = (
+        configuration.get("context").and_then(|c| c.as_str()),
+        new.kpi_id,
+    ) {
+        let summary = match context::kpi(&mut tx, kpi).await {
+            Err(Error::NotFound) => {
+                return Err(Error::invalid(
+                    "kpi_id",
+                    "no KPI of this organization has this id",
+                ))
+            }
+            other => other?,
+        };
+        push_summary(&mut system, KPI_HEADING, &summary);
+        summarised = true;
+    }
     if let Some(summary) = context::summary(&mut tx, conversation).await? {
-        system.push_str("\n\nThe conversation is about this record:\n");
-        system.push_str(&summary);
+        push_summary(&mut system, RECORD_HEADING, &summary);
+        summarised = true;
     }
 
     let mut turns: Vec<(Speaker, String)> = start
@@ -150,27 +215,33 @@ pub async fn prepare(
     let title = (turns.is_empty() && start.conversation.title == store::UNTITLED)
         .then(|| store::title_of(&new.content));
     turns.push((Speaker::User, new.content.clone()));
-    let max_tokens = new
-        .max_tokens
-        .unwrap_or(state.config.ai.max_output_tokens)
-        .min(state.config.ai.max_output_tokens);
     let prompt = Prompt {
         system,
         turns,
         max_tokens,
     };
-    let (message, reservation) = store::start_turn(
-        &mut tx,
-        &store::UserTurn {
-            id: Uuid::now_v7(),
-            conversation: conversation_id,
-            author: start.conversation.user_id,
-            content: &new.content,
-        },
-        tool_name,
-        prompt.token_bound(),
-    )
-    .await?;
+    // The statement reserved the prompt's bound (a summary's most where there is one): less
+    // would let concurrent replies pass the budget.
+    let bound = prompt.token_bound();
+    if bound > reserved {
+        return Err(Error::Internal(format!(
+            "the turn reserved {reserved} tokens for a prompt bound to {bound}"
+        )));
+    }
+    debug_assert!(
+        summarised || bound == reserved,
+        "the turn reserved {reserved} tokens for a prompt bound to {bound}"
+    );
+    let message = Message {
+        id: message_id,
+        role: "user".into(),
+        content: new.content.clone(),
+        status: "complete".into(),
+        model: None,
+        input_tokens: None,
+        output_tokens: None,
+        created_at: stored_at,
+    };
     // Checked last, like a plan's refusal before it: what a request lacks comes first (422,
     // then 402), and returning drops the transaction, so nothing of this turn stays.
     let provider = state

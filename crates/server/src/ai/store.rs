@@ -162,9 +162,31 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<AiTool>> {
 /// Turns of a conversation sent to the model, at most this many (the latest).
 pub const HISTORY_TURNS: i64 = 40;
 /// And at most this many bytes of them.
-const HISTORY_BYTES: usize = 64 * 1024;
+pub const HISTORY_BYTES: i64 = 64 * 1024;
 
-/// What a turn starts from, read in one statement.
+/// A user's message that starts a turn, and what the reply may cost beyond what the database
+/// reads (see [`start_turn`]).
+pub struct TurnRequest<'a> {
+    pub conversation: Uuid,
+    /// The tool of the catalog the turn uses.
+    pub tool: &'a str,
+    /// The id the stored message takes.
+    pub message_id: Uuid,
+    pub content: &'a str,
+    /// The KPI a tool about a KPI explains.
+    pub kpi: Option<Uuid>,
+    /// The reply's token bound without the history, the tool's instructions and summaries: the
+    /// fixed instructions, the new message and the output cap, with the format's tokens.
+    pub fixed_tokens: i64,
+    /// Tokens each turn of the history adds beyond its text's bytes.
+    pub turn_tokens: i64,
+    /// Tokens the tool's instructions add beyond their bytes (the words introducing them).
+    pub instructions_tokens: i64,
+    /// The most tokens a record's or a KPI's summary adds, its heading included.
+    pub summary_tokens: i64,
+}
+
+/// What a turn starts from, read and written in one statement.
 #[derive(sqlx::FromRow)]
 pub struct TurnStart {
     #[sqlx(flatten)]
@@ -175,70 +197,80 @@ pub struct TurnStart {
     pub member: bool,
     /// The active tool's configuration; `None` when no active tool has the name.
     pub tool_configuration: Option<serde_json::Value>,
+    /// The KPI the request names is one of the organization's, not deleted.
+    pub kpi_found: bool,
     roles: Option<Vec<String>>,
     contents: Option<Vec<String>>,
+    /// The tokens reserved, once the checks above passed.
+    pub reserved: Option<i64>,
+    pub reservation: Option<Uuid>,
+    /// When the user's message was stored.
+    pub stored_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TurnStart {
-    /// The latest turns, oldest first, at most `HISTORY_BYTES` of them: `(role, content)`.
+    /// The latest turns, oldest first (at most [`HISTORY_TURNS`], [`HISTORY_BYTES`] of
+    /// text): `(role, content)`.
     pub fn history(&mut self) -> Vec<(String, String)> {
         let roles = self.roles.take().unwrap_or_default();
         let contents = self.contents.take().unwrap_or_default();
-        let mut bytes = 0;
-        let mut kept: Vec<(String, String)> = roles
-            .into_iter()
-            .zip(contents)
-            .rev()
-            .take_while(|(_, content)| {
-                bytes += content.len();
-                bytes <= HISTORY_BYTES
-            })
-            .collect();
-        kept.reverse();
-        kept
+        roles.into_iter().zip(contents).collect()
     }
 }
 
-/// The read a turn starts from (`$1` organization, `$2` conversation, `$3` tool, `$4` most turns).
-pub const TURN_START_SQL: &str = r"SELECT c.id, c.user_id, c.title, c.context_type, c.context_id, c.ai_model, c.usage_tokens,
-         c.is_archived, c.created_at, c.updated_at,
-         coalesce(c.user_id = (SELECT app.user_id()), false) AS mine,
-         (SELECT app.org_with_role('member')) IS NOT NULL AS member,
-         t.configuration AS tool_configuration, h.roles, h.contents
-    FROM ai_conversations c
-    LEFT JOIN ai_tools t ON t.name = $3 AND t.is_active
-    LEFT JOIN LATERAL (
-         SELECT array_agg(l.role ORDER BY l.id) AS roles, array_agg(l.content ORDER BY l.id) AS contents
-           FROM (SELECT m.id, m.role, m.content FROM ai_messages m
-                  WHERE m.organization_id = c.organization_id AND m.conversation_id = c.id
-                  ORDER BY m.id DESC LIMIT $4) l) h ON true
-   WHERE c.organization_id = $1 AND c.id = $2";
+/// The statement of [`start_turn`]. `$1` organization, `$2` conversation, `$3` tool, `$4` most
+/// turns, `$5` most bytes of them, `$6` message id, `$7` content, `$8` KPI, `$9`–`$12` the
+/// tokens of [`TurnRequest`]. The history's byte limit counts from the newest turn, over the
+/// newest `$4` only (a long conversation is not read whole).
+pub const START_TURN_SQL: &str = r"WITH start AS (
+    SELECT c.id, c.user_id, c.title, c.context_type, c.context_id, c.ai_model, c.usage_tokens,
+           c.is_archived, c.created_at, c.updated_at,
+           coalesce(c.user_id = (SELECT app.user_id()), false) AS mine,
+           (SELECT app.org_with_role('member')) IS NOT NULL AS member,
+           t.configuration AS tool_configuration,
+           EXISTS (SELECT FROM kpis k WHERE k.organization_id = $1 AND k.id = $8
+                                         AND k.deleted_at IS NULL) AS kpi_found,
+           h.roles, h.contents, coalesce(h.bytes, 0) AS history_bytes, coalesce(h.turns, 0) AS history_turns
+      FROM ai_conversations c
+      LEFT JOIN ai_tools t ON t.name = $3 AND t.is_active
+      LEFT JOIN LATERAL (
+           SELECT array_agg(l.role ORDER BY l.id) AS roles, array_agg(l.content ORDER BY l.id) AS contents,
+                  sum(octet_length(l.content)) AS bytes, count(*) AS turns
+             FROM (SELECT n.id, n.role, n.content,
+                          sum(octet_length(n.content)) OVER (ORDER BY n.id DESC) AS newest_bytes
+                     FROM (SELECT m.id, m.role, m.content FROM ai_messages m
+                            WHERE m.organization_id = c.organization_id AND m.conversation_id = c.id
+                            ORDER BY m.id DESC LIMIT $4) n) l
+            WHERE l.newest_bytes <= $5) h ON true
+     WHERE c.organization_id = $1 AND c.id = $2),
+  ready AS (
+    SELECT s.user_id,
+           $9 + s.history_bytes + $10 * s.history_turns
+           + CASE WHEN jsonb_typeof(s.tool_configuration -> 'instructions') = 'string'
+                  THEN $11 + octet_length(s.tool_configuration ->> 'instructions') ELSE 0 END
+           + CASE WHEN s.context_type <> 'general' AND s.context_id IS NOT NULL THEN $12 ELSE 0 END
+           + CASE WHEN s.tool_configuration ->> 'context' = 'kpi' THEN $12 ELSE 0 END AS tokens
+      FROM start s
+     WHERE s.mine AND s.member AND s.tool_configuration IS NOT NULL
+       AND (s.tool_configuration ->> 'context' IS DISTINCT FROM 'project' OR s.context_type = 'project')
+       AND (s.tool_configuration ->> 'context' IS DISTINCT FROM 'kpi' OR s.kpi_found)),
+  turn AS (
+    INSERT INTO ai_messages (id, organization_id, conversation_id, user_id, role, content, status)
+    SELECT $6, $1, $2, r.user_id, 'user', $7, 'complete' FROM ready r
+    RETURNING created_at)
+SELECT s.*, r.tokens AS reserved, turn.created_at AS stored_at,
+       (SELECT app.start_ai_reply($2, $3, r.tokens) FROM turn) AS reservation
+  FROM start s LEFT JOIN ready r ON true LEFT JOIN turn ON true,
+       (SELECT set_config('synchronous_commit', 'off', true)) AS commit_unflushed";
 
-/// The conversation `id` (404 when the caller cannot see it), whether the caller may talk in
-/// it, the tool `tool` and the conversation's latest turns.
-pub async fn turn_start(tx: &mut OrgTx, id: Uuid, tool: &str) -> Result<TurnStart> {
-    let org = tx.org();
-    sqlx::query_as(TURN_START_SQL)
-        .bind(org)
-        .bind(id)
-        .bind(tool)
-        .bind(HISTORY_TURNS)
-        .fetch_optional(tx.conn())
-        .await?
-        .found()
-}
-
-/// A message of the caller to add to their conversation.
-pub struct UserTurn<'a> {
-    pub id: Uuid,
-    pub conversation: Uuid,
-    pub author: Uuid,
-    pub content: &'a str,
-}
-
-/// Stores the caller's message and starts the reply with `tool`: its tier checked (402
-/// `feature_unavailable`) and `tokens` reserved against the month's budget (402 `plan_limit`),
-/// in one statement. Returns the stored message and the reservation.
+/// Starts a turn in one statement: reads the conversation (404 when the caller cannot see it),
+/// whether the caller may talk in it, the tool and the latest turns; and when the caller may
+/// (a member, its author, an active tool whose context the conversation and request give),
+/// stores the message, checks the tool's tier (402 `feature_unavailable`) and reserves the
+/// most the reply can cost against the month's budget (402 `plan_limit`). The reservation is
+/// [`Prompt::token_bound`](super::provider::Prompt::token_bound) of the prompt the turn will
+/// send, computed here from the parts only the database knows before the prompt exists (the
+/// history, the tool's instructions; a summary's most), so one round trip does it all.
 ///
 /// The transaction's commit does not wait for its flush to disk (`synchronous_commit = off`
 /// for it alone): the first piece of the reply need not wait for a disk. The turn becomes durable
@@ -247,38 +279,25 @@ pub struct UserTurn<'a> {
 /// between (under a second), the turn is lost together with its reply, whose settlement fails,
 /// and the client is told so; its reservation is lost too, but its tokens are still counted by
 /// that settlement, so the budget is exceeded by at most that one reply.
-pub async fn start_turn(
-    tx: &mut OrgTx,
-    turn: &UserTurn<'_>,
-    tool: &str,
-    tokens: i64,
-) -> Result<(Message, Uuid)> {
-    #[derive(sqlx::FromRow)]
-    struct Started {
-        #[sqlx(flatten)]
-        message: Message,
-        reservation: Uuid,
-    }
+pub async fn start_turn(tx: &mut OrgTx, turn: &TurnRequest<'_>) -> Result<TurnStart> {
     let org = tx.org();
-    let started: Started = sqlx::query_as(
-        r"WITH turn AS (
-               INSERT INTO ai_messages (id, organization_id, conversation_id, user_id, role, content, status)
-               VALUES ($1, $2, $3, $4, 'user', $5, 'complete')
-               RETURNING id, role, content, status, model, input_tokens, output_tokens, created_at)
-          SELECT turn.*, app.start_ai_reply($3, $6, $7) AS reservation
-            FROM turn, (SELECT set_config('synchronous_commit', 'off', true)) AS commit_unflushed",
-    )
-    .bind(turn.id)
-    .bind(org)
-    .bind(turn.conversation)
-    .bind(turn.author)
-    .bind(turn.content)
-    .bind(tool)
-    .bind(tokens)
-    .fetch_one(tx.conn())
-    .await
-    .map_err(|e| Error::forbidden_if_refused(e, "only its author talks in a conversation"))?;
-    Ok((started.message, started.reservation))
+    sqlx::query_as(START_TURN_SQL)
+        .bind(org)
+        .bind(turn.conversation)
+        .bind(turn.tool)
+        .bind(HISTORY_TURNS)
+        .bind(HISTORY_BYTES)
+        .bind(turn.message_id)
+        .bind(turn.content)
+        .bind(turn.kpi)
+        .bind(turn.fixed_tokens)
+        .bind(turn.turn_tokens)
+        .bind(turn.instructions_tokens)
+        .bind(turn.summary_tokens)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(|e| Error::forbidden_if_refused(e, "only its author talks in a conversation"))?
+        .found()
 }
 
 /// One turn to add to a conversation.

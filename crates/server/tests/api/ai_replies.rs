@@ -959,3 +959,116 @@ async fn the_trail_admins_read_holds_no_conversation_title_and_no_turn() {
     .expect("count");
     assert_eq!(leaked, 0);
 }
+
+/// The bound of a prompt OpenAI was sent: its texts' bytes, the format's tokens, the output cap
+/// (as `Prompt::token_bound` counts them; the turns alternate, so none were merged).
+fn bound_of_sent(sent: &Value) -> i64 {
+    let messages = sent["messages"].as_array().cloned().unwrap_or_default();
+    let bytes = |m: &Value| m["content"].as_str().map_or(0, str::len) as i64;
+    let system = messages.first().map_or(0, bytes);
+    let turns: i64 = messages.iter().skip(1).map(|m| bytes(m) + 8).sum();
+    system + 16 + turns + sent["max_tokens"].as_i64().unwrap_or(0)
+}
+
+/// Says `content` once with no budget left, which is refused with the tokens the turn would
+/// reserve, then with room, and returns those tokens and the request the provider was sent.
+async fn reserved_then_sent(
+    app: &TestApp,
+    fake: &Fake,
+    user: &TestUser,
+    conversation: Uuid,
+    body: Value,
+) -> (i64, Value) {
+    on_plan(app, user, "assistant_plan", json!({"ai_tokens": 1})).await;
+    let got = say(app, user, conversation, body.clone()).await;
+    assert_problem(&got, StatusCode::PAYMENT_REQUIRED, "plan_limit");
+    let reserved = got.1["requested"].as_i64().expect("requested");
+    on_plan(
+        app,
+        user,
+        "assistant_plan",
+        json!({"ai_tokens": 10_000_000}),
+    )
+    .await;
+    let (status, exchange) = say(app, user, conversation, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{exchange}");
+    let sent = fake.requests().last().expect("a request").1.clone();
+    (reserved, sent)
+}
+
+#[tokio::test]
+async fn a_turn_reserves_what_its_prompt_can_cost_computed_before_the_prompt_exists() {
+    let (app, fake) = app_with(Script::reply(&["Noted — ✓."], 10, 5)).await;
+    let alice = member_with_budget(&app, "alice@example.com", 10_000_000).await;
+    let admin = app.user("admin@example.com").await;
+    crate::platform_admin::make_staff(&app, &admin, "admin").await;
+    let tool = json!({
+        "description": "Briefs.",
+        "tool_type": "analysis",
+        "required_tier": "basic",
+        "configuration": {"instructions": "Write a brief — one paragraph, «plainly»."}
+    });
+    let got = app
+        .call(
+            Method::PUT,
+            &admin,
+            "/v1/platform/ai-tools/brief",
+            Some(tool),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+
+    // Three turns of 38,000 bytes of two-byte characters: the history keeps the newest 64 KB
+    // (the second reply, the last turn and its reply), counted in bytes, not characters.
+    let id = conversation(&app, &alice, json!({})).await;
+    for n in 0..3 {
+        let content = format!("{n}{}", "é".repeat(19_000));
+        let (status, body) = say(&app, &alice, id, json!({"content": content})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (reserved, sent) = reserved_then_sent(
+        &app,
+        &fake,
+        &alice,
+        id,
+        json!({"content": "Und jetzt? ✓", "tool": "brief", "max_tokens": 77}),
+    )
+    .await;
+    let messages = sent["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        messages.len(),
+        5,
+        "system, a reply, the last turn, its reply, the new message"
+    );
+    assert!(messages[2]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with('2'));
+    assert!(messages[0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("«plainly»"));
+    assert_eq!(reserved, bound_of_sent(&sent));
+
+    // A conversation about a record reserves the most its summary can add: at least the bound.
+    let project = created_id(
+        &app,
+        &alice,
+        "projects",
+        json!({"name": "Relaunch", "status": "active"}),
+    )
+    .await;
+    let about = conversation(
+        &app,
+        &alice,
+        json!({"context_type": "project", "context_id": project}),
+    )
+    .await;
+    let (reserved, sent) =
+        reserved_then_sent(&app, &fake, &alice, about, json!({"content": "Status?"})).await;
+    let bound = bound_of_sent(&sent);
+    assert!(
+        bound <= reserved && reserved - bound <= 8 * 1024 + 64,
+        "{bound} of {reserved}"
+    );
+}

@@ -281,6 +281,8 @@ async fn storage_is_measured_daily_and_over_its_limit_writes_stop_but_reads_and_
         .call(Method::POST, &alice, &kpis, Some(json!({"name": "MRR"})))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{kpi}");
+    let conversation =
+        crate::integrations::created_id(&app, &alice, "conversations", json!({})).await;
     assert_eq!(
         usage(&app, &alice, "storage").await["measured_at"],
         Value::Null
@@ -301,6 +303,20 @@ async fn storage_is_measured_daily_and_over_its_limit_writes_stop_but_reads_and_
     assert_problem(&refused, StatusCode::PAYMENT_REQUIRED, "plan_limit");
     assert_eq!(refused.1["entitlement"], "storage");
     assert_eq!(refused.1["used"], bytes);
+    // An assistant's turn is a write too (checked when its tokens are reserved).
+    let refused = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!(
+                "/v1/orgs/{}/conversations/{conversation}/messages",
+                alice.org
+            ),
+            Some(json!({"content": "Hello"})),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::PAYMENT_REQUIRED, "plan_limit");
+    assert_eq!(refused.1["entitlement"], "storage");
     assert_eq!(
         app.call(Method::GET, &alice, &kpis, None).await.0,
         StatusCode::OK

@@ -942,17 +942,26 @@ async fn my_conversations_read_what_they_return_under_heavy_skew() {
         1.5 * 51.0,
     )
     .await;
-    // A turn's start in that conversation: it, the tool and the latest 40 of its 20,000 turns.
+    // A turn's start in that conversation: it, the tool and the latest 40 of its 20,000 turns
+    // (with a tool not in the catalog, so that nothing is written).
     let turn = [
         Param::Id(Some(big.org)),
         Param::Id(Some(busy)),
-        Param::Text(Some("assistant".into())),
+        Param::Text(Some("no such tool".into())),
         Param::Count(tenantry_server::ai::store::HISTORY_TURNS),
+        Param::Count(tenantry_server::ai::store::HISTORY_BYTES),
+        Param::Id(Some(Uuid::now_v7())),
+        Param::Text(Some("Hello".into())),
+        Param::Id(None),
+        Param::Count(2000),
+        Param::Count(8),
+        Param::Count(8),
+        Param::Count(8000),
     ];
     assert_reads_at_most(
         &mut tx,
         "a turn's start",
-        (tenantry_server::ai::store::TURN_START_SQL, Prepared::Kept),
+        (tenantry_server::ai::store::START_TURN_SQL, Prepared::Kept),
         &turn,
         1.5 * (2.0 + 40.0),
     )
