@@ -1,9 +1,9 @@
 //! The API reference at `/docs`, served entirely by this binary: the page, and the Scalar bundle
 //! it runs (vendored in `assets/scalar`, pinned by version), reading `/openapi.json`. Nothing is
-//! loaded from another origin, so it works offline. `/` leads there (until the console exists).
+//! loaded from another origin, so it works offline.
 
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Redirect};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
@@ -11,10 +11,9 @@ use axum::Router;
 const SCALAR_VERSION: &str = "1.76.0";
 const SCALAR_JS: &[u8] = include_bytes!("../../assets/scalar/standalone.js");
 
-/// `GET /`, `GET /docs`, `GET /docs/scalar-VERSION.js`.
+/// `GET /docs`, `GET /docs/scalar-VERSION.js`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/docs") }))
         .route("/docs", get(page))
         .route(&format!("/docs/scalar-{SCALAR_VERSION}.js"), get(script))
 }

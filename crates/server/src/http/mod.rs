@@ -2,6 +2,7 @@
 //! the OpenAPI document, and serving with graceful shutdown.
 
 mod cache;
+pub mod console;
 mod docs;
 mod extract;
 mod openapi;
@@ -209,6 +210,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(|| async { Error::NotFound })
         .with_state(state)
         .merge(docs::routes())
+        .merge(console::routes())
         // Inside the routing, where each request's route template is known.
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
@@ -239,8 +241,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Headers every response carries: no content sniffing, no referrer sent elsewhere, and a
-/// Content-Security-Policy on HTML pages.
+/// Headers every response carries: no content sniffing, no referrer sent elsewhere; and on HTML
+/// pages a Content-Security-Policy (a page's own, stricter one stays) and no framing.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     use axum::http::{header, HeaderValue};
     let headers = response.headers_mut();
@@ -257,10 +259,10 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     response
 }

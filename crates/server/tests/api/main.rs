@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod burst;
 mod calendar_feed;
+mod console;
 mod content;
 mod crm;
 mod crm_board;

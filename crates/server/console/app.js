@@ -1,0 +1,369 @@
+// The Tenantry console: a client of the API (/v1) like any other, signed in with the API's own
+// session (the HttpOnly cookie, and the CSRF token its writes send). Every value is put on the
+// page as text (never as HTML), and the server's Content-Security-Policy allows no inline script.
+
+const CSRF_KEY = 'tenantry.csrf';
+const ID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET') headers['x-csrf-token'] = localStorage.getItem(CSRF_KEY) || '';
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { detail: text };
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, data || {});
+  return data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page
+
+/** An element with attributes (`on…` ones are listeners) and children (text stays text). */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
+    else if (name === 'class') element.className = value;
+    else element.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+let statusTimer;
+
+/** Says `message` in the corner (and to screen readers) for a few seconds. */
+function status(message) {
+  const element = document.getElementById('status');
+  element.textContent = message;
+  clearTimeout(statusTimer);
+  statusTimer = setTimeout(() => { element.textContent = ''; }, 4000);
+}
+
+function show(title, ...content) {
+  document.title = `${title} · Tenantry`;
+  const main = document.getElementById('main');
+  main.replaceChildren(h('h1', {}, title), ...content);
+}
+
+function navigate(path) {
+  history.pushState(null, '', path);
+  render();
+}
+
+function link(path, text, attributes = {}) {
+  return h('a', { href: path, ...attributes }, text);
+}
+
+const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+
+function formatValue(value, unit) {
+  if (value === null || value === undefined) return 'No data yet';
+  return unit ? `${number.format(value)} ${unit}` : number.format(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forms: labelled fields, each with its own error line that the API's `errors` fill.
+
+/**
+ * A form of `fields` ({name, label, type, required, autocomplete, step, options, hint}) that
+ * calls `submit(values)`; a 422's errors are shown next to the fields they name, anything else
+ * above the button.
+ */
+function form(fields, submitLabel, submit) {
+  const inputs = {};
+  const errors = {};
+  const general = h('p', { class: 'form-error', role: 'alert' });
+  const rows = fields.map((field) => {
+    const id = `field-${field.name}`;
+    const errorId = `${id}-error`;
+    const attributes = {
+      id,
+      name: field.name,
+      required: field.required,
+      autocomplete: field.autocomplete,
+      step: field.step,
+      'aria-describedby': errorId,
+    };
+    let input;
+    if (field.options) {
+      input = h('select', attributes,
+        field.options.map(([value, text]) => h('option', { value }, text)));
+    } else {
+      input = h('input', { type: field.type || 'text', ...attributes });
+    }
+    inputs[field.name] = input;
+    errors[field.name] = h('p', { id: errorId, class: 'field-error' });
+    return h('div', { class: 'field' },
+      h('label', { for: id }, field.label),
+      field.hint ? h('p', { class: 'hint' }, field.hint) : null,
+      input,
+      errors[field.name]);
+  });
+  const button = h('button', { type: 'submit' }, submitLabel);
+  const element = h('form', { novalidate: true }, rows, general, button);
+  element.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    general.textContent = '';
+    for (const name of Object.keys(errors)) {
+      errors[name].textContent = '';
+      inputs[name].removeAttribute('aria-invalid');
+    }
+    const values = {};
+    for (const field of fields) {
+      const raw = inputs[field.name].value.trim();
+      // An empty optional field is left out; an empty required one is sent, for the API to
+      // say what it needs.
+      if (raw === '' && !field.required) continue;
+      values[field.name] = field.type === 'number' ? Number(raw) : raw;
+    }
+    button.disabled = true;
+    try {
+      await submit(values);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      const named = (error.problem.errors || []).filter((e) => errors[e.field]);
+      for (const e of named) {
+        errors[e.field].textContent = e.message;
+        inputs[e.field].setAttribute('aria-invalid', 'true');
+      }
+      if (named.length > 0) inputs[named[0].field].focus();
+      else general.textContent = error.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return element;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing in and out
+
+function signedIn(answer) {
+  localStorage.setItem(CSRF_KEY, answer.session.csrf_token);
+}
+
+function signInPage() {
+  document.getElementById('bar').replaceChildren(brand());
+  show('Sign in',
+    form([
+      { name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'username' },
+      { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' },
+    ], 'Sign in', async (values) => {
+      signedIn(await api('POST', '/v1/auth/signin', values));
+      navigate('/');
+    }),
+    h('p', {}, 'New here? ', link('/sign-up', 'Create an account')));
+}
+
+function signUpPage() {
+  document.getElementById('bar').replaceChildren(brand());
+  show('Create an account',
+    form([
+      { name: 'name', label: 'Your name', autocomplete: 'name' },
+      { name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'username' },
+      { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'new-password', hint: 'At least 8 characters.' },
+      { name: 'organization_name', label: 'Organization', autocomplete: 'organization', hint: 'Your first organization; you can create more later.' },
+    ], 'Create account', async (values) => {
+      const answer = await api('POST', '/v1/auth/signup', values);
+      signedIn(answer);
+      navigate(`/orgs/${answer.organization.id}`);
+    }),
+    h('p', {}, 'Have an account? ', link('/sign-in', 'Sign in')));
+}
+
+async function signOut() {
+  try {
+    await api('POST', '/v1/auth/signout');
+  } finally {
+    localStorage.removeItem(CSRF_KEY);
+    navigate('/sign-in');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bar: where I am, my organizations, signing out
+
+function brand() {
+  return link('/', 'Tenantry', { class: 'brand' });
+}
+
+async function bar(org) {
+  const [me, orgs] = await Promise.all([api('GET', '/v1/me'), api('GET', '/v1/orgs?limit=100')]);
+  const switcher = h('select', { id: 'org-switcher', 'aria-label': 'Organization' },
+    orgs.items.map((o) => h('option', { value: o.id, selected: o.id === org }, o.name)));
+  switcher.addEventListener('change', () => navigate(`/orgs/${switcher.value}`));
+  document.getElementById('bar').replaceChildren(
+    brand(),
+    h('nav', { 'aria-label': 'Sections' },
+      link(`/orgs/${org}`, 'Dashboard')),
+    switcher,
+    h('span', { class: 'me' }, me.user.name || me.user.email),
+    h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
+  return orgs.items.find((o) => o.id === org);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages of an organization
+
+async function homePage() {
+  const orgs = await api('GET', '/v1/orgs?limit=1');
+  if (orgs.items.length > 0) {
+    history.replaceState(null, '', `/orgs/${orgs.items[0].id}`);
+    return render();
+  }
+  document.getElementById('bar').replaceChildren(brand());
+  show('No organization yet',
+    h('p', {}, 'Create one to start: it holds your KPIs, goals and everything else.'),
+    form([{ name: 'name', label: 'Organization name', required: true }], 'Create organization',
+      async (values) => {
+        const created = await api('POST', '/v1/orgs', values);
+        navigate(`/orgs/${created.id}`);
+      }));
+}
+
+/** A line of the last values, as a small SVG (no library needed for a sparkline). */
+function sparkline(values, label) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 100 30');
+  svg.setAttribute('class', 'sparkline');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', label);
+  if (values.length < 2) return svg;
+  const low = Math.min(...values);
+  const span = Math.max(...values) - low || 1;
+  const points = values.map((v, i) =>
+    `${(i / (values.length - 1)) * 100},${28 - ((v - low) / span) * 26}`);
+  const line = document.createElementNS(SVG, 'polyline');
+  line.setAttribute('points', points.join(' '));
+  svg.append(line);
+  return svg;
+}
+
+function kpiCard(org, kpi) {
+  const change = kpi.change_30d;
+  let changeText = 'No change to compare yet';
+  let changeClass = 'change';
+  if (change && change.absolute !== null && change.absolute !== undefined) {
+    const sign = change.absolute > 0 ? '+' : '';
+    const percent = change.percent === null || change.percent === undefined
+      ? '' : ` (${sign}${number.format(change.percent)} %)`;
+    changeText = `${sign}${number.format(change.absolute)}${percent} in 30 days`;
+    if (change.improving === true) changeClass += ' better';
+    if (change.improving === false) changeClass += ' worse';
+  }
+  const progress = kpi.progress === null || kpi.progress === undefined ? null : kpi.progress;
+  return h('li', { class: 'card' },
+    h('h2', {}, link(`/orgs/${org}/kpis/${kpi.id}`, kpi.name)),
+    h('p', { class: 'value' }, formatValue(kpi.current_value, kpi.unit)),
+    kpi.target_value === null || kpi.target_value === undefined
+      ? h('p', { class: 'hint' }, 'No target')
+      : h('p', { class: 'hint' }, `Target ${formatValue(kpi.target_value, kpi.unit)}`),
+    progress === null ? null : h('progress', {
+      max: 100, value: progress, 'aria-label': `${kpi.name}: ${number.format(progress)} % of target`,
+    }),
+    h('p', { class: changeClass }, changeText),
+    sparkline(kpi.sparkline || [], `${kpi.name}, last ${(kpi.sparkline || []).length} values`));
+}
+
+async function dashboardPage(org) {
+  const [organization, dashboard] = await Promise.all([
+    bar(org), api('GET', `/v1/orgs/${org}/dashboard`)]);
+  const cards = dashboard.kpis.length === 0
+    ? h('p', { class: 'empty' }, 'No KPIs yet. Add the first one below: a name is enough, a target shows progress.')
+    : h('ul', { class: 'cards' }, dashboard.kpis.map((kpi) => kpiCard(org, kpi)));
+  show(organization ? organization.name : 'Dashboard',
+    h('section', { 'aria-labelledby': 'kpis-heading' },
+      h('h2', { id: 'kpis-heading' }, 'KPIs'),
+      cards),
+    h('section', { 'aria-labelledby': 'new-kpi-heading' },
+      h('h2', { id: 'new-kpi-heading' }, 'New KPI'),
+      form([
+        { name: 'name', label: 'Name', required: true },
+        { name: 'unit', label: 'Unit', hint: 'For example €, users or %.' },
+        { name: 'target_value', label: 'Target', type: 'number', step: 'any' },
+        { name: 'initial_value', label: 'Current value', type: 'number', step: 'any' },
+        { name: 'direction', label: 'Better when', options: [['higher_is_better', 'higher'], ['lower_is_better', 'lower']] },
+      ], 'Add KPI', async (values) => {
+        const created = await api('POST', `/v1/orgs/${org}/kpis`, values);
+        status(`${created.name} added.`);
+        render();
+      })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing: every page has its own URL, so links can be bookmarked and shared.
+
+const ROUTES = [
+  [/^\/sign-in$/, signInPage, false],
+  [/^\/sign-up$/, signUpPage, false],
+  [/^\/$/, homePage, true],
+  [new RegExp(`^/orgs/(${ID})$`), dashboardPage, true],
+];
+
+async function render() {
+  const path = location.pathname;
+  const route = ROUTES.find(([pattern]) => pattern.test(path));
+  if (!route) {
+    show('Not found', h('p', {}, 'Nothing lives at this address. ', link('/', 'Go to your dashboard')));
+    return;
+  }
+  const [pattern, page] = route;
+  try {
+    await page(...pattern.exec(path).slice(1));
+    document.getElementById('main').focus({ preventScroll: true });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      localStorage.removeItem(CSRF_KEY);
+      if (location.pathname !== '/sign-in') navigate('/sign-in');
+      return;
+    }
+    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) {
+      show('Not available', h('p', {}, 'This does not exist, or your role does not show it. ', link('/', 'Go to your dashboard')));
+      return;
+    }
+    show('Something went wrong', h('p', { role: 'alert' }, error.message));
+  }
+}
+
+document.addEventListener('click', (event) => {
+  const anchor = event.target.closest('a');
+  if (!anchor || anchor.origin !== location.origin || anchor.target || anchor.hasAttribute('download')) return;
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  if (anchor.pathname.startsWith('/docs') || anchor.pathname.startsWith('/v1/')) return;
+  if (anchor.hash && anchor.pathname === location.pathname) return;
+  event.preventDefault();
+  navigate(anchor.pathname + anchor.search);
+});
+window.addEventListener('popstate', render);
+render();

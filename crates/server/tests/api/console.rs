@@ -1,0 +1,110 @@
+//! The web console: its page served at `/` and at every path of its own, with a policy that
+//! allows no inline script and nothing from elsewhere; its assets by version; and the walk of
+//! `tests/console/walk.mjs` through it in a real browser.
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::TestApp;
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.request(Method::GET, None, path)
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn the_console_is_one_page_that_loads_only_its_own_versioned_assets() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/",
+        "/sign-in",
+        "/orgs/0191d6a4-0000-7000-8000-000000000000",
+        "/orgs/0191d6a4-0000-7000-8000-000000000000/kpis/x",
+    ] {
+        let response = get(&app, path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        let policy = headers["content-security-policy"].to_str().expect("policy");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self';",
+            "style-src 'self';",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{directive} in {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+
+    let page = get(&app, "/").await.text().await.expect("page");
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (i, _) in page.match_indices(attribute) {
+            let value = &page[i + attribute.len()..];
+            let value = &value[..value.find('"').expect("closing quote")];
+            assert!(
+                value.starts_with('#') || value.starts_with('/') && !value.starts_with("//"),
+                "{attribute}{value}\" leaves this origin"
+            );
+            if value.starts_with("/console/") {
+                assets.push(value.to_owned());
+            }
+        }
+    }
+    assert_eq!(assets.len(), 2, "a script and a style sheet: {page}");
+    assert!(!page.contains("<script>"), "no inline script");
+    for asset in &assets {
+        let response = get(&app, asset).await;
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        // Another version of the same file is not served: a cached page never mixes builds.
+        let stale = asset.replacen("/console/", "/console/0", 1);
+        assert_eq!(get(&app, &stale).await.status(), StatusCode::NOT_FOUND);
+    }
+    // The API's own paths stay the API's.
+    let unknown = get(&app, "/v1/nothing-here").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_walks_through_the_console_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "the walk's packages are missing: npm ci --prefix {} (bash .ci/run does)",
+        dir.display()
+    );
+    let base = app.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("walk.mjs")
+            .arg(&base)
+            .current_dir(&dir)
+            .output()
+            .expect("run node (Debian's nodejs; bash .ci/run installs it)")
+    })
+    .await
+    .expect("walk");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the walk failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("walked: sign-in"), "{stdout}");
+}

@@ -1,0 +1,180 @@
+// The console walked by people in a real browser (Debian's Chromium, headless, every host but
+// this machine unreachable): sign-up, KPIs, signing out and in, a second organization's user who
+// sees none of it, a phone's width. Every page is checked by axe-core (no serious or critical
+// violation) and must not break the Content-Security-Policy.
+//
+// node walk.mjs <base URL>   (SCREENSHOTS=<dir> keeps a picture of each main page)
+// Run by the Rust test console::a_new_user_walks_through_the_console_in_a_real_browser, which
+// starts the service against the test cluster.
+
+import { readFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { strict as assert } from 'node:assert';
+import { chromium } from 'playwright-core';
+
+const base = process.argv[2];
+assert.ok(base, 'usage: node walk.mjs <base URL>');
+const screenshots = process.env.SCREENSHOTS;
+if (screenshots) mkdirSync(screenshots, { recursive: true });
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  ],
+});
+
+/** A fresh browser profile (its own cookies and storage), failing on any CSP violation. */
+async function person(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport, baseURL: base });
+  const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) {
+      violations.push(message.text());
+    }
+  });
+  page.on('pageerror', (error) => violations.push(`script error: ${error.message}`));
+  return page;
+}
+const violations = [];
+
+/** axe-core on the page as it is: no serious or critical violation. */
+async function accessible(page, what) {
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+    [],
+    `${what}: accessibility violations`,
+  );
+  checked.push(what);
+}
+const checked = [];
+
+async function picture(page, name) {
+  if (screenshots) await page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
+}
+
+const stamp = Date.now();
+const alice = { email: `alice-${stamp}@example.com`, password: 'correct horse battery' };
+const mallory = { email: `mallory-${stamp}@example.com`, password: 'another long secret' };
+
+// --- A new user: the root asks them to sign in, and they sign up instead.
+const page = await person();
+await page.goto('/');
+await page.waitForURL('**/sign-in');
+await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+await accessible(page, 'sign-in');
+await picture(page, 'sign-in');
+await page.getByRole('link', { name: 'Create an account' }).click();
+await page.getByRole('heading', { name: 'Create an account' }).waitFor();
+await accessible(page, 'sign-up');
+
+// A password the API refuses: its message is shown next to the field, and nothing else happens.
+await page.getByLabel('Your name').fill('Alice Example');
+await page.getByLabel('Email').fill(alice.email);
+await page.getByLabel('Password').fill('short');
+await page.getByLabel('Organization').fill('Acme Analytics');
+await page.getByRole('button', { name: 'Create account' }).click();
+const passwordError = page.locator('#field-password-error');
+await passwordError.filter({ hasText: /\S/ }).waitFor();
+assert.equal(await page.getByLabel('Password').getAttribute('aria-invalid'), 'true');
+assert.match(page.url(), /\/sign-up$/);
+await accessible(page, 'sign-up with an error');
+
+await page.getByLabel('Password').fill(alice.password);
+await page.getByRole('button', { name: 'Create account' }).click();
+await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+const dashboardUrl = page.url();
+assert.match(dashboardUrl, /\/orgs\/[0-9a-f-]{36}$/);
+await page.getByText('No KPIs yet').waitFor();
+await accessible(page, 'empty dashboard');
+
+// --- KPIs: created from the form; each card shows its value, progress toward the target, the
+// change and a sparkline.
+async function addKpi(fields) {
+  for (const [label, value] of Object.entries(fields)) await page.getByLabel(label, { exact: true }).fill(value);
+  await page.getByRole('button', { name: 'Add KPI' }).click();
+  await page.getByRole('link', { name: fields.Name, exact: true }).waitFor();
+}
+await addKpi({ Name: 'Monthly recurring revenue', Unit: '€', Target: '10000', 'Current value': '2500' });
+await addKpi({ Name: 'Active users', Target: '500', 'Current value': '120' });
+// A hostile name is shown as the text it is.
+const hostile = '<img src=x onerror="window.pwned=1">';
+await addKpi({ Name: hostile });
+assert.equal(await page.locator('.cards img').count(), 0);
+assert.equal(await page.evaluate(() => window.pwned), undefined);
+const cards = page.locator('.cards > li');
+assert.equal(await cards.count(), 3);
+const revenue = cards.filter({ hasText: 'Monthly recurring revenue' });
+assert.match(await revenue.innerText(), /2,?500 €/);
+assert.equal(await revenue.locator('progress').getAttribute('value'), '25');
+// An empty name is refused by the API, shown at the field.
+await page.getByRole('button', { name: 'Add KPI' }).click();
+await page.locator('#field-name-error').filter({ hasText: /\S/ }).waitFor();
+await accessible(page, 'dashboard');
+await picture(page, 'dashboard');
+
+// The dashboard's link is bookmarkable: opened afresh, it shows the same organization.
+await page.goto(dashboardUrl);
+await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+assert.equal(await cards.count(), 3);
+
+// --- Signing out ends the session; signing in brings the KPIs back.
+await page.getByRole('button', { name: 'Sign out' }).click();
+await page.waitForURL('**/sign-in');
+await page.goto(dashboardUrl);
+await page.waitForURL('**/sign-in');
+await page.getByLabel('Email').fill(alice.email);
+await page.getByLabel('Password').fill('wrong password!');
+await page.getByRole('button', { name: 'Sign in' }).click();
+await page.getByRole('alert').filter({ hasText: /wrong/i }).waitFor();
+await page.getByLabel('Password').fill(alice.password);
+await page.getByRole('button', { name: 'Sign in' }).click();
+await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+assert.equal(await cards.count(), 3);
+
+// --- Another organization's user sees none of it, even at its address.
+const other = await person();
+await other.goto('/sign-up');
+await other.getByLabel('Email').fill(mallory.email);
+await other.getByLabel('Password').fill(mallory.password);
+await other.getByLabel('Organization').fill('Mallory Inc');
+await other.getByRole('button', { name: 'Create account' }).click();
+await other.getByRole('heading', { name: 'Mallory Inc' }).waitFor();
+assert.equal(await other.locator('.cards > li').count(), 0);
+const options = await other.locator('#org-switcher option').allInnerTexts();
+assert.deepEqual(options, ['Mallory Inc']);
+await other.goto(dashboardUrl);
+await other.getByRole('heading', { name: 'Not available' }).waitFor();
+assert.equal(await other.getByText('Monthly recurring revenue').count(), 0);
+await accessible(other, 'not available');
+
+// --- A phone's width: nothing wider than the screen.
+const phone = await person({ width: 375, height: 800 });
+await phone.goto('/sign-in');
+await phone.getByLabel('Email').fill(alice.email);
+await phone.getByLabel('Password').fill(alice.password);
+await phone.getByRole('button', { name: 'Sign in' }).click();
+await phone.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+assert.ok(overflow <= 0, `the dashboard is ${overflow}px wider than a phone`);
+await accessible(phone, 'dashboard at phone width');
+await picture(phone, 'dashboard-phone');
+
+assert.deepEqual(violations, [], 'Content-Security-Policy violations or script errors');
+await browser.close();
+console.log(`walked: ${checked.join(', ')}`);
