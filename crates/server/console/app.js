@@ -73,7 +73,7 @@ function status(message) {
 function show(title, ...content) {
   document.title = `${title} · Tenantry`;
   const main = document.getElementById('main');
-  main.replaceChildren(h('h1', {}, title), ...content);
+  main.replaceChildren(h('h1', {}, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 function navigate(path) {
@@ -296,12 +296,34 @@ function kpiCard(org, kpi) {
     sparkline(kpi.sparkline || [], `${kpi.name}, last ${(kpi.sparkline || []).length} values`));
 }
 
+function progressBar(progress, label) {
+  if (progress === null || progress === undefined) return h('p', { class: 'hint' }, 'No progress to show yet');
+  return h('progress', { max: 100, value: progress, 'aria-label': `${label}: ${number.format(progress)} %` });
+}
+
+function goalCard(org, goal) {
+  const linked = goal.kpis.filter((k) => !k.deleted).length;
+  return h('li', { class: 'card' },
+    h('h2', {}, link(`/orgs/${org}/goals/${goal.id}`, goal.title)),
+    h('p', { class: 'value' }, goal.progress === null || goal.progress === undefined
+      ? '—' : `${number.format(goal.progress)} %`),
+    progressBar(goal.progress, goal.title),
+    h('p', { class: 'hint' }, [
+      goal.status === 'completed' ? 'Completed' : null,
+      goal.target_date ? `Due ${goal.target_date}` : 'No due date',
+      linked === 1 ? '1 KPI' : `${linked} KPIs`,
+    ].filter(Boolean).join(' · ')));
+}
+
 async function dashboardPage(org) {
-  const [organization, dashboard] = await Promise.all([
-    bar(org), api('GET', `/v1/orgs/${org}/dashboard`)]);
+  const [organization, dashboard, goals] = await Promise.all([
+    bar(org), api('GET', `/v1/orgs/${org}/dashboard`), api('GET', `/v1/orgs/${org}/goals?limit=100`)]);
   const cards = dashboard.kpis.length === 0
     ? h('p', { class: 'empty' }, 'No KPIs yet. Add the first one below: a name is enough, a target shows progress.')
-    : h('ul', { class: 'cards' }, dashboard.kpis.map((kpi) => kpiCard(org, kpi)));
+    : h('ul', { class: 'cards kpis' }, dashboard.kpis.map((kpi) => kpiCard(org, kpi)));
+  const goalCards = goals.items.length === 0
+    ? h('p', { class: 'empty' }, 'No goals yet. A goal gathers KPIs, each with a weight, into one progress figure.')
+    : h('ul', { class: 'cards goals' }, goals.items.map((goal) => goalCard(org, goal)));
   show(organization ? organization.name : 'Dashboard',
     h('section', { 'aria-labelledby': 'kpis-heading' },
       h('h2', { id: 'kpis-heading' }, 'KPIs'),
@@ -318,6 +340,232 @@ async function dashboardPage(org) {
         const created = await api('POST', `/v1/orgs/${org}/kpis`, values);
         status(`${created.name} added.`);
         render();
+      })),
+    h('section', { 'aria-labelledby': 'goals-heading' },
+      h('h2', { id: 'goals-heading' }, 'Goals'),
+      goalCards,
+      h('details', { class: 'new' }, h('summary', {}, 'New goal'),
+        form([
+          { name: 'title', label: 'Goal', required: true },
+          { name: 'target_date', label: 'Due', type: 'date' },
+        ], 'Add goal', async (values) => {
+          const created = await api('POST', `/v1/orgs/${org}/goals`, values);
+          navigate(`/orgs/${org}/goals/${created.id}`);
+        }))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A KPI: its series as a chart (uPlot, loaded with the first chart), recording a value, CSV in
+// and out.
+
+let uPlotLoaded;
+
+/** uPlot and its style sheet, fetched once, from this build's assets. */
+function loadUPlot() {
+  if (!uPlotLoaded) {
+    document.head.append(h('link', { rel: 'stylesheet', href: new URL('./uplot.css', import.meta.url).href }));
+    uPlotLoaded = import(new URL('./uplot.js', import.meta.url).href).then((m) => m.default);
+  }
+  return uPlotLoaded;
+}
+
+const BUCKETS = {
+  day: { label: 'Days', days: 90 },
+  week: { label: 'Weeks', days: 365 },
+  month: { label: 'Months', days: 3 * 365 },
+};
+
+function myTimeZone(me) {
+  const profile = me && me.profile && me.profile.timezone;
+  return profile && profile !== 'UTC' ? profile : Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+async function drawSeries(box, table, org, kpi, bucket, timeZone) {
+  const since = new Date(Date.now() - BUCKETS[bucket].days * 86400000).toISOString();
+  const query = new URLSearchParams({ bucket, timezone: timeZone, since });
+  const series = await api('GET', `/v1/orgs/${org}/kpis/${kpi.id}/series?${query}`);
+  const dates = new Intl.DateTimeFormat(undefined, {
+    timeZone, year: 'numeric', month: 'short', day: bucket === 'month' ? undefined : 'numeric',
+  });
+  table.replaceChildren(
+    h('caption', {}, `${kpi.name} by ${bucket} (${timeZone})`),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'From'), h('th', { scope: 'col' }, 'Value'), h('th', { scope: 'col' }, 'Points'))),
+    h('tbody', {}, series.map((p) => h('tr', {},
+      h('td', {}, dates.format(new Date(p.start))),
+      h('td', {}, formatValue(p.value, kpi.unit)),
+      h('td', {}, number.format(p.points))))));
+  if (series.length === 0) {
+    box.replaceChildren(h('p', { class: 'empty' }, 'No values in this range yet. Record one below, or import a CSV file.'));
+    return;
+  }
+  const uPlot = await loadUPlot();
+  box.replaceChildren();
+  const width = Math.max(280, box.clientWidth || 600);
+  // uPlot draws on a canvas; the table above says the same in words.
+  const chart = new uPlot({
+    width,
+    height: 260,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), timeZone),
+    scales: { x: { time: true } },
+    series: [{}, { label: kpi.name, stroke: '#1f5fbf', width: 2, points: { show: series.length < 60 } }],
+    axes: [{}, { values: (u, ticks) => ticks.map((t) => number.format(t)) }],
+  }, [series.map((p) => Date.parse(p.start) / 1000), series.map((p) => p.value)], box);
+  chart.root.setAttribute('role', 'img');
+  chart.root.setAttribute('aria-label', `Chart of ${kpi.name} by ${bucket}; the table below lists the values`);
+}
+
+/** The rows of a CSV file of `observed_at,value[,source]` as bulk ingest reads them, each with
+ *  this KPI's id in a first column (the format `points.csv` exports). */
+function csvForKpi(text, kpi) {
+  const lines = text.replace(/\r\n?/g, '\n').split('\n').filter((line) => line.trim() !== '');
+  if (lines.length === 0) return null;
+  const [header, ...rows] = lines;
+  return [`kpi_id,${header}`, ...rows.map((row) => `${kpi},${row}`)].join('\n') + '\n';
+}
+
+async function importCsv(org, kpi, file, report) {
+  report.replaceChildren(h('p', {}, `Importing ${file.name}…`));
+  const body = csvForKpi(await file.text(), kpi);
+  if (!body) {
+    report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, 'The file is empty.'));
+    return false;
+  }
+  const response = await fetch(`/v1/orgs/${org}/kpi-points`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
+    body,
+    credentials: 'same-origin',
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) {
+    report.replaceChildren(h('p', { role: 'status' }, `${answer.rows} rows read, ${answer.written} values recorded.`));
+    return true;
+  }
+  // Bad rows are named rows[i] (0 is the first after the header): nothing was recorded.
+  const rowErrors = (answer.errors || []).map((e) => {
+    const match = /^rows\[(\d+)\]/.exec(e.field || '');
+    const where = match ? `Line ${Number(match[1]) + 2}` : (e.field || 'File');
+    return h('li', {}, `${where}: ${e.message}`);
+  });
+  report.replaceChildren(
+    h('p', { class: 'form-error', role: 'alert' }, `Nothing was imported: ${answer.detail || `HTTP ${response.status}`}`),
+    rowErrors.length ? h('ul', { class: 'row-errors' }, rowErrors) : null);
+  return false;
+}
+
+async function kpiPage(org, id) {
+  const [, me, kpi] = await Promise.all([
+    bar(org), api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}/kpis/${id}`)]);
+  const timeZone = myTimeZone(me);
+  const chartBox = h('div', { class: 'chart' });
+  const table = h('table', { class: 'values' });
+  const bucketSelect = h('select', { id: 'bucket' },
+    Object.entries(BUCKETS).map(([value, b]) => h('option', { value }, b.label)));
+  const redraw = () => drawSeries(chartBox, table, org, kpi, bucketSelect.value, timeZone)
+    .catch((error) => chartBox.replaceChildren(h('p', { role: 'alert' }, error.message)));
+  bucketSelect.addEventListener('change', redraw);
+  const report = h('div', { class: 'import-report' });
+  const file = h('input', { type: 'file', id: 'csv-file', accept: '.csv,text/csv' });
+  file.addEventListener('change', async () => {
+    if (!file.files[0]) return;
+    if (await importCsv(org, id, file.files[0], report)) redraw();
+    file.value = '';
+  });
+  show(kpi.name,
+    h('p', { class: 'value' }, formatValue(kpi.current_value, kpi.unit)),
+    kpi.target_value === null || kpi.target_value === undefined ? null
+      : h('p', { class: 'hint' }, `Target ${formatValue(kpi.target_value, kpi.unit)}`
+        + (kpi.progress === null || kpi.progress === undefined ? '' : `, ${number.format(kpi.progress)} % of the way`)),
+    kpi.description ? h('p', {}, kpi.description) : null,
+    h('section', { 'aria-labelledby': 'series-heading' },
+      h('h2', { id: 'series-heading' }, 'History'),
+      h('div', { class: 'field inline' }, h('label', { for: 'bucket' }, 'By'), bucketSelect),
+      chartBox,
+      h('details', {}, h('summary', {}, 'Values as a table'), table)),
+    h('section', { 'aria-labelledby': 'record-heading' },
+      h('h2', { id: 'record-heading' }, 'Record a value'),
+      form([
+        { name: 'value', label: 'Value', type: 'number', step: 'any', required: true },
+        { name: 'observed_at', label: 'Observed at', type: 'datetime-local', hint: 'Empty: now.' },
+      ], 'Record', async (values) => {
+        const point = { value: values.value };
+        if (values.observed_at) point.observed_at = new Date(values.observed_at).toISOString();
+        try {
+          await api('POST', `/v1/orgs/${org}/kpis/${id}/points`, [point]);
+        } catch (error) {
+          // The API names the point's fields points[0].value, points[0].observed_at.
+          if (error instanceof ApiError && error.problem.errors) {
+            for (const e of error.problem.errors) e.field = e.field.replace(/^points\[0\]\./, '');
+          }
+          throw error;
+        }
+        status('Value recorded.');
+        render();
+      })),
+    h('section', { 'aria-labelledby': 'csv-heading' },
+      h('h2', { id: 'csv-heading' }, 'CSV'),
+      h('div', { class: 'field' },
+        h('label', { for: 'csv-file' }, 'Import values from a CSV file'),
+        h('p', { class: 'hint' }, 'Columns observed_at (RFC 3339, e.g. 2026-11-30T09:00:00Z) and value, with a header line; source is optional. All rows or none are recorded.'),
+        file),
+      report,
+      h('p', {}, h('a', { href: `/v1/orgs/${org}/kpis/${id}/points.csv`, download: 'points.csv' }, 'Download every value as CSV'))));
+  await redraw();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A goal: its KPIs with their weights, linking and unlinking, completing.
+
+async function goalPage(org, id) {
+  const [, goal, dashboard] = await Promise.all([
+    bar(org), api('GET', `/v1/orgs/${org}/goals/${id}`), api('GET', `/v1/orgs/${org}/dashboard`)]);
+  const linked = new Set(goal.kpis.map((k) => k.kpi_id));
+  const unlinked = dashboard.kpis.filter((k) => !linked.has(k.id));
+  const rows = goal.kpis.map((k) => h('tr', {},
+    h('td', {}, k.deleted ? `${k.name} (deleted)` : link(`/orgs/${org}/kpis/${k.kpi_id}`, k.name)),
+    h('td', {}, number.format(k.weight)),
+    h('td', {}, k.progress === null || k.progress === undefined ? '—' : `${number.format(k.progress)} %`),
+    h('td', {}, h('button', {
+      type: 'button',
+      class: 'link',
+      'aria-label': `Unlink ${k.name}`,
+      onclick: async () => {
+        await api('DELETE', `/v1/orgs/${org}/goals/${id}/kpis/${k.kpi_id}`);
+        status(`${k.name} unlinked.`);
+        render();
+      },
+    }, 'Unlink'))));
+  const complete = goal.status === 'completed';
+  show(goal.title,
+    h('p', { class: 'value' }, goal.progress === null || goal.progress === undefined ? 'No progress yet' : `${number.format(goal.progress)} %`),
+    progressBar(goal.progress, goal.title),
+    h('p', { class: 'hint' }, `${complete ? 'Completed' : 'Active'}${goal.target_date ? ` · due ${goal.target_date}` : ''}`),
+    goal.description ? h('p', {}, goal.description) : null,
+    h('button', {
+      type: 'button',
+      onclick: async () => {
+        await api('PATCH', `/v1/orgs/${org}/goals/${id}`, { status: complete ? 'active' : 'completed' });
+        status(complete ? 'Goal reopened.' : 'Goal completed.');
+        render();
+      },
+    }, complete ? 'Reopen goal' : 'Mark as completed'),
+    h('section', { 'aria-labelledby': 'goal-kpis-heading' },
+      h('h2', { id: 'goal-kpis-heading' }, 'KPIs of this goal'),
+      rows.length === 0
+        ? h('p', { class: 'empty' }, 'No KPIs linked yet: link one below. Its weight says how much it counts.')
+        : h('table', { class: 'values' },
+          h('thead', {}, h('tr', {}, ['KPI', 'Weight', 'Progress', 'Link'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', {}, rows))),
+    unlinked.length === 0 ? null : h('section', { 'aria-labelledby': 'link-heading' },
+      h('h2', { id: 'link-heading' }, 'Link a KPI'),
+      form([
+        { name: 'kpi', label: 'KPI', options: unlinked.map((k) => [k.id, k.name]) },
+        { name: 'weight', label: 'Weight', type: 'number', step: 'any', hint: 'Default 1.' },
+      ], 'Link', async (values) => {
+        const body = values.weight === undefined ? {} : { weight: values.weight };
+        await api('PUT', `/v1/orgs/${org}/goals/${id}/kpis/${values.kpi}`, body);
+        status('KPI linked.');
+        render();
       })));
 }
 
@@ -329,6 +577,8 @@ const ROUTES = [
   [/^\/sign-up$/, signUpPage, false],
   [/^\/$/, homePage, true],
   [new RegExp(`^/orgs/(${ID})$`), dashboardPage, true],
+  [new RegExp(`^/orgs/(${ID})/kpis/(${ID})$`), kpiPage, true],
+  [new RegExp(`^/orgs/(${ID})/goals/(${ID})$`), goalPage, true],
 ];
 
 async function render() {

@@ -117,7 +117,7 @@ const hostile = '<img src=x onerror="window.pwned=1">';
 await addKpi({ Name: hostile });
 assert.equal(await page.locator('.cards img').count(), 0);
 assert.equal(await page.evaluate(() => window.pwned), undefined);
-const cards = page.locator('.cards > li');
+const cards = page.locator('.kpis > li');
 assert.equal(await cards.count(), 3);
 const revenue = cards.filter({ hasText: 'Monthly recurring revenue' });
 assert.match(await revenue.innerText(), /2,?500 €/);
@@ -125,8 +125,70 @@ assert.equal(await revenue.locator('progress').getAttribute('value'), '25');
 // An empty name is refused by the API, shown at the field.
 await page.getByRole('button', { name: 'Add KPI' }).click();
 await page.locator('#field-name-error').filter({ hasText: /\S/ }).waitFor();
+assert.doesNotMatch(await page.locator('main').innerText(), /\b(null|undefined)\b/);
 await accessible(page, 'dashboard');
 await picture(page, 'dashboard');
+
+// --- A KPI's page: CSV import (a bad row refuses the file, named by its line), the chart by
+// day in my time zone, a value recorded, every value downloaded as CSV.
+await page.getByRole('link', { name: 'Monthly recurring revenue', exact: true }).click();
+await page.getByRole('heading', { name: 'Monthly recurring revenue', level: 1 }).waitFor();
+const day = 86400000;
+const lines = ['observed_at,value'];
+for (let i = 30; i >= 1; i -= 1) lines.push(`${new Date(Date.now() - i * day).toISOString()},${2000 + i * 10}`);
+const bad = [...lines];
+bad[2] = 'yesterday,12';
+const csv = (rows) => ({ name: 'points.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
+await page.setInputFiles('#csv-file', csv(bad));
+await page.getByText('Nothing was imported').waitFor();
+assert.match(await page.locator('.row-errors').innerText(), /Line 3: .*observed_at/);
+await page.setInputFiles('#csv-file', csv(lines));
+await page.getByText('30 rows read, 30 values recorded.').waitFor();
+// Redrawn with the imported days (the table says in words what the chart draws).
+await page.locator('table.values tbody tr:nth-child(30)').waitFor({ state: 'attached' });
+await page.locator('.chart canvas').waitFor();
+await page.getByLabel('Value', { exact: true }).fill('2750');
+await page.getByRole('button', { name: 'Record' }).click();
+await page.getByText('Value recorded.').waitFor();
+await page.locator('p.value').filter({ hasText: /2,?750/ }).waitFor();
+const exported = await page.evaluate(async (href) => (await fetch(href)).text(),
+  await page.getByRole('link', { name: 'Download every value as CSV' }).getAttribute('href'));
+assert.equal(exported.trim().split('\n').length, 1 + 1 + 30 + 1, exported);
+await page.getByLabel('By', { exact: true }).selectOption('week');
+await page.locator('table.values caption').filter({ hasText: 'by week' }).waitFor({ state: 'attached' });
+assert.doesNotMatch(await page.locator('main').innerText(), /\b(null|undefined)\b/);
+await accessible(page, 'KPI');
+await picture(page, 'kpi');
+await page.getByRole('link', { name: 'Dashboard' }).click();
+await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+
+// --- A goal of two KPIs, weighted 2 and 1: its progress is their weighted mean.
+await page.getByText('No goals yet').waitFor();
+await page.locator('summary', { hasText: 'New goal' }).click();
+await page.getByLabel('Goal', { exact: true }).fill('Grow the business');
+await page.getByLabel('Due').fill('2027-06-30');
+await page.getByRole('button', { name: 'Add goal' }).click();
+await page.getByRole('heading', { name: 'Grow the business', level: 1 }).waitFor();
+await page.getByText('No KPIs linked yet').waitFor();
+await accessible(page, 'empty goal');
+async function linkKpi(name, weight) {
+  await page.getByLabel('KPI', { exact: true }).selectOption({ label: name });
+  await page.getByLabel('Weight').fill(weight);
+  await page.getByRole('button', { name: 'Link', exact: true }).click();
+  await page.getByRole('cell', { name, exact: true }).waitFor();
+}
+await linkKpi('Monthly recurring revenue', '2');
+await linkKpi('Active users', '1');
+// (27.5 % × 2 + 24 % × 1) / 3
+await page.locator('p.value').filter({ hasText: '26.33 %' }).waitFor();
+await page.getByRole('button', { name: 'Mark as completed' }).click();
+await page.getByRole('button', { name: 'Reopen goal' }).waitFor();
+assert.doesNotMatch(await page.locator('main').innerText(), /\b(null|undefined)\b/);
+await accessible(page, 'goal');
+await picture(page, 'goal');
+await page.getByRole('link', { name: 'Dashboard' }).click();
+await page.getByRole('link', { name: 'Grow the business' }).waitFor();
+assert.match(await page.locator('.goals > li').innerText(), /26\.33 %[\s\S]*Completed/);
 
 // The dashboard's link is bookmarkable: opened afresh, it shows the same organization.
 await page.goto(dashboardUrl);
@@ -155,7 +217,7 @@ await other.getByLabel('Password').fill(mallory.password);
 await other.getByLabel('Organization').fill('Mallory Inc');
 await other.getByRole('button', { name: 'Create account' }).click();
 await other.getByRole('heading', { name: 'Mallory Inc' }).waitFor();
-assert.equal(await other.locator('.cards > li').count(), 0);
+assert.equal(await other.locator('.kpis > li').count(), 0);
 const options = await other.locator('#org-switcher option').allInnerTexts();
 assert.deepEqual(options, ['Mallory Inc']);
 await other.goto(dashboardUrl);
