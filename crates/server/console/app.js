@@ -92,6 +92,22 @@ function formatValue(value, unit) {
   return unit ? `${number.format(value)} ${unit}` : number.format(value);
 }
 
+const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
+
+/** Whether `organization`'s caller has `role` or a higher one (the API decides; the console
+ *  only leaves out what the API would refuse). */
+function can(organization, role) {
+  return Boolean(organization) && RANK[organization.my_role] >= RANK[role];
+}
+
+const READ_ONLY = 'You can read this organization; your role (viewer) does not change it. An admin can change your role.';
+
+/** A path inside the console to go to after signing in (never another origin). */
+function nextPath() {
+  const next = new URLSearchParams(location.search).get('next');
+  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forms: labelled fields, each with its own error line that the API's `errors` fill.
 
@@ -181,9 +197,9 @@ function signInPage() {
       { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' },
     ], 'Sign in', async (values) => {
       signedIn(await api('POST', '/v1/auth/signin', values));
-      navigate('/');
+      navigate(nextPath() || '/');
     }),
-    h('p', {}, 'New here? ', link('/sign-up', 'Create an account')));
+    h('p', {}, 'New here? ', link(`/sign-up${location.search}`, 'Create an account')));
 }
 
 function signUpPage() {
@@ -197,9 +213,9 @@ function signUpPage() {
     ], 'Create account', async (values) => {
       const answer = await api('POST', '/v1/auth/signup', values);
       signedIn(answer);
-      navigate(`/orgs/${answer.organization.id}`);
+      navigate(nextPath() || `/orgs/${answer.organization.id}`);
     }),
-    h('p', {}, 'Have an account? ', link('/sign-in', 'Sign in')));
+    h('p', {}, 'Have an account? ', link(`/sign-in${location.search}`, 'Sign in')));
 }
 
 async function signOut() {
@@ -226,7 +242,8 @@ async function bar(org) {
   document.getElementById('bar').replaceChildren(
     brand(),
     h('nav', { 'aria-label': 'Sections' },
-      link(`/orgs/${org}`, 'Dashboard')),
+      link(`/orgs/${org}`, 'Dashboard'),
+      link(`/orgs/${org}/members`, 'Members')),
     switcher,
     h('span', { class: 'me' }, me.user.name || me.user.email),
     h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
@@ -328,7 +345,8 @@ async function dashboardPage(org) {
     h('section', { 'aria-labelledby': 'kpis-heading' },
       h('h2', { id: 'kpis-heading' }, 'KPIs'),
       cards),
-    h('section', { 'aria-labelledby': 'new-kpi-heading' },
+    can(organization, 'member') ? null : h('p', { class: 'hint' }, READ_ONLY),
+    !can(organization, 'member') ? null : h('section', { 'aria-labelledby': 'new-kpi-heading' },
       h('h2', { id: 'new-kpi-heading' }, 'New KPI'),
       form([
         { name: 'name', label: 'Name', required: true },
@@ -344,7 +362,7 @@ async function dashboardPage(org) {
     h('section', { 'aria-labelledby': 'goals-heading' },
       h('h2', { id: 'goals-heading' }, 'Goals'),
       goalCards,
-      h('details', { class: 'new' }, h('summary', {}, 'New goal'),
+      !can(organization, 'member') ? null : h('details', { class: 'new' }, h('summary', {}, 'New goal'),
         form([
           { name: 'title', label: 'Goal', required: true },
           { name: 'target_date', label: 'Due', type: 'date' },
@@ -454,8 +472,9 @@ async function importCsv(org, kpi, file, report) {
 }
 
 async function kpiPage(org, id) {
-  const [, me, kpi] = await Promise.all([
+  const [organization, me, kpi] = await Promise.all([
     bar(org), api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}/kpis/${id}`)]);
+  const writer = can(organization, 'member');
   const timeZone = myTimeZone(me);
   const chartBox = h('div', { class: 'chart' });
   const table = h('table', { class: 'values' });
@@ -482,7 +501,8 @@ async function kpiPage(org, id) {
       h('div', { class: 'field inline' }, h('label', { for: 'bucket' }, 'By'), bucketSelect),
       chartBox,
       h('details', {}, h('summary', {}, 'Values as a table'), table)),
-    h('section', { 'aria-labelledby': 'record-heading' },
+    writer ? null : h('p', { class: 'hint' }, READ_ONLY),
+    !writer ? null : h('section', { 'aria-labelledby': 'record-heading' },
       h('h2', { id: 'record-heading' }, 'Record a value'),
       form([
         { name: 'value', label: 'Value', type: 'number', step: 'any', required: true },
@@ -504,7 +524,7 @@ async function kpiPage(org, id) {
       })),
     h('section', { 'aria-labelledby': 'csv-heading' },
       h('h2', { id: 'csv-heading' }, 'CSV'),
-      h('div', { class: 'field' },
+      !writer ? null : h('div', { class: 'field' },
         h('label', { for: 'csv-file' }, 'Import values from a CSV file'),
         h('p', { class: 'hint' }, 'Columns observed_at (RFC 3339, e.g. 2026-11-30T09:00:00Z) and value, with a header line; source is optional. All rows or none are recorded.'),
         file),
@@ -517,15 +537,16 @@ async function kpiPage(org, id) {
 // A goal: its KPIs with their weights, linking and unlinking, completing.
 
 async function goalPage(org, id) {
-  const [, goal, dashboard] = await Promise.all([
+  const [organization, goal, dashboard] = await Promise.all([
     bar(org), api('GET', `/v1/orgs/${org}/goals/${id}`), api('GET', `/v1/orgs/${org}/dashboard`)]);
+  const writer = can(organization, 'member');
   const linked = new Set(goal.kpis.map((k) => k.kpi_id));
   const unlinked = dashboard.kpis.filter((k) => !linked.has(k.id));
   const rows = goal.kpis.map((k) => h('tr', {},
     h('td', {}, k.deleted ? `${k.name} (deleted)` : link(`/orgs/${org}/kpis/${k.kpi_id}`, k.name)),
     h('td', {}, number.format(k.weight)),
     h('td', {}, k.progress === null || k.progress === undefined ? '—' : `${number.format(k.progress)} %`),
-    h('td', {}, h('button', {
+    !writer ? null : h('td', {}, h('button', {
       type: 'button',
       class: 'link',
       'aria-label': `Unlink ${k.name}`,
@@ -541,7 +562,7 @@ async function goalPage(org, id) {
     progressBar(goal.progress, goal.title),
     h('p', { class: 'hint' }, `${complete ? 'Completed' : 'Active'}${goal.target_date ? ` · due ${goal.target_date}` : ''}`),
     goal.description ? h('p', {}, goal.description) : null,
-    h('button', {
+    !writer ? h('p', { class: 'hint' }, READ_ONLY) : h('button', {
       type: 'button',
       onclick: async () => {
         await api('PATCH', `/v1/orgs/${org}/goals/${id}`, { status: complete ? 'active' : 'completed' });
@@ -554,9 +575,10 @@ async function goalPage(org, id) {
       rows.length === 0
         ? h('p', { class: 'empty' }, 'No KPIs linked yet: link one below. Its weight says how much it counts.')
         : h('table', { class: 'values' },
-          h('thead', {}, h('tr', {}, ['KPI', 'Weight', 'Progress', 'Link'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('thead', {}, h('tr', {}, ['KPI', 'Weight', 'Progress', writer ? 'Link' : null]
+            .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, rows))),
-    unlinked.length === 0 ? null : h('section', { 'aria-labelledby': 'link-heading' },
+    unlinked.length === 0 || !writer ? null : h('section', { 'aria-labelledby': 'link-heading' },
       h('h2', { id: 'link-heading' }, 'Link a KPI'),
       form([
         { name: 'kpi', label: 'KPI', options: unlinked.map((k) => [k.id, k.name]) },
@@ -570,6 +592,129 @@ async function goalPage(org, id) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Members and invitations
+
+const ROLES = [['viewer', 'Viewer'], ['member', 'Member'], ['admin', 'Admin'], ['owner', 'Owner']];
+
+/** The invitation just issued, shown once on the members page with its link. */
+let justInvited = null;
+
+async function membersPage(org) {
+  const organization = await bar(org);
+  const admin = can(organization, 'admin');
+  const [me, members, invitations] = await Promise.all([
+    api('GET', '/v1/me'),
+    api('GET', `/v1/orgs/${org}/members?limit=100`),
+    admin ? api('GET', `/v1/orgs/${org}/invitations?limit=100`) : Promise.resolve({ items: [] }),
+  ]);
+  const roleCell = (member) => {
+    // Admins change roles below owner; owners change any (the API says no where it must).
+    if (!admin || member.user_id === me.user.id || (member.role === 'owner' && !can(organization, 'owner'))) {
+      return h('td', {}, member.role);
+    }
+    const select = h('select', { 'aria-label': `Role of ${member.name || member.email}` },
+      ROLES.filter(([value]) => value !== 'owner' || can(organization, 'owner'))
+        .map(([value, text]) => h('option', { value, selected: value === member.role }, text)));
+    select.addEventListener('change', async () => {
+      try {
+        await api('PATCH', `/v1/orgs/${org}/members/${member.user_id}`, { role: select.value });
+        status(`${member.name || member.email} is now ${select.value}.`);
+      } catch (error) {
+        status(error.message);
+      }
+      render();
+    });
+    return h('td', {}, select);
+  };
+  const rows = members.items.map((member) => h('tr', {},
+    h('td', {}, member.name || '—'),
+    h('td', {}, member.email),
+    roleCell(member),
+    !admin ? null : h('td', {}, member.user_id === me.user.id ? '' : h('button', {
+      type: 'button',
+      class: 'link',
+      'aria-label': `Remove ${member.name || member.email}`,
+      onclick: async () => {
+        if (!window.confirm(`Remove ${member.name || member.email} from ${organization.name}?`)) return;
+        await api('DELETE', `/v1/orgs/${org}/members/${member.user_id}`);
+        status(`${member.name || member.email} removed.`);
+        render();
+      },
+    }, 'Remove'))));
+  const open = invitations.items.filter((i) => !i.accepted_at && !i.revoked_at);
+  const issued = h('div', { class: 'issued', role: 'status' });
+  if (justInvited) {
+    issued.replaceChildren(
+      h('p', {}, `Invitation for ${justInvited.invitation.email} sent. Its link works once, for that address:`),
+      h('p', {}, h('a', { href: justInvited.accept_url, class: 'invite-link' }, justInvited.accept_url)));
+    justInvited = null;
+  }
+  show('Members',
+    h('table', { class: 'values members' },
+      h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', admin ? 'Membership' : null]
+        .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows)),
+    !admin ? h('p', { class: 'hint' }, 'Admins invite people and change roles.') : h('section', { 'aria-labelledby': 'invite-heading' },
+      h('h2', { id: 'invite-heading' }, 'Invite someone'),
+      form([
+        { name: 'email', label: 'Their email', type: 'email', required: true },
+        { name: 'role', label: 'Role', options: ROLES.filter(([value]) => value !== 'owner') },
+      ], 'Invite', async (values) => {
+        justInvited = await api('POST', `/v1/orgs/${org}/invitations`, values);
+        render();
+      }),
+      issued,
+      h('h2', {}, 'Open invitations'),
+      open.length === 0 ? h('p', { class: 'empty' }, 'None open.') : h('ul', {}, open.map((i) => h('li', {},
+        `${i.email} as ${i.role}, until ${new Date(i.expires_at).toLocaleDateString()} `,
+        h('button', {
+          type: 'button',
+          class: 'link',
+          'aria-label': `Revoke the invitation of ${i.email}`,
+          onclick: async () => {
+            await api('DELETE', `/v1/orgs/${org}/invitations/${i.id}`);
+            status(`Invitation of ${i.email} revoked.`);
+            render();
+          },
+        }, 'Revoke'))))));
+}
+
+async function acceptPage() {
+  const token = new URLSearchParams(location.search).get('token') || '';
+  document.getElementById('bar').replaceChildren(brand());
+  let me = null;
+  try {
+    me = await api('GET', '/v1/me');
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+  }
+  const here = encodeURIComponent(location.pathname + location.search);
+  if (!me) {
+    show('You are invited',
+      h('p', {}, 'Sign in, or create an account with the address the invitation was sent to, to join the organization.'),
+      h('p', {}, link(`/sign-in?next=${here}`, 'Sign in'), ' · ', link(`/sign-up?next=${here}`, 'Create an account')));
+    return;
+  }
+  const problem = h('p', { class: 'form-error', role: 'alert' });
+  show('You are invited',
+    h('p', {}, `Signed in as ${me.user.email}.`),
+    h('button', {
+      type: 'button',
+      onclick: async () => {
+        try {
+          const accepted = await api('POST', '/v1/invitations/accept', { token });
+          status(`Welcome to ${accepted.organization.name}.`);
+          navigate(`/orgs/${accepted.organization.id}`);
+        } catch (error) {
+          if (!(error instanceof ApiError)) throw error;
+          problem.textContent = error.message;
+        }
+      },
+    }, 'Accept invitation'),
+    problem);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routing: every page has its own URL, so links can be bookmarked and shared.
 
 const ROUTES = [
@@ -579,6 +724,8 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})$`), dashboardPage, true],
   [new RegExp(`^/orgs/(${ID})/kpis/(${ID})$`), kpiPage, true],
   [new RegExp(`^/orgs/(${ID})/goals/(${ID})$`), goalPage, true],
+  [new RegExp(`^/orgs/(${ID})/members$`), membersPage, true],
+  [/^\/invitations\/accept$/, acceptPage, false],
 ];
 
 async function render() {
@@ -595,7 +742,10 @@ async function render() {
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       localStorage.removeItem(CSRF_KEY);
-      if (location.pathname !== '/sign-in') navigate('/sign-in');
+      if (location.pathname !== '/sign-in') {
+        const back = location.pathname === '/' ? '' : `?next=${encodeURIComponent(location.pathname + location.search)}`;
+        navigate(`/sign-in${back}`);
+      }
       return;
     }
     if (error instanceof ApiError && (error.status === 404 || error.status === 403)) {

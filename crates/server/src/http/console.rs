@@ -71,6 +71,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         "/sign-in",
         "/sign-up",
         "/me",
+        "/invitations/accept",
         "/orgs/{org}",
         "/orgs/{org}/{*rest}",
     ] {

@@ -198,8 +198,9 @@ assert.equal(await cards.count(), 3);
 // --- Signing out ends the session; signing in brings the KPIs back.
 await page.getByRole('button', { name: 'Sign out' }).click();
 await page.waitForURL('**/sign-in');
+// A signed-out visit to a page asks to sign in, then goes there.
 await page.goto(dashboardUrl);
-await page.waitForURL('**/sign-in');
+await page.waitForURL(/\/sign-in\?next=/);
 await page.getByLabel('Email').fill(alice.email);
 await page.getByLabel('Password').fill('wrong password!');
 await page.getByRole('button', { name: 'Sign in' }).click();
@@ -208,6 +209,48 @@ await page.getByLabel('Password').fill(alice.password);
 await page.getByRole('button', { name: 'Sign in' }).click();
 await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
 assert.equal(await cards.count(), 3);
+
+// --- Bob is invited as a viewer: he follows the link, creates his account, accepts, and reads
+// Acme's KPIs and goals without a way to change them.
+const bob = { email: `bob-${stamp}@example.com`, password: 'bob reads only here' };
+await page.getByRole('link', { name: 'Members' }).click();
+await page.getByRole('heading', { name: 'Members', level: 1 }).waitFor();
+await page.getByLabel('Their email').fill(bob.email);
+await page.getByLabel('Role', { exact: true }).selectOption('viewer');
+await page.getByRole('button', { name: 'Invite' }).click();
+const inviteLink = await page.locator('a.invite-link').getAttribute('href');
+assert.match(inviteLink, /\/invitations\/accept\?token=/);
+await page.getByText(`${bob.email} as viewer`).waitFor();
+await accessible(page, 'members');
+await picture(page, 'members');
+
+const bobPage = await person();
+await bobPage.goto(new URL(inviteLink).pathname + new URL(inviteLink).search);
+await bobPage.getByRole('heading', { name: 'You are invited' }).waitFor();
+await accessible(bobPage, 'invitation');
+await bobPage.getByRole('link', { name: 'Create an account' }).click();
+await bobPage.getByLabel('Email').fill(bob.email);
+await bobPage.getByLabel('Password').fill(bob.password);
+await bobPage.getByRole('button', { name: 'Create account' }).click();
+await bobPage.getByRole('button', { name: 'Accept invitation' }).click();
+await bobPage.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
+assert.equal(await bobPage.locator('.kpis > li').count(), 3);
+assert.equal(await bobPage.getByRole('button', { name: 'Add KPI' }).count(), 0);
+await bobPage.getByText('your role (viewer)').first().waitFor();
+await bobPage.getByRole('link', { name: 'Monthly recurring revenue', exact: true }).click();
+await bobPage.locator('.chart canvas').waitFor();
+assert.equal(await bobPage.getByRole('button', { name: 'Record' }).count(), 0);
+assert.equal(await bobPage.locator('#csv-file').count(), 0);
+await accessible(bobPage, 'KPI as a viewer');
+// The API refuses his writes whatever the page offers.
+const refused = await bobPage.evaluate(async (org) => (await fetch(`/v1/orgs/${org}/kpis`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json', 'x-csrf-token': localStorage.getItem('tenantry.csrf') },
+  body: JSON.stringify({ name: 'Sneaky' }),
+})).status, dashboardUrl.split('/').pop());
+assert.equal(refused, 403);
+// Both of Bob's organizations are in his switcher: his own and Acme.
+assert.equal(await bobPage.locator('#org-switcher option').count(), 2);
 
 // --- Another organization's user sees none of it, even at its address.
 const other = await person();
