@@ -73,7 +73,7 @@ function status(message) {
 function show(title, ...content) {
   document.title = `${title} · Tenantry`;
   const main = document.getElementById('main');
-  main.replaceChildren(h('h1', {}, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
+  main.replaceChildren(h('h1', { tabindex: '-1' }, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 function navigate(path) {
@@ -105,7 +105,13 @@ const READ_ONLY = 'You can read this organization; your role (viewer) does not c
 /** A path inside the console to go to after signing in (never another origin). */
 function nextPath() {
   const next = new URLSearchParams(location.search).get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  if (!next) return null;
+  try {
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search : null;
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,18 +162,36 @@ function form(fields, submitLabel, submit) {
       inputs[name].removeAttribute('aria-invalid');
     }
     const values = {};
+    let local = false;
     for (const field of fields) {
       const raw = inputs[field.name].value.trim();
+      if (field.type === 'number' && (inputs[field.name].validity.badInput || (raw === '' && field.required))) {
+        // A browser gives '' for what it cannot read as a number: say so here, send nothing.
+        errors[field.name].textContent = 'Enter a number.';
+        inputs[field.name].setAttribute('aria-invalid', 'true');
+        local = true;
+        continue;
+      }
       // An empty optional field is left out; an empty required one is sent, for the API to
       // say what it needs.
       if (raw === '' && !field.required) continue;
       values[field.name] = field.type === 'number' ? Number(raw) : raw;
     }
+    if (local) return;
     button.disabled = true;
     try {
       await submit(values);
     } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
+      if (!(error instanceof ApiError)) {
+        general.textContent = 'The service did not answer. Check the connection and try again.';
+        return;
+      }
+      if (error.status === 401 && location.pathname !== '/sign-in') {
+        // The session ended meanwhile: sign in again, then come back.
+        history.replaceState(null, '', `/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`);
+        render();
+        return;
+      }
       const named = (error.problem.errors || []).filter((e) => errors[e.field]);
       for (const e of named) {
         errors[e.field].textContent = e.message;
@@ -189,9 +213,9 @@ function signedIn(answer) {
   localStorage.setItem(CSRF_KEY, answer.session.csrf_token);
 }
 
-function signInPage() {
-  document.getElementById('bar').replaceChildren(brand());
-  show('Sign in',
+function signInPage(view) {
+  view.plainBar();
+  view.show('Sign in',
     form([
       { name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'username' },
       { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' },
@@ -202,9 +226,9 @@ function signInPage() {
     h('p', {}, 'New here? ', link(`/sign-up${location.search}`, 'Create an account')));
 }
 
-function signUpPage() {
-  document.getElementById('bar').replaceChildren(brand());
-  show('Create an account',
+function signUpPage(view) {
+  view.plainBar();
+  view.show('Create an account',
     form([
       { name: 'name', label: 'Your name', autocomplete: 'name' },
       { name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'username' },
@@ -234,8 +258,9 @@ function brand() {
   return link('/', 'Tenantry', { class: 'brand' });
 }
 
-async function bar(org) {
+async function bar(org, current) {
   const [me, orgs] = await Promise.all([api('GET', '/v1/me'), api('GET', '/v1/orgs?limit=100')]);
+  if (!current()) return orgs.items.find((o) => o.id === org);
   const switcher = h('select', { id: 'org-switcher', 'aria-label': 'Organization' },
     orgs.items.map((o) => h('option', { value: o.id, selected: o.id === org }, o.name)));
   switcher.addEventListener('change', () => navigate(`/orgs/${switcher.value}`));
@@ -253,14 +278,14 @@ async function bar(org) {
 // ---------------------------------------------------------------------------------------------
 // Pages of an organization
 
-async function homePage() {
+async function homePage(view) {
   const orgs = await api('GET', '/v1/orgs?limit=1');
   if (orgs.items.length > 0) {
     history.replaceState(null, '', `/orgs/${orgs.items[0].id}`);
     return render();
   }
-  document.getElementById('bar').replaceChildren(brand());
-  show('No organization yet',
+  view.plainBar();
+  view.show('No organization yet',
     h('p', {}, 'Create one to start: it holds your KPIs, goals and everything else.'),
     form([{ name: 'name', label: 'Organization name', required: true }], 'Create organization',
       async (values) => {
@@ -332,16 +357,16 @@ function goalCard(org, goal) {
     ].filter(Boolean).join(' · ')));
 }
 
-async function dashboardPage(org) {
+async function dashboardPage(view, org) {
   const [organization, dashboard, goals] = await Promise.all([
-    bar(org), api('GET', `/v1/orgs/${org}/dashboard`), api('GET', `/v1/orgs/${org}/goals?limit=100`)]);
+    view.bar(org), api('GET', `/v1/orgs/${org}/dashboard`), api('GET', `/v1/orgs/${org}/goals?limit=100`)]);
   const cards = dashboard.kpis.length === 0
     ? h('p', { class: 'empty' }, 'No KPIs yet. Add the first one below: a name is enough, a target shows progress.')
     : h('ul', { class: 'cards kpis' }, dashboard.kpis.map((kpi) => kpiCard(org, kpi)));
   const goalCards = goals.items.length === 0
     ? h('p', { class: 'empty' }, 'No goals yet. A goal gathers KPIs, each with a weight, into one progress figure.')
     : h('ul', { class: 'cards goals' }, goals.items.map((goal) => goalCard(org, goal)));
-  show(organization ? organization.name : 'Dashboard',
+  view.show(organization ? organization.name : 'Dashboard',
     h('section', { 'aria-labelledby': 'kpis-heading' },
       h('h2', { id: 'kpis-heading' }, 'KPIs'),
       cards),
@@ -471,9 +496,9 @@ async function importCsv(org, kpi, file, report) {
   return false;
 }
 
-async function kpiPage(org, id) {
+async function kpiPage(view, org, id) {
   const [organization, me, kpi] = await Promise.all([
-    bar(org), api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}/kpis/${id}`)]);
+    view.bar(org), api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}/kpis/${id}`)]);
   const writer = can(organization, 'member');
   const timeZone = myTimeZone(me);
   const chartBox = h('div', { class: 'chart' });
@@ -490,7 +515,7 @@ async function kpiPage(org, id) {
     if (await importCsv(org, id, file.files[0], report)) redraw();
     file.value = '';
   });
-  show(kpi.name,
+  view.show(kpi.name,
     h('p', { class: 'value' }, formatValue(kpi.current_value, kpi.unit)),
     kpi.target_value === null || kpi.target_value === undefined ? null
       : h('p', { class: 'hint' }, `Target ${formatValue(kpi.target_value, kpi.unit)}`
@@ -536,9 +561,9 @@ async function kpiPage(org, id) {
 // ---------------------------------------------------------------------------------------------
 // A goal: its KPIs with their weights, linking and unlinking, completing.
 
-async function goalPage(org, id) {
+async function goalPage(view, org, id) {
   const [organization, goal, dashboard] = await Promise.all([
-    bar(org), api('GET', `/v1/orgs/${org}/goals/${id}`), api('GET', `/v1/orgs/${org}/dashboard`)]);
+    view.bar(org), api('GET', `/v1/orgs/${org}/goals/${id}`), api('GET', `/v1/orgs/${org}/dashboard`)]);
   const writer = can(organization, 'member');
   const linked = new Set(goal.kpis.map((k) => k.kpi_id));
   const unlinked = dashboard.kpis.filter((k) => !linked.has(k.id));
@@ -557,7 +582,7 @@ async function goalPage(org, id) {
       },
     }, 'Unlink'))));
   const complete = goal.status === 'completed';
-  show(goal.title,
+  view.show(goal.title,
     h('p', { class: 'value' }, goal.progress === null || goal.progress === undefined ? 'No progress yet' : `${number.format(goal.progress)} %`),
     progressBar(goal.progress, goal.title),
     h('p', { class: 'hint' }, `${complete ? 'Completed' : 'Active'}${goal.target_date ? ` · due ${goal.target_date}` : ''}`),
@@ -599,8 +624,8 @@ const ROLES = [['viewer', 'Viewer'], ['member', 'Member'], ['admin', 'Admin'], [
 /** The invitation just issued, shown once on the members page with its link. */
 let justInvited = null;
 
-async function membersPage(org) {
-  const organization = await bar(org);
+async function membersPage(view, org) {
+  const organization = await view.bar(org);
   const admin = can(organization, 'admin');
   const [me, members, invitations] = await Promise.all([
     api('GET', '/v1/me'),
@@ -649,7 +674,7 @@ async function membersPage(org) {
       h('p', {}, h('a', { href: justInvited.accept_url, class: 'invite-link' }, justInvited.accept_url)));
     justInvited = null;
   }
-  show('Members',
+  view.show('Members',
     h('table', { class: 'values members' },
       h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', admin ? 'Membership' : null]
         .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
@@ -679,9 +704,9 @@ async function membersPage(org) {
         }, 'Revoke'))))));
 }
 
-async function acceptPage() {
+async function acceptPage(view) {
   const token = new URLSearchParams(location.search).get('token') || '';
-  document.getElementById('bar').replaceChildren(brand());
+  view.plainBar();
   let me = null;
   try {
     me = await api('GET', '/v1/me');
@@ -690,13 +715,13 @@ async function acceptPage() {
   }
   const here = encodeURIComponent(location.pathname + location.search);
   if (!me) {
-    show('You are invited',
+    view.show('You are invited',
       h('p', {}, 'Sign in, or create an account with the address the invitation was sent to, to join the organization.'),
       h('p', {}, link(`/sign-in?next=${here}`, 'Sign in'), ' · ', link(`/sign-up?next=${here}`, 'Create an account')));
     return;
   }
   const problem = h('p', { class: 'form-error', role: 'alert' });
-  show('You are invited',
+  view.show('You are invited',
     h('p', {}, `Signed in as ${me.user.email}.`),
     h('button', {
       type: 'button',
@@ -728,7 +753,19 @@ const ROUTES = [
   [/^\/invitations\/accept$/, acceptPage, false],
 ];
 
+let renderSeq = 0;
+let renderedPath = null;
+
 async function render() {
+  // A newer render (a click, Back, the switcher) wins: an older one still waiting for the API
+  // changes nothing on the page when its answers come.
+  const seq = ++renderSeq;
+  const current = () => seq === renderSeq;
+  const view = {
+    show: (...args) => { if (current()) show(...args); },
+    bar: (org) => bar(org, current),
+    plainBar: () => { if (current()) document.getElementById('bar').replaceChildren(brand()); },
+  };
   const path = location.pathname;
   const route = ROUTES.find(([pattern]) => pattern.test(path));
   if (!route) {
@@ -736,15 +773,21 @@ async function render() {
     return;
   }
   const [pattern, page] = route;
+  const arrived = renderedPath !== path;
+  renderedPath = path;
   try {
-    await page(...pattern.exec(path).slice(1));
-    document.getElementById('main').focus({ preventScroll: true });
+    await page(view, ...pattern.exec(path).slice(1));
+    // Focus goes to the new page's heading when the page changed, not when it was redrawn.
+    if (current() && arrived) document.querySelector('main h1')?.focus({ preventScroll: true });
   } catch (error) {
+    if (!current()) return;
     if (error instanceof ApiError && error.status === 401) {
       localStorage.removeItem(CSRF_KEY);
       if (location.pathname !== '/sign-in') {
         const back = location.pathname === '/' ? '' : `?next=${encodeURIComponent(location.pathname + location.search)}`;
-        navigate(`/sign-in${back}`);
+        // Replaced, not pushed: Back must not return to the page that asked for a sign-in.
+        history.replaceState(null, '', `/sign-in${back}`);
+        render();
       }
       return;
     }
@@ -765,5 +808,9 @@ document.addEventListener('click', (event) => {
   event.preventDefault();
   navigate(anchor.pathname + anchor.search);
 });
-window.addEventListener('popstate', render);
+window.addEventListener('popstate', () => {
+  // A change of fragment only (the skip link) is not another page.
+  if (location.pathname === renderedPath && !location.search) return;
+  render();
+});
 render();

@@ -35,7 +35,8 @@ const browser = await chromium.launch({
 
 /** A fresh browser profile (its own cookies and storage), failing on any CSP violation. */
 async function person(viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport, baseURL: base });
+  // Numbers and dates as the assertions spell them.
+  const context = await browser.newContext({ viewport, baseURL: base, locale: 'en-US', timezoneId: 'UTC' });
   const page = await context.newPage();
   page.on('console', (message) => {
     if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) {
@@ -116,6 +117,7 @@ await addKpi({ Name: 'Active users', Target: '500', 'Current value': '120' });
 const hostile = '<img src=x onerror="window.pwned=1">';
 await addKpi({ Name: hostile });
 assert.equal(await page.locator('.cards img').count(), 0);
+assert.equal(await page.getByRole('link', { name: hostile, exact: true }).count(), 1);
 assert.equal(await page.evaluate(() => window.pwned), undefined);
 const cards = page.locator('.kpis > li');
 assert.equal(await cards.count(), 3);
@@ -147,6 +149,8 @@ await page.getByText('30 rows read, 30 values recorded.').waitFor();
 // Redrawn with the imported days (the table says in words what the chart draws).
 await page.locator('table.values tbody tr:nth-child(30)').waitFor({ state: 'attached' });
 await page.locator('.chart canvas').waitFor();
+await page.getByRole('button', { name: 'Record' }).click();
+await page.locator('#field-value-error').filter({ hasText: 'Enter a number.' }).waitFor();
 await page.getByLabel('Value', { exact: true }).fill('2750');
 await page.getByRole('button', { name: 'Record' }).click();
 await page.getByText('Value recorded.').waitFor();
@@ -243,12 +247,16 @@ assert.equal(await bobPage.getByRole('button', { name: 'Record' }).count(), 0);
 assert.equal(await bobPage.locator('#csv-file').count(), 0);
 await accessible(bobPage, 'KPI as a viewer');
 // The API refuses his writes whatever the page offers.
-const refused = await bobPage.evaluate(async (org) => (await fetch(`/v1/orgs/${org}/kpis`, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json', 'x-csrf-token': localStorage.getItem('tenantry.csrf') },
-  body: JSON.stringify({ name: 'Sneaky' }),
-})).status, dashboardUrl.split('/').pop());
-assert.equal(refused, 403);
+const refused = await bobPage.evaluate(async (org) => {
+  const response = await fetch(`/v1/orgs/${org}/kpis`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': localStorage.getItem('tenantry.csrf') },
+    body: JSON.stringify({ name: 'Sneaky' }),
+  });
+  return [response.status, (await response.json()).code];
+}, dashboardUrl.split('/').pop());
+// Refused for his role, not for a missing CSRF token.
+assert.deepEqual(refused, [403, 'forbidden']);
 // Both of Bob's organizations are in his switcher: his own and Acme.
 assert.equal(await bobPage.locator('#org-switcher option').count(), 2);
 
