@@ -71,6 +71,7 @@ function status(message) {
 }
 
 function show(title, ...content) {
+  dropChart();
   document.title = `${title} · Tenantry`;
   const main = document.getElementById('main');
   main.replaceChildren(h('h1', { tabindex: '-1' }, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
@@ -259,20 +260,30 @@ function brand() {
 }
 
 async function bar(org, current) {
-  const [me, orgs] = await Promise.all([api('GET', '/v1/me'), api('GET', '/v1/orgs?limit=100')]);
-  if (!current()) return orgs.items.find((o) => o.id === org);
+  // The organization itself (with the caller's role), whichever page of the list it is on.
+  const [me, organization, orgs] = await Promise.all([
+    api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}`), api('GET', '/v1/orgs?limit=100')]);
+  if (!current()) return organization;
+  const choices = orgs.items.some((o) => o.id === org) ? orgs.items : [organization, ...orgs.items];
   const switcher = h('select', { id: 'org-switcher', 'aria-label': 'Organization' },
-    orgs.items.map((o) => h('option', { value: o.id, selected: o.id === org }, o.name)));
-  switcher.addEventListener('change', () => navigate(`/orgs/${switcher.value}`));
+    choices.map((o) => h('option', { value: o.id, selected: o.id === org }, o.name)));
+  // A button, not the select's change: arrow keys on a closed select change it at each press.
+  const go = h('form', { class: 'switch' }, switcher, h('button', { type: 'submit' }, 'Open'));
+  go.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (switcher.value !== org) navigate(`/orgs/${switcher.value}`);
+  });
+  const here = location.pathname;
+  const section = (path, text) => link(path, text, { 'aria-current': here === path ? 'page' : null });
   document.getElementById('bar').replaceChildren(
     brand(),
     h('nav', { 'aria-label': 'Sections' },
-      link(`/orgs/${org}`, 'Dashboard'),
-      link(`/orgs/${org}/members`, 'Members')),
-    switcher,
+      section(`/orgs/${org}`, 'Dashboard'),
+      section(`/orgs/${org}/members`, 'Members')),
+    go,
     h('span', { class: 'me' }, me.user.name || me.user.email),
     h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
-  return orgs.items.find((o) => o.id === org);
+  return organization;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,6 +413,14 @@ async function dashboardPage(view, org) {
 // and out.
 
 let uPlotLoaded;
+/** The chart on the page, destroyed before another is drawn or the page changes (uPlot keeps
+ *  every live chart in a set it updates on resize). */
+let liveChart = null;
+
+function dropChart() {
+  if (liveChart) liveChart.destroy();
+  liveChart = null;
+}
 
 /** uPlot and its style sheet, fetched once, from this build's assets. */
 function loadUPlot() {
@@ -442,8 +461,10 @@ async function drawSeries(box, table, org, kpi, bucket, timeZone) {
     return;
   }
   const uPlot = await loadUPlot();
+  dropChart();
   box.replaceChildren();
-  const width = Math.max(280, box.clientWidth || 600);
+  const padding = parseFloat(getComputedStyle(box).paddingLeft) + parseFloat(getComputedStyle(box).paddingRight);
+  const width = Math.max(260, (box.clientWidth || 600) - padding);
   // uPlot draws on a canvas; the table above says the same in words.
   const chart = new uPlot({
     width,
@@ -453,41 +474,54 @@ async function drawSeries(box, table, org, kpi, bucket, timeZone) {
     series: [{}, { label: kpi.name, stroke: '#1f5fbf', width: 2, points: { show: series.length < 60 } }],
     axes: [{}, { values: (u, ticks) => ticks.map((t) => number.format(t)) }],
   }, [series.map((p) => Date.parse(p.start) / 1000), series.map((p) => p.value)], box);
-  chart.root.setAttribute('role', 'img');
-  chart.root.setAttribute('aria-label', `Chart of ${kpi.name} by ${bucket}; the table below lists the values`);
+  liveChart = chart;
+  // The canvas is a picture of the table below; the legend stays reachable.
+  const canvas = chart.root.querySelector('canvas');
+  if (canvas) {
+    canvas.setAttribute('role', 'img');
+    canvas.setAttribute('aria-label', `Chart of ${kpi.name} by ${bucket}; the table below lists the values`);
+  }
 }
 
 /** The rows of a CSV file of `observed_at,value[,source]` as bulk ingest reads them, each with
  *  this KPI's id in a first column (the format `points.csv` exports). */
 function csvForKpi(text, kpi) {
-  const lines = text.replace(/\r\n?/g, '\n').split('\n').filter((line) => line.trim() !== '');
+  // Each kept line with its number in the file, so that errors name the file's lines.
+  const lines = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n')
+    .map((line, i) => [line, i + 1])
+    .filter(([line]) => line.trim() !== '');
   if (lines.length === 0) return null;
-  const [header, ...rows] = lines;
-  return [`kpi_id,${header}`, ...rows.map((row) => `${kpi},${row}`)].join('\n') + '\n';
+  const [[header], ...rows] = lines;
+  return {
+    body: [`kpi_id,${header}`, ...rows.map(([row]) => `${kpi},${row}`)].join('\n') + '\n',
+    lineOf: rows.map(([, number]) => number),
+  };
 }
 
 async function importCsv(org, kpi, file, report) {
   report.replaceChildren(h('p', {}, `Importing ${file.name}…`));
-  const body = csvForKpi(await file.text(), kpi);
-  if (!body) {
+  const csv = csvForKpi(await file.text(), kpi);
+  if (!csv) {
     report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, 'The file is empty.'));
     return false;
   }
   const response = await fetch(`/v1/orgs/${org}/kpi-points`, {
     method: 'POST',
     headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
-    body,
+    body: csv.body,
     credentials: 'same-origin',
   });
   const answer = await response.json().catch(() => ({}));
   if (response.ok) {
-    report.replaceChildren(h('p', { role: 'status' }, `${answer.rows} rows read, ${answer.written} values recorded.`));
+    const done = `${answer.rows} rows read, ${answer.written} values recorded.`;
+    report.replaceChildren(h('p', {}, done));
+    status(done);
     return true;
   }
   // Bad rows are named rows[i] (0 is the first after the header): nothing was recorded.
   const rowErrors = (answer.errors || []).map((e) => {
     const match = /^rows\[(\d+)\]/.exec(e.field || '');
-    const where = match ? `Line ${Number(match[1]) + 2}` : (e.field || 'File');
+    const where = match ? `Line ${csv.lineOf[Number(match[1])] ?? Number(match[1]) + 2}` : (e.field || 'File');
     return h('li', {}, `${where}: ${e.message}`);
   });
   report.replaceChildren(
@@ -637,19 +671,25 @@ async function membersPage(view, org) {
     if (!admin || member.user_id === me.user.id || (member.role === 'owner' && !can(organization, 'owner'))) {
       return h('td', {}, member.role);
     }
-    const select = h('select', { 'aria-label': `Role of ${member.name || member.email}` },
+    const who = member.name || member.email;
+    const select = h('select', { 'aria-label': `Role of ${who}` },
       ROLES.filter(([value]) => value !== 'owner' || can(organization, 'owner'))
         .map(([value, text]) => h('option', { value, selected: value === member.role }, text)));
-    select.addEventListener('change', async () => {
+    // Changed by its button: arrow keys on a closed select would change it at each press.
+    const change = h('form', { class: 'inline-form' }, select,
+      h('button', { type: 'submit', class: 'small', 'aria-label': `Change the role of ${who}` }, 'Change'));
+    change.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (select.value === member.role) return;
       try {
         await api('PATCH', `/v1/orgs/${org}/members/${member.user_id}`, { role: select.value });
-        status(`${member.name || member.email} is now ${select.value}.`);
+        status(`${who} is now ${select.value}.`);
       } catch (error) {
         status(error.message);
       }
       render();
     });
-    return h('td', {}, select);
+    return h('td', {}, change);
   };
   const rows = members.items.map((member) => h('tr', {},
     h('td', {}, member.name || '—'),
@@ -686,6 +726,7 @@ async function membersPage(view, org) {
         { name: 'role', label: 'Role', options: ROLES.filter(([value]) => value !== 'owner') },
       ], 'Invite', async (values) => {
         justInvited = await api('POST', `/v1/orgs/${org}/invitations`, values);
+        status(`Invitation for ${justInvited.invitation.email} sent.`);
         render();
       }),
       issued,

@@ -138,14 +138,14 @@ await page.getByRole('heading', { name: 'Monthly recurring revenue', level: 1 })
 const day = 86400000;
 const lines = ['observed_at,value'];
 for (let i = 30; i >= 1; i -= 1) lines.push(`${new Date(Date.now() - i * day).toISOString()},${2000 + i * 10}`);
-const bad = [...lines];
-bad[2] = 'yesterday,12';
+// A byte-order mark and a blank line, as spreadsheets write them: the bad row is the file's line 4.
+const bad = [`\uFEFF${lines[0]}`, lines[1], '', 'yesterday,12', ...lines.slice(3)];
 const csv = (rows) => ({ name: 'points.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
 await page.setInputFiles('#csv-file', csv(bad));
 await page.getByText('Nothing was imported').waitFor();
-assert.match(await page.locator('.row-errors').innerText(), /Line 3: .*observed_at/);
+assert.match(await page.locator('.row-errors').innerText(), /Line 4: .*observed_at/);
 await page.setInputFiles('#csv-file', csv(lines));
-await page.getByText('30 rows read, 30 values recorded.').waitFor();
+await page.locator('main').getByText('30 rows read, 30 values recorded.').waitFor();
 // Redrawn with the imported days (the table says in words what the chart draws).
 await page.locator('table.values tbody tr:nth-child(30)').waitFor({ state: 'attached' });
 await page.locator('.chart canvas').waitFor();
