@@ -9,13 +9,18 @@ use uuid::Uuid;
 use crate::kernel::error::{Error, FieldError, Result};
 
 /// A column a client sets, as `information_schema.columns` describes it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[schema(as = ToolColumn)]
 pub struct Column {
     pub name: String,
-    /// `information_schema` spelling: `integer`, `text`, `character`, `ARRAY`, …
+    /// `information_schema` spelling: `integer`, `text`, `character`, `boolean`, `jsonb`,
+    /// `ARRAY`, …
     pub data_type: String,
+    /// Characters at most (`character(n)`, `varchar(n)`).
     pub max_length: Option<i32>,
+    /// Whether it may be `null`.
     pub nullable: bool,
+    /// Whether the database fills it when a new row leaves it out.
     pub has_default: bool,
 }
 

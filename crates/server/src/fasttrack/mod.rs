@@ -274,6 +274,28 @@ pub struct ToolSummary {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A tool as a form needs it (`GET …/tools/{tool}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolDetail {
+    #[serde(flatten)]
+    pub summary: ToolSummary,
+    /// The JSON Schema (2020-12) an entry's `data` must match.
+    #[schema(value_type = Object)]
+    pub data_schema: Value,
+    /// Fields of `data` naming one of the caller's entries of another tool, by that tool's slug.
+    pub refs: BTreeMap<String, String>,
+    /// The tool's own tables (rows under `…/entries/{entry}/{table}`), with the columns a
+    /// client sets.
+    pub tables: Vec<ToolTable>,
+}
+
+/// One of a tool's own tables.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolTable {
+    pub name: String,
+    pub columns: Vec<columns::Column>,
+}
+
 /// One tool's line of an organization's report (as of the last refresh).
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ReportLine {

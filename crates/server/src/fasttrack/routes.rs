@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     store, ArchivedEntry, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry, NewGrant,
-    ReportLine, Status, StatusChange, ToolSummary,
+    ReportLine, Status, StatusChange, ToolDetail, ToolSummary,
 };
 use crate::http::{AppState, Conflict, Forbidden, Invalid, Json, NotFound, Path, Problem, Query};
 use crate::kernel::access::Module;
@@ -23,6 +23,7 @@ const MODULE: Module = Module::Fasttrack;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tools))
+        .routes(routes!(get_tool))
         .routes(routes!(list_entries, create_entry))
         .routes(routes!(get_entry, update_entry))
         .routes(routes!(change_status))
@@ -208,6 +209,22 @@ pub async fn list_tools(mut tx: OrgTx) -> Result<Json<Vec<ToolSummary>>> {
     let tools = store::tools(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(tools))
+}
+
+/// One tool with the caller's access and progress, its data's JSON Schema, its references to
+/// other tools and its own tables' columns: what a client needs to build its form.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tools/{tool}", tag = "fasttrack", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id"), ("tool" = String, Path, description = "Tool slug")),
+    responses((status = 200, body = ToolDetail), NotFound))]
+pub async fn get_tool(
+    mut tx: OrgTx,
+    State(state): State<AppState>,
+    Path((_org, tool)): Path<(Uuid, String)>,
+) -> Result<Json<ToolDetail>> {
+    let tool = state.tools.get(&tool)?;
+    let detail = store::tool(&mut tx, tool).await?;
+    tx.commit().await?;
+    Ok(Json(detail))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

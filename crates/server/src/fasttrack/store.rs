@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::columns::{self, Column};
 use super::{
     AccessLevel, ArchivedEntry, Catalog, DataChange, Entry, Grant, HistoryItem, MyEntry, NewEntry,
-    NewGrant, ReportLine, Status, StatusChange, Tool, ToolSummary,
+    NewGrant, ReportLine, Status, StatusChange, Tool, ToolDetail, ToolSummary, ToolTable,
 };
 use crate::kernel::access::require_role;
 use crate::kernel::access::Role;
@@ -65,6 +65,34 @@ pub async fn require_access(tx: &mut OrgTx, tool: &Tool, level: AccessLevel) -> 
 
 /// Every tool with the caller's access and progress in `org`.
 pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
+    summaries(tx, None).await
+}
+
+/// One tool as a form needs it: the caller's access and progress, its data's schema, and the
+/// columns of its own tables a client writes.
+pub async fn tool(tx: &mut OrgTx, tool: &Tool) -> Result<ToolDetail> {
+    let summary = summaries(tx, Some(&tool.slug))
+        .await?
+        .into_iter()
+        .next()
+        .found()?;
+    let mut tables = Vec::with_capacity(tool.tables.len());
+    for name in &tool.tables {
+        tables.push(ToolTable {
+            name: name.clone(),
+            columns: writable_columns(tx, tool, name).await?,
+        });
+    }
+    Ok(ToolDetail {
+        summary,
+        data_schema: tool.data_schema.clone(),
+        refs: tool.refs.clone(),
+        tables,
+    })
+}
+
+/// The tools (all, or the one named) with the caller's access and progress.
+async fn summaries(tx: &mut OrgTx, slug: Option<&str>) -> Result<Vec<ToolSummary>> {
     let org = tx.org();
     require_role(tx, Role::Viewer).await?;
     Ok(sqlx::query_as(
@@ -78,9 +106,11 @@ pub async fn tools(tx: &mut OrgTx) -> Result<Vec<ToolSummary>> {
            FROM tool_access.tools t
            LEFT JOIN tool_access.progress p
                   ON p.tool_slug = t.slug AND p.organization_id = $1 AND p.user_id = (SELECT app.user_id())
+          WHERE $2::text IS NULL OR t.slug = $2
           ORDER BY t.sprint",
     )
     .bind(org)
+    .bind(slug)
     .fetch_all(tx.conn())
     .await?)
 }

@@ -713,3 +713,73 @@ async fn organization_admins_read_archived_entries_with_their_rows_and_nobody_el
     let (status, page) = app.call(Method::GET, &mallory, &theirs, None).await;
     assert_eq!((status, &page["items"]), (StatusCode::OK, &json!([])));
 }
+
+#[tokio::test]
+async fn a_tool_describes_its_form_to_its_members_and_to_nobody_else() {
+    let t = team(&["value_proposition"]).await;
+    let (app, dave) = (&t.app, &t.dave);
+    let tool = |user: &TestUser, slug: &str| format!("/v1/orgs/{}/tools/{slug}", user.org);
+
+    let (status, detail) = app
+        .call(Method::GET, dave, &tool(dave, "value_proposition"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["slug"], "value_proposition");
+    assert_eq!(detail["access"], "edit");
+    assert_eq!(detail["progress_status"], "not_started");
+    assert_eq!(
+        detail["data_schema"]["properties"]["segment"]["type"],
+        "string"
+    );
+    // The own table's columns a client sets, in table order, without the ones the entry decides.
+    let tables = detail["tables"].as_array().expect("tables");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0]["name"], "hypotheses");
+    let columns: Vec<(&str, &str, bool, bool)> = tables[0]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().expect("name"),
+                c["data_type"].as_str().expect("type"),
+                c["nullable"].as_bool().expect("nullable"),
+                c["has_default"].as_bool().expect("default"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("hypothesis_text", "text", false, false),
+            ("category", "text", true, false),
+            ("priority", "integer", true, false),
+            ("tested", "boolean", false, true),
+            ("test_results", "jsonb", true, false),
+        ]
+    );
+    let (_, dream) = app
+        .call(Method::GET, dave, &tool(dave, "dream"), None)
+        .await;
+    assert_eq!(
+        dream["refs"],
+        json!({"source_know_thyself_id": "know_thyself"})
+    );
+    assert_eq!(dream["access"], Value::Null, "no grant on dream: {dream}");
+
+    // Another organization's user, and a name outside the catalog, learn nothing.
+    let mallory = app.user("mallory@example.com").await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &mallory,
+            &tool(dave, "value_proposition"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .call(Method::GET, dave, &tool(dave, "pg_catalog"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
