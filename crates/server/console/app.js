@@ -8,7 +8,7 @@ const ID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 // ---------------------------------------------------------------------------------------------
 // The API
 
-class ApiError extends Error {
+export class ApiError extends Error {
   constructor(status, problem) {
     super(problem.detail || problem.title || `HTTP ${status}`);
     this.status = status;
@@ -16,7 +16,7 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+export async function api(method, path, body) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = localStorage.getItem(CSRF_KEY) || '';
@@ -43,7 +43,7 @@ async function api(method, path, body) {
 // The page
 
 /** An element with attributes (`on…` ones are listeners) and children (text stays text). */
-function h(tag, attributes = {}, ...children) {
+export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
     if (value === null || value === undefined || value === false) continue;
@@ -63,7 +63,7 @@ const SVG = 'http://www.w3.org/2000/svg';
 let statusTimer;
 
 /** Says `message` in the corner (and to screen readers) for a few seconds. */
-function status(message) {
+export function status(message) {
   const element = document.getElementById('status');
   element.textContent = message;
   clearTimeout(statusTimer);
@@ -77,18 +77,18 @@ function show(title, ...content) {
   main.replaceChildren(h('h1', { tabindex: '-1' }, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
-function navigate(path) {
+export function navigate(path) {
   history.pushState(null, '', path);
   render();
 }
 
-function link(path, text, attributes = {}) {
+export function link(path, text, attributes = {}) {
   return h('a', { href: path, ...attributes }, text);
 }
 
-const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+export const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 
-function formatValue(value, unit) {
+export function formatValue(value, unit) {
   if (value === null || value === undefined) return 'No data yet';
   return unit ? `${number.format(value)} ${unit}` : number.format(value);
 }
@@ -97,11 +97,11 @@ const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
 
 /** Whether `organization`'s caller has `role` or a higher one (the API decides; the console
  *  only leaves out what the API would refuse). */
-function can(organization, role) {
+export function can(organization, role) {
   return Boolean(organization) && RANK[organization.my_role] >= RANK[role];
 }
 
-const READ_ONLY = 'You can read this organization; your role (viewer) does not change it. An admin can change your role.';
+export const READ_ONLY = 'You can read this organization; your role (viewer) does not change it. An admin can change your role.';
 
 /** A path inside the console to go to after signing in (never another origin). */
 function nextPath() {
@@ -119,11 +119,13 @@ function nextPath() {
 // Forms: labelled fields, each with its own error line that the API's `errors` fill.
 
 /**
- * A form of `fields` ({name, label, type, required, autocomplete, step, options, hint}) that
- * calls `submit(values)`; a 422's errors are shown next to the fields they name, anything else
- * above the button.
+ * A form of `fields` ({name, label, type, required, autocomplete, step, options, hint, value,
+ * parse}) that calls `submit(values)`; a 422's errors are shown next to the fields they name,
+ * anything else above the button. `type: 'textarea'` is a text area; `value` fills the field;
+ * `parse(text)` turns a non-empty field's text into the value sent, or throws an Error whose
+ * message is shown at the field and nothing is sent.
  */
-function form(fields, submitLabel, submit) {
+export function form(fields, submitLabel, submit) {
   const inputs = {};
   const errors = {};
   const general = h('p', { class: 'form-error', role: 'alert' });
@@ -141,10 +143,13 @@ function form(fields, submitLabel, submit) {
     let input;
     if (field.options) {
       input = h('select', attributes,
-        field.options.map(([value, text]) => h('option', { value }, text)));
+        field.options.map(([value, text]) => h('option', { value, selected: value === field.value }, text)));
+    } else if (field.type === 'textarea') {
+      input = h('textarea', { rows: 3, ...attributes });
     } else {
       input = h('input', { type: field.type || 'text', ...attributes });
     }
+    if (field.value !== undefined && field.value !== null && !field.options) input.value = field.value;
     inputs[field.name] = input;
     errors[field.name] = h('p', { id: errorId, class: 'field-error' });
     return h('div', { class: 'field' },
@@ -176,6 +181,16 @@ function form(fields, submitLabel, submit) {
       // An empty optional field is left out; an empty required one is sent, for the API to
       // say what it needs.
       if (raw === '' && !field.required) continue;
+      if (field.parse && raw !== '') {
+        try {
+          values[field.name] = field.parse(raw);
+        } catch (problem) {
+          errors[field.name].textContent = problem.message;
+          inputs[field.name].setAttribute('aria-invalid', 'true');
+          local = true;
+        }
+        continue;
+      }
       values[field.name] = field.type === 'number' ? Number(raw) : raw;
     }
     if (local) return;
@@ -274,11 +289,15 @@ async function bar(org, current) {
     if (switcher.value !== org) navigate(`/orgs/${switcher.value}`);
   });
   const here = location.pathname;
-  const section = (path, text) => link(path, text, { 'aria-current': here === path ? 'page' : null });
+  // The section's own page is the current page; a page inside a section marks it too.
+  const section = (path, text) => link(path, text, {
+    'aria-current': here === path ? 'page' : (path !== `/orgs/${org}` && here.startsWith(`${path}/`) ? 'true' : null),
+  });
   document.getElementById('bar').replaceChildren(
     brand(),
     h('nav', { 'aria-label': 'Sections' },
       section(`/orgs/${org}`, 'Dashboard'),
+      section(`/orgs/${org}/tools`, 'Tools'),
       section(`/orgs/${org}/members`, 'Members')),
     go,
     h('span', { class: 'me' }, me.user.name || me.user.email),
@@ -349,7 +368,7 @@ function kpiCard(org, kpi) {
     sparkline(kpi.sparkline || [], `${kpi.name}, last ${(kpi.sparkline || []).length} values`));
 }
 
-function progressBar(progress, label) {
+export function progressBar(progress, label) {
   if (progress === null || progress === undefined) return h('p', { class: 'hint' }, 'No progress to show yet');
   return h('progress', { max: 100, value: progress, 'aria-label': `${label}: ${number.format(progress)} %` });
 }
@@ -783,6 +802,13 @@ async function acceptPage(view) {
 // ---------------------------------------------------------------------------------------------
 // Routing: every page has its own URL, so links can be bookmarked and shared.
 
+/** A page whose code is in another module of this build, fetched when first shown. */
+function lazy(file, name) {
+  return async (...args) => (await import(new URL(`./${file}`, import.meta.url).href))[name](...args);
+}
+
+const TOOL = '[a-z][a-z0-9_]*';
+
 const ROUTES = [
   [/^\/sign-in$/, signInPage, false],
   [/^\/sign-up$/, signUpPage, false],
@@ -791,13 +817,18 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/kpis/(${ID})$`), kpiPage, true],
   [new RegExp(`^/orgs/(${ID})/goals/(${ID})$`), goalPage, true],
   [new RegExp(`^/orgs/(${ID})/members$`), membersPage, true],
+  [new RegExp(`^/orgs/(${ID})/tools$`), lazy('tools.js', 'toolsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})$`), lazy('tools.js', 'toolPage'), true],
+  [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})/entries/(${ID})$`), lazy('tools.js', 'entryPage'), true],
+  [new RegExp(`^/orgs/(${ID})/tool-grants$`), lazy('tools.js', 'grantsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/tool-report$`), lazy('tools.js', 'reportPage'), true],
   [/^\/invitations\/accept$/, acceptPage, false],
 ];
 
 let renderSeq = 0;
 let renderedPath = null;
 
-async function render() {
+export async function render() {
   // A newer render (a click, Back, the switcher) wins: an older one still waiting for the API
   // changes nothing on the page when its answers come.
   const seq = ++renderSeq;

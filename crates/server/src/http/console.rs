@@ -12,8 +12,9 @@ use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
 
-/// The console's files: name, content type, content. The page loads the first two; a page that
-/// draws a chart loads uPlot's (vendored, see console/vendor/README.md).
+/// The console's files: name, content type, content. The page loads the first two; a domain's
+/// pages load its module (`tools.js`) when first shown, and a page that draws a chart loads
+/// uPlot's (vendored, see console/vendor/README.md).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "app.js",
@@ -24,6 +25,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../../console/app.css"),
+    ),
+    (
+        "tools.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/tools.js"),
     ),
     (
         "uplot.js",

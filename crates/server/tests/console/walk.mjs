@@ -1,5 +1,5 @@
 // The console walked by people in a real browser (Debian's Chromium, headless, every host but
-// this machine unreachable): sign-up, KPIs, signing out and in, a second organization's user who
+// this machine unreachable): sign-up, KPIs, goals, Fast Track tools, signing out and in, a second organization's user who
 // sees none of it, a phone's width. Every page is checked by axe-core (no serious or critical
 // violation) and must not break the Content-Security-Policy.
 //
@@ -194,6 +194,123 @@ await page.getByRole('link', { name: 'Dashboard' }).click();
 await page.getByRole('link', { name: 'Grow the business' }).waitFor();
 assert.match(await page.locator('.goals > li').innerText(), /26\.33 %[\s\S]*Completed/);
 
+// --- Fast Track: Digital Heart's form is built from its JSON Schema. A value the schema refuses
+// is named at its field; statuses move; a save over another tab's is refused and explained.
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('heading', { name: 'Tools', level: 1 }).waitFor();
+await accessible(page, 'tools');
+await page.getByRole('link', { name: 'Digital Heart' }).click();
+await page.getByRole('heading', { name: 'Digital Heart', level: 1 }).waitFor();
+await page.getByText('No entries yet').waitFor();
+await accessible(page, 'tool');
+await page.getByRole('button', { name: 'Start a new entry' }).click();
+await page.getByLabel('Digital vision').waitFor();
+const entryUrl = page.url();
+assert.match(entryUrl, /\/tools\/digital_heart\/entries\/[0-9a-f-]{36}$/);
+await page.getByLabel('Digital vision').fill('Every customer served online');
+await page.getByLabel('Core systems').fill('CRM\nBilling\n\n');
+await page.getByRole('button', { name: 'Add initiative' }).click();
+await page.getByLabel('Name (required)').fill('Self-service portal');
+await page.getByLabel('Priority').fill('9');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.locator('#f-data-initiatives-0-priority-error').filter({ hasText: /maximum/ }).waitFor();
+assert.equal(await page.getByLabel('Priority').getAttribute('aria-invalid'), 'true');
+await accessible(page, 'tool entry with an error');
+await page.getByLabel('Priority').fill('2');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.locator('#entry-meta').filter({ hasText: 'version 2' }).waitFor();
+await page.getByRole('button', { name: 'Start working on it' }).click();
+await page.locator('#entry-meta').filter({ hasText: /In progress · version 3/ }).waitFor();
+// Another tab saves meanwhile.
+await page.evaluate(async (url) => {
+  const path = `/v1${new URL(url).pathname}`;
+  const entry = await (await fetch(path)).json();
+  await fetch(path, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': localStorage.getItem('tenantry.csrf') },
+    body: JSON.stringify({ version: entry.version, data: { ...entry.data, data_strategy: 'Warehouse first' } }),
+  });
+}, entryUrl);
+await page.getByLabel('Digital vision').fill('Every customer, every channel');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.getByRole('heading', { name: 'This entry changed since you opened it' }).waitFor();
+const diff = await page.locator('table.diff').innerText();
+assert.match(diff, /Data strategy\s+Warehouse first\s+\(empty\)/);
+assert.match(diff, /Digital vision\s+Every customer served online\s+Every customer, every channel/);
+await accessible(page, 'tool entry with a conflict');
+await page.getByRole('button', { name: 'Save mine over it' }).click();
+await page.locator('#entry-meta').filter({ hasText: 'version 5' }).waitFor();
+assert.equal(await page.locator('.conflict').innerText(), '');
+const history = page.locator('ol.history');
+await history.getByText('Digital vision: Every customer served online → Every customer, every channel').waitFor();
+await history.getByText('Status: Draft → In progress').waitFor();
+await history.getByText('Data strategy: Warehouse first').first().waitFor();
+assert.doesNotMatch(await page.locator('main').innerText(), /\b(null|undefined)\b/);
+await accessible(page, 'tool entry');
+await picture(page, 'tool-entry');
+
+// A tool's own table: a hypothesis of the Value Proposition, its category checked by the
+// database and named at its field.
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('link', { name: 'Value Proposition' }).click();
+await page.getByRole('button', { name: 'Start a new entry' }).click();
+await page.getByLabel('Segment').fill('Busy founders');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.locator('#entry-meta').filter({ hasText: 'version 2' }).waitFor();
+await page.locator('summary', { hasText: 'Add to hypotheses' }).click();
+await page.getByLabel('Hypothesis text').fill('Founders pay for focus');
+await page.getByLabel('Category').fill('hope');
+await page.getByRole('button', { name: 'Add', exact: true }).click();
+await page.locator('#field-category-error').filter({ hasText: /\S/ }).waitFor();
+await page.getByLabel('Category').fill('gain');
+await page.getByRole('button', { name: 'Add', exact: true }).click();
+await page.getByRole('cell', { name: 'Founders pay for focus', exact: true }).waitFor();
+await accessible(page, 'tool entry with its own table');
+
+// A reference to another tool's entry, and named texts: Alice's Dream names her Know Thyself.
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('link', { name: 'Know Thyself' }).click();
+await page.getByRole('button', { name: 'Start a new entry' }).click();
+await page.getByLabel('Values').fill('Honesty\nCraft');
+await page.getByLabel('Purpose').fill('Build calm software');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.locator('#entry-meta').filter({ hasText: 'version 2' }).waitFor();
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('link', { name: 'Dream', exact: true }).click();
+await page.getByRole('button', { name: 'Start a new entry' }).click();
+await page.getByLabel('Source know thyself').selectOption({ label: 'Build calm software' });
+await page.getByRole('button', { name: 'Add to personal alignment' }).click();
+await page.getByLabel('Name 1').fill('Craft');
+await page.getByLabel('Text 1').fill('We ship small, finished things');
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.locator('#entry-meta').filter({ hasText: 'version 2' }).waitFor();
+await accessible(page, 'tool entry with a reference');
+// Drawn again from what was saved.
+await page.reload();
+await page.getByLabel('Text 1').waitFor();
+assert.equal(await page.getByLabel('Source know thyself').locator('option:checked').innerText(), 'Build calm software');
+assert.equal(await page.getByLabel('Name 1').inputValue(), 'Craft');
+assert.equal(await page.getByLabel('Text 1').inputValue(), 'We ship small, finished things');
+
+// Grants and the report, for admins.
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('link', { name: 'Who may use which tool' }).click();
+await page.getByRole('heading', { name: 'Tool grants', level: 1 }).waitFor();
+await page.getByText('No grants yet').waitFor();
+await page.getByLabel('Tool', { exact: true }).selectOption({ label: 'WOOP' });
+await page.getByLabel('Access', { exact: true }).selectOption('view');
+await page.getByLabel('Until').fill('2031-01-31');
+await page.getByRole('button', { name: 'Grant', exact: true }).click();
+await page.getByRole('cell', { name: 'WOOP', exact: true }).waitFor();
+await accessible(page, 'tool grants');
+await page.getByRole('button', { name: /^Revoke .* grant on WOOP$/ }).click();
+await page.getByText('No grants yet').waitFor();
+await page.getByRole('link', { name: 'Tools' }).click();
+await page.getByRole('link', { name: 'Report' }).click();
+await page.getByRole('heading', { name: 'Tools report', level: 1 }).waitFor();
+await page.getByRole('cell', { name: 'Digital Heart', exact: true }).waitFor();
+await accessible(page, 'tools report');
+
 // The dashboard's link is bookmarkable: opened afresh, it shows the same organization.
 await page.goto(dashboardUrl);
 await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
@@ -257,6 +374,15 @@ const refused = await bobPage.evaluate(async (org) => {
 }, dashboardUrl.split('/').pop());
 // Refused for his role, not for a missing CSRF token.
 assert.deepEqual(refused, [403, 'forbidden']);
+// A viewer without a grant sees the tools, none of Alice's entries, and no way to start one.
+await bobPage.getByRole('link', { name: 'Tools' }).click();
+await bobPage.getByRole('link', { name: 'Digital Heart' }).click();
+await bobPage.getByText('You have no access to this tool yet').waitFor();
+assert.equal(await bobPage.getByRole('button', { name: 'Start a new entry' }).count(), 0);
+await accessible(bobPage, 'tool as a viewer');
+await bobPage.goto(new URL(entryUrl).pathname);
+await bobPage.getByRole('heading', { name: 'Not available' }).waitFor();
+assert.equal(await bobPage.getByText('Every customer').count(), 0);
 // Both of Bob's organizations are in his switcher: his own and Acme.
 assert.equal(await bobPage.locator('#org-switcher option').count(), 2);
 
@@ -275,6 +401,9 @@ await other.goto(dashboardUrl);
 await other.getByRole('heading', { name: 'Not available' }).waitFor();
 assert.equal(await other.getByText('Monthly recurring revenue').count(), 0);
 await accessible(other, 'not available');
+await other.goto(new URL(entryUrl).pathname);
+await other.getByRole('heading', { name: 'Not available' }).waitFor();
+assert.equal(await other.getByText('Every customer').count(), 0);
 
 // --- A phone's width: nothing wider than the screen.
 const phone = await person({ width: 375, height: 800 });
