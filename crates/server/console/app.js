@@ -93,6 +93,12 @@ export function formatValue(value, unit) {
   return unit ? `${number.format(value)} ${unit}` : number.format(value);
 }
 
+/** Members' names by user id (the organization's first 100 members). */
+export async function memberNames(org) {
+  const members = await api('GET', `/v1/orgs/${org}/members?limit=100`);
+  return new Map(members.items.map((m) => [m.user_id, m.name || m.email]));
+}
+
 const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
 
 /** Whether `organization`'s caller has `role` or a higher one (the API decides; the console
@@ -115,22 +121,42 @@ function nextPath() {
   }
 }
 
+/** The session ended: sign in again, then come back here. The entry is replaced, not pushed:
+ *  Back must not return to the page that asked for a sign-in. */
+export function toSignIn() {
+  localStorage.removeItem(CSRF_KEY);
+  const back = location.pathname === '/' ? '' : `?next=${encodeURIComponent(location.pathname + location.search)}`;
+  history.replaceState(null, '', `/sign-in${back}`);
+  render();
+}
+
+/** Runs a button's action: an ended session leads to sign-in; any other failure is said. */
+export async function attempt(action) {
+  try {
+    await action();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) toSignIn();
+    else status(error instanceof ApiError ? error.message : 'The service did not answer. Check the connection and try again.');
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forms: labelled fields, each with its own error line that the API's `errors` fill.
 
 /**
  * A form of `fields` ({name, label, type, required, autocomplete, step, options, hint, value,
- * parse}) that calls `submit(values)`; a 422's errors are shown next to the fields they name,
+ * parse, clearable}) that calls `submit(values)`; a 422's errors are shown next to the fields they name,
  * anything else above the button. `type: 'textarea'` is a text area; `value` fills the field;
  * `parse(text)` turns a non-empty field's text into the value sent, or throws an Error whose
- * message is shown at the field and nothing is sent.
+ * message is shown at the field and nothing is sent. `idPrefix` keeps the ids of two forms on
+ * one page apart.
  */
-export function form(fields, submitLabel, submit) {
+export function form(fields, submitLabel, submit, idPrefix = 'field') {
   const inputs = {};
   const errors = {};
   const general = h('p', { class: 'form-error', role: 'alert' });
   const rows = fields.map((field) => {
-    const id = `field-${field.name}`;
+    const id = `${idPrefix}-${field.name}`;
     const errorId = `${id}-error`;
     const attributes = {
       id,
@@ -178,9 +204,12 @@ export function form(fields, submitLabel, submit) {
         local = true;
         continue;
       }
-      // An empty optional field is left out; an empty required one is sent, for the API to
-      // say what it needs.
-      if (raw === '' && !field.required) continue;
+      // An empty optional field is left out (or cleared, when the form changes a record: sent
+      // as null); an empty required one is sent, for the API to say what it needs.
+      if (raw === '' && !field.required) {
+        if (field.clearable) values[field.name] = null;
+        continue;
+      }
       if (field.parse && raw !== '') {
         try {
           values[field.name] = field.parse(raw);
@@ -203,9 +232,7 @@ export function form(fields, submitLabel, submit) {
         return;
       }
       if (error.status === 401 && location.pathname !== '/sign-in') {
-        // The session ended meanwhile: sign in again, then come back.
-        history.replaceState(null, '', `/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`);
-        render();
+        toSignIn();
         return;
       }
       const named = (error.problem.errors || []).filter((e) => errors[e.field]);
@@ -298,6 +325,8 @@ async function bar(org, current) {
     h('nav', { 'aria-label': 'Sections' },
       section(`/orgs/${org}`, 'Dashboard'),
       section(`/orgs/${org}/tools`, 'Tools'),
+      section(`/orgs/${org}/customers`, 'Customers'),
+      section(`/orgs/${org}/projects`, 'Projects'),
       section(`/orgs/${org}/members`, 'Members')),
     go,
     h('span', { class: 'me' }, me.user.name || me.user.email),
@@ -502,46 +531,49 @@ async function drawSeries(box, table, org, kpi, bucket, timeZone) {
   }
 }
 
-/** The rows of a CSV file of `observed_at,value[,source]` as bulk ingest reads them, each with
- *  this KPI's id in a first column (the format `points.csv` exports). */
-function csvForKpi(text, kpi) {
-  // Each kept line with its number in the file, so that errors name the file's lines.
+/** A CSV file's header and its other non-blank lines, each with its line number in the file
+ *  (so that errors name the file's own lines); null for an empty file. */
+function csvLines(text) {
   const lines = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n')
     .map((line, i) => [line, i + 1])
     .filter(([line]) => line.trim() !== '');
   if (lines.length === 0) return null;
   const [[header], ...rows] = lines;
-  return {
-    body: [`kpi_id,${header}`, ...rows.map(([row]) => `${kpi},${row}`)].join('\n') + '\n',
-    lineOf: rows.map(([, number]) => number),
-  };
+  return { header, rows };
 }
 
-async function importCsv(org, kpi, file, report) {
+/**
+ * Sends a CSV file's lines to `url` (all rows or none are taken), `rewrite(line)` turning each
+ * data line into the one sent; reports `done(answer)` or each bad row by its line in the file.
+ * True when the rows were taken.
+ */
+export async function importCsv(url, file, report, rewrite, done) {
   report.replaceChildren(h('p', {}, `Importing ${file.name}…`));
-  const csv = csvForKpi(await file.text(), kpi);
+  const csv = csvLines(await file.text());
   if (!csv) {
     report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, 'The file is empty.'));
     return false;
   }
-  const response = await fetch(`/v1/orgs/${org}/kpi-points`, {
+  const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
-    body: csv.body,
+    body: [rewrite.header(csv.header), ...csv.rows.map(([row]) => rewrite.row(row))].join('\n') + '\n',
     credentials: 'same-origin',
   });
   const answer = await response.json().catch(() => ({}));
   if (response.ok) {
-    const done = `${answer.rows} rows read, ${answer.written} values recorded.`;
-    report.replaceChildren(h('p', {}, done));
-    status(done);
+    const message = done(answer);
+    report.replaceChildren(h('p', {}, message));
+    status(message);
     return true;
   }
-  // Bad rows are named rows[i] (0 is the first after the header): nothing was recorded.
+  // Bad rows are named rows[i] (0 is the first after the header), maybe with a field after.
   const rowErrors = (answer.errors || []).map((e) => {
-    const match = /^rows\[(\d+)\]/.exec(e.field || '');
-    const where = match ? `Line ${csv.lineOf[Number(match[1])] ?? Number(match[1]) + 2}` : (e.field || 'File');
-    return h('li', {}, `${where}: ${e.message}`);
+    const match = /^rows\[(\d+)\]\.?/.exec(e.field || '');
+    if (!match) return h('li', {}, `${e.field || 'File'}: ${e.message}`);
+    const line = csv.rows[Number(match[1])]?.[1] ?? Number(match[1]) + 2;
+    const field = (e.field || '').slice(match[0].length);
+    return h('li', {}, `Line ${line}${field ? ` (${field})` : ''}: ${e.message}`);
   });
   report.replaceChildren(
     h('p', { class: 'form-error', role: 'alert' }, `Nothing was imported: ${answer.detail || `HTTP ${response.status}`}`),
@@ -565,7 +597,11 @@ async function kpiPage(view, org, id) {
   const file = h('input', { type: 'file', id: 'csv-file', accept: '.csv,text/csv' });
   file.addEventListener('change', async () => {
     if (!file.files[0]) return;
-    if (await importCsv(org, id, file.files[0], report)) redraw();
+    // Bulk ingest's format: this KPI's id in a first column (as `points.csv` plus `kpi_id`).
+    const imported = await importCsv(`/v1/orgs/${org}/kpi-points`, file.files[0], report,
+      { header: (line) => `kpi_id,${line}`, row: (line) => `${id},${line}` },
+      (answer) => `${answer.rows} rows read, ${answer.written} values recorded.`);
+    if (imported) redraw();
     file.value = '';
   });
   view.show(kpi.name,
@@ -628,11 +664,11 @@ async function goalPage(view, org, id) {
       type: 'button',
       class: 'link',
       'aria-label': `Unlink ${k.name}`,
-      onclick: async () => {
+      onclick: () => attempt(async () => {
         await api('DELETE', `/v1/orgs/${org}/goals/${id}/kpis/${k.kpi_id}`);
         status(`${k.name} unlinked.`);
         render();
-      },
+      }),
     }, 'Unlink'))));
   const complete = goal.status === 'completed';
   view.show(goal.title,
@@ -642,11 +678,11 @@ async function goalPage(view, org, id) {
     goal.description ? h('p', {}, goal.description) : null,
     !writer ? h('p', { class: 'hint' }, READ_ONLY) : h('button', {
       type: 'button',
-      onclick: async () => {
+      onclick: () => attempt(async () => {
         await api('PATCH', `/v1/orgs/${org}/goals/${id}`, { status: complete ? 'active' : 'completed' });
         status(complete ? 'Goal reopened.' : 'Goal completed.');
         render();
-      },
+      }),
     }, complete ? 'Reopen goal' : 'Mark as completed'),
     h('section', { 'aria-labelledby': 'goal-kpis-heading' },
       h('h2', { id: 'goal-kpis-heading' }, 'KPIs of this goal'),
@@ -718,12 +754,12 @@ async function membersPage(view, org) {
       type: 'button',
       class: 'link',
       'aria-label': `Remove ${member.name || member.email}`,
-      onclick: async () => {
+      onclick: () => attempt(async () => {
         if (!window.confirm(`Remove ${member.name || member.email} from ${organization.name}?`)) return;
         await api('DELETE', `/v1/orgs/${org}/members/${member.user_id}`);
         status(`${member.name || member.email} removed.`);
         render();
-      },
+      }),
     }, 'Remove'))));
   const open = invitations.items.filter((i) => !i.accepted_at && !i.revoked_at);
   const issued = h('div', { class: 'issued', role: 'status' });
@@ -756,11 +792,11 @@ async function membersPage(view, org) {
           type: 'button',
           class: 'link',
           'aria-label': `Revoke the invitation of ${i.email}`,
-          onclick: async () => {
+          onclick: () => attempt(async () => {
             await api('DELETE', `/v1/orgs/${org}/invitations/${i.id}`);
             status(`Invitation of ${i.email} revoked.`);
             render();
-          },
+          }),
         }, 'Revoke'))))));
 }
 
@@ -802,9 +838,23 @@ async function acceptPage(view) {
 // ---------------------------------------------------------------------------------------------
 // Routing: every page has its own URL, so links can be bookmarked and shared.
 
-/** A page whose code is in another module of this build, fetched when first shown. */
+/** A page whose code is in another module of this build, fetched when first shown. A page
+ *  loaded before a new version was deployed finds its build's modules gone: it loads the
+ *  current page once. */
 function lazy(file, name) {
-  return async (...args) => (await import(new URL(`./${file}`, import.meta.url).href))[name](...args);
+  return async (...args) => {
+    let module;
+    try {
+      module = await import(new URL(`./${file}`, import.meta.url).href);
+    } catch (error) {
+      if (sessionStorage.getItem('tenantry.reloaded')) throw error;
+      sessionStorage.setItem('tenantry.reloaded', '1');
+      location.reload();
+      return new Promise(() => {});
+    }
+    sessionStorage.removeItem('tenantry.reloaded');
+    return module[name](...args);
+  };
 }
 
 const TOOL = '[a-z][a-z0-9_]*';
@@ -822,6 +872,10 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})/entries/(${ID})$`), lazy('tools.js', 'entryPage'), true],
   [new RegExp(`^/orgs/(${ID})/tool-grants$`), lazy('tools.js', 'grantsPage'), true],
   [new RegExp(`^/orgs/(${ID})/tool-report$`), lazy('tools.js', 'reportPage'), true],
+  [new RegExp(`^/orgs/(${ID})/customers$`), lazy('crm.js', 'customersPage'), true],
+  [new RegExp(`^/orgs/(${ID})/customers/(${ID})$`), lazy('crm.js', 'customerPage'), true],
+  [new RegExp(`^/orgs/(${ID})/projects$`), lazy('crm.js', 'projectsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/projects/(${ID})$`), lazy('crm.js', 'projectPage'), true],
   [/^\/invitations\/accept$/, acceptPage, false],
 ];
 
@@ -849,18 +903,14 @@ export async function render() {
   renderedPath = path;
   try {
     await page(view, ...pattern.exec(path).slice(1));
-    // Focus goes to the new page's heading when the page changed, not when it was redrawn.
-    if (current() && arrived) document.querySelector('main h1')?.focus({ preventScroll: true });
+    // Focus goes to the new page's heading when the page changed, or when redrawing it took
+    // away the element that had focus; a redraw leaves it where it is otherwise.
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (current() && (arrived || lost)) document.querySelector('main h1')?.focus({ preventScroll: !lost });
   } catch (error) {
     if (!current()) return;
     if (error instanceof ApiError && error.status === 401) {
-      localStorage.removeItem(CSRF_KEY);
-      if (location.pathname !== '/sign-in') {
-        const back = location.pathname === '/' ? '' : `?next=${encodeURIComponent(location.pathname + location.search)}`;
-        // Replaced, not pushed: Back must not return to the page that asked for a sign-in.
-        history.replaceState(null, '', `/sign-in${back}`);
-        render();
-      }
+      if (location.pathname !== '/sign-in') toSignIn();
       return;
     }
     if (error instanceof ApiError && (error.status === 404 || error.status === 403)) {

@@ -3,7 +3,8 @@
 // conflicts explained, the tool's own tables, grants and the report for admins.
 
 import {
-  api, ApiError, h, status, navigate, link, number, can, READ_ONLY, form, progressBar,
+  api, ApiError, h, status, navigate, render, link, number, can, READ_ONLY, form, progressBar,
+  memberNames, attempt, toSignIn,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -31,6 +32,12 @@ function humanize(name) {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+/** A field's label: the schema's title for it, else its name in words. */
+function fieldLabel(schema, name) {
+  const field = schema.properties && schema.properties[name];
+  return (field && field.title) || humanize(name);
+}
+
 function toolUrl(org, slug) {
   return `/v1/orgs/${org}/tools/${slug}`;
 }
@@ -49,12 +56,6 @@ function entryTitle(schema, entry) {
     }
   }
   return `Entry started ${when.format(new Date(entry.created_at))}`;
-}
-
-/** A member's name by user id (the organization's members, first 100), for history and lists. */
-async function memberNames(org) {
-  const members = await api('GET', `/v1/orgs/${org}/members?limit=100`);
-  return new Map(members.items.map((m) => [m.user_id, m.name || m.email]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ export async function toolPage(view, org, slug) {
   const writer = tool.access === 'edit' || admin;
   const rows = entries.items.map((entry) => h('tr', {},
     h('td', {}, link(entryPath(org, slug, entry.id), entryTitle(tool.data_schema, entry))),
-    all ? h('td', {}, names.get(entry.user_id) || 'A former member') : null,
+    all ? h('td', {}, names.get(entry.user_id) || 'Another member') : null,
     h('td', {}, STATUS_TEXT[entry.status]),
     h('td', {}, when.format(new Date(entry.updated_at)))));
   view.show(tool.name,
@@ -155,63 +156,66 @@ function removeButton(words, i, current, draw, add) {
   }, words);
 }
 
-function fieldId(path) {
-  return `f-${path.replace(/[^A-Za-z0-9]/g, '-')}`;
+/** The ids of a path's field, its error line and its hint (JSON paths may hold any character;
+ *  the three prefixes keep them apart). */
+function ids(path) {
+  const safe = path.replace(/[^A-Za-z0-9_]/g, '-');
+  return { id: `f-${safe}`, error: `e-${safe}`, hint: `h-${safe}` };
 }
 
 /** The field editing `value` against `schema` at `path`: {element, read()}; read() gives the
- *  value to send (undefined: leave the field out). */
+ *  value to send (undefined: leave the field out). Every check registered in `ctx.checks`
+ *  answers [path, message] pairs, and none once its field has left the page. */
 function editor(schema, path, value, label, ctx) {
-  const id = fieldId(path);
-  const line = h('p', { id: `${id}-error`, class: 'field-error' });
-  const described = `${id}-error`;
-  const required = label && ctx.required.has(path) ? ' (required)' : '';
+  const { id, error, hint: hintId } = ids(path);
+  const line = h('p', { id: error, class: 'field-error' });
+  const required = ctx.required.has(path) ? ' (required)' : '';
   const field = (input, hint) => {
+    input.setAttribute('aria-describedby', hint ? `${error} ${hintId}` : error);
     ctx.errors.set(path, { line, target: input });
     return h('div', { class: 'field' },
       h('label', { for: id }, label + required),
-      hint ? h('p', { class: 'hint' }, hint) : null,
+      hint ? h('p', { class: 'hint', id: hintId }, hint) : null,
       input, line);
   };
   const group = (content, add) => {
-    const element = h('fieldset', { class: 'group', 'aria-describedby': described },
+    const element = h('fieldset', { class: 'group', 'aria-describedby': error },
       h('legend', {}, label + required), content, add, line);
     ctx.errors.set(path, { line, target: element });
     return element;
   };
+  const check = (element, problems) => ctx.checks.push(() => (element.isConnected ? problems() : []));
   const type = schema.type;
   const top = path.split('/').length === 2 ? path.split('/')[1] : null;
   if (type === 'string' && top && ctx.refs[top]) {
     const tool = ctx.refs[top];
     const choices = ctx.refChoices[tool] || [];
-    const select = h('select', { id, 'aria-describedby': described },
+    const select = h('select', { id },
       h('option', { value: '' }, 'None'),
       choices.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
     // An entry this reader cannot list (another member's, when an admin reads) stays as it is.
-    if (value && !choices.some(([v]) => v === value)) select.append(h('option', { value, selected: true }, value));
+    if (value && !choices.some(([v]) => v === value)) select.append(h('option', { value, selected: true }, 'An entry that is not yours'));
     return { element: field(select, `One of your ${humanize(tool)} entries.`), read: () => select.value || undefined };
   }
   if (type === 'string') {
     const long = !schema.maxLength || schema.maxLength > 300;
     const input = long
-      ? h('textarea', { id, rows: 4, maxlength: schema.maxLength, 'aria-describedby': described })
-      : h('input', { id, type: 'text', maxlength: schema.maxLength, 'aria-describedby': described });
+      ? h('textarea', { id, rows: 4, maxlength: schema.maxLength })
+      : h('input', { id, type: 'text', maxlength: schema.maxLength });
     input.value = typeof value === 'string' ? value : '';
     return { element: field(input), read: () => (input.value.trim() === '' ? undefined : input.value) };
   }
   if (type === 'integer' || type === 'number') {
-    const input = h('input', {
-      id, type: 'number', step: type === 'integer' ? 1 : 'any', min: schema.minimum, max: schema.maximum, 'aria-describedby': described,
-    });
+    const input = h('input', { id, type: 'number', step: type === 'integer' ? 1 : 'any', min: schema.minimum, max: schema.maximum });
     input.value = typeof value === 'number' ? String(value) : '';
     // A browser gives '' for what it cannot read as a number: said here, nothing sent.
-    ctx.checks.push(() => (input.validity.badInput ? [path, 'Enter a number.'] : null));
+    check(input, () => (input.validity.badInput ? [[path, 'Enter a number.']] : []));
     const range = schema.minimum !== undefined && schema.maximum !== undefined
       ? `From ${schema.minimum} to ${schema.maximum}.` : null;
     return { element: field(input, range), read: () => (input.value === '' ? undefined : Number(input.value)) };
   }
   if (type === 'boolean') {
-    const input = h('input', { id, type: 'checkbox', checked: value === true, 'aria-describedby': described });
+    const input = h('input', { id, type: 'checkbox', checked: value === true, 'aria-describedby': error });
     ctx.errors.set(path, { line, target: input });
     return {
       element: h('div', { class: 'field check' }, input, h('label', { for: id }, label), line),
@@ -219,11 +223,11 @@ function editor(schema, path, value, label, ctx) {
     };
   }
   if (type === 'array' && schema.items && schema.items.type === 'string') {
-    const input = h('textarea', { id, rows: 4, 'aria-describedby': described });
+    const input = h('textarea', { id, rows: 4 });
     input.value = Array.isArray(value) ? value.join('\n') : '';
     const most = schema.maxItems ? ` At most ${schema.maxItems}.` : '';
     return {
-      element: field(input, `One per line.${most}`),
+      element: field(input, `One per line; empty lines are left out.${most}`),
       read: () => {
         const lines = input.value.split('\n').map((l) => l.trim()).filter(Boolean);
         return lines.length ? lines : undefined;
@@ -231,7 +235,7 @@ function editor(schema, path, value, label, ctx) {
     };
   }
   if (type === 'array' && schema.items && schema.items.type === 'object') {
-    const singular = label.replace(/s$/, '');
+    const singular = schema.items.title || label.replace(/s$/, '');
     const box = h('div', { class: 'items' });
     let items = [];
     const current = () => items.map((item) => item.read() || {});
@@ -245,19 +249,22 @@ function editor(schema, path, value, label, ctx) {
     add.addEventListener('click', () => {
       const values = current();
       if (schema.maxItems && values.length >= schema.maxItems) {
-        line.textContent = `At most ${schema.maxItems}.`;
+        status(`${label}: at most ${schema.maxItems}.`);
         return;
       }
       draw([...values, {}]);
       box.lastElementChild.querySelector('input, textarea, select').focus();
     });
     draw(Array.isArray(value) ? value : []);
+    // An item left empty is not dropped (the API names items by their place): it is said.
+    check(box, () => items.flatMap((item, i) => (item.read() === undefined
+      ? [[`${path}/${i}`, `Fill in or remove ${singular.toLowerCase()} ${i + 1}.`]] : [])));
     return { element: group(box, add), read: () => (items.length ? current() : undefined) };
   }
   if (type === 'object' && schema.properties) {
     for (const name of schema.required || []) ctx.required.add(`${path}/${name}`);
     const fields = Object.entries(schema.properties).map(([name, sub]) =>
-      [name, editor(sub, `${path}/${name}`, value && value[name], sub.title || humanize(name), ctx)]);
+      [name, editor(sub, `${path}/${name}`, value && value[name], fieldLabel(schema, name), ctx)]);
     const read = () => {
       const out = {};
       for (const [name, sub] of fields) {
@@ -267,43 +274,41 @@ function editor(schema, path, value, label, ctx) {
       return Object.keys(out).length ? out : undefined;
     };
     const content = fields.map(([, sub]) => sub.element);
-    if (!label) {
-      // The entry's data itself: its own errors (an unknown field) go above the fields.
-      ctx.errors.set(path, { line, target: null });
-      return { element: h('div', {}, line, content), read: () => read() || {} };
-    }
+    // The entry's data itself has no field of its own: its errors go to the form's alert.
+    if (path === 'data') return { element: h('div', {}, content), read: () => read() || {} };
     return { element: group(content, null), read };
   }
   if (type === 'object' && schema.additionalProperties && typeof schema.additionalProperties === 'object') {
     // Named texts (a name of my choosing with its text): one row each.
     const box = h('div', { class: 'items' });
     let pairs = [];
-    const current = () => pairs.map(([k, v]) => [k.value.trim(), v.value]);
+    const current = () => pairs.map(([key, text]) => [key.value.trim(), text.value]);
     const add = h('button', { type: 'button', class: 'small' }, `Add to ${label.toLowerCase()}`);
     const draw = (entries) => {
       pairs = entries.map(([k, v], i) => {
-        const key = h('input', { id: `${id}-key-${i}`, type: 'text', value: k });
-        const text = h('textarea', { id: `${id}-value-${i}`, rows: 2 });
+        const row = ids(`${path}/#${i}`);
+        const key = h('input', { id: `${row.id}-name`, type: 'text', value: k });
+        const text = h('textarea', { id: row.id, rows: 2, 'aria-describedby': row.error });
         text.value = v;
-        const keyLine = h('p', { class: 'field-error' });
-        if (k) ctx.errors.set(`${path}/${k}`, { line: keyLine, target: text });
-        return [key, text, keyLine, i];
+        const rowLine = h('p', { id: row.error, class: 'field-error' });
+        if (k) ctx.errors.set(`${path}/${k}`, { line: rowLine, target: text });
+        return [key, text, rowLine];
       });
-      box.replaceChildren(...pairs.map(([key, text, keyLine, i]) => h('div', { class: 'item' },
+      box.replaceChildren(...pairs.map(([key, text, rowLine], i) => h('div', { class: 'item' },
         h('div', { class: 'field' }, h('label', { for: key.id }, `Name ${i + 1}`), key),
-        h('div', { class: 'field' }, h('label', { for: text.id }, `Text ${i + 1}`), text, keyLine),
-        removeButton(`Remove ${i + 1}`, i, current, draw, add))));
+        h('div', { class: 'field' }, h('label', { for: text.id }, `Text ${i + 1}`), text, rowLine),
+        removeButton(`Remove ${label.toLowerCase()} ${i + 1}`, i, current, draw, add))));
     };
     add.addEventListener('click', () => {
       draw([...current(), ['', '']]);
       box.lastElementChild.querySelector('input').focus();
     });
     draw(Object.entries(value && typeof value === 'object' ? value : {}));
-    ctx.checks.push(() => {
+    check(box, () => {
       const keys = current().filter(([k, v]) => k || v.trim()).map(([k]) => k);
-      if (keys.some((k) => !k)) return [path, 'Give each text a name.'];
-      if (new Set(keys).size !== keys.length) return [path, 'Each name once.'];
-      return null;
+      if (keys.some((k) => !k)) return [[path, 'Give each text a name.']];
+      if (new Set(keys).size !== keys.length) return [[path, 'Each name once.']];
+      return [];
     });
     return {
       element: group(box, add),
@@ -314,40 +319,53 @@ function editor(schema, path, value, label, ctx) {
     };
   }
   // Anything else the schema allows, as JSON.
-  const input = h('textarea', { id, rows: 4, 'aria-describedby': described });
+  const input = h('textarea', { id, rows: 4 });
   input.value = value === undefined ? '' : JSON.stringify(value, null, 2);
-  ctx.checks.push(() => {
+  check(input, () => {
     try {
       if (input.value.trim()) JSON.parse(input.value);
-      return null;
+      return [];
     } catch {
-      return [path, 'Not valid JSON.'];
+      return [[path, 'Not valid JSON.']];
     }
   });
   return { element: field(input, 'As JSON.'), read: () => (input.value.trim() ? JSON.parse(input.value) : undefined) };
+}
+
+/** A JSON Pointer's segments, unescaped (`~1` is `/`, `~0` is `~`). */
+function segments(path) {
+  return path.split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 /** The form of an entry's data: {element, read(), check(), showErrors(errors), clear()}. */
 function schemaForm(schema, data, refs, refChoices) {
   const ctx = { errors: new Map(), checks: [], required: new Set(), refs, refChoices };
   const root = editor(schema, 'data', data, null, ctx);
-  const lines = () => [...ctx.errors.values()].filter(({ line }) => line.isConnected);
+  const placed = () => [...ctx.errors.values()].filter(({ line }) => line.isConnected);
+  // Each error at its field, or at the nearest enclosing one on the page (a list's line, a
+  // named text renamed since): the rest of its path is said before the message.
   const mark = (errors) => {
     let first = null;
     const unplaced = [];
     for (const [path, message] of errors) {
-      const place = ctx.errors.get(path);
-      if (!place || !place.line.isConnected) {
-        unplaced.push(`${path.replace(/^data\/?/, '') || 'Entry'}: ${message}`);
+      const parts = segments(path);
+      let depth = parts.length;
+      let place = null;
+      for (; depth > 1; depth -= 1) {
+        place = ctx.errors.get(parts.slice(0, depth).join('/'));
+        if (place && place.line.isConnected) break;
+        place = null;
+      }
+      const rest = parts.slice(depth).map((p) => (/^\d+$/.test(p) ? `item ${Number(p) + 1}` : p)).join(', ');
+      const said = rest ? `${rest}: ${message}` : message;
+      if (!place) {
+        unplaced.push(said);
         continue;
       }
-      place.line.textContent = place.line.textContent ? `${place.line.textContent} ${message}` : message;
-      if (place.target) {
-        place.target.setAttribute('aria-invalid', 'true');
-        const focusable = place.target.matches('input, select, textarea')
-          ? place.target : place.target.querySelector('input, select, textarea, button');
-        first = first || focusable;
-      }
+      place.line.textContent = place.line.textContent ? `${place.line.textContent} ${said}` : said;
+      place.target.setAttribute('aria-invalid', 'true');
+      first = first || (place.target.matches('input, select, textarea')
+        ? place.target : place.target.querySelector('input, select, textarea, button'));
     }
     return { first, unplaced };
   };
@@ -355,13 +373,13 @@ function schemaForm(schema, data, refs, refChoices) {
     element: root.element,
     read: root.read,
     clear: () => {
-      for (const { line, target } of lines()) {
+      for (const { line, target } of placed()) {
         line.textContent = '';
-        if (target) target.removeAttribute('aria-invalid');
+        target.removeAttribute('aria-invalid');
       }
     },
     /** Problems found here, before anything is sent. */
-    check: () => mark(ctx.checks.map((c) => c()).filter(Boolean)),
+    check: () => mark(ctx.checks.flatMap((c) => c())),
     /** The API's errors, each at its field. */
     showErrors: (errors) => mark(errors.map((e) => [e.field, e.message])),
   };
@@ -393,7 +411,7 @@ function changeLines(changes, schema) {
     for (const name of new Set([...Object.keys(schema.properties || {}), ...Object.keys(from), ...Object.keys(to)])) {
       if (!(name in from) && !(name in to)) continue;
       if (JSON.stringify(from[name]) === JSON.stringify(to[name])) continue;
-      const label = (schema.properties && schema.properties[name] && schema.properties[name].title) || humanize(name);
+      const label = fieldLabel(schema, name);
       out.push(name in from ? `${label}: ${brief(from[name])} → ${brief(to[name])}` : `${label}: ${brief(to[name])}`);
     }
   }
@@ -402,7 +420,7 @@ function changeLines(changes, schema) {
 
 function historySection(history, schema, names) {
   const items = [...history].reverse().map((item) => h('li', {},
-    h('p', { class: 'when' }, `Version ${item.version} · ${when.format(new Date(item.occurred_at))} · ${names.get(item.user_id) || 'someone no longer here'}`),
+    h('p', { class: 'when' }, `Version ${item.version} · ${when.format(new Date(item.occurred_at))} · ${names.get(item.user_id) || 'another member'}`),
     h('ul', {}, changeLines(item.changes, schema).map((text) => h('li', {}, text)))));
   return h('section', { 'aria-labelledby': 'history-heading' },
     h('h2', { id: 'history-heading' }, 'History'),
@@ -413,9 +431,7 @@ function historySection(history, schema, names) {
 // A tool's own table (hypotheses, team assessments): rows of the entry, added and removed.
 
 /** A form field for a column, and how its text becomes the value sent. */
-function columnField(column, row) {
-  const value = row ? row[column.name] : undefined;
-  const shown = value === undefined || value === null ? undefined : value;
+function columnField(column) {
   const field = {
     name: column.name,
     label: humanize(column.name),
@@ -426,12 +442,11 @@ function columnField(column, row) {
     case 'smallint':
     case 'bigint':
     case 'numeric':
-      return { ...field, type: 'number', step: column.data_type === 'numeric' ? 'any' : 1, value: shown };
+      return { ...field, type: 'number', step: column.data_type === 'numeric' ? 'any' : 1 };
     case 'boolean':
       return {
         ...field,
         options: [['', '—'], ['false', 'No'], ['true', 'Yes']].filter(([v]) => v !== '' || column.nullable || column.has_default),
-        value: shown === undefined ? '' : String(shown),
         parse: (text) => text === 'true',
       };
     case 'jsonb':
@@ -439,19 +454,11 @@ function columnField(column, row) {
       return {
         ...field,
         type: 'textarea',
-        hint: 'A list, one per line, or JSON.',
-        value: shown === undefined ? undefined
-          : (Array.isArray(shown) && shown.every((v) => typeof v === 'string') ? shown.join('\n') : JSON.stringify(shown)),
-        parse: (text) => {
-          try {
-            return JSON.parse(text);
-          } catch {
-            return text.split('\n').map((l) => l.trim()).filter(Boolean);
-          }
-        },
+        hint: 'A list, one per line, or JSON starting with [ or {.',
+        parse: (text) => (/^[[{]/.test(text) ? JSON.parse(text) : text.split('\n').map((l) => l.trim()).filter(Boolean)),
       };
     default:
-      return { ...field, type: column.max_length && column.max_length <= 255 ? 'text' : 'textarea', value: shown };
+      return { ...field, type: column.max_length && column.max_length <= 255 ? 'text' : 'textarea' };
   }
 }
 
@@ -461,37 +468,45 @@ function cell(value) {
   return brief(value);
 }
 
+/** One of the tool's own tables: the entry's rows, added and removed. Only this section is
+ *  drawn again after a change, so the entry's form above keeps what is typed in it. */
 function ownTable(table, rows, url, writable) {
   const columns = table.columns;
   const title = humanize(table.name);
   const headingId = `table-${table.name}-heading`;
+  const section = h('section', { 'aria-labelledby': headingId });
+  const redraw = async (message) => {
+    const latest = await api('GET', url);
+    section.replaceWith(ownTable(table, latest, url, writable));
+    status(message);
+    document.getElementById(headingId).focus();
+  };
   const body = rows.map((row) => h('tr', {},
     columns.map((c) => h('td', {}, cell(row[c.name]))),
     !writable ? null : h('td', {}, h('button', {
       type: 'button',
       class: 'link',
       'aria-label': `Remove the row ${brief(row[columns[0].name])}`,
-      onclick: async () => {
+      onclick: () => attempt(async () => {
         await api('DELETE', `${url}/${row.id}`);
-        status('Removed.');
-        navigate(location.pathname);
-      },
+        await redraw('Row removed.');
+      }),
     }, 'Remove'))));
-  return h('section', { 'aria-labelledby': headingId },
-    h('h2', { id: headingId }, title),
+  section.append(
+    h('h2', { id: headingId, tabindex: '-1' }, title),
     rows.length === 0
-      ? h('p', { class: 'empty' }, writable ? `None yet: add the first below.` : 'None.')
+      ? h('p', { class: 'empty' }, writable ? 'None yet: add the first below.' : 'None.')
       : h('div', { class: 'scroll' }, h('table', { class: 'values rows' },
         h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, humanize(c.name))),
           writable ? h('th', { scope: 'col' }, 'Row') : null)),
         h('tbody', {}, body))),
-    !writable ? null : h('details', { class: 'new' },
+    !writable ? '' : h('details', { class: 'new' },
       h('summary', {}, `Add to ${title.toLowerCase()}`),
-      form(columns.map((c) => columnField(c)), 'Add', async (values) => {
+      form(columns.map(columnField), 'Add', async (values) => {
         await api('POST', url, values);
-        status('Added.');
-        navigate(location.pathname);
-      })));
+        await redraw('Row added.');
+      }, `row-${table.name}`)));
+  return section;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +529,8 @@ export async function entryPage(view, org, slug, id) {
       refChoices[ref] = [];
     }
   }));
-  const rows = await Promise.all(tool.tables.map((t) => api('GET', `${url}/${t.name}`)));
+  const tableUrl = (name) => `${url}/${name}`;
+  const rows = await Promise.all(tool.tables.map((t) => api('GET', tableUrl(t.name))));
 
   let entry = first;
   const mine = entry.user_id === me.user.id;
@@ -524,7 +540,7 @@ export async function entryPage(view, org, slug, id) {
   let saved = JSON.stringify(editorForm.read());
   const dirty = () => JSON.stringify(editorForm.read()) !== saved;
 
-  const meta = h('p', { class: 'hint', id: 'entry-meta' });
+  const meta = h('p', { class: 'hint', id: 'entry-meta', tabindex: '-1' });
   const moves = h('div', { class: 'moves' });
   const general = h('p', { class: 'form-error', role: 'alert' });
   const conflict = h('div', { class: 'conflict', tabindex: '-1' });
@@ -535,7 +551,7 @@ export async function entryPage(view, org, slug, id) {
       STATUS_TEXT[entry.status],
       `version ${entry.version}`,
       `last change ${when.format(new Date(entry.updated_at))}`,
-      mine ? null : `by ${names.get(entry.user_id) || 'a former member'}`,
+      mine ? null : `by ${names.get(entry.user_id) || 'another member'}`,
     ].filter(Boolean).join(' · ');
     moves.replaceChildren(...(mayWrite ? MOVES[entry.status] : []).map(([to, words]) => h('button', {
       type: 'button',
@@ -546,9 +562,10 @@ export async function entryPage(view, org, slug, id) {
   };
 
   // A save or move named a version that is no longer the entry's: say what happened, show the
-  // fields that differ, and let the person choose.
+  // fields that differ, and let the person choose. Until then no status move is offered.
   const explainConflict = async (mineNow) => {
     const theirs = await api('GET', url);
+    moves.replaceChildren();
     const differing = Object.keys({ ...theirs.data, ...(mineNow || {}) })
       .filter((name) => JSON.stringify(theirs.data[name]) !== JSON.stringify((mineNow || {})[name]));
     conflict.replaceChildren(
@@ -558,18 +575,20 @@ export async function entryPage(view, org, slug, id) {
         h('caption', {}, 'Where the saved entry and your form differ'),
         h('thead', {}, h('tr', {}, ['Field', 'Saved now', 'Yours'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, differing.map((name) => h('tr', {},
-          h('th', { scope: 'row' }, humanize(name)), h('td', {}, brief(theirs.data[name])), h('td', {}, brief(mineNow[name])))))) : null,
+          h('th', { scope: 'row' }, fieldLabel(tool.data_schema, name)),
+          h('td', {}, brief(theirs.data[name])), h('td', {}, brief(mineNow[name])))))) : null,
       h('div', { class: 'moves' },
         mineNow && theirs.status !== 'submitted' ? h('button', {
           type: 'button',
-          onclick: () => {
+          onclick: async () => {
             // Mine replaces theirs, knowingly: based on the version now saved.
             entry = theirs;
             conflict.replaceChildren();
-            submit();
+            save.focus();
+            await submit();
           },
         }, 'Save mine over it') : null,
-        h('button', { type: 'button', class: 'secondary', onclick: () => navigate(location.pathname) },
+        h('button', { type: 'button', class: 'secondary', onclick: () => render() },
           mineNow ? 'Discard mine and load the saved version' : 'Load the saved version')));
     conflict.focus();
   };
@@ -580,12 +599,16 @@ export async function entryPage(view, org, slug, id) {
   };
 
   const failed = async (error, mineNow) => {
+    if (error instanceof ApiError && error.status === 401) {
+      toSignIn();
+      return;
+    }
     if (!(error instanceof ApiError)) {
       general.textContent = 'The service did not answer. Check the connection and try again.';
       return;
     }
     if (error.status === 409 && error.problem.code === 'stale_version') {
-      await explainConflict(mineNow);
+      await explainConflict(mineNow).catch((e) => { general.textContent = e.message; });
       return;
     }
     if (error.status === 422 && error.problem.errors) {
@@ -629,16 +652,21 @@ export async function entryPage(view, org, slug, id) {
       return;
     }
     if (to === 'submitted' && !window.confirm('Submit this entry? It cannot be changed afterwards.')) return;
+    // One move at a time: a second click would name the version the first one changes.
+    for (const button of moves.querySelectorAll('button')) button.disabled = true;
     try {
       entry = await api('POST', `${url}/status`, { version: entry.version, status: to });
       status(`${STATUS_TEXT[entry.status]}.`);
       // Submitting ends editing: draw the page again as it now is.
-      if (entry.status === 'submitted') navigate(location.pathname);
-      else {
-        describe();
-        await refreshHistory();
+      if (entry.status === 'submitted') {
+        render();
+        return;
       }
+      describe();
+      (moves.querySelector('button') || meta).focus();
+      await refreshHistory();
     } catch (error) {
+      describe();
       await failed(error, null);
     }
   };
@@ -653,7 +681,6 @@ export async function entryPage(view, org, slug, id) {
   });
   const historyBox = h('div', {}, historySection(history, tool.data_schema, names));
   describe();
-  const tableUrl = (name) => `${url}/${name}`;
   view.show(`${tool.name}: ${entryTitle(tool.data_schema, entry)}`,
     h('p', {}, link(`/orgs/${org}/tools/${slug}`, `All ${tool.name} entries`)),
     meta,
@@ -678,7 +705,7 @@ export async function grantsPage(view, org) {
   const now = Date.now();
   const rows = grants.map((g) => {
     const expired = g.expires_at && Date.parse(g.expires_at) <= now;
-    const who = names.get(g.user_id) || 'A former member';
+    const who = names.get(g.user_id) || 'Another member';
     return h('tr', {},
       h('td', {}, who),
       h('td', {}, toolNames.get(g.tool) || g.tool),
@@ -688,11 +715,11 @@ export async function grantsPage(view, org) {
         type: 'button',
         class: 'link',
         'aria-label': `Revoke ${who}’s grant on ${toolNames.get(g.tool) || g.tool}`,
-        onclick: async () => {
+        onclick: () => attempt(async () => {
           await api('DELETE', `/v1/orgs/${org}/tool-grants/${g.id}`);
           status('Grant revoked.');
-          navigate(location.pathname);
-        },
+          render();
+        }),
       }, 'Revoke')));
   });
   view.show('Tool grants',
@@ -713,7 +740,7 @@ export async function grantsPage(view, org) {
         if (body.expires_at) body.expires_at = new Date(`${body.expires_at}T23:59:59`).toISOString();
         await api('PUT', `/v1/orgs/${org}/tool-grants`, body);
         status(`${names.get(values.user_id)} may now ${values.access_level} ${toolNames.get(values.tool)}.`);
-        navigate(location.pathname);
+        render();
       })));
 }
 

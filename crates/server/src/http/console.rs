@@ -13,7 +13,7 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 
 /// The console's files: name, content type, content. The page loads the first two; a domain's
-/// pages load its module (`tools.js`) when first shown, and a page that draws a chart loads
+/// pages load its module (`tools.js`, `crm.js`) when first shown, and a page that draws a chart loads
 /// uPlot's (vendored, see console/vendor/README.md).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
@@ -30,6 +30,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "tools.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../console/tools.js"),
+    ),
+    (
+        "crm.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/crm.js"),
     ),
     (
         "uplot.js",
