@@ -73,6 +73,8 @@ pub(super) async fn run(
             );
             if name == Benchmark::KpiDashboard {
                 dashboard(&http, &runtime, &direct, tenants[0], &credentials[0].1, s).await?;
+            } else if name == Benchmark::Console {
+                console(&http.base, tenants[0].1, &credentials[0].1, s.rounds).await?;
             } else {
                 get_kpi(&http, &runtime, &direct, &credentials, s).await?;
             }
@@ -383,6 +385,33 @@ async fn dashboard(
         );
     }
     report(&mut results);
+    Ok(())
+}
+
+/// The web console's dashboard of the 50-KPI organization in headless Chromium (Debian's), cold
+/// and warm, beside its API request in the same loads, and the script and style it is sent:
+/// `crates/server/tests/console/bench.mjs` (its npm packages from `scripts/ensure-node`).
+async fn console(base: &str, org: Uuid, session: &str, rounds: u32) -> Result<(), AnyError> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../server/tests/console/bench.mjs"
+    );
+    let args = [
+        script.to_string(),
+        base.to_string(),
+        org.to_string(),
+        session.to_string(),
+        DASHBOARD_KPIS.to_string(),
+        (5 * rounds.max(1)).to_string(),
+    ];
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node").args(&args).status()
+    })
+    .await?
+    .map_err(|e| format!("node {script}: {e} (Node.js 20 or later, and scripts/ensure-node)"))?;
+    if !status.success() {
+        return Err(format!("node {script} failed: {status}").into());
+    }
     Ok(())
 }
 

@@ -101,6 +101,10 @@ pub enum Benchmark {
     /// cluster) vs direct connections with and without the statement cache: tenant transactions
     /// and `GET /v1/orgs/{org}` over HTTP.
     Pgbouncer,
+    /// The web console's dashboard of 50 KPIs in headless Chromium: time until every card is on
+    /// the page, cold and warm, beside its API request; script and style bytes sent (on the KPI
+    /// data set; needs Node.js and the walk's npm packages, `scripts/ensure-node`).
+    Console,
     /// The assistant: time to the first streamed piece of a reply through Tenantry vs straight
     /// from the local provider; a user's 10,000 conversations listed and read (HTTP, RLS, owner).
     Ai,
@@ -140,7 +144,8 @@ pub async fn run(
         Benchmark::KpiIngest
         | Benchmark::KpiDashboard
         | Benchmark::KpiRead
-        | Benchmark::Metering => kpis::run(&urls, &settings, name).await,
+        | Benchmark::Metering
+        | Benchmark::Console => kpis::run(&urls, &settings, name).await,
     }
 }
 

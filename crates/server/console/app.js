@@ -148,8 +148,9 @@ export async function attempt(action) {
  * parse, clearable}) that calls `submit(values)`; a 422's errors are shown next to the fields they name,
  * anything else above the button. `type: 'textarea'` is a text area; `value` fills the field;
  * `parse(text)` turns a non-empty field's text into the value sent, or throws an Error whose
- * message is shown at the field and nothing is sent. `idPrefix` keeps the ids of two forms on
- * one page apart.
+ * message is shown at the field and nothing is sent. An empty `clearable` field is sent as
+ * `cleared` (default null). `submit` gets the values and the form. `idPrefix` keeps the ids
+ * of two forms on one page apart.
  */
 export function form(fields, submitLabel, submit, idPrefix = 'field') {
   const inputs = {};
@@ -207,7 +208,7 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
       // An empty optional field is left out (or cleared, when the form changes a record: sent
       // as null); an empty required one is sent, for the API to say what it needs.
       if (raw === '' && !field.required) {
-        if (field.clearable) values[field.name] = null;
+        if (field.clearable) values[field.name] = 'cleared' in field ? field.cleared : null;
         continue;
       }
       if (field.parse && raw !== '') {
@@ -225,7 +226,7 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
     if (local) return;
     button.disabled = true;
     try {
-      await submit(values);
+      await submit(values, element);
     } catch (error) {
       if (!(error instanceof ApiError)) {
         general.textContent = 'The service did not answer. Check the connection and try again.';
@@ -240,8 +241,13 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
         errors[e.field].textContent = e.message;
         inputs[e.field].setAttribute('aria-invalid', 'true');
       }
+      // Errors of fields this form does not show (a required custom field) are listed above
+      // the button.
+      const others = (error.problem.errors || []).filter((e) => !errors[e.field]);
+      general.textContent = others.length > 0
+        ? others.map((e) => `${e.field}: ${e.message}`).join(' ')
+        : (named.length > 0 ? '' : error.message);
       if (named.length > 0) inputs[named[0].field].focus();
-      else general.textContent = error.message;
     } finally {
       button.disabled = false;
     }
@@ -327,6 +333,7 @@ async function bar(org, current) {
       section(`/orgs/${org}/tools`, 'Tools'),
       section(`/orgs/${org}/customers`, 'Customers'),
       section(`/orgs/${org}/projects`, 'Projects'),
+      section(`/orgs/${org}/calendar`, 'Calendar'),
       section(`/orgs/${org}/members`, 'Members')),
     go,
     h('span', { class: 'me' }, me.user.name || me.user.email),
@@ -531,35 +538,61 @@ async function drawSeries(box, table, org, kpi, bucket, timeZone) {
   }
 }
 
-/** A CSV file's header and its other non-blank lines, each with its line number in the file
- *  (so that errors name the file's own lines); null for an empty file. */
+/** A CSV file's header and its other non-blank records, each with the line of the file it
+ *  starts on (so that errors name the file's own lines); a quoted cell may hold line breaks
+ *  (RFC 4180), so records are split outside quotes only. Null for an empty file. */
 function csvLines(text) {
-  const lines = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n')
-    .map((line, i) => [line, i + 1])
-    .filter(([line]) => line.trim() !== '');
-  if (lines.length === 0) return null;
-  const [[header], ...rows] = lines;
+  const records = [];
+  let start = 0;
+  let line = 1;
+  let first = 1;
+  let quoted = false;
+  const body = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
+  for (let i = 0; i <= body.length; i += 1) {
+    const c = body[i];
+    if (c === '"') quoted = !quoted;
+    if (i === body.length || (c === '\n' && !quoted)) {
+      const record = body.slice(start, i);
+      if (record.trim() !== '') records.push([record, first]);
+      start = i + 1;
+      first = line + 1;
+    }
+    if (c === '\n') line += 1;
+  }
+  if (records.length === 0) return null;
+  const [[header], ...rows] = records;
   return { header, rows };
 }
 
 /**
- * Sends a CSV file's lines to `url` (all rows or none are taken), `rewrite(line)` turning each
- * data line into the one sent; reports `done(answer)` or each bad row by its line in the file.
- * True when the rows were taken.
+ * Sends a CSV file's records to `url` (all rows or none are taken), `rewrite` ({header, row})
+ * turning each into the one sent; reports `done(answer)` or each bad row by its line in the
+ * file. True when the rows were taken.
  */
-export async function importCsv(url, file, report, rewrite, done) {
+export async function importCsv(url, file, report, done, rewrite = { header: (r) => r, row: (r) => r }) {
+  const failed = (message) => {
+    report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, message));
+    return false;
+  };
   report.replaceChildren(h('p', {}, `Importing ${file.name}…`));
-  const csv = csvLines(await file.text());
-  if (!csv) {
-    report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, 'The file is empty.'));
+  let csv;
+  let response;
+  try {
+    csv = csvLines(await file.text());
+    if (!csv) return failed('The file is empty.');
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
+      body: [rewrite.header(csv.header), ...csv.rows.map(([row]) => rewrite.row(row))].join('\n') + '\n',
+      credentials: 'same-origin',
+    });
+  } catch {
+    return failed('The file could not be read or sent. Check the connection and try again.');
+  }
+  if (response.status === 401) {
+    toSignIn();
     return false;
   }
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
-    body: [rewrite.header(csv.header), ...csv.rows.map(([row]) => rewrite.row(row))].join('\n') + '\n',
-    credentials: 'same-origin',
-  });
   const answer = await response.json().catch(() => ({}));
   if (response.ok) {
     const message = done(answer);
@@ -599,8 +632,8 @@ async function kpiPage(view, org, id) {
     if (!file.files[0]) return;
     // Bulk ingest's format: this KPI's id in a first column (as `points.csv` plus `kpi_id`).
     const imported = await importCsv(`/v1/orgs/${org}/kpi-points`, file.files[0], report,
-      { header: (line) => `kpi_id,${line}`, row: (line) => `${id},${line}` },
-      (answer) => `${answer.rows} rows read, ${answer.written} values recorded.`);
+      (answer) => `${answer.rows} rows read, ${answer.written} values recorded.`,
+      { header: (line) => `kpi_id,${line}`, row: (line) => `${id},${line}` });
     if (imported) redraw();
     file.value = '';
   });
@@ -876,6 +909,7 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/customers/(${ID})$`), lazy('crm.js', 'customerPage'), true],
   [new RegExp(`^/orgs/(${ID})/projects$`), lazy('crm.js', 'projectsPage'), true],
   [new RegExp(`^/orgs/(${ID})/projects/(${ID})$`), lazy('crm.js', 'projectPage'), true],
+  [new RegExp(`^/orgs/(${ID})/calendar$`), lazy('calendar.js', 'calendarPage'), true],
   [/^\/invitations\/accept$/, acceptPage, false],
 ];
 

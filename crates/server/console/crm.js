@@ -27,6 +27,12 @@ function tagList(raw) {
   return raw.split(/[,;]/).map((t) => t.trim()).filter(Boolean);
 }
 
+/** Select options, with the current value kept when it is not among them (a list shows the
+ *  first 100: saving must not clear what it could not list). */
+function withCurrent(options, current, words) {
+  return current && !options.some(([value]) => value === current) ? [...options, [current, words]] : options;
+}
+
 function customerFields(customer, members) {
   const value = (name) => (customer ? customer[name] ?? undefined : undefined);
   return [
@@ -36,11 +42,14 @@ function customerFields(customer, members) {
     { name: 'company', label: 'Company', value: value('company'), clearable: Boolean(customer) },
     { name: 'status', label: 'Status', options: CUSTOMER_STATUSES, value: value('status') },
     { name: 'source', label: 'Source', options: SOURCES, value: value('source') || 'other' },
-    { name: 'tags', label: 'Tags', hint: 'Separated by commas.', value: customer ? customer.tags.join(', ') : undefined, parse: tagList },
+    {
+      name: 'tags', label: 'Tags', hint: 'Separated by commas.', value: customer ? customer.tags.join(', ') : undefined,
+      parse: tagList, clearable: Boolean(customer), cleared: [],
+    },
     {
       name: 'assigned_to',
       label: 'Assigned to',
-      options: [['', 'Nobody'], ...[...members].map(([id, name]) => [id, name])],
+      options: withCurrent([['', 'Nobody'], ...members], value('assigned_to'), 'Another member'),
       value: value('assigned_to') || '',
       clearable: Boolean(customer),
     },
@@ -73,24 +82,28 @@ export async function customersPage(view, org) {
     h('td', {}, c.assigned_to ? names.get(c.assigned_to) || 'Another member' : '—'))));
   append(first.items);
   more.hidden = !cursor;
-  more.addEventListener('click', async () => {
+  more.addEventListener('click', () => attempt(async () => {
     more.disabled = true;
     try {
       const next = await api('GET', `/v1/orgs/${org}/customers?${params}&after=${encodeURIComponent(cursor)}`);
+      const before = body.children.length;
       append(next.items);
       cursor = next.next_cursor;
-      more.hidden = !cursor;
       status(`${next.items.length} more customers shown.`);
+      // Focus goes to the first customer added, before the button may go.
+      body.children[before]?.querySelector('a')?.focus();
+      more.hidden = !cursor;
     } finally {
       more.disabled = false;
     }
-  });
+  }));
 
   // The search is a plain GET form: its answer has an address to bookmark and share.
+  // A value the address holds that no option names (a list, a member's id) stays chosen.
   const select = (name, label, options) => h('div', { class: 'field' },
     h('label', { for: `filter-${name}` }, label),
-    h('select', { id: `filter-${name}`, name }, options.map(([value, words]) =>
-      h('option', { value, selected: (query.get(name) || '') === value }, words))));
+    h('select', { id: `filter-${name}`, name }, withCurrent(options, query.get(name), query.get(name))
+      .map(([value, words]) => h('option', { value, selected: (query.get(name) || '') === value }, words))));
   const search = h('form', { class: 'filters', role: 'search', method: 'get', action: location.pathname },
     h('div', { class: 'field' }, h('label', { for: 'filter-q' }, 'Search'),
       h('input', { id: 'filter-q', name: 'q', type: 'search', value: query.get('q') || '', placeholder: 'Name, email or company' })),
@@ -103,16 +116,15 @@ export async function customersPage(view, org) {
     event.preventDefault();
     const chosen = new URLSearchParams();
     for (const [key, value] of new FormData(search)) if (value) chosen.set(key, value);
-    navigate(`${location.pathname}${chosen.size ? `?${chosen}` : ''}`);
+    navigate(`${location.pathname}${String(chosen) ? `?${chosen}` : ''}`);
   });
 
-  const filtered = [...query.keys()].length > 0;
+  const filtered = ['q', 'status', 'source', 'assigned_to'].some((key) => query.get(key));
   const report = h('div', { class: 'import-report' });
   const file = h('input', { type: 'file', id: 'customers-csv', accept: '.csv,text/csv' });
   file.addEventListener('change', async () => {
     if (!file.files[0]) return;
     const imported = await importCsv(`/v1/orgs/${org}/customers/import`, file.files[0], report,
-      { header: (line) => line, row: (line) => line },
       (answer) => `${answer.created} customers imported.`);
     file.value = '';
     if (imported) render();
@@ -168,7 +180,7 @@ export async function customerPage(view, org, id) {
     h('section', { 'aria-labelledby': 'customer-projects-heading' },
       h('h2', { id: 'customer-projects-heading' }, 'Projects'),
       projects.items.length === 0 ? h('p', { class: 'empty' }, 'No projects for this customer yet.')
-        : projectTable(org, projects.items, new Map()),
+        : projectTable(org, projects.items, new Map([[customer.id, customer.name]])),
       !writer ? null : h('details', { class: 'new' }, h('summary', {}, 'New project for this customer'),
         form(projectFields(null, []), 'Add project', async (values) => {
           const created = await api('POST', `/v1/orgs/${org}/projects`, { ...values, customer_id: id });
@@ -195,7 +207,11 @@ function projectFields(project, customers) {
   return [
     { name: 'name', label: 'Name', required: true, value: value('name') },
     customers.length === 0 ? null : {
-      name: 'customer_id', label: 'Customer', options: [['', 'None'], ...customers.map((c) => [c.id, c.name])], value: value('customer_id') || '', clearable,
+      name: 'customer_id',
+      label: 'Customer',
+      options: withCurrent([['', 'None'], ...customers.map((c) => [c.id, c.name])], value('customer_id'), 'The current customer'),
+      value: value('customer_id') || '',
+      clearable,
     },
     { name: 'status', label: 'Status', options: PROJECT_STATUSES, value: value('status') },
     { name: 'priority', label: 'Priority', options: PRIORITIES, value: value('priority') || 'medium' },
@@ -256,38 +272,46 @@ function card(task, names, controls) {
     controls);
 }
 
+/** Draws the board into `box` as the API answers it; `focus` ({task, key}) names the arrow
+ *  button to focus afterwards (or, when that one is now disabled, the card's first enabled one). */
 async function drawBoard(box, org, project, names, writer, focus) {
   const url = `/v1/orgs/${org}/projects/${project}`;
   const board = await api('GET', `${url}/board`);
-  const move = async (task, body, again) => {
+  let busy = false;
+  // One move at a time: each is placed among the neighbours the previous one left.
+  const move = (task, body, words, again) => attempt(async () => {
+    if (busy) return;
+    busy = true;
+    for (const button of box.querySelectorAll('button.move')) button.disabled = true;
     try {
       await api('POST', `${url}/tasks/${task.id}/move`, body);
-      status(`${task.title}: ${COLUMN_TEXT[body.status || task.status]}.`);
-    } catch (error) {
-      status(error.message);
+      status(`${task.title}: ${words}.`);
+    } finally {
+      await drawBoard(box, org, project, names, writer, again);
     }
-    await drawBoard(box, org, project, names, writer, again);
-  };
+  });
   const columns = board.columns.map((column, c) => {
     const list = h('ol', { class: 'cards-in-column', 'aria-labelledby': `column-${column.status}` });
     list.append(...column.tasks.map((task, i) => {
-      const button = (key, words, label, body) => h('button', {
+      const button = (key, words, label, body, said) => h('button', {
         type: 'button',
         class: 'small move',
         'data-move': key,
         'aria-label': label,
         disabled: body === null,
-        onclick: () => move(task, body, `[data-id="${task.id}"] [data-move="${key}"]`),
+        onclick: () => move(task, body, said, { task: task.id, key }),
       }, words);
       const left = board.columns[c - 1];
       const right = board.columns[c + 1];
+      const above = column.tasks[i - 1];
+      const below = column.tasks[i + 1];
       const controls = !writer ? null : h('div', { class: 'moves' },
         button('left', '←', left ? `Move “${task.title}” to ${COLUMN_TEXT[left.status]}` : `“${task.title}” is in the first column`,
-          left ? { status: left.status } : null),
-        button('up', '↑', `Move “${task.title}” up`, i > 0 ? { before: column.tasks[i - 1].id } : null),
-        button('down', '↓', `Move “${task.title}” down`, i < column.tasks.length - 1 ? { after: column.tasks[i + 1].id } : null),
+          left ? { status: left.status } : null, left && `moved to ${COLUMN_TEXT[left.status]}`),
+        button('up', '↑', `Move “${task.title}” up`, above ? { before: above.id } : null, above && `moved above ${above.title}`),
+        button('down', '↓', `Move “${task.title}” down`, below ? { after: below.id } : null, below && `moved below ${below.title}`),
         button('right', '→', right ? `Move “${task.title}” to ${COLUMN_TEXT[right.status]}` : `“${task.title}” is in the last column`,
-          right ? { status: right.status } : null));
+          right ? { status: right.status } : null, right && `moved to ${COLUMN_TEXT[right.status]}`));
       const element = card(task, names, controls);
       if (writer) {
         element.addEventListener('dragstart', (event) => {
@@ -303,23 +327,30 @@ async function drawBoard(box, org, project, names, writer, focus) {
         event.preventDefault();
         const id = event.dataTransfer.getData('text/plain');
         const task = board.columns.flatMap((col) => col.tasks).find((t) => t.id === id);
-        if (!task) return;
-        // Above the card dropped on (below it, in its lower half), else at the column's end.
         const target = event.target.closest('li.task');
+        if (!task || (target && target.dataset.id === id)) return;
+        // Above the card dropped on (below it, in its lower half), else at the column's end.
         const body = { status: column.status };
-        if (target && target.dataset.id !== id) {
+        let words = `moved to ${COLUMN_TEXT[column.status]}`;
+        if (target) {
           const { top, height } = target.getBoundingClientRect();
-          body[event.clientY > top + height / 2 ? 'after' : 'before'] = target.dataset.id;
+          const below = event.clientY > top + height / 2;
+          body[below ? 'after' : 'before'] = target.dataset.id;
+          words += `, ${below ? 'below' : 'above'} ${target.querySelector('.task-title').textContent}`;
         }
-        move(task, body, null);
+        move(task, body, words, null);
       });
     }
     return h('section', { class: 'column' },
-      h('h2', { id: `column-${column.status}` }, `${COLUMN_TEXT[column.status]} (${column.tasks.length})`),
+      h('h3', { id: `column-${column.status}` }, `${COLUMN_TEXT[column.status]} (${column.tasks.length})`),
       list);
   });
   box.replaceChildren(...columns);
-  if (focus) box.querySelector(focus)?.focus();
+  if (focus) {
+    const moved = box.querySelector(`[data-id="${focus.task}"]`);
+    const wanted = moved && moved.querySelector(`[data-move="${focus.key}"]`);
+    (wanted && !wanted.disabled ? wanted : moved && moved.querySelector('button.move:not(:disabled)'))?.focus();
+  }
 }
 
 export async function projectPage(view, org, id) {
@@ -327,7 +358,8 @@ export async function projectPage(view, org, id) {
   const [organization, project, names, customers] = await Promise.all([
     view.bar(org), api('GET', url), memberNames(org), api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
   const writer = can(organization, 'member');
-  const customer = customers.items.find((c) => c.id === project.customer_id);
+  const customer = project.customer_id
+    ? await api('GET', `/v1/orgs/${org}/customers/${project.customer_id}`) : null;
   const board = h('div', { class: 'board' });
   view.show(project.name,
     h('p', {}, link(`/orgs/${org}/projects`, 'All projects'),
@@ -351,10 +383,13 @@ export async function projectPage(view, org, id) {
         { name: 'assigned_to', label: 'Assigned to', options: [['', 'Nobody'], ...names] },
         { name: 'due_date', label: 'Due', type: 'date', parse: (date) => new Date(`${date}T17:00:00`).toISOString() },
         { name: 'estimated_hours', label: 'Estimate (hours)', hint: 'A decimal number, e.g. 1.5.' },
-      ], 'Add task', async (values) => {
+      ], 'Add task', async (values, taskForm) => {
         const task = await api('POST', `${url}/tasks`, values);
-        status(`${task.title} added.`);
-        render();
+        status(`${task.title} added to ${COLUMN_TEXT[task.status]}.`);
+        // The form stays open for the next task; only the board is drawn again.
+        taskForm.reset();
+        taskForm.querySelector('input').focus();
+        await drawBoard(board, org, id, names, writer, null);
       }, 'task')),
     !writer ? null : h('details', { class: 'new' }, h('summary', {}, 'Edit project'),
       form(projectFields(project, customers.items), 'Save', async (values) => {

@@ -474,7 +474,7 @@ function ownTable(table, rows, url, writable) {
   const columns = table.columns;
   const title = humanize(table.name);
   const headingId = `table-${table.name}-heading`;
-  const section = h('section', { 'aria-labelledby': headingId });
+  let section = null;
   const redraw = async (message) => {
     const latest = await api('GET', url);
     section.replaceWith(ownTable(table, latest, url, writable));
@@ -492,7 +492,7 @@ function ownTable(table, rows, url, writable) {
         await redraw('Row removed.');
       }),
     }, 'Remove'))));
-  section.append(
+  section = h('section', { 'aria-labelledby': headingId },
     h('h2', { id: headingId, tabindex: '-1' }, title),
     rows.length === 0
       ? h('p', { class: 'empty' }, writable ? 'None yet: add the first below.' : 'None.')
@@ -500,7 +500,7 @@ function ownTable(table, rows, url, writable) {
         h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, humanize(c.name))),
           writable ? h('th', { scope: 'col' }, 'Row') : null)),
         h('tbody', {}, body))),
-    !writable ? '' : h('details', { class: 'new' },
+    !writable ? null : h('details', { class: 'new' },
       h('summary', {}, `Add to ${title.toLowerCase()}`),
       form(columns.map(columnField), 'Add', async (values) => {
         await api('POST', url, values);

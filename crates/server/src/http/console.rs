@@ -13,7 +13,7 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 
 /// The console's files: name, content type, content. The page loads the first two; a domain's
-/// pages load its module (`tools.js`, `crm.js`) when first shown, and a page that draws a chart loads
+/// pages load its module (`tools.js`, `crm.js`, `calendar.js`) when first shown, and a page that draws a chart loads
 /// uPlot's (vendored, see console/vendor/README.md).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
@@ -35,6 +35,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "crm.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../console/crm.js"),
+    ),
+    (
+        "calendar.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/calendar.js"),
     ),
     (
         "uplot.js",

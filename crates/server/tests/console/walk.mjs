@@ -354,8 +354,9 @@ await newProject.getByLabel('Name', { exact: true }).fill('Difference engine');
 await newProject.getByLabel('Due').fill('2027-03-31');
 await newProject.getByRole('button', { name: 'Add project' }).click();
 await page.getByRole('heading', { name: 'Difference engine', level: 1 }).waitFor();
+// The form stays open for the next task.
+await page.locator('summary', { hasText: 'New task' }).click();
 for (const title of ['Design the mill', 'Cut the gears', 'Write the notes']) {
-  await page.locator('summary', { hasText: 'New task' }).click();
   await page.getByLabel('Task', { exact: true }).fill(title);
   await page.getByRole('button', { name: 'Add task' }).click();
   await page.locator('li.task', { hasText: title }).waitFor();
@@ -380,6 +381,10 @@ await cardsIn('review', ['Cut the gears']);
 await cardsIn('in_progress', []);
 await page.getByRole('button', { name: 'Move “Write the notes” up' }).click();
 await cardsIn('todo', ['Write the notes', 'Design the mill']);
+// At the top its ↑ is disabled: focus stays on the card, on a button that still works.
+await page.waitForFunction(() => document.activeElement?.closest('li.task')?.textContent.includes('Write the notes'));
+assert.equal(await page.evaluate(() => document.activeElement.disabled), false);
+await page.locator('#status').filter({ hasText: 'Write the notes: moved above Design the mill.' }).waitFor();
 // By dragging: onto the Done column.
 await column('todo').locator('li.task', { hasText: 'Design the mill' })
   .dragTo(column('done').locator('ol'));
@@ -392,6 +397,36 @@ await cardsIn('done', ['Design the mill']);
 assert.doesNotMatch(await page.locator('main').innerText(), /\b(null|undefined)\b/);
 await accessible(page, 'project board');
 await picture(page, 'board');
+
+// --- The calendar: a booking this week with Ada; an overlapping one for the same member is
+// refused by the database and said; cancelling frees the slot; a private feed address.
+await page.getByRole('link', { name: 'Calendar' }).click();
+await page.getByRole('heading', { name: 'Calendar', level: 1 }).waitFor();
+await accessible(page, 'calendar');
+const today = new Date().toISOString().slice(0, 10);
+async function book(title, from, until) {
+  await page.getByLabel('Title', { exact: true }).fill(title);
+  await page.getByLabel('Day', { exact: true }).fill(today);
+  await page.getByLabel('From', { exact: true }).fill(from);
+  await page.getByLabel('Until', { exact: true }).fill(until);
+  await page.getByRole('button', { name: 'Book', exact: true }).click();
+}
+await page.locator('summary', { hasText: 'Book an appointment' }).click();
+await page.getByLabel('Customer', { exact: true }).selectOption({ label: 'Ada Lovelace' });
+await book('Kick-off with Ada', '09:00', '10:00');
+const kickOff = page.locator('li.appointment', { hasText: 'Kick-off with Ada' });
+await kickOff.waitFor();
+assert.match(await kickOff.innerText(), /09:00\s*(AM)?–10:00[\s\S]*Ada Lovelace/);
+await page.locator('summary', { hasText: 'Book an appointment' }).click();
+await book('Double booking', '09:30', '10:30');
+await page.locator('form .form-error').filter({ hasText: 'already has a live appointment' }).waitFor();
+assert.equal(await page.locator('li.appointment', { hasText: 'Double booking' }).count(), 0);
+await kickOff.getByRole('button', { name: /^Cancel “Kick-off with Ada”/ }).click();
+await kickOff.filter({ hasText: 'Cancelled' }).waitFor();
+await page.getByRole('button', { name: 'Make my feed address' }).click();
+assert.match(await page.locator('.issued code').innerText(), /\/calendar\.ics\?token=/);
+await accessible(page, 'calendar with appointments');
+await picture(page, 'calendar');
 
 // The dashboard's link is bookmarkable: opened afresh, it shows the same organization.
 await page.goto(dashboardUrl);
