@@ -121,6 +121,18 @@ function nextPath() {
   }
 }
 
+/** Makes a filter form a link: submitting it goes to this page with its non-empty fields as
+ *  the query, an address to bookmark and share. */
+export function filtersGo(element) {
+  element.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const chosen = new URLSearchParams();
+    for (const [key, value] of new FormData(element)) if (value) chosen.set(key, value);
+    navigate(`${location.pathname}${String(chosen) ? `?${chosen}` : ''}`);
+  });
+  return element;
+}
+
 /** The session ended: sign in again, then come back here. The entry is replaced, not pushed:
  *  Back must not return to the page that asked for a sign-in. */
 export function toSignIn() {
@@ -334,9 +346,11 @@ async function bar(org, current) {
       section(`/orgs/${org}/customers`, 'Customers'),
       section(`/orgs/${org}/projects`, 'Projects'),
       section(`/orgs/${org}/calendar`, 'Calendar'),
+      section(`/orgs/${org}/content`, 'Content'),
+      section(`/orgs/${org}/assistant`, 'Assistant'),
       section(`/orgs/${org}/members`, 'Members')),
     go,
-    h('span', { class: 'me' }, me.user.name || me.user.email),
+    link('/me', me.user.name || me.user.email, { class: 'me', 'aria-current': here === '/me' ? 'page' : null }),
     h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
   return organization;
 }
@@ -574,7 +588,7 @@ export async function importCsv(url, file, report, done, rewrite = { header: (r)
     report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, message));
     return false;
   };
-  report.replaceChildren(h('p', {}, `Importing ${file.name}…`));
+  report.replaceChildren(h('p', {}, `Importing ${file.name}…`), h('progress', { 'aria-label': `Importing ${file.name}` }));
   let csv;
   let response;
   try {
@@ -741,6 +755,19 @@ async function goalPage(view, org, id) {
 // ---------------------------------------------------------------------------------------------
 // Members and invitations
 
+/** The organization's pages beyond its members, linked from each of them. */
+export function orgSettingsNav(org, organization) {
+  const here = location.pathname;
+  const item = (path, words) => link(path, words, { 'aria-current': here === path ? 'page' : null });
+  return h('nav', { class: 'filter-links', 'aria-label': 'Organization' },
+    item(`/orgs/${org}/members`, 'Members'),
+    item(`/orgs/${org}/teams`, 'Teams'),
+    can(organization, 'admin') ? item(`/orgs/${org}/api-keys`, 'API keys') : null,
+    can(organization, 'admin') ? item(`/orgs/${org}/activity`, 'Activity') : null,
+    item(`/orgs/${org}/billing`, 'Billing'),
+    item(`/orgs/${org}/integrations`, 'Integrations'));
+}
+
 const ROLES = [['viewer', 'Viewer'], ['member', 'Member'], ['admin', 'Admin'], ['owner', 'Owner']];
 
 /** The invitation just issued, shown once on the members page with its link. */
@@ -803,6 +830,9 @@ async function membersPage(view, org) {
     justInvited = null;
   }
   view.show('Members',
+    orgSettingsNav(org, organization),
+    can(organization, 'owner') ? h('p', {}, h('a', { href: `/v1/orgs/${org}/export`, download: `${organization.slug}.tar` },
+      'Download the organization’s data (tar)')) : null,
     h('table', { class: 'values members' },
       h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', admin ? 'Membership' : null]
         .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
@@ -910,7 +940,18 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/projects$`), lazy('crm.js', 'projectsPage'), true],
   [new RegExp(`^/orgs/(${ID})/projects/(${ID})$`), lazy('crm.js', 'projectPage'), true],
   [new RegExp(`^/orgs/(${ID})/calendar$`), lazy('calendar.js', 'calendarPage'), true],
+  [new RegExp(`^/orgs/(${ID})/content$`), lazy('content.js', 'contentListPage'), true],
+  [new RegExp(`^/orgs/(${ID})/content/(${ID})$`), lazy('content.js', 'contentPage'), true],
   [/^\/invitations\/accept$/, acceptPage, false],
+  [/^\/me$/, lazy('settings.js', 'mePage'), true],
+  [new RegExp(`^/orgs/(${ID})/teams$`), lazy('settings.js', 'teamsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/api-keys$`), lazy('settings.js', 'apiKeysPage'), true],
+  [new RegExp(`^/orgs/(${ID})/activity$`), lazy('settings.js', 'activityPage'), true],
+  [new RegExp(`^/orgs/(${ID})/billing$`), lazy('billing.js', 'billingPage'), true],
+  [new RegExp(`^/orgs/(${ID})/integrations$`), lazy('integrations.js', 'integrationsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/integrations/(${ID})$`), lazy('integrations.js', 'integrationPage'), true],
+  [new RegExp(`^/orgs/(${ID})/assistant$`), lazy('assistant.js', 'assistantPage'), true],
+  [new RegExp(`^/orgs/(${ID})/assistant/(${ID})$`), lazy('assistant.js', 'conversationPage'), true],
 ];
 
 let renderSeq = 0;

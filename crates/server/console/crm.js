@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, progressBar, memberNames, importCsv,
-  attempt,
+  attempt, filtersGo,
 } from './app.js';
 
 const CUSTOMER_STATUSES = [['lead', 'Lead'], ['prospect', 'Prospect'], ['active', 'Active'], ['churned', 'Churned']];
@@ -112,12 +112,7 @@ export async function customersPage(view, org) {
     select('assigned_to', 'Assigned to', [['', 'Anyone'], ['me', 'Me']]),
     select('sort', 'Order', SORTS),
     h('button', { type: 'submit' }, 'Search'));
-  search.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const chosen = new URLSearchParams();
-    for (const [key, value] of new FormData(search)) if (value) chosen.set(key, value);
-    navigate(`${location.pathname}${String(chosen) ? `?${chosen}` : ''}`);
-  });
+  filtersGo(search);
 
   const filtered = ['q', 'status', 'source', 'assigned_to'].some((key) => query.get(key));
   const report = h('div', { class: 'import-report' });

@@ -171,6 +171,27 @@ fn in_future(at: DateTime<Utc>) -> Rule {
         .ok_or_else(|| "must be in the future".into())
 }
 
+/// Markdown to preview (`POST …/content/preview`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    #[schema(max_length = 500000)]
+    pub content: String,
+}
+
+/// The Markdown as a published page shows it: HTML in which raw HTML is text and links keep
+/// only http, https, mailto and relative destinations.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Preview {
+    pub html: String,
+}
+
+impl Validate for PreviewRequest {
+    fn check(&self, c: &mut Checks) {
+        c.field("content", Some(self.content.as_str()), text(0, 500_000));
+    }
+}
+
 impl Validate for NewContent {
     fn check(&self, c: &mut Checks) {
         c.field("title", Some(self.title.as_str()), text(1, 300));

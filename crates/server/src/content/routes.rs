@@ -8,10 +8,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::store::{self, Filter, Scheduled};
-use super::{Content, ContentChanges, ContentStatus, ContentType, ContentVersion, NewContent};
+use super::{
+    Content, ContentChanges, ContentStatus, ContentType, ContentVersion, NewContent, Preview,
+    PreviewRequest,
+};
 use crate::http::{AppState, Forbidden, Invalid, Json, NotFound, Path, Query};
 use crate::jobs::{JobError, JobSpec, Registry};
-use crate::kernel::access::Module;
+use crate::kernel::access::{require_role, Module, Role};
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
 use crate::kernel::org_tx::OrgTx;
@@ -28,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_content, update_content, delete_content))
         .routes(routes!(list_versions))
         .routes(routes!(restore_version))
+        .routes(routes!(preview_content))
         .layer(axum::Extension(Module::Content))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .merge(super::public::routes())
@@ -98,6 +102,26 @@ pub async fn list_content(
     let found = store::list(&mut tx, &filter, &page).await?;
     tx.commit().await?;
     Ok(Json(found))
+}
+
+/// Markdown rendered as a published page's would be (the same safe HTML), for an editor's
+/// preview; nothing is stored. Members and viewers of the organization.
+#[utoipa::path(post, path = "/v1/orgs/{org}/content/preview", tag = "content", security(("bearer" = [])),
+    params(("org" = Uuid, Path, description = "Organization id")), request_body = PreviewRequest,
+    responses(
+        (status = 200, body = Preview),
+        NotFound,
+        Invalid,
+    ))]
+pub async fn preview_content(
+    mut tx: OrgTx,
+    request: Valid<PreviewRequest>,
+) -> Result<Json<Preview>> {
+    require_role(&mut tx, Role::Viewer).await?;
+    tx.commit().await?;
+    Ok(Json(Preview {
+        html: super::markdown::to_html(&request.content),
+    }))
 }
 
 /// Write a page, post, document or template (members write drafts; editors may create it

@@ -13,8 +13,9 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 
 /// The console's files: name, content type, content. The page loads the first two; a domain's
-/// pages load its module (`tools.js`, `crm.js`, `calendar.js`) when first shown, and a page that draws a chart loads
-/// uPlot's (vendored, see console/vendor/README.md).
+/// pages load its module (`tools.js`, `crm.js`, `calendar.js`, `content.js`, `settings.js`,
+/// `billing.js`, `integrations.js`, `assistant.js`) when first shown, and a page that draws a chart loads uPlot's (vendored, see
+/// console/vendor/README.md).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "app.js",
@@ -40,6 +41,31 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "calendar.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../console/calendar.js"),
+    ),
+    (
+        "content.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/content.js"),
+    ),
+    (
+        "settings.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/settings.js"),
+    ),
+    (
+        "billing.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/billing.js"),
+    ),
+    (
+        "integrations.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/integrations.js"),
+    ),
+    (
+        "assistant.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/assistant.js"),
     ),
     (
         "uplot.js",

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
+use tenantry_server::http::HttpConfig;
+use tenantry_server::vault::Vault;
 
+use crate::fake_ai::{self, Fake, Script};
 use crate::helpers::TestApp;
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -82,7 +85,25 @@ async fn the_console_is_one_page_that_loads_only_its_own_versioned_assets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_walks_through_the_console_in_a_real_browser() {
-    let app = TestApp::spawn().await;
+    // With a vault (an integration's credentials are stored) and the assistant's providers
+    // played by a local server that streams its reply in pieces.
+    let (_fake, ai) = Fake::start(Script::reply(
+        &["Revenue ", "grew ", "12 % this month."],
+        40,
+        6,
+    ))
+    .await;
+    let app = TestApp::spawn_with(HttpConfig {
+        vault: Some(crate::integrations::vault(&Vault::new_key_entry("walk"))),
+        ai: fake_ai::config(&ai),
+        ..HttpConfig::default()
+    })
+    .await;
+    // Every new organization of this test's database may use the assistant.
+    sqlx::query("UPDATE plans SET tier = 'pro', features = '{integrations,ai}' WHERE is_default")
+        .execute(&app.db.owner().await.0)
+        .await
+        .expect("default plan");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     assert!(
         dir.join("node_modules/playwright-core").exists(),

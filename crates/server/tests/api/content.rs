@@ -845,3 +845,50 @@ async fn a_scheduled_draft_publishes_itself_as_its_scheduler() {
     assert_eq!(later["status"], "draft");
     drop(stop);
 }
+
+#[tokio::test]
+async fn a_preview_is_the_public_pages_safe_html_for_the_organizations_readers_only() {
+    let Site { app, vic, mia, .. } = site().await;
+    let markdown = "# Plans\n\n<script>alert(1)</script>\n\n[home](javascript:alert(1)) **bold**";
+    let (status, preview) = app
+        .call(
+            Method::POST,
+            &vic,
+            &path(&vic, "/preview"),
+            Some(json!({ "content": markdown })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let html = preview["html"].as_str().expect("html");
+    assert!(html.contains("<h1>Plans</h1>"), "{html}");
+    assert!(html.contains("<strong>bold</strong>"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "raw HTML is text: {html}");
+    assert!(!html.contains("<script"), "{html}");
+    assert!(html.contains(r##"<a href="#">home</a>"##), "{html}");
+
+    // Nothing is stored by a preview.
+    let (_, listed) = app.call(Method::GET, &mia, &path(&mia, ""), None).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    // Too long is refused by name; another organization's user learns nothing.
+    let long = "a".repeat(500_001);
+    let got = app
+        .call(
+            Method::POST,
+            &mia,
+            &path(&mia, "/preview"),
+            Some(json!({ "content": long })),
+        )
+        .await;
+    assert_eq!(refused_fields(&got), ["content"], "{}", got.1);
+    let mallory = app.user("mallory@example.com").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &mallory,
+            &path(&mia, "/preview"),
+            Some(json!({ "content": markdown })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -428,6 +428,120 @@ assert.match(await page.locator('.issued code').innerText(), /\/calendar\.ics\?t
 await accessible(page, 'calendar with appointments');
 await picture(page, 'calendar');
 
+// --- Content: a page written with a live preview the API renders as the public page will be
+// (a script in the text stays text), published, with its version kept and its public address.
+await page.getByRole('link', { name: 'Content', exact: true }).click();
+await page.getByText('No content yet').waitFor();
+await accessible(page, 'no content');
+await page.locator('summary', { hasText: 'New page' }).click();
+await page.getByLabel('Title', { exact: true }).fill('About Acme');
+await page.getByRole('button', { name: 'Start writing' }).click();
+await page.getByRole('heading', { name: 'About Acme', level: 1 }).waitFor();
+await page.getByLabel('Text (Markdown)').fill('# Who we are\n\nWe measure **what matters**.\n\n<script>window.pwned = 2</script>\n\n[Mail us](javascript:alert(1))');
+const preview = page.locator('#preview');
+await preview.getByRole('heading', { name: 'Who we are' }).waitFor();
+await preview.locator('strong', { hasText: 'what matters' }).waitFor();
+await preview.getByText('<script>window.pwned = 2</script>').waitFor();
+assert.equal(await preview.locator('script').count(), 0);
+assert.equal(await preview.getByRole('link', { name: 'Mail us' }).getAttribute('href'), '#');
+assert.equal(await page.evaluate(() => window.pwned), undefined);
+await page.getByRole('button', { name: 'Save', exact: true }).click();
+await page.getByText('Saved.').waitFor();
+await page.getByRole('button', { name: 'Publish now' }).click();
+await page.getByText(/^Page · Published · first published/).waitFor();
+await page.getByText(/^Version 1 · /).waitFor();
+const publicPage = await page.evaluate(async (href) => (await fetch(href)).json(),
+  await page.getByRole('link', { name: 'Open the public page' }).getAttribute('href'));
+assert.match(publicPage.html, /<h1>Who we are<\/h1>/);
+assert.doesNotMatch(publicPage.html, /<script/);
+await accessible(page, 'content editor');
+await picture(page, 'content');
+
+// --- The organization's settings: a team, an API key whose secret is shown once and works
+// until revoked, the activity feed; my profile and sessions.
+await page.getByRole('link', { name: 'Members' }).click();
+await page.getByRole('link', { name: 'Teams', exact: true }).click();
+await page.getByText('No teams yet').waitFor();
+await page.locator('summary', { hasText: 'New team' }).click();
+await page.getByLabel('Name', { exact: true }).fill('Analytics');
+await page.getByLabel('Lead').selectOption({ label: 'Alice Example' });
+await page.getByRole('button', { name: 'Add team' }).click();
+await page.locator('.teams .card', { hasText: 'Led by Alice Example' }).waitFor();
+await accessible(page, 'teams');
+await page.getByRole('link', { name: 'API keys', exact: true }).click();
+await page.getByText('No keys yet').waitFor();
+await page.getByLabel('Name', { exact: true }).fill('Nightly export');
+await page.getByRole('button', { name: 'Make key' }).click();
+const secret = await page.locator('code.secret').innerText();
+const org = new URL(dashboardUrl).pathname.split('/').pop();
+const withKey = async () => (await fetch(`${base}/v1/orgs/${org}/kpis`, { headers: { authorization: `Bearer ${secret}` } })).status;
+assert.equal(await withKey(), 200);
+await accessible(page, 'API keys');
+await page.reload();
+await page.getByRole('cell', { name: 'Nightly export', exact: true }).waitFor();
+assert.equal(await page.locator('code.secret').count(), 0, 'the secret is shown once');
+page.once('dialog', (dialog) => dialog.accept());
+await page.getByRole('button', { name: 'Revoke the key Nightly export' }).click();
+await page.getByText(/^Revoked /).waitFor();
+assert.equal(await withKey(), 401);
+await page.getByRole('link', { name: 'Activity', exact: true }).click();
+await page.getByLabel('Table').fill('kpis');
+await page.getByRole('button', { name: 'Filter' }).click();
+await page.waitForURL(/entity_type=kpis/);
+await page.locator('table.activity tbody tr', { hasText: 'kpis' }).first().waitFor();
+await accessible(page, 'activity');
+// Billing: the plan, usage against its limits, and (no Stripe configured here) a clear word.
+await page.getByRole('link', { name: 'Billing', exact: true }).click();
+await page.getByRole('heading', { name: 'Billing', level: 1 }).waitFor();
+await page.locator('.usage', { hasText: 'KPIs' }).waitFor();
+assert.match(await page.locator('.usage', { hasText: 'KPIs' }).innerText(), /KPIs · 3\b/);
+await accessible(page, 'billing');
+await page.getByRole('button', { name: /^Choose .*, billed a month$/ }).first().click();
+await page.getByText('Payments are not set up on this service').waitFor();
+// Integrations: Stripe connected with a key that is never shown again, a metric mapped to a
+// KPI, a sync asked for and followed (no worker runs in this test: it stays queued).
+await page.getByRole('link', { name: 'Integrations', exact: true }).click();
+await page.getByText('None yet: connect one below.').waitFor();
+await page.locator('summary', { hasText: 'Connect a service' }).click();
+await page.getByLabel('Stripe API key').fill('rk_live_walkSecretThatMustNeverShow4242');
+await page.getByRole('button', { name: 'Connect', exact: true }).click();
+await page.getByRole('heading', { name: 'Stripe', level: 1 }).waitFor();
+await page.getByText('Credentials: api_key …4242').waitFor();
+assert.doesNotMatch(await page.locator('main').innerText(), /walkSecret/);
+await page.getByLabel('mrr', { exact: true }).selectOption({ label: 'Monthly recurring revenue' });
+await page.getByRole('button', { name: 'Save mappings' }).click();
+await page.getByText('Mappings saved').waitFor();
+assert.equal(await page.getByLabel('mrr', { exact: true }).locator('option:checked').innerText(), 'Monthly recurring revenue');
+await page.getByRole('button', { name: 'Sync now' }).click();
+await page.getByText('Queued: waiting for a worker to start it…').waitFor();
+await accessible(page, 'integration');
+// The assistant: a conversation whose reply streams in, piece by piece, as the provider sends it.
+await page.getByRole('link', { name: 'Assistant', exact: true }).click();
+await page.getByText('No conversations yet').waitFor();
+await page.getByLabel('Title', { exact: true }).fill('Revenue');
+await page.getByRole('button', { name: 'Start', exact: true }).click();
+await page.getByRole('heading', { name: 'Revenue', level: 1 }).waitFor();
+await page.getByLabel('Your message').fill('How is revenue doing?');
+await page.getByRole('button', { name: 'Send' }).click();
+await page.locator('.turn.user', { hasText: 'How is revenue doing?' }).waitFor();
+await page.locator('.turn.assistant', { hasText: 'Revenue grew 12 % this month.' }).waitFor();
+assert.equal(await page.locator('.turn.assistant').getAttribute('aria-busy'), 'false');
+await accessible(page, 'assistant');
+await picture(page, 'assistant');
+// Drawn again from what was stored.
+await page.reload();
+await page.locator('.turn.assistant', { hasText: 'Revenue grew 12 % this month.' }).waitFor();
+
+await page.getByRole('link', { name: 'Alice Example' }).click();
+await page.getByRole('heading', { name: 'Your profile', level: 1 }).waitFor();
+await page.getByRole('cell', { name: 'This browser' }).waitFor();
+await page.getByLabel('Time zone').selectOption('Europe/Berlin');
+await page.getByRole('button', { name: 'Save profile' }).click();
+await page.getByText('Profile saved.').waitFor();
+assert.equal(await page.getByLabel('Time zone').inputValue(), 'Europe/Berlin');
+await accessible(page, 'profile');
+await page.getByRole('link', { name: 'Back to your organization' }).click();
+
 // The dashboard's link is bookmarkable: opened afresh, it shows the same organization.
 await page.goto(dashboardUrl);
 await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();

@@ -1,0 +1,249 @@
+// Content: pages, posts, documentation and templates. A list by type and status, and an editor
+// with a live preview rendered by the API exactly as the public page will be, publishing,
+// scheduling, archiving, versions and their restoring.
+
+import {
+  api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, toSignIn, ApiError,
+} from './app.js';
+
+const TYPES = [['page', 'Page'], ['blog_post', 'Blog post'], ['documentation', 'Documentation'], ['template', 'Template']];
+const STATUSES = [['draft', 'Draft'], ['published', 'Published'], ['archived', 'Archived']];
+const TYPE_TEXT = Object.fromEntries(TYPES);
+const STATUS_TEXT = Object.fromEntries(STATUSES);
+
+const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** Whether I publish in this organization: admins and owners, and members granted
+ *  `content.publish` (the API decides; this only leaves out what it would refuse). */
+async function mayPublish(org, organization, me) {
+  if (can(organization, 'admin')) return true;
+  if (!can(organization, 'member')) return false;
+  const members = await api('GET', `/v1/orgs/${org}/members?limit=100`);
+  const mine = members.items.find((m) => m.user_id === me);
+  return Boolean(mine && mine.permissions && mine.permissions['content.publish'] === true);
+}
+
+export async function contentListPage(view, org) {
+  const query = new URLSearchParams(location.search);
+  const params = new URLSearchParams({ limit: '100' });
+  for (const key of ['type', 'status']) if (query.get(key)) params.set(key, query.get(key));
+  const [organization, pages] = await Promise.all([view.bar(org), api('GET', `/v1/orgs/${org}/content?${params}`)]);
+  const filter = (key, value, words) => {
+    const next = new URLSearchParams(query);
+    if (value) next.set(key, value);
+    else next.delete(key);
+    return link(`/orgs/${org}/content${String(next) ? `?${next}` : ''}`, words,
+      { 'aria-current': (query.get(key) || '') === value ? 'page' : null });
+  };
+  view.show('Content',
+    h('nav', { class: 'filter-links', 'aria-label': 'Content by type' },
+      filter('type', '', 'Every type'), TYPES.map(([value, words]) => filter('type', value, words))),
+    h('nav', { class: 'filter-links', 'aria-label': 'Content by status' },
+      filter('status', '', 'Any status'), STATUSES.map(([value, words]) => filter('status', value, words))),
+    pages.items.length === 0
+      ? h('p', { class: 'empty' }, query.get('type') || query.get('status')
+        ? 'Nothing of this kind.' : 'No content yet. Write the first page below: it stays a draft until it is published.')
+      : h('div', { class: 'scroll' }, h('table', { class: 'values content' },
+        h('thead', {}, h('tr', {}, ['Title', 'Type', 'Status', 'Last change'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, pages.items.map((p) => h('tr', {},
+          h('td', {}, link(`/orgs/${org}/content/${p.id}`, p.title)),
+          h('td', {}, TYPE_TEXT[p.content_type]),
+          h('td', {}, p.publish_at && p.status === 'draft' ? `Scheduled for ${when.format(new Date(p.publish_at))}` : STATUS_TEXT[p.status]),
+          h('td', {}, when.format(new Date(p.updated_at)))))))),
+    !can(organization, 'member') ? h('p', { class: 'hint' }, READ_ONLY) : h('details', { class: 'new' },
+      h('summary', {}, 'New page'),
+      form([
+        { name: 'title', label: 'Title', required: true },
+        { name: 'content_type', label: 'Type', options: TYPES },
+      ], 'Start writing', async (values) => {
+        const created = await api('POST', `/v1/orgs/${org}/content`, values);
+        navigate(`/orgs/${org}/content/${created.id}`);
+      })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The preview: the API's HTML (raw HTML already text, links already safe), taken apart in an
+// inert document and built again from the elements and attributes a page may hold, so that
+// nothing from it runs or is parsed into the console's own page.
+
+const ALLOWED = new Set(['p', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'em', 'strong', 'del', 'code', 'pre',
+  'blockquote', 'ul', 'ol', 'li', 'a', 'hr', 'br', 'table', 'thead', 'tbody', 'tr', 'th', 'td',
+  'input', 'sup', 'div', 'span']);
+const ATTRIBUTES = { a: ['href', 'title'], ol: ['start'], th: ['align'], td: ['align'], input: ['type', 'checked'] };
+
+function rebuilt(node) {
+  if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
+  if (node.nodeType !== Node.ELEMENT_NODE) return null;
+  const tag = node.tagName.toLowerCase();
+  // The console loads no image from elsewhere (its policy): an image is named, not shown.
+  if (tag === 'img') return h('span', { class: 'hint' }, `[image: ${node.getAttribute('alt') || node.getAttribute('src') || ''}]`);
+  const children = [...node.childNodes].map(rebuilt).filter(Boolean);
+  if (!ALLOWED.has(tag)) return children.length ? h('span', {}, children) : null;
+  const element = document.createElement(tag);
+  for (const name of ATTRIBUTES[tag] || []) {
+    const value = node.getAttribute(name);
+    if (value === null) continue;
+    // The API already made other destinations `#`; checked again here all the same.
+    if (name === 'href' && !/^(https?:|mailto:|#|\/)/i.test(value)) continue;
+    element.setAttribute(name, value);
+  }
+  if (tag === 'a') {
+    element.setAttribute('target', '_blank');
+    element.setAttribute('rel', 'noopener noreferrer');
+  }
+  if (tag === 'input') element.setAttribute('disabled', '');
+  element.append(...children);
+  return element;
+}
+
+function previewOf(html) {
+  const inert = new DOMParser().parseFromString(html, 'text/html');
+  return [...inert.body.childNodes].map(rebuilt).filter(Boolean);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The editor
+
+export async function contentPage(view, org, id) {
+  const url = `/v1/orgs/${org}/content/${id}`;
+  const [organization, me, page, versions, names] = await Promise.all([
+    view.bar(org), api('GET', '/v1/me'), api('GET', url), api('GET', `${url}/versions`), memberNames(org)]);
+  const editor = await mayPublish(org, organization, me.user.id);
+  // Members change plain drafts; editors change anything.
+  const writable = editor || (can(organization, 'member') && page.status === 'draft' && !page.publish_at);
+  const preview = h('div', { class: 'preview', 'aria-live': 'polite', id: 'preview' });
+  const general = h('p', { class: 'form-error', role: 'alert' });
+
+  let previewTimer;
+  let previewSeq = 0;
+  const showPreview = async (markdown) => {
+    const seq = ++previewSeq;
+    try {
+      const answer = await api('POST', `/v1/orgs/${org}/content/preview`, { content: markdown });
+      // A later keystroke's preview wins over an earlier one still on its way.
+      if (seq === previewSeq) preview.replaceChildren(...previewOf(answer.html));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) toSignIn();
+      else if (seq === previewSeq) preview.replaceChildren(h('p', { class: 'hint' }, `No preview: ${error.message}`));
+    }
+  };
+
+  const fields = form([
+    { name: 'title', label: 'Title', required: true, value: page.title },
+    { name: 'slug', label: 'Address', value: page.slug, hint: 'Lowercase letters and digits joined by dashes. Changing it keeps the old address leading here.' },
+    { name: 'content_type', label: 'Type', options: TYPES, value: page.content_type },
+    { name: 'excerpt', label: 'Excerpt', type: 'textarea', value: page.excerpt, clearable: true },
+    { name: 'content', label: 'Text (Markdown)', type: 'textarea', value: page.content },
+  ], 'Save', async (values) => {
+    // The text is sent as typed (an emptied text is an empty page, not a missing field).
+    const body = { ...values, content: fields.querySelector('[name="content"]').value };
+    await api('PATCH', url, body);
+    status('Saved.');
+    render();
+  }, 'page');
+  const text = fields.querySelector('[name="content"]');
+  text.rows = 16;
+  text.addEventListener('input', () => {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(() => showPreview(text.value), 300);
+  });
+
+  const act = (words, body, done) => h('button', {
+    type: 'button',
+    class: body.status === 'archived' ? 'secondary' : null,
+    onclick: () => attempt(async () => {
+      general.textContent = '';
+      try {
+        await api('PATCH', url, body);
+      } catch (error) {
+        // Named problems (a slug taken, a time in the past) are said here.
+        if (error instanceof ApiError && error.status === 422) {
+          general.textContent = (error.problem.errors || []).map((e) => `${e.field}: ${e.message}`).join(' ') || error.message;
+          return;
+        }
+        throw error;
+      }
+      status(done);
+      render();
+    }),
+  }, words);
+  const publicUrl = `/v1/public/${organization.slug}/content/${page.slug}`;
+  const scheduled = page.status === 'draft' && page.publish_at;
+  const schedule = h('form', { class: 'inline-form', 'aria-label': 'Schedule publishing' },
+    h('label', { for: 'publish-at' }, 'Publish at'),
+    h('input', { id: 'publish-at', type: 'datetime-local', required: true }),
+    h('button', { type: 'submit', class: 'secondary' }, 'Schedule'));
+  schedule.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const at = schedule.querySelector('input').value;
+    if (!at) return;
+    schedule.querySelector('button').disabled = true;
+    attempt(async () => {
+      try {
+        await api('PATCH', url, { publish_at: new Date(at).toISOString() });
+        status(`Scheduled for ${when.format(new Date(at))}.`);
+        render();
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status !== 422) throw error;
+        general.textContent = (error.problem.errors || []).map((e) => e.message).join(' ') || error.message;
+      } finally {
+        schedule.querySelector('button').disabled = false;
+      }
+    });
+  });
+
+  view.show(page.title,
+    h('p', {}, link(`/orgs/${org}/content`, 'All content')),
+    h('p', { class: 'hint' }, [
+      TYPE_TEXT[page.content_type],
+      scheduled ? `Draft, scheduled for ${when.format(new Date(page.publish_at))}` : STATUS_TEXT[page.status],
+      page.published_at ? `first published ${when.format(new Date(page.published_at))}` : null,
+      page.author_id ? `by ${names.get(page.author_id) || 'another member'}` : null,
+    ].filter(Boolean).join(' · ')),
+    page.status === 'published'
+      ? h('p', {}, h('a', { href: publicUrl, target: '_blank', rel: 'noopener' }, 'Open the public page')) : null,
+    !editor ? null : h('div', { class: 'moves' },
+      page.status !== 'published' ? act('Publish now', { status: 'published' }, 'Published.') : null,
+      page.status === 'published' ? act('Unpublish', { status: 'draft' }, 'Back to a draft.') : null,
+      scheduled ? act('Cancel the schedule', { publish_at: null }, 'No longer scheduled.') : null,
+      page.status !== 'archived' ? act('Archive', { status: 'archived' }, 'Archived.') : null),
+    editor && page.status === 'draft' ? schedule : null,
+    general,
+    writable ? null : h('p', { class: 'hint' }, can(organization, 'member')
+      ? 'Only editors change a page that is published, archived or scheduled.' : READ_ONLY),
+    h('div', { class: 'editor' },
+      h('section', { 'aria-labelledby': 'write-heading' },
+        h('h2', { id: 'write-heading' }, 'Write'),
+        writable ? fields : h('pre', { class: 'source' }, page.content)),
+      h('section', { 'aria-labelledby': 'preview-heading' },
+        h('h2', { id: 'preview-heading' }, 'Preview'),
+        h('p', { class: 'hint' }, 'As the public page shows it.'),
+        preview)),
+    h('section', { 'aria-labelledby': 'versions-heading' },
+      h('h2', { id: 'versions-heading' }, 'Published versions'),
+      versions.length === 0 ? h('p', { class: 'empty' }, 'Not published yet: every publish keeps a version here.')
+        : h('ol', { class: 'history', reversed: true }, versions.map((v) => h('li', {},
+          h('p', { class: 'when' }, `Version ${v.version} · ${when.format(new Date(v.published_at))} · ${names.get(v.published_by) || 'another member'}`),
+          h('p', {}, v.title),
+          !editor ? null : h('button', {
+            type: 'button',
+            class: 'link',
+            'aria-label': `Restore version ${v.version}`,
+            onclick: () => attempt(async () => {
+              await api('POST', `${url}/versions/${v.version}/restore`);
+              status(`Version ${v.version} restored.`);
+              render();
+            }),
+          }, 'Restore'))))),
+    !(editor || (writable && !page.published_at)) ? null : h('button', {
+      type: 'button',
+      class: 'secondary',
+      onclick: () => attempt(async () => {
+        if (!window.confirm(`Delete “${page.title}”${page.published_at ? ' and its published versions' : ''}?`)) return;
+        await api('DELETE', url);
+        status(`${page.title} deleted.`);
+        navigate(`/orgs/${org}/content`);
+      }),
+    }, 'Delete'));
+  await showPreview(page.content);
+}
