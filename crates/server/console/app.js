@@ -148,8 +148,14 @@ export async function attempt(action) {
     await action();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) toSignIn();
-    else status(error instanceof ApiError ? error.message : 'The service did not answer. Check the connection and try again.');
+    else status(error instanceof ApiError ? problemText(error) : 'The service did not answer. Check the connection and try again.');
   }
+}
+
+/** What a refusal says: its named problems when it has them, else its detail. */
+export function problemText(error) {
+  const named = (error.problem && error.problem.errors) || [];
+  return named.length ? named.map((e) => `${e.field}: ${e.message}`).join(' ') : error.message;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,7 +215,8 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
     const values = {};
     let local = false;
     for (const field of fields) {
-      const raw = inputs[field.name].value.trim();
+      // A password is taken as typed; other text without the spaces around it.
+      const raw = field.type === 'password' ? inputs[field.name].value : inputs[field.name].value.trim();
       if (field.type === 'number' && (inputs[field.name].validity.badInput || (raw === '' && field.required))) {
         // A browser gives '' for what it cannot read as a number: say so here, send nothing.
         errors[field.name].textContent = 'Enter a number.';
@@ -956,6 +963,8 @@ const ROUTES = [
 
 let renderSeq = 0;
 let renderedPath = null;
+/** The path and query last drawn: Back to the same path with other filters is another page. */
+let renderedAddress = null;
 
 export async function render() {
   // A newer render (a click, Back, the switcher) wins: an older one still waiting for the API
@@ -976,6 +985,7 @@ export async function render() {
   const [pattern, page] = route;
   const arrived = renderedPath !== path;
   renderedPath = path;
+  renderedAddress = path + location.search;
   try {
     await page(view, ...pattern.exec(path).slice(1));
     // Focus goes to the new page's heading when the page changed, or when redrawing it took
@@ -1007,7 +1017,7 @@ document.addEventListener('click', (event) => {
 });
 window.addEventListener('popstate', () => {
   // A change of fragment only (the skip link) is not another page.
-  if (location.pathname === renderedPath && !location.search) return;
+  if (location.pathname + location.search === renderedAddress) return;
   render();
 });
 render();

@@ -1,7 +1,9 @@
 // The assistant: my conversations, and a conversation whose replies stream in as the provider
 // writes them (server-sent events read from the response's body).
 
-import { api, h, status, navigate, link, can, READ_ONLY, form, attempt, toSignIn, ApiError } from './app.js';
+import {
+  api, h, status, navigate, link, can, READ_ONLY, form, attempt, toSignIn, ApiError, problemText,
+} from './app.js';
 
 const MODELS = [['openai_gpt4', 'OpenAI GPT-4'], ['claude_sonnet', 'Claude Sonnet'], ['gemini', 'Gemini']];
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -57,10 +59,22 @@ async function* events(response) {
   }
 }
 
+/** Every turn of a conversation, oldest first, page after page. */
+async function everyTurn(url) {
+  const items = [];
+  let after = null;
+  do {
+    const page = await api('GET', `${url}/messages?limit=200${after ? `&after=${after}` : ''}`);
+    items.push(...page.items);
+    after = page.next_cursor;
+  } while (after);
+  return { items };
+}
+
 export async function conversationPage(view, org, id) {
   const url = `/v1/orgs/${org}/conversations/${id}`;
   const [organization, me, conversation, messages, tools, kpis] = await Promise.all([
-    view.bar(org), api('GET', '/v1/me'), api('GET', url), api('GET', `${url}/messages?limit=200`),
+    view.bar(org), api('GET', '/v1/me'), api('GET', url), everyTurn(url),
     api('GET', `/v1/orgs/${org}/ai-tools`), api('GET', `/v1/orgs/${org}/kpis?limit=200`)]);
   const mine = conversation.user_id === me.user.id && can(organization, 'member');
   const turns = h('ol', { class: 'turns', 'aria-label': 'Conversation' },
@@ -94,9 +108,10 @@ export async function conversationPage(view, org, id) {
         await converse(body);
       } catch (error) {
         if (!(error instanceof ApiError) || error.status === 401) throw error;
-        problem.textContent = error.message;
+        problem.textContent = problemText(error);
       } finally {
         send.disabled = false;
+        text.focus();
       }
     });
   });
@@ -126,17 +141,23 @@ export async function conversationPage(view, org, id) {
     const said = reply.querySelector('.said');
     // Read once it is whole, not piece by piece.
     reply.setAttribute('aria-busy', 'true');
-    for await (const { event, data } of events(response)) {
-      if (event === 'message') turns.append(bubble('user', data.content), reply);
-      else if (event === 'delta') said.textContent += data.text;
-      else if (event === 'error') reply.append(h('p', { class: 'form-error' }, `The reply stopped: ${data.detail || data.title}`));
-      else if (event === 'done') {
-        said.textContent = data.content;
-        if (data.status === 'partial') reply.append(h('p', { class: 'hint' }, 'Cut off before the end.'));
+    let finished = false;
+    try {
+      for await (const { event, data } of events(response)) {
+        if (event === 'message') turns.append(bubble('user', data.content), reply);
+        else if (event === 'delta') said.textContent += data.text;
+        else if (event === 'error') reply.append(h('p', { class: 'form-error' }, `The reply stopped: ${data.detail || data.title}`));
+        else if (event === 'done') {
+          finished = true;
+          said.textContent = data.content;
+          if (data.status === 'partial') reply.append(h('p', { class: 'hint' }, 'Cut off before the end.'));
+        }
       }
+    } finally {
+      reply.setAttribute('aria-busy', 'false');
     }
-    reply.setAttribute('aria-busy', 'false');
-    status('The assistant answered.');
+    if (!finished) reply.append(h('p', { class: 'hint' }, 'The connection ended before the reply was settled; reload to see what was kept.'));
+    status(finished ? 'The assistant answered.' : 'The reply was cut off.');
   };
 
   view.show(conversation.title,

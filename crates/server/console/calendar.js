@@ -3,7 +3,7 @@
 // and a private feed for calendar apps.
 
 import {
-  api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt,
+  api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, ApiError,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -53,8 +53,8 @@ export async function calendarPage(view, org) {
   const params = new URLSearchParams({ from: monday.toISOString(), to: next.toISOString() });
   if (who !== 'all') params.set('assigned_to', who);
   params.set('limit', '200');
-  const [organization, names, appointments, customers] = await Promise.all([
-    view.bar(org), memberNames(org), weekOf(org, params),
+  const [organization, me, names, appointments, customers] = await Promise.all([
+    view.bar(org), api('GET', '/v1/me'), memberNames(org), weekOf(org, params),
     api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
   const writer = can(organization, 'member');
   const customerNames = new Map(customers.items.map((c) => [c.id, c.name]));
@@ -114,13 +114,24 @@ export async function calendarPage(view, org) {
         { name: 'day', label: 'Day', type: 'date', required: true, value: isoDay(days.find((d) => isoDay(d) === isoDay(new Date())) || monday) },
         { name: 'start', label: 'From', type: 'time', required: true, value: '09:00' },
         { name: 'end', label: 'Until', type: 'time', required: true, value: '10:00' },
-        { name: 'assigned_to', label: 'With', options: [...names], hint: 'The member it belongs to: one member never has two at once.' },
+        {
+          name: 'assigned_to',
+          label: 'With',
+          options: [...names],
+          value: me.user.id,
+          hint: 'The member it belongs to: one member never has two at once.',
+        },
         { name: 'customer_id', label: 'Customer', options: [['', 'None'], ...customers.items.map((c) => [c.id, c.name])] },
         { name: 'location', label: 'Where' },
         { name: 'meeting_url', label: 'Meeting link', type: 'url' },
       ], 'Book', async ({ day, start, end, ...rest }) => {
         const starts = new Date(`${day}T${start}`);
         const ends = new Date(`${day}T${end}`);
+        // Said at the fields, before anything is sent (a browser gives '' for what it cannot
+        // read); an end before the start is on the next day.
+        const missing = Object.entries({ day, start, end }).filter(([, v]) => !v).map(([field]) => field);
+        if (missing.length) throw new ApiError(422, { errors: missing.map((field) => ({ field, message: 'Choose one.' })) });
+        if (ends <= starts) ends.setDate(ends.getDate() + 1);
         const booked = await api('POST', `/v1/orgs/${org}/appointments`, {
           ...rest,
           start_time: starts.toISOString(),

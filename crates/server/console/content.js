@@ -4,6 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, toSignIn, ApiError,
+  problemText,
 } from './app.js';
 
 const TYPES = [['page', 'Page'], ['blog_post', 'Blog post'], ['documentation', 'Documentation'], ['template', 'Template']];
@@ -138,10 +139,13 @@ export async function contentPage(view, org, id) {
     // The text is sent as typed (an emptied text is an empty page, not a missing field).
     const body = { ...values, content: fields.querySelector('[name="content"]').value };
     await api('PATCH', url, body);
+    await render();
     status('Saved.');
-    render();
   }, 'page');
   const text = fields.querySelector('[name="content"]');
+  // Whether the form differs from the page as saved.
+  const edited = () => ['title', 'slug', 'content_type', 'excerpt', 'content']
+    .some((name) => (fields.querySelector(`[name="${name}"]`).value || '') !== (page[name] || ''));
   text.rows = 16;
   text.addEventListener('input', () => {
     clearTimeout(previewTimer);
@@ -153,12 +157,16 @@ export async function contentPage(view, org, id) {
     class: body.status === 'archived' ? 'secondary' : null,
     onclick: () => attempt(async () => {
       general.textContent = '';
+      if (edited()) {
+        general.textContent = 'Save your changes first: this acts on the page as it was last saved.';
+        return;
+      }
       try {
         await api('PATCH', url, body);
       } catch (error) {
         // Named problems (a slug taken, a time in the past) are said here.
-        if (error instanceof ApiError && error.status === 422) {
-          general.textContent = (error.problem.errors || []).map((e) => `${e.field}: ${e.message}`).join(' ') || error.message;
+        if (error instanceof ApiError && (error.status === 422 || error.status === 409)) {
+          general.textContent = problemText(error);
           return;
         }
         throw error;
@@ -177,6 +185,10 @@ export async function contentPage(view, org, id) {
     event.preventDefault();
     const at = schedule.querySelector('input').value;
     if (!at) return;
+    if (edited()) {
+      general.textContent = 'Save your changes first: this acts on the page as it was last saved.';
+      return;
+    }
     schedule.querySelector('button').disabled = true;
     attempt(async () => {
       try {
@@ -185,7 +197,7 @@ export async function contentPage(view, org, id) {
         render();
       } catch (error) {
         if (!(error instanceof ApiError) || error.status !== 422) throw error;
-        general.textContent = (error.problem.errors || []).map((e) => e.message).join(' ') || error.message;
+        general.textContent = problemText(error);
       } finally {
         schedule.querySelector('button').disabled = false;
       }
@@ -201,7 +213,7 @@ export async function contentPage(view, org, id) {
       page.author_id ? `by ${names.get(page.author_id) || 'another member'}` : null,
     ].filter(Boolean).join(' · ')),
     page.status === 'published'
-      ? h('p', {}, h('a', { href: publicUrl, target: '_blank', rel: 'noopener' }, 'Open the public page')) : null,
+      ? h('p', {}, h('a', { href: publicUrl, target: '_blank', rel: 'noopener' }, 'The public page, as the public API serves it')) : null,
     !editor ? null : h('div', { class: 'moves' },
       page.status !== 'published' ? act('Publish now', { status: 'published' }, 'Published.') : null,
       page.status === 'published' ? act('Unpublish', { status: 'draft' }, 'Back to a draft.') : null,

@@ -64,25 +64,33 @@ export async function integrationsPage(view, org) {
 
 /** Follows the newest run until it ends, saying where it stands; a queued run waits for a
  *  worker of the service (`tenantry serve` runs them). */
-async function follow(url, box, since) {
+async function follow(url, box, before) {
+  let said = '';
+  const say = (text, ...rest) => {
+    // Said again only when it changes: a status region reads out every change.
+    if (text === said) return;
+    said = text;
+    box.replaceChildren(h('p', {}, text), ...rest);
+  };
   for (let i = 0; i < 150; i += 1) {
     const runs = await api('GET', `${url}/syncs?limit=1`);
     const run = runs.items[0];
-    if (run && Date.parse(run.started_at) >= since - 1000) {
+    if (run && run.id !== before) {
       if (run.status === 'running') {
-        box.replaceChildren(h('p', {}, 'Syncing…'), h('progress', { 'aria-label': 'Syncing' }));
+        say('Syncing…', h('progress', { 'aria-label': 'Syncing' }));
       } else {
-        box.replaceChildren(h('p', { class: run.status === 'error' ? 'form-error' : null },
-          run.status === 'error' ? `The sync failed: ${run.error}` : `Synced: ${run.points_written} values written.`));
-        return true;
+        const result = run.status === 'error' ? `The sync failed: ${run.error}` : `Synced: ${run.points_written} values written.`;
+        say(result);
+        return result;
       }
     } else {
-      box.replaceChildren(h('p', {}, 'Queued: waiting for a worker to start it…'), h('progress', { 'aria-label': 'Queued' }));
+      say('Queued: waiting for a worker to start it…', h('progress', { 'aria-label': 'Queued' }));
     }
     await new Promise((resolve) => { setTimeout(resolve, 2000); });
-    if (!box.isConnected) return false;
+    if (!box.isConnected) return null;
   }
-  return false;
+  say('Still queued after five minutes: is a worker running (tenantry serve runs them)?');
+  return null;
 }
 
 export async function integrationPage(view, org, id) {
@@ -118,12 +126,17 @@ export async function integrationPage(view, org, id) {
         type: 'button',
         onclick: (event) => attempt(async () => {
           problem.textContent = '';
-          const since = Date.now();
           event.target.disabled = true;
           try {
+            // The run to wait for is the first one newer than the newest now.
+            const newest = (await api('GET', `${url}/syncs?limit=1`)).items[0];
             await api('POST', `${url}/sync`);
             status('Sync queued.');
-            if (await follow(url, progress, since)) render();
+            const result = await follow(url, progress, newest ? newest.id : null);
+            if (result) {
+              render();
+              status(result);
+            }
           } catch (error) {
             if (!(error instanceof ApiError) || (error.status !== 409 && error.status !== 402)) throw error;
             problem.textContent = error.message;
@@ -159,7 +172,9 @@ export async function integrationPage(view, org, id) {
         : form(metrics.map((m) => ({
           name: m,
           label: m.replace(/_/g, ' '),
-          options: [['', 'Not used'], ...kpis.items.map((k) => [k.id, k.name])],
+          // A mapped KPI beyond the first 200 stays chosen: saving must not drop it.
+          options: [['', 'Not used'], ...kpis.items.map((k) => [k.id, k.name]),
+            ...(mapped[m] && !kpis.items.some((k) => k.id === mapped[m]) ? [[mapped[m], 'A KPI not listed here']] : [])],
           value: mapped[m] || '',
         })), 'Save mappings', async (values) => {
           try {
@@ -170,8 +185,9 @@ export async function integrationPage(view, org, id) {
             }
             throw error;
           }
+          // Said once the page is drawn again, so the words describe the page on screen.
+          await render();
           status('Mappings saved: the next sync fills them.');
-          render();
         }, 'mapping')),
     h('section', { 'aria-labelledby': 'syncs-heading' },
       h('h2', { id: 'syncs-heading' }, 'Sync log'),

@@ -38,13 +38,13 @@ export async function mePage(view) {
     h('p', { class: 'hint' }, `Signed in as ${me.user.email}.`),
     form([
       { name: 'name', label: 'Name', value: me.user.name, clearable: true, autocomplete: 'name' },
-      { name: 'timezone', label: 'Time zone', options: zones.map((z) => [z, z]), value: me.profile.timezone, hint: 'Charts and the calendar count days in it.' },
+      { name: 'timezone', label: 'Time zone', options: zones.map((z) => [z, z]), value: me.profile.timezone, hint: 'KPI charts count days in it; reminders keep its local time.' },
       { name: 'language', label: 'Language', value: me.profile.language, hint: 'A language tag, e.g. en or pt-BR.' },
       { name: 'avatar_url', label: 'Picture', type: 'url', value: me.profile.avatar_url, clearable: true, hint: 'The address of an image (https).' },
     ], 'Save profile', async (values) => {
       await api('PATCH', '/v1/me', values);
+      await render();
       status('Profile saved.');
-      render();
     }, 'profile'),
     h('section', { 'aria-labelledby': 'password-heading' },
       h('h2', { id: 'password-heading' }, 'Password'),
@@ -67,7 +67,7 @@ export async function mePage(view) {
         onclick: () => attempt(async () => {
           if (!window.confirm('Sign out everywhere, this browser included?')) return;
           await api('DELETE', '/v1/me/sessions');
-          localStorage.clear();
+          localStorage.removeItem('tenantry.csrf');
           navigate('/sign-in');
         }),
       }, 'Sign out everywhere')),

@@ -451,7 +451,7 @@ await page.getByRole('button', { name: 'Publish now' }).click();
 await page.getByText(/^Page · Published · first published/).waitFor();
 await page.getByText(/^Version 1 · /).waitFor();
 const publicPage = await page.evaluate(async (href) => (await fetch(href)).json(),
-  await page.getByRole('link', { name: 'Open the public page' }).getAttribute('href'));
+  await page.getByRole('link', { name: 'The public page, as the public API serves it' }).getAttribute('href'));
 assert.match(publicPage.html, /<h1>Who we are<\/h1>/);
 assert.doesNotMatch(publicPage.html, /<script/);
 await accessible(page, 'content editor');
