@@ -16,8 +16,10 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
-  const headers = { accept: 'application/json' };
+/** Sends a request of the console's session (its writes with the CSRF token); a refusal is an
+ *  ApiError with the problem the API answered. Answers the response, body unread. */
+export async function send(method, path, body, accept = 'application/json') {
+  const headers = { accept };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = localStorage.getItem(CSRF_KEY) || '';
   const response = await fetch(path, {
@@ -26,18 +28,27 @@ export async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
     credentials: 'same-origin',
   });
-  const text = await response.text();
-  let data = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = { detail: text };
-    }
-  }
-  if (!response.ok) throw new ApiError(response.status, data || {});
-  return data;
+  if (!response.ok) throw new ApiError(response.status, readJson(await response.text()) || {});
+  return response;
 }
+
+/** A request whose answer is JSON (or nothing). */
+export async function api(method, path, body) {
+  return readJson(await (await send(method, path, body)).text());
+}
+
+function readJson(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { detail: text };
+  }
+}
+
+/** A moment, and a day, as the browser's language writes them. */
+export const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+export const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 
 // ---------------------------------------------------------------------------------------------
 // The page
@@ -84,6 +95,57 @@ export function navigate(path) {
 
 export function link(path, text, attributes = {}) {
   return h('a', { href: path, ...attributes }, text);
+}
+
+/**
+ * `text` when it is a web address (http or https) to leave the console for — Stripe's pages, Google's
+ * consent, an invoice — and null otherwise: an address another service made is never followed, nor
+ * linked, as a `javascript:` or `data:` one.
+ */
+export function webAddress(text) {
+  try {
+    const address = new URL(text);
+    return address.protocol === 'https:' || address.protocol === 'http:' ? address.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Leaves the console for a web address the API answered with, or says why it does not. */
+export function leaveFor(text) {
+  const address = webAddress(text);
+  if (address) location.assign(address);
+  else status('The service answered with an address that is not a web page; nothing was opened.');
+}
+
+/**
+ * A secret shown once (an API key, a feed's address): `intro`, the secret, a button to copy it
+ * and one to take it off the page once kept (it goes with the page in any case: nothing stores it).
+ */
+export function shownOnce(intro, secret) {
+  const box = h('div', { class: 'issued' });
+  box.append(
+    h('p', {}, intro),
+    h('p', {}, h('code', { class: 'secret' }, secret)),
+    h('p', { class: 'moves' },
+      h('button', {
+        type: 'button',
+        class: 'secondary',
+        onclick: () => navigator.clipboard.writeText(secret).then(
+          () => status('Copied.'),
+          () => status('The browser did not let the console copy it: select it and copy it.')),
+      }, 'Copy'),
+      h('button', {
+        type: 'button',
+        class: 'secondary',
+        onclick: () => {
+          const heading = document.querySelector('main h1');
+          box.remove();
+          heading?.focus();
+          status('Taken off the page; it is not shown again.');
+        },
+      }, 'Hide it')));
+  return box;
 }
 
 export const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
@@ -150,6 +212,14 @@ export async function attempt(action) {
     if (error instanceof ApiError && error.status === 401) toSignIn();
     else status(error instanceof ApiError ? problemText(error) : 'The service did not answer. Check the connection and try again.');
   }
+}
+
+/** Says a refusal (409 or 422) at `element` and answers true; any other failure is left to the
+ *  caller (false). */
+export function saidAt(element, error) {
+  if (!(error instanceof ApiError) || (error.status !== 409 && error.status !== 422)) return false;
+  element.textContent = problemText(error);
+  return true;
 }
 
 /** What a refusal says: its named problems when it has them, else its detail. */
@@ -961,6 +1031,31 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/assistant/(${ID})$`), lazy('assistant.js', 'conversationPage'), true],
 ];
 
+// The control focused last: a button disabled while it works (Save) has lost focus by the time
+// the page is drawn again.
+let lastFocused = null;
+document.addEventListener('focusin', (event) => { lastFocused = event.target; });
+
+/** What names a focused control across a redraw: its id, or its kind, name and words. */
+function focusMark(active) {
+  const element = active && active !== document.body ? active : lastFocused;
+  if (!element || !element.closest('main')) return null;
+  return {
+    id: element.id,
+    tag: element.tagName,
+    name: element.getAttribute('name'),
+    text: element.textContent.trim(),
+  };
+}
+
+function focusMarked(mark) {
+  if (!mark) return null;
+  if (mark.id) return document.getElementById(mark.id);
+  return [...document.querySelectorAll(`main ${mark.tag}`)].find((element) =>
+    element.getAttribute('name') === mark.name && element.textContent.trim() === mark.text
+    && !element.disabled) || null;
+}
+
 let renderSeq = 0;
 let renderedPath = null;
 /** The path and query last drawn: Back to the same path with other filters is another page. */
@@ -984,14 +1079,18 @@ export async function render() {
   }
   const [pattern, page] = route;
   const arrived = renderedPath !== path;
+  const focused = arrived ? null : focusMark(document.activeElement);
   renderedPath = path;
   renderedAddress = path + location.search;
   try {
     await page(view, ...pattern.exec(path).slice(1));
-    // Focus goes to the new page's heading when the page changed, or when redrawing it took
-    // away the element that had focus; a redraw leaves it where it is otherwise.
+    if (!current()) return;
+    // Focus goes to the new page's heading when the page changed. A redraw of the same page
+    // (after a Save) leaves it where it is, or, when the element that had it was drawn again,
+    // puts it on the new one (the Save button again); else on the heading.
     const lost = !document.activeElement || document.activeElement === document.body;
-    if (current() && (arrived || lost)) document.querySelector('main h1')?.focus({ preventScroll: !lost });
+    if (arrived) document.querySelector('main h1')?.focus({ preventScroll: true });
+    else if (lost) (focusMarked(focused) || document.querySelector('main h1'))?.focus();
   } catch (error) {
     if (!current()) return;
     if (error instanceof ApiError && error.status === 401) {

@@ -2,11 +2,11 @@
 // writes them (server-sent events read from the response's body).
 
 import {
-  api, h, status, navigate, link, can, READ_ONLY, form, attempt, toSignIn, ApiError, problemText,
+  api, h, status, navigate, link, can, READ_ONLY, form, attempt, ApiError, problemText,
+  send, when,
 } from './app.js';
 
 const MODELS = [['openai_gpt4', 'OpenAI GPT-4'], ['claude_sonnet', 'Claude Sonnet'], ['gemini', 'Gemini']];
-const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 export async function assistantPage(view, org) {
   const [organization, conversations] = await Promise.all([
@@ -84,13 +84,13 @@ export async function conversationPage(view, org, id) {
   const usable = tools.filter((t) => !t.locked);
   const tool = h('select', { id: 'tool' }, usable.map((t) => h('option', { value: t.name }, t.description ? `${t.name}: ${t.description}` : t.name)));
   const kpi = h('select', { id: 'tool-kpi' }, h('option', { value: '' }, 'None'), kpis.items.map((k) => h('option', { value: k.id }, k.name)));
-  const send = h('button', { type: 'submit' }, 'Send');
+  const sendButton = h('button', { type: 'submit' }, 'Send');
   const composer = h('form', { class: 'composer' },
     h('div', { class: 'field' }, h('label', { for: 'say' }, 'Your message'), text),
     h('div', { class: 'field inline' }, h('label', { for: 'tool' }, 'Tool'), tool),
     h('div', { class: 'field inline' }, h('label', { for: 'tool-kpi' }, 'KPI (for kpi_trend)'), kpi),
     problem,
-    send);
+    sendButton);
   composer.addEventListener('submit', (event) => {
     event.preventDefault();
     if (!text.value.trim()) {
@@ -100,7 +100,7 @@ export async function conversationPage(view, org, id) {
     }
     attempt(async () => {
       problem.textContent = '';
-      send.disabled = true;
+      sendButton.disabled = true;
       const body = { content: text.value };
       if (tool.value && tool.value !== 'assistant') body.tool = tool.value;
       if (kpi.value) body.kpi_id = kpi.value;
@@ -110,32 +110,15 @@ export async function conversationPage(view, org, id) {
         if (!(error instanceof ApiError) || error.status === 401) throw error;
         problem.textContent = problemText(error);
       } finally {
-        send.disabled = false;
+        sendButton.disabled = false;
         text.focus();
       }
     });
   });
 
   const converse = async (body) => {
-    const response = await fetch(`${url}/messages`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'text/event-stream',
-        'x-csrf-token': localStorage.getItem('tenantry.csrf') || '',
-      },
-      body: JSON.stringify(body),
-      credentials: 'same-origin',
-    });
-    if (response.status === 401) {
-      toSignIn();
-      return;
-    }
-    if (!response.ok) {
-      // Refused before anything was said (over budget, a locked tool, the provider down).
-      const refusal = await response.json().catch(() => ({}));
-      throw new ApiError(response.status, refusal);
-    }
+    // A refusal comes before anything is said (over budget, a locked tool, the provider down).
+    const response = await send('POST', `${url}/messages`, body, 'text/event-stream');
     text.value = '';
     const reply = bubble('assistant', '');
     const said = reply.querySelector('.said');

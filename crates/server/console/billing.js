@@ -1,9 +1,10 @@
 // Billing: the plan in force and its standing, usage against the plan's limits, the plans on
 // offer with Stripe Checkout to change (admins), the Customer Portal, and invoices.
 
-import { api, h, status, can, ApiError, attempt, orgSettingsNav } from './app.js';
+import {
+  api, h, status, can, ApiError, attempt, orgSettingsNav, leaveFor, webAddress, day,
+} from './app.js';
 
-const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const ENTITLEMENTS = {
   seats: 'Members', kpis: 'KPIs', api_calls: 'API calls this period', ai_tokens: 'AI tokens this period', storage: 'Storage',
 };
@@ -43,7 +44,7 @@ function usageLine(line) {
 async function toStripe(path, body, problem) {
   try {
     const answer = await api('POST', path, body);
-    location.assign(answer.url);
+    leaveFor(answer.url);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       problem.textContent = 'Payments are not set up on this service: its operator has not configured Stripe.';
@@ -112,7 +113,7 @@ export async function billingPage(view, org) {
       invoices.items.length === 0 ? h('p', { class: 'empty' }, 'No invoices yet.') : h('div', { class: 'scroll' }, h('table', { class: 'values invoices' },
         h('thead', {}, h('tr', {}, ['Invoice', 'Issued', 'Status', 'Due', 'Paid', 'Period'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, invoices.items.map((i) => h('tr', {},
-          h('td', {}, i.hosted_invoice_url ? h('a', { href: i.hosted_invoice_url, target: '_blank', rel: 'noopener noreferrer' }, i.number || 'Invoice') : (i.number || '—')),
+          h('td', {}, webAddress(i.hosted_invoice_url) ? h('a', { href: webAddress(i.hosted_invoice_url), target: '_blank', rel: 'noopener noreferrer' }, i.number || 'Invoice') : (i.number || '—')),
           h('td', {}, day.format(new Date(i.issued_at))),
           h('td', {}, i.status),
           h('td', {}, money(i.amount_due, i.currency)),

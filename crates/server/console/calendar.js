@@ -4,6 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, ApiError,
+  shownOnce,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -98,7 +99,7 @@ export async function calendarPage(view, org) {
 
   const whoLinks = [['me', 'Mine'], ['all', 'Everyone’s']].map(([value, words]) =>
     link(here(monday, value), words, { 'aria-current': who === value ? 'page' : null }));
-  const feed = h('div', { class: 'issued', role: 'status' });
+  const feed = h('div');
   view.show('Calendar',
     h('nav', { class: 'filter-links', 'aria-label': 'Weeks and people' },
       link(here(addDays(monday, -7), who), '← Previous week'),
@@ -149,7 +150,8 @@ export async function calendarPage(view, org) {
         class: 'secondary',
         onclick: () => attempt(async () => {
           const made = await api('POST', `/v1/orgs/${org}/calendar-feed`);
-          feed.replaceChildren(h('p', {}, 'Your feed’s address, shown this once:'), h('p', {}, h('code', {}, made.url)));
+          feed.replaceChildren(shownOnce('Your feed’s address, shown this once:', made.url));
+          status('Your feed’s address is shown below, this once.');
         }),
       }, 'Make my feed address'),
       feed));

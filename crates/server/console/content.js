@@ -4,7 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, toSignIn, ApiError,
-  problemText,
+  saidAt, when,
 } from './app.js';
 
 const TYPES = [['page', 'Page'], ['blog_post', 'Blog post'], ['documentation', 'Documentation'], ['template', 'Template']];
@@ -12,7 +12,6 @@ const STATUSES = [['draft', 'Draft'], ['published', 'Published'], ['archived', '
 const TYPE_TEXT = Object.fromEntries(TYPES);
 const STATUS_TEXT = Object.fromEntries(STATUSES);
 
-const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 /** Whether I publish in this organization: admins and owners, and members granted
  *  `content.publish` (the API decides; this only leaves out what it would refuse). */
@@ -70,7 +69,10 @@ export async function contentListPage(view, org) {
 const ALLOWED = new Set(['p', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'em', 'strong', 'del', 'code', 'pre',
   'blockquote', 'ul', 'ol', 'li', 'a', 'hr', 'br', 'table', 'thead', 'tbody', 'tr', 'th', 'td',
   'input', 'sup', 'div', 'span']);
-const ATTRIBUTES = { a: ['href', 'title'], ol: ['start'], th: ['align'], td: ['align'], input: ['type', 'checked'] };
+const ATTRIBUTES = { a: ['href', 'title'], ol: ['start'], input: ['type', 'checked'] };
+const ALIGNMENTS = new Set(['left', 'center', 'right']);
+// A footnote's id, kept apart from the console's own ids.
+const noteId = (id) => `preview-note-${id}`;
 
 function rebuilt(node) {
   if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
@@ -83,22 +85,41 @@ function rebuilt(node) {
   const element = document.createElement(tag);
   for (const name of ATTRIBUTES[tag] || []) {
     const value = node.getAttribute(name);
-    if (value === null) continue;
-    // The API already made other destinations `#`; checked again here all the same.
-    if (name === 'href' && !/^(https?:|mailto:|#|\/)/i.test(value)) continue;
-    element.setAttribute(name, value);
+    if (value !== null) element.setAttribute(name, value);
   }
-  if (tag === 'a') {
-    element.setAttribute('target', '_blank');
-    element.setAttribute('rel', 'noopener noreferrer');
+  if (tag === 'a') linkTarget(element);
+  // A table column's alignment, the one style a page's HTML holds (set as a property: the
+  // console's policy refuses style attributes).
+  if (tag === 'th' || tag === 'td') {
+    const align = node.getAttribute('data-align');
+    if (ALIGNMENTS.has(align)) element.style.textAlign = align;
   }
+  if (tag === 'div' && node.id) element.id = noteId(node.id);
   if (tag === 'input') element.setAttribute('disabled', '');
   element.append(...children);
   return element;
 }
 
+/** A link of the preview: a footnote's stays on the page; one elsewhere opens apart; one the API
+ *  made harmless (`#`), or of any other kind, is text. */
+function linkTarget(element) {
+  const href = element.getAttribute('href') || '';
+  if (href.length > 1 && href.startsWith('#')) {
+    element.setAttribute('href', `#${noteId(href.slice(1))}`);
+  } else if (/^(https?:|mailto:|\/)/i.test(href)) {
+    element.setAttribute('target', '_blank');
+    element.setAttribute('rel', 'noopener noreferrer');
+  } else {
+    element.removeAttribute('href');
+  }
+}
+
 function previewOf(html) {
-  const inert = new DOMParser().parseFromString(html, 'text/html');
+  // A column's alignment comes as a style attribute, which even an inert document of this page
+  // is refused (its policy): read as data instead. (Raw HTML in the text is already escaped, so
+  // only the cells' own attributes read so.)
+  const aligned = html.replace(/ style="text-align: (left|center|right)"/g, ' data-align="$1"');
+  const inert = new DOMParser().parseFromString(aligned, 'text/html');
   return [...inert.body.childNodes].map(rebuilt).filter(Boolean);
 }
 
@@ -165,10 +186,7 @@ export async function contentPage(view, org, id) {
         await api('PATCH', url, body);
       } catch (error) {
         // Named problems (a slug taken, a time in the past) are said here.
-        if (error instanceof ApiError && (error.status === 422 || error.status === 409)) {
-          general.textContent = problemText(error);
-          return;
-        }
+        if (saidAt(general, error)) return;
         throw error;
       }
       status(done);
@@ -196,8 +214,7 @@ export async function contentPage(view, org, id) {
         status(`Scheduled for ${when.format(new Date(at))}.`);
         render();
       } catch (error) {
-        if (!(error instanceof ApiError) || error.status !== 422) throw error;
-        general.textContent = problemText(error);
+        if (!saidAt(general, error)) throw error;
       } finally {
         schedule.querySelector('button').disabled = false;
       }

@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, progressBar, memberNames, importCsv,
-  attempt, filtersGo,
+  attempt, filtersGo, day,
 } from './app.js';
 
 const CUSTOMER_STATUSES = [['lead', 'Lead'], ['prospect', 'Prospect'], ['active', 'Active'], ['churned', 'Churned']];
@@ -20,7 +20,6 @@ const PROJECT_TEXT = text(PROJECT_STATUSES);
 const PRIORITY_TEXT = text(PRIORITIES);
 const COLUMN_TEXT = text(COLUMNS);
 
-const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 
 /** Tags typed as `a, b; c`: the list the API takes. */
 function tagList(raw) {

@@ -2,7 +2,8 @@
 // feeds, syncing now with its progress followed until the run ends, and the sync log.
 
 import {
-  api, h, status, navigate, render, link, can, form, attempt, ApiError, orgSettingsNav,
+  api, h, status, navigate, render, link, can, form, attempt, ApiError, orgSettingsNav, leaveFor,
+  when,
 } from './app.js';
 
 const PROVIDERS = [['stripe', 'Stripe'], ['google_analytics', 'Google Analytics'], ['google_sheets', 'Google Sheets']];
@@ -14,7 +15,6 @@ const METRICS = {
 };
 const STATE_TEXT = { pending: 'Waiting for its first sync', success: 'Synced', error: 'Failing' };
 
-const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 function stateLine(integration) {
   return [
@@ -115,7 +115,7 @@ export async function integrationPage(view, org, id) {
         onclick: () => attempt(async () => {
           try {
             const answer = await api('POST', `${url}/authorize`);
-            location.assign(answer.authorization_url);
+            leaveFor(answer.authorization_url);
           } catch (error) {
             if (!(error instanceof ApiError) || error.status !== 503) throw error;
             problem.textContent = 'Google sign-in is not set up on this service (TENANTRY_GOOGLE_CLIENT_ID).';

@@ -3,10 +3,9 @@
 
 import {
   api, h, status, navigate, render, link, can, form, memberNames, attempt, orgSettingsNav,
-  filtersGo,
+  filtersGo, shownOnce, when,
 } from './app.js';
 
-const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const MODULES = ['orgs', 'kpis', 'fasttrack', 'crm', 'ai', 'billing', 'integrations', 'content'];
 
 // ---------------------------------------------------------------------------------------------
@@ -153,13 +152,9 @@ let justMade = null;
 export async function apiKeysPage(view, org) {
   const [organization, keys, names] = await Promise.all([
     view.bar(org), api('GET', `/v1/orgs/${org}/api-keys?limit=100`), memberNames(org)]);
-  const made = h('div', { class: 'issued', role: 'status' });
-  if (justMade) {
-    made.replaceChildren(
-      h('p', {}, `The secret of “${justMade.key.name}”. Copy it now: it is not shown again.`),
-      h('p', {}, h('code', { class: 'secret' }, justMade.secret)));
-    justMade = null;
-  }
+  const made = justMade
+    && shownOnce(`The secret of “${justMade.key.name}”. Copy it now: it is not shown again.`, justMade.secret);
+  justMade = null;
   const rows = keys.items.map((key) => h('tr', {},
     h('td', {}, key.name),
     h('td', {}, h('code', {}, `${key.prefix}…`)),

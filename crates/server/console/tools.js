@@ -4,7 +4,7 @@
 
 import {
   api, ApiError, h, status, navigate, render, link, number, can, READ_ONLY, form, progressBar,
-  memberNames, attempt, toSignIn,
+  memberNames, attempt, toSignIn, when,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -25,7 +25,6 @@ const MOVES = {
 };
 const LEVELS = [['view', 'View'], ['edit', 'Edit'], ['admin', 'Admin']];
 
-const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 function humanize(name) {
   const words = name.replace(/_id$/, '').replace(/_/g, ' ');

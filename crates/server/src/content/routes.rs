@@ -17,7 +17,7 @@ use crate::jobs::{JobError, JobSpec, Registry};
 use crate::kernel::access::{require_role, Module, Role};
 use crate::kernel::error::Result;
 use crate::kernel::input::Valid;
-use crate::kernel::org_tx::OrgTx;
+use crate::kernel::org_tx::{OrgReadTx, OrgTx};
 use crate::kernel::page::{Limit, Page, PageParams};
 
 /// A page's largest body: 500,000 characters of Markdown even when every one is written as a
@@ -105,7 +105,8 @@ pub async fn list_content(
 }
 
 /// Markdown rendered as a published page's would be (the same safe HTML), for an editor's
-/// preview; nothing is stored. Members and viewers of the organization.
+/// preview; nothing is stored, so it is a read (still given while storage is over its limit).
+/// Members and viewers of the organization.
 #[utoipa::path(post, path = "/v1/orgs/{org}/content/preview", tag = "content", security(("bearer" = [])),
     params(("org" = Uuid, Path, description = "Organization id")), request_body = PreviewRequest,
     responses(
@@ -114,7 +115,7 @@ pub async fn list_content(
         Invalid,
     ))]
 pub async fn preview_content(
-    mut tx: OrgTx,
+    OrgReadTx(mut tx): OrgReadTx,
     request: Valid<PreviewRequest>,
 ) -> Result<Json<Preview>> {
     require_role(&mut tx, Role::Viewer).await?;

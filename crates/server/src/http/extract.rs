@@ -20,7 +20,7 @@ use crate::identity::{csrf_token_for, hash_token};
 use crate::kernel::access::Module;
 use crate::kernel::error::{Error, FieldError};
 use crate::kernel::input::{Valid, Validate};
-use crate::kernel::org_tx::{OrgTx, UserTx};
+use crate::kernel::org_tx::{OrgReadTx, OrgTx, UserTx};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -388,34 +388,48 @@ impl FromRequestParts<AppState> for OrgTx {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let module = parts
-            .extensions
-            .get::<Module>()
-            .copied()
-            .ok_or_else(|| Error::Internal("an organization route without a module".into()))?;
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|e| Error::BadRequest(e.body_text()))?;
-        let org = params
-            .iter()
-            .find(|(name, _)| *name == "org")
-            .and_then(|(_, value)| value.parse::<Uuid>().ok());
-        match org {
-            Some(org) => {
-                // Deletes are not writes here: an organization over its storage limit can
-                // always make room.
-                let write = !parts.method.is_safe() && parts.method != axum::http::Method::DELETE;
-                let tx = caller.begin_in(state, org, module, write).await?;
-                Ok(OrgTx::new(tx, org))
-            }
-            None => {
-                // The credential first: a bad one is 401 whatever the path says.
-                caller.begin(state, None).await?;
-                Err(Error::BadRequest(
-                    "the organization in the path is not a UUID".into(),
-                ))
-            }
+        // Deletes are not writes here: an organization over its storage limit can always make
+        // room.
+        let write = !parts.method.is_safe() && parts.method != axum::http::Method::DELETE;
+        bind_org_route(parts, state, write).await
+    }
+}
+
+/// The transaction of a `POST` that only reads (a preview): bound as [`OrgTx`] is, but as a
+/// read, so an organization over its storage limit still gets it.
+impl FromRequestParts<AppState> for OrgReadTx {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        Ok(OrgReadTx(bind_org_route(parts, state, false).await?))
+    }
+}
+
+async fn bind_org_route(parts: &mut Parts, state: &AppState, write: bool) -> Result<OrgTx, Error> {
+    let caller = Caller::from_request_parts(parts, state).await?;
+    let module = parts
+        .extensions
+        .get::<Module>()
+        .copied()
+        .ok_or_else(|| Error::Internal("an organization route without a module".into()))?;
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let org = params
+        .iter()
+        .find(|(name, _)| *name == "org")
+        .and_then(|(_, value)| value.parse::<Uuid>().ok());
+    match org {
+        Some(org) => {
+            let tx = caller.begin_in(state, org, module, write).await?;
+            Ok(OrgTx::new(tx, org))
+        }
+        None => {
+            // The credential first: a bad one is 401 whatever the path says.
+            caller.begin(state, None).await?;
+            Err(Error::BadRequest(
+                "the organization in the path is not a UUID".into(),
+            ))
         }
     }
 }

@@ -52,6 +52,10 @@ impl DerefMut for OrgTx {
     }
 }
 
+/// An [`OrgTx`] bound as a read whatever the request's method: for a `POST` that stores nothing
+/// (a preview), so it goes on while the organization's storage is over its limit.
+pub struct OrgReadTx(pub OrgTx);
+
 /// A tenant transaction of a request that names no organization (the caller's account, sessions,
 /// organizations list), bound to the caller's credential.
 pub struct UserTx(TenantTx);

@@ -321,6 +321,16 @@ async fn storage_is_measured_daily_and_over_its_limit_writes_stop_but_reads_and_
         app.call(Method::GET, &alice, &kpis, None).await.0,
         StatusCode::OK
     );
+    // A preview is a POST that stores nothing: a read, given as reads are.
+    let (status, preview) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("/v1/orgs/{}/content/preview", alice.org),
+            Some(json!({"content": "*draft*"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
     let id = kpi["id"].as_str().expect("id");
     assert_eq!(
         app.call(Method::DELETE, &alice, &format!("{kpis}/{id}"), None)

@@ -427,6 +427,9 @@ await page.getByRole('button', { name: 'Make my feed address' }).click();
 assert.match(await page.locator('.issued code').innerText(), /\/calendar\.ics\?token=/);
 await accessible(page, 'calendar with appointments');
 await picture(page, 'calendar');
+// Once kept, the address is taken off the page.
+await page.getByRole('button', { name: 'Hide it' }).click();
+assert.equal(await page.locator('code.secret').count(), 0);
 
 // --- Content: a page written with a live preview the API renders as the public page will be
 // (a script in the text stays text), published, with its version kept and its public address.
@@ -437,16 +440,25 @@ await page.locator('summary', { hasText: 'New page' }).click();
 await page.getByLabel('Title', { exact: true }).fill('About Acme');
 await page.getByRole('button', { name: 'Start writing' }).click();
 await page.getByRole('heading', { name: 'About Acme', level: 1 }).waitFor();
-await page.getByLabel('Text (Markdown)').fill('# Who we are\n\nWe measure **what matters**.\n\n<script>window.pwned = 2</script>\n\n[Mail us](javascript:alert(1))');
+await page.getByLabel('Text (Markdown)').fill('# Who we are\n\nWe measure **what matters**.[^how]\n\n<script>window.pwned = 2</script>\n\n[Mail us](javascript:alert(1))\n\n| Plan | Price |\n| :-- | --: |\n| Pro | 49 |\n\n[^how]: Weekly, by hand.');
 const preview = page.locator('#preview');
 await preview.getByRole('heading', { name: 'Who we are' }).waitFor();
 await preview.locator('strong', { hasText: 'what matters' }).waitFor();
 await preview.getByText('<script>window.pwned = 2</script>').waitFor();
 assert.equal(await preview.locator('script').count(), 0);
-assert.equal(await preview.getByRole('link', { name: 'Mail us' }).getAttribute('href'), '#');
+// A link the API made harmless is text; a footnote's link stays on the page and leads to its note
+// (kept apart from the console's ids); a column keeps its alignment.
+assert.equal(await preview.getByRole('link', { name: 'Mail us' }).count(), 0);
+await preview.getByText('Mail us').waitFor();
+const noteLink = preview.locator('sup a');
+assert.equal(await noteLink.getAttribute('target'), null);
+assert.equal(await preview.locator(`${await noteLink.getAttribute('href')}`).innerText().then((t) => t.includes('Weekly, by hand.')), true);
+assert.equal(await preview.getByRole('cell', { name: '49' }).evaluate((cell) => cell.style.textAlign), 'right');
 assert.equal(await page.evaluate(() => window.pwned), undefined);
 await page.getByRole('button', { name: 'Save', exact: true }).click();
 await page.getByText('Saved.').waitFor();
+// The page was drawn again; focus is on its Save button still, not thrown back to the heading.
+assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Save');
 await page.getByRole('button', { name: 'Publish now' }).click();
 await page.getByText(/^Page · Published · first published/).waitFor();
 await page.getByText(/^Version 1 · /).waitFor();
