@@ -19,17 +19,35 @@ export class ApiError extends Error {
 /** Sends a request of the console's session (its writes with the CSRF token); a refusal is an
  *  ApiError with the problem the API answered. Answers the response, body unread. */
 export async function send(method, path, body, accept = 'application/json') {
-  const headers = { accept };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (method !== 'GET') headers['x-csrf-token'] = localStorage.getItem(CSRF_KEY) || '';
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: 'same-origin',
-  });
+  const once = () => {
+    const headers = { accept };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (method !== 'GET') headers['x-csrf-token'] = localStorage.getItem(CSRF_KEY) || '';
+    return fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  };
+  let response = await once();
+  if (response.status === 403 && method !== 'GET') {
+    // A session this page did not open (signed in with Google, or in another tab) has a CSRF
+    // token the page does not hold yet: read it back with the cookie, and try once more.
+    const refusal = readJson(await response.text()) || {};
+    if (refusal.code !== 'csrf_failed' || !(await refreshCsrf())) throw new ApiError(403, refusal);
+    response = await once();
+  }
   if (!response.ok) throw new ApiError(response.status, readJson(await response.text()) || {});
   return response;
+}
+
+/** Reads the session's CSRF token back (by its cookie); false when there is no session. */
+async function refreshCsrf() {
+  const response = await fetch('/v1/auth/csrf', { headers: { accept: 'application/json' }, credentials: 'same-origin' });
+  if (!response.ok) return false;
+  localStorage.setItem(CSRF_KEY, (await response.json()).csrf_token);
+  return true;
 }
 
 /** A request whose answer is JSON (or nothing). */
@@ -351,9 +369,24 @@ function signedIn(answer) {
   localStorage.setItem(CSRF_KEY, answer.session.csrf_token);
 }
 
-function signInPage(view) {
+// Where to go once back from Google (the provider's redirect brings the browser to `/`).
+const NEXT_KEY = 'tenantry.next';
+
+async function signInPage(view) {
+  const methods = await api('GET', '/v1/auth/methods');
   view.plainBar();
+  const failed = new URLSearchParams(location.search).get('failed') === 'oidc';
   view.show('Sign in',
+    failed ? h('p', { class: 'form-error', role: 'alert' }, 'Signing in with Google did not complete. Try again, or sign in with your password.') : null,
+    methods.oidc ? h('p', {}, h('a', {
+      href: '/v1/auth/oidc/start',
+      class: 'button',
+      onclick: () => {
+        const next = nextPath();
+        if (next) sessionStorage.setItem(NEXT_KEY, next);
+        else sessionStorage.removeItem(NEXT_KEY);
+      },
+    }, `Sign in with ${methods.oidc === 'google' ? 'Google' : methods.oidc}`)) : null,
     form([
       { name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'username' },
       { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' },
@@ -436,6 +469,14 @@ async function bar(org, current) {
 // Pages of an organization
 
 async function homePage(view) {
+  // Back from Google: on to the page that asked for a sign-in (a path of this console only).
+  const next = sessionStorage.getItem(NEXT_KEY);
+  sessionStorage.removeItem(NEXT_KEY);
+  const back = next && new URL(next, location.origin);
+  if (back && back.origin === location.origin && back.pathname !== '/') {
+    history.replaceState(null, '', back.pathname + back.search);
+    return render();
+  }
   const orgs = await api('GET', '/v1/orgs?limit=1');
   if (orgs.items.length > 0) {
     history.replaceState(null, '', `/orgs/${orgs.items[0].id}`);

@@ -325,13 +325,43 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Where a request came from, as the browser says it (Fetch Metadata, sent by browsers only).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// A script of one of this service's own pages sent it (the console): its credential is the
+    /// HttpOnly cookie, so the answer needs no bearer token.
+    pub own_page: bool,
+    /// A browser navigating to it (a redirect back from a sign-in provider).
+    pub navigation: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(Self {
+            own_page: header("sec-fetch-site") == Some("same-origin")
+                && header("sec-fetch-mode") != Some("navigate"),
+            navigation: header("sec-fetch-mode") == Some("navigate"),
+        })
+    }
+}
+
 /// An authenticated request: its bearer token (header, or the session cookie) resolved to a user
 /// inside the transaction, and what the audit trail records about it.
 pub struct Caller {
     ctx: RequestContext,
+    /// The CSRF token of the session the request came with (none for other credentials).
+    csrf_token: Option<String>,
 }
 
 impl Caller {
+    /// The CSRF token of this request's session, when its credential is a session.
+    pub fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+
     /// Begins the request's tenant transaction, scoped to `org` when the route names one.
     pub async fn begin(&self, state: &AppState, org: Option<Uuid>) -> Result<TenantTx, Error> {
         Ok(TenantTx::begin(&state.db, &self.ctx_in(org)).await?)
@@ -477,17 +507,19 @@ impl FromRequestParts<AppState> for Caller {
         }
         // A token of no kind we issue or accept is refused here, before any other part of the
         // request is looked at (a well-formed unknown one is refused when it is bound).
+        let mut csrf_token = None;
         let actor = if token.starts_with(crate::api_keys::KEY_PREFIX) {
             Actor::ApiKeyHash(hash_token(token))
         } else if let (true, Some(jwt)) = (looks_like_jwt(token), &state.auth.jwt) {
             let identity = jwt.verify(token).await?;
             Actor::User(crate::identity::store::user_for_external_jwt(&state.db, &identity).await?)
         } else if token.starts_with(crate::identity::SESSION_PREFIX) {
+            csrf_token = Some(csrf_token_for(token));
             Actor::SessionTokenHash(hash_token(token))
         } else {
             return Err(Error::Unauthenticated);
         };
         let ctx = ClientInfo::from_parts(parts, &state.config.trusted_proxies).context(actor);
-        Ok(Self { ctx })
+        Ok(Self { ctx, csrf_token })
     }
 }

@@ -31,8 +31,8 @@ use utoipa_axum::routes;
 
 pub use cache::cacheable;
 pub use extract::{
-    Caller, ClientInfo, FlowCookies, Json, Path, Query, INTEGRATION_FLOW_COOKIE, OIDC_FLOW_COOKIE,
-    SESSION_COOKIE,
+    Caller, ClientInfo, FlowCookies, Json, Origin, Path, Query, INTEGRATION_FLOW_COOKIE,
+    OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 pub use openapi::ApiDoc;
 pub use problem::{

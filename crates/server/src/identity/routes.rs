@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tenantry_db::{Actor, TenantTx};
 use utoipa::{IntoParams, ToSchema};
@@ -14,8 +15,8 @@ use super::{
     SessionInfo, User,
 };
 use crate::http::{
-    AppState, Caller, ClientInfo, FlowCookies, Invalid, Json, NotFound, Path, Query, Unauthorized,
-    OIDC_FLOW_COOKIE, SESSION_COOKIE,
+    AppState, Caller, ClientInfo, FlowCookies, Invalid, Json, NotFound, Origin, Path, Query,
+    Unauthorized, OIDC_FLOW_COOKIE, SESSION_COOKIE,
 };
 use crate::kernel::error::{Error, Result};
 use crate::kernel::input::Valid;
@@ -27,6 +28,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_up))
         .routes(routes!(sign_in))
         .routes(routes!(sign_out))
+        .routes(routes!(sign_in_methods))
+        .routes(routes!(csrf_token))
         .routes(routes!(oidc_start))
         .routes(routes!(oidc_callback))
         .routes(routes!(me, update_me, delete_me))
@@ -40,10 +43,25 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct SignedIn {
     pub user: User,
-    pub session: IssuedSession,
+    pub session: OpenedSession,
     /// The organization sign-up created (absent on sign-in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
+}
+
+/// A session just opened, as answered.
+#[derive(Serialize, ToSchema)]
+pub struct OpenedSession {
+    pub id: uuid::Uuid,
+    /// Send as `Authorization: Bearer <token>`; it is also set as the HttpOnly `tenantry_session`
+    /// cookie. Absent in answers to a script of this service's own pages (the console: the
+    /// browser says so in `Sec-Fetch-Site: same-origin`), which use the cookie alone, so a
+    /// script there never holds the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Send as `X-CSRF-Token` on writes authenticated by the cookie.
+    pub csrf_token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `Set-Cookie` for a session: HttpOnly (scripts cannot read it), Secure, SameSite=Lax.
@@ -66,6 +84,7 @@ type SessionOpened = ([(HeaderName, HeaderValue); 1], Json<SignedIn>);
 async fn open_session(
     state: &AppState,
     client: &ClientInfo,
+    origin: Origin,
     user_id: uuid::Uuid,
     organization: Option<Organization>,
 ) -> Result<SessionOpened> {
@@ -82,6 +101,12 @@ async fn open_session(
     let mut tx = TenantTx::begin(&state.db, &client.context(Actor::User(user_id))).await?;
     let me = store::me(&mut tx).await?;
     tx.commit().await?;
+    let session = OpenedSession {
+        id: session.id,
+        token: (!origin.own_page).then_some(session.token),
+        csrf_token: session.csrf_token,
+        expires_at: session.expires_at,
+    };
     let body = SignedIn {
         user: me.user,
         session,
@@ -101,12 +126,14 @@ async fn open_session(
 pub async fn sign_up(
     State(state): State<AppState>,
     client: ClientInfo,
+    origin: Origin,
     input: Valid<PasswordSignUp>,
 ) -> Result<(StatusCode, [(HeaderName, HeaderValue); 1], Json<SignedIn>)> {
     let signed_up = store::sign_up_with_password(&state.db, &input, client.ip).await?;
     let (cookie, body) = open_session(
         &state,
         &client,
+        origin,
         signed_up.user.id,
         Some(signed_up.organization),
     )
@@ -125,10 +152,54 @@ pub async fn sign_up(
 pub async fn sign_in(
     State(state): State<AppState>,
     client: ClientInfo,
+    origin: Origin,
     Json(input): Json<PasswordSignIn>,
 ) -> Result<SessionOpened> {
     let user_id = store::sign_in(&state.db, &input, client.ip).await?;
-    open_session(&state, &client, user_id, None).await
+    open_session(&state, &client, origin, user_id, None).await
+}
+
+/// How people can sign in here: always with a password, and with the configured OpenID Connect
+/// provider (Google) when there is one.
+#[derive(Serialize, ToSchema)]
+pub struct SignInMethods {
+    pub password: bool,
+    /// The provider's name (`google`) when its sign-in is configured
+    /// (`GET /v1/auth/oidc/start` begins it).
+    pub oidc: Option<String>,
+}
+
+/// How to sign in here (for a sign-in page: whether to offer Google).
+#[utoipa::path(get, path = "/v1/auth/methods", tag = "identity",
+    responses((status = 200, body = SignInMethods)))]
+pub async fn sign_in_methods(State(state): State<AppState>) -> Json<SignInMethods> {
+    Json(SignInMethods {
+        password: true,
+        oidc: state.auth.oidc.as_ref().map(|o| o.config.provider.clone()),
+    })
+}
+
+/// The CSRF token of a session.
+#[derive(Serialize, ToSchema)]
+pub struct CsrfToken {
+    pub csrf_token: String,
+}
+
+/// The CSRF token of the session this request uses, for a page that signed in by a redirect
+/// (Google) and so never read a sign-in's answer. Another site cannot read this answer (no
+/// cross-origin reads are allowed), so it cannot learn the token.
+#[utoipa::path(get, path = "/v1/auth/csrf", tag = "identity", security(("bearer" = [])),
+    responses((status = 200, body = CsrfToken), Unauthorized))]
+pub async fn csrf_token(State(state): State<AppState>, caller: Caller) -> Result<Json<CsrfToken>> {
+    let mut tx = caller.begin(&state, None).await?;
+    // Only a live session has one (an API key or an external JWT has none).
+    tx.session_id().await?.ok_or(Error::Unauthenticated)?;
+    tx.commit().await?;
+    let csrf_token = caller
+        .csrf_token()
+        .ok_or(Error::Unauthenticated)?
+        .to_owned();
+    Ok(Json(CsrfToken { csrf_token }))
 }
 
 /// End the session this request uses (and clear its cookie).
@@ -326,14 +397,46 @@ pub struct OidcCallback {
 #[utoipa::path(get, path = "/v1/auth/oidc/callback", tag = "identity", params(OidcCallback),
     responses(
         (status = 200, body = SignedIn, description = "Also sets the tenantry_session cookie"),
+        (status = 303, description = "To a browser (`Sec-Fetch-Mode: navigate`): on to the console at `/` with the session's cookie set, or to `/sign-in?failed=oidc`"),
         (status = 401, description = "invalid_token", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no provider configured", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn oidc_callback(
     State(state): State<AppState>,
     client: ClientInfo,
+    origin: Origin,
     cookies: FlowCookies,
     Query(callback): Query<OidcCallback>,
+) -> Result<Response> {
+    let opened = finish_oidc(&state, &client, origin, cookies, callback).await;
+    if !origin.navigation {
+        return opened.map(IntoResponse::into_response);
+    }
+    // A browser coming back from the provider goes on to the console, signed in (by the cookie
+    // alone) or told that it was not.
+    Ok(match opened {
+        Ok(([cookie], _)) => (
+            StatusCode::SEE_OTHER,
+            [(LOCATION, HeaderValue::from_static("/")), cookie],
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::info!(%error, "a sign-in with the identity provider did not complete");
+            (
+                StatusCode::SEE_OTHER,
+                [(LOCATION, HeaderValue::from_static("/sign-in?failed=oidc"))],
+            )
+                .into_response()
+        }
+    })
+}
+
+async fn finish_oidc(
+    state: &AppState,
+    client: &ClientInfo,
+    origin: Origin,
+    cookies: FlowCookies,
+    callback: OidcCallback,
 ) -> Result<SessionOpened> {
     let oidc = state.auth.oidc.as_ref().ok_or(Error::NotFound)?;
     if callback.error.is_some() {
@@ -352,5 +455,5 @@ pub async fn oidc_callback(
         .ok_or(Error::InvalidToken("unknown, used or expired state"))?;
     let identity = oidc.finish(&code, &nonce, &verifier).await?;
     let user_id = store::sign_in_with_identity(&state.db, &identity, &oidc.config.provider).await?;
-    open_session(&state, &client, user_id, None).await
+    open_session(state, client, origin, user_id, None).await
 }

@@ -1,7 +1,7 @@
 //! Password sign-up and sign-in, sessions, cookies with CSRF, rate limiting: each from the
 //! attacker's side too.
 
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -382,14 +382,9 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
     let others_csrf = other["session"]["csrf_token"].as_str().expect("csrf");
     let cookie = format!("theme=dark; tenantry_session={token}");
 
-    let (status, me) = read(
-        app.request(Method::GET, None, "/v1/me")
-            .header(COOKIE, &cookie)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, me) = app
+        .cookie_call(Method::GET, "/v1/me", &cookie, None, None)
+        .await;
     assert_eq!(
         (status, &me["user"]["email"]),
         (StatusCode::OK, &json!("alice@example.com"))
@@ -397,40 +392,127 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
 
     // A forged cross-site write carries the cookie but cannot know the CSRF token.
     for header in [None, Some("wrong"), Some(others_csrf)] {
-        let mut req = app
-            .request(Method::PATCH, None, "/v1/me")
-            .header(COOKIE, &cookie)
-            .json(&json!({"name": "Pwned"}));
-        if let Some(h) = header {
-            req = req.header("x-csrf-token", h);
-        }
-        let got = read(req.send().await.expect("send")).await;
+        let got = app
+            .cookie_call(
+                Method::PATCH,
+                "/v1/me",
+                &cookie,
+                header,
+                Some(json!({"name": "Pwned"})),
+            )
+            .await;
         assert_problem(&got, StatusCode::FORBIDDEN, "csrf_failed");
     }
-    let (_, me) = read(
-        app.request(Method::GET, None, "/v1/me")
-            .header(COOKIE, &cookie)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (_, me) = app
+        .cookie_call(Method::GET, "/v1/me", &cookie, None, None)
+        .await;
     assert_eq!(me["user"]["name"], "Test", "nothing changed");
 
-    let (status, me) = read(
-        app.request(Method::PATCH, None, "/v1/me")
-            .header(COOKIE, &cookie)
-            .header("x-csrf-token", csrf)
-            .json(&json!({"name": "Alice"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, me) = app
+        .cookie_call(
+            Method::PATCH,
+            "/v1/me",
+            &cookie,
+            Some(csrf),
+            Some(json!({"name": "Alice"})),
+        )
+        .await;
     assert_eq!(
         (status, &me["user"]["name"]),
         (StatusCode::OK, &json!("Alice"))
     );
+}
+
+/// The session's cookie from a `Set-Cookie` answer.
+fn session_cookie_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("tenantry_session="))
+        })
+        .expect("session cookie")
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_consoles_own_sign_in_holds_no_bearer_token_and_its_csrf_token_is_read_back_by_cookie()
+{
+    let app = TestApp::spawn().await;
+    sign_up(&app, "alice@example.com", "correct horse").await;
+    let sign_in = |site: &'static str| {
+        app.request(Method::POST, None, "/v1/auth/signin")
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", "cors")
+            .json(&json!({"email": "alice@example.com", "password": "correct horse"}))
+            .send()
+    };
+    // From a script of the service's own page: the cookie is the credential, the body has none.
+    let response = sign_in("same-origin").await.expect("send");
+    let cookie = session_cookie_of(&response);
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["session"].get("token").is_none(), "{body}");
+    assert!(!body.to_string().contains("tnt_s_"), "{body}");
+    let csrf = body["session"]["csrf_token"].as_str().expect("csrf");
+
+    // The cookie reads its session's CSRF token back (a page signed in by a redirect needs it),
+    // and writes with it.
+    let (status, read_back) = app
+        .cookie_call(Method::GET, "/v1/auth/csrf", &cookie, None, None)
+        .await;
+    assert_eq!(
+        (status, &read_back["csrf_token"]),
+        (StatusCode::OK, &json!(csrf))
+    );
+    let (status, _) = app
+        .cookie_call(
+            Method::PATCH,
+            "/v1/me",
+            &cookie,
+            Some(csrf),
+            Some(json!({"name": "Alice"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another site's page, or a program, is a client of the bearer token: it gets one.
+    let (_, body) = read(sign_in("cross-site").await.expect("send")).await;
+    let bearer = body["session"]["token"].as_str().expect("token");
+    assert!(bearer.starts_with("tnt_s_"));
+    // No credential, or one that is not a session (an API key), has no CSRF token.
+    let (status, _) = read(
+        app.request(Method::GET, None, "/v1/auth/csrf")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let alice = as_token(&body);
+    let me = app.call(Method::GET, &alice, "/v1/orgs", None).await.1;
+    let org = me["items"][0]["id"].as_str().expect("org");
+    let (_, key) = app
+        .call(
+            Method::POST,
+            &alice,
+            &format!("/v1/orgs/{org}/api-keys"),
+            Some(json!({"name": "ci", "access": "read"})),
+        )
+        .await;
+    let key = key["secret"].as_str().expect("secret");
+    let (status, _) = read(
+        app.request(Method::GET, Some(key), "/v1/auth/csrf")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -5,12 +5,15 @@
 use std::path::Path;
 use std::process::Command;
 
+use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
 use tenantry_server::http::HttpConfig;
+use tenantry_server::identity::external::OidcConfig;
 use tenantry_server::vault::Vault;
 
 use crate::fake_ai::{self, Fake, Script};
 use crate::helpers::TestApp;
+use crate::provider::{rsa, Provider, CLIENT_ID, CLIENT_SECRET};
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.request(Method::GET, None, path)
@@ -104,6 +107,32 @@ async fn a_new_user_walks_through_the_console_in_a_real_browser() {
         .execute(&app.db.owner().await.0)
         .await
         .expect("default plan");
+    let walked = walk("walk.mjs", &app).await;
+    assert!(walked.contains("walked: sign-in"), "{walked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_google_in_a_real_browser() {
+    let provider = Provider::start(vec![rsa("k1", "rsa1.pem")]).await;
+    provider.sign_in_browser_as("g-grace", "grace@example.com");
+    let app = TestApp::spawn_configured(|base| HttpConfig {
+        oidc: Some(OidcConfig {
+            issuer: provider.issuer.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            redirect_url: format!("{base}/v1/auth/oidc/callback"),
+            provider: "google".into(),
+            algorithms: vec![Algorithm::RS256],
+        }),
+        ..HttpConfig::default()
+    })
+    .await;
+    let walked = walk("google.mjs", &app).await;
+    assert!(walked.contains("walked: sign-in with Google"), "{walked}");
+}
+
+/// Runs a script of `tests/console` in Node against `app`; its output.
+async fn walk(script: &'static str, app: &TestApp) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -113,7 +142,7 @@ async fn a_new_user_walks_through_the_console_in_a_real_browser() {
     let base = app.base.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg("walk.mjs")
+            .arg(script)
             .arg(&base)
             .current_dir(&dir)
             .output()
@@ -125,7 +154,7 @@ async fn a_new_user_walks_through_the_console_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "the walk failed:\n{stdout}\n{stderr}"
+        "{script} failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("walked: sign-in"), "{stdout}");
+    stdout.into_owned()
 }

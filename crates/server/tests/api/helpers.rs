@@ -55,17 +55,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: HttpConfig) -> Self {
+        Self::spawn_configured(|_| config).await
+    }
+
+    /// Spawns the service with the configuration `make` gives for its base URL (a redirect
+    /// address a provider sends the browser back to).
+    pub async fn spawn_configured(make: impl FnOnce(&str) -> HttpConfig) -> Self {
         // Server-side errors (500s) show in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
             .try_init();
         let db = TestDb::new().await;
-        let state = AppState::new(db.runtime.clone(), config).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = AppState::new(db.runtime.clone(), make(&base)).expect("state");
         tokio::spawn(http::serve(listener, state, std::future::pending()));
         Self {
             base,
@@ -135,6 +141,28 @@ impl TestApp {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let mut req = self.request(method, Some(&user.token), path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.expect("send")).await
+    }
+
+    /// A call as a browser makes it: with the session's `cookie` (`name=value`) and, on writes,
+    /// the `csrf` token header when given.
+    pub async fn cookie_call(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: &str,
+        csrf: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .request(method, None, path)
+            .header(reqwest::header::COOKIE, cookie);
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }

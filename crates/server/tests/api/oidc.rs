@@ -168,6 +168,98 @@ async fn google_sign_in_creates_finds_and_links_accounts() {
     assert_eq!(user_count(&app).await, 2);
 }
 
+/// The browser itself coming back from the provider (a navigation), carrying `cookie` for the
+/// flow: the answer's status, `Location` and any session cookie.
+async fn navigate_back(
+    app: &TestApp,
+    code: &str,
+    state: &str,
+    cookie: &str,
+) -> (StatusCode, String, Option<String>) {
+    let response = no_redirects()
+        .get(format!(
+            "{}/v1/auth/oidc/callback?code={code}&state={state}",
+            app.base
+        ))
+        .header(
+            reqwest::header::COOKIE,
+            format!("tenantry_oidc_state={cookie}"),
+        )
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("send");
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let session = header(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .filter(|c| c.starts_with("tenantry_session="));
+    (
+        response.status(),
+        header(LOCATION).unwrap_or_default(),
+        session,
+    )
+}
+
+#[tokio::test]
+async fn a_browser_back_from_google_goes_on_to_the_console_signed_in_by_its_cookie_or_told_it_failed(
+) {
+    let (app, provider) = setup(Duration::from_secs(60)).await;
+    // A sign-in page learns whether to offer Google.
+    let methods = |app: &TestApp| {
+        let request = app.request(Method::GET, None, "/v1/auth/methods").send();
+        async move { read(request.await.expect("send")).await.1 }
+    };
+    assert_eq!(
+        methods(&app).await,
+        json!({"password": true, "oidc": "google"})
+    );
+    let plain = TestApp::spawn().await;
+    assert_eq!(
+        methods(&plain).await,
+        json!({"password": true, "oidc": null})
+    );
+
+    let k1 = rsa("k1", "rsa1.pem");
+    let request = start(&app).await;
+    let code = provider.issue_code(
+        &request,
+        k1.sign(&provider.id_claims(&request, "g-300", "grace@example.com")),
+    );
+    // A callback carrying another browser's flow (login CSRF) is sent to sign-in, signed in as
+    // no one, and makes no account.
+    let (status, location, session) = navigate_back(&app, &code, &request.state, "another").await;
+    assert_eq!(
+        (status, location.as_str(), &session),
+        (StatusCode::SEE_OTHER, "/sign-in?failed=oidc", &None)
+    );
+    assert_eq!(user_count(&app).await, 0);
+
+    // The browser that started it is signed in by the cookie alone and sent on to the console.
+    let request = start(&app).await;
+    let code = provider.issue_code(
+        &request,
+        k1.sign(&provider.id_claims(&request, "g-300", "grace@example.com")),
+    );
+    let (status, location, session) =
+        navigate_back(&app, &code, &request.state, &request.state).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let cookie = session.expect("session cookie");
+    let (status, me) = app
+        .cookie_call(Method::GET, "/v1/me", &cookie, None, None)
+        .await;
+    assert_eq!(
+        (status, &me["user"]["email"]),
+        (StatusCode::OK, &json!("grace@example.com"))
+    );
+}
+
 #[tokio::test]
 async fn forged_or_mismatched_id_tokens_do_not_get_in() {
     let (app, provider) = setup(Duration::from_secs(60)).await;

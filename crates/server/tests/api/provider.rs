@@ -1,12 +1,14 @@
 //! An OpenID provider played inside the tests (Google for the code flow, Clerk for bearer JWTs):
-//! discovery document, JWKS, token endpoint with single-use codes and PKCE, and real signatures.
-//! The code under test only sees a different issuer URL.
+//! discovery document, JWKS, token endpoint with single-use codes and PKCE, and real signatures;
+//! for a browser, an authorization endpoint where someone is already signed in. The code under
+//! test only sees a different issuer URL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -96,6 +98,9 @@ pub fn hmac_with_public_key(kid: &str, claims: &Value) -> String {
 struct Pending {
     challenge: String,
     id_token: String,
+    /// Where the authorization request asked the browser to be sent back (the token request
+    /// must name it again).
+    redirect_uri: String,
     used: bool,
 }
 
@@ -104,6 +109,8 @@ struct Inner {
     published: Vec<Signer>,
     codes: HashMap<String, Pending>,
     jwks_hits: usize,
+    /// Who is signed in at the provider in the browser (its subject and email).
+    browser_user: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -128,6 +135,7 @@ impl Provider {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
             .route("/token", post(token))
             .with_state(provider.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -158,16 +166,27 @@ impl Provider {
 
     /// The user "signs in at the provider": the provider issues a code for `id_token`.
     pub fn issue_code(&self, request: &AuthRequest, id_token: String) -> String {
+        self.issue_code_to(request, id_token, REDIRECT_URL)
+    }
+
+    fn issue_code_to(&self, request: &AuthRequest, id_token: String, redirect_uri: &str) -> String {
         let code = format!("code-{}", uuid::Uuid::new_v4());
         self.inner.lock().expect("lock").codes.insert(
             code.clone(),
             Pending {
                 challenge: request.code_challenge.clone(),
                 id_token,
+                redirect_uri: redirect_uri.to_owned(),
                 used: false,
             },
         );
         code
+    }
+
+    /// Someone signed in at the provider in the browser: an authorization request sends the
+    /// browser straight back with a code for them (as Google does once consent was given).
+    pub fn sign_in_browser_as(&self, sub: &str, email: &str) {
+        self.inner.lock().expect("lock").browser_user = Some((sub.into(), email.into()));
     }
 }
 
@@ -230,14 +249,16 @@ async fn token(
     if form.get("grant_type").map(String::as_str) != Some("authorization_code")
         || form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
         || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
-        || form.get("redirect_uri").map(String::as_str) != Some(REDIRECT_URL)
     {
-        return refuse("client or redirect mismatch");
+        return refuse("client mismatch");
     }
     let mut inner = p.inner.lock().expect("lock");
     let Some(pending) = form.get("code").and_then(|c| inner.codes.get_mut(c)) else {
         return refuse("unknown code");
     };
+    if form.get("redirect_uri") != Some(&pending.redirect_uri) {
+        return refuse("redirect mismatch");
+    }
     if pending.used {
         return refuse("code already used");
     }
@@ -254,4 +275,38 @@ async fn token(
             json!({"access_token": "opaque", "token_type": "Bearer", "expires_in": 3600, "id_token": pending.id_token}),
         ),
     )
+}
+
+/// The browser at the provider's authorization endpoint: sent back to `redirect_uri` with a code
+/// for whoever is signed in there, or with `error=access_denied` when no one is.
+async fn authorize(
+    State(p): State<Provider>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Redirect, (StatusCode, &'static str)> {
+    let (Some(redirect_uri), Some(state)) = (query.get("redirect_uri"), query.get("state")) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "redirect_uri and state are required",
+        ));
+    };
+    if query.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return Err((StatusCode::BAD_REQUEST, "unknown client"));
+    }
+    let user = p.inner.lock().expect("lock").browser_user.clone();
+    let Some((sub, email)) = user else {
+        return Ok(Redirect::to(&format!(
+            "{redirect_uri}?error=access_denied&state={state}"
+        )));
+    };
+    let request = AuthRequest {
+        state: state.clone(),
+        nonce: query.get("nonce").cloned().unwrap_or_default(),
+        code_challenge: query.get("code_challenge").cloned().unwrap_or_default(),
+    };
+    let signer = p.inner.lock().expect("lock").published[0].clone();
+    let id_token = signer.sign(&p.id_claims(&request, &sub, &email));
+    let code = p.issue_code_to(&request, id_token, redirect_uri);
+    Ok(Redirect::to(&format!(
+        "{redirect_uri}?code={code}&state={state}"
+    )))
 }

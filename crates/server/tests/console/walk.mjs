@@ -7,67 +7,12 @@
 // Run by the Rust test console::a_new_user_walks_through_the_console_in_a_real_browser, which
 // starts the service against the test cluster.
 
-import { readFileSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { strict as assert } from 'node:assert';
-import { chromium } from 'playwright-core';
+import { open } from './browser.mjs';
 
 const base = process.argv[2];
 assert.ok(base, 'usage: node walk.mjs <base URL>');
-const screenshots = process.env.SCREENSHOTS;
-if (screenshots) mkdirSync(screenshots, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-  ],
-});
-
-/** A fresh browser profile (its own cookies and storage), failing on any CSP violation. */
-async function person(viewport = { width: 1280, height: 900 }) {
-  // Numbers and dates as the assertions spell them.
-  const context = await browser.newContext({ viewport, baseURL: base, locale: 'en-US', timezoneId: 'UTC' });
-  const page = await context.newPage();
-  page.on('console', (message) => {
-    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) {
-      violations.push(message.text());
-    }
-  });
-  page.on('pageerror', (error) => violations.push(`script error: ${error.message}`));
-  return page;
-}
-const violations = [];
-
-/** axe-core on the page as it is: no serious or critical violation. */
-async function accessible(page, what) {
-  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { resultTypes: ['violations'] }));
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(
-    bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
-    [],
-    `${what}: accessibility violations`,
-  );
-  checked.push(what);
-}
-const checked = [];
-
-async function picture(page, name) {
-  if (screenshots) await page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
-}
+const { browser, person, accessible, picture, violations, checked } = await open(base);
 
 const stamp = Date.now();
 const alice = { email: `alice-${stamp}@example.com`, password: 'correct horse battery' };
@@ -536,8 +481,9 @@ await page.getByRole('heading', { name: 'Revenue', level: 1 }).waitFor();
 await page.getByLabel('Your message').fill('How is revenue doing?');
 await page.getByRole('button', { name: 'Send' }).click();
 await page.locator('.turn.user', { hasText: 'How is revenue doing?' }).waitFor();
-await page.locator('.turn.assistant', { hasText: 'Revenue grew 12 % this month.' }).waitFor();
-assert.equal(await page.locator('.turn.assistant').getAttribute('aria-busy'), 'false');
+// The whole text may be on the page a moment before the stream's end settles it.
+await page.locator('.turn.assistant[aria-busy="false"]', { hasText: 'Revenue grew 12 % this month.' }).waitFor();
+await page.getByText('The assistant answered.').waitFor();
 await accessible(page, 'assistant');
 await picture(page, 'assistant');
 // Drawn again from what was stored.
