@@ -64,6 +64,50 @@ function readJson(text) {
   }
 }
 
+/** `path` with `after` added to its query: the next page of a list. */
+function afterCursor(path, cursor) {
+  return `${path}${path.includes('?') ? '&' : '?'}after=${encodeURIComponent(cursor)}`;
+}
+
+/** Every item of a list, page after page (`path` names its page size). For lists a page must
+ *  hold whole: members to name, a week of appointments, a conversation's turns. */
+export async function every(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api('GET', cursor ? afterCursor(path, cursor) : path);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return { items };
+}
+
+/**
+ * A list's first page (`first`, of `path`) as `row(item)` elements in `container`, and the
+ * "Show more" button that appends each next page's: focus goes to the first item added, and the
+ * button hides once there are no more. `[one, many]` name the items. Answers the button.
+ */
+export function paged(path, first, container, row, [one, many]) {
+  container.append(...first.items.map(row));
+  let cursor = first.next_cursor;
+  const more = h('button', { type: 'button', class: 'secondary more', hidden: !cursor }, 'Show more');
+  more.addEventListener('click', () => attempt(async () => {
+    more.disabled = true;
+    try {
+      const next = await api('GET', afterCursor(path, cursor));
+      const added = next.items.map(row);
+      container.append(...added);
+      cursor = next.next_cursor;
+      status(`${added.length} more ${added.length === 1 ? one : many} shown.`);
+      added[0]?.querySelector('a, summary, button')?.focus();
+      more.hidden = !cursor;
+    } finally {
+      more.disabled = false;
+    }
+  }));
+  return more;
+}
+
 /** A moment, and a day, as the browser's language writes them. */
 export const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 export const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
@@ -103,7 +147,7 @@ function show(title, ...content) {
   dropChart();
   document.title = `${title} · Tenantry`;
   const main = document.getElementById('main');
-  main.replaceChildren(h('h1', { tabindex: '-1' }, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
+  main.replaceChildren(h('h1', { tabindex: '-1' }, title), ...content.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 export function navigate(path) {
@@ -173,9 +217,9 @@ export function formatValue(value, unit) {
   return unit ? `${number.format(value)} ${unit}` : number.format(value);
 }
 
-/** Members' names by user id (the organization's first 100 members). */
+/** Members' names by user id (every member of the organization). */
 export async function memberNames(org) {
-  const members = await api('GET', `/v1/orgs/${org}/members?limit=100`);
+  const members = await every(`/v1/orgs/${org}/members?limit=200`);
   return new Map(members.items.map((m) => [m.user_id, m.name || m.email]));
 }
 
@@ -432,7 +476,7 @@ function brand() {
 async function bar(org, current) {
   // The organization itself (with the caller's role), whichever page of the list it is on.
   const [me, organization, orgs] = await Promise.all([
-    api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}`), api('GET', '/v1/orgs?limit=100')]);
+    api('GET', '/v1/me'), api('GET', `/v1/orgs/${org}`), every('/v1/orgs?limit=200')]);
   if (!current()) return organization;
   const choices = orgs.items.some((o) => o.id === org) ? orgs.items : [organization, ...orgs.items];
   const switcher = h('select', { id: 'org-switcher', 'aria-label': 'Organization' },
@@ -557,7 +601,7 @@ function goalCard(org, goal) {
 
 async function dashboardPage(view, org) {
   const [organization, dashboard, goals] = await Promise.all([
-    view.bar(org), api('GET', `/v1/orgs/${org}/dashboard`), api('GET', `/v1/orgs/${org}/goals?limit=100`)]);
+    view.bar(org), api('GET', `/v1/orgs/${org}/dashboard`), every(`/v1/orgs/${org}/goals?limit=200`)]);
   const cards = dashboard.kpis.length === 0
     ? h('p', { class: 'empty' }, 'No KPIs yet. Add the first one below: a name is enough, a target shows progress.')
     : h('ul', { class: 'cards kpis' }, dashboard.kpis.map((kpi) => kpiCard(org, kpi)));
@@ -896,8 +940,8 @@ async function membersPage(view, org) {
   const admin = can(organization, 'admin');
   const [me, members, invitations] = await Promise.all([
     api('GET', '/v1/me'),
-    api('GET', `/v1/orgs/${org}/members?limit=100`),
-    admin ? api('GET', `/v1/orgs/${org}/invitations?limit=100`) : Promise.resolve({ items: [] }),
+    every(`/v1/orgs/${org}/members?limit=200`),
+    admin ? every(`/v1/orgs/${org}/invitations?limit=200`) : Promise.resolve({ items: [] }),
   ]);
   const roleCell = (member) => {
     // Admins change roles below owner; owners change any (the API says no where it must).
@@ -1052,6 +1096,7 @@ const ROUTES = [
   [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})$`), lazy('tools.js', 'toolPage'), true],
   [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})/entries/(${ID})$`), lazy('tools.js', 'entryPage'), true],
   [new RegExp(`^/orgs/(${ID})/tool-grants$`), lazy('tools.js', 'grantsPage'), true],
+  [new RegExp(`^/orgs/(${ID})/tools/(${TOOL})/archive$`), lazy('tools.js', 'archivePage'), true],
   [new RegExp(`^/orgs/(${ID})/tool-report$`), lazy('tools.js', 'reportPage'), true],
   [new RegExp(`^/orgs/(${ID})/customers$`), lazy('crm.js', 'customersPage'), true],
   [new RegExp(`^/orgs/(${ID})/customers/(${ID})$`), lazy('crm.js', 'customerPage'), true],

@@ -3,19 +3,21 @@
 
 import {
   api, h, status, navigate, link, can, READ_ONLY, form, attempt, ApiError, problemText,
-  send, when,
+  send, when, every, paged,
 } from './app.js';
 
 const MODELS = [['openai_gpt4', 'OpenAI GPT-4'], ['claude_sonnet', 'Claude Sonnet'], ['gemini', 'Gemini']];
 
 export async function assistantPage(view, org) {
-  const [organization, conversations] = await Promise.all([
-    view.bar(org), api('GET', `/v1/orgs/${org}/conversations?limit=100`)]);
+  const path = `/v1/orgs/${org}/conversations?limit=50`;
+  const [organization, conversations] = await Promise.all([view.bar(org), api('GET', path)]);
+  const list = h('ul', { class: 'conversations' });
+  const more = paged(path, conversations, list, (c) => h('li', {},
+    link(`/orgs/${org}/assistant/${c.id}`, c.title), ` · ${when.format(new Date(c.updated_at))}`), ['conversation', 'conversations']);
   view.show('Assistant',
     h('p', {}, 'Ask about your organization’s work. Your conversations are yours: nobody else reads them unless an owner lets admins.'),
     conversations.items.length === 0 ? h('p', { class: 'empty' }, 'No conversations yet: start one below.')
-      : h('ul', { class: 'conversations' }, conversations.items.map((c) => h('li', {},
-        link(`/orgs/${org}/assistant/${c.id}`, c.title), ` · ${when.format(new Date(c.updated_at))}`))),
+      : [list, more],
     !can(organization, 'member') ? h('p', { class: 'hint' }, READ_ONLY) : h('section', { 'aria-labelledby': 'new-conversation-heading' },
       h('h2', { id: 'new-conversation-heading' }, 'New conversation'),
       form([
@@ -59,22 +61,10 @@ async function* events(response) {
   }
 }
 
-/** Every turn of a conversation, oldest first, page after page. */
-async function everyTurn(url) {
-  const items = [];
-  let after = null;
-  do {
-    const page = await api('GET', `${url}/messages?limit=200${after ? `&after=${after}` : ''}`);
-    items.push(...page.items);
-    after = page.next_cursor;
-  } while (after);
-  return { items };
-}
-
 export async function conversationPage(view, org, id) {
   const url = `/v1/orgs/${org}/conversations/${id}`;
   const [organization, me, conversation, messages, tools, kpis] = await Promise.all([
-    view.bar(org), api('GET', '/v1/me'), api('GET', url), everyTurn(url),
+    view.bar(org), api('GET', '/v1/me'), api('GET', url), every(`${url}/messages?limit=200`),
     api('GET', `/v1/orgs/${org}/ai-tools`), api('GET', `/v1/orgs/${org}/kpis?limit=200`)]);
   const mine = conversation.user_id === me.user.id && can(organization, 'member');
   const turns = h('ol', { class: 'turns', 'aria-label': 'Conversation' },

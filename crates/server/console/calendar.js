@@ -4,7 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, ApiError,
-  shownOnce,
+  shownOnce, every,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -33,18 +33,6 @@ function addDays(date, days) {
   return new Date(date.getFullYear(), date.getMonth(), date.getDate() + days);
 }
 
-/** Every appointment the query names, page after page (a week of everyone's can be many). */
-async function weekOf(org, params) {
-  const all = [];
-  let after = null;
-  do {
-    const page = await api('GET', `/v1/orgs/${org}/appointments?${params}${after ? `&after=${after}` : ''}`);
-    all.push(...page.items);
-    after = page.next_cursor;
-  } while (after);
-  return all;
-}
-
 export async function calendarPage(view, org) {
   const query = new URLSearchParams(location.search);
   const asked = /^\d{4}-\d{2}-\d{2}$/.test(query.get('week') || '') ? new Date(`${query.get('week')}T00:00:00`) : new Date();
@@ -55,7 +43,8 @@ export async function calendarPage(view, org) {
   if (who !== 'all') params.set('assigned_to', who);
   params.set('limit', '200');
   const [organization, me, names, appointments, customers] = await Promise.all([
-    view.bar(org), api('GET', '/v1/me'), memberNames(org), weekOf(org, params),
+    view.bar(org), api('GET', '/v1/me'), memberNames(org),
+    every(`/v1/orgs/${org}/appointments?${params}`).then((all) => all.items),
     api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
   const writer = can(organization, 'member');
   const customerNames = new Map(customers.items.map((c) => [c.id, c.name]));

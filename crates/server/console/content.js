@@ -4,7 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, toSignIn, ApiError,
-  saidAt, when,
+  saidAt, when, every, paged,
 } from './app.js';
 
 const TYPES = [['page', 'Page'], ['blog_post', 'Blog post'], ['documentation', 'Documentation'], ['template', 'Template']];
@@ -18,16 +18,22 @@ const STATUS_TEXT = Object.fromEntries(STATUSES);
 async function mayPublish(org, organization, me) {
   if (can(organization, 'admin')) return true;
   if (!can(organization, 'member')) return false;
-  const members = await api('GET', `/v1/orgs/${org}/members?limit=100`);
+  const members = await every(`/v1/orgs/${org}/members?limit=200`);
   const mine = members.items.find((m) => m.user_id === me);
   return Boolean(mine && mine.permissions && mine.permissions['content.publish'] === true);
 }
 
 export async function contentListPage(view, org) {
   const query = new URLSearchParams(location.search);
-  const params = new URLSearchParams({ limit: '100' });
+  const params = new URLSearchParams({ limit: '50' });
   for (const key of ['type', 'status']) if (query.get(key)) params.set(key, query.get(key));
   const [organization, pages] = await Promise.all([view.bar(org), api('GET', `/v1/orgs/${org}/content?${params}`)]);
+  const body = h('tbody', {});
+  const more = paged(`/v1/orgs/${org}/content?${params}`, pages, body, (p) => h('tr', {},
+    h('td', {}, link(`/orgs/${org}/content/${p.id}`, p.title)),
+    h('td', {}, TYPE_TEXT[p.content_type]),
+    h('td', {}, p.publish_at && p.status === 'draft' ? `Scheduled for ${when.format(new Date(p.publish_at))}` : STATUS_TEXT[p.status]),
+    h('td', {}, when.format(new Date(p.updated_at)))), ['page', 'pages']);
   const filter = (key, value, words) => {
     const next = new URLSearchParams(query);
     if (value) next.set(key, value);
@@ -43,13 +49,9 @@ export async function contentListPage(view, org) {
     pages.items.length === 0
       ? h('p', { class: 'empty' }, query.get('type') || query.get('status')
         ? 'Nothing of this kind.' : 'No content yet. Write the first page below: it stays a draft until it is published.')
-      : h('div', { class: 'scroll' }, h('table', { class: 'values content' },
+      : [h('div', { class: 'scroll' }, h('table', { class: 'values content' },
         h('thead', {}, h('tr', {}, ['Title', 'Type', 'Status', 'Last change'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, pages.items.map((p) => h('tr', {},
-          h('td', {}, link(`/orgs/${org}/content/${p.id}`, p.title)),
-          h('td', {}, TYPE_TEXT[p.content_type]),
-          h('td', {}, p.publish_at && p.status === 'draft' ? `Scheduled for ${when.format(new Date(p.publish_at))}` : STATUS_TEXT[p.status]),
-          h('td', {}, when.format(new Date(p.updated_at)))))))),
+        body)), more],
     !can(organization, 'member') ? h('p', { class: 'hint' }, READ_ONLY) : h('details', { class: 'new' },
       h('summary', {}, 'New page'),
       form([

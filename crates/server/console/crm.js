@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, progressBar, memberNames, importCsv,
-  attempt, filtersGo, day,
+  attempt, filtersGo, day, paged,
 } from './app.js';
 
 const CUSTOMER_STATUSES = [['lead', 'Lead'], ['prospect', 'Prospect'], ['active', 'Active'], ['churned', 'Churned']];
@@ -70,32 +70,13 @@ export async function customersPage(view, org) {
   const first = await api('GET', `/v1/orgs/${org}/customers?${params}`);
 
   const body = h('tbody', {});
-  const more = h('button', { type: 'button', class: 'secondary' }, 'Show more');
-  let cursor = first.next_cursor;
-  const append = (customers) => body.append(...customers.map((c) => h('tr', {},
+  const more = paged(`/v1/orgs/${org}/customers?${params}`, first, body, (c) => h('tr', {},
     h('td', {}, link(`/orgs/${org}/customers/${c.id}`, c.name)),
     h('td', {}, c.company || '—'),
     h('td', {}, c.email || '—'),
     h('td', {}, STATUS_TEXT[c.status]),
     h('td', {}, c.tags.join(', ') || '—'),
-    h('td', {}, c.assigned_to ? names.get(c.assigned_to) || 'Another member' : '—'))));
-  append(first.items);
-  more.hidden = !cursor;
-  more.addEventListener('click', () => attempt(async () => {
-    more.disabled = true;
-    try {
-      const next = await api('GET', `/v1/orgs/${org}/customers?${params}&after=${encodeURIComponent(cursor)}`);
-      const before = body.children.length;
-      append(next.items);
-      cursor = next.next_cursor;
-      status(`${next.items.length} more customers shown.`);
-      // Focus goes to the first customer added, before the button may go.
-      body.children[before]?.querySelector('a')?.focus();
-      more.hidden = !cursor;
-    } finally {
-      more.disabled = false;
-    }
-  }));
+    h('td', {}, c.assigned_to ? names.get(c.assigned_to) || 'Another member' : '—')), ['customer', 'customers']);
 
   // The search is a plain GET form: its answer has an address to bookmark and share.
   // A value the address holds that no option names (a list, a member's id) stays chosen.
@@ -152,7 +133,7 @@ export async function customersPage(view, org) {
 export async function customerPage(view, org, id) {
   const [organization, customer, names, projects] = await Promise.all([
     view.bar(org), api('GET', `/v1/orgs/${org}/customers/${id}`), memberNames(org),
-    api('GET', `/v1/orgs/${org}/projects?customer_id=${id}&limit=100`)]);
+    api('GET', `/v1/orgs/${org}/projects?customer_id=${id}&limit=50`)]);
   const writer = can(organization, 'member');
   const facts = [
     ['Email', customer.email], ['Phone', customer.phone], ['Company', customer.company],
@@ -174,7 +155,7 @@ export async function customerPage(view, org, id) {
     h('section', { 'aria-labelledby': 'customer-projects-heading' },
       h('h2', { id: 'customer-projects-heading' }, 'Projects'),
       projects.items.length === 0 ? h('p', { class: 'empty' }, 'No projects for this customer yet.')
-        : projectTable(org, projects.items, new Map([[customer.id, customer.name]])),
+        : projectTable(org, `/v1/orgs/${org}/projects?customer_id=${id}&limit=50`, projects, new Map([[customer.id, customer.name]])),
       !writer ? null : h('details', { class: 'new' }, h('summary', {}, 'New project for this customer'),
         form(projectFields(null, []), 'Add project', async (values) => {
           const created = await api('POST', `/v1/orgs/${org}/projects`, { ...values, customer_id: id });
@@ -216,23 +197,27 @@ function projectFields(project, customers) {
   ].filter(Boolean);
 }
 
-function projectTable(org, projects, customers) {
-  return h('div', { class: 'scroll' }, h('table', { class: 'values projects' },
+/** The projects of `first` (a page of `path`) as a table, with "Show more" for the rest. */
+function projectTable(org, path, first, customers) {
+  const body = h('tbody', {});
+  const more = paged(path, first, body, (p) => h('tr', {},
+    h('td', {}, link(`/orgs/${org}/projects/${p.id}`, p.name)),
+    h('td', {}, p.customer_id ? customers.get(p.customer_id) || '—' : '—'),
+    h('td', {}, PROJECT_TEXT[p.status]),
+    h('td', {}, PRIORITY_TEXT[p.priority]),
+    h('td', {}, p.due_date || '—'),
+    h('td', {}, `${p.progress_percentage} %`)), ['project', 'projects']);
+  return [h('div', { class: 'scroll' }, h('table', { class: 'values projects' },
     h('thead', {}, h('tr', {}, ['Project', 'Customer', 'Status', 'Priority', 'Due', 'Progress'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, projects.map((p) => h('tr', {},
-      h('td', {}, link(`/orgs/${org}/projects/${p.id}`, p.name)),
-      h('td', {}, p.customer_id ? customers.get(p.customer_id) || '—' : '—'),
-      h('td', {}, PROJECT_TEXT[p.status]),
-      h('td', {}, PRIORITY_TEXT[p.priority]),
-      h('td', {}, p.due_date || '—'),
-      h('td', {}, `${p.progress_percentage} %`))))));
+    body)), more];
 }
 
 export async function projectsPage(view, org) {
   const chosen = new URLSearchParams(location.search).get('status') || '';
+  const projectsPath = `/v1/orgs/${org}/projects?limit=50${chosen ? `&status=${encodeURIComponent(chosen)}` : ''}`;
   const [organization, projects, customers] = await Promise.all([
     view.bar(org),
-    api('GET', `/v1/orgs/${org}/projects?limit=100${chosen ? `&status=${encodeURIComponent(chosen)}` : ''}`),
+    api('GET', projectsPath),
     api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
   const customerNames = new Map(customers.items.map((c) => [c.id, c.name]));
   const filter = (value, words) => link(`/orgs/${org}/projects${value ? `?status=${value}` : ''}`, words,
@@ -242,7 +227,7 @@ export async function projectsPage(view, org) {
       filter('', 'All'), PROJECT_STATUSES.map(([value, words]) => filter(value, words))),
     projects.items.length === 0
       ? h('p', { class: 'empty' }, chosen ? 'No project has this status.' : 'No projects yet. Start one below; its tasks go on its board.')
-      : projectTable(org, projects.items, customerNames),
+      : projectTable(org, projectsPath, projects, customerNames),
     !can(organization, 'member') ? h('p', { class: 'hint' }, READ_ONLY) : h('details', { class: 'new' }, h('summary', {}, 'New project'),
       form(projectFields(null, customers.items), 'Add project', async (values) => {
         const created = await api('POST', `/v1/orgs/${org}/projects`, values);

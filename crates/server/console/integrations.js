@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, form, attempt, ApiError, orgSettingsNav, leaveFor,
-  when,
+  when, every,
 } from './app.js';
 
 const PROVIDERS = [['stripe', 'Stripe'], ['google_analytics', 'Google Analytics'], ['google_sheets', 'Google Sheets']];
@@ -26,7 +26,7 @@ function stateLine(integration) {
 }
 
 export async function integrationsPage(view, org) {
-  const [organization, list] = await Promise.all([view.bar(org), api('GET', `/v1/orgs/${org}/integrations?limit=100`)]);
+  const [organization, list] = await Promise.all([view.bar(org), every(`/v1/orgs/${org}/integrations?limit=200`)]);
   const admin = can(organization, 'admin');
   view.show('Integrations',
     orgSettingsNav(org, organization),

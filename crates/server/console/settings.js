@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, form, memberNames, attempt, orgSettingsNav,
-  filtersGo, shownOnce, when,
+  filtersGo, shownOnce, when, every, paged,
 } from './app.js';
 
 const MODULES = ['orgs', 'kpis', 'fasttrack', 'crm', 'ai', 'billing', 'integrations', 'content'];
@@ -81,7 +81,7 @@ export async function mePage(view) {
 
 export async function teamsPage(view, org) {
   const [organization, teams, names] = await Promise.all([
-    view.bar(org), api('GET', `/v1/orgs/${org}/teams?limit=100`), memberNames(org)]);
+    view.bar(org), every(`/v1/orgs/${org}/teams?limit=200`), memberNames(org)]);
   const admin = can(organization, 'admin');
   const who = (id) => names.get(id) || 'another member';
   const cards = teams.items.map((team) => {
@@ -151,7 +151,7 @@ let justMade = null;
 
 export async function apiKeysPage(view, org) {
   const [organization, keys, names] = await Promise.all([
-    view.bar(org), api('GET', `/v1/orgs/${org}/api-keys?limit=100`), memberNames(org)]);
+    view.bar(org), every(`/v1/orgs/${org}/api-keys?limit=200`), memberNames(org)]);
   const made = justMade
     && shownOnce(`The secret of “${justMade.key.name}”. Copy it now: it is not shown again.`, justMade.secret);
   justMade = null;
@@ -225,24 +225,13 @@ export async function activityPage(view, org) {
   const [organization, names, first] = await Promise.all([
     view.bar(org), memberNames(org), api('GET', `/v1/orgs/${org}/activity?${params}`)]);
   const body = h('tbody', {});
-  let cursor = first.next_cursor;
-  const append = (events) => body.append(...events.map((e) => h('tr', {},
+  const more = paged(`/v1/orgs/${org}/activity?${params}`, first, body, (e) => h('tr', {},
     h('td', {}, when.format(new Date(e.occurred_at))),
     h('td', {}, e.user_id ? names.get(e.user_id) || 'another member' : (e.api_key_id ? 'an API key' : 'the service')),
     h('td', {}, e.action),
     h('td', {}, e.entity_type),
     h('td', {}, h('details', {}, h('summary', {}, `${changed(e).length} fields`),
-      h('ul', {}, changed(e).map((line) => h('li', {}, line))))))));
-  append(first.items);
-  const more = h('button', { type: 'button', class: 'secondary', hidden: !cursor }, 'Show more');
-  more.addEventListener('click', () => attempt(async () => {
-    const next = await api('GET', `/v1/orgs/${org}/activity?${params}&after=${cursor}`);
-    const before = body.children.length;
-    append(next.items);
-    cursor = next.next_cursor;
-    body.children[before]?.querySelector('summary')?.focus();
-    more.hidden = !cursor;
-  }));
+      h('ul', {}, changed(e).map((line) => h('li', {}, line)))))), ['change', 'changes']);
   const select = (name, label, options) => h('div', { class: 'field' },
     h('label', { for: `filter-${name}` }, label),
     h('select', { id: `filter-${name}`, name }, options.map(([value, words]) =>

@@ -4,7 +4,7 @@
 
 import {
   api, ApiError, h, status, navigate, render, link, number, can, READ_ONLY, form, progressBar,
-  memberNames, attempt, toSignIn, when,
+  memberNames, attempt, toSignIn, when, every, paged,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -96,16 +96,18 @@ export async function toolPage(view, org, slug) {
   const [, tool] = await Promise.all([view.bar(org), api('GET', toolUrl(org, slug))]);
   const admin = tool.access === 'admin';
   const all = everyone && admin;
+  const entriesPath = `${toolUrl(org, slug)}/entries?limit=50${all ? '&all=true' : ''}`;
   const [entries, names] = await Promise.all([
-    tool.access ? api('GET', `${toolUrl(org, slug)}/entries?limit=100${all ? '&all=true' : ''}`) : { items: [] },
+    tool.access ? api('GET', entriesPath) : { items: [] },
     all ? memberNames(org) : new Map(),
   ]);
   const writer = tool.access === 'edit' || admin;
-  const rows = entries.items.map((entry) => h('tr', {},
+  const rows = h('tbody', {});
+  const more = paged(entriesPath, entries, rows, (entry) => h('tr', {},
     h('td', {}, link(entryPath(org, slug, entry.id), entryTitle(tool.data_schema, entry))),
     all ? h('td', {}, names.get(entry.user_id) || 'Another member') : null,
     h('td', {}, STATUS_TEXT[entry.status]),
-    h('td', {}, when.format(new Date(entry.updated_at)))));
+    h('td', {}, when.format(new Date(entry.updated_at)))), ['entry', 'entries']);
   view.show(tool.name,
     h('p', {}, tool.description),
     h('p', { class: 'hint' }, tool.access ? ACCESS_TEXT[tool.access] : 'You have no access to this tool yet: an admin can grant it.'),
@@ -127,13 +129,14 @@ export async function toolPage(view, org, slug) {
       h('h2', { id: 'entries-heading' }, all ? 'Everyone’s entries' : 'Your entries'),
       !admin ? null : h('p', {}, all
         ? link(`/orgs/${org}/tools/${slug}`, 'Show only yours')
-        : link(`/orgs/${org}/tools/${slug}?all=true`, 'Show everyone’s')),
-      rows.length === 0
+        : link(`/orgs/${org}/tools/${slug}?all=true`, 'Show everyone’s'),
+      ' · ', link(`/orgs/${org}/tools/${slug}/archive`, 'Archived entries')),
+      entries.items.length === 0
         ? h('p', { class: 'empty' }, writer ? 'No entries yet: start one above.' : 'No entries to show.')
-        : h('table', { class: 'values entries' },
+        : [h('table', { class: 'values entries' },
           h('thead', {}, h('tr', {}, ['Entry', all ? 'By' : null, 'Status', 'Last change']
             .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
-          h('tbody', {}, rows))));
+          rows), more]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,7 +524,7 @@ export async function entryPage(view, org, slug, id) {
   await Promise.all([...new Set(Object.values(tool.refs))].map(async (ref) => {
     try {
       const [other, list] = await Promise.all([
-        api('GET', toolUrl(org, ref)), api('GET', `${toolUrl(org, ref)}/entries?limit=100`)]);
+        api('GET', toolUrl(org, ref)), every(`${toolUrl(org, ref)}/entries?limit=200`)]);
       refChoices[ref] = list.items.map((e) => [e.id, entryTitle(other.data_schema, e)]);
     } catch (error) {
       if (!(error instanceof ApiError) || (error.status !== 403 && error.status !== 404)) throw error;
@@ -698,7 +701,7 @@ export async function entryPage(view, org, slug, id) {
 export async function grantsPage(view, org) {
   const [, grants, tools, members] = await Promise.all([
     view.bar(org), api('GET', `/v1/orgs/${org}/tool-grants`), api('GET', `/v1/orgs/${org}/tools`),
-    api('GET', `/v1/orgs/${org}/members?limit=100`)]);
+    every(`/v1/orgs/${org}/members?limit=200`)]);
   const names = new Map(members.items.map((m) => [m.user_id, m.name || m.email]));
   const toolNames = new Map(tools.map((t) => [t.slug, t.name]));
   const now = Date.now();
@@ -741,6 +744,38 @@ export async function grantsPage(view, org) {
         status(`${names.get(values.user_id)} may now ${values.access_level} ${toolNames.get(values.tool)}.`);
         render();
       })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive (admins): entries taken out of use, with their own tables' rows, to read.
+
+export async function archivePage(view, org, slug) {
+  const path = `${toolUrl(org, slug)}/archive?limit=50`;
+  const [, tool, first, names] = await Promise.all([
+    view.bar(org), api('GET', toolUrl(org, slug)), api('GET', path), memberNames(org)]);
+  const list = h('ol', { class: 'archive' });
+  const more = paged(path, first, list, (archived) => h('li', {},
+    h('details', {},
+      h('summary', {}, `${entryTitle(tool.data_schema, archived)} · ${names.get(archived.user_id) || 'A former member'} · archived ${when.format(new Date(archived.archived_at))}`),
+      h('p', { class: 'hint' }, `${STATUS_TEXT[archived.status]} · version ${archived.version} · last changed ${when.format(new Date(archived.updated_at))}`),
+      h('dl', { class: 'facts' }, Object.keys(tool.data_schema.properties || {})
+        .filter((name) => archived.data && name in archived.data)
+        .flatMap((name) => [h('dt', {}, fieldLabel(tool.data_schema, name)), h('dd', {}, brief(archived.data[name]))])),
+      Object.entries(archived.rows || {}).filter(([, rows]) => rows.length).map(([table, rows]) => {
+        // Its own columns, not the keys that tied it to the entry and organization.
+        const columns = Object.keys(rows[0]).filter((c) => c !== 'id' && !c.endsWith('_id'));
+        // A wide table scrolls, and so is reachable from the keyboard.
+        return h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': humanize(table) },
+          h('table', { class: 'values' },
+            h('caption', {}, humanize(table)),
+            h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, humanize(c))))),
+            h('tbody', {}, rows.map((row) => h('tr', {}, columns.map((c) => h('td', {}, cell(row[c]))))))));
+      }))),
+  ['archived entry', 'archived entries']);
+  view.show(`${tool.name}: archived entries`,
+    h('p', {}, link(`/orgs/${org}/tools/${slug}?all=true`, `Everyone’s entries of ${tool.name}`)),
+    h('p', { class: 'hint' }, 'Completed entries older than two years, moved here (compressed) by the operator’s tenantry tools archive, to read; tenantry tools restore brings them back.'),
+    first.items.length === 0 ? h('p', { class: 'empty' }, 'Nothing archived.') : [list, more]);
 }
 
 export async function reportPage(view, org) {

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 use tenantry_server::http::HttpConfig;
 use tenantry_server::identity::external::OidcConfig;
 use tenantry_server::vault::Vault;
@@ -130,6 +131,45 @@ async fn signing_in_with_google_in_a_real_browser() {
     let walked = walk("google.mjs", &app).await;
     assert!(walked.contains("walked: sign-in with Google"), "{walked}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reads_a_tools_archive_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let (ada, _) = crate::auth::sign_up(&app, "ada@example.com", ARCHIVE_PASSWORD).await;
+    // Ada's canvas, with a hypothesis in the tool's own table, completed and then archived.
+    let entries = format!("/v1/orgs/{}/tools/value_proposition/entries", ada.org);
+    let (status, entry) = app
+        .call(
+            Method::POST,
+            &ada,
+            &entries,
+            Some(json!({"data": {"segment": "founders"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let canvas = format!("{entries}/{}", entry["id"].as_str().expect("id"));
+    let row = json!({"hypothesis_text": "founders pay for focus"});
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &ada,
+            &format!("{canvas}/hypotheses"),
+            Some(row),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    crate::fasttrack::complete(&app, &ada, &canvas).await;
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let moved = tenantry_db::maintenance::archive(&app.db.owner().await, soon, |_, _| {})
+        .await
+        .expect("archive");
+    assert_eq!(moved, 1);
+    let walked = walk("archive.mjs", &app).await;
+    assert!(walked.contains("walked: archive"), "{walked}");
+}
+
+/// The password `archive.mjs` signs in with.
+const ARCHIVE_PASSWORD: &str = "correct horse battery";
 
 /// Runs a script of `tests/console` in Node against `app`; its output.
 async fn walk(script: &'static str, app: &TestApp) -> String {

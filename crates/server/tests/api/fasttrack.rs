@@ -73,6 +73,17 @@ async fn assert_field_refused(
 }
 
 /// A new entry of `tool` by `user` holding `data`: its path.
+/// Moves a new entry (at `url`, version 1) through in progress to completed.
+pub(crate) async fn complete(app: &TestApp, user: &TestUser, url: &str) {
+    for (version, next) in [(1, "in_progress"), (2, "completed")] {
+        let body = json!({"version": version, "status": next});
+        let (status, moved) = app
+            .call(Method::POST, user, &format!("{url}/status"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{moved}");
+    }
+}
+
 async fn new_entry(app: &TestApp, user: &TestUser, tool: &str, data: Value) -> String {
     let (status, entry) = create(app, user, tool, json!({ "data": data })).await;
     assert_eq!(status, StatusCode::CREATED, "{entry}");
@@ -667,13 +678,7 @@ async fn organization_admins_read_archived_entries_with_their_rows_and_nobody_el
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    for (version, next) in [(1, "in_progress"), (2, "completed")] {
-        let body = json!({"version": version, "status": next});
-        let (status, moved) = app
-            .call(Method::POST, dave, &format!("{canvas}/status"), Some(body))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{moved}");
-    }
+    complete(app, dave, &canvas).await;
     let owner = app.db.owner().await;
     let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
     let moved = tenantry_db::maintenance::archive(&owner, soon, |_, _| {})

@@ -489,6 +489,25 @@ await picture(page, 'assistant');
 // Drawn again from what was stored.
 await page.reload();
 await page.locator('.turn.assistant', { hasText: 'Revenue grew 12 % this month.' }).waitFor();
+// A list longer than a page: "Show more" appends the rest, with focus on the first one added.
+await page.evaluate(async (orgId) => {
+  for (let i = 1; i <= 50; i += 1) {
+    const made = await fetch(`/v1/orgs/${orgId}/conversations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': localStorage.getItem('tenantry.csrf') },
+      body: JSON.stringify({ title: `Question ${i}` }),
+    });
+    if (!made.ok) throw new Error(`conversation ${i}: ${made.status}`);
+  }
+}, org);
+await page.getByRole('link', { name: 'All conversations' }).click();
+await page.getByRole('link', { name: 'Question 50' }).waitFor();
+assert.equal(await page.locator('ul.conversations li').count(), 50);
+await page.getByRole('button', { name: 'Show more' }).click();
+await page.getByText('1 more conversation shown.').waitFor();
+assert.equal(await page.locator('ul.conversations li').count(), 51);
+assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Revenue');
+assert.equal(await page.getByRole('button', { name: 'Show more' }).count(), 0, 'nothing more to show');
 
 await page.getByRole('link', { name: 'Alice Example' }).click();
 await page.getByRole('heading', { name: 'Your profile', level: 1 }).waitFor();
