@@ -13,7 +13,7 @@ use tenantry_server::identity::external::OidcConfig;
 use tenantry_server::vault::Vault;
 
 use crate::fake_ai::{self, Fake, Script};
-use crate::helpers::TestApp;
+use crate::helpers::{same_origin_references, TestApp};
 use crate::provider::{rsa, Provider, CLIENT_ID, CLIENT_SECRET};
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -51,20 +51,10 @@ async fn the_console_is_one_page_that_loads_only_its_own_versioned_assets() {
     }
 
     let page = get(&app, "/").await.text().await.expect("page");
-    let mut assets = Vec::new();
-    for attribute in ["src=\"", "href=\""] {
-        for (i, _) in page.match_indices(attribute) {
-            let value = &page[i + attribute.len()..];
-            let value = &value[..value.find('"').expect("closing quote")];
-            assert!(
-                value.starts_with('#') || value.starts_with('/') && !value.starts_with("//"),
-                "{attribute}{value}\" leaves this origin"
-            );
-            if value.starts_with("/console/") {
-                assets.push(value.to_owned());
-            }
-        }
-    }
+    let assets: Vec<String> = same_origin_references(&page, &["src=\"", "href=\""], true)
+        .into_iter()
+        .filter(|value| value.starts_with("/console/"))
+        .collect();
     assert_eq!(assets.len(), 2, "a script and a style sheet: {page}");
     assert!(!page.contains("<script>"), "no inline script");
     for asset in &assets {

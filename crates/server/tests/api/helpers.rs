@@ -329,3 +329,22 @@ pub async fn run_jobs(app: &TestApp, registry: tenantry_server::jobs::Registry, 
     let _ = stop.send(());
     let _ = running.await;
 }
+
+/// The values of `attributes` (each spelled `name="`) in an HTML page, each asserted to be a path
+/// of this server (`/…`, not `//…`) or, when `fragments` allows it, a `#fragment`.
+pub fn same_origin_references(page: &str, attributes: &[&str], fragments: bool) -> Vec<String> {
+    let mut found = Vec::new();
+    for attribute in attributes {
+        for (i, _) in page.match_indices(attribute) {
+            let value = &page[i + attribute.len()..];
+            let value = &value[..value.find('"').expect("closing quote")];
+            assert!(
+                (fragments && value.starts_with('#'))
+                    || (value.starts_with('/') && !value.starts_with("//")),
+                "{attribute}{value}\" leaves this origin"
+            );
+            found.push(value.to_owned());
+        }
+    }
+    found
+}

@@ -523,6 +523,16 @@ await page.getByRole('link', { name: 'Back to your organization' }).click();
 await page.goto(dashboardUrl);
 await page.getByRole('heading', { name: 'Acme Analytics' }).waitFor();
 assert.equal(await cards.count(), 3);
+// Back and Forward move between the console's pages as between any site's.
+await page.getByRole('link', { name: 'Monthly recurring revenue', exact: true }).click();
+await page.getByRole('heading', { name: 'Monthly recurring revenue', level: 1 }).waitFor();
+await page.goBack();
+await page.getByRole('heading', { name: 'Acme Analytics', level: 1 }).waitFor();
+assert.equal(await cards.count(), 3);
+await page.goForward();
+await page.getByRole('heading', { name: 'Monthly recurring revenue', level: 1 }).waitFor();
+await page.goBack();
+await page.getByRole('heading', { name: 'Acme Analytics', level: 1 }).waitFor();
 
 // --- Signing out ends the session; signing in brings the KPIs back.
 await page.getByRole('button', { name: 'Sign out' }).click();
@@ -599,17 +609,33 @@ assert.equal(await bobPage.locator('button.move').count(), 0);
 assert.equal(await bobPage.locator('li.task[draggable="true"]').count(), 0);
 assert.equal(await bobPage.getByText('New task').count(), 0);
 await accessible(bobPage, 'board as a viewer');
+// The goal and the members, to read only.
+await bobPage.getByRole('link', { name: 'Dashboard' }).click();
+await bobPage.getByRole('link', { name: 'Grow the business' }).click();
+await bobPage.getByRole('heading', { name: 'Grow the business', level: 1 }).waitFor();
+await bobPage.getByText('your role (viewer)').first().waitFor();
+assert.equal(await bobPage.getByRole('button').filter({ hasText: /goal|Unlink|Link/ }).count(), 0);
+await accessible(bobPage, 'goal as a viewer');
+await bobPage.getByRole('link', { name: 'Members' }).click();
+await bobPage.getByRole('heading', { name: 'Members', level: 1 }).waitFor();
+await bobPage.getByText('Admins invite people and change roles.').waitFor();
+assert.equal(await bobPage.locator('select[aria-label^="Role of"]').count(), 0);
+assert.equal(await bobPage.getByRole('button', { name: /^Remove / }).count(), 0);
+assert.equal(await bobPage.getByLabel('Their email').count(), 0);
+await accessible(bobPage, 'members as a viewer');
 // Both of Bob's organizations are in his switcher: his own and Acme.
 assert.equal(await bobPage.locator('#org-switcher option').count(), 2);
 
 // --- Another organization's user sees none of it, even at its address.
 const other = await person();
-await other.goto('/sign-up');
+// A sign-up (or sign-in) link whose next page is on another site goes nowhere but the console.
+await other.goto(`/sign-up?next=${encodeURIComponent('//evil.example/steal')}`);
 await other.getByLabel('Email').fill(mallory.email);
 await other.getByLabel('Password').fill(mallory.password);
 await other.getByLabel('Organization').fill('Mallory Inc');
 await other.getByRole('button', { name: 'Create account' }).click();
 await other.getByRole('heading', { name: 'Mallory Inc' }).waitFor();
+assert.equal(new URL(other.url()).origin, new URL(base).origin);
 assert.equal(await other.locator('.kpis > li').count(), 0);
 const options = await other.locator('#org-switcher option').allInnerTexts();
 assert.deepEqual(options, ['Mallory Inc']);
