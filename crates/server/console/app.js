@@ -995,10 +995,11 @@ async function membersPage(view, org) {
     orgSettingsNav(org, organization),
     can(organization, 'owner') ? h('p', {}, h('a', { href: `/v1/orgs/${org}/export`, download: `${organization.slug}.tar` },
       'Download the organization’s data (tar)')) : null,
-    h('table', { class: 'values members' },
+    // Scrolls inside its box at a phone's width, reachable from the keyboard as a region.
+    h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Members' }, h('table', { class: 'values members' },
       h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', admin ? 'Membership' : null]
         .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows)),
+      h('tbody', {}, rows))),
     !admin ? h('p', { class: 'hint' }, 'Admins invite people and change roles.') : h('section', { 'aria-labelledby': 'invite-heading' },
       h('h2', { id: 'invite-heading' }, 'Invite someone'),
       form([

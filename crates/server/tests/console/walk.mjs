@@ -661,6 +661,33 @@ const overflow = await phone.evaluate(() => document.documentElement.scrollWidth
 assert.ok(overflow <= 0, `the dashboard is ${overflow}px wider than a phone`);
 await accessible(phone, 'dashboard at phone width');
 await picture(phone, 'dashboard-phone');
+// Every other main page too: the page is never wider than the phone (a wide table, the board
+// and the week scroll inside their own box).
+const orgPath = new URL(dashboardUrl).pathname;
+async function noWiderThanThePhone() {
+  await phone.locator('main h1').waitFor();
+  await phone.waitForLoadState('networkidle');
+  const wider = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  // The elements reaching past the screen's edge, named for the failure's message.
+  const past = await phone.evaluate(() => [...document.querySelectorAll('main *')]
+    .filter((e) => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX === 'visible')
+    .slice(0, 3).map((e) => `${e.tagName.toLowerCase()}.${e.className} “${e.textContent.slice(0, 40)}”`));
+  assert.ok(wider <= 0, `${phone.url()} is ${wider}px wider than a phone: ${past.join('; ')}`);
+}
+for (const path of [new URL(entryUrl).pathname, ...['tools', 'customers', 'projects', 'calendar', 'content',
+  'assistant', 'members', 'teams', 'api-keys', 'activity', 'billing', 'integrations', 'tool-grants', 'tool-report']
+  .map((p) => `${orgPath}/${p}`), '/me']) {
+  await phone.goto(path);
+  await noWiderThanThePhone();
+}
+// And a page of each kind reached from its list.
+for (const [list, item] of [['', '.kpis > li a'], ['customers', 'tbody a'], ['projects', 'tbody a'], ['content', 'tbody a']]) {
+  await phone.goto(list ? `${orgPath}/${list}` : orgPath);
+  await phone.locator(item).first().click();
+  await phone.waitForURL((url) => url.pathname.split('/').length > orgPath.split('/').length + (list ? 1 : 0));
+  await noWiderThanThePhone();
+}
+await accessible(phone, 'pages at phone width');
 
 assert.deepEqual(violations, [], 'Content-Security-Policy violations or script errors');
 await browser.close();
