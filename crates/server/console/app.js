@@ -108,6 +108,47 @@ export function paged(path, first, container, row, [one, many]) {
   return more;
 }
 
+/** A customer as a choice names them: their name, and their company or email to tell two
+ *  of one name apart. */
+function customerText(customer) {
+  const other = customer.company || customer.email;
+  return other ? `${customer.name} (${other})` : customer.name;
+}
+
+/** A form field choosing one of the organization's customers, however many there are: the
+ *  matches of what is typed come from the API's search. `current` is the customer chosen now. */
+export function customerField(org, current, extra = {}) {
+  return {
+    name: 'customer_id',
+    label: 'Customer',
+    hint: 'Type a name; choose among the matches.',
+    find: async (text) => {
+      const query = text ? `q=${encodeURIComponent(text)}` : 'sort=name';
+      const found = await api('GET', `/v1/orgs/${org}/customers?${query}&limit=10`);
+      return found.items.map((c) => [c.id, customerText(c)]);
+    },
+    value: current ? current.id : null,
+    shown: current ? customerText(current) : '',
+    ...extra,
+  };
+}
+
+/**
+ * Customers' names by id, read when first asked for (a page names only its own rows' ones):
+ * `nameOf(id)` answers an element whose text becomes the name once read.
+ */
+export function customerNames(org, known = []) {
+  const names = new Map(known.map((c) => [c.id, Promise.resolve(c.name)]));
+  return (id) => {
+    if (!names.has(id)) {
+      names.set(id, api('GET', `/v1/orgs/${org}/customers/${id}`).then((c) => c.name, () => 'a customer'));
+    }
+    const element = h('span', {}, '…');
+    names.get(id).then((name) => { element.textContent = name; });
+    return element;
+  };
+}
+
 /** A moment, and a day, as the browser's language writes them. */
 export const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 export const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
@@ -299,12 +340,16 @@ export function problemText(error) {
  * anything else above the button. `type: 'textarea'` is a text area; `value` fills the field;
  * `parse(text)` turns a non-empty field's text into the value sent, or throws an Error whose
  * message is shown at the field and nothing is sent. An empty `clearable` field is sent as
- * `cleared` (default null). `submit` gets the values and the form. `idPrefix` keeps the ids
- * of two forms on one page apart.
+ * `cleared` (default null). `find(text)` makes a field of one among many: it answers the
+ * matches of what is typed as [value, text] pairs, offered as one types; `value` is then the
+ * current choice and `shown` its text. `submit` gets the values and the form. `idPrefix` keeps
+ * the ids of two forms on one page apart.
  */
 export function form(fields, submitLabel, submit, idPrefix = 'field') {
   const inputs = {};
   const errors = {};
+  // Of each `find` field: the value of each text offered so far.
+  const choices = {};
   const general = h('p', { class: 'form-error', role: 'alert' });
   const rows = fields.map((field) => {
     const id = `${idPrefix}-${field.name}`;
@@ -318,21 +363,36 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
       'aria-describedby': errorId,
     };
     let input;
+    let offered = null;
     if (field.options) {
       input = h('select', attributes,
         field.options.map(([value, text]) => h('option', { value, selected: value === field.value }, text)));
+    } else if (field.find) {
+      // One among many (a customer): typed, with matches offered as one types.
+      offered = h('datalist', { id: `${id}-matches` });
+      input = h('input', { type: 'text', list: offered.id, autocomplete: 'off', ...attributes });
+      choices[field.name] = new Map(field.value ? [[field.shown, field.value]] : []);
+      let timer;
+      input.addEventListener('input', () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => field.find(input.value.trim()).then((matches) => {
+          for (const [value, text] of matches) choices[field.name].set(text, value);
+          offered.replaceChildren(...matches.map(([, text]) => h('option', { value: text })));
+        }, () => {}), 200);
+      });
     } else if (field.type === 'textarea') {
       input = h('textarea', { rows: 3, ...attributes });
     } else {
       input = h('input', { type: field.type || 'text', ...attributes });
     }
-    if (field.value !== undefined && field.value !== null && !field.options) input.value = field.value;
+    if (field.value !== undefined && field.value !== null && !field.options) input.value = field.find ? field.shown : field.value;
     inputs[field.name] = input;
     errors[field.name] = h('p', { id: errorId, class: 'field-error' });
     return h('div', { class: 'field' },
       h('label', { for: id }, field.label),
       field.hint ? h('p', { class: 'hint' }, field.hint) : null,
       input,
+      offered,
       errors[field.name]);
   });
   const button = h('button', { type: 'submit' }, submitLabel);
@@ -360,6 +420,23 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
       // as null); an empty required one is sent, for the API to say what it needs.
       if (raw === '' && !field.required) {
         if (field.clearable) values[field.name] = 'cleared' in field ? field.cleared : null;
+        continue;
+      }
+      if (field.find) {
+        // What was offered, or else the one match the text names exactly.
+        let value = choices[field.name].get(raw);
+        if (value === undefined) {
+          const exact = await field.find(raw).then(
+            (matches) => matches.filter(([, text]) => text.toLowerCase() === raw.toLowerCase()), () => []);
+          if (exact.length === 1) [[value]] = exact;
+        }
+        if (value === undefined) {
+          errors[field.name].textContent = 'Choose one of the matches offered as you type.';
+          inputs[field.name].setAttribute('aria-invalid', 'true');
+          local = true;
+        } else {
+          values[field.name] = value;
+        }
         continue;
       }
       if (field.parse && raw !== '') {

@@ -4,7 +4,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, memberNames, attempt, ApiError,
-  shownOnce, every,
+  shownOnce, every, customerField, customerNames,
 } from './app.js';
 
 const STATUS_TEXT = {
@@ -42,12 +42,11 @@ export async function calendarPage(view, org) {
   const params = new URLSearchParams({ from: monday.toISOString(), to: next.toISOString() });
   if (who !== 'all') params.set('assigned_to', who);
   params.set('limit', '200');
-  const [organization, me, names, appointments, customers] = await Promise.all([
+  const [organization, me, names, appointments] = await Promise.all([
     view.bar(org), api('GET', '/v1/me'), memberNames(org),
-    every(`/v1/orgs/${org}/appointments?${params}`).then((all) => all.items),
-    api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
+    every(`/v1/orgs/${org}/appointments?${params}`).then((all) => all.items)]);
   const writer = can(organization, 'member');
-  const customerNames = new Map(customers.items.map((c) => [c.id, c.name]));
+  const customerName = customerNames(org);
   const here = (week, person) => {
     const q = new URLSearchParams({ week: isoDay(week) });
     if (person !== 'me') q.set('who', person);
@@ -68,10 +67,10 @@ export async function calendarPage(view, org) {
           h('p', { class: 'what' }, a.title),
           h('p', { class: 'hint' }, [
             STATUS_TEXT[a.status],
-            a.customer_id ? customerNames.get(a.customer_id) || 'a customer' : null,
+            a.customer_id ? customerName(a.customer_id) : null,
             who === 'me' ? null : (a.assigned_to ? names.get(a.assigned_to) || 'another member' : 'nobody'),
             a.location,
-          ].filter(Boolean).join(' · ')),
+          ].filter(Boolean).flatMap((part, i) => (i ? [' · ', part] : [part]))),
           a.meeting_url ? h('p', {}, h('a', { href: a.meeting_url, rel: 'noopener noreferrer', target: '_blank' }, 'Join the meeting')) : null,
           !writer || cancelled || a.status === 'completed' ? null : h('button', {
             type: 'button',
@@ -111,7 +110,7 @@ export async function calendarPage(view, org) {
           value: me.user.id,
           hint: 'The member it belongs to: one member never has two at once.',
         },
-        { name: 'customer_id', label: 'Customer', options: [['', 'None'], ...customers.items.map((c) => [c.id, c.name])] },
+        customerField(org, null, { hint: 'Optional. Type a name; choose among the matches.' }),
         { name: 'location', label: 'Where' },
         { name: 'meeting_url', label: 'Meeting link', type: 'url' },
       ], 'Book', async ({ day, start, end, ...rest }) => {

@@ -3,7 +3,7 @@
 
 import {
   api, h, status, navigate, render, link, can, READ_ONLY, form, progressBar, memberNames, importCsv,
-  attempt, filtersGo, day, paged,
+  attempt, filtersGo, day, paged, customerField, customerNames,
 } from './app.js';
 
 const CUSTOMER_STATUSES = [['lead', 'Lead'], ['prospect', 'Prospect'], ['active', 'Active'], ['churned', 'Churned']];
@@ -155,9 +155,9 @@ export async function customerPage(view, org, id) {
     h('section', { 'aria-labelledby': 'customer-projects-heading' },
       h('h2', { id: 'customer-projects-heading' }, 'Projects'),
       projects.items.length === 0 ? h('p', { class: 'empty' }, 'No projects for this customer yet.')
-        : projectTable(org, `/v1/orgs/${org}/projects?customer_id=${id}&limit=50`, projects, new Map([[customer.id, customer.name]])),
+        : projectTable(org, `/v1/orgs/${org}/projects?customer_id=${id}&limit=50`, projects, customerNames(org, [customer])),
       !writer ? null : h('details', { class: 'new' }, h('summary', {}, 'New project for this customer'),
-        form(projectFields(null, []), 'Add project', async (values) => {
+        form(projectFields(null, null), 'Add project', async (values) => {
           const created = await api('POST', `/v1/orgs/${org}/projects`, { ...values, customer_id: id });
           navigate(`/orgs/${org}/projects/${created.id}`);
         }, 'project'))),
@@ -176,18 +176,14 @@ export async function customerPage(view, org, id) {
 // ---------------------------------------------------------------------------------------------
 // Projects
 
-function projectFields(project, customers) {
+/** A project's fields; `customer` is its customer's field (none on a customer's own page),
+ *  from `customerField`. */
+function projectFields(project, customer) {
   const value = (name) => (project ? project[name] ?? undefined : undefined);
   const clearable = Boolean(project);
   return [
     { name: 'name', label: 'Name', required: true, value: value('name') },
-    customers.length === 0 ? null : {
-      name: 'customer_id',
-      label: 'Customer',
-      options: withCurrent([['', 'None'], ...customers.map((c) => [c.id, c.name])], value('customer_id'), 'The current customer'),
-      value: value('customer_id') || '',
-      clearable,
-    },
+    customer ? { ...customer, clearable } : null,
     { name: 'status', label: 'Status', options: PROJECT_STATUSES, value: value('status') },
     { name: 'priority', label: 'Priority', options: PRIORITIES, value: value('priority') || 'medium' },
     { name: 'start_date', label: 'Starts', type: 'date', value: value('start_date'), clearable },
@@ -198,11 +194,11 @@ function projectFields(project, customers) {
 }
 
 /** The projects of `first` (a page of `path`) as a table, with "Show more" for the rest. */
-function projectTable(org, path, first, customers) {
+function projectTable(org, path, first, nameOf) {
   const body = h('tbody', {});
   const more = paged(path, first, body, (p) => h('tr', {},
     h('td', {}, link(`/orgs/${org}/projects/${p.id}`, p.name)),
-    h('td', {}, p.customer_id ? customers.get(p.customer_id) || '—' : '—'),
+    h('td', {}, p.customer_id ? nameOf(p.customer_id) : '—'),
     h('td', {}, PROJECT_TEXT[p.status]),
     h('td', {}, PRIORITY_TEXT[p.priority]),
     h('td', {}, p.due_date || '—'),
@@ -215,11 +211,7 @@ function projectTable(org, path, first, customers) {
 export async function projectsPage(view, org) {
   const chosen = new URLSearchParams(location.search).get('status') || '';
   const projectsPath = `/v1/orgs/${org}/projects?limit=50${chosen ? `&status=${encodeURIComponent(chosen)}` : ''}`;
-  const [organization, projects, customers] = await Promise.all([
-    view.bar(org),
-    api('GET', projectsPath),
-    api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
-  const customerNames = new Map(customers.items.map((c) => [c.id, c.name]));
+  const [organization, projects] = await Promise.all([view.bar(org), api('GET', projectsPath)]);
   const filter = (value, words) => link(`/orgs/${org}/projects${value ? `?status=${value}` : ''}`, words,
     { 'aria-current': chosen === value ? 'page' : null });
   view.show('Projects',
@@ -227,9 +219,9 @@ export async function projectsPage(view, org) {
       filter('', 'All'), PROJECT_STATUSES.map(([value, words]) => filter(value, words))),
     projects.items.length === 0
       ? h('p', { class: 'empty' }, chosen ? 'No project has this status.' : 'No projects yet. Start one below; its tasks go on its board.')
-      : projectTable(org, projectsPath, projects, customerNames),
+      : projectTable(org, projectsPath, projects, customerNames(org)),
     !can(organization, 'member') ? h('p', { class: 'hint' }, READ_ONLY) : h('details', { class: 'new' }, h('summary', {}, 'New project'),
-      form(projectFields(null, customers.items), 'Add project', async (values) => {
+      form(projectFields(null, customerField(org, null)), 'Add project', async (values) => {
         const created = await api('POST', `/v1/orgs/${org}/projects`, values);
         navigate(`/orgs/${org}/projects/${created.id}`);
       })));
@@ -334,8 +326,7 @@ async function drawBoard(box, org, project, names, writer, focus) {
 
 export async function projectPage(view, org, id) {
   const url = `/v1/orgs/${org}/projects/${id}`;
-  const [organization, project, names, customers] = await Promise.all([
-    view.bar(org), api('GET', url), memberNames(org), api('GET', `/v1/orgs/${org}/customers?limit=100&sort=name`)]);
+  const [organization, project, names] = await Promise.all([view.bar(org), api('GET', url), memberNames(org)]);
   const writer = can(organization, 'member');
   const customer = project.customer_id
     ? await api('GET', `/v1/orgs/${org}/customers/${project.customer_id}`) : null;
@@ -371,7 +362,7 @@ export async function projectPage(view, org, id) {
         await drawBoard(board, org, id, names, writer, null);
       }, 'task')),
     !writer ? null : h('details', { class: 'new' }, h('summary', {}, 'Edit project'),
-      form(projectFields(project, customers.items), 'Save', async (values) => {
+      form(projectFields(project, customerField(org, customer)), 'Save', async (values) => {
         await api('PATCH', url, values);
         status('Project saved.');
         render();

@@ -357,7 +357,16 @@ async function book(title, from, until) {
   await page.getByRole('button', { name: 'Book', exact: true }).click();
 }
 await page.locator('summary', { hasText: 'Book an appointment' }).click();
-await page.getByLabel('Customer', { exact: true }).selectOption({ label: 'Ada Lovelace' });
+// A customer is found by typing: the matches come from the API's search, however many there are.
+const customerInput = page.getByLabel('Customer', { exact: true });
+await customerInput.fill('Lovelac');
+await book('Unknown customer', '07:00', '08:00');
+await page.locator('#book-customer_id-error', { hasText: 'Choose one of the matches' }).waitFor();
+await customerInput.fill('Ada');
+await page.locator('#book-customer_id-matches option').first().waitFor({ state: 'attached' });
+const offered = await page.locator('#book-customer_id-matches option').first().getAttribute('value');
+assert.match(offered, /^Ada Lovelace/);
+await customerInput.fill(offered);
 await book('Kick-off with Ada', '09:00', '10:00');
 const kickOff = page.locator('li.appointment', { hasText: 'Kick-off with Ada' });
 await kickOff.waitFor();
