@@ -822,23 +822,52 @@ function csvLines(text) {
  * turning each into the one sent; reports `done(answer)` or each bad row by its line in the
  * file. True when the rows were taken.
  */
+/** POSTs a CSV text with the session's CSRF token, telling `sent(share)` how much has gone up
+ *  (XMLHttpRequest: fetch says nothing of an upload's progress). Answers {status, answer}. */
+function upload(url, body, sent) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open('POST', url);
+    request.setRequestHeader('content-type', 'text/csv');
+    request.setRequestHeader('accept', 'application/json');
+    request.setRequestHeader('x-csrf-token', localStorage.getItem(CSRF_KEY) || '');
+    request.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) sent(event.loaded / event.total);
+    });
+    request.upload.addEventListener('load', () => sent(1));
+    request.addEventListener('load', () => resolve({ status: request.status, answer: readJson(request.responseText) || {} }));
+    request.addEventListener('error', reject);
+    request.send(body);
+  });
+}
+
 export async function importCsv(url, file, report, done, rewrite = { header: (r) => r, row: (r) => r }) {
   const failed = (message) => {
     report.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, message));
     return false;
   };
-  report.replaceChildren(h('p', {}, `Importing ${file.name}…`), h('progress', { 'aria-label': `Importing ${file.name}` }));
+  // How much of the file has gone up, then (its rows being checked and recorded) no measure.
+  const progress = h('progress', { max: 1, value: 0, 'aria-label': `Sending ${file.name}` });
+  const said = h('p', {}, `Sending ${file.name}…`);
+  report.replaceChildren(said, progress);
   let csv;
   let response;
   try {
     csv = csvLines(await file.text());
     if (!csv) return failed('The file is empty.');
-    response = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'text/csv', accept: 'application/json', 'x-csrf-token': localStorage.getItem(CSRF_KEY) || '' },
-      body: [rewrite.header(csv.header), ...csv.rows.map(([row]) => rewrite.row(row))].join('\n') + '\n',
-      credentials: 'same-origin',
-    });
+    const body = [rewrite.header(csv.header), ...csv.rows.map(([row]) => rewrite.row(row))].join('\n') + '\n';
+    const sent = (share) => {
+      progress.value = share;
+      if (share >= 1) {
+        said.textContent = `Recording the rows of ${file.name}…`;
+        progress.removeAttribute('value');
+        progress.setAttribute('aria-label', `Recording ${file.name}`);
+      }
+    };
+    response = await upload(url, body, sent);
+    if (response.status === 403 && response.answer.code === 'csrf_failed' && await refreshCsrf()) {
+      response = await upload(url, body, sent);
+    }
   } catch {
     return failed('The file could not be read or sent. Check the connection and try again.');
   }
@@ -846,8 +875,8 @@ export async function importCsv(url, file, report, done, rewrite = { header: (r)
     toSignIn();
     return false;
   }
-  const answer = await response.json().catch(() => ({}));
-  if (response.ok) {
+  const { answer } = response;
+  if (response.status >= 200 && response.status < 300) {
     const message = done(answer);
     report.replaceChildren(h('p', {}, message));
     status(message);
