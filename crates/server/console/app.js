@@ -35,19 +35,20 @@ export async function send(method, path, body, accept = 'application/json') {
     // A session this page did not open (signed in with Google, or in another tab) has a CSRF
     // token the page does not hold yet: read it back with the cookie, and try once more.
     const refusal = readJson(await response.text()) || {};
-    if (refusal.code !== 'csrf_failed' || !(await refreshCsrf())) throw new ApiError(403, refusal);
+    if (refusal.code !== 'csrf_failed') throw new ApiError(403, refusal);
+    await refreshCsrf();
     response = await once();
   }
   if (!response.ok) throw new ApiError(response.status, readJson(await response.text()) || {});
   return response;
 }
 
-/** Reads the session's CSRF token back (by its cookie); false when there is no session. */
+/** Reads the session's CSRF token back (by its cookie); without a session, an ApiError (401). */
 async function refreshCsrf() {
   const response = await fetch('/v1/auth/csrf', { headers: { accept: 'application/json' }, credentials: 'same-origin' });
-  if (!response.ok) return false;
-  localStorage.setItem(CSRF_KEY, (await response.json()).csrf_token);
-  return true;
+  const answer = readJson(await response.text()) || {};
+  if (!response.ok) throw new ApiError(response.status, answer);
+  localStorage.setItem(CSRF_KEY, answer.csrf_token);
 }
 
 /** A request whose answer is JSON (or nothing). */
@@ -77,7 +78,8 @@ export async function every(path) {
   do {
     const page = await api('GET', cursor ? afterCursor(path, cursor) : path);
     items.push(...page.items);
-    cursor = page.next_cursor;
+    // A cursor that does not move on would never end.
+    cursor = page.next_cursor === cursor ? null : page.next_cursor;
   } while (cursor);
   return { items };
 }
@@ -108,11 +110,19 @@ export function paged(path, first, container, row, [one, many]) {
   return more;
 }
 
-/** A customer as a choice names them: their name, and their company or email to tell two
+/** A customer as a choice names them: their name, with their company and email to tell two
  *  of one name apart. */
 function customerText(customer) {
-  const other = customer.company || customer.email;
+  const other = [customer.company, customer.email].filter(Boolean).join(', ');
   return other ? `${customer.name} (${other})` : customer.name;
+}
+
+// A text two different choices read alike: it chooses neither.
+const AMBIGUOUS = Symbol('ambiguous');
+
+function remember(choices, text, value) {
+  const known = choices.get(text);
+  choices.set(text, known === undefined || known === value ? value : AMBIGUOUS);
 }
 
 /** A form field choosing one of the organization's customers, however many there are: the
@@ -234,7 +244,7 @@ export function shownOnce(intro, secret) {
       h('button', {
         type: 'button',
         class: 'secondary',
-        onclick: () => navigator.clipboard.writeText(secret).then(
+        onclick: () => (navigator.clipboard ? navigator.clipboard.writeText(secret) : Promise.reject()).then(
           () => status('Copied.'),
           () => status('The browser did not let the console copy it: select it and copy it.')),
       }, 'Copy'),
@@ -280,7 +290,9 @@ function nextPath() {
   if (!next) return null;
   try {
     const url = new URL(next, location.origin);
-    return url.origin === location.origin ? url.pathname + url.search : null;
+    // A path of this console only (`/.//host` resolves here, to a path the browser reads as
+    // another host's).
+    return url.origin === location.origin && !url.pathname.startsWith('//') ? url.pathname + url.search : null;
   } catch {
     return null;
   }
@@ -376,7 +388,7 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
       input.addEventListener('input', () => {
         clearTimeout(timer);
         timer = setTimeout(() => field.find(input.value.trim()).then((matches) => {
-          for (const [value, text] of matches) choices[field.name].set(text, value);
+          for (const [value, text] of matches) remember(choices[field.name], text, value);
           offered.replaceChildren(...matches.map(([, text]) => h('option', { value: text })));
         }, () => {}), 200);
       });
@@ -399,6 +411,17 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
   const element = h('form', { novalidate: true }, rows, general, button);
   element.addEventListener('submit', async (event) => {
     event.preventDefault();
+    // One submission at a time: a field may wait for the API (a customer's search) before
+    // anything is sent.
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      await submitted();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  const submitted = async () => {
     general.textContent = '';
     for (const name of Object.keys(errors)) {
       errors[name].textContent = '';
@@ -429,8 +452,13 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
           const exact = await field.find(raw).then(
             (matches) => matches.filter(([, text]) => text.toLowerCase() === raw.toLowerCase()), () => []);
           if (exact.length === 1) [[value]] = exact;
+          else if (exact.length > 1) value = AMBIGUOUS;
         }
-        if (value === undefined) {
+        if (value === AMBIGUOUS) {
+          errors[field.name].textContent = 'More than one reads exactly so: tell them apart first (an email or company of their own).';
+          inputs[field.name].setAttribute('aria-invalid', 'true');
+          local = true;
+        } else if (value === undefined) {
           errors[field.name].textContent = 'Choose one of the matches offered as you type.';
           inputs[field.name].setAttribute('aria-invalid', 'true');
           local = true;
@@ -452,7 +480,6 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
       values[field.name] = field.type === 'number' ? Number(raw) : raw;
     }
     if (local) return;
-    button.disabled = true;
     try {
       await submit(values, element);
     } catch (error) {
@@ -476,10 +503,8 @@ export function form(fields, submitLabel, submit, idPrefix = 'field') {
         ? others.map((e) => `${e.field}: ${e.message}`).join(' ')
         : (named.length > 0 ? '' : error.message);
       if (named.length > 0) inputs[named[0].field].focus();
-    } finally {
-      button.disabled = false;
     }
-  });
+  };
   return element;
 }
 
@@ -494,7 +519,8 @@ function signedIn(answer) {
 const NEXT_KEY = 'tenantry.next';
 
 async function signInPage(view) {
-  const methods = await api('GET', '/v1/auth/methods');
+  // Without an answer, the password form alone.
+  const methods = await api('GET', '/v1/auth/methods').catch(() => ({ oidc: null }));
   view.plainBar();
   const failed = new URLSearchParams(location.search).get('failed') === 'oidc';
   view.show('Sign in',
@@ -504,7 +530,7 @@ async function signInPage(view) {
       class: 'button',
       onclick: () => {
         const next = nextPath();
-        if (next) sessionStorage.setItem(NEXT_KEY, next);
+        if (next) sessionStorage.setItem(NEXT_KEY, JSON.stringify({ next, at: Date.now() }));
         else sessionStorage.removeItem(NEXT_KEY);
       },
     }, `Sign in with ${methods.oidc === 'google' ? 'Google' : methods.oidc}`)) : null,
@@ -591,10 +617,16 @@ async function bar(org, current) {
 
 async function homePage(view) {
   // Back from Google: on to the page that asked for a sign-in (a path of this console only).
-  const next = sessionStorage.getItem(NEXT_KEY);
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(NEXT_KEY));
+  } catch {
+    saved = null;
+  }
   sessionStorage.removeItem(NEXT_KEY);
-  const back = next && new URL(next, location.origin);
-  if (back && back.origin === location.origin && back.pathname !== '/') {
+  // Only a sign-in of the last ten minutes (one given up leaves it behind).
+  const back = saved && Date.now() - saved.at < 600000 && new URL(saved.next, location.origin);
+  if (back && back.origin === location.origin && !back.pathname.startsWith('//') && back.pathname !== '/') {
     history.replaceState(null, '', back.pathname + back.search);
     return render();
   }
@@ -836,7 +868,7 @@ function upload(url, body, sent) {
     });
     request.upload.addEventListener('load', () => sent(1));
     request.addEventListener('load', () => resolve({ status: request.status, answer: readJson(request.responseText) || {} }));
-    request.addEventListener('error', reject);
+    for (const failure of ['error', 'abort', 'timeout']) request.addEventListener(failure, reject);
     request.send(body);
   });
 }

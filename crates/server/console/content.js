@@ -118,9 +118,9 @@ function linkTarget(element) {
 
 function previewOf(html) {
   // A column's alignment comes as a style attribute, which even an inert document of this page
-  // is refused (its policy): read as data instead. (Raw HTML in the text is already escaped, so
-  // only the cells' own attributes read so.)
-  const aligned = html.replace(/ style="text-align: (left|center|right)"/g, ' data-align="$1"');
+  // is refused (its policy): read as data instead, in the cells' own tags only (raw HTML in the
+  // text is already escaped, so no text reads as a tag).
+  const aligned = html.replace(/<(t[hd]) style="text-align: (left|center|right)">/g, '<$1 data-align="$2">');
   const inert = new DOMParser().parseFromString(aligned, 'text/html');
   return [...inert.body.childNodes].map(rebuilt).filter(Boolean);
 }

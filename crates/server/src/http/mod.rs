@@ -241,11 +241,16 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Headers every response carries: no content sniffing, no referrer sent elsewhere; and on HTML
-/// pages a Content-Security-Policy (a page's own, stricter one stays) and no framing.
+/// Headers every response carries: no content sniffing, no referrer sent elsewhere, nothing
+/// stored by a cache unless the route says how (an answer may hold a CSRF token or a tenant's
+/// data, and a cookie is not a header shared caches key on); and on HTML pages a
+/// Content-Security-Policy (a page's own, stricter one stays) and no framing.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     use axum::http::{header, HeaderValue};
     let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

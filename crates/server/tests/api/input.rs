@@ -134,6 +134,7 @@ async fn every_response_carries_the_security_headers() {
     for (path, html) in [
         ("/healthz", false),
         ("/v1/orgs", false),
+        ("/v1/auth/csrf", false),
         ("/nowhere", false),
         ("/docs", true),
     ] {
@@ -145,6 +146,10 @@ async fn every_response_carries_the_security_headers() {
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        // Unless a route says how it may be cached (the reference's assets, public pages).
+        if !html {
+            assert_eq!(headers["cache-control"], "no-store", "{path}");
+        }
         let csp = headers
             .get("content-security-policy")
             .and_then(|v| v.to_str().ok());

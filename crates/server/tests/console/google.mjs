@@ -36,9 +36,10 @@ await grace.waitForURL(`${base}/me`);
 await grace.getByRole('heading', { name: 'Your profile', level: 1 }).waitFor();
 await grace.getByText('Signed in as grace@example.com.').waitFor();
 
-// Nothing a script can read holds the session's token: the answer to the page had none.
-const stored = await grace.evaluate(() => JSON.stringify({ ...localStorage, ...sessionStorage }) + document.cookie);
-assert.doesNotMatch(stored, /tnt_s_/);
+// The browser holds the session as an HttpOnly cookie only: no script of the page can read it.
+const cookies = await grace.context().cookies();
+assert.ok(cookies.some((c) => c.name === 'tenantry_session' && c.httpOnly), JSON.stringify(cookies.map((c) => c.name)));
+assert.doesNotMatch(await grace.evaluate(() => document.cookie), /tenantry_session/);
 
 // Her first write has no CSRF token yet: the console reads it back by the cookie, and saves.
 await grace.getByLabel('Name', { exact: true }).fill('Grace B. Hopper');

@@ -20,6 +20,14 @@ const mallory = { email: `mallory-${stamp}@example.com`, password: 'another long
 
 // --- A new user: the root asks them to sign in, and they sign up instead.
 const page = await person();
+// Every sign-in and sign-up answer the console's page reads: none may hold the bearer token
+// (the HttpOnly cookie is the page's only credential).
+const sessionsAnswered = [];
+page.on('response', async (response) => {
+  if (/\/v1\/auth\/sign(in|up)$/.test(new URL(response.url()).pathname) && response.ok()) {
+    sessionsAnswered.push(await response.json());
+  }
+});
 await page.goto('/');
 await page.waitForURL('**/sign-in');
 await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -638,7 +646,7 @@ assert.equal(await bobPage.locator('#org-switcher option').count(), 2);
 // --- Another organization's user sees none of it, even at its address.
 const other = await person();
 // A sign-up (or sign-in) link whose next page is on another site goes nowhere but the console.
-await other.goto(`/sign-up?next=${encodeURIComponent('//evil.example/steal')}`);
+await other.goto(`/sign-up?next=${encodeURIComponent('/.//evil.example/steal')}`);
 await other.getByLabel('Email').fill(mallory.email);
 await other.getByLabel('Password').fill(mallory.password);
 await other.getByLabel('Organization').fill('Mallory Inc');
@@ -697,6 +705,13 @@ for (const [list, item] of [['', '.kpis > li a'], ['customers', 'tbody a'], ['pr
   await noWiderThanThePhone();
 }
 await accessible(phone, 'pages at phone width');
+
+// Alice signed up and in twice on her page: each answer had its CSRF token and no bearer token.
+assert.ok(sessionsAnswered.length >= 2, `${sessionsAnswered.length} sign-in answers seen`);
+for (const answer of sessionsAnswered) {
+  assert.ok(answer.session.csrf_token, JSON.stringify(answer));
+  assert.equal(answer.session.token, undefined, 'a sign-in answer to the console held the bearer token');
+}
 
 assert.deepEqual(violations, [], 'Content-Security-Policy violations or script errors');
 await browser.close();
