@@ -252,7 +252,7 @@ export function shownOnce(intro, secret) {
         type: 'button',
         class: 'secondary',
         onclick: () => {
-          const heading = document.querySelector('main h1');
+          const heading = document.querySelector('main > h1');
           box.remove();
           heading?.focus();
           status('Taken off the page; it is not shown again.');
@@ -1314,8 +1314,8 @@ export async function render() {
     // (after a Save) leaves it where it is, or, when the element that had it was drawn again,
     // puts it on the new one (the Save button again); else on the heading.
     const lost = !document.activeElement || document.activeElement === document.body;
-    if (arrived) document.querySelector('main h1')?.focus({ preventScroll: true });
-    else if (lost) (focusMarked(focused) || document.querySelector('main h1'))?.focus();
+    if (arrived) document.querySelector('main > h1')?.focus({ preventScroll: true });
+    else if (lost) (focusMarked(focused) || document.querySelector('main > h1'))?.focus();
   } catch (error) {
     if (!current()) return;
     if (error instanceof ApiError && error.status === 401) {

@@ -682,7 +682,7 @@ await picture(phone, 'dashboard-phone');
 // and the week scroll inside their own box).
 const orgPath = new URL(dashboardUrl).pathname;
 async function noWiderThanThePhone() {
-  await phone.locator('main h1').waitFor();
+  await phone.locator('main > h1').waitFor();
   await phone.waitForLoadState('networkidle');
   const wider = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   // The elements reaching past the screen's edge, named for the failure's message.
