@@ -45,10 +45,7 @@ export async function send(method, path, body, accept = 'application/json') {
 
 /** Reads the session's CSRF token back (by its cookie); without a session, an ApiError (401). */
 async function refreshCsrf() {
-  const response = await fetch('/v1/auth/csrf', { headers: { accept: 'application/json' }, credentials: 'same-origin' });
-  const answer = readJson(await response.text()) || {};
-  if (!response.ok) throw new ApiError(response.status, answer);
-  localStorage.setItem(CSRF_KEY, answer.csrf_token);
+  localStorage.setItem(CSRF_KEY, (await api('GET', '/v1/auth/csrf')).csrf_token);
 }
 
 /** A request whose answer is JSON (or nothing). */
